@@ -1,0 +1,1 @@
+"""ensureStudy AI service (FastAPI): `uvicorn app.main:app`."""

@@ -1,0 +1,89 @@
+//! The command line (clap derive). Parsing only; `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devstack",
+    version,
+    about = "Run a whole development stack — containers and native processes — from one stack.yaml",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Stack file; repeat to merge several in order (later files override earlier ones).
+    /// Default: `stack.yaml` in the current folder or the nearest parent that has one.
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Project name (default: `name:` in the stack file, else its folder's name).
+    #[arg(
+        short = 'p',
+        long = "project-name",
+        value_name = "NAME",
+        global = true,
+        env = "DEVSTACK_PROJECT_NAME"
+    )]
+    pub project_name: Option<String>,
+
+    /// devstack's own tracing on stderr (-v debug, -vv trace).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// No colours (also when `NO_COLOR` is set or output is not a terminal).
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the stack files and exit 0, or print every problem and exit 2.
+    Validate,
+
+    /// Print the resolved stack (merged, interpolated, defaults filled in).
+    Config(ConfigArgs),
+
+    /// Print the dependency graph: start levels, or a tree.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the values of secret-looking keys (`*PASSWORD*`, `*SECRET*`, `*KEY*`, `*TOKEN*`)
+    /// and passwords in URLs instead of masking them.
+    #[arg(long)]
+    pub show_secrets: bool,
+
+    /// Print only the service names, one per line.
+    #[arg(long, conflicts_with_all = ["json", "show_secrets"])]
+    pub services: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Only these services and what they depend on.
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Show a dependency tree instead of start levels.
+    #[arg(long, conflicts_with = "json")]
+    pub tree: bool,
+
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}

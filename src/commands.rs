@@ -1,0 +1,215 @@
+//! What each subcommand does, on top of the loaded stack. Output goes to the writers given, so
+//! tests can read it.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
+use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
+use crate::error::Error;
+use crate::graph::Graph;
+
+/// Where a command runs and how it prints.
+pub struct Env<'a> {
+    pub cwd: PathBuf,
+    pub vars: &'a dyn Fn(&str) -> Option<String>,
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+}
+
+pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
+    let loaded = load(cli, env)?;
+    match &cli.command {
+        Command::Validate => validate(&loaded, env),
+        Command::Config(args) => show_config(&loaded.stack, args, env),
+        Command::Graph(args) => graph(&loaded.stack, args, env),
+    }
+}
+
+fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
+    let opts = LoadOptions {
+        files: cli.global.files.clone(),
+        project_name: cli.global.project_name.clone(),
+        cwd: env.cwd.clone(),
+    };
+    let loaded = config::load(&opts, env.vars)?;
+    for w in &loaded.warnings {
+        writeln!(env.err, "warning: {w}")?;
+    }
+    Ok(loaded)
+}
+
+fn validate(loaded: &Loaded, env: &mut Env<'_>) -> Result<(), Error> {
+    let stack = &loaded.stack;
+    let containers = stack.services.values().filter(|s| s.is_container()).count();
+    let files: Vec<String> = stack
+        .files
+        .iter()
+        .map(|f| f.strip_prefix(&env.cwd).unwrap_or(f).display().to_string())
+        .collect();
+    writeln!(
+        env.out,
+        "{}: ok — project `{}`, {} services ({} containers, {} processes)",
+        files.join(" + "),
+        stack.name,
+        stack.services.len(),
+        containers,
+        stack.services.len() - containers
+    )?;
+    Ok(())
+}
+
+fn show_config(stack: &Stack, args: &ConfigArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    if args.services {
+        for name in stack.services.keys() {
+            writeln!(env.out, "{name}")?;
+        }
+        return Ok(());
+    }
+    let value = config::show::display_value(stack, args.show_secrets);
+    let text = if args.json {
+        serde_json::to_string_pretty(&value).map_err(|e| Error::Encode(e.to_string()))? + "\n"
+    } else {
+        serde_yaml::to_string(&value).map_err(|e| Error::Encode(e.to_string()))?
+    };
+    env.out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn selected(stack: &Stack, names: &[String]) -> Result<(Graph, Vec<String>), Error> {
+    let full = Graph::from_stack(stack);
+    if names.is_empty() {
+        let all = full.start_order();
+        return Ok((full, all));
+    }
+    match full.closure(names.iter().map(String::as_str)) {
+        Ok(sel) => Ok((full.subset(&sel), sel)),
+        Err(unknown) => {
+            let name = &unknown[0];
+            Err(Error::Usage {
+                message: format!("no service `{name}` in the stack"),
+                help: did_you_mean(name, stack.services.keys().map(String::as_str)).or_else(|| {
+                    Some(format!(
+                        "the services are {}",
+                        stack
+                            .services
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }),
+            })
+        }
+    }
+}
+
+fn graph(stack: &Stack, args: &GraphArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let (graph, _) = selected(stack, &args.services)?;
+    let levels = graph.levels();
+    if args.json {
+        let services: serde_json::Map<String, serde_json::Value> = graph
+            .names()
+            .map(|n| {
+                let svc = &stack.services[n];
+                (
+                    n.to_string(),
+                    json!({
+                        "kind": svc.kind_name(),
+                        "depends_on": svc.depends_on,
+                        "dependents": graph.dependents(n),
+                    }),
+                )
+            })
+            .collect();
+        let v = json!({
+            "levels": levels,
+            "start_order": graph.start_order(),
+            "stop_order": graph.stop_order(),
+            "services": services,
+        });
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+        return Ok(());
+    }
+    if args.tree {
+        let roots: Vec<&str> = graph
+            .names()
+            .filter(|n| graph.dependents(n).is_empty())
+            .collect();
+        for root in roots {
+            writeln!(env.out, "{}", label(stack, root, None))?;
+            tree(stack, &graph, root, "", env.out)?;
+        }
+        return Ok(());
+    }
+    writeln!(env.out, "start levels (a service starts as soon as its own dependencies are ready; stop runs in reverse):")?;
+    let width = levels.iter().flatten().map(String::len).max().unwrap_or(0);
+    for (i, level) in levels.iter().enumerate() {
+        for (j, name) in level.iter().enumerate() {
+            let head = if j == 0 {
+                format!("{:>3}.", i + 1)
+            } else {
+                "    ".to_string()
+            };
+            let deps = graph.dependencies(name);
+            let svc = &stack.services[name.as_str()];
+            let after = if deps.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<String> = deps
+                    .iter()
+                    .map(|d| match svc.depends_on.get(d) {
+                        Some(Condition::Ready) | None => d.clone(),
+                        Some(c) => format!("{d} ({})", condition_name(*c)),
+                    })
+                    .collect();
+                format!("after {}", parts.join(", "))
+            };
+            let line = format!("{head} {name:<width$}  {:<9}  {after}", svc.kind_name());
+            writeln!(env.out, "{}", line.trim_end())?;
+        }
+    }
+    Ok(())
+}
+
+fn condition_name(c: Condition) -> &'static str {
+    match c {
+        Condition::Ready => "ready",
+        Condition::Started => "started",
+        Condition::Completed => "completed",
+    }
+}
+
+fn label(stack: &Stack, name: &str, cond: Option<Condition>) -> String {
+    let kind = stack.services.get(name).map_or("", |s| s.kind_name());
+    match cond {
+        Some(c) if c != Condition::Ready => format!("{name} ({kind}, when {})", condition_name(c)),
+        _ => format!("{name} ({kind})"),
+    }
+}
+
+fn tree(
+    stack: &Stack,
+    graph: &Graph,
+    name: &str,
+    prefix: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let deps = graph.dependencies(name);
+    for (i, d) in deps.iter().enumerate() {
+        let last = i + 1 == deps.len();
+        let cond = stack.services[name].depends_on.get(d).copied();
+        writeln!(
+            out,
+            "{prefix}{}{}",
+            if last { "└── " } else { "├── " },
+            label(stack, d, cond)
+        )?;
+        let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+        tree(stack, graph, d, &child_prefix, out)?;
+    }
+    Ok(())
+}
