@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::*;
 
+#[rustfmt::skip]
 const TOKENS: &[&str] = &[
     ":", "-", "- ", "{", "}", "[", "]", "\"", "'", "\t", "&a ", "*a", "<<: *a", "$", "${", "${X:?need x}", "${port:",
     "${port:postgres:5432}", "${port:nope:1}", "#", "!", "!!binary ", "|", ">", "%", "@", "\n", "  ", "? ", ",", "~",
@@ -38,7 +39,10 @@ fn mutate(rng: &mut fastrand::Rng, input: &[u8]) -> Vec<u8> {
             }
             3 => {
                 let l = &mut lines[li];
-                let at = (0..=l.len()).filter(|i| l.is_char_boundary(*i)).nth(rng.usize(..=l.chars().count())).unwrap_or(0);
+                let at = (0..=l.len())
+                    .filter(|i| l.is_char_boundary(*i))
+                    .nth(rng.usize(..=l.chars().count()))
+                    .unwrap_or(0);
                 l.insert_str(at, TOKENS[rng.usize(..TOKENS.len())]);
             }
             4 => {
@@ -96,7 +100,10 @@ fn load_in(dir: &Path) -> Result<(), String> {
     match devstack::config::load(&opts, &|k| (k == "HOME").then(|| "/home/x".to_string())) {
         Ok(_) => Ok(()),
         Err(e) => {
-            assert!(!e.diagnostics.is_empty(), "an error names at least one problem");
+            assert!(
+                !e.diagnostics.is_empty(),
+                "an error names at least one problem"
+            );
             let text = e.render(false);
             assert!(!text.trim().is_empty());
             Err(text)
@@ -121,7 +128,10 @@ fn loader_never_panics_on_mutated_stacks() {
             Err(_) => {
                 let keep = std::env::temp_dir().join(format!("devstack-fuzz-panic-{i}.yaml"));
                 std::fs::write(&keep, &input).unwrap();
-                panic!("the loader panicked on mutation {i}; input saved to {}", keep.display());
+                panic!(
+                    "the loader panicked on mutation {i}; input saved to {}",
+                    keep.display()
+                );
             }
         }
     }
