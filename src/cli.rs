@@ -36,8 +36,8 @@ pub struct GlobalArgs {
     )]
     pub project_name: Option<String>,
 
-    /// devstack's own tracing on stderr (-v debug, -vv trace).
-    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    /// devstack's own tracing on stderr (-v debug, -vv trace); before the subcommand.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     /// No colours (also when `NO_COLOR` is set or output is not a terminal).
@@ -55,6 +55,45 @@ pub enum Command {
 
     /// Print the dependency graph: start levels, or a tree.
     Graph(GraphArgs),
+
+    /// Start the stack (or the named services and what they depend on) in dependency order.
+    Up(UpArgs),
+
+    /// Stop and remove the project's containers and network; `-v` also its named volumes.
+    Down(DownArgs),
+
+    /// Show the project's services: kind, state, ports, health, uptime.
+    Ps(PsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Only these services (and what they depend on).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Return once every selected service is ready, leaving it running (for scripts); exit
+    /// non-zero with the diagnostics if one does not get ready.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the project's named volumes (their data is lost).
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+
+    /// Also remove containers of this project whose service is no longer in the stack file.
+    #[arg(long)]
+    pub remove_orphans: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

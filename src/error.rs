@@ -1,11 +1,13 @@
-//! The top-level error and the exit codes scripts rely on.
+//! The top-level error, its exit code, and how each is told to a person.
 
 use crate::config::ConfigError;
+use crate::orchestrator::run::{NotReadyReport, PortConflict};
+use crate::runtime::RuntimeError;
 
 /// Exit codes. Stable: scripts and CI branch on them; the README lists them.
 pub mod exit {
     pub const OK: i32 = 0;
-    /// An unexpected failure (I/O, a bug): the message says what.
+    /// An unexpected failure (I/O, an engine error): the message says what.
     pub const FAILURE: i32 = 1;
     /// Bad command line or stack file: nothing was started.
     pub const CONFIG: i32 = 2;
@@ -23,7 +25,7 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The stack files are wrong; rendered with snippets by `main`.
+    /// The stack files are wrong; rendered with snippets.
     #[error(transparent)]
     Config(#[from] ConfigError),
 
@@ -34,6 +36,24 @@ pub enum Error {
         help: Option<String>,
     },
 
+    #[error("{0}")]
+    DockerUnavailable(String),
+
+    #[error("host ports are taken")]
+    PortConflicts(Vec<PortConflict>),
+
+    #[error("service `{}` did not become ready: {}", .0.service, .0.reason)]
+    NotReady(Box<NotReadyReport>),
+
+    #[error("image `{image}` is not available: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+
+    #[error("interrupted")]
+    Interrupted,
+
+    #[error("{0}")]
+    Engine(String),
+
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 
@@ -41,11 +61,80 @@ pub enum Error {
     Encode(String),
 }
 
+impl From<RuntimeError> for Error {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Unavailable(m) => Error::DockerUnavailable(m),
+            RuntimeError::ImageUnavailable { image, reason } => {
+                Error::ImageUnavailable { image, reason }
+            }
+            RuntimeError::Engine(m) => Error::Engine(m),
+        }
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage { .. } => exit::CONFIG,
-            Error::Output(_) | Error::Encode(_) => exit::FAILURE,
+            Error::DockerUnavailable(_) => exit::DOCKER_UNAVAILABLE,
+            Error::PortConflicts(_) => exit::PORT_CONFLICT,
+            Error::NotReady(_) => exit::NOT_READY,
+            Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Engine(_) | Error::Output(_) | Error::Encode(_) => exit::FAILURE,
+        }
+    }
+
+    /// The full message for stderr: what failed, the details, and what to do.
+    pub fn render(&self, color: bool) -> String {
+        let (red, bold, reset) = if color {
+            ("\x1b[31m", "\x1b[1m", "\x1b[0m")
+        } else {
+            ("", "", "")
+        };
+        let head = |msg: &str| format!("{red}{bold}error{reset}{bold}: {msg}{reset}\n");
+        match self {
+            Error::Config(c) => c.render(color),
+            Error::Usage { message, help } => {
+                let mut s = head(message);
+                if let Some(h) = help {
+                    s.push_str(&format!("  help: {h}\n"));
+                }
+                s
+            }
+            Error::DockerUnavailable(m) => format!(
+                "{}  help: start the engine (`sudo systemctl start docker`, or `sudo dockerd &`), or point DOCKER_HOST at one that runs; `devstack doctor` checks the machine\n",
+                head(m)
+            ),
+            Error::PortConflicts(cs) => {
+                let mut s = String::new();
+                for c in cs {
+                    s.push_str(&head(&format!("host port {} for `{}` is taken by {}", c.address, c.service, c.holder)));
+                }
+                s.push_str("  help: stop what holds the port, or publish the service on another host port in a local overlay\n        (e.g. `-f stack.yaml -f stack.local.yaml` with `ports: [\"15432:5432\"]`); nothing was started\n");
+                s
+            }
+            Error::NotReady(r) => {
+                let mut s = head(&format!("service `{}` did not become ready: {}", r.service, r.reason));
+                s.push_str(&format!("  probe: {}\n", r.probe));
+                if r.tail.is_empty() {
+                    s.push_str(&format!("  `{}` printed nothing\n", r.service));
+                } else {
+                    s.push_str(&format!("  last {} lines of `{}`:\n", r.tail.len(), r.service));
+                    for l in &r.tail {
+                        s.push_str(&format!("    | {l}\n"));
+                    }
+                }
+                s.push_str("  help: what was started has been stopped; `devstack up` again after fixing, or raise `ready.timeout`\n");
+                s
+            }
+            Error::ImageUnavailable { image, reason } => format!(
+                "{}  help: this machine may reach no image registry: build local images with `scripts/offline-images.sh`, then run again\n",
+                head(&format!("image `{image}` is not available: {reason}"))
+            ),
+            Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => String::new(),
+            other => head(&other.to_string()),
         }
     }
 }

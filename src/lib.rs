@@ -4,5 +4,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod graph;
+pub mod logs;
+pub mod orchestrator;
+pub mod plan;
+pub mod ports;
+pub mod probe;
+pub mod readiness;
+pub mod runtime;

@@ -24,15 +24,15 @@ fn main() -> ExitCode {
         }
     };
     let vars = |k: &str| std::env::var(k).ok();
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    // Unlocked handles: the log writer thread and tracing write to the same streams.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let mut env = Env {
         cwd,
         vars: &vars,
         out: &mut out,
         err: &mut err,
+        no_color: cli.global.no_color,
     };
     let result = commands::run(&cli, &mut env);
     drop(env);
@@ -46,18 +46,7 @@ fn main() -> ExitCode {
 }
 
 fn report(e: &Error, color: bool) {
-    match e {
-        Error::Config(c) => eprint!("{}", c.render(color)),
-        Error::Usage { message, help } => {
-            eprintln!("error: {message}");
-            if let Some(h) = help {
-                eprintln!("  help: {h}");
-            }
-        }
-        // A closed pipe (`devstack config | head`) is not worth a message.
-        Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => eprintln!("error: {other}"),
-    }
+    eprint!("{}", e.render(color));
 }
 
 fn init_tracing(verbose: u8, color: bool) {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+mod stack_ops;
+
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
 use crate::error::Error;
@@ -17,6 +19,8 @@ pub struct Env<'a> {
     pub vars: &'a dyn Fn(&str) -> Option<String>,
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
+    /// `--no-color` was given.
+    pub no_color: bool,
 }
 
 pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
@@ -25,6 +29,9 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
+        Command::Up(args) => stack_ops::up(&loaded.stack, args, env),
+        Command::Down(args) => stack_ops::down(&loaded.stack, args, env),
+        Command::Ps(args) => stack_ops::ps(&loaded.stack, args, env),
     }
 }
 
@@ -76,6 +83,12 @@ fn show_config(stack: &Stack, args: &ConfigArgs, env: &mut Env<'_>) -> Result<()
     };
     env.out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The named services and everything they depend on, in start order; all when none are named.
+pub fn selected_services(stack: &Stack, names: &[String]) -> Result<Vec<String>, Error> {
+    let (graph, _) = selected(stack, names)?;
+    Ok(graph.start_order())
 }
 
 fn selected(stack: &Stack, names: &[String]) -> Result<(Graph, Vec<String>), Error> {

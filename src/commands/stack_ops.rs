@@ -1,0 +1,311 @@
+//! `up`, `down` and `ps`: the commands that talk to the engine. Each builds a tokio runtime of
+//! its own; the pure commands stay synchronous.
+
+use std::io::{IsTerminal, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{selected_services, Env};
+use crate::cli::{DownArgs, PsArgs, UpArgs};
+use crate::config::Stack;
+use crate::docker::DockerRuntime;
+use crate::error::Error;
+use crate::logs::render::{local_utc_offset, Renderer};
+use crate::orchestrator::{self, DownRequest, UpError, UpOutcome, UpRequest};
+use crate::plan::{container_name, PortMode};
+use crate::runtime::ContainerRuntime;
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP as a stream of interrupts; the third one exits at once.
+fn interrupts() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let installed = ctrlc::set_handler(move || {
+        if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
+            std::process::exit(crate::error::exit::INTERRUPTED);
+        }
+        // The receiver lives as long as the command; after that nobody needs the signal.
+        let _ = tx.send(());
+    });
+    if let Err(e) = installed {
+        tracing::warn!("cannot install the signal handler: {e}");
+    }
+    rx
+}
+
+/// Service names are padded to the longest (within reason), `devstack` included.
+fn log_width(selected: &[String]) -> usize {
+    selected
+        .iter()
+        .map(String::len)
+        .chain(std::iter::once("devstack".len()))
+        .max()
+        .unwrap_or(8)
+        .min(24)
+}
+
+fn color_for(stdout: bool, env: &Env<'_>) -> bool {
+    let no_color = (env.vars)("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let tty = if stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    tty && !no_color && !env.no_color
+}
+
+pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let selected = selected_services(stack, &args.services)?;
+    // With --wait the caller is a script: progress goes to stderr, stdout stays clean.
+    let to_stdout = !args.wait;
+    let renderer = Renderer {
+        width: log_width(&selected),
+        color: color_for(to_stdout, env),
+        utc_offset: local_utc_offset(),
+    };
+    let out: Box<dyn Write + Send> = if to_stdout {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(std::io::stderr())
+    };
+    let (logs, writer) = crate::logs::spawn(out, renderer, orchestrator::run::TAIL_LINES);
+    let mut signals = interrupts();
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let docker = DockerRuntime::connect().await?;
+        let req = UpRequest {
+            stack,
+            selected: selected.clone(),
+            wait: args.wait,
+            port_mode: PortMode::AsWritten,
+        };
+        orchestrator::up(&docker, req, logs.clone(), &mut signals)
+            .await
+            .map_err(|e| match e {
+                UpError::PortConflicts(c) => Error::PortConflicts(c),
+                UpError::Runtime(e) => e.into(),
+                UpError::NotReady(r) => Error::NotReady(r),
+                UpError::Interrupted => Error::Interrupted,
+            })
+    });
+    drop(logs);
+    // The writer ends once every handle is gone; join so no line is lost.
+    let _ = writer.join();
+    match result? {
+        UpOutcome::Ready { ports } => {
+            let mut published: Vec<String> = Vec::new();
+            for (service, p) in ports.all() {
+                if selected.iter().any(|s| s == service) {
+                    published.push(format!(
+                        "{service} {}:{}->{}",
+                        p.host_ip, p.host_port, p.container_port
+                    ));
+                }
+            }
+            writeln!(env.err, "ready: {}", selected.join(", "))?;
+            for p in published {
+                writeln!(env.err, "  {p}")?;
+            }
+            Ok(())
+        }
+        UpOutcome::Stopped => Err(Error::Interrupted),
+    }
+}
+
+pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let renderer = Renderer {
+        width: log_width(&stack.services.keys().cloned().collect::<Vec<_>>()),
+        color: color_for(false, env),
+        utc_offset: local_utc_offset(),
+    };
+    let (logs, writer) = crate::logs::spawn(Box::new(std::io::stderr()), renderer, 1);
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let docker = DockerRuntime::connect().await?;
+        let req = DownRequest {
+            stack,
+            volumes: args.volumes,
+            remove_orphans: args.remove_orphans,
+        };
+        orchestrator::down(&docker, req, &logs)
+            .await
+            .map_err(Error::from)
+    });
+    drop(logs);
+    let _ = writer.join();
+    let report = result?;
+    if report.removed.is_empty() {
+        writeln!(env.err, "nothing to remove for project `{}`", stack.name)?;
+    }
+    if !report.orphans_left.is_empty() {
+        writeln!(
+            env.err,
+            "note: left {} container(s) of services no longer in the stack: {} (use `down --remove-orphans`)",
+            report.orphans_left.len(),
+            report.orphans_left.join(", ")
+        )?;
+    }
+    if !args.volumes {
+        // Named volumes hold the user's data; say they were kept.
+        let rt2 = runtime()?;
+        let kept = rt2.block_on(async {
+            DockerRuntime::connect()
+                .await?
+                .list_volumes(&stack.name)
+                .await
+                .map_err(Error::from)
+        })?;
+        if !kept.is_empty() {
+            writeln!(
+                env.err,
+                "kept volumes: {} (`down -v` removes them)",
+                kept.iter()
+                    .map(|(f, _)| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn uptime(started_at: Option<i64>) -> String {
+    let Some(s) = started_at else {
+        return "-".to_string();
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let secs = (now - s).max(0) as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let rt = runtime()?;
+    let containers = rt.block_on(async {
+        DockerRuntime::connect()
+            .await?
+            .list(&stack.name)
+            .await
+            .map_err(Error::from)
+    })?;
+    let mut rows = Vec::new();
+    for (name, svc) in &stack.services {
+        if !svc.is_container() {
+            continue;
+        }
+        let c = containers.iter().find(|c| &c.service == name);
+        let ports: Vec<String> = c
+            .map(|c| {
+                c.ports
+                    .iter()
+                    .map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push(json!({
+            "service": name,
+            "kind": svc.kind_name(),
+            "container": c.map_or_else(|| container_name(&stack.name, name), |c| c.name.clone()),
+            "state": c.map_or("not created", |c| c.status.as_str()),
+            "exit_code": c.and_then(|c| (c.status.as_str() == "exited").then_some(c.exit_code).flatten()),
+            "ports": ports,
+            "health": c.and_then(|c| c.health.clone()),
+            "uptime": c.filter(|c| c.status.as_str() == "running").map(|c| uptime(c.started_at)),
+        }));
+    }
+    for c in containers
+        .iter()
+        .filter(|c| !stack.services.contains_key(&c.service))
+    {
+        rows.push(json!({
+            "service": format!("{} (orphan)", c.service),
+            "kind": "container",
+            "container": c.name,
+            "state": c.status.as_str(),
+            "exit_code": c.exit_code,
+            "ports": c.ports.iter().map(|p| format!("{}:{}->{}", p.host_ip, p.host_port, p.container_port)).collect::<Vec<_>>(),
+            "health": c.health,
+            "uptime": Option::<String>::None,
+        }));
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+        return Ok(());
+    }
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(a) if a.is_empty() => "-".to_string(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    };
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let mut state = cell(&r["state"]);
+            if let Some(code) = r["exit_code"].as_i64() {
+                state = format!("{state} ({code})");
+            }
+            [
+                cell(&r["service"]),
+                cell(&r["kind"]),
+                state,
+                cell(&r["ports"]),
+                cell(&r["health"]),
+                cell(&r["uptime"]),
+            ]
+        })
+        .collect();
+    let header = ["SERVICE", "KIND", "STATE", "PORTS", "HEALTH", "UPTIME"];
+    let widths: Vec<usize> = (0..6)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].len())
+                .chain(std::iter::once(header[i].len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cols: [&str; 6]| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i == 5 {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(env.out, "{}", line(header))?;
+    for r in &table {
+        writeln!(
+            env.out,
+            "{}",
+            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,648 @@
+//! The Docker Engine adapter: the only module that talks bollard. It implements
+//! `ContainerRuntime` and turns engine errors into `RuntimeError`s a person can act on.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthStatusEnum, HostConfig,
+    Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::config::{Protocol, RestartPolicy};
+use crate::runtime::{
+    labels, parse_rfc3339, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, Mount,
+    OutputChunk, OutputStream, Published, Result, RuntimeError,
+};
+
+/// How long the engine gets to answer the first call before devstack says it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn describe_engine() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => format!("`{h}` (from DOCKER_HOST)"),
+        _ => "`unix:///var/run/docker.sock` (DOCKER_HOST is not set)".to_string(),
+    }
+}
+
+impl DockerRuntime {
+    /// Connects and negotiates the API version (engines as old as API 1.41 answer here).
+    /// Fails within about a second when nothing answers.
+    pub async fn connect() -> Result<Self> {
+        let unavailable = |why: String| {
+            RuntimeError::Unavailable(format!(
+                "cannot reach the Docker engine at {}: {why}",
+                describe_engine()
+            ))
+        };
+        let docker = Docker::connect_with_defaults().map_err(|e| unavailable(short(&e)))?;
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(unavailable(short(&e))),
+            Err(_) => {
+                return Err(unavailable(format!(
+                    "no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        Ok(Self { docker })
+    }
+
+    /// The engine's version and API version, for `doctor` and `-v`.
+    pub async fn version(&self) -> Result<(String, String)> {
+        let v = self.docker.version().await.map_err(engine)?;
+        Ok((
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default(),
+        ))
+    }
+}
+
+/// The engine's own message, without bollard's wrapping.
+fn short(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        BollardError::SocketNotFoundError(p) => format!("no socket at `{p}`"),
+        BollardError::IOError { err } => match err.kind() {
+            std::io::ErrorKind::NotFound => "the socket does not exist".to_string(),
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied on the socket (are you in the `docker` group?)".to_string()
+            }
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            _ => err.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn engine(e: BollardError) -> RuntimeError {
+    match &e {
+        BollardError::IOError { .. }
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::HyperResponseError { .. } => RuntimeError::Unavailable(format!(
+            "lost the Docker engine at {}: {}",
+            describe_engine(),
+            short(&e)
+        )),
+        _ => RuntimeError::Engine(short(&e)),
+    }
+}
+
+fn is_not_found(e: &BollardError) -> bool {
+    matches!(
+        e,
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::PROJECT)],
+    )])
+}
+
+fn proto_suffix(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn status(s: Option<ContainerStateStatusEnum>) -> ContainerStatus {
+    match s {
+        Some(ContainerStateStatusEnum::CREATED) => ContainerStatus::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => ContainerStatus::Running,
+        Some(ContainerStateStatusEnum::RESTARTING) => ContainerStatus::Restarting,
+        Some(ContainerStateStatusEnum::PAUSED) => ContainerStatus::Paused,
+        Some(ContainerStateStatusEnum::EXITED) => ContainerStatus::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => ContainerStatus::Dead,
+        _ => ContainerStatus::Other,
+    }
+}
+
+fn port_map(map: Option<HashMap<String, Option<Vec<PortBinding>>>>) -> Vec<Published> {
+    let mut out = Vec::new();
+    for (key, bindings) in map.unwrap_or_default() {
+        let (port, proto) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let Ok(container_port) = port.parse() else {
+            continue;
+        };
+        let protocol = if proto == "udp" {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        for b in bindings.unwrap_or_default() {
+            let Some(host_port) = b.host_port.and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let host_ip = b
+                .host_ip
+                .and_then(|ip| ip.parse().ok())
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            out.push(Published {
+                host_ip,
+                host_port,
+                container_port,
+                protocol,
+            });
+        }
+    }
+    out.sort_by_key(|p| (p.container_port, p.host_port));
+    out.dedup_by_key(|p| (p.container_port, p.host_port, p.protocol));
+    out
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn list(&self, project: &str) -> Result<Vec<ContainerInfo>> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(project_filter(project)),
+            ..Default::default()
+        };
+        let summaries = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(engine)?;
+        let mut out = Vec::new();
+        for s in summaries {
+            let Some(id) = s.id else { continue };
+            match self.inspect(&id).await {
+                Ok(info) => out.push(info),
+                // Removed between list and inspect: it is gone, which is what a list means then.
+                Err(RuntimeError::Engine(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_publishing(&self) -> Result<Vec<(String, Vec<Published>)>> {
+        let summaries = self
+            .docker
+            .list_containers(None::<ListContainersOptions>)
+            .await
+            .map_err(engine)?;
+        Ok(summaries
+            .into_iter()
+            .map(|s| {
+                let name = s
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
+                let ports = s
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| {
+                        Some(Published {
+                            host_ip: p
+                                .ip
+                                .and_then(|ip| ip.parse().ok())
+                                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                            host_port: p.public_port?,
+                            container_port: p.private_port,
+                            protocol: Protocol::Tcp,
+                        })
+                    })
+                    .collect();
+                (name, ports)
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        let c = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(engine)?;
+        let state = c.state.unwrap_or_default();
+        let cfg = c.config.unwrap_or_default();
+        let lbl = cfg.labels.unwrap_or_default();
+        let started_at = state.started_at.as_deref().and_then(parse_rfc3339);
+        let (health, health_fresh) = match state.health {
+            Some(h) => {
+                let st = h
+                    .status
+                    .filter(|s| !matches!(s, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE));
+                // A result counts only if its check started after the container's current start.
+                let newest = h
+                    .log
+                    .unwrap_or_default()
+                    .last()
+                    .and_then(|r| r.start.as_deref().and_then(parse_rfc3339));
+                let fresh = matches!((newest, started_at), (Some(n), Some(s)) if n >= s);
+                (st.map(|s| s.to_string()), fresh)
+            }
+            None => (None, false),
+        };
+        Ok(ContainerInfo {
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            project: lbl.get(labels::PROJECT).cloned().unwrap_or_default(),
+            service: lbl.get(labels::SERVICE).cloned().unwrap_or_default(),
+            config_hash: lbl.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
+            image: cfg.image.unwrap_or_default(),
+            status: status(state.status),
+            exit_code: state.exit_code,
+            health,
+            health_fresh,
+            started_at,
+            ports: port_map(c.network_settings.and_then(|n| n.ports)),
+        })
+    }
+
+    async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(i.id.unwrap_or_default())),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        progress: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<()> {
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                        return Err(RuntimeError::ImageUnavailable {
+                            image: image.to_string(),
+                            reason: err,
+                        });
+                    }
+                    let line = [info.id.unwrap_or_default(), info.status.unwrap_or_default()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    // A closed receiver only means nobody shows progress.
+                    let _ = progress.send(line);
+                }
+                Err(e) => {
+                    return Err(RuntimeError::ImageUnavailable {
+                        image: image.to_string(),
+                        reason: short(&e),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_network(&self, project: &str, name: &str) -> Result<()> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let existing = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(engine)?;
+        // The name filter matches substrings; only an exact name counts.
+        if existing.iter().any(|n| n.name.as_deref() == Some(name)) {
+            return Ok(());
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".to_string()),
+            labels: Some(HashMap::from([(
+                labels::PROJECT.to_string(),
+                project.to_string(),
+            )])),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(()),
+            // Another devstack created it between our look and our create.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn ensure_volume(&self, project: &str, volume: &str, full_name: &str) -> Result<()> {
+        let req = VolumeCreateRequest {
+            name: Some(full_name.to_string()),
+            labels: Some(HashMap::from([
+                (labels::PROJECT.to_string(), project.to_string()),
+                (labels::VOLUME.to_string(), volume.to_string()),
+            ])),
+            ..Default::default()
+        };
+        // Creating an existing volume returns it unchanged.
+        self.docker
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(engine)
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = Vec::new();
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container_port, proto_suffix(p.protocol));
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(p.host_ip.to_string()),
+                    host_port: Some(p.host_port.to_string()),
+                });
+        }
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| match m {
+                Mount::Volume {
+                    name,
+                    target,
+                    read_only,
+                } => DockerMount {
+                    typ: Some(MountType::VOLUME),
+                    source: Some(name.clone()),
+                    target: Some(target.clone()),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                },
+                Mount::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => DockerMount {
+                    typ: Some(MountType::BIND),
+                    source: Some(source.clone()),
+                    target: Some(target.clone()),
+                    read_only: Some(*read_only),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let restart = match spec.restart {
+            RestartPolicy::No => RestartPolicyNameEnum::NO,
+            RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            working_dir: spec.working_dir.clone(),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            exposed_ports: Some(exposed),
+            stop_signal: Some(spec.stop_signal.clone()),
+            stop_timeout: Some(spec.stop_grace.as_secs().max(1) as i64),
+            host_config: Some(HostConfig {
+                port_bindings: Some(bindings),
+                mounts: Some(mounts),
+                network_mode: Some(spec.network.clone()),
+                restart_policy: Some(DockerRestart {
+                    name: Some(restart),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![spec.service.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") => Err(RuntimeError::ImageUnavailable {
+                image: spec.image.clone(),
+                reason: message,
+            }),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // Already running.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn stop(&self, id: &str, grace: Duration) -> Result<()> {
+        let t = grace.as_secs_f64().ceil() as i32;
+        match self
+            .docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(t),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn kill(&self, id: &str) -> Result<()> {
+        match self
+            .docker
+            .kill_container(
+                id,
+                Some(KillContainerOptions {
+                    signal: "SIGKILL".to_string(),
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Not running (409) or gone (404): nothing to kill.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // Removal already in progress.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String)> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine)?;
+        let mut output = String::new();
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(engine)?
+        {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(engine)?;
+                // Keep the tail only: it is for error messages.
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                if output.len() > 4096 {
+                    output = output.split_off(output.len() - 2048);
+                }
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine)?;
+        Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+
+    fn logs(&self, id: &str, since: i64) -> OutputStream {
+        use bollard::container::LogOutput;
+        let opts = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since: since as i32,
+            ..Default::default()
+        };
+        Box::pin(self.docker.logs(id, Some(opts)).map(|item| match item {
+            Ok(LogOutput::StdErr { message }) => Ok(OutputChunk {
+                stderr: true,
+                bytes: message.to_vec(),
+            }),
+            Ok(other) => Ok(OutputChunk {
+                stderr: false,
+                bytes: other.into_bytes().to_vec(),
+            }),
+            Err(e) => Err(engine(e)),
+        }))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn list_volumes(&self, project: &str) -> Result<Vec<(String, String)>> {
+        let resp = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(project_filter(project)),
+            }))
+            .await
+            .map_err(engine)?;
+        Ok(resp
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                let short = v
+                    .labels
+                    .get(labels::VOLUME)
+                    .cloned()
+                    .unwrap_or_else(|| v.name.clone());
+                (v.name, short)
+            })
+            .collect())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, Some(RemoveVolumeOptions { force: false }))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+}

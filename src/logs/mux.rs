@@ -1,0 +1,183 @@
+//! The log mux: one thread owns the output and the recent lines of each service. Producers
+//! send whole lines over a bounded channel, so a slow terminal slows them down (back-pressure)
+//! instead of growing a buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::render::Renderer;
+use super::{LogLine, Stream};
+
+/// Lines in flight between producers and the writer.
+const CHANNEL: usize = 1024;
+
+enum LogMsg {
+    Line(LogLine),
+    Tail {
+        source: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+/// A cheap handle to the mux.
+#[derive(Clone)]
+pub struct LogHandle {
+    tx: mpsc::Sender<LogMsg>,
+}
+
+impl LogHandle {
+    /// Sends one line, waiting while the writer is behind. A closed mux (shutting down) drops it.
+    pub async fn line(&self, line: LogLine) {
+        // The mux only closes at exit, when nobody reads lines any more.
+        let _ = self.tx.send(LogMsg::Line(line)).await;
+    }
+
+    /// devstack's own event about `source`.
+    pub async fn event(&self, source: &str, text: impl Into<String>) {
+        self.line(LogLine::event(source, text)).await;
+    }
+
+    /// The most recent output lines of `source` (its own output, not devstack's events).
+    pub async fn tail(&self, source: &str) -> Vec<String> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(LogMsg::Tail {
+                source: source.to_string(),
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Waits until everything sent before is written.
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(LogMsg::Flush(reply)).await.is_ok() {
+            // An error means the writer is gone; then there is nothing left to wait for.
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Starts the writer thread. It ends when every handle is dropped.
+pub fn spawn(
+    mut out: Box<dyn Write + Send>,
+    renderer: Renderer,
+    tail_len: usize,
+) -> (LogHandle, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<LogMsg>(CHANNEL);
+    let thread = std::thread::Builder::new()
+        .name("devstack-logs".into())
+        .spawn(move || {
+            let mut tails: HashMap<String, VecDeque<String>> = HashMap::new();
+            let mut broken = false;
+            while let Some(msg) = rx.blocking_recv() {
+                let mut next = Some(msg);
+                // Drain what is queued before flushing: one write per burst, not per line.
+                while let Some(msg) = next.take() {
+                    match msg {
+                        LogMsg::Line(line) => {
+                            if line.stream != Stream::Event {
+                                let t = tails.entry(line.source.clone()).or_default();
+                                if t.len() == tail_len {
+                                    t.pop_front();
+                                }
+                                t.push_back(line.text.clone());
+                            }
+                            if !broken {
+                                let mut text = renderer.render(&line);
+                                text.push('\n');
+                                // A closed stdout (piped into `head`) must not stop the stack.
+                                broken = out.write_all(text.as_bytes()).is_err();
+                            }
+                        }
+                        LogMsg::Tail { source, reply } => {
+                            let lines = tails
+                                .get(&source)
+                                .map(|t| t.iter().cloned().collect())
+                                .unwrap_or_default();
+                            let _ = reply.send(lines);
+                        }
+                        LogMsg::Flush(reply) => {
+                            let _ = out.flush();
+                            let _ = reply.send(());
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                }
+                if !broken {
+                    broken = out.flush().is_err();
+                }
+            }
+            let _ = out.flush();
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    (LogHandle { tx }, thread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_written_whole_and_tails_kept() {
+        let sink = Sink::default();
+        let (h, thread) = spawn(
+            Box::new(sink.clone()),
+            Renderer {
+                width: 3,
+                color: false,
+                utc_offset: 0,
+            },
+            2,
+        );
+        for i in 0..3 {
+            h.line(LogLine {
+                at: std::time::UNIX_EPOCH,
+                source: "db".into(),
+                stream: Stream::Stdout,
+                text: format!("l{i}"),
+            })
+            .await;
+        }
+        h.event("db", "ready").await;
+        assert_eq!(h.tail("db").await, vec!["l1", "l2"]);
+        assert!(h.tail("other").await.is_empty());
+        h.flush().await;
+        drop(h);
+        thread.join().unwrap();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "00:00:00.000 db  | l0",
+                "00:00:00.000 db  | l1",
+                "00:00:00.000 db  | l2"
+            ]
+        );
+        assert!(lines[3].ends_with(" db  ▸ ready"), "{}", lines[3]);
+        assert_eq!(lines.len(), 4);
+    }
+}

@@ -1,0 +1,149 @@
+//! One log line as text: `HH:MM:SS.mmm service | line`, names aligned, a colour per service on a
+//! terminal. Pure: the clock offset and width come in.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{LogLine, Stream};
+
+/// Colours for service names (ANSI 256-colour codes that read on dark and light terminals).
+const PALETTE: &[u8] = &[39, 208, 77, 170, 214, 45, 203, 141, 112, 220, 81, 197];
+
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    pub width: usize,
+    pub color: bool,
+    /// Seconds east of UTC for the clock column.
+    pub utc_offset: i64,
+}
+
+fn color_of(name: &str) -> u8 {
+    // FNV-1a: stable across runs, so a service keeps its colour.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    PALETTE[(h as usize) % PALETTE.len()]
+}
+
+/// `HH:MM:SS.mmm` of `at`, shifted by `utc_offset` seconds.
+pub fn clock(at: SystemTime, utc_offset: i64) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64 + utc_offset;
+    let day = secs.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day / 3600,
+        (day / 60) % 60,
+        day % 60,
+        since.subsec_millis()
+    )
+}
+
+impl Renderer {
+    pub fn render(&self, line: &LogLine) -> String {
+        let time = clock(line.at, self.utc_offset);
+        let name = format!("{:<w$}", line.source, w = self.width);
+        // Control characters other than tab would let a service redraw the terminal.
+        let text: String = line
+            .text
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let bar = match line.stream {
+            Stream::Event => "▸",
+            Stream::Stdout | Stream::Stderr => "|",
+        };
+        if self.color {
+            let c = color_of(&line.source);
+            match line.stream {
+                Stream::Event => format!(
+                    "\x1b[2m{time}\x1b[0m \x1b[38;5;{c}m{name}\x1b[0m \x1b[1m{bar} {text}\x1b[0m"
+                ),
+                _ => format!("\x1b[2m{time}\x1b[0m \x1b[38;5;{c}m{name} {bar}\x1b[0m {text}"),
+            }
+        } else {
+            format!("{time} {name} {bar} {text}")
+        }
+    }
+}
+
+/// This machine's offset from UTC now, in seconds (0 when it cannot be read).
+pub fn local_utc_offset() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as libc::time_t;
+    // SAFETY: localtime_r writes only into the `tm` we pass; `now` is a valid time_t.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn line(source: &str, stream: Stream, text: &str) -> LogLine {
+        LogLine {
+            at: UNIX_EPOCH + Duration::from_millis(45_296_789),
+            source: source.into(),
+            stream,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn plain_lines_align() {
+        let r = Renderer {
+            width: 8,
+            color: false,
+            utc_offset: 0,
+        };
+        assert_eq!(
+            r.render(&line("redis", Stream::Stdout, "Ready to accept")),
+            "12:34:56.789 redis    | Ready to accept"
+        );
+        assert_eq!(
+            r.render(&line("devstack", Stream::Event, "redis ready in 80 ms")),
+            "12:34:56.789 devstack ▸ redis ready in 80 ms"
+        );
+        assert_eq!(
+            r.render(&line("x", Stream::Stderr, "a\x1b[2Jb\tc")),
+            "12:34:56.789 x        | a\u{fffd}[2Jb\tc"
+        );
+    }
+
+    #[test]
+    fn offset_shifts_the_clock() {
+        assert_eq!(
+            clock(UNIX_EPOCH + Duration::from_secs(3600), 3600),
+            "02:00:00.000"
+        );
+        assert_eq!(clock(UNIX_EPOCH, -3600), "23:00:00.000");
+    }
+
+    #[test]
+    fn colours_are_stable_and_only_on_request() {
+        let r = Renderer {
+            width: 5,
+            color: true,
+            utc_offset: 0,
+        };
+        let a = r.render(&line("redis", Stream::Stdout, "x"));
+        assert!(a.contains("\x1b[38;5;"));
+        assert_eq!(a, r.render(&line("redis", Stream::Stdout, "x")));
+    }
+}

@@ -1,0 +1,6 @@
+//! Bringing a stack up and down: the pure start-up state machine and the async loop around it.
+
+pub mod run;
+pub mod state;
+
+pub use run::{down, up, DownRequest, UpError, UpOutcome, UpRequest};

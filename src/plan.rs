@@ -1,0 +1,390 @@
+//! From a validated stack to what will run: the host port of every published port, and the
+//! exact container specs (with their config hash). Pure: free ports come from a function.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use indexmap::IndexMap;
+use sha2::{Digest, Sha256};
+
+use crate::config::interpolate::resolve_port_refs;
+use crate::config::{Command, Service, ServiceKind, Stack, Volume};
+use crate::runtime::{labels, ContainerInfo, ContainerSpec, Mount, Published};
+
+/// Every published port of every service, with its host port decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostPorts(pub IndexMap<String, Vec<Published>>);
+
+impl HostPorts {
+    pub fn host_port(&self, service: &str, container_port: u16) -> Option<u16> {
+        self.0
+            .get(service)?
+            .iter()
+            .find(|p| p.container_port == container_port)
+            .map(|p| p.host_port)
+    }
+
+    /// `s` with every `${port:SERVICE:PORT}` replaced and `$$` unescaped.
+    pub fn resolve(&self, s: &str) -> String {
+        resolve_port_refs(s, |r| self.host_port(&r.service, r.port))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (&str, &Published)> {
+        self.0
+            .iter()
+            .flat_map(|(s, ps)| ps.iter().map(move |p| (s.as_str(), p)))
+    }
+}
+
+/// How host ports are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// As written; `"CONTAINER"` alone gets a free port (kept across runs while the container lives).
+    AsWritten,
+    /// Every port on a free host port (`devstack test`).
+    AllFree,
+}
+
+/// Decides every host port. `existing` are this project's containers: an automatic port keeps
+/// the host port its container already has, so a warm `up` does not change the config.
+pub fn assign_ports(
+    stack: &Stack,
+    existing: &[ContainerInfo],
+    mode: PortMode,
+    pick_free: &mut dyn FnMut(IpAddr) -> std::io::Result<u16>,
+) -> std::io::Result<HostPorts> {
+    let mut out = IndexMap::new();
+    for (name, svc) in &stack.services {
+        let mut ports = Vec::new();
+        for p in &svc.ports {
+            let fixed = match mode {
+                PortMode::AsWritten => p.host_port,
+                PortMode::AllFree => None,
+            };
+            let host_port = match fixed {
+                Some(h) => h,
+                None => {
+                    let kept = existing
+                        .iter()
+                        .filter(|c| &c.service == name)
+                        .flat_map(|c| c.ports.iter())
+                        .find(|e| e.container_port == p.container_port && e.protocol == p.protocol)
+                        .map(|e| e.host_port)
+                        .filter(|_| mode == PortMode::AsWritten);
+                    match kept {
+                        Some(h) => h,
+                        None => pick_free(p.host_ip)?,
+                    }
+                }
+            };
+            ports.push(Published {
+                host_ip: p.host_ip,
+                host_port,
+                container_port: p.container_port,
+                protocol: p.protocol,
+            });
+        }
+        out.insert(name.clone(), ports);
+    }
+    Ok(HostPorts(out))
+}
+
+pub fn container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
+pub fn network_name(project: &str) -> String {
+    format!("{project}_default")
+}
+
+pub fn volume_name(project: &str, volume: &str) -> String {
+    format!("{project}_{volume}")
+}
+
+/// Splits a command string into words as a POSIX shell would, for containers (no shell runs).
+pub fn shell_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(n) = chars.next() {
+                                if !matches!(n, '"' | '\\' | '$' | '`') {
+                                    cur.push('\\');
+                                }
+                                cur.push(n);
+                            }
+                        }
+                        _ => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    words
+}
+
+/// The container spec of a container service, with its config hash label. `image_id` is the
+/// local image's id, so that a rebuilt image also recreates the container.
+pub fn container_spec(
+    project: &str,
+    svc: &Service,
+    ports: &HostPorts,
+    image_id: &str,
+) -> Option<ContainerSpec> {
+    let ServiceKind::Container {
+        image,
+        command,
+        working_dir,
+        volumes,
+    } = &svc.kind
+    else {
+        return None;
+    };
+    let cmd = command.as_ref().map(|c| match c {
+        Command::Shell(s) => shell_words(&ports.resolve(s)),
+        Command::Argv(v) => v.iter().map(|a| ports.resolve(a)).collect(),
+    });
+    let env = svc
+        .environment
+        .iter()
+        .map(|(k, v)| format!("{k}={}", ports.resolve(v)))
+        .collect();
+    let mounts = volumes
+        .iter()
+        .map(|v| match v {
+            Volume::Named {
+                name,
+                target,
+                read_only,
+            } => Mount::Volume {
+                name: volume_name(project, name),
+                target: target.clone(),
+                read_only: *read_only,
+            },
+            Volume::Bind {
+                source,
+                target,
+                read_only,
+            } => Mount::Bind {
+                source: source.display().to_string(),
+                target: target.clone(),
+                read_only: *read_only,
+            },
+        })
+        .collect();
+    let mut spec = ContainerSpec {
+        project: project.to_string(),
+        service: svc.name.clone(),
+        name: container_name(project, &svc.name),
+        image: image.clone(),
+        cmd,
+        env,
+        working_dir: working_dir.clone(),
+        ports: ports.0.get(&svc.name).cloned().unwrap_or_default(),
+        mounts,
+        network: network_name(project),
+        stop_signal: svc.stop_signal.name.to_string(),
+        stop_grace: svc.stop_grace_period,
+        restart: svc.restart,
+        labels: BTreeMap::new(),
+    };
+    let hash = config_hash(&spec, image_id);
+    spec.labels = BTreeMap::from([
+        (labels::PROJECT.to_string(), project.to_string()),
+        (labels::SERVICE.to_string(), svc.name.clone()),
+        (labels::CONFIG_HASH.to_string(), hash),
+    ]);
+    Some(spec)
+}
+
+/// A digest of everything that shapes the container: same hash, same container.
+pub fn config_hash(spec: &ContainerSpec, image_id: &str) -> String {
+    let mut h = Sha256::new();
+    let text = format!(
+        "{image_id}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        spec.image,
+        spec.cmd,
+        spec.env,
+        spec.working_dir,
+        spec.ports,
+        spec.mounts,
+        spec.network,
+        spec.stop_signal,
+        spec.stop_grace,
+        spec.restart
+    );
+    h.update(text.as_bytes());
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadOptions, Protocol};
+    use crate::runtime::ContainerStatus;
+    use std::net::Ipv4Addr;
+
+    fn stack(yaml: &str) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.yaml"), yaml).unwrap();
+        let opts = LoadOptions {
+            files: vec![],
+            project_name: None,
+            cwd: dir.path().to_path_buf(),
+        };
+        crate::config::load(&opts, &|_| None).unwrap().stack
+    }
+
+    const YAML: &str = "name: demo\nservices:\n  db:\n    image: postgres:15\n    ports: [\"5432:5432\", \"9187\"]\n  kafka:\n    image: kafka\n    environment: { ADV: \"PLAINTEXT://127.0.0.1:${port:kafka:9092}\", DB: \"${port:db:9187}\" }\n    ports: [\"9092\"]\n    command: serve --port ${port:kafka:9092} 'a b'\n";
+
+    fn counter(start: u16) -> impl FnMut(IpAddr) -> std::io::Result<u16> {
+        let mut next = start;
+        move |_| {
+            next += 1;
+            Ok(next)
+        }
+    }
+
+    #[test]
+    fn fixed_ports_stay_automatic_ones_are_picked_or_kept() {
+        let s = stack(YAML);
+        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        assert_eq!(ports.host_port("db", 5432), Some(5432));
+        assert_eq!(ports.host_port("db", 9187), Some(40001));
+        assert_eq!(ports.host_port("kafka", 9092), Some(40002));
+
+        let existing = ContainerInfo {
+            id: "x".into(),
+            name: "demo-kafka".into(),
+            project: "demo".into(),
+            service: "kafka".into(),
+            config_hash: String::new(),
+            image: "kafka".into(),
+            status: ContainerStatus::Running,
+            exit_code: None,
+            health: None,
+            health_fresh: false,
+            started_at: None,
+            ports: vec![Published {
+                host_ip: Ipv4Addr::LOCALHOST.into(),
+                host_port: 45555,
+                container_port: 9092,
+                protocol: Protocol::Tcp,
+            }],
+        };
+        let ports = assign_ports(
+            &s,
+            std::slice::from_ref(&existing),
+            PortMode::AsWritten,
+            &mut counter(40000),
+        )
+        .unwrap();
+        assert_eq!(
+            ports.host_port("kafka", 9092),
+            Some(45555),
+            "a warm up keeps the host port"
+        );
+
+        let ports = assign_ports(&s, &[existing], PortMode::AllFree, &mut counter(50000)).unwrap();
+        assert_eq!(
+            ports.host_port("db", 5432),
+            Some(50001),
+            "test mode moves even fixed ports"
+        );
+        assert_eq!(ports.host_port("kafka", 9092), Some(50003));
+    }
+
+    #[test]
+    fn specs_resolve_references_and_hash_the_config() {
+        let s = stack(YAML);
+        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let spec = container_spec("demo", &s.services["kafka"], &ports, "sha256:1").unwrap();
+        assert_eq!(spec.name, "demo-kafka");
+        assert_eq!(spec.network, "demo_default");
+        assert_eq!(
+            spec.env,
+            vec!["ADV=PLAINTEXT://127.0.0.1:40002", "DB=40001"]
+        );
+        assert_eq!(
+            spec.cmd,
+            Some(vec![
+                "serve".into(),
+                "--port".into(),
+                "40002".into(),
+                "a b".into()
+            ])
+        );
+        assert_eq!(spec.labels[labels::SERVICE], "kafka");
+
+        let same = container_spec("demo", &s.services["kafka"], &ports, "sha256:1").unwrap();
+        assert_eq!(
+            same.labels[labels::CONFIG_HASH],
+            spec.labels[labels::CONFIG_HASH]
+        );
+        let rebuilt = container_spec("demo", &s.services["kafka"], &ports, "sha256:2").unwrap();
+        assert_ne!(
+            rebuilt.labels[labels::CONFIG_HASH],
+            spec.labels[labels::CONFIG_HASH]
+        );
+        let moved = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(41000)).unwrap();
+        let other = container_spec("demo", &s.services["kafka"], &moved, "sha256:1").unwrap();
+        assert_ne!(
+            other.labels[labels::CONFIG_HASH],
+            spec.labels[labels::CONFIG_HASH]
+        );
+    }
+
+    #[test]
+    fn shell_words_table() {
+        let cases: &[(&str, &[&str])] = &[
+            ("a b  c", &["a", "b", "c"]),
+            ("sh -c 'echo $X; exit 1'", &["sh", "-c", "echo $X; exit 1"]),
+            (r#"say "a \"b\" c" d\ e"#, &["say", "a \"b\" c", "d e"]),
+            ("''", &[""]),
+            ("", &[]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(shell_words(input), *want, "{input}");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Readiness probes run from the host: one attempt each, no retry (the caller schedules).
+//!
+//! Every attempt is bounded by [`ATTEMPT_TIMEOUT`] and every read is capped, so a silent or
+//! hostile peer costs at most one timeout and a little memory; nothing here panics on peer bytes.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+use tokio::net::TcpStream;
+
+mod http;
+mod kafka;
+mod postgres;
+mod redis;
+mod zookeeper;
+
+pub use self::http::http;
+pub use self::kafka::kafka;
+pub use self::postgres::postgres;
+pub use self::redis::redis;
+pub use self::zookeeper::zookeeper;
+
+/// How long one attempt may take, connect included.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest length-prefixed frame (Kafka, PostgreSQL) or whole answer (ZooKeeper) we read.
+const MAX_FRAME: usize = 1024 * 1024;
+
+/// The longest text line (HTTP status line, RESP reply line) we read.
+const MAX_LINE: u64 = 8 * 1024;
+
+/// Why a probe attempt failed. `Display` is a short lowercase reason a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("connection refused")]
+    Refused,
+
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+
+    #[error("server closed the connection without answering")]
+    Closed,
+
+    /// Any other network failure, as the OS words it.
+    #[error("{0}")]
+    Io(String),
+
+    #[error("HTTP {status}{}{reason}", if reason.is_empty() { "" } else { " " })]
+    HttpStatus { status: u16, reason: String },
+
+    /// A PostgreSQL `ErrorResponse` (during login or the `SELECT 1`).
+    #[error("{message} ({severity} {code})")]
+    Postgres {
+        severity: String,
+        code: String,
+        message: String,
+    },
+
+    /// Redis answered `PING` with something other than `+PONG` (the reply line as sent).
+    #[error("no PONG: {0}")]
+    NoPong(String),
+
+    /// Redis refused `AUTH` (the reply line as sent).
+    #[error("AUTH refused: {0}")]
+    AuthRefused(String),
+
+    /// A Kafka ApiVersions response with a non-zero error code.
+    #[error("broker answered error code {0}")]
+    KafkaError(i16),
+
+    /// The peer answered, but not in the protocol we expected.
+    #[error("{0}")]
+    Protocol(String),
+
+    /// The probe itself is misconfigured (bad URL, NUL byte in a user name).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<io::Error> for ProbeError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ProbeError::Refused,
+            io::ErrorKind::UnexpectedEof => ProbeError::Closed,
+            io::ErrorKind::ConnectionReset => ProbeError::Io("connection reset by peer".into()),
+            _ => ProbeError::Io(lowercase_first(&e.to_string())),
+        }
+    }
+}
+
+/// A plain TCP connect.
+pub async fn tcp(addr: SocketAddr) -> Result<(), ProbeError> {
+    attempt(async { connect(addr).await.map(drop) }).await
+}
+
+/// Qdrant: `GET http://addr/readyz` is 2xx.
+pub async fn qdrant(addr: SocketAddr) -> Result<(), ProbeError> {
+    http(&format!("http://{addr}/readyz")).await
+}
+
+/// When to probe next: starts at 20 ms, grows 1.5x per attempt, capped at `max` (the service's
+/// `interval`). Pure.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(20);
+
+    pub fn new(max: Duration) -> Self {
+        Backoff {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        // checked: a huge `max` must saturate, not overflow.
+        self.next = delay
+            .checked_mul(3)
+            .map_or(self.max, |d| (d / 2).min(self.max));
+        delay
+    }
+}
+
+/// Runs one attempt under [`ATTEMPT_TIMEOUT`].
+async fn attempt<T>(probe: impl Future<Output = Result<T, ProbeError>>) -> Result<T, ProbeError> {
+    tokio::time::timeout(ATTEMPT_TIMEOUT, probe)
+        .await
+        .map_err(|_| ProbeError::TimedOut(ATTEMPT_TIMEOUT))?
+}
+
+async fn connect(addr: SocketAddr) -> Result<TcpStream, ProbeError> {
+    let stream = TcpStream::connect(addr).await?;
+    // Small request/response exchanges: do not let Nagle hold back our writes.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// One line, at most [`MAX_LINE`] bytes, `\n` included when the peer sent one.
+async fn read_line(reader: &mut (impl AsyncBufRead + Unpin)) -> Result<Vec<u8>, ProbeError> {
+    let mut line = Vec::new();
+    reader.take(MAX_LINE).read_until(b'\n', &mut line).await?;
+    if line.is_empty() {
+        return Err(ProbeError::Closed);
+    }
+    Ok(line)
+}
+
+/// Peer bytes made fit for an error message: lossy UTF-8, trimmed, escaped, shortened.
+fn excerpt(bytes: &[u8]) -> String {
+    const MAX_CHARS: usize = 80;
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    let mut out: String = text
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > MAX_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_half_and_caps() {
+        let ms = Duration::from_millis;
+        let cases: &[(Duration, &[Duration])] = &[
+            (
+                ms(1000),
+                &[ms(20), ms(30), ms(45), ms(67) + Duration::from_micros(500)],
+            ),
+            (ms(50), &[ms(20), ms(30), ms(45), ms(50), ms(50)]),
+            (ms(5), &[ms(5), ms(5)]),
+            (Duration::ZERO, &[Duration::ZERO, Duration::ZERO]),
+        ];
+        for (max, want) in cases {
+            let mut backoff = Backoff::new(*max);
+            let got: Vec<_> = want.iter().map(|_| backoff.next_delay()).collect();
+            assert_eq!(&got, want, "max {max:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_saturates_at_huge_max() {
+        let mut backoff = Backoff::new(Duration::MAX);
+        for _ in 0..200 {
+            assert!(backoff.next_delay() <= Duration::MAX);
+        }
+        assert_eq!(backoff.next_delay(), Duration::MAX);
+    }
+
+    #[test]
+    fn error_texts() {
+        let cases = [
+            (ProbeError::Refused, "connection refused"),
+            (ProbeError::TimedOut(ATTEMPT_TIMEOUT), "timed out after 2s"),
+            (
+                ProbeError::HttpStatus {
+                    status: 503,
+                    reason: "Service Unavailable".into(),
+                },
+                "HTTP 503 Service Unavailable",
+            ),
+            (
+                ProbeError::HttpStatus {
+                    status: 500,
+                    reason: String::new(),
+                },
+                "HTTP 500",
+            ),
+            (
+                ProbeError::from(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                "connection refused",
+            ),
+            (
+                ProbeError::from(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                "server closed the connection without answering",
+            ),
+            (
+                ProbeError::from(io::Error::other("Broken pipe")),
+                "broken pipe",
+            ),
+            (ProbeError::KafkaError(35), "broker answered error code 35"),
+        ];
+        for (error, want) in cases {
+            assert_eq!(error.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn excerpts() {
+        let long = "x".repeat(100);
+        let cases: &[(&[u8], &str)] = &[
+            (b"  hello\r\n", "hello"),
+            (b"a\x00b", "a\\0b"),
+            (b"\xff\xfe", "\u{fffd}\u{fffd}"),
+            (long.as_bytes(), &format!("{}…", "x".repeat(80))),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(excerpt(bytes), *want);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! What devstack needs from a container engine, as data and one trait. The Docker adapter
+//! (`docker.rs`) implements it; orchestrator tests implement it with a recording fake.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+
+use crate::config::{Protocol, RestartPolicy};
+
+/// Labels devstack puts on everything it creates; nothing without them is ever touched.
+pub mod labels {
+    pub const PROJECT: &str = "org.devstack.project";
+    pub const SERVICE: &str = "org.devstack.service";
+    pub const CONFIG_HASH: &str = "org.devstack.config-hash";
+    pub const VOLUME: &str = "org.devstack.volume";
+}
+
+/// A port to publish on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Published {
+    pub host_ip: IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Mount {
+    /// An engine volume, by its full name (`<project>_<name>`).
+    Volume {
+        name: String,
+        target: String,
+        read_only: bool,
+    },
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
+}
+
+/// Everything needed to create one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub project: String,
+    pub service: String,
+    pub name: String,
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    pub ports: Vec<Published>,
+    pub mounts: Vec<Mount>,
+    pub network: String,
+    pub stop_signal: String,
+    pub stop_grace: Duration,
+    pub restart: RestartPolicy,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Restarting,
+    Paused,
+    Exited,
+    Dead,
+    Other,
+}
+
+impl ContainerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Paused => "paused",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+            Self::Other => "unknown",
+        }
+    }
+}
+
+/// What the engine says about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub config_hash: String,
+    pub image: String,
+    pub status: ContainerStatus,
+    pub exit_code: Option<i64>,
+    /// The container's own healthcheck, if it has one: `starting`, `healthy`, `unhealthy`.
+    pub health: Option<String>,
+    /// Whether the newest health result was produced after the current start (a result from
+    /// before a restart is stale and must not count).
+    pub health_fresh: bool,
+    /// Seconds since the Unix epoch.
+    pub started_at: Option<i64>,
+    pub ports: Vec<Published>,
+}
+
+/// One chunk of container output, split into lines by the log mux.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    pub stderr: bool,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeError {
+    /// The engine does not answer.
+    Unavailable(String),
+    /// The image is missing and cannot be pulled.
+    ImageUnavailable { image: String, reason: String },
+    /// Anything else the engine refused.
+    Engine(String),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(m) | Self::Engine(m) => f.write_str(m),
+            Self::ImageUnavailable { image, reason } => {
+                write!(f, "image `{image}` is not available: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
+
+/// The container engine, as the orchestrator sees it. Cheap to clone.
+pub trait ContainerRuntime: Clone + Send + Sync + 'static {
+    /// Containers with this project's label (all states).
+    fn list(&self, project: &str) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;
+    /// Running containers of any project that publish host ports (for port conflict reports).
+    fn list_publishing(&self)
+        -> impl Future<Output = Result<Vec<(String, Vec<Published>)>>> + Send;
+    fn inspect(&self, id: &str) -> impl Future<Output = Result<ContainerInfo>> + Send;
+    /// The local image's id, or `None` when the image is not present.
+    fn image_id(&self, image: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Pulls an image; `progress` gets short status lines.
+    fn pull(
+        &self,
+        image: &str,
+        progress: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn ensure_network(&self, project: &str, name: &str) -> impl Future<Output = Result<()>> + Send;
+    fn ensure_volume(
+        &self,
+        project: &str,
+        volume: &str,
+        full_name: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Stop signal, then SIGKILL after `grace`.
+    fn stop(&self, id: &str, grace: Duration) -> impl Future<Output = Result<()>> + Send;
+    fn kill(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Runs `argv` inside the container; its exit code and combined output.
+    fn exec(&self, id: &str, argv: &[String])
+        -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// Output from `since` (seconds since the epoch) on, following until the container stops.
+    fn logs(&self, id: &str, since: i64) -> OutputStream;
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Volumes with this project's label: (full name, name in the stack).
+    fn list_volumes(
+        &self,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as Docker writes it
+/// (`2026-11-29T20:49:41.123456789Z`). Pure; `None` for the zero time or garbage.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let m: i64 = d.next()?.parse().ok()?;
+    let day: i64 = d.next()?.parse().ok()?;
+    if y <= 1 {
+        return None;
+    }
+    let time = time.trim_end_matches('Z');
+    let (hms, offset) = match time.find(['+', '-']) {
+        Some(i) => (&time[..i], Some(&time[i..])),
+        None => (time, None),
+    };
+    let hms = hms.split('.').next()?;
+    let mut t = hms.split(':');
+    let h: i64 = t.next()?.parse().ok()?;
+    let mi: i64 = t.next()?.parse().ok()?;
+    let sec: i64 = t.next()?.parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let mut secs = days * 86_400 + h * 3600 + mi * 60 + sec;
+    if let Some(off) = offset {
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let mut o = off[1..].split(':');
+        let oh: i64 = o.next()?.parse().ok()?;
+        let om: i64 = o.next().unwrap_or("0").parse().ok()?;
+        secs -= sign * (oh * 3600 + om * 60);
+    }
+    Some(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-11-29T20:49:41.123456789Z"),
+            Some(1_795_985_381)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-29T21:49:41+01:00"),
+            Some(1_795_985_381)
+        );
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("garbage"), None);
+    }
+}
