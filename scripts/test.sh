@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "prepare: Docker engine, local images, client tools, example virtualenv"
+scripts/prepare-test-env.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -197,6 +197,15 @@ async fn tcp_connects_to_a_listener() {
 }
 
 #[tokio::test]
+async fn tcp_is_not_fooled_by_a_proxy_that_accepts_and_hangs_up() {
+    // Docker's userland proxy accepts on a published port and closes when nothing listens
+    // inside the container; that is not ready.
+    let addr = hang_up_listener().await;
+    let result = probe::tcp(addr).await;
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
 async fn http_2xx_is_ready_and_the_request_is_well_formed() {
     let ok = peer(http_head, |_| {
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

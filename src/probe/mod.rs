@@ -91,9 +91,33 @@ impl From<io::Error> for ProbeError {
     }
 }
 
-/// A plain TCP connect.
+/// How long a connection must stay open (or answer) to count: Docker's userland proxy accepts
+/// on a published port even when nothing listens in the container, then hangs up at once.
+const TCP_SETTLE: Duration = Duration::from_millis(150);
+
+/// A TCP connect that the peer keeps open (or answers on) for a moment.
 pub async fn tcp(addr: SocketAddr) -> Result<(), ProbeError> {
-    attempt(async { connect(addr).await.map(drop) }).await
+    attempt(async {
+        let mut stream = connect(addr).await?;
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(
+            TCP_SETTLE,
+            tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+        )
+        .await
+        {
+            // Still open and silent, as most servers are until spoken to.
+            Err(_) => Ok(()),
+            // A banner: something listens.
+            Ok(Ok(n)) if n > 0 => Ok(()),
+            Ok(Ok(_)) => Err(ProbeError::Protocol(
+                "the connection was closed at once (nothing listens behind the published port yet)"
+                    .into(),
+            )),
+            Ok(Err(e)) => Err(e.into()),
+        }
+    })
+    .await
 }
 
 /// Qdrant: `GET http://addr/readyz` is 2xx.

@@ -42,3 +42,89 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Docker tests need the engine and the locally built images. Without them they fail with
+/// what to do, unless the person running them set `DEVSTACK_SKIP_DOCKER=1` (CI never does).
+pub fn docker_or_skip(images: &[&str]) -> bool {
+    if std::env::var("DEVSTACK_SKIP_DOCKER").is_ok_and(|v| v == "1") {
+        eprintln!("DEVSTACK_SKIP_DOCKER=1: skipping a test that needs the Docker engine");
+        return false;
+    }
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        _ => panic!(
+            "this test needs a running Docker engine (start dockerd, or set DEVSTACK_SKIP_DOCKER=1 to skip Docker tests)"
+        ),
+    }
+    for image in images {
+        let ok = Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "image `{image}` is missing: build the local images with `scripts/offline-images.sh`"
+        );
+    }
+    true
+}
+
+/// A free TCP port on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A unique project name for one test, so parallel tests never share containers.
+pub fn project(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    format!(
+        "dstest-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    )
+}
+
+/// Runs `devstack -p PROJECT down -v --remove-orphans` in `dir` when dropped, whatever the test did.
+pub struct Teardown {
+    pub dir: PathBuf,
+    pub project: String,
+    pub files: Vec<String>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let mut args: Vec<&str> = Vec::new();
+        for f in &self.files {
+            args.extend(["-f", f]);
+        }
+        args.extend(["-p", &self.project, "down", "-v", "--remove-orphans"]);
+        let _ = devstack(&self.dir, &args);
+    }
+}
+
+/// `docker ps -a` names and `docker volume ls` names carrying this project's label.
+pub fn leftovers(project: &str) -> (Vec<String>, Vec<String>) {
+    let filter = format!("label=org.devstack.project={project}");
+    let names = |args: &[&str]| -> Vec<String> {
+        let o = Command::new("docker")
+            .args(args)
+            .output()
+            .expect("docker runs");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    (
+        names(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]),
+        names(&["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"]),
+    )
+}

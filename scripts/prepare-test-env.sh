@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Makes this machine able to run every test: the Docker engine answering, the locally built
+# images, the client tools the tests drive (psql, redis-cli, redis-server, curl), and the example
+# app's virtualenv. Idempotent and quick when everything is there; run by scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "prepare: $*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+need_pkg() { # need_pkg COMMAND PACKAGE...
+  command -v "$1" >/dev/null 2>&1 && return 0
+  shift
+  say "installing $* (apt)"
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+need_pkg psql postgresql-client
+need_pkg redis-server redis-server
+need_pkg redis-cli redis-tools
+need_pkg curl curl
+need_pkg python3 python3 python3-venv
+
+# The Docker engine: use the one that answers; otherwise install and start one.
+if ! docker version >/dev/null 2>&1; then
+  need_pkg dockerd docker.io
+  if [ -z "${DOCKER_HOST:-}" ] && ! pgrep -x dockerd >/dev/null; then
+    say "starting dockerd (log: /var/log/devstack-dockerd.log)"
+    as_root sh -c 'nohup dockerd >/var/log/devstack-dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && break
+    sleep 1
+  done
+  docker version >/dev/null 2>&1 || { echo "prepare: the Docker engine did not come up (see /var/log/devstack-dockerd.log)" >&2; exit 1; }
+fi
+say "Docker engine $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+
+# Local images for the reference stack (no registry is reachable here).
+scripts/offline-images.sh
+
+# The example app's virtualenv (also holds kafka-python for the Kafka client test).
+scripts/setup-example.sh
