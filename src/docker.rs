@@ -524,9 +524,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove(&self, id: &str) -> Result<()> {
+        // `v` removes the container's anonymous volumes only; named volumes are never touched here.
         let opts = RemoveContainerOptions {
             force: true,
-            v: false,
+            v: true,
             link: false,
         };
         match self.docker.remove_container(id, Some(opts)).await {

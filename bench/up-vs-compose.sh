@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Benchmark: `devstack up --wait` of the reference stack's five infrastructure services against
+# `docker-compose up -d` with healthcheck-gated `depends_on` on the same local images, measured
+# in the same run. Prints the median of each and the ratio (compose / devstack; > 1 means devstack
+# is faster).
+#
+#   bench/up-vs-compose.sh [RUNS]        (default 5 runs of each case)
+#
+# Cases:
+#   cold  fresh named volumes, no containers (both tools create everything; postgres runs initdb)
+#   warm  containers exist but are stopped, volumes initialised (the morning after a Ctrl-C)
+# "Ready" for compose means every container's healthcheck reports healthy (polled every 50 ms);
+# healthchecks run every 1 s (start-period 0), the fastest compose v1 allows by default.
+# For devstack it is `up --wait` returning 0 (its own protocol probes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+command -v docker-compose >/dev/null || { echo "needs docker-compose (apt-get install docker-compose)" >&2; exit 1; }
+cargo build --release -q
+devstack="$PWD/target/release/devstack"
+work=$(mktemp -d)
+trap 'cleanup; rm -rf "$work"' EXIT
+
+# Same host ports for both tools (they never run at the same time).
+pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG=$(pick) RD=$(pick) QD=$(pick) ZK=$(pick) KF=$(pick)
+cat > "$work/ports.yaml" <<YAML
+services:
+  postgres: { ports: ["$PG:5432"] }
+  redis: { ports: ["$RD:6379"] }
+  qdrant: { ports: ["$QD:6333"] }
+  zookeeper: { ports: ["$ZK:2181"] }
+  kafka: { ports: ["$KF:9092"] }
+YAML
+cat > "$work/docker-compose.yml" <<YAML
+version: "2.4"
+services:
+  zookeeper:
+    image: confluentinc/cp-zookeeper:latest
+    environment: { ZOOKEEPER_CLIENT_PORT: "2181" }
+    ports: ["127.0.0.1:$ZK:2181"]
+    healthcheck: { test: ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/2181; echo ruok >&3; read -t 2 r <&3; [ \"\$\$r\" = imok ]"], interval: 1s, timeout: 2s, retries: 120 }
+  kafka:
+    image: confluentinc/cp-kafka:latest
+    environment:
+      KAFKA_BROKER_ID: "1"
+      KAFKA_ZOOKEEPER_CONNECT: zookeeper:2181
+      KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:29092,PLAINTEXT_HOST://127.0.0.1:$KF
+      KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT
+    ports: ["127.0.0.1:$KF:9092"]
+    depends_on: { zookeeper: { condition: service_healthy } }
+    healthcheck: { test: ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9092"], interval: 1s, timeout: 2s, retries: 120 }
+  postgres:
+    image: postgres:15
+    environment: { POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: ensurestudy }
+    ports: ["127.0.0.1:$PG:5432"]
+    volumes: ["postgres_data:/var/lib/postgresql/data"]
+    healthcheck: { test: ["CMD-SHELL", "PGPASSWORD=pass psql -h 127.0.0.1 -U user -d ensurestudy -tAc 'select 1'"], interval: 1s, timeout: 2s, retries: 120 }
+  qdrant:
+    image: qdrant/qdrant:latest
+    ports: ["127.0.0.1:$QD:6333"]
+    volumes: ["qdrant_data:/qdrant/storage"]
+    healthcheck: { test: ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6333/readyz')"], interval: 1s, timeout: 2s, retries: 120 }
+  redis:
+    image: redis:7-alpine
+    ports: ["127.0.0.1:$RD:6379"]
+    volumes: ["redis_data:/data"]
+    healthcheck: { test: ["CMD", "redis-cli", "ping"], interval: 1s, timeout: 2s, retries: 120 }
+volumes: { postgres_data: {}, qdrant_data: {}, redis_data: {} }
+YAML
+
+ds() { (cd "$work" && "$devstack" -f "$OLDPWD/stack.yaml" -f ports.yaml -p benchds "$@"); }
+dc() { docker-compose -f "$work/docker-compose.yml" -p benchdc "$@"; }
+services=(zookeeper kafka postgres redis qdrant)
+cleanup() { ds down -v >/dev/null 2>&1 || true; dc down -v >/dev/null 2>&1 || true; }
+now_ms() { date +%s%3N; }
+
+compose_ready() {
+  local deadline=$(( $(now_ms) + 180000 ))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    local all=1
+    for s in "${services[@]}"; do
+      st=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "benchdc_${s}_1" 2>/dev/null || echo missing)
+      [ "$st" = healthy ] || { all=0; break; }
+    done
+    [ "$all" = 1 ] && return 0
+    sleep 0.05
+  done
+  echo "compose stack not healthy within 180 s" >&2; return 1
+}
+
+time_ds() { local t0; t0=$(now_ms); ds up --wait "${services[@]}" >/dev/null 2>&1; echo $(( $(now_ms) - t0 )); }
+time_dc() { local t0; t0=$(now_ms); dc up -d >/dev/null 2>&1; compose_ready; echo $(( $(now_ms) - t0 )); }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
+
+declare -a ds_cold dc_cold ds_warm dc_warm
+cleanup
+for i in $(seq 1 "$runs"); do
+  ds down -v >/dev/null 2>&1 || true
+  ds_cold+=("$(time_ds)")
+  docker stop -t 10 $(docker ps -q --filter label=org.devstack.project=benchds) >/dev/null
+  ds_warm+=("$(time_ds)")
+  ds down -v >/dev/null 2>&1
+
+  dc down -v >/dev/null 2>&1 || true
+  dc_cold+=("$(time_dc)")
+  dc stop -t 10 >/dev/null 2>&1
+  dc_warm+=("$(time_dc)")
+  dc down -v >/dev/null 2>&1
+  echo "run $i: devstack cold ${ds_cold[-1]} ms, warm ${ds_warm[-1]} ms; docker-compose cold ${dc_cold[-1]} ms, warm ${dc_warm[-1]} ms" >&2
+done
+
+mdc=$(median "${ds_cold[@]}"); mcc=$(median "${dc_cold[@]}")
+mdw=$(median "${ds_warm[@]}"); mcw=$(median "${dc_warm[@]}")
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+echo
+echo "five infrastructure services to ready, median of $runs runs ($(nproc) cores, $(docker version -f 'Docker {{.Server.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'))"
+printf '%-6s  %12s  %16s  %s\n' case devstack docker-compose "ratio (compose/devstack)"
+printf '%-6s  %9s ms  %13s ms  %s\n' cold "$mdc" "$mcc" "$(ratio "$mcc" "$mdc")"
+printf '%-6s  %9s ms  %13s ms  %s\n' warm "$mdw" "$mcw" "$(ratio "$mcw" "$mdw")"
