@@ -64,6 +64,9 @@ pub enum Command {
 
     /// Show the project's services: kind, state, ports, health, uptime.
     Ps(PsArgs),
+
+    /// Show the services' logs (from the per-service log files of `up`).
+    Logs(LogsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +79,38 @@ pub struct UpArgs {
     /// non-zero with the diagnostics if one does not get ready.
     #[arg(long)]
     pub wait: bool,
+
+    /// Do not restart processes when their files change.
+    #[arg(long)]
+    pub no_watch: bool,
+
+    /// Publish every port on a free host port instead of the written one (a second copy of a
+    /// stack beside the first; `${port:…}` references follow).
+    #[arg(long)]
+    pub free_ports: bool,
+
+    /// Log lines as JSON objects (`t`, `service`, `stream`, `text`), for tools.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only these services (default: all, and devstack's own events).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Keep printing new lines as they are written.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Only the last N lines of each service.
+    #[arg(short = 'n', long = "tail", value_name = "N")]
+    pub tail: Option<usize>,
+
+    /// The stored JSON lines as they are.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

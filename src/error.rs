@@ -51,6 +51,10 @@ pub enum Error {
     #[error("interrupted")]
     Interrupted,
 
+    /// A foreground run ended by a signal after a clean stop: not an error, but not success.
+    #[error("stopped")]
+    Stopped,
+
     #[error("{0}")]
     Engine(String),
 
@@ -81,7 +85,7 @@ impl Error {
             Error::PortConflicts(_) => exit::PORT_CONFLICT,
             Error::NotReady(_) => exit::NOT_READY,
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
-            Error::Interrupted => exit::INTERRUPTED,
+            Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::Engine(_) | Error::Output(_) | Error::Encode(_) => exit::FAILURE,
         }
     }
@@ -134,6 +138,7 @@ impl Error {
                 head(&format!("image `{image}` is not available: {reason}"))
             ),
             Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => String::new(),
+            Error::Stopped => String::new(),
             other => head(&other.to_string()),
         }
     }

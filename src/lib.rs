@@ -12,5 +12,7 @@ pub mod orchestrator;
 pub mod plan;
 pub mod ports;
 pub mod probe;
+pub mod process;
 pub mod readiness;
 pub mod runtime;
+pub mod watch;

@@ -1,5 +1,5 @@
-//! Waits until a container is ready: runs its probe from the host with backoff, watches that
-//! the container is still running, and gives up at the service's timeout with the last error.
+//! Waits until a service is ready: runs its probe from the host with backoff, watches that the
+//! service is still running, and gives up at the service's timeout with the last error.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -12,6 +12,48 @@ use crate::config::{Command, Probe, Readiness};
 use crate::plan::{shell_words, HostPorts};
 use crate::probe::{self, Backoff, ProbeError};
 use crate::runtime::{ContainerRuntime, ContainerStatus};
+
+/// What a probe needs from the thing it probes, container or process.
+pub trait ProbeTarget: Send + Sync {
+    /// The exit code if the service has exited (or died), `None` while it runs.
+    fn exited(&self) -> impl std::future::Future<Output = Result<Option<i64>, String>> + Send;
+    /// Runs `argv` (inside the container, or on the host for a process): exit code and output.
+    fn exec(
+        &self,
+        argv: &[String],
+    ) -> impl std::future::Future<Output = Result<(i64, String), String>> + Send;
+    /// The container's own healthcheck: status and whether it is from the current start.
+    fn health(
+        &self,
+    ) -> impl std::future::Future<Output = Result<(Option<String>, bool), String>> + Send;
+}
+
+/// A container, through the engine.
+pub struct ContainerTarget<'a, R: ContainerRuntime> {
+    pub rt: &'a R,
+    pub id: &'a str,
+}
+
+impl<R: ContainerRuntime> ProbeTarget for ContainerTarget<'_, R> {
+    async fn exited(&self) -> Result<Option<i64>, String> {
+        match self.rt.inspect(self.id).await {
+            Ok(info) if matches!(info.status, ContainerStatus::Exited | ContainerStatus::Dead) => {
+                Ok(Some(info.exit_code.unwrap_or(-1)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn exec(&self, argv: &[String]) -> Result<(i64, String), String> {
+        self.rt.exec(self.id, argv).await.map_err(|e| e.to_string())
+    }
+
+    async fn health(&self) -> Result<(Option<String>, bool), String> {
+        let info = self.rt.inspect(self.id).await.map_err(|e| e.to_string())?;
+        Ok((info.health, info.health_fresh))
+    }
+}
 
 /// Why a service did not get ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +119,8 @@ fn host_addr(service: &str, port: u16, ports: &HostPorts) -> Result<SocketAddr, 
 }
 
 /// One attempt of a network or exec probe.
-async fn attempt<R: ContainerRuntime>(
-    rt: &R,
-    id: &str,
+async fn attempt<T: ProbeTarget>(
+    target: &T,
     service: &str,
     probe: &Probe,
     ports: &HostPorts,
@@ -103,7 +144,7 @@ async fn attempt<R: ContainerRuntime>(
                 Command::Shell(s) => shell_words(&ports.resolve(s)),
                 Command::Argv(v) => v.iter().map(|a| ports.resolve(a)).collect(),
             };
-            return match rt.exec(id, &argv).await {
+            return match target.exec(&argv).await {
                 Ok((0, _)) => Ok(()),
                 Ok((code, out)) => {
                     let last = out
@@ -123,8 +164,8 @@ async fn attempt<R: ContainerRuntime>(
             };
         }
         Probe::Healthcheck => {
-            return match rt.inspect(id).await {
-                Ok(info) => match (info.health.as_deref(), info.health_fresh) {
+            return match target.health().await {
+                Ok((health, fresh)) => match (health.as_deref(), fresh) {
                     (Some("healthy"), true) => Ok(()),
                     (Some("healthy"), false) => {
                         Err("healthy status is from before the last start".to_string())
@@ -132,7 +173,7 @@ async fn attempt<R: ContainerRuntime>(
                     (Some(s), _) => Err(format!("health is `{s}`")),
                     (None, _) => Err("the image defines no HEALTHCHECK".to_string()),
                 },
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
         }
         // Log readiness is signalled by the log follower.
@@ -141,11 +182,10 @@ async fn attempt<R: ContainerRuntime>(
     r.map_err(|e| e.to_string())
 }
 
-/// Waits until `id` (the container of `service`) is ready. `log_matched` fires when a `log`
-/// probe's regex matched a line.
-pub async fn wait_ready<R: ContainerRuntime>(
-    rt: &R,
-    id: &str,
+/// Waits until `target` (running `service`) is ready. `log_matched` fires when a `log` probe's
+/// regex matched a line.
+pub async fn wait_ready<T: ProbeTarget>(
+    target: &T,
     service: &str,
     ready: &Readiness,
     ports: &HostPorts,
@@ -156,12 +196,10 @@ pub async fn wait_ready<R: ContainerRuntime>(
     let deadline = start + ready.timeout;
     let mut backoff = Backoff::new(ready.interval);
     loop {
-        match rt.inspect(id).await {
-            Ok(info) if matches!(info.status, ContainerStatus::Exited | ContainerStatus::Dead) => {
-                return Err(NotReady::Exited(info.exit_code.unwrap_or(-1)));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(NotReady::Engine(e.to_string())),
+        match target.exited().await {
+            Ok(Some(code)) => return Err(NotReady::Exited(code)),
+            Ok(None) => {}
+            Err(e) => return Err(NotReady::Engine(e)),
         }
         if let Some(rx) = log_matched.as_mut() {
             if rx.try_recv().is_ok() {
@@ -170,7 +208,7 @@ pub async fn wait_ready<R: ContainerRuntime>(
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let result = tokio::select! {
-            r = tokio::time::timeout(remaining.max(Duration::from_millis(1)), attempt(rt, id, service, &ready.probe, ports)) => r,
+            r = tokio::time::timeout(remaining.max(Duration::from_millis(1)), attempt(target, service, &ready.probe, ports)) => r,
             _ = cancel.cancelled() => return Err(NotReady::Cancelled),
         };
         let last_error = match result {

@@ -243,3 +243,72 @@ mod tests {
         assert_eq!(parse_rfc3339("garbage"), None);
     }
 }
+
+/// The runtime for a run without container services: devstack works without a Docker engine
+/// when only native processes are selected. It has no containers; anything else is an error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEngine;
+
+fn no_engine<T>() -> Result<T> {
+    Err(RuntimeError::Unavailable(
+        "this run selected no container services, so no engine was contacted".into(),
+    ))
+}
+
+impl ContainerRuntime for NoEngine {
+    async fn list(&self, _project: &str) -> Result<Vec<ContainerInfo>> {
+        Ok(Vec::new())
+    }
+    async fn list_publishing(&self) -> Result<Vec<(String, Vec<Published>)>> {
+        Ok(Vec::new())
+    }
+    async fn inspect(&self, _id: &str) -> Result<ContainerInfo> {
+        no_engine()
+    }
+    async fn image_id(&self, _image: &str) -> Result<Option<String>> {
+        no_engine()
+    }
+    async fn pull(
+        &self,
+        _image: &str,
+        _progress: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<()> {
+        no_engine()
+    }
+    async fn ensure_network(&self, _project: &str, _name: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn ensure_volume(&self, _project: &str, _volume: &str, _full_name: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn create(&self, _spec: &ContainerSpec) -> Result<String> {
+        no_engine()
+    }
+    async fn start(&self, _id: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn stop(&self, _id: &str, _grace: Duration) -> Result<()> {
+        no_engine()
+    }
+    async fn kill(&self, _id: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn remove(&self, _id: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn exec(&self, _id: &str, _argv: &[String]) -> Result<(i64, String)> {
+        no_engine()
+    }
+    fn logs(&self, _id: &str, _since: i64) -> OutputStream {
+        Box::pin(futures_util::stream::empty())
+    }
+    async fn remove_network(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    async fn list_volumes(&self, _project: &str) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+    async fn remove_volume(&self, _name: &str) -> Result<()> {
+        no_engine()
+    }
+}

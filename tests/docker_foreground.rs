@@ -3,73 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn spawn_up(dir: &std::path::Path, project: &str) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
-        .args(["-p", project, "up"])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    (child, rx)
-}
-
-/// Lines until one contains `needle` (all of them returned), under a deadline.
-fn wait_for(rx: &mpsc::Receiver<String>, needle: &str, within: Duration, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            let hit = line.contains(needle);
-            seen.push(line);
-            if hit {
-                return;
-            }
-        }
-    }
-    panic!(
-        "no line with `{needle}` within {within:?}; got:\n{}",
-        seen.join("\n")
-    );
-}
-
-fn interrupt(child: &Child) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-}
-
-fn exit_within(child: &mut Child, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("devstack did not exit within {within:?}");
-}
 
 #[test]
 fn ctrl_c_stops_dependents_first_and_leaves_no_running_container() {
@@ -89,7 +25,7 @@ fn ctrl_c_stops_dependents_first_and_leaves_no_running_container() {
         project: project.clone(),
         files: vec![],
     };
-    let (mut child, rx) = spawn_up(dir.path(), &project);
+    let (mut child, rx) = spawn_up(dir.path(), &["-p", &project, "up"], &[]);
     let mut seen = Vec::new();
     wait_for(
         &rx,
@@ -148,7 +84,7 @@ fn a_second_ctrl_c_kills_at_once() {
         project: project.clone(),
         files: vec![],
     };
-    let (mut child, rx) = spawn_up(dir.path(), &project);
+    let (mut child, rx) = spawn_up(dir.path(), &["-p", &project, "up"], &[]);
     let mut seen = Vec::new();
     wait_for(
         &rx,

@@ -32,6 +32,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Up(args) => stack_ops::up(&loaded.stack, args, env),
         Command::Down(args) => stack_ops::down(&loaded.stack, args, env),
         Command::Ps(args) => stack_ops::ps(&loaded.stack, args, env),
+        Command::Logs(args) => stack_ops::logs(&loaded.stack, args, env),
     }
 }
 

@@ -13,9 +13,24 @@ use crate::config::Stack;
 use crate::docker::DockerRuntime;
 use crate::error::Error;
 use crate::logs::render::{local_utc_offset, Renderer};
+use crate::logs::Format;
 use crate::orchestrator::{self, DownRequest, UpError, UpOutcome, UpRequest};
 use crate::plan::{container_name, PortMode};
+use crate::process::state::StateFile;
 use crate::runtime::ContainerRuntime;
+
+/// Where devstack keeps what must outlive one run of a project: the native processes it started
+/// (so a later run can end what a killed one left) and the per-service log files.
+pub fn state_dir(project: &str) -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("devstack").join(project)
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -77,25 +92,50 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     } else {
         Box::new(std::io::stderr())
     };
-    let (logs, writer) = crate::logs::spawn(out, renderer, orchestrator::run::TAIL_LINES);
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text(renderer)
+    };
+    let files = Some(state_dir(&stack.name).join("logs"));
+    if let Err(e) = std::fs::create_dir_all(state_dir(&stack.name)) {
+        tracing::warn!(
+            "cannot create the state folder `{}`: {e}",
+            state_dir(&stack.name).display()
+        );
+    }
+    let (logs, writer) = crate::logs::spawn(out, format, orchestrator::run::TAIL_LINES, files);
     let mut signals = interrupts();
     let rt = runtime()?;
+    let needs_engine = selected
+        .iter()
+        .any(|s| stack.services[s.as_str()].is_container());
+    let req = UpRequest {
+        stack,
+        selected: selected.clone(),
+        wait: args.wait,
+        port_mode: if args.free_ports {
+            PortMode::AllFree
+        } else {
+            PortMode::AsWritten
+        },
+        watch: !args.no_watch,
+        state: StateFile::new(state_dir(&stack.name).join("processes.json")),
+    };
     let result = rt.block_on(async {
-        let docker = DockerRuntime::connect().await?;
-        let req = UpRequest {
-            stack,
-            selected: selected.clone(),
-            wait: args.wait,
-            port_mode: PortMode::AsWritten,
+        let outcome = if needs_engine {
+            let docker = DockerRuntime::connect().await?;
+            orchestrator::up(&docker, req, logs.clone(), &mut signals).await
+        } else {
+            // Only native processes: no Docker engine needed.
+            orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals).await
         };
-        orchestrator::up(&docker, req, logs.clone(), &mut signals)
-            .await
-            .map_err(|e| match e {
-                UpError::PortConflicts(c) => Error::PortConflicts(c),
-                UpError::Runtime(e) => e.into(),
-                UpError::NotReady(r) => Error::NotReady(r),
-                UpError::Interrupted => Error::Interrupted,
-            })
+        outcome.map_err(|e| match e {
+            UpError::PortConflicts(c) => Error::PortConflicts(c),
+            UpError::Runtime(e) => e.into(),
+            UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Interrupted => Error::Interrupted,
+        })
     });
     drop(logs);
     // The writer ends once every handle is gone; join so no line is lost.
@@ -117,7 +157,8 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             }
             Ok(())
         }
-        UpOutcome::Stopped => Err(Error::Interrupted),
+        // The log already says everything stopped; the exit code says it was a signal.
+        UpOutcome::Stopped => Err(Error::Stopped),
     }
 }
 
@@ -127,9 +168,22 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
         color: color_for(false, env),
         utc_offset: local_utc_offset(),
     };
-    let (logs, writer) = crate::logs::spawn(Box::new(std::io::stderr()), renderer, 1);
+    let (logs, writer) =
+        crate::logs::spawn(Box::new(std::io::stderr()), Format::Text(renderer), 1, None);
     let rt = runtime()?;
     let result = rt.block_on(async {
+        // Processes a killed devstack left behind go first (they depend on the containers).
+        let state = StateFile::new(state_dir(&stack.name).join("processes.json"));
+        for e in crate::process::state::reap_leftovers(&state).await {
+            logs.event(
+                &e.service,
+                format!("ended pid {} left running by a previous run", e.pid),
+            )
+            .await;
+        }
+        if !stack.services.values().any(|s| s.is_container()) {
+            return Ok(Default::default());
+        }
         let docker = DockerRuntime::connect().await?;
         let req = DownRequest {
             stack,
@@ -154,7 +208,7 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
             report.orphans_left.join(", ")
         )?;
     }
-    if !args.volumes {
+    if !args.volumes && stack.services.values().any(|s| s.is_container()) {
         // Named volumes hold the user's data; say they were kept.
         let rt2 = runtime()?;
         let kept = rt2.block_on(async {
@@ -195,18 +249,63 @@ fn uptime(started_at: Option<i64>) -> String {
         .join(" ")
 }
 
+/// How long ago a process started, from its start time in clock ticks since boot.
+fn process_uptime(start_ticks: u64) -> String {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let up = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    let secs = (up as u64).saturating_sub(start_ticks / hz);
+    humantime::format_duration(std::time::Duration::from_secs(secs))
+        .to_string()
+        .split(' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let rt = runtime()?;
-    let containers = rt.block_on(async {
-        DockerRuntime::connect()
-            .await?
-            .list(&stack.name)
-            .await
-            .map_err(Error::from)
-    })?;
+    // A stack of native processes only needs no engine.
+    let containers = if stack.services.values().any(|s| s.is_container()) {
+        rt.block_on(async {
+            DockerRuntime::connect()
+                .await?
+                .list(&stack.name)
+                .await
+                .map_err(Error::from)
+        })?
+    } else {
+        Vec::new()
+    };
     let mut rows = Vec::new();
+    let processes = StateFile::new(state_dir(&stack.name).join("processes.json")).load();
     for (name, svc) in &stack.services {
         if !svc.is_container() {
+            let running = processes
+                .iter()
+                .find(|e| &e.service == name && crate::process::group_alive(e.pgid));
+            let ports: Vec<String> = svc
+                .ports
+                .iter()
+                .map(|p| format!("{}:{}", p.host_ip, p.container_port))
+                .collect();
+            rows.push(json!({
+                "service": name,
+                "kind": svc.kind_name(),
+                "pid": running.map(|e| e.pid),
+                "state": if running.is_some() { "running" } else { "not running" },
+                "exit_code": Option::<i64>::None,
+                "ports": if running.is_some() { ports } else { Vec::new() },
+                "health": Option::<String>::None,
+                "uptime": running.map(|e| process_uptime(e.start_time)),
+            }));
             continue;
         }
         let c = containers.iter().find(|c| &c.service == name);
@@ -310,4 +409,106 @@ pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> 
         )?;
     }
     Ok(())
+}
+
+/// `devstack logs`: the per-service log files, merged by time.
+pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    use crate::logs::files::{path_of, read, Record};
+    let dir = state_dir(&stack.name).join("logs");
+    let names: Vec<String> = if args.services.is_empty() {
+        let mut all: Vec<String> = stack.services.keys().cloned().collect();
+        all.push("devstack".to_string());
+        all
+    } else {
+        for n in &args.services {
+            if !stack.services.contains_key(n) {
+                return Err(Error::Usage {
+                    message: format!("no service `{n}` in the stack"),
+                    help: crate::config::diagnostic::did_you_mean(
+                        n,
+                        stack.services.keys().map(String::as_str),
+                    ),
+                });
+            }
+        }
+        args.services.clone()
+    };
+    let renderer = Renderer {
+        width: log_width(&names),
+        color: color_for(true, env),
+        utc_offset: local_utc_offset(),
+    };
+    let show = |r: &Record, out: &mut dyn Write| -> std::io::Result<()> {
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())
+        } else {
+            writeln!(out, "{}", renderer.render(&r.to_line()))
+        }
+    };
+    let mut records: Vec<Record> = Vec::new();
+    for n in &names {
+        let mut rs = read(&dir, n);
+        if let Some(k) = args.tail {
+            let skip = rs.len().saturating_sub(k);
+            rs.drain(..skip);
+        }
+        records.extend(rs);
+    }
+    if records.is_empty() && !args.follow {
+        writeln!(
+            env.err,
+            "no logs yet for project `{}` (in `{}`)",
+            stack.name,
+            dir.display()
+        )?;
+        return Ok(());
+    }
+    records.sort_by_key(|r| r.t);
+    for r in &records {
+        show(r, env.out)?;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    // Follow: read what is appended, polling the files (a few per project; cheap).
+    let mut offsets: Vec<(std::path::PathBuf, u64)> = names
+        .iter()
+        .map(|n| {
+            let p = path_of(&dir, n);
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, len)
+        })
+        .collect();
+    loop {
+        let mut fresh: Vec<Record> = Vec::new();
+        for (p, off) in offsets.iter_mut() {
+            let Ok(meta) = std::fs::metadata(&*p) else {
+                continue;
+            };
+            if meta.len() < *off {
+                *off = 0; // rotated
+            }
+            if meta.len() == *off {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&*p) else {
+                continue;
+            };
+            let new = &bytes[*off as usize..];
+            // Only whole lines; a half-written last line waits for the next round.
+            let end = new.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            fresh.extend(
+                String::from_utf8_lossy(&new[..end])
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Record>(l).ok()),
+            );
+            *off += end as u64;
+        }
+        fresh.sort_by_key(|r| r.t);
+        for r in &fresh {
+            show(r, env.out)?;
+        }
+        env.out.flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

@@ -1,12 +1,13 @@
 //! The merged log stream: every line of every service and devstack's own events, in one order.
 
+pub mod files;
 pub mod mux;
 pub mod render;
 pub mod split;
 
 use std::time::SystemTime;
 
-pub use mux::{spawn, LogHandle};
+pub use mux::{spawn, Format, LogHandle};
 
 /// Where a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use std::io::Write;
 use tokio::sync::{mpsc, oneshot};
 
 use super::render::Renderer;
+
 use super::{LogLine, Stream};
 
 /// Lines in flight between producers and the writer.
@@ -67,11 +68,21 @@ impl LogHandle {
     }
 }
 
-/// Starts the writer thread. It ends when every handle is dropped.
+/// How lines are shown.
+#[derive(Debug, Clone)]
+pub enum Format {
+    Text(Renderer),
+    /// One JSON object per line, for tools.
+    Json,
+}
+
+/// Starts the writer thread. It ends when every handle is dropped. With `files`, every line also
+/// goes to its service's log file in that folder.
 pub fn spawn(
     mut out: Box<dyn Write + Send>,
-    renderer: Renderer,
+    format: Format,
     tail_len: usize,
+    files: Option<std::path::PathBuf>,
 ) -> (LogHandle, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LogMsg>(CHANNEL);
     let thread = std::thread::Builder::new()
@@ -79,6 +90,13 @@ pub fn spawn(
         .spawn(move || {
             let mut tails: HashMap<String, VecDeque<String>> = HashMap::new();
             let mut broken = false;
+            let mut files = files.and_then(|dir| match super::files::LogFiles::new(dir.clone()) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!("cannot write log files in `{}`: {e}", dir.display());
+                    None
+                }
+            });
             while let Some(msg) = rx.blocking_recv() {
                 let mut next = Some(msg);
                 // Drain what is queued before flushing: one write per burst, not per line.
@@ -92,8 +110,20 @@ pub fn spawn(
                                 }
                                 t.push_back(line.text.clone());
                             }
+                            if let Some(f) = files.as_mut() {
+                                if let Err(e) = f.write(&line) {
+                                    tracing::warn!("cannot write log file: {e}; log files are off");
+                                    files = None;
+                                }
+                            }
                             if !broken {
-                                let mut text = renderer.render(&line);
+                                let mut text = match &format {
+                                    Format::Text(r) => r.render(&line),
+                                    Format::Json => {
+                                        serde_json::to_string(&super::files::Record::of(&line))
+                                            .unwrap_or_default()
+                                    }
+                                };
                                 text.push('\n');
                                 // A closed stdout (piped into `head`) must not stop the stack.
                                 broken = out.write_all(text.as_bytes()).is_err();
@@ -108,6 +138,9 @@ pub fn spawn(
                         }
                         LogMsg::Flush(reply) => {
                             let _ = out.flush();
+                            if let Some(f) = files.as_mut() {
+                                f.flush();
+                            }
                             let _ = reply.send(());
                         }
                     }
@@ -115,6 +148,9 @@ pub fn spawn(
                 }
                 if !broken {
                     broken = out.flush().is_err();
+                }
+                if let Some(f) = files.as_mut() {
+                    f.flush();
                 }
             }
             let _ = out.flush();
@@ -143,15 +179,12 @@ mod tests {
     #[tokio::test]
     async fn lines_are_written_whole_and_tails_kept() {
         let sink = Sink::default();
-        let (h, thread) = spawn(
-            Box::new(sink.clone()),
-            Renderer {
-                width: 3,
-                color: false,
-                utc_offset: 0,
-            },
-            2,
-        );
+        let renderer = Renderer {
+            width: 3,
+            color: false,
+            utc_offset: 0,
+        };
+        let (h, thread) = spawn(Box::new(sink.clone()), Format::Text(renderer), 2, None);
         for i in 0..3 {
             h.line(LogLine {
                 at: std::time::UNIX_EPOCH,

@@ -2,5 +2,6 @@
 
 pub mod run;
 pub mod state;
+pub mod supervisor;
 
 pub use run::{down, up, DownRequest, UpError, UpOutcome, UpRequest};

@@ -35,6 +35,10 @@ pub struct UpRequest<'a> {
     /// Return once everything is ready, leaving it running.
     pub wait: bool,
     pub port_mode: PortMode,
+    /// Restart processes when their files change.
+    pub watch: bool,
+    /// Where native processes are recorded, so a later run can end what a killed one left.
+    pub state: crate::process::state::StateFile,
 }
 
 #[derive(Debug)]
@@ -74,6 +78,13 @@ impl From<RuntimeError> for UpError {
     fn from(e: RuntimeError) -> Self {
         UpError::Runtime(e)
     }
+}
+
+/// What this run started, to stop it again.
+#[derive(Clone)]
+enum Running {
+    Container(String),
+    Process(super::supervisor::SupervisorHandle),
 }
 
 enum Msg {
@@ -247,34 +258,87 @@ pub async fn up<R: ContainerRuntime>(
         p = prepare(rt, &req, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
-    let non_containers: Vec<&String> = req
+    let processes: Vec<&String> = req
         .selected
         .iter()
         .filter(|s| !is_selected_container(stack, &req.selected, s))
         .collect();
-    if !non_containers.is_empty() {
+    if req.wait && !processes.is_empty() {
         return Err(UpError::Runtime(RuntimeError::Engine(format!(
-            "native processes are not supported yet: {}",
-            non_containers
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "`up --wait` cannot leave native processes running without devstack: {}; run `devstack up` in the foreground, or `up --wait` only the container services",
+            processes.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
         ))));
     }
+    // What a previous run left behind (devstack killed with -9) is ended before anything starts.
+    if !processes.is_empty() {
+        for e in crate::process::state::reap_leftovers(&req.state).await {
+            logs.event(
+                &e.service,
+                format!("ended pid {} left running by a previous run", e.pid),
+            )
+            .await;
+        }
+    }
+    let mut watcher = None;
+    let mut changes = if req.watch {
+        let specs: Vec<crate::watch::WatchSpec> = processes
+            .iter()
+            .filter_map(|name| {
+                let w = stack.services[name.as_str()].watch.as_ref()?;
+                Some(crate::watch::WatchSpec {
+                    service: name.to_string(),
+                    paths: w.paths.clone(),
+                    ignore: w.ignore.clone(),
+                    debounce: w.debounce,
+                })
+            })
+            .collect();
+        if specs.is_empty() {
+            None
+        } else {
+            match crate::watch::Watcher::start(specs) {
+                Ok((w, rx)) => {
+                    watcher = Some(w);
+                    Some(rx)
+                }
+                Err(e) => {
+                    return Err(UpError::Runtime(RuntimeError::Engine(format!(
+                        "cannot watch files: {e}"
+                    ))))
+                }
+            }
+        }
+    } else {
+        None
+    };
 
     let started_at = Instant::now();
     let cancel = CancellationToken::new();
     let mut tasks: JoinSet<()> = JoinSet::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut sched = Scheduler::new(stack, &req.selected);
-    let mut ids: IndexMap<String, String> = IndexMap::new();
+    let mut ids: IndexMap<String, Running> = IndexMap::new();
+    let (sup_tx, mut sup_rx) = mpsc::unbounded_channel::<Input>();
+    let mut supervisors: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut decisions = sched.begin();
     let mut ready_reported = false;
 
     loop {
         for d in std::mem::take(&mut decisions) {
             match d {
+                Decision::Start(name) if !stack.services[&name].is_container() => {
+                    let (handle, task) =
+                        super::supervisor::spawn(super::supervisor::SupervisorSetup {
+                            svc: stack.services[&name].clone(),
+                            ports: prepared.ports.clone(),
+                            logs: logs.clone(),
+                            events: sup_tx.clone(),
+                            state: req.state.clone(),
+                            cancel: cancel.child_token(),
+                        });
+                    ids.insert(name, Running::Process(handle));
+                    supervisors.push(task);
+                }
                 Decision::Start(name) => {
                     let spec = prepared.specs[&name].clone();
                     let existing = prepared
@@ -340,7 +404,7 @@ pub async fn up<R: ContainerRuntime>(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Msg::Sched(input)) => decisions = sched.on(input),
-                Some(Msg::Created { service, id }) => { ids.insert(service, id); }
+                Some(Msg::Created { service, id }) => { ids.insert(service, Running::Container(id)); }
                 Some(Msg::Fatal(e)) => {
                     cancel.cancel();
                     drain(&mut tasks).await;
@@ -350,11 +414,25 @@ pub async fn up<R: ContainerRuntime>(
                 // Every sender is held by this loop too; the channel cannot close while it runs.
                 None => {}
             },
+            input = sup_rx.recv() => if let Some(input) = input { decisions = sched.on(input) },
+            changed = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                if let Some(c) = changed {
+                    if let Some(Running::Process(h)) = ids.get(&c.service) {
+                        let first = c.paths.first().map(|p| p.strip_prefix(&stack.root).unwrap_or(p).display().to_string()).unwrap_or_default();
+                        let why = if c.paths.len() > 1 { format!("{first} and {} more changed", c.paths.len() - 1) } else { format!("{first} changed") };
+                        h.restart(why);
+                    }
+                }
+            }
             _ = interrupts.recv() => {
+                drop(watcher.take());
                 logs.event("devstack", if ready_reported { "stopping (Ctrl-C again kills at once)" } else { "interrupted; stopping what was started" }).await;
                 cancel.cancel();
                 drain(&mut tasks).await;
                 stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
+                for t in supervisors.drain(..) {
+                    let _ = t.await;
+                }
                 logs.flush().await;
                 return if ready_reported && !req.wait { Ok(UpOutcome::Stopped) } else { Err(UpError::Interrupted) };
             }
@@ -450,7 +528,16 @@ async fn start_one<R: ContainerRuntime>(
 
     if let Some(ready) = &svc.ready {
         let log_rx = matches!(ready.probe, Probe::Log(_)).then_some(matched_rx);
-        match readiness::wait_ready(&rt, &id, &name, ready, &ports, log_rx, &cancel).await {
+        match readiness::wait_ready(
+            &readiness::ContainerTarget { rt: &rt, id: &id },
+            &name,
+            ready,
+            &ports,
+            log_rx,
+            &cancel,
+        )
+        .await
+        {
             Ok(took) => {
                 logs.event(&name, format!("ready in {} ms", took.as_millis()))
                     .await;
@@ -577,7 +664,7 @@ async fn stop_all<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],
-    ids: &IndexMap<String, String>,
+    ids: &IndexMap<String, Running>,
     logs: &LogHandle,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) {
@@ -588,13 +675,20 @@ async fn stop_all<R: ContainerRuntime>(
         for level in &levels {
             let mut set = JoinSet::new();
             for name in level {
-                let Some(id) = ids.get(name) else { continue };
-                let (rt, id, name, logs) = (rt.clone(), id.clone(), name.clone(), logs.clone());
+                let Some(running) = ids.get(name) else {
+                    continue;
+                };
+                let (rt, running, name, logs) =
+                    (rt.clone(), running.clone(), name.clone(), logs.clone());
                 let grace = stack.services[&name].stop_grace_period;
                 set.spawn(async move {
-                    match rt.stop(&id, grace).await {
-                        Ok(()) => logs.event(&name, "stopped").await,
-                        Err(e) => logs.event(&name, format!("could not stop: {e}")).await,
+                    match running {
+                        // The supervisor reports how it stopped.
+                        Running::Process(h) => h.stop().await,
+                        Running::Container(id) => match rt.stop(&id, grace).await {
+                            Ok(()) => logs.event(&name, "stopped").await,
+                            Err(e) => logs.event(&name, format!("could not stop: {e}")).await,
+                        },
                     }
                 });
             }
@@ -606,9 +700,17 @@ async fn stop_all<R: ContainerRuntime>(
         _ = interrupts.recv() => {
             logs.event("devstack", "killing everything now").await;
             let mut set = JoinSet::new();
-            for id in ids.values() {
-                let (rt, id) = (rt.clone(), id.clone());
-                set.spawn(async move { rt.kill(&id).await });
+            for running in ids.values() {
+                let (rt, running) = (rt.clone(), running.clone());
+                set.spawn(async move {
+                    match running {
+                        Running::Process(h) => h.kill().await,
+                        Running::Container(id) => {
+                            // Killing is the last resort; an error here leaves nothing better to do.
+                            let _ = rt.kill(&id).await;
+                        }
+                    }
+                });
             }
             while set.join_next().await.is_some() {}
         }

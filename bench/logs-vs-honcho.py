@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Benchmark: merged-log throughput and peak memory of devstack against honcho (PyPI), with 4
+chatty processes, measured in the same run.
+
+    bench/logs-vs-honcho.py [--lines N] [--runs R]
+
+Each of 4 processes prints N lines of 100 bytes as fast as it can, then a marker line, then
+sleeps. The harness reads the tool's merged stdout through a pipe as fast as it can, stops the
+clock when all 4 markers have arrived (every line before them has been through the tool), reads
+the tool's own peak RSS (VmHWM of its process, not the children's), then stops it. Prints
+medians and ratios (honcho / devstack: > 1 means devstack is faster or leaner).
+"""
+import argparse, os, signal, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MARK = "BENCH-DONE-MARKER"
+WRITER = ("import sys, time\n"
+          "line = ('x' * 99) + '\\n'\n"
+          "w = sys.stdout.write\n"
+          "for _ in range({n}): w(line)\n"
+          "print('" + MARK + "', flush=True)\n"
+          "time.sleep(3600)\n")
+
+
+def peak_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for l in f:
+                if l.startswith("VmHWM:"):
+                    return int(l.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run(cmd, cwd, env):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    seen, total, tail, peak = 0, 0, b"", 0
+    while seen < 4:
+        chunk = p.stdout.read1(1 << 20)
+        if not chunk:
+            raise SystemExit(f"{cmd[0]} ended early after {total} bytes")
+        total += len(chunk)
+        seen += (tail + chunk).count(MARK.encode()) - tail.count(MARK.encode())
+        tail = chunk[-64:]
+        peak = max(peak, peak_rss_kib(p.pid))
+    elapsed = time.monotonic() - t0
+    peak = max(peak, peak_rss_kib(p.pid))
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        p.stdout.read()
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    return elapsed, total, peak
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=250_000, help="lines per process (100 bytes each)")
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    devstack = os.path.join(ROOT, "target/release/devstack")
+    venv = os.path.join(ROOT, "target/bench-venv")
+    if not os.path.exists(os.path.join(venv, "bin/honcho")):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q", "honcho==2.0.0"], check=True)
+    honcho = os.path.join(venv, "bin/honcho")
+    work = tempfile.mkdtemp()
+    with open(os.path.join(work, "writer.py"), "w") as f:
+        f.write(WRITER.format(n=a.lines))
+    names = ["alpha", "bravo", "charlie", "delta"]
+    with open(os.path.join(work, "stack.yaml"), "w") as f:
+        f.write("services:\n" + "".join(f"  {n}:\n    command: [python3, writer.py]\n    watch: false\n" for n in names))
+    with open(os.path.join(work, "Procfile"), "w") as f:
+        f.write("".join(f"{n}: python3 writer.py\n" for n in names))
+    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=os.path.join(work, "state"))
+    results = {"devstack": [], "honcho": []}
+    for i in range(a.runs):
+        results["devstack"].append(run([devstack, "-p", "benchlogs", "up", "--no-watch"], work, env))
+        results["honcho"].append(run([honcho, "start", "--no-colour"], work, env))
+        d, h = results["devstack"][-1], results["honcho"][-1]
+        print(f"run {i+1}: devstack {d[0]:.2f}s {d[2]//1024} MiB; honcho {h[0]:.2f}s {h[2]//1024} MiB", file=sys.stderr)
+    mb = 4 * a.lines * 100 / 1e6
+    print(f"\n4 processes x {a.lines} lines of 100 B ({mb:.0f} MB), median of {a.runs} runs, {os.cpu_count()} cores")
+    print(f"{'tool':<9} {'time':>8} {'throughput':>12} {'peak RSS':>10}")
+    med = {}
+    for tool, rs in results.items():
+        t = statistics.median(r[0] for r in rs)
+        m = statistics.median(r[2] for r in rs)
+        med[tool] = (t, m)
+        print(f"{tool:<9} {t:>7.2f}s {mb / t:>8.1f} MB/s {m / 1024:>7.1f} MiB")
+    print(f"ratio honcho/devstack: time {med['honcho'][0] / med['devstack'][0]:.2f}, peak memory {med['honcho'][1] / med['devstack'][1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

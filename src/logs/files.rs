@@ -1,0 +1,162 @@
+//! Per-service log files: one JSON line per log line, `<dir>/<service>.log`, rotated at a size
+//! cap so a chatty service cannot fill the disk. Written only by the mux thread.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LogLine, Stream};
+
+/// A file is moved to `<service>.log.1` (replacing the previous one) beyond this size.
+pub const ROTATE_AT: u64 = 20 * 1024 * 1024;
+
+/// One line as stored, and as `devstack logs --json` and `up --json` print it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Milliseconds since the Unix epoch.
+    pub t: u64,
+    pub service: String,
+    /// `stdout`, `stderr` or `event` (devstack's own).
+    pub stream: String,
+    pub text: String,
+}
+
+impl Record {
+    pub fn of(line: &LogLine) -> Self {
+        Record {
+            t: line
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            service: line.source.clone(),
+            stream: match line.stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+                Stream::Event => "event",
+            }
+            .to_string(),
+            text: line.text.clone(),
+        }
+    }
+
+    pub fn to_line(&self) -> LogLine {
+        LogLine {
+            at: UNIX_EPOCH + std::time::Duration::from_millis(self.t),
+            source: self.service.clone(),
+            stream: match self.stream.as_str() {
+                "stderr" => Stream::Stderr,
+                "event" => Stream::Event,
+                _ => Stream::Stdout,
+            },
+            text: self.text.clone(),
+        }
+    }
+}
+
+struct Open {
+    file: BufWriter<File>,
+    size: u64,
+}
+
+pub struct LogFiles {
+    dir: PathBuf,
+    open: HashMap<String, Open>,
+}
+
+/// The file of one service (service names are validated: no slashes).
+pub fn path_of(dir: &Path, service: &str) -> PathBuf {
+    dir.join(format!("{service}.log"))
+}
+
+impl LogFiles {
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            open: HashMap::new(),
+        })
+    }
+
+    pub fn write(&mut self, line: &LogLine) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(&Record::of(line)).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let path = path_of(&self.dir, &line.source);
+        if !self.open.contains_key(&line.source) {
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            self.open.insert(
+                line.source.clone(),
+                Open {
+                    file: BufWriter::new(file),
+                    size,
+                },
+            );
+        }
+        let Some(o) = self.open.get_mut(&line.source) else {
+            return Ok(());
+        };
+        if o.size + text.len() as u64 > ROTATE_AT {
+            o.file.flush()?;
+            fs::rename(&path, path.with_extension("log.1"))?;
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            *o = Open {
+                file: BufWriter::new(file),
+                size: 0,
+            };
+        }
+        o.file.write_all(text.as_bytes())?;
+        o.size += text.len() as u64;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) {
+        for o in self.open.values_mut() {
+            // A full disk must not stop the stack; the terminal still shows everything.
+            let _ = o.file.flush();
+        }
+    }
+}
+
+/// Every record of `service`'s file (and its rotated predecessor), oldest first; unreadable lines
+/// are skipped.
+pub fn read(dir: &Path, service: &str) -> Vec<Record> {
+    let path = path_of(dir, service);
+    let mut out = Vec::new();
+    for p in [path.with_extension("log.1"), path] {
+        let Ok(text) = fs::read_to_string(&p) else {
+            continue;
+        };
+        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = LogFiles::new(dir.path().to_path_buf()).unwrap();
+        let line = LogLine {
+            at: UNIX_EPOCH + std::time::Duration::from_millis(1234),
+            source: "web".into(),
+            stream: Stream::Stderr,
+            text: "oops \"quoted\"".into(),
+        };
+        files.write(&line).unwrap();
+        files.write(&LogLine::event("web", "ready")).unwrap();
+        files.flush();
+        let got = read(dir.path(), "web");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to_line(), line);
+        assert_eq!(got[1].stream, "event");
+        assert!(read(dir.path(), "nope").is_empty());
+    }
+}

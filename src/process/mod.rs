@@ -1,0 +1,268 @@
+//! Native processes: each service runs as its own process group; stop = signal the group, grace,
+//! SIGKILL, wait until the group is gone. This layer knows nothing of services, restart policy or
+//! log lines: it spawns, hands out the pipes, waits, and stops.
+//!
+//! A group, not a pid, is what is signalled and waited for: `sh -c`, npm, gunicorn and Celery all
+//! fork, and a worker left behind keeps the port that the next instance needs.
+//!
+//! Dropping a [`Child`] whose group may still run SIGKILLs the group at once (no grace) and lets
+//! tokio reap the leader in the background; call [`stop`] first for a graceful end. Nothing runs
+//! when devstack itself is SIGKILLed or leaves through `std::process::exit`: that is what the
+//! [`state`] file is for.
+
+pub mod state;
+mod unix;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::time::Instant;
+
+use crate::config::Command;
+
+/// How long [`stop`] and [`kill`] wait for a SIGKILLed group before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// What to run and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnSpec {
+    pub command: Command,
+    pub cwd: PathBuf,
+    /// Added on top of devstack's own environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// A spawned process group. Its leader is the process devstack started; `pid` is also the pgid.
+#[derive(Debug)]
+pub struct Child {
+    /// The leader's pid, which is also the group id.
+    pub pid: u32,
+    /// Field 22 of `/proc/PID/stat`: with `pid`, names this process across devstack runs.
+    pub start_time: u64,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    inner: tokio::process::Child,
+    /// The leader's exit code once it has been reaped.
+    status: Option<i64>,
+    /// Set once the whole group has been seen gone: from then on the pgid may name someone
+    /// else's group and must never be signalled again.
+    gone: bool,
+}
+
+/// How [`stop`] or [`kill`] ended a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The whole group ended within the grace; the leader's exit code (128 + signal if a signal
+    /// ended it, -1 if its status could not be read).
+    Exited(i64),
+    /// The group needed SIGKILL.
+    Killed,
+}
+
+/// Starts `spec` as the leader of a new process group.
+///
+/// A shell string runs as `/bin/sh -c <string>`: the shell stays in the group, which is what is
+/// signalled. Argv runs directly. `PYTHONUNBUFFERED=1` is set unless `spec.env` sets it, so Python
+/// services' lines arrive as they are printed. stdin is `/dev/null`; stdout and stderr are piped.
+pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
+    let mut cmd = match &spec.command {
+        Command::Shell(line) => {
+            let mut cmd = tokio::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(line);
+            cmd
+        }
+        Command::Argv(argv) => {
+            let (program, args) = argv.split_first().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "the command is empty")
+            })?;
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args);
+            cmd
+        }
+    };
+    cmd.current_dir(&spec.cwd)
+        // Set first so that a value in `spec.env` replaces it.
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Our own Drop kills the whole group; tokio's would only kill the leader.
+        .kill_on_drop(false);
+    let mut inner = cmd.spawn()?;
+    let pid = inner
+        .id()
+        .expect("a child that has not been waited for has a pid");
+    let start_time = match unix::start_time(pid) {
+        Ok(t) => t,
+        Err(e) => {
+            // Not reaped yet, so `pid` is still this group's: safe to signal.
+            if let Err(kill_err) = unix::signal_group(pid, libc::SIGKILL) {
+                tracing::warn!(pid, error = %kill_err, "failed to kill a process whose start time could not be read");
+            }
+            return Err(e);
+        }
+    };
+    // The command itself is not logged: interpolated values may be secrets.
+    tracing::debug!(pid, cwd = %spec.cwd.display(), "spawned process group");
+    Ok(Child {
+        pid,
+        start_time,
+        stdout: inner.stdout.take(),
+        stderr: inner.stderr.take(),
+        inner,
+        status: None,
+        gone: false,
+    })
+}
+
+impl Child {
+    /// The output pipes, once; later calls return `None`s.
+    pub fn take_output(&mut self) -> (Option<ChildStdout>, Option<ChildStderr>) {
+        (self.stdout.take(), self.stderr.take())
+    }
+
+    /// Waits for the group leader (only the leader: the rest of the group may outlive it) and
+    /// returns its exit code, or 128 + signal when a signal ended it, or -1 if its status could
+    /// not be read. Cancel safe; after the first return, returns the same code at once.
+    pub async fn wait(&mut self) -> i64 {
+        if let Some(code) = self.status {
+            return code;
+        }
+        let code = match self.inner.wait().await {
+            Ok(status) => exit_code(status),
+            Err(e) => {
+                tracing::warn!(pid = self.pid, error = %e, "failed to wait for process");
+                -1
+            }
+        };
+        self.status = Some(code);
+        code
+    }
+
+    /// Whether the group may still run. Once the leader is reaped the pid may be reused as soon
+    /// as the rest of the group is gone, so the group is checked before every signal after that.
+    fn may_run(&self) -> bool {
+        !self.gone && (self.status.is_none() || unix::group_alive(self.pid))
+    }
+
+    fn signal(&self, signal: i32) {
+        if !self.may_run() {
+            return;
+        }
+        match unix::signal_group(self.pid, signal) {
+            Ok(()) => {}
+            // Ended on its own meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(pgid = self.pid, signal, error = %e, "failed to signal process group")
+            }
+        }
+    }
+
+    /// Reaps the leader, then waits until no process of the group runs, both by `deadline`.
+    async fn wait_gone(&mut self, deadline: Instant) -> bool {
+        if self.gone {
+            return true;
+        }
+        if self.status.is_none()
+            && tokio::time::timeout_at(deadline, self.wait())
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        let pgid = self.pid;
+        self.gone = poll_until(deadline, || !unix::group_alive(pgid)).await;
+        self.gone
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.may_run() {
+            return;
+        }
+        tracing::debug!(
+            pgid = self.pid,
+            "killing the process group of a dropped child"
+        );
+        // An unreaped leader is reaped by tokio's orphan queue, since kill_on_drop is off.
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Sends `signal` to the whole group, waits up to `grace` for every process of it to be gone
+/// (leader reaped and no other member running), then SIGKILLs the group and waits again, up to
+/// 5 s more (after which it returns `Killed` with a warning). Returns only when the group is
+/// gone, so a restart never overlaps the old instance.
+///
+/// Not cancel safe in effect: dropping the future midway leaves the group signalled but perhaps
+/// running until the [`Child`] itself is dropped.
+pub async fn stop(child: &mut Child, signal: i32, grace: Duration) -> Stopped {
+    child.signal(signal);
+    if child.wait_gone(Instant::now() + grace).await {
+        return Stopped::Exited(child.status.unwrap_or(-1));
+    }
+    tracing::debug!(
+        pgid = child.pid,
+        ?grace,
+        "process group outlived its grace, killing it"
+    );
+    kill_and_wait(child).await;
+    Stopped::Killed
+}
+
+/// SIGKILLs the group now and waits until it is gone (up to 5 s, then a warning). `Exited` if
+/// the group had already ended on its own.
+pub async fn kill(child: &mut Child) -> Stopped {
+    if !child.may_run() && child.wait_gone(Instant::now()).await {
+        return Stopped::Exited(child.status.unwrap_or(-1));
+    }
+    kill_and_wait(child).await;
+    Stopped::Killed
+}
+
+async fn kill_and_wait(child: &mut Child) {
+    child.signal(libc::SIGKILL);
+    if !child.wait_gone(Instant::now() + KILL_WAIT).await {
+        tracing::warn!(
+            pgid = child.pid,
+            "process group still has processes {KILL_WAIT:?} after SIGKILL (stuck in the kernel?)"
+        );
+    }
+}
+
+/// Whether process group `pgid` still has a running (non-zombie) process.
+pub fn group_alive(pgid: u32) -> bool {
+    unix::group_alive(pgid)
+}
+
+fn exit_code(status: ExitStatus) -> i64 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => i64::from(code),
+        (None, Some(signal)) => 128 + i64::from(signal),
+        (None, None) => -1,
+    }
+}
+
+/// Polls `done` until it holds or `deadline` passes: fast at first, backing off to 50 ms.
+pub(crate) async fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut interval = Duration::from_millis(2);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        tokio::time::sleep_until((now + interval).min(deadline)).await;
+        interval = (interval * 2).min(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,169 @@
+//! Unix specifics of native processes: signalling a process group and reading Linux `/proc`.
+//! Every `unsafe` libc call of the process layer lives here; this file holds no state and makes no
+//! decisions beyond refusing to signal a group that cannot be a service's.
+
+use std::io;
+
+/// What devstack reads from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
+    pub state: char,
+    /// Field 5: the process group id.
+    pub pgrp: u32,
+    /// Field 22: start time in clock ticks after boot. With the pid, it names one process for the
+    /// whole uptime of the machine, so a reused pid is told apart from the process we recorded.
+    pub start_time: u64,
+}
+
+impl ProcStat {
+    /// A zombie has exited and holds nothing but its pid (and so its group id): no memory, no
+    /// ports. Here the zombies of orphans are never reaped when PID 1 does not reap them, so
+    /// they count as gone.
+    pub fn is_running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X')
+    }
+}
+
+/// `None` when the process does not exist (or `/proc` cannot be read).
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Field 22 of `/proc/PID/stat`.
+pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).map(|s| s.start_time).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("cannot parse `/proc/{pid}/stat`"),
+        )
+    })
+}
+
+fn parse_stat(text: &str) -> Option<ProcStat> {
+    // Field 2 is the command name in parentheses and may itself hold spaces and `)`: the fields
+    // that follow start after the last `)`.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3, so field N is fields[N - 3].
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The pgid as a `pid_t` that names exactly one other group: positive (0 means our own group and
+/// a negative value is invalid), not 1 (init's), and not devstack's own group.
+fn target_group(pgid: u32) -> io::Result<libc::pid_t> {
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process group {pgid}: {why}"),
+        )
+    };
+    let pgid = libc::pid_t::try_from(pgid).map_err(|_| invalid("not a valid group id"))?;
+    if pgid <= 1 {
+        return Err(invalid("not a service's group"));
+    }
+    // SAFETY: getpgrp takes no arguments, has no preconditions and cannot fail.
+    if pgid == unsafe { libc::getpgrp() } {
+        return Err(invalid("it is devstack's own group"));
+    }
+    Ok(pgid)
+}
+
+/// Sends `signal` to every process of group `pgid`. `ESRCH` (no such group) is returned as an
+/// error of kind `NotFound`, which callers stopping a group treat as done.
+pub(crate) fn signal_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let target = target_group(pgid)?;
+    // SAFETY: killpg touches no memory of ours; `target` is > 1 and not our own group, so it
+    // names one other process group and cannot signal devstack itself.
+    let rc = unsafe { libc::killpg(target, signal) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether group `pgid` still has a process that is not a zombie.
+pub(crate) fn group_alive(pgid: u32) -> bool {
+    let Ok(target) = libc::pid_t::try_from(pgid) else {
+        return false;
+    };
+    if target <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; killpg only checks that the group exists and that we may
+    // signal it. `target` is positive, so it names one group.
+    let rc = unsafe { libc::killpg(target, 0) };
+    if rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    // The group exists, but zombies keep it existing: look for a member that still runs. A
+    // member can fork just before it dies while the scan is past the child's slot (pids wrap),
+    // so "gone" is only believed when a second scan agrees.
+    match running_member(pgid) {
+        Some(found) => found || running_member(pgid).unwrap_or(true),
+        None => true,
+    }
+}
+
+/// `Some(true)` if a process of group `pgid` is running; `None` when `/proc` cannot be listed.
+fn running_member(pgid: u32) -> Option<bool> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    Some(dir.flatten().any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+            .and_then(proc_stat)
+            .is_some_and(|stat| stat.pgrp == pgid && stat.is_running())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_fields_after_the_command_name() {
+        let cases = [
+            (
+                "1234 (sleep) S 1 1234 1234 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100",
+                Some(('S', 1234, 987654)),
+            ),
+            (
+                "77 (a) (b c) Z 1 70 70 0 -1 4194304 1 0 0 0 0 0 0 0 20 0 1 0 42 0 0",
+                Some(('Z', 70, 42)),
+            ),
+            ("77 (truncated", None),
+            ("77 (short) S 1 2", None),
+        ];
+        for (text, want) in cases {
+            let got = parse_stat(text).map(|s| (s.state, s.pgrp, s.start_time));
+            assert_eq!(got, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_signal_init_its_own_or_an_invalid_group() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = u32::try_from(unsafe { libc::getpgrp() }).expect("pgid is positive");
+        for pgid in [0, 1, own, u32::MAX] {
+            let err = signal_group(pgid, 0).expect_err("must refuse");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{pgid}");
+        }
+    }
+
+    #[test]
+    fn reads_own_start_time() {
+        let me = std::process::id();
+        let stat = proc_stat(me).expect("own /proc entry");
+        assert!(stat.is_running());
+        assert_eq!(start_time(me).expect("own start time"), stat.start_time);
+    }
+}
