@@ -17,3 +17,17 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --all-targets
+
+step "the example app's integration suite, through devstack test"
+cargo build -q
+target/debug/devstack test --services core-service,ai-service,celery-worker -- \
+  examples/ensurestudy/.venv/bin/python -m pytest -q -p no:cacheprovider examples/ensurestudy/tests
+
+step "no leftovers from test projects"
+left=$(docker ps -aq --filter label=org.devstack.project | xargs -r docker inspect -f '{{index .Config.Labels "org.devstack.project"}}' | grep -E -- '-test-|^dstest-' || true)
+vols=$(docker volume ls -q --filter label=org.devstack.project | grep -E -- '-test-|^dstest-' || true)
+if [ -n "$left$vols" ]; then
+  echo "left behind by the tests: $left $vols" >&2
+  exit 1
+fi
+echo "none"

@@ -67,6 +67,21 @@ pub enum Command {
 
     /// Show the services' logs (from the per-service log files of `up`).
     Logs(LogsArgs),
+
+    /// Run a test suite against a throwaway copy of the stack: own project, free host ports,
+    /// fresh volumes, torn down whatever happens. The suite's exit code is devstack's.
+    Test(TestArgs),
+
+    /// Check this machine against the stack: Docker, images, ports, tools, `.env`, inotify.
+    /// Exits 1 when something blocks `up`.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Machine-readable findings.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +107,22 @@ pub struct UpArgs {
     /// Log lines as JSON objects (`t`, `service`, `stream`, `text`), for tools.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Services to bring up, comma-separated, with what they depend on (default: every container
+    /// service; name app processes to include them).
+    #[arg(long, value_delimiter = ',', value_name = "SERVICES")]
+    pub services: Vec<String>,
+
+    /// If the suite fails, leave the containers running for a look (processes still stop).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+
+    /// The suite to run, after `--`: `devstack test -- pytest -q tests/`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

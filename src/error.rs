@@ -55,6 +55,14 @@ pub enum Error {
     #[error("stopped")]
     Stopped,
 
+    /// `devstack doctor` found blockers (it printed them).
+    #[error("{0} blocker(s) found")]
+    Doctor(usize),
+
+    /// `devstack test`'s suite failed with this exit code (it printed its own story).
+    #[error("the suite exited with code {0}")]
+    Suite(i32),
+
     #[error("{0}")]
     Engine(String),
 
@@ -86,6 +94,8 @@ impl Error {
             Error::NotReady(_) => exit::NOT_READY,
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
+            Error::Suite(code) => *code,
+            Error::Doctor(_) => exit::FAILURE,
             Error::Engine(_) | Error::Output(_) | Error::Encode(_) => exit::FAILURE,
         }
     }
@@ -138,7 +148,7 @@ impl Error {
                 head(&format!("image `{image}` is not available: {reason}"))
             ),
             Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => String::new(),
-            Error::Stopped => String::new(),
+            Error::Stopped | Error::Suite(_) | Error::Doctor(_) => String::new(),
             other => head(&other.to_string()),
         }
     }

@@ -202,11 +202,21 @@ for m in c:
 
     // ps shows them running with their ports.
     let v = ps(dir.path(), &[&stack, "ports.yaml"], &project);
-    for row in v.as_array().unwrap().iter().filter(|r| r["kind"] == "container") {
+    for row in v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "container")
+    {
         assert_eq!(row["state"], "running", "{row}");
     }
     // The app processes were not selected: they are not running.
-    let core = v.as_array().unwrap().iter().find(|r| r["service"] == "core-service").unwrap();
+    let core = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "core-service")
+        .unwrap();
     assert_eq!(core["state"], "not running");
     let pg_row = v
         .as_array()

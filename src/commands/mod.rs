@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+mod doctor;
 mod stack_ops;
 
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
@@ -33,6 +34,8 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Down(args) => stack_ops::down(&loaded.stack, args, env),
         Command::Ps(args) => stack_ops::ps(&loaded.stack, args, env),
         Command::Logs(args) => stack_ops::logs(&loaded.stack, args, env),
+        Command::Test(args) => stack_ops::test(&loaded.stack, args, env),
+        Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
     }
 }
 

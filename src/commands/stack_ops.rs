@@ -121,6 +121,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         },
         watch: !args.no_watch,
         state: StateFile::new(state_dir(&stack.name).join("processes.json")),
+        then: None,
     };
     let result = rt.block_on(async {
         let outcome = if needs_engine {
@@ -159,6 +160,8 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         }
         // The log already says everything stopped; the exit code says it was a signal.
         UpOutcome::Stopped => Err(Error::Stopped),
+        // `up` runs no suite.
+        UpOutcome::Finished(code) => Err(Error::Suite(code)),
     }
 }
 
@@ -510,5 +513,169 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
         }
         env.out.flush()?;
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// A short random suffix for throwaway project names (no two runs at once share one).
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 4];
+    let from_urandom = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    if from_urandom.is_err() {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (nanos ^ std::process::id().rotate_left(16)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `DEVSTACK_<SERVICE>_<PORT>` for every published port: `core-service` 5000 → `DEVSTACK_CORE_SERVICE_5000`.
+pub fn port_variables(ports: &crate::plan::HostPorts) -> Vec<(String, String)> {
+    ports
+        .all()
+        .map(|(service, p)| {
+            let name: String = service
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (
+                format!("DEVSTACK_{name}_{}", p.container_port),
+                p.host_port.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `devstack test -- CMD`: a throwaway stack, the suite against it, teardown whatever happens.
+pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let mut throwaway = stack.clone();
+    throwaway.name = format!("{}-test-{}", stack.name, random_suffix());
+    let project = throwaway.name.clone();
+    let selected = if args.services.is_empty() {
+        let containers: Vec<String> = stack
+            .services
+            .iter()
+            .filter(|(_, s)| s.is_container())
+            .map(|(n, _)| n.clone())
+            .collect();
+        selected_services(stack, &containers)?
+    } else {
+        selected_services(stack, &args.services)?
+    };
+    writeln!(
+        env.err,
+        "devstack test: project `{project}`, services {}",
+        selected.join(", ")
+    )?;
+    let renderer = Renderer {
+        width: log_width(&selected),
+        color: color_for(false, env),
+        utc_offset: local_utc_offset(),
+    };
+    // The suite owns stdout; the stack's log goes to stderr.
+    let (logs, writer) = crate::logs::spawn(
+        Box::new(std::io::stderr()),
+        Format::Text(renderer),
+        orchestrator::run::TAIL_LINES,
+        None,
+    );
+    let mut signals = interrupts();
+    let rt = runtime()?;
+    let state = state_dir(&project);
+    let needs_engine = selected
+        .iter()
+        .any(|s| stack.services[s.as_str()].is_container());
+
+    let command = args.command.clone();
+    let test_env = stack.test.environment.clone();
+    let then: orchestrator::run::Then = Box::new(move |ports| {
+        Box::pin(async move {
+            let mut vars: Vec<(String, String)> = test_env
+                .iter()
+                .map(|(k, v)| (k.clone(), ports.resolve(v)))
+                .collect();
+            vars.extend(port_variables(&ports));
+            let (program, rest) = command.split_first().expect("clap requires a command");
+            let status = tokio::process::Command::new(program)
+                .args(rest)
+                .envs(vars)
+                // Aborted on Ctrl-C or SIGTERM: the suite must not outlive its stack.
+                .kill_on_drop(true)
+                .status()
+                .await;
+            match status {
+                Ok(s) => s.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+                }),
+                Err(e) => {
+                    eprintln!("devstack test: cannot run `{program}`: {e}");
+                    127
+                }
+            }
+        })
+    });
+    let req = UpRequest {
+        stack: &throwaway,
+        selected: selected.clone(),
+        wait: false,
+        port_mode: PortMode::AllFree,
+        watch: false,
+        state: StateFile::new(state.join("processes.json")),
+        then: Some(then),
+    };
+    let keep = args.keep_on_failure;
+    let result = rt.block_on(async {
+        let map = |e: UpError| match e {
+            UpError::PortConflicts(c) => Error::PortConflicts(c),
+            UpError::Runtime(e) => e.into(),
+            UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Interrupted => Error::Interrupted,
+        };
+        if !needs_engine {
+            return orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals)
+                .await
+                .map_err(map);
+        }
+        let docker = DockerRuntime::connect().await?;
+        let outcome = orchestrator::up(&docker, req, logs.clone(), &mut signals)
+            .await
+            .map_err(map);
+        let failed = !matches!(outcome, Ok(UpOutcome::Finished(0)));
+        if keep && failed && matches!(outcome, Ok(UpOutcome::Finished(_))) {
+            logs.event(
+                "devstack",
+                format!("kept the stack for a look: `devstack -p {project} down -v` removes it"),
+            )
+            .await;
+        } else {
+            // Teardown happens whatever the outcome; its own failure is reported but does not
+            // hide the suite's result.
+            let down = DownRequest {
+                stack: &throwaway,
+                volumes: true,
+                remove_orphans: true,
+            };
+            if let Err(e) = orchestrator::down(&docker, down, &logs).await {
+                logs.event("devstack", format!("teardown failed: {e}"))
+                    .await;
+            }
+        }
+        outcome
+    });
+    drop(logs);
+    let _ = writer.join();
+    let _ = std::fs::remove_dir_all(&state);
+    match result? {
+        UpOutcome::Finished(0) => Ok(()),
+        UpOutcome::Finished(code) => Err(Error::Suite(code)),
+        UpOutcome::Ready { .. } | UpOutcome::Stopped => Err(Error::Interrupted),
     }
 }

@@ -39,6 +39,8 @@ pub struct UpRequest<'a> {
     pub watch: bool,
     /// Where native processes are recorded, so a later run can end what a killed one left.
     pub state: crate::process::state::StateFile,
+    /// Run this once ready, then stop (instead of waiting for Ctrl-C).
+    pub then: Option<Then>,
 }
 
 #[derive(Debug)]
@@ -47,7 +49,13 @@ pub enum UpOutcome {
     Ready { ports: HostPorts },
     /// Foreground run ended by a signal after a clean stop.
     Stopped,
+    /// The `then` task finished with this exit code, and the stack was stopped.
+    Finished(i32),
 }
+
+/// Work to run once everything is ready, while devstack keeps supervising (`devstack test`'s
+/// suite); the stack is stopped when it ends. Gets the host ports.
+pub type Then = Box<dyn FnOnce(HostPorts) -> futures_util::future::BoxFuture<'static, i32> + Send>;
 
 /// A host port that is taken by someone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +257,7 @@ async fn prepare<R: ContainerRuntime>(
 /// the foreground until an interrupt, then stops them in reverse dependency order.
 pub async fn up<R: ContainerRuntime>(
     rt: &R,
-    req: UpRequest<'_>,
+    mut req: UpRequest<'_>,
     logs: LogHandle,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<UpOutcome, UpError> {
@@ -322,6 +330,8 @@ pub async fn up<R: ContainerRuntime>(
     let mut supervisors: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut decisions = sched.begin();
     let mut ready_reported = false;
+    let mut then = req.then.take();
+    let mut finished: Option<tokio::task::JoinHandle<i32>> = None;
 
     loop {
         for d in std::mem::take(&mut decisions) {
@@ -377,7 +387,11 @@ pub async fn up<R: ContainerRuntime>(
                             ports: prepared.ports,
                         });
                     }
-                    logs.event("devstack", "press Ctrl-C to stop").await;
+                    if let Some(then) = then.take() {
+                        finished = Some(tokio::spawn(then(prepared.ports.clone())));
+                    } else {
+                        logs.event("devstack", "press Ctrl-C to stop").await;
+                    }
                 }
                 Decision::Abort { service, reason } => {
                     let probe = stack.services[&service]
@@ -424,8 +438,23 @@ pub async fn up<R: ContainerRuntime>(
                     }
                 }
             }
+            code = async { match finished.as_mut() { Some(f) => f.await.unwrap_or(1), None => std::future::pending().await } } => {
+                drop(watcher.take());
+                cancel.cancel();
+                drain(&mut tasks).await;
+                stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
+                for t in supervisors.drain(..) {
+                    let _ = t.await;
+                }
+                logs.flush().await;
+                return Ok(UpOutcome::Finished(code));
+            }
             _ = interrupts.recv() => {
                 drop(watcher.take());
+                if let Some(f) = finished.take() {
+                    // The suite is a child of ours: it ends with the stack.
+                    f.abort();
+                }
                 logs.event("devstack", if ready_reported { "stopping (Ctrl-C again kills at once)" } else { "interrupted; stopping what was started" }).await;
                 cancel.cancel();
                 drain(&mut tasks).await;
