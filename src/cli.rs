@@ -23,7 +23,8 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Stack file; repeat to merge several in order (later files override earlier ones).
     /// Default: `stack.yaml` in the current folder or the nearest parent that has one.
-    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    /// Before the subcommand (after it, `-f` is `logs --follow`), as in Compose.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
     /// Project name (default: `name:` in the stack file, else its folder's name).
@@ -191,4 +192,15 @@ pub struct GraphArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap's own checks: unique short options per subcommand (global ones included), etc.
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -413,3 +413,31 @@ fn after_kill_9_the_next_up_ends_what_the_first_left_and_nothing_is_doubled() {
     assert_eq!(exit_within(&mut second, Duration::from_secs(20)), Some(130));
     assert!(!pid_alive(new));
 }
+
+#[test]
+fn logs_shows_what_up_showed_from_the_per_service_files() {
+    let env = Env::new(
+        "logs",
+        "services:\n  talker:\n    command: [sh, -c, \"for i in 1 2 3 4 5; do echo line $$i; done; sleep 300\"]\n    watch: false\n    ready: { log: line 5 }\n",
+    );
+    let (mut child, rx) = env.up();
+    let mut seen = Vec::new();
+    wait_for(&rx, "press Ctrl-C to stop", Duration::from_secs(30), &mut seen);
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+
+    let state = env.state.path().display().to_string();
+    let out = devstack_env(env.path(), &["-p", &env.project, "logs", "talker", "-n", "2"], &[("XDG_STATE_HOME", &state)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines.iter().all(|l| l.contains(" talker ")), "{text}");
+    assert!(lines[1].contains("▸ stopped"), "the last line of the run is its stop: {text}");
+    let out = devstack_env(env.path(), &["-p", &env.project, "logs", "--json", "talker"], &[("XDG_STATE_HOME", &state)]);
+    let records: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let texts: Vec<&str> = records.iter().filter(|r| r["stream"] == "stdout").map(|r| r["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["line 1", "line 2", "line 3", "line 4", "line 5"]);
+    assert!(records.iter().any(|r| r["stream"] == "event" && r["text"].as_str().unwrap().starts_with("ready in")));
+    assert!(records.windows(2).all(|w| w[0]["t"].as_u64() <= w[1]["t"].as_u64()), "ordered by time");
+}
