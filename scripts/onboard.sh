@@ -6,9 +6,9 @@
 #   3. installs the example app's dependencies (its virtualenv),
 #   4. makes the images available: present, pulled, or built locally (no registry here),
 #   5. runs `devstack doctor` and stops on a blocker,
-#   6. proves the whole stack comes up (`devstack test` with every service, torn down after),
-#   7. brings the infrastructure up with `devstack up --wait` and leaves it running,
-#   8. prints the URLs.
+#   6. brings the whole stack up with `devstack up --wait` and leaves it running (the app
+#      processes under a background devstack, with hot reload; `devstack down` stops it all),
+#   7. prints the URLs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,15 +57,8 @@ if [ "$missing" = 1 ]; then scripts/offline-images.sh; fi
 say "devstack doctor"
 "$devstack" doctor
 
-say "the whole stack, once, on free ports (torn down afterwards)"
-all=$("$devstack" config --services | paste -sd, -)
-"$devstack" test --services "$all" -- true
-echo "all services got ready"
-
-say "infrastructure up (left running; \`devstack down\` stops it)"
-infra=$("$devstack" config --json | python3 -c 'import json,sys; print(" ".join(n for n, s in json.load(sys.stdin)["services"].items() if s.get("kind") == "container"))')
-# shellcheck disable=SC2086
-"$devstack" up --wait $infra
+say "the stack, up (left running; \`devstack down\` stops it, \`devstack logs -f\` follows it)"
+"$devstack" up --wait
 
 say "done"
 "$devstack" config --json | python3 -c '
@@ -78,4 +71,4 @@ for name, svc in stack["services"].items():
         print(f"  {name:<14} {url}")
 '
 echo
-echo "Start the apps with hot reload: $devstack up   (Ctrl-C stops everything)"
+echo "Edit the apps: they restart on save. \`devstack logs -f\` shows the merged log; \`devstack down\` stops everything."

@@ -55,6 +55,10 @@ pub enum Error {
     #[error("stopped")]
     Stopped,
 
+    /// A background devstack ended with this code; its own message was shown.
+    #[error("exited with code {0}")]
+    Exit(i32),
+
     /// `devstack doctor` found blockers (it printed them).
     #[error("{0} blocker(s) found")]
     Doctor(usize),
@@ -96,6 +100,7 @@ impl Error {
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
+            Error::Exit(code) => *code,
             Error::Engine(_) | Error::Output(_) | Error::Encode(_) => exit::FAILURE,
         }
     }
@@ -148,7 +153,7 @@ impl Error {
                 head(&format!("image `{image}` is not available: {reason}"))
             ),
             Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => String::new(),
-            Error::Stopped | Error::Suite(_) | Error::Doctor(_) => String::new(),
+            Error::Stopped | Error::Suite(_) | Error::Doctor(_) | Error::Exit(_) => String::new(),
             other => head(&other.to_string()),
         }
     }

@@ -422,22 +422,109 @@ fn logs_shows_what_up_showed_from_the_per_service_files() {
     );
     let (mut child, rx) = env.up();
     let mut seen = Vec::new();
-    wait_for(&rx, "press Ctrl-C to stop", Duration::from_secs(30), &mut seen);
+    wait_for(
+        &rx,
+        "press Ctrl-C to stop",
+        Duration::from_secs(30),
+        &mut seen,
+    );
     interrupt(&child);
     assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
 
     let state = env.state.path().display().to_string();
-    let out = devstack_env(env.path(), &["-p", &env.project, "logs", "talker", "-n", "2"], &[("XDG_STATE_HOME", &state)]);
+    let out = devstack_env(
+        env.path(),
+        &["-p", &env.project, "logs", "talker", "-n", "2"],
+        &[("XDG_STATE_HOME", &state)],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines.iter().all(|l| l.contains(" talker ")), "{text}");
-    assert!(lines[1].contains("▸ stopped"), "the last line of the run is its stop: {text}");
-    let out = devstack_env(env.path(), &["-p", &env.project, "logs", "--json", "talker"], &[("XDG_STATE_HOME", &state)]);
-    let records: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let texts: Vec<&str> = records.iter().filter(|r| r["stream"] == "stdout").map(|r| r["text"].as_str().unwrap()).collect();
+    assert!(
+        lines[1].contains("▸ stopped"),
+        "the last line of the run is its stop: {text}"
+    );
+    let out = devstack_env(
+        env.path(),
+        &["-p", &env.project, "logs", "--json", "talker"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    let records: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = records
+        .iter()
+        .filter(|r| r["stream"] == "stdout")
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, ["line 1", "line 2", "line 3", "line 4", "line 5"]);
-    assert!(records.iter().any(|r| r["stream"] == "event" && r["text"].as_str().unwrap().starts_with("ready in")));
-    assert!(records.windows(2).all(|w| w[0]["t"].as_u64() <= w[1]["t"].as_u64()), "ordered by time");
+    assert!(records
+        .iter()
+        .any(|r| r["stream"] == "event" && r["text"].as_str().unwrap().starts_with("ready in")));
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0]["t"].as_u64() <= w[1]["t"].as_u64()),
+        "ordered by time"
+    );
+}
+
+#[test]
+fn up_wait_leaves_processes_running_under_a_background_devstack_until_down() {
+    let env = Env::new(
+        "detach",
+        "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n",
+    );
+    let state = env.state.path().display().to_string();
+    let vars = [("XDG_STATE_HOME", state.as_str())];
+    let dev = |args: &[&str]| {
+        let mut all = vec!["-p", env.project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(env.path(), &all, &vars)
+    };
+    let out = dev(&["up", "--wait", "--free-ports"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("web      ▸ ready in"),
+        "progress is shown: {err}"
+    );
+    let daemon: u32 = err
+        .split("in the background (pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .expect(&err);
+    assert!(pid_alive(daemon));
+
+    let ps: serde_json::Value = serde_json::from_slice(&dev(&["ps", "--json"]).stdout).unwrap();
+    let pid = ps[0]["pid"].as_u64().expect("web runs") as u32;
+    assert_eq!(ps[0]["state"], "running");
+
+    let again = dev(&["up", "--wait"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "a second `up --wait` is fine: {}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("already up"));
+    let fg = dev(&["up"]);
+    assert_eq!(
+        fg.status.code(),
+        Some(2),
+        "a second supervisor is refused: {}",
+        stderr(&fg)
+    );
+
+    let down = dev(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(stderr(&down).contains(&format!("stopped the background devstack (pid {daemon})")));
+    assert!(
+        !pid_alive(daemon) && !pid_alive(pid),
+        "nothing left running"
+    );
 }

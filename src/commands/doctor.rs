@@ -269,6 +269,10 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
 
 fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
     let mut out = Vec::new();
+    let own_processes = crate::process::state::StateFile::new(
+        super::stack_ops::state_dir(&stack.name).join("processes.json"),
+    )
+    .load();
     for (name, svc) in &stack.services {
         for p in &svc.ports {
             let Some(host) = p.host_port else { continue };
@@ -277,7 +281,20 @@ fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
             } else if crate::ports::is_free(crate::ports::check_addr(p.host_ip), host, p.protocol) {
                 out.push(ok(format!("port {host} for `{name}` is free")));
             } else {
-                let holder = crate::ports::holder(host, p.protocol).map_or_else(
+                let found = crate::ports::holder(host, p.protocol);
+                // A process this project's devstack runs holds it: that is the stack, running.
+                // SAFETY: getpgid only reads the process table.
+                let group = found
+                    .as_ref()
+                    .map(|h| unsafe { libc::getpgid(h.pid as i32) } as u32);
+                if let Some(e) = own_processes.iter().find(|e| Some(e.pgid) == group) {
+                    out.push(ok(format!(
+                        "port {host} held by this project's `{}` (pid {})",
+                        e.service, e.pid
+                    )));
+                    continue;
+                }
+                let holder = found.map_or_else(
                     || "another program (or container)".to_string(),
                     |h| h.to_string(),
                 );

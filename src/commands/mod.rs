@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+mod detach;
 mod doctor;
 mod stack_ops;
 

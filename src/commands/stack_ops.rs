@@ -80,6 +80,34 @@ fn color_for(stdout: bool, env: &Env<'_>) -> bool {
 
 pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let selected = selected_services(stack, &args.services)?;
+    let dir = state_dir(&stack.name);
+    let has_processes = selected
+        .iter()
+        .any(|s| !stack.services[s.as_str()].is_container());
+    let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
+    if has_processes && !detached_copy {
+        if args.wait {
+            // Processes need a supervisor that outlives this command: a background copy.
+            let renderer = Renderer {
+                width: log_width(&selected),
+                color: color_for(false, env),
+                utc_offset: local_utc_offset(),
+            };
+            return super::detach::up_detached(&dir, renderer, env);
+        }
+        if let Some(e) = super::detach::running_daemon(&dir) {
+            return Err(Error::Usage {
+                message: format!(
+                    "project `{}` is already up in the background (devstack pid {})",
+                    stack.name, e.pid
+                ),
+                help: Some("`devstack down` stops it; `devstack logs -f` follows its log".into()),
+            });
+        }
+    }
+    if detached_copy {
+        super::detach::record_self(&dir);
+    }
     // With --wait the caller is a script: progress goes to stderr, stdout stays clean.
     let to_stdout = !args.wait;
     let renderer = Renderer {
@@ -174,6 +202,12 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
     let (logs, writer) =
         crate::logs::spawn(Box::new(std::io::stderr()), Format::Text(renderer), 1, None);
     let rt = runtime()?;
+    // A background devstack (`up --wait` with processes) stops its processes and containers itself.
+    if let Some(pid) =
+        super::detach::stop_daemon(&state_dir(&stack.name), std::time::Duration::from_secs(120))
+    {
+        writeln!(env.err, "stopped the background devstack (pid {pid})")?;
+    }
     let result = rt.block_on(async {
         // Processes a killed devstack left behind go first (they depend on the containers).
         let state = StateFile::new(state_dir(&stack.name).join("processes.json"));

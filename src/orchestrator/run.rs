@@ -430,6 +430,13 @@ pub async fn up<R: ContainerRuntime>(
             },
             input = sup_rx.recv() => if let Some(input) = input { decisions = sched.on(input) },
             changed = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                // devstack's own files (state, logs) may sit inside a watched tree; they are
+                // not the service's files.
+                let own = req.state.path().parent().map(std::path::Path::to_path_buf);
+                let changed = changed.map(|mut c| {
+                    c.paths.retain(|p| own.as_ref().is_none_or(|o| !p.starts_with(o)));
+                    c
+                }).filter(|c| !c.paths.is_empty());
                 if let Some(c) = changed {
                     if let Some(Running::Process(h)) = ids.get(&c.service) {
                         let first = c.paths.first().map(|p| p.strip_prefix(&stack.root).unwrap_or(p).display().to_string()).unwrap_or_default();

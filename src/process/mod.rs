@@ -266,3 +266,9 @@ pub(crate) async fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool
         interval = (interval * 2).min(Duration::from_millis(50));
     }
 }
+
+/// The start time (field 22 of `/proc/PID/stat`) of a live process: with the pid, it names one
+/// process for good, since pids are reused but never with the same start time.
+pub fn start_time_of(pid: u32) -> Option<u64> {
+    unix::start_time(pid).ok()
+}
