@@ -374,6 +374,13 @@ fn after_kill_9_the_next_up_ends_what_the_first_left_and_nothing_is_doubled() {
     );
     let (mut first, rx) = env.up();
     let pids = env.path().join("pids");
+    // "started" is logged once the process is recorded in the state file.
+    wait_for(
+        &rx,
+        "app      ▸ started (pid",
+        Duration::from_secs(30),
+        &mut Vec::new(),
+    );
     wait_until(
         "the first instance started",
         Duration::from_secs(30),
