@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Benchmark: change-to-ready latency of hot reload, devstack against watchexec (watchexec-cli on
+crates.io), on the same app at the same debounce, measured in the same run.
+
+    bench/reload-vs-watchexec.py [--edits N] [--debounce-ms D]
+
+The app is a small HTTP server that answers with a token read from its own source. For each edit
+the harness writes a new token into the source and polls the app until the answer carries it:
+the time from the write to that answer is the change-to-ready latency (debounce + stop of the old
+instance + start of the new one + its first answer). Prints medians and the ratio
+(watchexec / devstack: > 1 means devstack reloads faster).
+
+watchexec is built once into target/bench-tools (`cargo install watchexec-cli`, several minutes)
+unless WATCHEXEC points at a binary.
+"""
+import argparse, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = '''import http.server, os
+TOKEN = "{token}"
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = TOKEN.encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def answer(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=0.5) as r:
+            return r.read().decode()
+    except Exception:
+        return None
+
+
+def wait_for(port, token, deadline):
+    while time.monotonic() < deadline:
+        if answer(port) == token:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def measure(cmd, work, port, edits, env):
+    app = os.path.join(work, "app.py")
+    with open(app, "w") as f:
+        f.write(APP.format(token="t0"))
+    p = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if not wait_for(port, "t0", time.monotonic() + 60):
+            raise SystemExit(f"{cmd[0]}: the app never answered")
+        lat = []
+        for i in range(1, edits + 1):
+            time.sleep(0.5)  # let the tool settle between edits; not part of any measurement
+            token = f"t{i}"
+            t0 = time.monotonic()
+            with open(app, "w") as f:
+                f.write(APP.format(token=token))
+            if not wait_for(port, token, t0 + 30):
+                raise SystemExit(f"{cmd[0]}: edit {i} never became ready")
+            lat.append((time.monotonic() - t0) * 1000)
+        return lat
+    finally:
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL); p.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edits", type=int, default=15)
+    ap.add_argument("--debounce-ms", type=int, default=100)
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    devstack = os.path.join(ROOT, "target/release/devstack")
+    watchexec = os.environ.get("WATCHEXEC") or shutil.which("watchexec")
+    if not watchexec:
+        tools = os.path.join(ROOT, "target/bench-tools")
+        watchexec = os.path.join(tools, "bin/watchexec")
+        if not os.path.exists(watchexec):
+            subprocess.run(["cargo", "install", "--locked", "watchexec-cli", "--root", tools], check=True)
+    work = tempfile.mkdtemp()
+    port = free_port()
+    d = a.debounce_ms
+    with open(os.path.join(work, "stack.yaml"), "w") as f:
+        f.write(f"services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: \"{port}\" }}\n    watch: {{ debounce: {d}ms }}\n")
+    # devstack's state (log files) lives outside the watched folder, as it does by default.
+    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=tempfile.mkdtemp())
+    env["PORT"] = str(port)
+    results = {
+        "devstack": measure([devstack, "-p", "benchreload", "up"], work, port, a.edits, env),
+        "watchexec": measure([watchexec, "--restart", "--debounce", f"{d}ms", "--watch", work, "--", "python3", "app.py"], work, port, a.edits, env),
+    }
+    print(f"\nchange-to-ready latency, {a.edits} edits each, debounce {d} ms, {os.cpu_count()} cores")
+    print(f"{'tool':<10} {'median':>9} {'min':>8} {'max':>8}")
+    for tool, lat in results.items():
+        print(f"{tool:<10} {statistics.median(lat):>7.0f}ms {min(lat):>6.0f}ms {max(lat):>6.0f}ms")
+    print(f"ratio watchexec/devstack (median): {statistics.median(results['watchexec']) / statistics.median(results['devstack']):.2f}")
+
+
+if __name__ == "__main__":
+    main()
