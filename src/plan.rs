@@ -260,20 +260,11 @@ pub fn config_hash(spec: &ContainerSpec, image_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LoadOptions, Protocol};
+    use crate::config::Protocol;
     use crate::runtime::ContainerStatus;
     use std::net::Ipv4Addr;
 
-    fn stack(yaml: &str) -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("stack.yaml"), yaml).unwrap();
-        let opts = LoadOptions {
-            files: vec![],
-            project_name: None,
-            cwd: dir.path().to_path_buf(),
-        };
-        crate::config::load(&opts, &|_| None).unwrap().stack
-    }
+    use crate::config::test_stack as stack;
 
     const YAML: &str = "name: demo\nservices:\n  db:\n    image: postgres:15\n    ports: [\"5432:5432\", \"9187\"]\n  kafka:\n    image: kafka\n    environment: { ADV: \"PLAINTEXT://127.0.0.1:${port:kafka:9092}\", DB: \"${port:db:9187}\" }\n    ports: [\"9092\"]\n    command: serve --port ${port:kafka:9092} 'a b'\n";
 

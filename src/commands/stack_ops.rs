@@ -278,6 +278,11 @@ fn uptime(started_at: Option<i64>) -> String {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let secs = (now - s).max(0) as u64;
+    coarse(secs)
+}
+
+/// `1h 5m`, `3m 12s`, `8s`: the two largest units are enough for an uptime.
+fn coarse(secs: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs))
         .to_string()
         .split(' ')
@@ -299,12 +304,7 @@ fn process_uptime(start_ticks: u64) -> String {
         })
         .unwrap_or(0.0);
     let secs = (up as u64).saturating_sub(start_ticks / hz);
-    humantime::format_duration(std::time::Duration::from_secs(secs))
-        .to_string()
-        .split(' ')
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    coarse(secs)
 }
 
 pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {

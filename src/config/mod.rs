@@ -14,3 +14,18 @@ pub use diagnostic::Diagnostic;
 pub use keypath::KeyPath;
 pub use load::{find_stack_file, load, ConfigError, LoadOptions, Loaded, DEFAULT_FILE};
 pub use model::*;
+
+/// A stack from YAML text, for unit tests of the modules that work on stacks.
+#[cfg(test)]
+pub fn test_stack(yaml: &str) -> Stack {
+    let dir = tempfile::tempdir().expect("a temp folder");
+    std::fs::write(dir.path().join(DEFAULT_FILE), yaml).expect("writing the stack file");
+    let opts = LoadOptions {
+        files: vec![],
+        project_name: None,
+        cwd: dir.path().to_path_buf(),
+    };
+    load(&opts, &|_| None)
+        .expect("the test stack is valid")
+        .stack
+}

@@ -333,6 +333,21 @@ pub async fn up<R: ContainerRuntime>(
     let mut then = req.then.take();
     let mut finished: Option<tokio::task::JoinHandle<i32>> = None;
 
+    // One way out of the loop, whatever ends it: stop watching, cancel start-up work, stop what
+    // runs (dependents first), wait for the supervisors, and let the log catch up.
+    macro_rules! teardown {
+        () => {{
+            drop(watcher.take());
+            cancel.cancel();
+            drain(&mut tasks).await;
+            stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
+            for t in supervisors.drain(..) {
+                let _ = t.await;
+            }
+            logs.flush().await;
+        }};
+    }
+
     loop {
         for d in std::mem::take(&mut decisions) {
             match d {
@@ -400,9 +415,7 @@ pub async fn up<R: ContainerRuntime>(
                         .map(|r| readiness::describe(&r.probe, &service, &prepared.ports))
                         .unwrap_or_else(|| "start".to_string());
                     let tail = logs.tail(&service).await;
-                    cancel.cancel();
-                    drain(&mut tasks).await;
-                    stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
+                    teardown!();
                     return Err(UpError::NotReady(Box::new(NotReadyReport {
                         service,
                         probe,
@@ -420,9 +433,7 @@ pub async fn up<R: ContainerRuntime>(
                 Some(Msg::Sched(input)) => decisions = sched.on(input),
                 Some(Msg::Created { service, id }) => { ids.insert(service, Running::Container(id)); }
                 Some(Msg::Fatal(e)) => {
-                    cancel.cancel();
-                    drain(&mut tasks).await;
-                    stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
+                    teardown!();
                     return Err(UpError::Runtime(e));
                 }
                 // Every sender is held by this loop too; the channel cannot close while it runs.
@@ -446,30 +457,16 @@ pub async fn up<R: ContainerRuntime>(
                 }
             }
             code = async { match finished.as_mut() { Some(f) => f.await.unwrap_or(1), None => std::future::pending().await } } => {
-                drop(watcher.take());
-                cancel.cancel();
-                drain(&mut tasks).await;
-                stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
-                for t in supervisors.drain(..) {
-                    let _ = t.await;
-                }
-                logs.flush().await;
+                teardown!();
                 return Ok(UpOutcome::Finished(code));
             }
             _ = interrupts.recv() => {
-                drop(watcher.take());
                 if let Some(f) = finished.take() {
                     // The suite is a child of ours: it ends with the stack.
                     f.abort();
                 }
                 logs.event("devstack", if ready_reported { "stopping (Ctrl-C again kills at once)" } else { "interrupted; stopping what was started" }).await;
-                cancel.cancel();
-                drain(&mut tasks).await;
-                stop_all(rt, stack, &req.selected, &ids, &logs, interrupts).await;
-                for t in supervisors.drain(..) {
-                    let _ = t.await;
-                }
-                logs.flush().await;
+                teardown!();
                 return if ready_reported && !req.wait { Ok(UpOutcome::Stopped) } else { Err(UpError::Interrupted) };
             }
         }

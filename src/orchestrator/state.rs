@@ -243,18 +243,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::LoadOptions;
 
-    fn stack(yaml: &str) -> Stack {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("stack.yaml"), yaml).unwrap();
-        let opts = LoadOptions {
-            files: vec![],
-            project_name: None,
-            cwd: dir.path().to_path_buf(),
-        };
-        crate::config::load(&opts, &|_| None).unwrap().stack
-    }
+    use crate::config::test_stack as stack;
 
     const YAML: &str = "
 services:

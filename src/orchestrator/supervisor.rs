@@ -202,6 +202,18 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// While nothing runs: the next command. `Some(why)` to start again, `None` to end (a stop is
+/// answered at once: there is nothing to stop).
+async fn idle(rx: &mut mpsc::UnboundedReceiver<SupervisorCommand>) -> Option<String> {
+    match rx.recv().await? {
+        SupervisorCommand::Restart { why } => Some(why),
+        SupervisorCommand::Stop { reply } | SupervisorCommand::Kill { reply } => {
+            let _ = reply.send(());
+            None
+        }
+    }
+}
+
 enum Outcome {
     Exited(i64),
     Command(SupervisorCommand),
@@ -262,15 +274,10 @@ async fn run(setup: SupervisorSetup, mut rx: mpsc::UnboundedReceiver<SupervisorC
                     reason,
                 });
                 // Nothing runs; wait for a change (fix the file, it restarts) or a stop.
-                match rx.recv().await {
-                    Some(SupervisorCommand::Restart { why }) => {
+                match idle(&mut rx).await {
+                    Some(why) => {
                         pending_restart = Some(why);
                         continue 'life;
-                    }
-                    Some(SupervisorCommand::Stop { reply })
-                    | Some(SupervisorCommand::Kill { reply }) => {
-                        let _ = reply.send(());
-                        return;
                     }
                     None => return,
                 }
@@ -465,15 +472,10 @@ async fn run(setup: SupervisorSetup, mut rx: mpsc::UnboundedReceiver<SupervisorC
         }
         if !again {
             // Stays down until a file changes or it is stopped.
-            match rx.recv().await {
-                Some(SupervisorCommand::Restart { why }) => {
+            match idle(&mut rx).await {
+                Some(why) => {
                     pending_restart = Some(why);
                     continue 'life;
-                }
-                Some(SupervisorCommand::Stop { reply })
-                | Some(SupervisorCommand::Kill { reply }) => {
-                    let _ = reply.send(());
-                    return;
                 }
                 None => return,
             }
