@@ -823,3 +823,67 @@ fn locate_in(mut d: Diagnostic, files: &[SourceFile]) -> Diagnostic {
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn merge_table() {
+        let cases = [
+            // maps merge key by key
+            ("a: 1\nb: 2", "b: 3\nc: 4", "a: 1\nb: 3\nc: 4"),
+            // nested maps merge too
+            (
+                "s: {x: {image: a, ports: [\"1:1\"]}}",
+                "s: {x: {image: b}}",
+                "s: {x: {image: b, ports: [\"1:1\"]}}",
+            ),
+            // lists are replaced, not appended
+            ("p: [1, 2]", "p: [3]", "p: [3]"),
+            // a scalar replaces a map and the other way round
+            ("w: {paths: [.]}", "w: false", "w: false"),
+            ("w: false", "w: {paths: [src]}", "w: {paths: [src]}"),
+            // an empty overlay changes nothing
+            ("a: 1", "{}", "a: 1"),
+        ];
+        for (base, over, want) in cases {
+            let mut b = yaml(base);
+            merge(&mut b, yaml(over));
+            assert_eq!(b, yaml(want), "{base} + {over}");
+        }
+    }
+
+    #[test]
+    fn serde_messages_become_actionable() {
+        let p = KeyPath::parse("services.web.restart");
+        let d = translate_serde_error("unknown variant `sometimes`, expected one of `no`, `on-failure`, `always`, `unless-stopped`", p);
+        assert_eq!(d.message, "unknown restart policy `sometimes`");
+        assert_eq!(
+            d.help.as_deref(),
+            Some("use one of `no`, `on-failure`, `always`")
+        );
+
+        let p = KeyPath::parse("services.web.ready.htp");
+        let d = translate_serde_error("unknown field `htp`, expected one of `tcp`, `http`, `exec`, `log`, `healthcheck`, `postgres`, `redis`, `kafka`, `zookeeper`, `qdrant`, `timeout`, `interval`", p);
+        assert_eq!(
+            d.message,
+            "unknown probe kind `htp` in `services.web.ready`"
+        );
+        assert_eq!(d.help.as_deref(), Some("did you mean `http`?"));
+        assert_eq!(d.path.unwrap().to_string(), "services.web.ready.htp");
+
+        let d = translate_serde_error(
+            "invalid type: integer `5432`, expected a sequence",
+            KeyPath::parse("services.db.ports"),
+        );
+        assert_eq!(
+            d.message,
+            "`services.db.ports` must be a list, not the number `5432`"
+        );
+    }
+}

@@ -1059,3 +1059,105 @@ fn cross_checks(c: &mut Checker<'_>, raw: &RawStack, services: &IndexMap<String,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_mappings_table() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let ok: &[(&str, bool, (IpAddr, Option<u16>, u16, Protocol))] = &[
+            ("5432:5432", true, (lo, Some(5432), 5432, Protocol::Tcp)),
+            ("15432:5432", true, (lo, Some(15432), 5432, Protocol::Tcp)),
+            ("5432", true, (lo, None, 5432, Protocol::Tcp)),
+            (
+                "0.0.0.0:8080:80",
+                true,
+                (any, Some(8080), 80, Protocol::Tcp),
+            ),
+            ("127.0.0.1::80", true, (lo, None, 80, Protocol::Tcp)),
+            ("53:53/udp", true, (lo, Some(53), 53, Protocol::Udp)),
+            (
+                "[::1]:8080:80",
+                true,
+                ("::1".parse().unwrap(), Some(8080), 80, Protocol::Tcp),
+            ),
+            ("5000", false, (lo, Some(5000), 5000, Protocol::Tcp)),
+            ("5000:5000", false, (lo, Some(5000), 5000, Protocol::Tcp)),
+        ];
+        for (spec, container, (ip, host, cport, proto)) in ok {
+            let m =
+                parse_port_mapping(spec, *container).unwrap_or_else(|e| panic!("{spec}: {e:?}"));
+            assert_eq!(
+                (m.host_ip, m.host_port, m.container_port, m.protocol),
+                (*ip, *host, *cport, *proto),
+                "{spec}"
+            );
+        }
+        let bad: &[(&str, bool, &str)] = &[
+            ("70000:80", true, "port `70000` is out of range (1-65535)"),
+            ("0:80", true, "port `0` is out of range (1-65535)"),
+            ("http:80", true, "`http` is not a port number"),
+            ("1:2:3:4", true, "malformed port mapping `1:2:3:4`"),
+            (
+                "8000-8010:8000-8010",
+                true,
+                "port ranges (`8000-8010`) are not supported",
+            ),
+            (
+                "80/sctp",
+                true,
+                "unknown protocol `sctp` in port mapping `80/sctp`",
+            ),
+            (
+                "example.com:80:80",
+                true,
+                "invalid address `example.com` in port mapping `example.com:80:80`",
+            ),
+            (":80", true, "malformed port mapping `:80`"),
+            (
+                "8080:5000",
+                false,
+                "a native process cannot map ports (`8080:5000`)",
+            ),
+            (
+                "127.0.0.1:5000:5000",
+                false,
+                "a native process cannot map ports (`127.0.0.1:5000:5000`)",
+            ),
+        ];
+        for (spec, container, msg) in bad {
+            let (m, _help) = parse_port_mapping(spec, *container).expect_err(spec);
+            assert_eq!(&m, msg, "{spec}");
+        }
+    }
+
+    #[test]
+    fn project_names_are_normalized() {
+        for (input, want) in [
+            ("ensurestudy", "ensurestudy"),
+            ("My_App", "my_app"),
+            ("-x y", "xy"),
+            ("__", ""),
+            ("a.b", "ab"),
+        ] {
+            assert_eq!(normalize_project(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn signals_parse_by_name_or_number() {
+        for (s, n) in [
+            ("SIGTERM", 15),
+            ("term", 15),
+            ("SIGINT", 2),
+            ("9", 9),
+            ("sigquit", 3),
+        ] {
+            assert_eq!(Signal::parse(s).map(|x| x.number), Some(n), "{s}");
+        }
+        assert_eq!(Signal::parse("SIGTREM"), None);
+    }
+}
