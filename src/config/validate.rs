@@ -1068,7 +1068,8 @@ mod tests {
     fn port_mappings_table() {
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let ok: &[(&str, bool, (IpAddr, Option<u16>, u16, Protocol))] = &[
+        type Want = (IpAddr, Option<u16>, u16, Protocol);
+        let ok: &[(&str, bool, Want)] = &[
             ("5432:5432", true, (lo, Some(5432), 5432, Protocol::Tcp)),
             ("15432:5432", true, (lo, Some(15432), 5432, Protocol::Tcp)),
             ("5432", true, (lo, None, 5432, Protocol::Tcp)),
