@@ -31,7 +31,7 @@ impl Env {
         self.dir.path()
     }
 
-    fn up(&self) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    fn up(&self) -> (Running, std::sync::mpsc::Receiver<String>) {
         let state = self.state.path().display().to_string();
         spawn_up(
             self.path(),

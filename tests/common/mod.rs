@@ -137,7 +137,7 @@ pub fn spawn_up(
     dir: &Path,
     args: &[&str],
     env: &[(&str, &str)],
-) -> (Child, mpsc::Receiver<String>) {
+) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
         .args(args)
         .current_dir(dir)
@@ -161,7 +161,7 @@ pub fn spawn_up(
             }
         });
     }
-    (child, rx)
+    (Running(child), rx)
 }
 
 /// Lines until one contains `needle` (all of them returned), under a deadline.
@@ -202,4 +202,37 @@ pub fn exit_within(child: &mut Child, within: Duration) -> Option<i32> {
     }
     let _ = child.kill();
     panic!("devstack did not exit within {within:?}");
+}
+
+/// A devstack started by a test; stopped if the test ends (or fails) without stopping it, so a
+/// failing test never leaves a supervisor behind.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SIGTERM first: devstack then stops what it started.
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
