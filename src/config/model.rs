@@ -37,6 +37,10 @@ pub struct Service {
     pub ports: Vec<PortMapping>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub depends_on: IndexMap<String, Condition>,
+    /// Dependencies whose restart restarts this service once they are ready again (Compose's
+    /// `depends_on: { db: { condition: …, restart: true } }`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restart_with: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready: Option<Readiness>,
     #[serde(skip_serializing_if = "Option::is_none")]

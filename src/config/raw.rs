@@ -192,7 +192,16 @@ impl<'de> Deserialize<'de> for Environment {
 /// `depends_on:` as a list of names or a map of name to condition (`ready`, or Compose's
 /// `{condition: service_healthy}`).
 #[derive(Debug, Clone, Default)]
-pub struct DependsOn(pub Vec<(String, Option<RawCondition>)>, pub DependsForm);
+pub struct DependsOn(pub Vec<RawDependency>, pub DependsForm);
+
+/// One `depends_on` entry: the dependency, its condition, and Compose's `restart: true` (restart
+/// this service when the dependency restarts).
+#[derive(Debug, Clone)]
+pub struct RawDependency {
+    pub name: String,
+    pub condition: Option<RawCondition>,
+    pub restart: bool,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DependsForm {
@@ -215,6 +224,8 @@ pub enum RawCondition {
 #[serde(deny_unknown_fields)]
 struct LongCondition {
     condition: RawCondition,
+    #[serde(default)]
+    restart: bool,
 }
 
 enum ConditionForm {
@@ -261,19 +272,27 @@ impl<'de> Deserialize<'de> for DependsOn {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = seq.next_element::<String>()? {
-                    out.push((name, None));
+                    out.push(RawDependency {
+                        name,
+                        condition: None,
+                        restart: false,
+                    });
                 }
                 Ok(DependsOn(out, DependsForm::List))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    let cond = match map.next_value::<ConditionForm>()? {
-                        ConditionForm::Short(c) => Some(c),
-                        ConditionForm::Long(l) => Some(l.condition),
-                        ConditionForm::Null => None,
+                    let (condition, restart) = match map.next_value::<ConditionForm>()? {
+                        ConditionForm::Short(c) => (Some(c), false),
+                        ConditionForm::Long(l) => (Some(l.condition), l.restart),
+                        ConditionForm::Null => (None, false),
                     };
-                    out.push((name, cond));
+                    out.push(RawDependency {
+                        name,
+                        condition,
+                        restart,
+                    });
                 }
                 Ok(DependsOn(out, DependsForm::Map))
             }

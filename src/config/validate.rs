@@ -266,7 +266,8 @@ fn service(
 
     let env = environment(c, &rs.environment);
     let ports = ports(c, &rs.ports, &path.key("ports"), name, is_container);
-    let depends_on = depends_on(c, &rs.depends_on, &path.key("depends_on"), name, names);
+    let (depends_on, restart_with) =
+        depends_on(c, &rs.depends_on, &path.key("depends_on"), name, names);
     let restart = match rs.restart {
         None | Some(RawRestart::No) => RestartPolicy::No,
         Some(RawRestart::OnFailure) => RestartPolicy::OnFailure,
@@ -310,6 +311,7 @@ fn service(
         environment: env,
         ports,
         depends_on,
+        restart_with,
         ready,
         watch,
         restart,
@@ -593,9 +595,11 @@ fn depends_on(
     path: &KeyPath,
     name: &str,
     names: &[&str],
-) -> IndexMap<String, Condition> {
+) -> (IndexMap<String, Condition>, Vec<String>) {
     let mut out = IndexMap::new();
-    for (i, (dep, cond)) in raw.0.iter().enumerate() {
+    let mut restart_with = Vec::new();
+    for (i, entry) in raw.0.iter().enumerate() {
+        let (dep, cond) = (&entry.name, &entry.condition);
         // The list form points at the item; the map form at the key.
         let dpath = if raw_is_list(raw) {
             path.index(i)
@@ -631,8 +635,11 @@ fn depends_on(
             Some(RawCondition::Completed) => Condition::Completed,
         };
         out.insert(dep.clone(), cond);
+        if entry.restart {
+            restart_with.push(dep.clone());
+        }
     }
-    out
+    (out, restart_with)
 }
 
 fn raw_is_list(raw: &DependsOn) -> bool {
@@ -963,7 +970,7 @@ fn cross_checks(c: &mut Checker<'_>, raw: &RawStack, services: &IndexMap<String,
                     .depends_on
                     .0
                     .iter()
-                    .position(|(d, _)| d == second)
+                    .position(|d| &d.name == second)
                     .unwrap_or(0);
                 root.key(first.clone()).key("depends_on").index(i)
             }
