@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::config::{Protocol, RestartPolicy};
+use crate::config::Protocol;
 use crate::runtime::{
     labels, parse_rfc3339, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, Mount,
     OutputChunk, OutputStream, Published, Result, RuntimeError,
@@ -417,11 +417,10 @@ impl ContainerRuntime for DockerRuntime {
                 },
             })
             .collect();
-        let restart = match spec.restart {
-            RestartPolicy::No => RestartPolicyNameEnum::NO,
-            RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-            RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-        };
+        // devstack applies the service's `restart:` policy itself (the container unit follows the
+        // exit), so a crash is handled and shown like a crashed process; the engine must not
+        // restart it behind devstack's back.
+        let restart = RestartPolicyNameEnum::NO;
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.cmd.clone(),

@@ -1,7 +1,7 @@
 //! The top-level error, its exit code, and how each is told to a person.
 
 use crate::config::ConfigError;
-use crate::orchestrator::run::{NotReadyReport, PortConflict};
+use crate::engine::{NotReadyReport, PortConflict};
 use crate::runtime::RuntimeError;
 
 /// Exit codes. Stable: scripts and CI branch on them; the README lists them.
@@ -19,6 +19,8 @@ pub mod exit {
     pub const NOT_READY: i32 = 5;
     /// An image is neither present locally nor pullable.
     pub const IMAGE_UNAVAILABLE: i32 = 6;
+    /// The project is already up: another devstack runs it (its pid is printed).
+    pub const ALREADY_UP: i32 = 7;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -47,6 +49,9 @@ pub enum Error {
 
     #[error("image `{image}` is not available: {reason}")]
     ImageUnavailable { image: String, reason: String },
+
+    #[error("project `{project}` is already up (devstack pid {pid})")]
+    AlreadyUp { project: String, pid: u32 },
 
     #[error("interrupted")]
     Interrupted,
@@ -98,6 +103,7 @@ impl Error {
             Error::NotReady(_) => exit::NOT_READY,
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
+            Error::AlreadyUp { .. } => exit::ALREADY_UP,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
             Error::Exit(code) => *code,
@@ -151,6 +157,10 @@ impl Error {
             Error::ImageUnavailable { image, reason } => format!(
                 "{}  help: this machine may reach no image registry: build local images with `scripts/offline-images.sh`, then run again\n",
                 head(&format!("image `{image}` is not available: {reason}"))
+            ),
+            Error::AlreadyUp { .. } => format!(
+                "{}  help: that devstack runs it already: `devstack logs -f` follows it, `devstack down` stops it\n",
+                head(&self.to_string())
             ),
             Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => String::new(),
             Error::Stopped | Error::Suite(_) | Error::Doctor(_) | Error::Exit(_) => String::new(),

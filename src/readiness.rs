@@ -231,7 +231,8 @@ pub async fn wait_ready<T: ProbeTarget>(
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = cancel.cancelled() => return Err(NotReady::Cancelled),
-            _ = async { match log_matched.as_mut() { Some(rx) => { let _ = rx.await; } None => std::future::pending().await } } => {
+            // Only a match counts: a sender dropped because the output ended is not one.
+            _ = async { match log_matched.as_mut() { Some(rx) => { if rx.await.is_err() { std::future::pending::<()>().await } } None => std::future::pending().await } } => {
                 return Ok(start.elapsed());
             }
         }

@@ -529,7 +529,7 @@ fn up_wait_leaves_processes_running_under_a_background_devstack_until_down() {
 
     let down = dev(&["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
-    assert!(stderr(&down).contains(&format!("stopped the background devstack (pid {daemon})")));
+    assert!(stderr(&down).contains(&format!("stopped the running devstack (pid {daemon})")));
     assert!(
         !pid_alive(daemon) && !pid_alive(pid),
         "nothing left running"

@@ -108,9 +108,11 @@ pub fn up_detached(state_dir: &Path, renderer: Renderer, env: &mut Env<'_>) -> R
         let Ok(r) = serde_json::from_str::<Record>(&line) else {
             continue;
         };
-        writeln!(env.err, "{}", renderer.render(&r.to_line()))?;
-        if r.service == "devstack" && r.stream == "event" && r.text.contains(" services ready in ")
-        {
+        if !r.text.is_empty() {
+            writeln!(env.err, "{}", renderer.render(&r.to_line()))?;
+        }
+        // The typed event says the stack is ready, not the text.
+        if matches!(r.event, Some(crate::event::StackEvent::AllReady { .. })) {
             writeln!(env.err, "ready; devstack keeps running in the background (pid {}); `devstack down` stops it, `devstack logs -f` follows the log", child.id())?;
             return Ok(());
         }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 mod detach;
 mod doctor;
+mod project_lock;
 mod stack_ops;
 
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};

@@ -11,10 +11,10 @@ use super::{selected_services, Env};
 use crate::cli::{DownArgs, PsArgs, UpArgs};
 use crate::config::Stack;
 use crate::docker::DockerRuntime;
+use crate::engine::{self as orchestrator, DownRequest, UpError, UpOutcome, UpRequest};
 use crate::error::Error;
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::logs::Format;
-use crate::orchestrator::{self, DownRequest, UpError, UpOutcome, UpRequest};
 use crate::plan::{container_name, PortMode};
 use crate::process::state::StateFile;
 use crate::runtime::ContainerRuntime;
@@ -40,20 +40,42 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))
 }
 
-/// Ctrl-C, SIGTERM and SIGHUP as a stream of interrupts; the third one exits at once.
-fn interrupts() -> mpsc::UnboundedReceiver<()> {
+/// Ctrl-C, SIGTERM and SIGHUP as a stream of interrupts (through `tokio::signal`, on `rt`).
+/// The kernel escalates: stop, kill, leave. Should even that not end the run, the fifth exits.
+fn interrupts(rt: &tokio::runtime::Runtime) -> mpsc::UnboundedReceiver<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = mpsc::unbounded_channel();
-    let count = std::sync::atomic::AtomicUsize::new(0);
-    let installed = ctrlc::set_handler(move || {
-        if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
-            std::process::exit(crate::error::exit::INTERRUPTED);
+    rt.block_on(async {
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
+        let mut streams = Vec::new();
+        for k in kinds {
+            match signal(k) {
+                Ok(s) => streams.push(s),
+                Err(e) => tracing::warn!("cannot install a signal handler: {e}"),
+            }
         }
-        // The receiver lives as long as the command; after that nobody needs the signal.
-        let _ = tx.send(());
+        tokio::spawn(async move {
+            let mut count = 0;
+            loop {
+                let any = futures_util::future::select_all(
+                    streams.iter_mut().map(|s| Box::pin(s.recv())),
+                );
+                if any.await.0.is_none() {
+                    return;
+                }
+                count += 1;
+                if count >= 5 {
+                    std::process::exit(crate::error::exit::INTERRUPTED);
+                }
+                // The receiver lives as long as the command; after that nobody needs the signal.
+                let _ = tx.send(());
+            }
+        });
     });
-    if let Err(e) = installed {
-        tracing::warn!("cannot install the signal handler: {e}");
-    }
     rx
 }
 
@@ -76,6 +98,13 @@ fn color_for(stdout: bool, env: &Env<'_>) -> bool {
         std::io::stderr().is_terminal()
     };
     tty && !no_color && !env.no_color
+}
+
+fn already_up(project: &str, pid: u32) -> Error {
+    Error::AlreadyUp {
+        project: project.to_string(),
+        pid,
+    }
 }
 
 pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> {
@@ -105,6 +134,16 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             });
         }
     }
+    if !detached_copy {
+        if let Some(pid) = super::project_lock::holder(&dir) {
+            return Err(already_up(&stack.name, pid));
+        }
+    }
+    // Held until `up` returns: one devstack per project.
+    let _lock = match super::project_lock::acquire(&dir)? {
+        Ok(lock) => lock,
+        Err(pid) => return Err(already_up(&stack.name, pid)),
+    };
     if detached_copy {
         super::detach::record_self(&dir);
     }
@@ -132,9 +171,15 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             state_dir(&stack.name).display()
         );
     }
-    let (logs, writer) = crate::logs::spawn(out, format, orchestrator::run::TAIL_LINES, files);
-    let mut signals = interrupts();
+    let (logs, writer) = crate::logs::mux::spawn_with(
+        out,
+        format,
+        orchestrator::TAIL_LINES,
+        files,
+        crate::redact::Redactor::new(stack.secrets.iter().cloned()),
+    );
     let rt = runtime()?;
+    let mut signals = interrupts(&rt);
     let needs_engine = selected
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
@@ -150,6 +195,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         watch: !args.no_watch,
         state: StateFile::new(state_dir(&stack.name).join("processes.json")),
         then: None,
+        inbox: None,
     };
     let result = rt.block_on(async {
         let outcome = if needs_engine {
@@ -202,10 +248,12 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
     let (logs, writer) =
         crate::logs::spawn(Box::new(std::io::stderr()), Format::Text(renderer), 1, None);
     let rt = runtime()?;
-    // A background devstack (`up --wait` with processes) stops its processes and containers itself.
-    if let Some(pid) =
-        super::detach::stop_daemon(&state_dir(&stack.name), std::time::Duration::from_secs(120))
-    {
+    // A running devstack (in the foreground elsewhere, or the background one of `up --wait`)
+    // is asked to stop its services itself, in order; nothing is killed behind its back.
+    let patience = std::time::Duration::from_secs(120);
+    if let Some(pid) = super::project_lock::stop_holder(&state_dir(&stack.name), patience) {
+        writeln!(env.err, "stopped the running devstack (pid {pid})")?;
+    } else if let Some(pid) = super::detach::stop_daemon(&state_dir(&stack.name), patience) {
         writeln!(env.err, "stopped the background devstack (pid {pid})")?;
     }
     let result = rt.block_on(async {
@@ -615,14 +663,15 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         utc_offset: local_utc_offset(),
     };
     // The suite owns stdout; the stack's log goes to stderr.
-    let (logs, writer) = crate::logs::spawn(
+    let (logs, writer) = crate::logs::mux::spawn_with(
         Box::new(std::io::stderr()),
         Format::Text(renderer),
-        orchestrator::run::TAIL_LINES,
+        orchestrator::TAIL_LINES,
         None,
+        crate::redact::Redactor::new(stack.secrets.iter().cloned()),
     );
-    let mut signals = interrupts();
     let rt = runtime()?;
+    let mut signals = interrupts(&rt);
     let state = state_dir(&project);
     let needs_engine = selected
         .iter()
@@ -630,7 +679,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
 
     let command = args.command.clone();
     let test_env = stack.test.environment.clone();
-    let then: orchestrator::run::Then = Box::new(move |ports| {
+    let then: orchestrator::Then = Box::new(move |ports| {
         Box::pin(async move {
             let mut vars: Vec<(String, String)> = test_env
                 .iter()
@@ -664,6 +713,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         watch: false,
         state: StateFile::new(state.join("processes.json")),
         then: Some(then),
+        inbox: None,
     };
     let keep = args.keep_on_failure;
     let result = rt.block_on(async {

@@ -266,6 +266,8 @@ pub fn load(
     match validate::validate(&raw, &ctx) {
         Ok(mut stack) => {
             stack.files = paths;
+            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+            stack.secrets = super::secrets::interpolated_secret_values(&texts, &lookup);
             Ok(Loaded { stack, warnings })
         }
         Err(diags) => Err(fail(diags, &files, sources)),

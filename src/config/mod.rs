@@ -7,6 +7,7 @@ mod load;
 pub mod locate;
 pub mod model;
 pub mod raw;
+pub mod secrets;
 pub mod show;
 pub mod validate;
 

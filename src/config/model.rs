@@ -19,6 +19,9 @@ pub struct Stack {
     pub files: Vec<PathBuf>,
     pub services: IndexMap<String, Service>,
     pub test: TestSettings,
+    /// Values of secret-looking variables the files interpolate: redacted wherever they show.
+    #[serde(skip)]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -50,6 +50,15 @@ pub fn display_value(stack: &Stack, show_secrets: bool) -> Value {
                 .and_then(|p| p.host_port)
         })
     };
+    let redact = crate::redact::Redactor::new(stack.secrets.iter().cloned());
+    let resolve = |s: &str| {
+        let r = resolve(s);
+        if show_secrets {
+            r
+        } else {
+            redact.apply(&r)
+        }
+    };
     walk(&mut v, None, &resolve, show_secrets);
     v
 }

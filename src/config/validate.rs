@@ -114,6 +114,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             files: Vec::new(),
             services,
             test,
+            secrets: Vec::new(),
         })
     } else {
         Err(c.errors)

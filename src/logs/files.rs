@@ -23,6 +23,35 @@ pub struct Record {
     /// `stdout`, `stderr` or `event` (devstack's own).
     pub stream: String,
     pub text: String,
+    /// devstack's own events carry the typed event too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::event::StackEvent>,
+}
+
+/// The records of one event: its first text line carries the typed event, further lines (a
+/// crash loop's last lines) follow as plain event lines. A bare state change has no text and is
+/// one record with an empty text.
+pub fn event_records(at: std::time::SystemTime, event: &crate::event::StackEvent) -> Vec<Record> {
+    let t = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let service = event.service().unwrap_or("devstack").to_string();
+    let mut lines = event.text_lines();
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| Record {
+            t,
+            service: service.clone(),
+            stream: "event".to_string(),
+            text,
+            event: (i == 0).then(|| event.clone()),
+        })
+        .collect()
 }
 
 impl Record {
@@ -41,6 +70,7 @@ impl Record {
             }
             .to_string(),
             text: line.text.clone(),
+            event: None,
         }
     }
 
@@ -83,21 +113,26 @@ impl LogFiles {
     }
 
     pub fn write(&mut self, line: &LogLine) -> std::io::Result<()> {
-        let mut text = serde_json::to_string(&Record::of(line)).map_err(std::io::Error::other)?;
+        self.write_record(&Record::of(line))
+    }
+
+    pub fn write_record(&mut self, rec: &Record) -> std::io::Result<()> {
+        let mut text = serde_json::to_string(rec).map_err(std::io::Error::other)?;
         text.push('\n');
-        let path = path_of(&self.dir, &line.source);
-        if !self.open.contains_key(&line.source) {
+        let source = &rec.service;
+        let path = path_of(&self.dir, source);
+        if !self.open.contains_key(source) {
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.open.insert(
-                line.source.clone(),
+                source.clone(),
                 Open {
                     file: BufWriter::new(file),
                     size,
                 },
             );
         }
-        let Some(o) = self.open.get_mut(&line.source) else {
+        let Some(o) = self.open.get_mut(source) else {
             return Ok(());
         };
         if o.size + text.len() as u64 > ROTATE_AT {

@@ -1,21 +1,38 @@
 //! The log mux: one thread owns the output and the recent lines of each service. Producers
-//! send whole lines over a bounded channel, so a slow terminal slows them down (back-pressure)
-//! instead of growing a buffer.
+//! send whole lines and typed events over a bounded channel, so a slow terminal slows them down
+//! (back-pressure) instead of growing a buffer. It is the fan-out of the stack's one stream:
+//! the terminal (or `--json`), the per-service files, and subscribers all get every item.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::render::Renderer;
 
 use super::{LogLine, Stream};
+use crate::event::StackEvent;
+use crate::redact::Redactor;
+
+/// How many items a slow subscriber may fall behind before it misses some.
+const SUBSCRIBER_BACKLOG: usize = 4096;
+
+/// One item of the stream, as subscribers get it.
+#[derive(Debug, Clone)]
+pub enum Published {
+    Line(LogLine),
+    Event {
+        at: std::time::SystemTime,
+        event: StackEvent,
+    },
+}
 
 /// Lines in flight between producers and the writer.
 const CHANNEL: usize = 1024;
 
 enum LogMsg {
     Line(LogLine),
+    Event(std::time::SystemTime, StackEvent),
     Tail {
         source: String,
         reply: oneshot::Sender<Vec<String>>,
@@ -27,6 +44,8 @@ enum LogMsg {
 #[derive(Clone)]
 pub struct LogHandle {
     tx: mpsc::Sender<LogMsg>,
+    subscribers: broadcast::Sender<Published>,
+    redact: Redactor,
 }
 
 impl LogHandle {
@@ -36,9 +55,29 @@ impl LogHandle {
         let _ = self.tx.send(LogMsg::Line(line)).await;
     }
 
-    /// devstack's own event about `source`.
+    /// devstack's own note about `source` (`devstack` for the whole stack).
     pub async fn event(&self, source: &str, text: impl Into<String>) {
-        self.line(LogLine::event(source, text)).await;
+        let service = (source != "devstack").then_some(source);
+        self.publish(StackEvent::note(service, text)).await;
+    }
+
+    /// A typed event, secrets masked.
+    pub async fn publish(&self, mut event: StackEvent) {
+        event.redact(&self.redact);
+        let _ = self
+            .tx
+            .send(LogMsg::Event(std::time::SystemTime::now(), event))
+            .await;
+    }
+
+    /// Every line and event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Published> {
+        self.subscribers.subscribe()
+    }
+
+    /// The fan-out itself, for handles that must not keep the mux alive.
+    pub fn fanout(&self) -> broadcast::Sender<Published> {
+        self.subscribers.clone()
     }
 
     /// The most recent output lines of `source` (its own output, not devstack's events).
@@ -79,12 +118,25 @@ pub enum Format {
 /// Starts the writer thread. It ends when every handle is dropped. With `files`, every line also
 /// goes to its service's log file in that folder.
 pub fn spawn(
-    mut out: Box<dyn Write + Send>,
+    out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,
     files: Option<std::path::PathBuf>,
 ) -> (LogHandle, std::thread::JoinHandle<()>) {
+    spawn_with(out, format, tail_len, files, Redactor::default())
+}
+
+/// [`spawn`], masking the secret values `redact` knows in every event.
+pub fn spawn_with(
+    mut out: Box<dyn Write + Send>,
+    format: Format,
+    tail_len: usize,
+    files: Option<std::path::PathBuf>,
+    redact: Redactor,
+) -> (LogHandle, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LogMsg>(CHANNEL);
+    let (subscribers, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+    let fanout = subscribers.clone();
     let thread = std::thread::Builder::new()
         .name("devstack-logs".into())
         .spawn(move || {
@@ -102,6 +154,50 @@ pub fn spawn(
                 // Drain what is queued before flushing: one write per burst, not per line.
                 while let Some(msg) = next.take() {
                     match msg {
+                        LogMsg::Event(at, event) => {
+                            let stateful = matches!(event, StackEvent::State { .. });
+                            if let Some(f) = files.as_mut().filter(|_| !stateful) {
+                                for rec in super::files::event_records(at, &event) {
+                                    if let Err(e) = f.write_record(&rec) {
+                                        tracing::warn!(
+                                            "cannot write log file: {e}; log files are off"
+                                        );
+                                        files = None;
+                                        break;
+                                    }
+                                }
+                            }
+                            if !broken {
+                                let mut text = String::new();
+                                match &format {
+                                    Format::Text(r) => {
+                                        let source = event.service().unwrap_or("devstack");
+                                        for l in event.text_lines() {
+                                            text.push_str(&r.render(&LogLine {
+                                                at,
+                                                source: source.to_string(),
+                                                stream: Stream::Event,
+                                                text: l,
+                                            }));
+                                            text.push('\n');
+                                        }
+                                    }
+                                    Format::Json => {
+                                        for rec in super::files::event_records(at, &event)
+                                            .into_iter()
+                                            .take(1)
+                                        {
+                                            text = serde_json::to_string(&rec).unwrap_or_default();
+                                            text.push('\n');
+                                        }
+                                    }
+                                }
+                                broken = out.write_all(text.as_bytes()).is_err();
+                            }
+                            if fanout.receiver_count() > 0 {
+                                let _ = fanout.send(Published::Event { at, event });
+                            }
+                        }
                         LogMsg::Line(line) => {
                             if line.stream != Stream::Event {
                                 let t = tails.entry(line.source.clone()).or_default();
@@ -127,6 +223,9 @@ pub fn spawn(
                                 text.push('\n');
                                 // A closed stdout (piped into `head`) must not stop the stack.
                                 broken = out.write_all(text.as_bytes()).is_err();
+                            }
+                            if fanout.receiver_count() > 0 {
+                                let _ = fanout.send(Published::Line(line));
                             }
                         }
                         LogMsg::Tail { source, reply } => {
@@ -156,7 +255,14 @@ pub fn spawn(
             let _ = out.flush();
         })
         .expect("spawning a thread only fails when the OS is out of resources");
-    (LogHandle { tx }, thread)
+    (
+        LogHandle {
+            tx,
+            subscribers,
+            redact,
+        },
+        thread,
+    )
 }
 
 #[cfg(test)]

@@ -237,6 +237,68 @@ async fn kill_and_wait(child: &mut Child) {
     }
 }
 
+/// The environment variable that marks every process of a service, whatever it does with its
+/// group or session: `<project>/<service>`.
+pub const MARK_VAR: &str = "DEVSTACK_MARK";
+
+pub fn mark(project: &str, service: &str) -> String {
+    format!("{project}/{service}")
+}
+
+/// Makes devstack the subreaper of its descendants (Linux); a warning where it cannot.
+pub fn become_subreaper() {
+    if let Err(e) = unix::set_child_subreaper() {
+        tracing::warn!("cannot become the subreaper of services' processes: {e}");
+    }
+}
+
+/// Reaps zombies of orphaned descendants (see [`become_subreaper`]). Blocking (`/proc`).
+pub fn reap_orphans() -> usize {
+    unix::reap_orphans()
+}
+
+/// Running processes marked with a mark that `matches`, with their marks. Blocking (`/proc`).
+pub fn marked(matches: &dyn Fn(&str) -> bool) -> Vec<(u32, String)> {
+    unix::marked(MARK_VAR, matches)
+}
+
+/// Ends every running process marked `mark` except `except`: `signal`, up to `grace`, then
+/// SIGKILL. These are a service's escaped processes (`setsid`, double-forked daemons) that its
+/// group stop missed. Returns how many there were. Blocking: run it off the async workers.
+pub fn end_marked(mark: &str, signal: i32, grace: Duration, except: &[u32]) -> usize {
+    let find = || -> Vec<u32> {
+        unix::marked(MARK_VAR, &|v| v == mark)
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !except.contains(p))
+            .collect()
+    };
+    let found = find();
+    if found.is_empty() {
+        return 0;
+    }
+    for pid in &found {
+        unix::signal_pid(*pid, signal);
+    }
+    let deadline = std::time::Instant::now() + grace;
+    let mut left = find();
+    while !left.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        unix::reap_orphans();
+        left = find();
+    }
+    for pid in &left {
+        unix::signal_pid(*pid, libc::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + KILL_WAIT;
+    while !find().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        unix::reap_orphans();
+    }
+    unix::reap_orphans();
+    found.len()
+}
+
 /// Whether process group `pgid` still has a running (non-zombie) process.
 pub fn group_alive(pgid: u32) -> bool {
     unix::group_alive(pgid)

@@ -9,8 +9,12 @@ use std::io;
 pub(crate) struct ProcStat {
     /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub ppid: u32,
     /// Field 5: the process group id.
     pub pgrp: u32,
+    /// Field 6: the session id.
+    pub session: u32,
     /// Field 22: start time in clock ticks after boot. With the pid, it names one process for the
     /// whole uptime of the machine, so a reused pid is told apart from the process we recorded.
     pub start_time: u64,
@@ -50,7 +54,9 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
     // fields[0] is field 3, so field N is fields[N - 3].
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
 }
@@ -123,6 +129,94 @@ fn running_member(pgid: u32) -> Option<bool> {
             .and_then(proc_stat)
             .is_some_and(|stat| stat.pgrp == pgid && stat.is_running())
     }))
+}
+
+/// Every pid in `/proc`.
+fn pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .collect()
+}
+
+/// The value of `var` in a process's environment (as it was at exec), if readable and set.
+fn environ_value(pid: u32, var: &str) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{var}=");
+    bytes
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Running processes (not zombies) whose environment has `var` set to a value that `matches`.
+pub(crate) fn marked(var: &str, matches: &dyn Fn(&str) -> bool) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    pids()
+        .into_iter()
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let value = environ_value(pid, var)?;
+            let running = proc_stat(pid).is_some_and(|s| s.is_running());
+            (running && matches(&value)).then_some((pid, value))
+        })
+        .collect()
+}
+
+/// Sends `signal` to one process. `ESRCH` (gone) is fine.
+pub(crate) fn signal_pid(pid: u32, signal: i32) {
+    let Ok(target) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if target <= 1 || pid == std::process::id() {
+        return;
+    }
+    // SAFETY: kill touches no memory of ours; `target` is > 1 and not devstack itself.
+    unsafe { libc::kill(target, signal) };
+}
+
+/// Makes devstack the reaper of its orphaned descendants (a service's double-forked daemon
+/// becomes devstack's child, not init's), so that nothing of a service escapes it.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Reaps the zombies of orphans that became devstack's children (as their subreaper). A child
+/// devstack spawned itself is never taken: services are group leaders in devstack's session, and
+/// probes and suites are in devstack's own group; tokio waits for those.
+pub(crate) fn reap_orphans() -> usize {
+    let me = std::process::id();
+    let Some(own) = proc_stat(me) else {
+        return 0;
+    };
+    let mut reaped = 0;
+    for pid in pids() {
+        let Some(st) = proc_stat(pid) else { continue };
+        if st.ppid != me || st.is_running() {
+            continue;
+        }
+        let spawned_service = st.pgrp == pid && st.session == own.session;
+        if spawned_service || st.pgrp == own.pgrp {
+            continue;
+        }
+        let Ok(target) = libc::pid_t::try_from(pid) else {
+            continue;
+        };
+        let mut status = 0;
+        // SAFETY: waitpid on one specific zombie child of ours; `status` is a valid out pointer.
+        if unsafe { libc::waitpid(target, &mut status, libc::WNOHANG) } == target {
+            reaped += 1;
+        }
+    }
+    reaped
 }
 
 #[cfg(test)]

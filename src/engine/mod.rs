@@ -1,0 +1,555 @@
+//! The engine: one async loop, the only place where events are put in order. It receives unit
+//! events, probe results, timers, commands from handles, file changes and signals; stamps
+//! `now`; asks the kernel; and carries out the effects it returns (start, stop, kill, probe,
+//! timers, publishing). Everything a person or a client sees goes through the log mux as typed
+//! events.
+
+pub mod down;
+pub mod handle;
+pub mod prepare;
+pub mod probe;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+
+pub use down::{down, DownReport, DownRequest};
+pub use handle::{channel, Inbox, ServiceStatus, StackHandle};
+
+use crate::config::{Service, Stack};
+use crate::event::StackEvent;
+use crate::kernel::{Effect, Input, Kernel, Outcome};
+use crate::logs::LogHandle;
+use crate::plan::{HostPorts, PortMode};
+use crate::process::state::StateFile;
+use crate::readiness;
+use crate::redact::Redactor;
+use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::unit::{self, UnitCommand, UnitEvent, UnitHandle};
+
+/// Lines of a failing service's output shown with the error.
+pub const TAIL_LINES: usize = 20;
+/// Lines shown with a crash loop.
+const CRASH_TAIL: usize = 5;
+/// How often zombies of orphaned descendants are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(2);
+
+pub struct UpRequest<'a> {
+    pub stack: &'a Stack,
+    /// The services to start, dependencies included (see `Graph::closure`).
+    pub selected: Vec<String>,
+    /// Return once everything is ready, leaving it running.
+    pub wait: bool,
+    pub port_mode: PortMode,
+    /// Restart processes when their files change.
+    pub watch: bool,
+    /// Where native processes are recorded, so a later run can end what a killed one left.
+    pub state: StateFile,
+    /// Run this once ready, then stop (instead of waiting for Ctrl-C).
+    pub then: Option<Then>,
+    /// Commands from [`StackHandle`]s; `None` when nobody can send any.
+    pub inbox: Option<Inbox>,
+}
+
+#[derive(Debug)]
+pub enum UpOutcome {
+    /// `wait`: everything is ready and left running.
+    Ready { ports: HostPorts },
+    /// Foreground run ended by a signal (or a shutdown command) after a clean stop.
+    Stopped,
+    /// The `then` task finished with this exit code, and the stack was stopped.
+    Finished(i32),
+}
+
+/// Work to run once everything is ready, while devstack keeps supervising (`devstack test`'s
+/// suite); the stack is stopped when it ends. Gets the host ports.
+pub type Then = Box<dyn FnOnce(HostPorts) -> futures_util::future::BoxFuture<'static, i32> + Send>;
+
+/// A host port that is taken by someone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConflict {
+    pub service: String,
+    pub address: String,
+    pub holder: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReadyReport {
+    pub service: String,
+    pub probe: String,
+    pub reason: String,
+    pub tail: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum UpError {
+    PortConflicts(Vec<PortConflict>),
+    Runtime(RuntimeError),
+    NotReady(Box<NotReadyReport>),
+    /// Ctrl-C, SIGTERM or SIGHUP; what was started has been stopped.
+    Interrupted,
+}
+
+impl From<RuntimeError> for UpError {
+    fn from(e: RuntimeError) -> Self {
+        UpError::Runtime(e)
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Ends what a killed devstack left of this project's processes: the groups in the state file
+/// and anything marked as one of its services. Before the port preflight, so a leftover is
+/// never blamed for holding a port.
+async fn end_leftovers(stack: &Stack, selected: &[String], state: &StateFile, logs: &LogHandle) {
+    for e in crate::process::state::reap_leftovers(state).await {
+        logs.event(
+            &e.service,
+            format!("ended pid {} left running by a previous run", e.pid),
+        )
+        .await;
+    }
+    let marks: Vec<(String, String)> = selected
+        .iter()
+        .filter(|s| !stack.services[s.as_str()].is_container())
+        .map(|s| (s.clone(), crate::process::mark(&stack.name, s)))
+        .collect();
+    let ended = tokio::task::spawn_blocking(move || {
+        marks
+            .into_iter()
+            .map(|(s, m)| {
+                (
+                    s,
+                    crate::process::end_marked(&m, libc::SIGTERM, Duration::from_secs(3), &[]),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (service, n) in ended {
+        logs.event(
+            &service,
+            format!("ended {n} process(es) left running by a previous run"),
+        )
+        .await;
+    }
+}
+
+/// Things worth saying before start: containers of services no longer in the stack, and ports
+/// published on every address.
+async fn warnings(
+    stack: &Stack,
+    selected: &[String],
+    prepared: &prepare::Prepared,
+    logs: &LogHandle,
+) {
+    let orphans: Vec<&str> = prepared
+        .existing
+        .iter()
+        .filter(|c| !stack.services.contains_key(&c.service))
+        .map(|c| c.name.as_str())
+        .collect();
+    if !orphans.is_empty() {
+        logs.publish(StackEvent::warning(
+            None,
+            format!(
+                "orphan containers of services no longer in the stack: {}; `devstack down --remove-orphans` removes them",
+                orphans.join(", ")
+            ),
+        ))
+        .await;
+    }
+    for name in selected {
+        for p in &stack.services[name.as_str()].ports {
+            if p.host_ip.is_unspecified() {
+                logs.publish(StackEvent::warning(
+                    Some(name),
+                    format!(
+                        "port {} is published on {}: reachable from other machines; drop the address to publish on 127.0.0.1 only",
+                        p.container_port, p.host_ip
+                    ),
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+struct Units<R> {
+    rt: R,
+    stack_name: String,
+    ports: HostPorts,
+    specs: indexmap::IndexMap<String, crate::runtime::ContainerSpec>,
+    existing: Vec<crate::runtime::ContainerInfo>,
+    logs: LogHandle,
+    events: mpsc::UnboundedSender<UnitEvent>,
+    state: StateFile,
+    redact: Redactor,
+    live: HashMap<String, (UnitHandle, JoinHandle<()>)>,
+}
+
+impl<R: ContainerRuntime> Units<R> {
+    fn get(&mut self, svc: &Service) -> &UnitHandle {
+        if !self.live.contains_key(&svc.name) {
+            let unit = if svc.is_container() {
+                unit::container::spawn(unit::container::ContainerSetup {
+                    rt: self.rt.clone(),
+                    svc: svc.clone(),
+                    spec: self.specs[&svc.name].clone(),
+                    existing: self
+                        .existing
+                        .iter()
+                        .find(|c| c.service == svc.name)
+                        .cloned(),
+                    logs: self.logs.clone(),
+                    events: self.events.clone(),
+                })
+            } else {
+                unit::process::spawn(unit::process::ProcessSetup {
+                    project: self.stack_name.clone(),
+                    svc: svc.clone(),
+                    ports: self.ports.clone(),
+                    logs: self.logs.clone(),
+                    events: self.events.clone(),
+                    state: self.state.clone(),
+                    redact: self.redact.clone(),
+                })
+            };
+            self.live.insert(svc.name.clone(), unit);
+        }
+        &self.live[&svc.name].0
+    }
+
+    fn send(&self, service: &str, c: UnitCommand) {
+        if let Some((u, _)) = self.live.get(service) {
+            u.send(c);
+        }
+    }
+
+    /// Drops every handle and waits for the unit tasks (idle units end at once; a process unit
+    /// that still runs kills its group).
+    async fn close(self) {
+        let tasks: Vec<JoinHandle<()>> = self.live.into_values().map(|(_, t)| t).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Brings the selected services up and runs them until the kernel says the run is over: with
+/// `wait`, once everything is ready (left running); otherwise at an interrupt, a shutdown
+/// command, the end of `then`, or a failure during start-up (everything started is stopped).
+pub async fn up<R: ContainerRuntime>(
+    rt: &R,
+    mut req: UpRequest<'_>,
+    logs: LogHandle,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<UpOutcome, UpError> {
+    let stack = req.stack;
+    let redact = Redactor::new(stack.secrets.iter().cloned());
+    let has_processes = req
+        .selected
+        .iter()
+        .any(|s| !stack.services[s.as_str()].is_container());
+    if req.wait && has_processes {
+        let names: Vec<String> = req
+            .selected
+            .iter()
+            .filter(|s| !stack.services[s.as_str()].is_container())
+            .map(|s| format!("`{s}`"))
+            .collect();
+        return Err(UpError::Runtime(RuntimeError::Engine(format!(
+            "`up --wait` cannot leave native processes running without devstack: {}; run `devstack up` in the foreground, or `up --wait` only the container services",
+            names.join(", ")
+        ))));
+    }
+    if has_processes {
+        end_leftovers(stack, &req.selected, &req.state, &logs).await;
+    }
+    let prepared = tokio::select! {
+        p = prepare::prepare(rt, &req, &logs) => p?,
+        _ = interrupts.recv() => return Err(UpError::Interrupted),
+    };
+    warnings(stack, &req.selected, &prepared, &logs).await;
+    if has_processes {
+        crate::process::become_subreaper();
+    }
+
+    let own_files = req.state.path().parent().map(std::path::Path::to_path_buf);
+    let mut watcher = None;
+    let mut changes = None;
+    if req.watch {
+        let specs: Vec<crate::watch::WatchSpec> = req
+            .selected
+            .iter()
+            .filter(|s| !stack.services[s.as_str()].is_container())
+            .filter_map(|name| {
+                let w = stack.services[name.as_str()].watch.as_ref()?;
+                Some(crate::watch::WatchSpec {
+                    service: name.to_string(),
+                    paths: w.paths.clone(),
+                    ignore: w.ignore.clone(),
+                    debounce: w.debounce,
+                })
+            })
+            .collect();
+        if !specs.is_empty() {
+            let (w, rx) = crate::watch::Watcher::start(specs).map_err(|e| {
+                UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
+            })?;
+            watcher = Some(w);
+            changes = Some(rx);
+        }
+    }
+
+    let (unit_tx, mut unit_rx) = mpsc::unbounded_channel::<UnitEvent>();
+    let (input_tx, mut input_rx) = mpsc::unbounded_channel::<Input>();
+    let mut units = Units {
+        rt: rt.clone(),
+        stack_name: stack.name.clone(),
+        ports: prepared.ports.clone(),
+        specs: prepared.specs.clone(),
+        existing: prepared.existing.clone(),
+        logs: logs.clone(),
+        events: unit_tx,
+        state: req.state.clone(),
+        redact: redact.clone(),
+        live: HashMap::new(),
+    };
+    let mut probes: HashMap<String, AbortHandle> = HashMap::new();
+    let mut timers: Vec<AbortHandle> = Vec::new();
+    let mut instances: HashMap<String, (Option<u32>, Option<String>, u64)> = HashMap::new();
+    let mut kernel = Kernel::new(stack, &req.selected, req.wait);
+    let mut inbox = req.inbox.take();
+    let mut then = req.then.take();
+    let mut suite: Option<JoinHandle<i32>> = None;
+    let mut suite_code: Option<i32> = None;
+    let mut reaper = tokio::time::interval(REAP_EVERY);
+    reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut effects = kernel.begin(now());
+
+    let outcome = loop {
+        let mut finished = None;
+        for effect in std::mem::take(&mut effects) {
+            match effect {
+                Effect::Start { service, epoch } => {
+                    if let Some(p) = probes.remove(&service) {
+                        p.abort();
+                    }
+                    units
+                        .get(&stack.services[&service])
+                        .send(UnitCommand::Start { epoch });
+                }
+                Effect::Probe {
+                    service,
+                    epoch,
+                    timeout,
+                } => {
+                    let container = instances.get(&service).and_then(|i| i.1.clone());
+                    if let Some(p) = probe::spawn(
+                        rt.clone(),
+                        &stack.name,
+                        &stack.services[&service],
+                        epoch,
+                        timeout,
+                        container,
+                        prepared.ports.clone(),
+                        input_tx.clone(),
+                    ) {
+                        if let Some(old) = probes.insert(service, p) {
+                            old.abort();
+                        }
+                    }
+                }
+                Effect::Stop { service, grace } => {
+                    if let Some(p) = probes.remove(&service) {
+                        p.abort();
+                    }
+                    units.send(&service, UnitCommand::Stop { grace });
+                }
+                Effect::Kill { service } => {
+                    if let Some(p) = probes.remove(&service) {
+                        p.abort();
+                    }
+                    units.send(&service, UnitCommand::Kill);
+                }
+                Effect::ArmTimer {
+                    service,
+                    epoch,
+                    after,
+                } => {
+                    let tx = input_tx.clone();
+                    let t = tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        let _ = tx.send(Input::Timer { service, epoch });
+                    });
+                    timers.retain(|t| !t.is_finished());
+                    timers.push(t.abort_handle());
+                }
+                Effect::Publish(mut event) => {
+                    match &mut event {
+                        StackEvent::NotReady {
+                            service,
+                            probe,
+                            tail,
+                            ..
+                        } => {
+                            *probe = describe_probe(stack, service, &prepared.ports);
+                            *tail = logs.tail(service).await;
+                        }
+                        StackEvent::Backoff {
+                            service,
+                            crashes,
+                            tail,
+                            ..
+                        } if *crashes >= crate::kernel::CRASH_LOOP_COUNT => {
+                            let all = logs.tail(service).await;
+                            *tail = all[all.len().saturating_sub(CRASH_TAIL)..].to_vec();
+                        }
+                        _ => {}
+                    }
+                    let all_ready = matches!(event, StackEvent::AllReady { .. });
+                    logs.publish(event).await;
+                    if all_ready && !req.wait {
+                        if let Some(then) = then.take() {
+                            suite = Some(tokio::spawn(then(prepared.ports.clone())));
+                        } else {
+                            logs.event("devstack", "press Ctrl-C to stop").await;
+                        }
+                    }
+                }
+                Effect::Finish(o) => finished = Some(o),
+            }
+        }
+        if let Some(inbox) = &inbox {
+            let snapshot = kernel
+                .views()
+                .map(|v| {
+                    let inst = instances.get(v.service);
+                    ServiceStatus {
+                        service: v.service.to_string(),
+                        kind: stack.services[v.service].kind_name(),
+                        state: v.state.clone(),
+                        restarts: v.restarts,
+                        pid: inst.and_then(|i| i.0).filter(|_| v.running),
+                        container: inst.and_then(|i| i.1.clone()),
+                        started_at_ms: inst.map(|i| i.2).filter(|_| v.running),
+                    }
+                })
+                .collect();
+            inbox.snapshot.send_replace(snapshot);
+        }
+        if let Some(o) = finished {
+            break o;
+        }
+
+        let input = tokio::select! {
+            Some(ev) = unit_rx.recv() => match ev {
+                UnitEvent::Started { service, epoch, pid, container, detail } => {
+                    instances.insert(service.clone(), (pid, container.clone(), unix_ms()));
+                    Input::Started { service, epoch, pid, container, detail: redact.apply(&detail) }
+                }
+                UnitEvent::StartFailed { service, epoch, reason } => Input::StartFailed { service, epoch, reason: redact.apply(&reason) },
+                UnitEvent::Exited { service, epoch, code, how } => Input::Exited { service, epoch, code, how },
+                UnitEvent::LogMatched { service, epoch } => Input::Ready { service, epoch },
+            },
+            Some(i) = input_rx.recv() => i,
+            Some(c) = async { match inbox.as_mut() { Some(i) => i.commands.recv().await, None => std::future::pending().await } } => Input::Command(c),
+            Some(c) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                // devstack's own files (state, logs) may sit inside a watched tree.
+                let paths: Vec<String> = c
+                    .paths
+                    .iter()
+                    .filter(|p| own_files.as_ref().is_none_or(|o| !p.starts_with(o)))
+                    .map(|p| p.strip_prefix(&stack.root).unwrap_or(p).display().to_string())
+                    .collect();
+                if paths.is_empty() {
+                    continue;
+                }
+                Input::FilesChanged { service: c.service, paths }
+            }
+            code = async { match suite.as_mut() { Some(s) => s.await.unwrap_or(1), None => std::future::pending().await } } => {
+                suite = None;
+                suite_code = Some(code);
+                Input::Command(crate::kernel::Command::Shutdown)
+            }
+            Some(()) = interrupts.recv() => {
+                if let Some(s) = suite.take() {
+                    // The suite is a child of ours: it ends with the stack.
+                    s.abort();
+                }
+                Input::Interrupt
+            }
+            _ = reaper.tick() => {
+                if has_processes {
+                    let _ = tokio::task::spawn_blocking(crate::process::reap_orphans).await;
+                }
+                continue;
+            }
+        };
+        effects = kernel.handle(now(), input);
+    };
+
+    drop(watcher);
+    for p in probes.into_values().chain(timers) {
+        p.abort();
+    }
+    match outcome {
+        Outcome::Ready => {
+            // Containers stay as they are; their units end without touching them.
+            units.close().await;
+            logs.flush().await;
+            Ok(UpOutcome::Ready {
+                ports: prepared.ports,
+            })
+        }
+        Outcome::Abandoned => {
+            // Third interrupt: do not wait. Process groups die with their units.
+            drop(units);
+            logs.flush().await;
+            Err(UpError::Interrupted)
+        }
+        other => {
+            units.close().await;
+            logs.flush().await;
+            match other {
+                Outcome::Stopped => Ok(match suite_code {
+                    Some(code) => UpOutcome::Finished(code),
+                    None => UpOutcome::Stopped,
+                }),
+                Outcome::NotReady { service, reason } => {
+                    let tail = logs.tail(&service).await;
+                    Err(UpError::NotReady(Box::new(NotReadyReport {
+                        probe: redact.apply(&describe_probe(stack, &service, &prepared.ports)),
+                        reason: redact.apply(&reason),
+                        tail,
+                        service,
+                    })))
+                }
+                _ => Err(UpError::Interrupted),
+            }
+        }
+    }
+}
+
+fn describe_probe(stack: &Stack, service: &str, ports: &HostPorts) -> String {
+    stack.services[service]
+        .ready
+        .as_ref()
+        .map(|r| readiness::describe(&r.probe, service, ports))
+        .unwrap_or_else(|| "start".to_string())
+}

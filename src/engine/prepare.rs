@@ -1,0 +1,164 @@
+//! Before anything starts: host ports decided and checked (naming who holds a taken one),
+//! images present (pulled if not), the project's network and named volumes created. A failure
+//! here leaves nothing behind.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+use tokio::sync::mpsc;
+
+use super::{PortConflict, UpError, UpRequest};
+use crate::config::{ServiceKind, Volume};
+use crate::logs::LogHandle;
+use crate::plan::{self, HostPorts};
+use crate::ports;
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+};
+
+/// What the container engine had before this run, and the plan for this run.
+pub struct Prepared {
+    pub existing: Vec<ContainerInfo>,
+    pub ports: HostPorts,
+    pub specs: IndexMap<String, ContainerSpec>,
+}
+
+/// Every fixed host port must be free or held by this project's own container of that service.
+async fn port_preflight<R: ContainerRuntime>(
+    rt: &R,
+    req: &UpRequest<'_>,
+    existing: &[ContainerInfo],
+    ports: &HostPorts,
+) -> Result<(), UpError> {
+    let mut conflicts = Vec::new();
+    let mut foreign: Option<Vec<(String, Vec<crate::runtime::Published>)>> = None;
+    for (service, p) in ports.all() {
+        if !req.selected.iter().any(|s| s == service) {
+            continue;
+        }
+        let ours = existing.iter().any(|c| {
+            c.service == service
+                && c.status == ContainerStatus::Running
+                && c.ports.iter().any(|e| e.host_port == p.host_port)
+        });
+        if ours || ports::is_free(ports::check_addr(p.host_ip), p.host_port, p.protocol) {
+            continue;
+        }
+        if foreign.is_none() {
+            foreign = Some(rt.list_publishing().await?);
+        }
+        let by_container = foreign
+            .iter()
+            .flatten()
+            .find(|(_, ps)| ps.iter().any(|e| e.host_port == p.host_port))
+            .map(|(name, _)| format!("container `{name}`"));
+        let holder = by_container
+            .or_else(|| ports::holder(p.host_port, p.protocol).map(|h| h.to_string()))
+            .unwrap_or_else(|| "a process devstack cannot see (another user's?)".to_string());
+        conflicts.push(PortConflict {
+            service: service.to_string(),
+            address: format!("{}:{}", p.host_ip, p.host_port),
+            holder,
+        });
+    }
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(UpError::PortConflicts(conflicts))
+    }
+}
+
+pub async fn prepare<R: ContainerRuntime>(
+    rt: &R,
+    req: &UpRequest<'_>,
+    logs: &LogHandle,
+) -> Result<Prepared, UpError> {
+    let stack = req.stack;
+    let existing = rt.list(&stack.name).await?;
+    let mut taken: HashSet<u16> = HashSet::new();
+    let ports = plan::assign_ports(stack, &existing, req.port_mode, &mut |ip| {
+        let p = ports::pick_free(ip, &taken)?;
+        taken.insert(p);
+        Ok(p)
+    })
+    .map_err(|e| {
+        UpError::Runtime(RuntimeError::Engine(format!(
+            "cannot find a free port: {e}"
+        )))
+    })?;
+    port_preflight(rt, req, &existing, &ports).await?;
+
+    // Images before anything is created, so a missing one leaves nothing behind.
+    let mut image_ids: HashMap<String, String> = HashMap::new();
+    for name in &req.selected {
+        let Some(ServiceKind::Container { image, .. }) = stack.services.get(name).map(|s| &s.kind)
+        else {
+            continue;
+        };
+        if image_ids.contains_key(image) {
+            continue;
+        }
+        let id = match rt.image_id(image).await? {
+            Some(id) => id,
+            None => {
+                logs.event("devstack", format!("pulling `{image}`")).await;
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let pull = rt.pull(image, tx);
+                let show = async {
+                    let mut last = String::new();
+                    while let Some(line) = rx.recv().await {
+                        if line != last {
+                            logs.event("devstack", format!("{image}: {line}")).await;
+                            last = line;
+                        }
+                    }
+                };
+                let (result, ()) = tokio::join!(pull, show);
+                result?;
+                rt.image_id(image)
+                    .await?
+                    .ok_or_else(|| RuntimeError::ImageUnavailable {
+                        image: image.clone(),
+                        reason: "the pull finished but the image is not there".into(),
+                    })?
+            }
+        };
+        image_ids.insert(image.clone(), id);
+    }
+
+    let mut specs = IndexMap::new();
+    for name in &req.selected {
+        let svc = &stack.services[name];
+        let ServiceKind::Container { image, .. } = &svc.kind else {
+            continue;
+        };
+        if let Some(spec) = plan::container_spec(&stack.name, svc, &ports, &image_ids[image]) {
+            specs.insert(name.clone(), spec);
+        }
+    }
+    if !specs.is_empty() {
+        rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
+            .await?;
+        let mut volumes: Vec<&str> = Vec::new();
+        for name in specs.keys() {
+            if let ServiceKind::Container { volumes: vs, .. } = &stack.services[name].kind {
+                for v in vs {
+                    if let Volume::Named { name, .. } = v {
+                        if !volumes.contains(&name.as_str()) {
+                            volumes.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        for v in volumes {
+            rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
+                .await?;
+        }
+    }
+    Ok(Prepared {
+        existing,
+        ports,
+        specs,
+    })
+}

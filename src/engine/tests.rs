@@ -1,0 +1,1 @@
+//! Engine tests with a recording fake runtime and paused time.

@@ -1,0 +1,287 @@
+//! The one vocabulary every client reads: typed, serde-serialisable, versioned events about the
+//! stack and its services, and the state of a service as a person reads it. Pure data; the
+//! terminal, the log files, `--json` and (later) the control socket all render these.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning or goes away (new fields and new events do not bump it).
+pub const EVENT_VERSION: u32 = 1;
+
+/// Where a service is in its life. Readable as it is: `ps` and the status line show these names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ServiceState {
+    /// Waiting for its dependencies.
+    Waiting,
+    /// Told to start; not running yet (container being created, process being spawned).
+    Starting,
+    /// Running; readiness not shown yet.
+    Probing,
+    Ready,
+    /// Exited 0 as a one-shot task.
+    Completed,
+    /// Asked to stop; its processes or container are not gone yet.
+    Stopping,
+    /// Crashed; its restart policy starts it again after a pause.
+    Backoff {
+        restart_in_ms: u64,
+        crash_loop: bool,
+    },
+    /// Exited non-zero and is not restarted (policy `no`, or a fault no restart can fix).
+    Crashed {
+        code: i64,
+    },
+    /// Exited 0 by itself, and nobody waited for it to complete.
+    Exited {
+        code: i64,
+    },
+    /// Could not be started, or never got ready; what runs of it keeps running.
+    Failed {
+        reason: String,
+    },
+    /// Stopped on request (or at shutdown).
+    Stopped,
+}
+
+impl ServiceState {
+    /// The short name: `ready`, `backoff`, `crashed`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Starting => "starting",
+            Self::Probing => "probing",
+            Self::Ready => "ready",
+            Self::Completed => "completed",
+            Self::Stopping => "stopping",
+            Self::Backoff { .. } => "backoff",
+            Self::Crashed { .. } => "crashed",
+            Self::Exited { .. } => "exited",
+            Self::Failed { .. } => "failed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Backoff { restart_in_ms, .. } => write!(f, "backoff ({restart_in_ms} ms)"),
+            Self::Crashed { code } => write!(f, "crashed ({code})"),
+            Self::Exited { code } => write!(f, "exited ({code})"),
+            Self::Failed { reason } => write!(f, "failed: {reason}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// Something that happened. `service` is `None` for events about the whole stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StackEvent {
+    /// A service's state changed.
+    State {
+        service: String,
+        state: ServiceState,
+    },
+    /// An instance runs: a process group (`pid`) or a container (`container`).
+    Started {
+        service: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+        /// What runs, secrets redacted.
+        detail: String,
+    },
+    Ready {
+        service: String,
+        after_ms: u64,
+    },
+    /// The probe gave up; the service stays as it is (after start-up) or start-up fails.
+    NotReady {
+        service: String,
+        probe: String,
+        reason: String,
+        tail: Vec<String>,
+    },
+    /// The instance ended by itself.
+    Exited {
+        service: String,
+        code: i64,
+    },
+    /// Stopped on request; `how` says whether it needed SIGKILL.
+    Stopped {
+        service: String,
+        how: String,
+    },
+    /// Going to stop and start again.
+    Restarting {
+        service: String,
+        reason: String,
+    },
+    /// Crashed; its restart policy starts it again after `restart_in_ms`.
+    Backoff {
+        service: String,
+        code: i64,
+        restart_in_ms: u64,
+        policy: String,
+        /// Crashed this many times within a minute (a crash loop from 3 on).
+        crashes: usize,
+        /// With a crash loop: its last lines.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tail: Vec<String>,
+    },
+    /// Every selected service is ready (or completed): start-up is over.
+    AllReady {
+        services: usize,
+        after_ms: u64,
+    },
+    /// A note from devstack about a service or the stack (`service: None`).
+    Note {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        text: String,
+    },
+    /// Something the user should fix.
+    Warning {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        text: String,
+    },
+}
+
+impl StackEvent {
+    pub fn note(service: Option<&str>, text: impl Into<String>) -> Self {
+        Self::Note {
+            service: service.map(str::to_string),
+            text: text.into(),
+        }
+    }
+
+    pub fn warning(service: Option<&str>, text: impl Into<String>) -> Self {
+        Self::Warning {
+            service: service.map(str::to_string),
+            text: text.into(),
+        }
+    }
+
+    /// Masks secret values in every text the event carries.
+    pub fn redact(&mut self, r: &crate::redact::Redactor) {
+        if r.is_empty() {
+            return;
+        }
+        match self {
+            Self::Started { detail, .. } => *detail = r.apply(detail),
+            Self::NotReady {
+                probe,
+                reason,
+                tail,
+                ..
+            } => {
+                *probe = r.apply(probe);
+                *reason = r.apply(reason);
+                tail.iter_mut().for_each(|l| *l = r.apply(l));
+            }
+            Self::Backoff { tail, .. } => tail.iter_mut().for_each(|l| *l = r.apply(l)),
+            Self::Restarting { reason: text, .. }
+            | Self::Stopped { how: text, .. }
+            | Self::Note { text, .. }
+            | Self::Warning { text, .. } => *text = r.apply(text),
+            Self::State {
+                state: ServiceState::Failed { reason },
+                ..
+            } => *reason = r.apply(reason),
+            Self::State { .. }
+            | Self::Ready { .. }
+            | Self::Exited { .. }
+            | Self::AllReady { .. } => {}
+        }
+    }
+
+    /// The service it is about, if any.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Self::State { service, .. }
+            | Self::Started { service, .. }
+            | Self::Ready { service, .. }
+            | Self::NotReady { service, .. }
+            | Self::Exited { service, .. }
+            | Self::Stopped { service, .. }
+            | Self::Restarting { service, .. }
+            | Self::Backoff { service, .. } => Some(service),
+            Self::Note { service, .. } | Self::Warning { service, .. } => service.as_deref(),
+            Self::AllReady { .. } => None,
+        }
+    }
+
+    /// The lines a person reads for it in the merged log (none for a bare state change, which
+    /// the other events already tell). Pure.
+    pub fn text_lines(&self) -> Vec<String> {
+        match self {
+            Self::State { .. } => Vec::new(),
+            Self::Started { pid, detail, .. } => vec![match pid {
+                Some(pid) => format!("started (pid {pid}): {detail}"),
+                None => detail.clone(),
+            }],
+            Self::Ready { after_ms, .. } => vec![format!("ready in {after_ms} ms")],
+            Self::NotReady { reason, .. } => vec![format!("not ready: {reason}")],
+            Self::Exited { code, .. } => vec![format!("exited with code {code}")],
+            Self::Stopped { how, .. } => vec![how.clone()],
+            Self::Restarting { reason, .. } => vec![format!("restarting: {reason}")],
+            Self::Backoff {
+                restart_in_ms,
+                policy,
+                crashes,
+                tail,
+                ..
+            } => {
+                let pause =
+                    humantime::format_duration(std::time::Duration::from_millis(*restart_in_ms));
+                if *crashes >= crate::kernel::CRASH_LOOP_COUNT {
+                    let mut out = vec![format!(
+                        "crash loop: exited {crashes} times in the last minute; next start in {pause}; last lines:"
+                    )];
+                    out.extend(tail.iter().map(|l| format!("  {l}")));
+                    out
+                } else {
+                    vec![format!("restarting in {pause} ({policy})")]
+                }
+            }
+            Self::AllReady { services, after_ms } => {
+                vec![format!("{services} services ready in {after_ms} ms")]
+            }
+            Self::Note { text, .. } => vec![text.clone()],
+            Self::Warning { text, .. } => vec![format!("warning: {text}")],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_their_type_and_state_names() {
+        let e = StackEvent::State {
+            service: "db".into(),
+            state: ServiceState::Backoff {
+                restart_in_ms: 200,
+                crash_loop: false,
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "state");
+        assert_eq!(v["state"]["state"], "backoff");
+        assert_eq!(v["state"]["restart_in_ms"], 200);
+        let back: StackEvent = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(
+            StackEvent::Ready {
+                service: "db".into(),
+                after_ms: 12
+            }
+            .text_lines(),
+            ["ready in 12 ms"]
+        );
+    }
+}

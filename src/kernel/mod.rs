@@ -1,0 +1,1057 @@
+//! The lifecycle kernel: every service's state for the whole life of the stack — start order,
+//! readiness, restart policy with backoff and crash loops, coalesced reloads, dependents-first
+//! stop and Ctrl-C escalation. PURE: events and `now` in, effects out. No tokio, no files, no
+//! clock; the engine carries the effects out and feeds back what happened.
+//!
+//! The kernel knows whether start-up is over. Before, a failure ends the run (`up --wait` fails,
+//! and what was started is stopped); after, a failure is the state of its service, shown and
+//! recoverable, and every other service keeps running.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use crate::config::{Condition, RestartPolicy, Stack};
+use crate::event::{ServiceState, StackEvent};
+
+/// First pause before restarting a crashed service; doubles up to [`BACKOFF_CAP`].
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A run this long counts as stable: the backoff starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Crashes within [`CRASH_WINDOW`] that make a crash loop.
+pub const CRASH_LOOP_COUNT: usize = 3;
+pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+/// Reloads within [`RELOAD_LOOP_WINDOW`], each caused by the same file, that make a reload loop.
+pub const RELOAD_LOOP_COUNT: usize = 5;
+pub const RELOAD_LOOP_WINDOW: Duration = Duration::from_secs(30);
+/// A change counts towards a reload loop when it comes this soon after the service started.
+pub const RELOAD_LOOP_LAG: Duration = Duration::from_secs(3);
+/// Start-up gives a crashing service without `ready:` this long before it fails the wait.
+const DEFAULT_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The next pause after `failures` crashes in a row. Pure.
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 1u32
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u32::MAX);
+    BACKOFF_FIRST.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// Whether an instance that exited with `code` is started again by `policy`. Pure.
+pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
+    match policy {
+        RestartPolicy::No => false,
+        RestartPolicy::OnFailure => code != 0,
+        RestartPolicy::Always => true,
+    }
+}
+
+pub fn policy_name(p: RestartPolicy) -> &'static str {
+    match p {
+        RestartPolicy::No => "restart: no",
+        RestartPolicy::OnFailure => "restart: on-failure",
+        RestartPolicy::Always => "restart: always",
+    }
+}
+
+/// A request from a person or a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Restart(String),
+    Stop(String),
+    /// Starts the service, and first what it depends on.
+    Start(String),
+    /// Stops everything in reverse dependency order and ends the run.
+    Shutdown,
+}
+
+/// What happened, as the engine tells it. `epoch` names one start of a service: anything about
+/// an older instance is stale and ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The instance runs.
+    Started {
+        service: String,
+        epoch: u64,
+        pid: Option<u32>,
+        container: Option<String>,
+        detail: String,
+    },
+    /// The instance could not be started (no container, a port still held, spawn failed).
+    StartFailed {
+        service: String,
+        epoch: u64,
+        reason: String,
+    },
+    Ready {
+        service: String,
+        epoch: u64,
+    },
+    /// The probe gave up (its timeout passed).
+    ProbeFailed {
+        service: String,
+        epoch: u64,
+        reason: String,
+    },
+    /// The instance is gone: the whole process group, or the container. `how` is set when it
+    /// ended because it was asked to (`stopped (exit code 0)`, `killed after ...`).
+    Exited {
+        service: String,
+        epoch: u64,
+        code: i64,
+        how: Option<String>,
+    },
+    /// A timer armed by [`Effect::ArmTimer`] ran out.
+    Timer {
+        service: String,
+        epoch: u64,
+    },
+    Command(Command),
+    /// Files of the service changed (already debounced); paths relative to the stack folder.
+    FilesChanged {
+        service: String,
+        paths: Vec<String>,
+    },
+    /// Ctrl-C, SIGTERM or SIGHUP.
+    Interrupt,
+}
+
+/// How a run ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is ready and is left running (`up --wait`).
+    Ready,
+    /// Stopped after start-up (Ctrl-C, SIGTERM, a finished suite, a `down` from elsewhere).
+    Stopped,
+    /// Interrupted during start-up; what was started has been stopped.
+    Interrupted,
+    /// Start-up failed; what was started has been stopped.
+    NotReady { service: String, reason: String },
+    /// A third interrupt: ends at once, without waiting for anything.
+    Abandoned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Start {
+        service: String,
+        epoch: u64,
+    },
+    /// Run the service's probe until ready or `timeout`; report `Ready` or `ProbeFailed`.
+    Probe {
+        service: String,
+        epoch: u64,
+        timeout: Duration,
+    },
+    /// Stop signal, `grace`, SIGKILL; report `Exited` once everything of it is gone.
+    Stop {
+        service: String,
+        grace: Duration,
+    },
+    /// SIGKILL now, even while a graceful stop is under way.
+    Kill {
+        service: String,
+    },
+    ArmTimer {
+        service: String,
+        epoch: u64,
+        after: Duration,
+    },
+    Publish(StackEvent),
+    Finish(Outcome),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    StartingUp,
+    Up,
+    ShuttingDown,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    deps: Vec<(String, Condition)>,
+    restart_with: Vec<String>,
+    has_probe: bool,
+    policy: RestartPolicy,
+    grace: Duration,
+    ready_timeout: Duration,
+
+    state: ServiceState,
+    epoch: u64,
+    /// An instance of the current epoch exists (from `Start` until `Exited`/`StartFailed`).
+    running: bool,
+    /// Stopping in order to start again, for this reason.
+    after_stop: Option<String>,
+    /// A person stopped it: file changes leave it alone until it is started again.
+    held: bool,
+    failures: u32,
+    crashes: VecDeque<Instant>,
+    started_at: Option<Instant>,
+    first_start: Option<Instant>,
+    probe_started: Option<Instant>,
+    ever_ready: bool,
+    restarts: u32,
+    reloads: VecDeque<(Instant, Vec<String>)>,
+    ignored_paths: Vec<String>,
+}
+
+/// One service as the kernel sees it, for `ps` and the views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView<'a> {
+    pub service: &'a str,
+    pub state: &'a ServiceState,
+    pub restarts: u32,
+    pub running: bool,
+    pub started_at: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    nodes: IndexMap<String, Node>,
+    phase: Phase,
+    outcome: Option<Outcome>,
+    interrupts: u32,
+    leave_running: bool,
+    began: Option<Instant>,
+    finished: bool,
+}
+
+impl Kernel {
+    /// `selected`: the services to run, their dependencies included. With `leave_running`, the
+    /// run finishes as [`Outcome::Ready`] once everything is ready (`up --wait`).
+    pub fn new(stack: &Stack, selected: &[String], leave_running: bool) -> Self {
+        let nodes = selected
+            .iter()
+            .filter_map(|name| {
+                let svc = stack.services.get(name)?;
+                let node = Node {
+                    deps: svc
+                        .depends_on
+                        .iter()
+                        .filter(|(d, _)| selected.contains(d))
+                        .map(|(d, c)| (d.clone(), *c))
+                        .collect(),
+                    restart_with: svc.restart_with.clone(),
+                    has_probe: svc.ready.is_some(),
+                    policy: svc.restart,
+                    grace: svc.stop_grace_period,
+                    ready_timeout: svc
+                        .ready
+                        .as_ref()
+                        .map_or(DEFAULT_STARTUP_DEADLINE, |r| r.timeout),
+                    state: ServiceState::Waiting,
+                    epoch: 0,
+                    running: false,
+                    after_stop: None,
+                    held: false,
+                    failures: 0,
+                    crashes: VecDeque::new(),
+                    started_at: None,
+                    first_start: None,
+                    probe_started: None,
+                    ever_ready: false,
+                    restarts: 0,
+                    reloads: VecDeque::new(),
+                    ignored_paths: Vec::new(),
+                };
+                Some((name.clone(), node))
+            })
+            .collect();
+        Self {
+            nodes,
+            phase: Phase::StartingUp,
+            outcome: None,
+            interrupts: 0,
+            leave_running,
+            began: None,
+            finished: false,
+        }
+    }
+
+    pub fn is_starting_up(&self) -> bool {
+        self.phase == Phase::StartingUp
+    }
+
+    pub fn state(&self, service: &str) -> Option<&ServiceState> {
+        self.nodes.get(service).map(|n| &n.state)
+    }
+
+    pub fn epoch(&self, service: &str) -> Option<u64> {
+        self.nodes.get(service).map(|n| n.epoch)
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = NodeView<'_>> {
+        self.nodes.iter().map(|(k, n)| NodeView {
+            service: k,
+            state: &n.state,
+            restarts: n.restarts,
+            running: n.running,
+            started_at: n.started_at,
+        })
+    }
+
+    /// Starts what can start right away.
+    pub fn begin(&mut self, now: Instant) -> Vec<Effect> {
+        self.began = Some(now);
+        let mut out = Vec::new();
+        for (name, n) in &self.nodes {
+            out.push(Effect::Publish(StackEvent::State {
+                service: name.clone(),
+                state: n.state.clone(),
+            }));
+        }
+        self.schedule(now, &mut out);
+        self.check_all_ready(now, &mut out);
+        out
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        match input {
+            Input::Started {
+                service,
+                epoch,
+                pid,
+                container,
+                detail,
+            } => self.on_started(now, &service, epoch, pid, container, detail, &mut out),
+            Input::StartFailed {
+                service,
+                epoch,
+                reason,
+            } => self.on_start_failed(&service, epoch, reason, &mut out),
+            Input::Ready { service, epoch } => self.on_ready(now, &service, epoch, &mut out),
+            Input::ProbeFailed {
+                service,
+                epoch,
+                reason,
+            } => self.on_probe_failed(&service, epoch, reason, &mut out),
+            Input::Exited {
+                service,
+                epoch,
+                code,
+                how,
+            } => self.on_exited(now, &service, epoch, code, how, &mut out),
+            Input::Timer { service, epoch } => {
+                let due = self.nodes.get(&service).is_some_and(|n| {
+                    n.epoch == epoch && matches!(n.state, ServiceState::Backoff { .. })
+                });
+                if due && self.phase != Phase::ShuttingDown {
+                    self.start(now, &service, &mut out);
+                }
+            }
+            Input::Command(c) => self.on_command(now, c, &mut out),
+            Input::FilesChanged { service, paths } => {
+                self.on_files_changed(now, &service, paths, &mut out)
+            }
+            Input::Interrupt => self.on_interrupt(&mut out),
+        }
+        if self.phase != Phase::ShuttingDown {
+            self.schedule(now, &mut out);
+            self.check_all_ready(now, &mut out);
+        } else {
+            self.cascade(&mut out);
+        }
+        out
+    }
+
+    fn set_state(&mut self, name: &str, state: ServiceState, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.state != state {
+            n.state = state.clone();
+            out.push(Effect::Publish(StackEvent::State {
+                service: name.to_string(),
+                state,
+            }));
+        }
+    }
+
+    fn start(&mut self, now: Instant, name: &str, out: &mut Vec<Effect>) {
+        let starting_up = self.phase == Phase::StartingUp;
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        n.epoch += 1;
+        n.running = true;
+        n.started_at = Some(now);
+        n.probe_started = None;
+        if starting_up && n.first_start.is_none() {
+            n.first_start = Some(now);
+        }
+        let epoch = n.epoch;
+        self.set_state(name, ServiceState::Starting, out);
+        out.push(Effect::Start {
+            service: name.to_string(),
+            epoch,
+        });
+    }
+
+    fn satisfied(&self, dep: &str, cond: Condition) -> bool {
+        let Some(d) = self.nodes.get(dep) else {
+            return true;
+        };
+        match cond {
+            Condition::Started => matches!(
+                d.state,
+                ServiceState::Probing | ServiceState::Ready | ServiceState::Completed
+            ),
+            Condition::Ready => matches!(d.state, ServiceState::Ready | ServiceState::Completed),
+            Condition::Completed => d.state == ServiceState::Completed,
+        }
+    }
+
+    fn schedule(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.phase == Phase::ShuttingDown {
+            return;
+        }
+        let startable: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.state == ServiceState::Waiting
+                    && !n.running
+                    && n.deps.iter().all(|(d, c)| self.satisfied(d, *c))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in startable {
+            self.start(now, &name, out);
+        }
+    }
+
+    fn check_all_ready(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if self.phase != Phase::StartingUp {
+            return;
+        }
+        if !self
+            .nodes
+            .values()
+            .all(|n| matches!(n.state, ServiceState::Ready | ServiceState::Completed))
+        {
+            return;
+        }
+        self.phase = Phase::Up;
+        let after = self.began.map_or(Duration::ZERO, |b| now.duration_since(b));
+        out.push(Effect::Publish(StackEvent::AllReady {
+            services: self.nodes.len(),
+            after_ms: after.as_millis() as u64,
+        }));
+        if self.leave_running {
+            self.finish(Outcome::Ready, out);
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, out: &mut Vec<Effect>) {
+        if !self.finished {
+            self.finished = true;
+            out.push(Effect::Finish(outcome));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_started(
+        &mut self,
+        now: Instant,
+        name: &str,
+        epoch: u64,
+        pid: Option<u32>,
+        container: Option<String>,
+        detail: String,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.epoch != epoch || n.state != ServiceState::Starting {
+            return;
+        }
+        let (has_probe, timeout) = (n.has_probe, n.ready_timeout);
+        out.push(Effect::Publish(StackEvent::Started {
+            service: name.to_string(),
+            pid,
+            container,
+            detail,
+        }));
+        if has_probe {
+            n.probe_started = Some(now);
+            self.set_state(name, ServiceState::Probing, out);
+            out.push(Effect::Probe {
+                service: name.to_string(),
+                epoch,
+                timeout,
+            });
+        } else {
+            self.set_state(name, ServiceState::Ready, out);
+            self.became_ready(now, name, out);
+        }
+    }
+
+    fn on_ready(&mut self, now: Instant, name: &str, epoch: u64, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        if n.epoch != epoch || n.state != ServiceState::Probing {
+            return;
+        }
+        let after = n
+            .probe_started
+            .map_or(Duration::ZERO, |s| now.duration_since(s));
+        out.push(Effect::Publish(StackEvent::Ready {
+            service: name.to_string(),
+            after_ms: after.as_millis() as u64,
+        }));
+        self.set_state(name, ServiceState::Ready, out);
+        self.became_ready(now, name, out);
+    }
+
+    /// After a restart of `name` is ready, the dependents that asked for it restart too.
+    fn became_ready(&mut self, now: Instant, name: &str, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let again = n.ever_ready;
+        n.ever_ready = true;
+        if !again || self.phase == Phase::ShuttingDown {
+            return;
+        }
+        let dependents: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, d)| d.restart_with.iter().any(|r| r == name) && !d.held)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for d in dependents {
+            self.restart(now, &d, format!("`{name}` restarted"), false, out);
+        }
+    }
+
+    fn on_probe_failed(&mut self, name: &str, epoch: u64, reason: String, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        if n.epoch != epoch || n.state != ServiceState::Probing {
+            return;
+        }
+        out.push(Effect::Publish(StackEvent::NotReady {
+            service: name.to_string(),
+            probe: String::new(),
+            reason: reason.clone(),
+            tail: Vec::new(),
+        }));
+        self.set_state(
+            name,
+            ServiceState::Failed {
+                reason: reason.clone(),
+            },
+            out,
+        );
+        if self.phase == Phase::StartingUp {
+            self.abort(name, reason, out);
+        }
+    }
+
+    fn on_start_failed(&mut self, name: &str, epoch: u64, reason: String, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.epoch != epoch {
+            return;
+        }
+        n.running = false;
+        if n.state == ServiceState::Stopping || self.phase == Phase::ShuttingDown {
+            self.set_state(name, ServiceState::Stopped, out);
+            return;
+        }
+        out.push(Effect::Publish(StackEvent::NotReady {
+            service: name.to_string(),
+            probe: String::new(),
+            reason: reason.clone(),
+            tail: Vec::new(),
+        }));
+        self.set_state(
+            name,
+            ServiceState::Failed {
+                reason: reason.clone(),
+            },
+            out,
+        );
+        if self.phase == Phase::StartingUp {
+            self.abort(name, reason, out);
+        }
+    }
+
+    fn on_exited(
+        &mut self,
+        now: Instant,
+        name: &str,
+        epoch: u64,
+        code: i64,
+        how: Option<String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let starting_up = self.phase == Phase::StartingUp;
+        let shutting_down = self.phase == Phase::ShuttingDown;
+        let waited_for = self.nodes.values().any(|n| {
+            n.deps
+                .iter()
+                .any(|(d, c)| d == name && *c == Condition::Completed)
+        });
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.epoch != epoch || !n.running {
+            return;
+        }
+        n.running = false;
+        let before = n.state.clone();
+
+        if before == ServiceState::Stopping {
+            out.push(Effect::Publish(StackEvent::Stopped {
+                service: name.to_string(),
+                how: how.unwrap_or_else(|| format!("stopped (exit code {code})")),
+            }));
+            match n.after_stop.take() {
+                Some(_) if !shutting_down => {
+                    n.restarts += 1;
+                    self.start(now, name, out);
+                }
+                _ => self.set_state(name, ServiceState::Stopped, out),
+            }
+            return;
+        }
+
+        // It ended by itself.
+        out.push(Effect::Publish(StackEvent::Exited {
+            service: name.to_string(),
+            code,
+        }));
+        if shutting_down {
+            self.set_state(name, ServiceState::Stopped, out);
+            return;
+        }
+        if code == 126 || code == 127 {
+            // The shell's "not executable" / "not found": no restart can fix that.
+            let what = if code == 127 {
+                "its command was not found"
+            } else {
+                "its command is not executable"
+            };
+            let reason = format!("exited with code {code}: {what} (see its last lines); fix the command or run the setup that installs it");
+            self.set_state(
+                name,
+                ServiceState::Failed {
+                    reason: reason.clone(),
+                },
+                out,
+            );
+            if starting_up {
+                self.abort(name, reason, out);
+            }
+            return;
+        }
+        let n = self.nodes.get_mut(name).expect("looked up above");
+        if restarts(n.policy, code) {
+            if n.started_at
+                .is_some_and(|s| now.duration_since(s) >= STABLE_AFTER)
+            {
+                n.failures = 0;
+                n.crashes.clear();
+            }
+            n.failures += 1;
+            n.crashes.push_back(now);
+            while n
+                .crashes
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= CRASH_WINDOW)
+            {
+                n.crashes.pop_front();
+            }
+            let pause = backoff(n.failures);
+            let crashes = n.crashes.len();
+            let crash_loop = crashes >= CRASH_LOOP_COUNT;
+            let deadline = n.first_start.map(|f| f + n.ready_timeout);
+            let (policy, epoch, timeout) = (n.policy, n.epoch, n.ready_timeout);
+            if starting_up && (crash_loop || deadline.is_some_and(|d| now + pause >= d)) {
+                let reason = if crash_loop {
+                    format!("crash loop: exited {crashes} times in the last minute, last with code {code}")
+                } else {
+                    format!(
+                        "exited with code {code} and cannot be ready within its {} timeout",
+                        humantime::format_duration(timeout)
+                    )
+                };
+                self.set_state(name, ServiceState::Crashed { code }, out);
+                self.abort(name, reason, out);
+                return;
+            }
+            let restart_in_ms = pause.as_millis() as u64;
+            self.set_state(
+                name,
+                ServiceState::Backoff {
+                    restart_in_ms,
+                    crash_loop,
+                },
+                out,
+            );
+            out.push(Effect::Publish(StackEvent::Backoff {
+                service: name.to_string(),
+                code,
+                restart_in_ms,
+                policy: policy_name(policy).to_string(),
+                crashes,
+                tail: Vec::new(),
+            }));
+            out.push(Effect::ArmTimer {
+                service: name.to_string(),
+                epoch,
+                after: pause,
+            });
+            return;
+        }
+        let completed = code == 0 && (before == ServiceState::Ready || waited_for || !n.has_probe);
+        if completed {
+            self.set_state(name, ServiceState::Completed, out);
+            return;
+        }
+        let state = if code == 0 {
+            ServiceState::Exited { code }
+        } else {
+            ServiceState::Crashed { code }
+        };
+        self.set_state(name, state, out);
+        if starting_up {
+            let reason = if before == ServiceState::Ready {
+                format!("exited with code {code} during start-up")
+            } else {
+                format!("exited with code {code} before it was ready")
+            };
+            self.abort(name, reason, out);
+        }
+    }
+
+    fn on_command(&mut self, now: Instant, c: Command, out: &mut Vec<Effect>) {
+        if self.phase == Phase::ShuttingDown {
+            return;
+        }
+        match c {
+            Command::Restart(name) => {
+                if let Some(n) = self.nodes.get_mut(&name) {
+                    n.held = false;
+                }
+                self.restart(now, &name, "restart requested".to_string(), true, out);
+            }
+            Command::Stop(name) => {
+                let Some(n) = self.nodes.get_mut(&name) else {
+                    return;
+                };
+                n.held = true;
+                n.after_stop = None;
+                if n.running {
+                    let grace = n.grace;
+                    if n.state != ServiceState::Stopping {
+                        self.set_state(&name, ServiceState::Stopping, out);
+                        out.push(Effect::Stop {
+                            service: name,
+                            grace,
+                        });
+                    }
+                } else {
+                    // A pending backoff timer must not start it again.
+                    n.epoch += 1;
+                    self.set_state(&name, ServiceState::Stopped, out);
+                }
+            }
+            Command::Start(name) => {
+                let closure = self.closure(&name);
+                for s in closure {
+                    let Some(n) = self.nodes.get_mut(&s) else {
+                        continue;
+                    };
+                    n.held = false;
+                    if n.running {
+                        if n.state == ServiceState::Stopping && n.after_stop.is_none() {
+                            n.after_stop = Some("start requested".into());
+                        }
+                        continue;
+                    }
+                    if !matches!(
+                        n.state,
+                        ServiceState::Ready | ServiceState::Completed | ServiceState::Waiting
+                    ) {
+                        n.epoch += 1;
+                        n.failures = 0;
+                        n.crashes.clear();
+                        self.set_state(&s, ServiceState::Waiting, out);
+                    }
+                }
+            }
+            Command::Shutdown => {
+                let outcome = self.phase_outcome();
+                self.shutdown(outcome, out);
+            }
+        }
+    }
+
+    /// `name` and everything it depends on (within the selection).
+    fn closure(&self, name: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut todo = vec![name.to_string()];
+        while let Some(s) = todo.pop() {
+            if out.contains(&s) || !self.nodes.contains_key(&s) {
+                continue;
+            }
+            todo.extend(self.nodes[&s].deps.iter().map(|(d, _)| d.clone()));
+            out.push(s);
+        }
+        out
+    }
+
+    fn restart(
+        &mut self,
+        now: Instant,
+        name: &str,
+        why: String,
+        by_person: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.held && !by_person {
+            return;
+        }
+        n.failures = 0;
+        n.crashes.clear();
+        match n.state.clone() {
+            // Not started yet: it starts with the new files anyway.
+            ServiceState::Waiting => {}
+            ServiceState::Stopping => {
+                // Coalesce: a burst of changes during a stop gives one start after it.
+                if n.after_stop.is_some() || by_person {
+                    n.after_stop = Some(why);
+                }
+            }
+            _ if n.running => {
+                n.after_stop = Some(why.clone());
+                let grace = n.grace;
+                out.push(Effect::Publish(StackEvent::Restarting {
+                    service: name.to_string(),
+                    reason: why,
+                }));
+                self.set_state(name, ServiceState::Stopping, out);
+                out.push(Effect::Stop {
+                    service: name.to_string(),
+                    grace,
+                });
+            }
+            ServiceState::Stopped if !by_person => {}
+            _ => {
+                n.restarts += 1;
+                out.push(Effect::Publish(StackEvent::Restarting {
+                    service: name.to_string(),
+                    reason: why,
+                }));
+                self.start(now, name, out);
+            }
+        }
+    }
+
+    fn on_files_changed(
+        &mut self,
+        now: Instant,
+        name: &str,
+        mut paths: Vec<String>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.phase == Phase::ShuttingDown {
+            return;
+        }
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        paths.retain(|p| !n.ignored_paths.contains(p));
+        if paths.is_empty() {
+            return;
+        }
+        // Only a change that comes right after a start can be caused by that start; one that
+        // arrives during a stop is coalesced, and one long after a start breaks the chain.
+        let soon_after_start = n
+            .started_at
+            .is_some_and(|s| now.duration_since(s) < RELOAD_LOOP_LAG);
+        if n.state == ServiceState::Stopping {
+        } else if !soon_after_start {
+            n.reloads.clear();
+        } else {
+            n.reloads.push_back((now, paths.clone()));
+            while n
+                .reloads
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) >= RELOAD_LOOP_WINDOW)
+            {
+                n.reloads.pop_front();
+            }
+        }
+        if n.reloads.len() >= RELOAD_LOOP_COUNT {
+            // One file behind every one of the recent reloads: something rewrites it each time
+            // the service restarts (devstack's own output redirected into the watched folder).
+            let culprit = paths
+                .iter()
+                .find(|p| n.reloads.iter().all(|(_, ps)| ps.contains(p)))
+                .cloned();
+            if let Some(file) = culprit {
+                let count = n.reloads.len();
+                n.ignored_paths.push(file.clone());
+                n.reloads.clear();
+                paths.retain(|p| p != &file);
+                let base = file.rsplit('/').next().unwrap_or(&file).to_string();
+                out.push(Effect::Publish(StackEvent::warning(
+                    Some(name),
+                    format!(
+                        "restart loop: `{file}` changed before each of the last {count} restarts (is output redirected into a watched folder?); ignoring it from now on; add `{base}` to `watch.ignore` of `{name}` to stop it for good"
+                    ),
+                )));
+                if paths.is_empty() {
+                    return;
+                }
+            }
+        }
+        let first = paths[0].clone();
+        let why = if paths.len() > 1 {
+            format!("{first} and {} more changed", paths.len() - 1)
+        } else {
+            format!("{first} changed")
+        };
+        self.restart(now, name, why, false, out);
+    }
+
+    fn phase_outcome(&self) -> Outcome {
+        if self.phase == Phase::StartingUp {
+            Outcome::Interrupted
+        } else {
+            Outcome::Stopped
+        }
+    }
+
+    fn on_interrupt(&mut self, out: &mut Vec<Effect>) {
+        self.interrupts += 1;
+        match self.interrupts {
+            1 => {
+                let text = if self.phase == Phase::StartingUp {
+                    "interrupted; stopping what was started"
+                } else {
+                    "stopping (Ctrl-C again kills at once)"
+                };
+                out.push(Effect::Publish(StackEvent::note(None, text)));
+                let outcome = self.phase_outcome();
+                self.shutdown(outcome, out);
+            }
+            2 => {
+                out.push(Effect::Publish(StackEvent::note(
+                    None,
+                    "killing everything now (Ctrl-C again exits at once)",
+                )));
+                if self.outcome.is_none() {
+                    self.outcome = Some(self.phase_outcome());
+                }
+                self.phase = Phase::ShuttingDown;
+                let running: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.running)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for name in running {
+                    if let Some(n) = self.nodes.get_mut(&name) {
+                        n.after_stop = None;
+                    }
+                    self.set_state(&name, ServiceState::Stopping, out);
+                    out.push(Effect::Kill { service: name });
+                }
+            }
+            _ => self.finish(Outcome::Abandoned, out),
+        }
+    }
+
+    fn abort(&mut self, name: &str, reason: String, out: &mut Vec<Effect>) {
+        self.shutdown(
+            Outcome::NotReady {
+                service: name.to_string(),
+                reason,
+            },
+            out,
+        );
+    }
+
+    fn shutdown(&mut self, outcome: Outcome, out: &mut Vec<Effect>) {
+        if self.phase == Phase::ShuttingDown {
+            return;
+        }
+        self.phase = Phase::ShuttingDown;
+        self.outcome = Some(outcome);
+        let idle: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.running && !matches!(n.state, ServiceState::Completed))
+            .filter(|(_, n)| {
+                matches!(
+                    n.state,
+                    ServiceState::Waiting | ServiceState::Backoff { .. }
+                )
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in idle {
+            if let Some(n) = self.nodes.get_mut(&name) {
+                n.epoch += 1;
+            }
+            self.set_state(&name, ServiceState::Stopped, out);
+        }
+        self.cascade(out);
+    }
+
+    /// While shutting down: stop each running service whose running dependents are all gone;
+    /// finish once nothing runs.
+    fn cascade(&mut self, out: &mut Vec<Effect>) {
+        if self.phase != Phase::ShuttingDown || self.finished {
+            return;
+        }
+        let ready_to_stop: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.running && n.state != ServiceState::Stopping)
+            .filter(|(name, _)| {
+                !self
+                    .nodes
+                    .values()
+                    .any(|d| d.running && d.deps.iter().any(|(dep, _)| dep == *name))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in ready_to_stop {
+            let grace = self.nodes[&name].grace;
+            if let Some(n) = self.nodes.get_mut(&name) {
+                n.after_stop = None;
+            }
+            self.set_state(&name, ServiceState::Stopping, out);
+            out.push(Effect::Stop {
+                service: name,
+                grace,
+            });
+        }
+        if self.nodes.values().all(|n| !n.running) {
+            let outcome = self.outcome.clone().unwrap_or(Outcome::Stopped);
+            self.finish(outcome, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,574 @@
+//! Scenario tables: events in, effects out. Time is a plain `Instant` moved by hand.
+
+use super::*;
+use crate::config::test_stack as stack;
+
+const YAML: &str = "
+services:
+  zk: { image: zk, ready: { log: ok } }
+  kafka: { image: kafka, depends_on: [zk], ready: { log: ok } }
+  db: { image: pg, ready: { log: ok } }
+  migrate: { image: m, depends_on: [db] }
+  api: { image: api, depends_on: { db: ready, migrate: completed }, ready: { log: ok } }
+  sidecar: { image: s, depends_on: { api: started } }
+";
+
+struct Run {
+    k: Kernel,
+    now: Instant,
+}
+
+fn all(s: &Stack) -> Vec<String> {
+    s.services.keys().cloned().collect()
+}
+
+impl Run {
+    fn new(yaml: &str) -> (Self, Vec<Effect>) {
+        Self::with(yaml, false)
+    }
+
+    fn with(yaml: &str, leave_running: bool) -> (Self, Vec<Effect>) {
+        let s = stack(yaml);
+        let mut k = Kernel::new(&s, &all(&s), leave_running);
+        let now = Instant::now();
+        let first = k.begin(now);
+        (Run { k, now }, first)
+    }
+
+    fn at(&mut self, after: Duration) {
+        self.now += after;
+    }
+
+    fn on(&mut self, i: Input) -> Vec<Effect> {
+        self.k.handle(self.now, i)
+    }
+
+    fn epoch(&self, s: &str) -> u64 {
+        self.k.epoch(s).unwrap()
+    }
+
+    fn started(&mut self, s: &str) -> Vec<Effect> {
+        let epoch = self.epoch(s);
+        self.on(Input::Started {
+            service: s.into(),
+            epoch,
+            pid: Some(1),
+            container: None,
+            detail: String::new(),
+        })
+    }
+
+    fn ready(&mut self, s: &str) -> Vec<Effect> {
+        let epoch = self.epoch(s);
+        self.on(Input::Ready {
+            service: s.into(),
+            epoch,
+        })
+    }
+
+    fn exited(&mut self, s: &str, code: i64) -> Vec<Effect> {
+        let epoch = self.epoch(s);
+        self.on(Input::Exited {
+            service: s.into(),
+            epoch,
+            code,
+            how: None,
+        })
+    }
+
+    fn stopped(&mut self, s: &str) -> Vec<Effect> {
+        let epoch = self.epoch(s);
+        self.on(Input::Exited {
+            service: s.into(),
+            epoch,
+            code: 0,
+            how: Some("stopped (exit code 0)".into()),
+        })
+    }
+
+    fn up(&mut self, s: &str) -> Vec<Effect> {
+        let mut out = self.started(s);
+        out.extend(self.ready(s));
+        out
+    }
+
+    fn state(&self, s: &str) -> ServiceState {
+        self.k.state(s).unwrap().clone()
+    }
+}
+
+/// Only the effects that act (no publishing), for compact assertions.
+fn acts(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Start { service, .. } => Some(format!("start {service}")),
+            Effect::Probe { service, .. } => Some(format!("probe {service}")),
+            Effect::Stop { service, .. } => Some(format!("stop {service}")),
+            Effect::Kill { service } => Some(format!("kill {service}")),
+            Effect::ArmTimer { service, after, .. } => {
+                Some(format!("timer {service} {}ms", after.as_millis()))
+            }
+            Effect::Finish(o) => Some(format!("finish {o:?}")),
+            Effect::Publish(_) => None,
+        })
+        .collect()
+}
+
+fn published(effects: &[Effect]) -> Vec<&StackEvent> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Publish(ev) => Some(ev),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn starts_follow_conditions_and_nothing_waits_on_unrelated_services() {
+    let (mut r, first) = Run::new(YAML);
+    assert_eq!(acts(&first), ["start zk", "start db"]);
+    assert_eq!(acts(&r.started("zk")), ["probe zk"]);
+    assert_eq!(acts(&r.started("db")), ["probe db"]);
+    assert_eq!(acts(&r.ready("db")), ["start migrate"]);
+    assert_eq!(acts(&r.ready("zk")), ["start kafka"]);
+    // No probe: started is ready, but api waits for migrate to complete.
+    assert_eq!(acts(&r.started("migrate")), Vec::<String>::new());
+    assert_eq!(acts(&r.exited("migrate", 0)), ["start api"]);
+    assert_eq!(r.state("migrate"), ServiceState::Completed);
+    let e = r.started("api");
+    assert_eq!(
+        acts(&e),
+        ["probe api", "start sidecar"],
+        "`started` does not wait for ready"
+    );
+    r.started("sidecar");
+    r.up("kafka");
+    let e = r.ready("api");
+    assert!(published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::AllReady { services: 6, .. })));
+    assert!(!r.k.is_starting_up());
+}
+
+fn two_processes() -> (Run, Vec<Effect>) {
+    Run::new(
+        "
+services:
+  web: { command: w, ready: { http: 'http://127.0.0.1:1/', timeout: 3s } }
+  other: { command: o }
+",
+    )
+}
+
+#[test]
+fn bug1_a_reload_that_breaks_readiness_after_startup_fails_only_its_service() {
+    let (mut r, _) = two_processes();
+    r.up("web");
+    r.started("other");
+    assert!(!r.k.is_starting_up());
+    let e = r.on(Input::FilesChanged {
+        service: "web".into(),
+        paths: vec!["app.py".into()],
+    });
+    assert_eq!(acts(&e), ["stop web"]);
+    assert_eq!(acts(&r.stopped("web")), ["start web"]);
+    assert_eq!(acts(&r.started("web")), ["probe web"]);
+    let epoch = r.epoch("web");
+    let e = r.on(Input::ProbeFailed {
+        service: "web".into(),
+        epoch,
+        reason: "not ready after 3s: connection refused".into(),
+    });
+    assert_eq!(acts(&e), Vec::<String>::new(), "no teardown, no finish");
+    assert!(matches!(r.state("web"), ServiceState::Failed { .. }));
+    assert_eq!(r.state("other"), ServiceState::Ready);
+    // The next change retries it.
+    let e = r.on(Input::FilesChanged {
+        service: "web".into(),
+        paths: vec!["app.py".into()],
+    });
+    assert_eq!(acts(&e), ["stop web"]);
+}
+
+#[test]
+fn the_same_probe_failure_during_startup_stops_everything_started() {
+    let (mut r, _) = two_processes();
+    r.started("other");
+    r.started("web");
+    let epoch = r.epoch("web");
+    let e = r.on(Input::ProbeFailed {
+        service: "web".into(),
+        epoch,
+        reason: "timed out".into(),
+    });
+    assert_eq!(acts(&e), ["stop web", "stop other"]);
+    r.stopped("web");
+    let e = r.stopped("other");
+    assert_eq!(
+        acts(&e),
+        [format!(
+            "finish {:?}",
+            Outcome::NotReady {
+                service: "web".into(),
+                reason: "timed out".into()
+            }
+        )]
+    );
+}
+
+#[test]
+fn bug2_an_aborted_startup_stops_services_still_being_created() {
+    let (mut r, first) = Run::new(
+        "
+services:
+  pg: { image: postgres:15, ready: { log: ready } }
+  redis: { image: redis, ready: { log: ready } }
+  bad: { command: 'exit 3', ready: { log: never } }
+",
+    );
+    assert_eq!(acts(&first), ["start pg", "start redis", "start bad"]);
+    // pg is still being created (no Started yet) when bad exits.
+    r.started("redis");
+    r.started("bad");
+    let e = r.exited("bad", 3);
+    assert_eq!(acts(&e), ["stop pg", "stop redis"]);
+    assert_eq!(
+        acts(&r.stopped("redis")),
+        Vec::<String>::new(),
+        "pg still runs"
+    );
+    let e = r.stopped("pg");
+    assert!(acts(&e)[0].starts_with("finish NotReady"), "{e:?}");
+}
+
+#[test]
+fn bug3_an_exit_before_a_log_line_is_never_ready() {
+    let (mut r, _) = Run::new("services:\n  s: { command: x, ready: { log: ok } }\n");
+    r.started("s");
+    let e = r.exited("s", 0);
+    assert_eq!(r.state("s"), ServiceState::Exited { code: 0 });
+    assert!(acts(&e)[0].starts_with("finish NotReady"), "{e:?}");
+    // A late Ready of that instance changes nothing.
+    assert_eq!(acts(&r.ready("s")), Vec::<String>::new());
+}
+
+#[test]
+fn a_crash_after_startup_backs_off_and_restarts_while_others_run() {
+    let (mut r, _) =
+        Run::new("services:\n  a: { command: x, restart: on-failure }\n  b: { command: y }\n");
+    r.started("a");
+    r.started("b");
+    let mut pauses = Vec::new();
+    for _ in 0..4 {
+        r.at(Duration::from_secs(1));
+        let e = r.exited("a", 1);
+        let timer = acts(&e)
+            .into_iter()
+            .find(|a| a.starts_with("timer"))
+            .unwrap();
+        pauses.push(timer);
+        let epoch = r.epoch("a");
+        assert_eq!(
+            acts(&r.on(Input::Timer {
+                service: "a".into(),
+                epoch
+            })),
+            ["start a"]
+        );
+        r.started("a");
+    }
+    assert_eq!(
+        pauses,
+        [
+            "timer a 100ms",
+            "timer a 200ms",
+            "timer a 400ms",
+            "timer a 800ms"
+        ]
+    );
+    assert_eq!(r.state("b"), ServiceState::Ready);
+    // After a stable run the backoff starts over.
+    r.at(STABLE_AFTER);
+    let e = r.exited("a", 1);
+    assert!(acts(&e).contains(&"timer a 100ms".to_string()));
+}
+
+#[test]
+fn a_crash_loop_is_shown_as_such_and_under_restart_no_a_crash_stays_crashed() {
+    let (mut r, _) =
+        Run::new("services:\n  a: { command: x, restart: always }\n  b: { command: y }\n");
+    r.started("a");
+    r.started("b");
+    let mut last = Vec::new();
+    for _ in 0..3 {
+        last = r.exited("a", 2);
+        let epoch = r.epoch("a");
+        r.on(Input::Timer {
+            service: "a".into(),
+            epoch,
+        });
+        r.started("a");
+    }
+    assert!(published(&last)
+        .iter()
+        .any(|e| matches!(e, StackEvent::Backoff { crashes: 3, .. })));
+
+    let (mut r, _) = Run::new("services:\n  a: { command: x }\n  b: { command: y }\n");
+    r.started("a");
+    r.started("b");
+    let e = r.exited("a", 137);
+    assert_eq!(acts(&e), Vec::<String>::new());
+    assert_eq!(r.state("a"), ServiceState::Crashed { code: 137 });
+    assert_eq!(r.state("b"), ServiceState::Ready);
+}
+
+#[test]
+fn during_startup_a_crash_loop_or_a_passed_timeout_fails_the_wait() {
+    let yaml =
+        "services:\n  a: { command: x, restart: on-failure, ready: { log: ok, timeout: 5s } }\n";
+    let (mut r, _) = Run::new(yaml);
+    r.started("a");
+    r.exited("a", 1);
+    r.on(Input::Timer {
+        service: "a".into(),
+        epoch: 1,
+    });
+    r.started("a");
+    r.exited("a", 1);
+    r.on(Input::Timer {
+        service: "a".into(),
+        epoch: 2,
+    });
+    r.started("a");
+    let e = r.exited("a", 1);
+    assert!(acts(&e)[0].starts_with("finish NotReady"), "{e:?}");
+    assert!(format!("{e:?}").contains("crash loop"));
+
+    // A slow crasher: the next start would come after the timeout.
+    let (mut r, _) = Run::new(yaml);
+    r.started("a");
+    r.at(Duration::from_secs(5));
+    let e = r.exited("a", 1);
+    assert!(format!("{:?}", acts(&e)).contains("cannot be ready within its 5s timeout"));
+}
+
+#[test]
+fn exit_127_is_a_configuration_fault_not_retried() {
+    let (mut r, _) = Run::new("services:\n  a: { command: x, restart: always }\n");
+    r.started("a");
+    let e = r.exited("a", 127);
+    assert!(!acts(&e).iter().any(|a| a.starts_with("timer")));
+    assert!(format!("{e:?}").contains("its command was not found"));
+}
+
+#[test]
+fn reloads_during_a_stop_coalesce_into_one_start() {
+    let (mut r, _) = two_processes();
+    r.up("web");
+    r.started("other");
+    let change = |r: &mut Run| {
+        r.on(Input::FilesChanged {
+            service: "web".into(),
+            paths: vec!["a.py".into()],
+        })
+    };
+    assert_eq!(acts(&change(&mut r)), ["stop web"]);
+    for _ in 0..50 {
+        assert_eq!(acts(&change(&mut r)), Vec::<String>::new());
+    }
+    assert_eq!(acts(&r.stopped("web")), ["start web"]);
+}
+
+#[test]
+fn shutdown_stops_dependents_first_and_escalates() {
+    let (mut r, _) = Run::new(
+        "services:\n  db: { image: pg }\n  api: { command: a, depends_on: [db] }\n  web: { command: w, depends_on: [api] }\n",
+    );
+    r.started("db");
+    r.started("api");
+    r.started("web");
+    assert_eq!(acts(&r.on(Input::Interrupt)), ["stop web"]);
+    assert_eq!(acts(&r.stopped("web")), ["stop api"]);
+    // Second Ctrl-C: kill at once, not queued behind the graceful stop.
+    assert_eq!(acts(&r.on(Input::Interrupt)), ["kill db", "kill api"]);
+    r.stopped("api");
+    assert_eq!(
+        acts(&r.stopped("db")),
+        [format!("finish {:?}", Outcome::Stopped)]
+    );
+
+    let (mut r, _) = Run::new("services:\n  db: { image: pg }\n  x: { image: x }\n");
+    r.started("db");
+    r.on(Input::Interrupt);
+    r.on(Input::Interrupt);
+    assert_eq!(
+        acts(&r.on(Input::Interrupt)),
+        [format!("finish {:?}", Outcome::Abandoned)],
+        "the third exits without waiting"
+    );
+}
+
+#[test]
+fn an_interrupt_during_startup_is_interrupted_and_nothing_starts_after_it() {
+    let (mut r, _) = Run::new(YAML);
+    r.started("db");
+    let e = r.on(Input::Interrupt);
+    assert_eq!(acts(&e), ["stop zk", "stop db"]);
+    r.stopped("db");
+    let e = r.stopped("zk");
+    assert_eq!(acts(&e), [format!("finish {:?}", Outcome::Interrupted)]);
+}
+
+#[test]
+fn wait_mode_finishes_ready_and_leaves_things_running() {
+    let (mut r, _) = Run::with("services:\n  db: { image: pg }\n", true);
+    let e = r.started("db");
+    assert_eq!(acts(&e), [format!("finish {:?}", Outcome::Ready)]);
+}
+
+#[test]
+fn stop_start_and_restart_commands() {
+    let (mut r, _) = Run::new(
+        "services:\n  db: { image: pg, ready: { log: ok } }\n  api: { command: a, depends_on: [db] }\n",
+    );
+    r.up("db");
+    r.started("api");
+    assert_eq!(
+        acts(&r.on(Input::Command(Command::Stop("db".into())))),
+        ["stop db"]
+    );
+    r.stopped("db");
+    assert_eq!(r.state("db"), ServiceState::Stopped);
+    assert_eq!(
+        r.state("api"),
+        ServiceState::Ready,
+        "a stop is of one service"
+    );
+    // File changes leave a stopped service alone.
+    r.on(Input::FilesChanged {
+        service: "db".into(),
+        paths: vec!["x".into()],
+    });
+    assert_eq!(r.state("db"), ServiceState::Stopped);
+    // Start api: its dependency db is started first.
+    r.on(Input::Command(Command::Stop("api".into())));
+    r.stopped("api");
+    let e = r.on(Input::Command(Command::Start("api".into())));
+    assert_eq!(acts(&e), ["start db"]);
+    r.started("db");
+    assert_eq!(acts(&r.ready("db")), ["start api"]);
+    // Restart of a running service: stop, then start.
+    r.started("api");
+    assert_eq!(
+        acts(&r.on(Input::Command(Command::Restart("api".into())))),
+        ["stop api"]
+    );
+    assert_eq!(acts(&r.stopped("api")), ["start api"]);
+    assert_eq!(
+        r.k.views().find(|v| v.service == "api").unwrap().restarts,
+        1
+    );
+}
+
+#[test]
+fn a_dependency_restart_restarts_dependents_that_asked_for_it() {
+    let (mut r, _) = Run::new(
+        "services:\n  db: { image: pg, ready: { log: ok } }\n  api: { command: a, depends_on: { db: { condition: ready, restart: true } } }\n  other: { command: o, depends_on: [db] }\n",
+    );
+    r.up("db");
+    r.started("api");
+    r.started("other");
+    r.on(Input::Command(Command::Restart("db".into())));
+    r.stopped("db");
+    r.started("db");
+    let e = r.ready("db");
+    assert_eq!(acts(&e), ["stop api"], "only api asked for restart: true");
+}
+
+#[test]
+fn a_file_that_changes_at_every_restart_is_detected_as_a_loop() {
+    let (mut r, _) = Run::new("services:\n  web: { command: w }\n");
+    r.started("web");
+    let mut warned = None;
+    for i in 0..RELOAD_LOOP_COUNT {
+        r.at(Duration::from_millis(500));
+        let e = r.on(Input::FilesChanged {
+            service: "web".into(),
+            paths: vec!["up.log".into(), format!("other-{i}")],
+        });
+        if let Some(StackEvent::Warning { text, .. }) = published(&e)
+            .into_iter()
+            .find(|e| matches!(e, StackEvent::Warning { .. }))
+        {
+            warned = Some(text.clone());
+        }
+        if r.state("web") == ServiceState::Stopping {
+            r.stopped("web");
+            r.started("web");
+        }
+    }
+    let text = warned.expect("a warning about the loop");
+    assert!(r.k.nodes["web"].reloads.is_empty());
+    assert!(
+        text.contains("`up.log`") && text.contains("watch.ignore"),
+        "{text}"
+    );
+    // From now on that file alone restarts nothing; another file still does.
+    let e = r.on(Input::FilesChanged {
+        service: "web".into(),
+        paths: vec!["up.log".into()],
+    });
+    assert_eq!(acts(&e), Vec::<String>::new());
+    let e = r.on(Input::FilesChanged {
+        service: "web".into(),
+        paths: vec!["app.py".into()],
+    });
+    assert_eq!(acts(&e), ["stop web"]);
+}
+
+#[test]
+fn stale_events_of_an_old_instance_are_ignored() {
+    let (mut r, _) = Run::new("services:\n  a: { command: x, ready: { log: ok } }\n");
+    r.started("a");
+    r.on(Input::Command(Command::Restart("a".into())));
+    r.stopped("a");
+    // Ready of epoch 1 arrives after epoch 2 started.
+    let e = r.on(Input::Ready {
+        service: "a".into(),
+        epoch: 1,
+    });
+    assert_eq!(acts(&e), Vec::<String>::new());
+    assert_eq!(r.state("a"), ServiceState::Starting);
+}
+
+#[test]
+fn backoff_doubles_to_a_cap() {
+    let got: Vec<u128> = (1..=12).map(|n| backoff(n).as_millis()).collect();
+    assert_eq!(
+        got,
+        [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000, 30000]
+    );
+    assert_eq!(backoff(1000), BACKOFF_CAP);
+    assert!(!restarts(RestartPolicy::No, 1));
+    assert!(restarts(RestartPolicy::OnFailure, 1));
+    assert!(!restarts(RestartPolicy::OnFailure, 0));
+    assert!(restarts(RestartPolicy::Always, 0));
+}
+
+#[test]
+fn a_person_saving_the_same_file_again_and_again_is_not_a_loop() {
+    let (mut r, _) = Run::new("services:\n  web: { command: w }\n");
+    r.started("web");
+    for _ in 0..10 {
+        r.at(Duration::from_secs(5));
+        let e = r.on(Input::FilesChanged {
+            service: "web".into(),
+            paths: vec!["app.py".into()],
+        });
+        assert_eq!(acts(&e), ["stop web"], "every save restarts");
+        r.stopped("web");
+        r.started("web");
+    }
+}

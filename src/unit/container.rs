@@ -1,0 +1,265 @@
+//! The container unit: owns one container service's container from `create` on. It reuses an
+//! unchanged container, recreates a changed one, follows its output and its exit itself (the
+//! engine's restart policy is off), so a container that crashes after start-up is reported like
+//! a crashed process. Stop is the engine's stop with grace; Kill cuts it short.
+
+use futures_util::StreamExt;
+use regex::Regex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::output::Pump;
+use super::{stopped_how, UnitCommand, UnitEvent, UnitHandle};
+use crate::config::{Probe, Service};
+use crate::logs::{LogHandle, Stream};
+use crate::runtime::{
+    ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
+};
+
+pub struct ContainerSetup<R> {
+    pub rt: R,
+    pub svc: Service,
+    pub spec: ContainerSpec,
+    /// This project's container of the service from before this run, if any.
+    pub existing: Option<ContainerInfo>,
+    pub logs: LogHandle,
+    pub events: mpsc::UnboundedSender<UnitEvent>,
+}
+
+pub fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (UnitHandle::new(tx), tokio::spawn(run(setup, rx)))
+}
+
+fn conflict_help(e: RuntimeError, name: &str) -> RuntimeError {
+    match e {
+        RuntimeError::Engine(m) if m.contains("already in use") => RuntimeError::Engine(format!(
+            "a container named `{name}` exists but devstack did not create it: {m}; remove or rename it, or pick another project name with `-p`"
+        )),
+        other => other,
+    }
+}
+
+/// The container to start: the existing one when its config hash matches, else a new one.
+async fn ensure<R: ContainerRuntime>(
+    rt: &R,
+    spec: &ContainerSpec,
+    existing: Option<ContainerInfo>,
+) -> Result<(String, &'static str, bool), RuntimeError> {
+    let hash = spec
+        .labels
+        .get(crate::runtime::labels::CONFIG_HASH)
+        .cloned()
+        .unwrap_or_default();
+    match existing {
+        Some(c) if c.config_hash == hash => {
+            let running = c.status == ContainerStatus::Running;
+            let what = if running {
+                "running already, config unchanged"
+            } else {
+                "starting (config unchanged)"
+            };
+            Ok((c.id, what, running))
+        }
+        Some(c) => {
+            rt.remove(&c.id).await?;
+            Ok((rt.create(spec).await?, "config changed: recreated", false))
+        }
+        None => Ok((
+            rt.create(spec)
+                .await
+                .map_err(|e| conflict_help(e, &spec.name))?,
+            "created",
+            false,
+        )),
+    }
+}
+
+async fn run<R: ContainerRuntime>(
+    setup: ContainerSetup<R>,
+    mut rx: mpsc::UnboundedReceiver<UnitCommand>,
+) {
+    let ContainerSetup {
+        rt,
+        svc,
+        spec,
+        mut existing,
+        logs,
+        events,
+    } = setup;
+    let name = svc.name.clone();
+    let send = |e: UnitEvent| {
+        // The engine outlives its units.
+        let _ = events.send(e);
+    };
+    let matcher = match svc.ready.as_ref().map(|r| &r.probe) {
+        Some(Probe::Log(re)) => Regex::new(re).ok(),
+        _ => None,
+    };
+    let mut id: Option<String> = None;
+
+    loop {
+        let epoch = loop {
+            match rx.recv().await {
+                Some(UnitCommand::Start { epoch }) => break epoch,
+                Some(UnitCommand::Stop { .. } | UnitCommand::Kill) => {}
+                // devstack leaves: the container stays as it is (`up --wait`).
+                None => return,
+            }
+        };
+        let (cid, what, running) = match &id {
+            Some(cid) => (cid.clone(), "started", false),
+            None => match ensure(&rt, &spec, existing.take()).await {
+                Ok(x) => x,
+                Err(e) => {
+                    send(UnitEvent::StartFailed {
+                        service: name.clone(),
+                        epoch,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            },
+        };
+        // From here on the container is this unit's: whatever happens, a stop reaches it.
+        id = Some(cid.clone());
+        if !running {
+            if let Err(e) = rt.start(&cid).await {
+                send(UnitEvent::StartFailed {
+                    service: name.clone(),
+                    epoch,
+                    reason: format!("cannot start: {e}"),
+                });
+                continue;
+            }
+        }
+        let since = match rt.inspect(&cid).await {
+            Ok(info) => info.started_at.unwrap_or(0),
+            Err(e) => {
+                send(UnitEvent::StartFailed {
+                    service: name.clone(),
+                    epoch,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let (done_tx, mut done_rx) = oneshot::channel();
+        let follower = tokio::spawn(follow(
+            rt.clone(),
+            cid.clone(),
+            name.clone(),
+            epoch,
+            since,
+            logs.clone(),
+            matcher.clone().map(|re| (re, events.clone())),
+            done_tx,
+        ));
+        send(UnitEvent::Started {
+            service: name.clone(),
+            epoch,
+            pid: None,
+            container: Some(cid.clone()),
+            detail: format!("container `{}` {what}", spec.name),
+        });
+
+        let (code, how) = tokio::select! {
+            code = &mut done_rx => (code.unwrap_or(-1), None),
+            cmd = rx.recv() => {
+                let (by_kill, grace) = match cmd {
+                    Some(UnitCommand::Stop { grace }) => (false, grace),
+                    Some(UnitCommand::Kill) | Some(UnitCommand::Start { .. }) => (true, std::time::Duration::ZERO),
+                    None => {
+                        // `up --wait`: leave it running.
+                        follower.abort();
+                        return;
+                    }
+                };
+                let result = if by_kill {
+                    rt.kill(&cid).await
+                } else {
+                    tokio::select! {
+                        r = rt.stop(&cid, grace) => r,
+                        Some(UnitCommand::Kill) = rx.recv() => rt.kill(&cid).await,
+                    }
+                };
+                if let Err(e) = result {
+                    logs.event(&name, format!("could not stop: {e}")).await;
+                }
+                let code = match tokio::time::timeout(std::time::Duration::from_secs(10), &mut done_rx).await {
+                    Ok(Ok(code)) => code,
+                    _ => rt.inspect(&cid).await.ok().and_then(|i| i.exit_code).unwrap_or(-1),
+                };
+                // Docker reports 137 after its own SIGKILL at the end of the grace.
+                let killed = !by_kill && code == 137;
+                (code, Some(stopped_how(killed, code, grace, by_kill)))
+            }
+        };
+        follower.abort();
+        send(UnitEvent::Exited {
+            service: name.clone(),
+            epoch,
+            code,
+            how,
+        });
+    }
+}
+
+/// Streams a container's output into the mux until it stops; then sends its exit code.
+#[allow(clippy::too_many_arguments)]
+async fn follow<R: ContainerRuntime>(
+    rt: R,
+    id: String,
+    service: String,
+    epoch: u64,
+    mut since: i64,
+    logs: LogHandle,
+    matcher: Option<(Regex, mpsc::UnboundedSender<UnitEvent>)>,
+    done: oneshot::Sender<i64>,
+) {
+    let mut out = Pump::new(
+        &service,
+        epoch,
+        Stream::Stdout,
+        logs.clone(),
+        matcher.clone(),
+    );
+    let mut err = Pump::new(&service, epoch, Stream::Stderr, logs.clone(), matcher);
+    loop {
+        let mut stream = rt.logs(&id, since);
+        while let Some(Ok(chunk)) = stream.next().await {
+            if chunk.stderr {
+                err.push(&chunk.bytes).await;
+            } else {
+                out.push(&chunk.bytes).await;
+            }
+        }
+        match rt.inspect(&id).await {
+            Ok(info)
+                if matches!(
+                    info.status,
+                    ContainerStatus::Running | ContainerStatus::Restarting
+                ) =>
+            {
+                // The log stream broke off while it runs: follow on from now.
+                since = info.started_at.unwrap_or(since).max(now_secs());
+            }
+            Ok(info) => {
+                out.finish().await;
+                err.finish().await;
+                let _ = done.send(info.exit_code.unwrap_or(-1));
+                return;
+            }
+            Err(_) => {
+                let _ = done.send(-1);
+                return;
+            }
+        }
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

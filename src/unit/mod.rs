@@ -1,0 +1,81 @@
+//! Units: one actor per running thing, mechanism only, the same contract for a container and a
+//! process. `Start` / `Stop{grace}` / `Kill` go in; `Started` / `StartFailed` / `Exited` and
+//! `LogMatched` come out, each tagged with the epoch of the start it belongs to. No policy here:
+//! restarts, backoff and order are the kernel's.
+
+pub mod container;
+pub mod output;
+pub mod process;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitCommand {
+    Start {
+        epoch: u64,
+    },
+    Stop {
+        grace: Duration,
+    },
+    /// SIGKILL now; also cuts short a graceful stop under way.
+    Kill,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitEvent {
+    Started {
+        service: String,
+        epoch: u64,
+        pid: Option<u32>,
+        container: Option<String>,
+        detail: String,
+    },
+    StartFailed {
+        service: String,
+        epoch: u64,
+        reason: String,
+    },
+    /// Everything of the instance is gone. `how` is set when it was stopped or killed.
+    Exited {
+        service: String,
+        epoch: u64,
+        code: i64,
+        how: Option<String>,
+    },
+    /// A line matched the service's `log` readiness pattern.
+    LogMatched { service: String, epoch: u64 },
+}
+
+/// A cheap handle to a unit. Dropping every handle ends the unit: a process unit kills its
+/// group; a container unit leaves its container as it is (`up --wait` leaves it running).
+#[derive(Clone, Debug)]
+pub struct UnitHandle {
+    tx: mpsc::UnboundedSender<UnitCommand>,
+}
+
+impl UnitHandle {
+    pub fn new(tx: mpsc::UnboundedSender<UnitCommand>) -> Self {
+        Self { tx }
+    }
+
+    pub fn send(&self, c: UnitCommand) {
+        // A unit that has ended (its task returned) has nothing left to act on.
+        let _ = self.tx.send(c);
+    }
+}
+
+/// How a stop ended, as people read it.
+pub fn stopped_how(killed: bool, code: i64, grace: Duration, by_kill: bool) -> String {
+    if by_kill {
+        "killed".to_string()
+    } else if killed {
+        format!(
+            "killed after the {} grace period",
+            humantime::format_duration(grace)
+        )
+    } else {
+        format!("stopped (exit code {code})")
+    }
+}
