@@ -697,7 +697,15 @@ fn readiness(
     let kind = given[0];
     let kpath = path.key(kind);
     let needs_published = |c: &mut Checker<'_>, port: u16, what: &str| {
-        if is_container && !ports.iter().any(|p| p.container_port == port) {
+        if !is_container && !ports.iter().any(|p| p.container_port == port) {
+            c.err(
+                Diagnostic::new(format!(
+                    "the `{what}` probe of `{name}` checks port {port}, which is not in its `ports`"
+                ))
+                .at(kpath.clone())
+                .help(format!("for a native process, `ports` lists the ports it listens on: add `\"{port}\"` to `ports`, or probe a port it lists")),
+            );
+        } else if is_container && !ports.iter().any(|p| p.container_port == port) {
             c.err(
                 Diagnostic::new(format!(
                     "the `{what}` probe of `{name}` needs port {port} published, as probes run from the host"

@@ -144,6 +144,14 @@ async fn run<R: ContainerRuntime>(
                 continue;
             }
         };
+        // Started goes out before any line can match a `log` probe: the engine gets them in order.
+        send(UnitEvent::Started {
+            service: name.clone(),
+            epoch,
+            pid: None,
+            container: Some(cid.clone()),
+            detail: format!("container `{}` {what}", spec.name),
+        });
         let (done_tx, mut done_rx) = oneshot::channel();
         let follower = tokio::spawn(follow(
             rt.clone(),
@@ -155,18 +163,11 @@ async fn run<R: ContainerRuntime>(
             matcher.clone().map(|re| (re, events.clone())),
             done_tx,
         ));
-        send(UnitEvent::Started {
-            service: name.clone(),
-            epoch,
-            pid: None,
-            container: Some(cid.clone()),
-            detail: format!("container `{}` {what}", spec.name),
-        });
 
         let (code, how) = tokio::select! {
             code = &mut done_rx => (code.unwrap_or(-1), None),
             cmd = rx.recv() => {
-                let (by_kill, grace) = match cmd {
+                let (mut by_kill, grace) = match cmd {
                     Some(UnitCommand::Stop { grace }) => (false, grace),
                     Some(UnitCommand::Kill) | Some(UnitCommand::Start { .. }) => (true, std::time::Duration::ZERO),
                     None => {
@@ -180,7 +181,10 @@ async fn run<R: ContainerRuntime>(
                 } else {
                     tokio::select! {
                         r = rt.stop(&cid, grace) => r,
-                        Some(UnitCommand::Kill) = rx.recv() => rt.kill(&cid).await,
+                        Some(UnitCommand::Kill) = rx.recv() => {
+                            by_kill = true;
+                            rt.kill(&cid).await
+                        }
                     }
                 };
                 if let Err(e) = result {

@@ -159,6 +159,14 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
         }) {
             tracing::warn!("cannot write the state file: {e}");
         }
+        // Started goes out before any line can match a `log` probe: the engine gets them in order.
+        send(UnitEvent::Started {
+            service: name.clone(),
+            epoch,
+            pid: Some(pid),
+            container: None,
+            detail: redact.apply(&command_text(&spec.command)),
+        });
         let (out, err) = child.take_output();
         let mut pumps: Vec<JoinHandle<()>> = Vec::new();
         for (pipe, stream) in [
@@ -177,13 +185,6 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
                 pumps.push(tokio::spawn(pump_pipe(pipe, pump)));
             }
         }
-        send(UnitEvent::Started {
-            service: name.clone(),
-            epoch,
-            pid: Some(pid),
-            container: None,
-            detail: redact.apply(&command_text(&spec.command)),
-        });
 
         let (code, how) = tokio::select! {
             code = child.wait() => {
@@ -193,7 +194,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
                 (code, None)
             }
             cmd = rx.recv() => {
-                let (by_kill, grace) = match cmd {
+                let (mut by_kill, grace) = match cmd {
                     Some(UnitCommand::Stop { grace }) => (false, grace),
                     // A second start of a running instance cannot happen (the kernel stops first);
                     // every handle gone means devstack is leaving: kill.
@@ -205,7 +206,10 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
                     let stopping = process::stop(&mut child, svc.stop_signal.number, grace);
                     tokio::select! {
                         r = stopping => r,
-                        Some(UnitCommand::Kill) = rx.recv() => process::kill(&mut child).await,
+                        Some(UnitCommand::Kill) = rx.recv() => {
+                            by_kill = true;
+                            process::kill(&mut child).await
+                        }
                     }
                 };
                 let code = child.wait().await;
