@@ -281,7 +281,7 @@ pub async fn up<R: ContainerRuntime>(
         end_leftovers(stack, &req.selected, &req.state, &logs).await;
     }
     let prepared = tokio::select! {
-        p = prepare::prepare(rt, &req, &logs) => p?,
+        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
     warnings(stack, &req.selected, &prepared, &logs).await;

@@ -7,9 +7,11 @@ use std::collections::{HashMap, HashSet};
 use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
-use super::{PortConflict, UpError, UpRequest};
+use super::{PortConflict, UpError};
+use crate::config::Stack;
 use crate::config::{ServiceKind, Volume};
 use crate::logs::LogHandle;
+use crate::plan::PortMode;
 use crate::plan::{self, HostPorts};
 use crate::ports;
 use crate::runtime::{
@@ -26,14 +28,14 @@ pub struct Prepared {
 /// Every fixed host port must be free or held by this project's own container of that service.
 async fn port_preflight<R: ContainerRuntime>(
     rt: &R,
-    req: &UpRequest<'_>,
+    selected: &[String],
     existing: &[ContainerInfo],
     ports: &HostPorts,
 ) -> Result<(), UpError> {
     let mut conflicts = Vec::new();
     let mut foreign: Option<Vec<(String, Vec<crate::runtime::Published>)>> = None;
     for (service, p) in ports.all() {
-        if !req.selected.iter().any(|s| s == service) {
+        if !selected.iter().any(|s| s == service) {
             continue;
         }
         let ours = existing.iter().any(|c| {
@@ -70,13 +72,14 @@ async fn port_preflight<R: ContainerRuntime>(
 
 pub async fn prepare<R: ContainerRuntime>(
     rt: &R,
-    req: &UpRequest<'_>,
+    stack: &Stack,
+    selected: &[String],
+    port_mode: PortMode,
     logs: &LogHandle,
 ) -> Result<Prepared, UpError> {
-    let stack = req.stack;
     let existing = rt.list(&stack.name).await?;
     let mut taken: HashSet<u16> = HashSet::new();
-    let ports = plan::assign_ports(stack, &existing, req.port_mode, &mut |ip| {
+    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
         let p = ports::pick_free(ip, &taken)?;
         taken.insert(p);
         Ok(p)
@@ -86,11 +89,11 @@ pub async fn prepare<R: ContainerRuntime>(
             "cannot find a free port: {e}"
         )))
     })?;
-    port_preflight(rt, req, &existing, &ports).await?;
+    port_preflight(rt, selected, &existing, &ports).await?;
 
     // Images before anything is created, so a missing one leaves nothing behind.
     let mut image_ids: HashMap<String, String> = HashMap::new();
-    for name in &req.selected {
+    for name in selected {
         let Some(ServiceKind::Container { image, .. }) = stack.services.get(name).map(|s| &s.kind)
         else {
             continue;
@@ -127,7 +130,7 @@ pub async fn prepare<R: ContainerRuntime>(
     }
 
     let mut specs = IndexMap::new();
-    for name in &req.selected {
+    for name in selected {
         let svc = &stack.services[name];
         let ServiceKind::Container { image, .. } = &svc.kind else {
             continue;

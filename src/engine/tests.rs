@@ -1,1 +1,418 @@
-//! Engine tests with a recording fake runtime and paused time.
+//! The engine with a recording fake container runtime and paused time: the order of what it
+//! asks the runtime, and the outcome, for start-up, a crash after start-up, commands, abort and
+//! shutdown. No real time passes and no Docker engine is involved.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::config::test_stack;
+use crate::logs::{Format, LogHandle};
+use crate::runtime::{
+    ContainerInfo, ContainerSpec, ContainerStatus, OutputChunk, OutputStream, Published,
+    Result as RtResult,
+};
+
+#[derive(Default)]
+struct FakeState {
+    calls: Vec<String>,
+    containers: HashMap<String, FakeContainer>,
+    /// Images whose containers exit with this code as soon as they start.
+    crash_on_start: HashMap<String, i64>,
+    /// Services whose containers print this line when they start.
+    greeting: HashMap<String, String>,
+}
+
+struct FakeContainer {
+    service: String,
+    image: String,
+    status: ContainerStatus,
+    exit_code: Option<i64>,
+    log: Option<mpsc::UnboundedSender<RtResult<OutputChunk>>>,
+    pending: Vec<String>,
+}
+
+/// A container engine in memory. The only `Arc<Mutex>` of the crate, and only in tests: the
+/// test and the engine's tasks both look at it.
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+impl Fake {
+    fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap().calls.clone()
+    }
+
+    fn id_of(&self, service: &str) -> String {
+        let s = self.0.lock().unwrap();
+        s.containers
+            .iter()
+            .find(|(_, c)| c.service == service)
+            .map(|(id, _)| id.clone())
+            .expect("created")
+    }
+
+    /// The container exits by itself with `code` (crashes, or `docker kill` from outside).
+    fn exit(&self, service: &str, code: i64) {
+        let id = self.id_of(service);
+        let mut s = self.0.lock().unwrap();
+        let c = s.containers.get_mut(&id).unwrap();
+        c.status = ContainerStatus::Exited;
+        c.exit_code = Some(code);
+        c.log = None;
+    }
+
+    fn end(&self, id: &str, code: i64, call: String) {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(call);
+        if let Some(c) = s.containers.get_mut(id) {
+            c.status = ContainerStatus::Exited;
+            c.exit_code = Some(code);
+            c.log = None;
+        }
+    }
+
+    fn service_of(&self, id: &str) -> String {
+        self.0.lock().unwrap().containers[id].service.clone()
+    }
+}
+
+impl ContainerRuntime for Fake {
+    async fn list(&self, _project: &str) -> RtResult<Vec<ContainerInfo>> {
+        Ok(Vec::new())
+    }
+    async fn list_publishing(&self) -> RtResult<Vec<(String, Vec<Published>)>> {
+        Ok(Vec::new())
+    }
+    async fn inspect(&self, id: &str) -> RtResult<ContainerInfo> {
+        let s = self.0.lock().unwrap();
+        let c = &s.containers[id];
+        Ok(ContainerInfo {
+            id: id.to_string(),
+            name: id.to_string(),
+            project: "p".into(),
+            service: c.service.clone(),
+            config_hash: String::new(),
+            image: c.image.clone(),
+            status: c.status,
+            exit_code: c.exit_code,
+            health: None,
+            health_fresh: false,
+            started_at: Some(1),
+            ports: Vec::new(),
+        })
+    }
+    async fn image_id(&self, image: &str) -> RtResult<Option<String>> {
+        Ok(Some(format!("sha256:{image}")))
+    }
+    async fn pull(&self, _image: &str, _p: mpsc::UnboundedSender<String>) -> RtResult<()> {
+        Ok(())
+    }
+    async fn ensure_network(&self, _project: &str, _name: &str) -> RtResult<()> {
+        Ok(())
+    }
+    async fn ensure_volume(&self, _p: &str, _v: &str, _f: &str) -> RtResult<()> {
+        Ok(())
+    }
+    async fn create(&self, spec: &ContainerSpec) -> RtResult<String> {
+        let mut s = self.0.lock().unwrap();
+        let id = format!("{}-{}", spec.service, s.containers.len());
+        s.calls.push(format!("create {}", spec.service));
+        s.containers.insert(
+            id.clone(),
+            FakeContainer {
+                service: spec.service.clone(),
+                image: spec.image.clone(),
+                status: ContainerStatus::Created,
+                exit_code: None,
+                log: None,
+                pending: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+    async fn start(&self, id: &str) -> RtResult<()> {
+        let mut s = self.0.lock().unwrap();
+        let service = s.containers[id].service.clone();
+        s.calls.push(format!("start {service}"));
+        let crash = s.crash_on_start.get(&s.containers[id].image).copied();
+        let greeting = s.greeting.get(&service).cloned();
+        let c = s.containers.get_mut(id).unwrap();
+        match crash {
+            Some(code) => {
+                c.status = ContainerStatus::Exited;
+                c.exit_code = Some(code);
+            }
+            None => {
+                c.status = ContainerStatus::Running;
+                c.exit_code = None;
+                c.pending.extend(greeting);
+            }
+        }
+        Ok(())
+    }
+    async fn stop(&self, id: &str, _grace: Duration) -> RtResult<()> {
+        let call = format!("stop {}", self.service_of(id));
+        self.end(id, 0, call);
+        Ok(())
+    }
+    async fn kill(&self, id: &str) -> RtResult<()> {
+        let call = format!("kill {}", self.service_of(id));
+        self.end(id, 137, call);
+        Ok(())
+    }
+    async fn remove(&self, id: &str) -> RtResult<()> {
+        self.0.lock().unwrap().containers.remove(id);
+        Ok(())
+    }
+    async fn exec(&self, _id: &str, _argv: &[String]) -> RtResult<(i64, String)> {
+        Ok((0, String::new()))
+    }
+    fn logs(&self, id: &str, _since: i64) -> OutputStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = self.0.lock().unwrap();
+        if let Some(c) = s.containers.get_mut(id) {
+            for line in c.pending.drain(..) {
+                let _ = tx.send(Ok(OutputChunk {
+                    stderr: false,
+                    bytes: format!("{line}\n").into_bytes(),
+                }));
+            }
+            if c.status == ContainerStatus::Running {
+                c.log = Some(tx);
+            }
+        }
+        Box::pin(tokio_stream_from(rx))
+    }
+    async fn remove_network(&self, _name: &str) -> RtResult<()> {
+        Ok(())
+    }
+    async fn list_volumes(&self, _project: &str) -> RtResult<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+    async fn remove_volume(&self, _name: &str) -> RtResult<()> {
+        Ok(())
+    }
+}
+
+/// A stream that ends when every sender is gone (the container stopped).
+fn tokio_stream_from(
+    mut rx: mpsc::UnboundedReceiver<RtResult<OutputChunk>>,
+) -> impl futures_util::Stream<Item = RtResult<OutputChunk>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn logs() -> (LogHandle, std::thread::JoinHandle<()>) {
+    crate::logs::spawn(Box::new(std::io::sink()), Format::Json, TAIL_LINES, None)
+}
+
+struct Harness {
+    fake: Fake,
+    handle: StackHandle,
+    signals: mpsc::UnboundedSender<()>,
+    run: tokio::task::JoinHandle<std::result::Result<UpOutcome, UpError>>,
+    events: tokio::sync::broadcast::Receiver<crate::logs::mux::Published>,
+}
+
+fn start(yaml: &str, fake: Fake) -> Harness {
+    let stack = test_stack(yaml);
+    let (logs, _writer) = logs();
+    let (handle, inbox) = channel(logs.fanout());
+    let events = logs.subscribe();
+    let (signals, mut sig_rx) = mpsc::unbounded_channel();
+    let rt = fake.clone();
+    let run = tokio::spawn(async move {
+        let selected: Vec<String> = stack.services.keys().cloned().collect();
+        let state = tempfile::tempdir().unwrap();
+        let req = UpRequest {
+            stack: &stack,
+            selected,
+            wait: false,
+            port_mode: PortMode::AsWritten,
+            watch: false,
+            state: StateFile::new(state.path().join("processes.json")),
+            then: None,
+            inbox: Some(inbox),
+        };
+        up(&rt, req, logs, &mut sig_rx).await
+    });
+    Harness {
+        fake,
+        handle,
+        signals,
+        run,
+        events,
+    }
+}
+
+impl Harness {
+    /// Waits (in paused time: no real time passes) until `service` is in state `name`.
+    async fn until(&mut self, service: &str, name: &str) {
+        self.until_with(service, name, 0).await;
+    }
+
+    /// ... and has restarted at least `restarts` times.
+    async fn until_with(&mut self, service: &str, name: &str, restarts: u32) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            if self
+                .handle
+                .snapshot()
+                .iter()
+                .any(|s| s.service == service && s.state.name() == name && s.restarts >= restarts)
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`{service}` never got `{name}`: {:?} after {:?}",
+                self.handle.snapshot(),
+                self.fake.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+const TWO: &str = "
+services:
+  db: { image: pg, ready: { log: 'db ready' }, restart: on-failure }
+  api: { image: api, depends_on: [db], restart: 'no' }
+";
+
+fn greeting(fake: &Fake, service: &str, line: &str) {
+    fake.0
+        .lock()
+        .unwrap()
+        .greeting
+        .insert(service.into(), line.into());
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_in_order_restarts_a_crashed_container_and_stops_dependents_first() {
+    let fake = Fake::default();
+    greeting(&fake, "db", "db ready");
+    let mut h = start(TWO, fake.clone());
+    h.until("api", "ready").await;
+    assert_eq!(
+        fake.calls(),
+        ["create db", "start db", "create api", "start api"],
+        "api waits for db to be ready"
+    );
+
+    // A crash after start-up: restarted under on-failure, the rest keeps running.
+    fake.exit("db", 137);
+    h.until("db", "backoff").await;
+    h.until("db", "ready").await;
+    assert_eq!(
+        fake.calls()[4..],
+        ["start db"],
+        "the same container starts again"
+    );
+    let api = h
+        .handle
+        .snapshot()
+        .into_iter()
+        .find(|s| s.service == "api")
+        .unwrap();
+    assert_eq!(api.state, ServiceStateAlias::Ready);
+
+    // Under `restart: no` a crash stays crashed, and nothing else stops.
+    fake.exit("api", 3);
+    h.until("api", "crashed").await;
+    h.until("db", "ready").await;
+
+    h.signals.send(()).unwrap();
+    let events_rx = &mut h.events;
+    let mut events = Vec::new();
+    let outcome = h.run.await.unwrap();
+    assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+    assert_eq!(fake.calls().last().unwrap(), "stop db");
+    while let Ok(p) = events_rx.try_recv() {
+        if let crate::logs::mux::Published::Event { event, .. } = p {
+            events.push(event);
+        }
+    }
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StackEvent::Backoff { service, code: 137, .. } if service == "db")));
+}
+
+use crate::event::ServiceState as ServiceStateAlias;
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_during_startup_stops_every_container_already_created() {
+    let fake = Fake::default();
+    greeting(&fake, "db", "db ready");
+    fake.0
+        .lock()
+        .unwrap()
+        .crash_on_start
+        .insert("bad".into(), 3);
+    let h = start(
+        "
+services:
+  db: { image: pg, ready: { log: 'db ready' } }
+  cache: { image: redis, ready: { log: 'never' } }
+  bad: { image: bad, ready: { log: 'never' } }
+",
+        fake.clone(),
+    );
+    let outcome = h.run.await.unwrap();
+    match outcome {
+        Err(UpError::NotReady(r)) => {
+            assert_eq!(r.service, "bad");
+            assert!(r.reason.contains("exited with code 3"), "{}", r.reason);
+        }
+        other => panic!("{other:?}"),
+    }
+    let calls = fake.calls();
+    for s in ["db", "cache"] {
+        assert!(
+            calls.contains(&format!("stop {s}")),
+            "{s} was stopped: {calls:?}"
+        );
+    }
+    assert!(
+        !calls.contains(&"stop bad".to_string()),
+        "bad had exited already"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_through_the_handle_restart_stop_and_start() {
+    let fake = Fake::default();
+    greeting(&fake, "db", "db ready");
+    let mut h = start(TWO, fake.clone());
+    h.until("api", "ready").await;
+
+    assert!(h.handle.restart("db"));
+    h.until_with("db", "ready", 1).await;
+    let db = h
+        .handle
+        .snapshot()
+        .into_iter()
+        .find(|s| s.service == "db")
+        .unwrap();
+    assert_eq!(db.restarts, 1);
+
+    assert!(h.handle.stop("api"));
+    h.until("api", "stopped").await;
+    assert!(h.handle.stop("db"));
+    h.until("db", "stopped").await;
+    let before = fake.calls().len();
+    // Starting api starts db first: api waits until db is ready again.
+    assert!(h.handle.start("api"));
+    h.until("api", "ready").await;
+    assert_eq!(fake.calls()[before..], ["start db", "start api"]);
+
+    assert!(h.handle.shutdown());
+    let outcome = h.run.await.unwrap();
+    assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+    assert_eq!(
+        fake.calls()[fake.calls().len() - 2..],
+        ["stop api", "stop db"]
+    );
+}
