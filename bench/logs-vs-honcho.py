@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: merged-log throughput and peak memory of devstack against honcho (PyPI), with 4
-chatty processes, measured in the same run.
+chatty processes, measured in the same run, beside the floor: the same 4 writers piped straight
+into `cat` (no tool in between).
 
     bench/logs-vs-honcho.py [--lines N] [--runs R]
 
@@ -62,8 +63,11 @@ def main():
     ap.add_argument("--lines", type=int, default=250_000, help="lines per process (100 bytes each)")
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    devstack = os.path.join(ROOT, "target/release/devstack")
+    # DEVSTACK_BIN measures another build (e.g. the previous release, for before/after numbers).
+    devstack = os.environ.get("DEVSTACK_BIN")
+    if not devstack:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+        devstack = os.path.join(ROOT, "target/release/devstack")
     venv = os.path.join(ROOT, "target/bench-venv")
     if not os.path.exists(os.path.join(venv, "bin/honcho")):
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
@@ -78,12 +82,14 @@ def main():
     with open(os.path.join(work, "Procfile"), "w") as f:
         f.write("".join(f"{n}: python3 writer.py\n" for n in names))
     env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=os.path.join(work, "state"))
-    results = {"devstack": [], "honcho": []}
+    floor = ["sh", "-c", "(" + " & ".join(["python3 writer.py"] * 4) + "; wait) | cat"]
+    results = {"devstack": [], "honcho": [], "floor": []}
     for i in range(a.runs):
         results["devstack"].append(run([devstack, "-p", "benchlogs", "up", "--no-watch"], work, env))
         results["honcho"].append(run([honcho, "start", "--no-colour"], work, env))
-        d, h = results["devstack"][-1], results["honcho"][-1]
-        print(f"run {i+1}: devstack {d[0]:.2f}s {d[2]//1024} MiB; honcho {h[0]:.2f}s {h[2]//1024} MiB", file=sys.stderr)
+        results["floor"].append(run(floor, work, env))
+        d, h, c = results["devstack"][-1], results["honcho"][-1], results["floor"][-1]
+        print(f"run {i+1}: devstack {d[0]:.2f}s {d[2]//1024} MiB; honcho {h[0]:.2f}s {h[2]//1024} MiB; floor (cat) {c[0]:.2f}s", file=sys.stderr)
     mb = 4 * a.lines * 100 / 1e6
     print(f"\n4 processes x {a.lines} lines of 100 B ({mb:.0f} MB), median of {a.runs} runs, {os.cpu_count()} cores")
     print(f"{'tool':<9} {'time':>8} {'throughput':>12} {'peak RSS':>10}")
@@ -94,6 +100,7 @@ def main():
         med[tool] = (t, m)
         print(f"{tool:<9} {t:>7.2f}s {mb / t:>8.1f} MB/s {m / 1024:>7.1f} MiB")
     print(f"ratio honcho/devstack: time {med['honcho'][0] / med['devstack'][0]:.2f}, peak memory {med['honcho'][1] / med['devstack'][1]:.2f}")
+    print(f"ratio devstack/floor: time {med['devstack'][0] / med['floor'][0]:.2f} (the floor's RSS is a shell's, not comparable)")
 
 
 if __name__ == "__main__":

@@ -79,8 +79,11 @@ def main():
     ap.add_argument("--edits", type=int, default=15)
     ap.add_argument("--debounce-ms", type=int, default=100)
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-    devstack = os.path.join(ROOT, "target/release/devstack")
+    # DEVSTACK_BIN measures another build (e.g. the previous release, for before/after numbers).
+    devstack = os.environ.get("DEVSTACK_BIN")
+    if not devstack:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+        devstack = os.path.join(ROOT, "target/release/devstack")
     watchexec = os.environ.get("WATCHEXEC") or shutil.which("watchexec")
     if not watchexec:
         tools = os.path.join(ROOT, "target/bench-tools")

@@ -16,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 command -v docker-compose >/dev/null || { echo "needs docker-compose (apt-get install docker-compose)" >&2; exit 1; }
-cargo build --release -q
-devstack="$PWD/target/release/devstack"
+# DEVSTACK_BIN measures another build (e.g. the previous release, for before/after numbers).
+if [ -z "${DEVSTACK_BIN:-}" ]; then cargo build --release -q; fi
+devstack="${DEVSTACK_BIN:-$PWD/target/release/devstack}"
 work=$(mktemp -d)
 trap 'cleanup; rm -rf "$work"' EXIT
 
@@ -93,9 +94,13 @@ time_ds() { local t0; t0=$(now_ms); ds up --wait "${services[@]}" >/dev/null 2>&
 time_dc() { local t0; t0=$(now_ms); dc up -d >/dev/null 2>&1; compose_ready; echo $(( $(now_ms) - t0 )); }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 
-declare -a ds_cold dc_cold ds_warm dc_warm
+declare -a ds_cold dc_cold ds_warm dc_warm fl_cold fl_warm
 cleanup
+ds config --json --show-secrets > "$work/config.json"
 for i in $(seq 1 "$runs"); do
+  floor=$(python3 bench/floor.py "$work/config.json" "${services[@]}")
+  fl_cold+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['cold'])" "$floor")")
+  fl_warm+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['warm'])" "$floor")")
   ds down -v >/dev/null 2>&1 || true
   ds_cold+=("$(time_ds)")
   docker stop -t 10 $(docker ps -q --filter label=org.devstack.project=benchds) >/dev/null
@@ -107,14 +112,16 @@ for i in $(seq 1 "$runs"); do
   dc stop -t 10 >/dev/null 2>&1
   dc_warm+=("$(time_dc)")
   dc down -v >/dev/null 2>&1
-  echo "run $i: devstack cold ${ds_cold[-1]} ms, warm ${ds_warm[-1]} ms; docker-compose cold ${dc_cold[-1]} ms, warm ${dc_warm[-1]} ms" >&2
+  echo "run $i: devstack cold ${ds_cold[-1]} ms, warm ${ds_warm[-1]} ms; docker-compose cold ${dc_cold[-1]} ms, warm ${dc_warm[-1]} ms; floor cold ${fl_cold[-1]} ms, warm ${fl_warm[-1]} ms" >&2
 done
 
 mdc=$(median "${ds_cold[@]}"); mcc=$(median "${dc_cold[@]}")
 mdw=$(median "${ds_warm[@]}"); mcw=$(median "${dc_warm[@]}")
+mfc=$(median "${fl_cold[@]}"); mfw=$(median "${fl_warm[@]}")
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
 echo "five infrastructure services to ready, median of $runs runs ($(nproc) cores, $(docker version -f 'Docker {{.Server.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'))"
-printf '%-6s  %12s  %16s  %s\n' case devstack docker-compose "ratio (compose/devstack)"
-printf '%-6s  %9s ms  %13s ms  %s\n' cold "$mdc" "$mcc" "$(ratio "$mcc" "$mdc")"
-printf '%-6s  %9s ms  %13s ms  %s\n' warm "$mdw" "$mcw" "$(ratio "$mcw" "$mdw")"
+echo "floor: each service alone (docker run / docker start), probed every 5 ms; the longest chain (zookeeper then kafka) or the slowest lone service"
+printf '%-6s  %12s  %16s  %10s  %s  %s\n' case devstack docker-compose floor "compose/devstack" "devstack/floor"
+printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' cold "$mdc" "$mcc" "$mfc" "$(ratio "$mcc" "$mdc")" "$(ratio "$mdc" "$mfc")"
+printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' warm "$mdw" "$mcw" "$mfw" "$(ratio "$mcw" "$mdw")" "$(ratio "$mdw" "$mfw")"
