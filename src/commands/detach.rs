@@ -76,6 +76,15 @@ pub fn up_detached(state_dir: &Path, renderer: Renderer, env: &mut Env<'_>) -> R
         writeln!(env.err, "already up: a background devstack runs this project (pid {}); `devstack down` stops it", e.pid)?;
         return Ok(());
     }
+    if let Some(pid) = super::project_lock::holder(state_dir) {
+        return Err(Error::AlreadyUp {
+            project: state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            pid,
+        });
+    }
     std::fs::create_dir_all(state_dir)?;
     let err_path = state_dir.join("devstack.stderr");
     let err_file = std::fs::File::create(&err_path)?;
