@@ -128,7 +128,7 @@ fn a_container_killed_from_outside_follows_its_restart_policy_and_the_rest_keeps
         &[("XDG_STATE_HOME", &state_var)],
     );
     let mut ev = Events { rx, seen: Vec::new(), raw: Vec::new() };
-    let mut container = |ev: &mut Events, s: &str| {
+    let container = |ev: &mut Events, s: &str| {
         ev.wait_from(0, "started", s, SECS_60)["event"]["container"]
             .as_str()
             .unwrap()
