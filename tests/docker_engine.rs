@@ -63,7 +63,10 @@ impl Events {
                 }
             }
         }
-        panic!("no `{kind}` of `{service}` within {within:?}:\n{}", self.raw.join("\n"));
+        panic!(
+            "no `{kind}` of `{service}` within {within:?}:\n{}",
+            self.raw.join("\n")
+        );
     }
 }
 
@@ -95,8 +98,17 @@ fn an_aborted_startup_leaves_no_container_running() {
         &[("XDG_STATE_HOME", &state.path().display().to_string())],
     );
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("service `broken` did not become ready"), "{}", stderr(&out));
-    assert_eq!(running_containers(&project), Vec::<String>::new(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("service `broken` did not become ready"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        running_containers(&project),
+        Vec::<String>::new(),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -127,7 +139,11 @@ fn a_container_killed_from_outside_follows_its_restart_policy_and_the_rest_keeps
         &["-p", &project, "up", "--json"],
         &[("XDG_STATE_HOME", &state_var)],
     );
-    let mut ev = Events { rx, seen: Vec::new(), raw: Vec::new() };
+    let mut ev = Events {
+        rx,
+        seen: Vec::new(),
+        raw: Vec::new(),
+    };
     let container = |ev: &mut Events, s: &str| {
         ev.wait_from(0, "started", s, SECS_60)["event"]["container"]
             .as_str()
@@ -136,20 +152,34 @@ fn a_container_killed_from_outside_follows_its_restart_policy_and_the_rest_keeps
     };
     let again = container(&mut ev, "again");
     let once = container(&mut ev, "once");
-    let app = ev.wait_from(0, "started", "app", SECS_60)["event"]["pid"].as_u64().unwrap();
+    let app = ev.wait_from(0, "started", "app", SECS_60)["event"]["pid"]
+        .as_u64()
+        .unwrap();
     for s in ["app", "again", "once"] {
         ev.wait_from(0, "ready", s, SECS_60);
     }
 
-    assert!(Command::new("docker").args(["kill", &again]).status().unwrap().success());
+    assert!(Command::new("docker")
+        .args(["kill", &again])
+        .status()
+        .unwrap()
+        .success());
     let exited = ev.wait("exited", "again", SECS_60);
     assert_eq!(exited["event"]["code"], 137);
     ev.wait("backoff", "again", SECS_60);
     let restarted = ev.wait("started", "again", SECS_60);
-    assert_eq!(restarted["event"]["container"], again.as_str(), "the same container");
+    assert_eq!(
+        restarted["event"]["container"],
+        again.as_str(),
+        "the same container"
+    );
     ev.wait("ready", "again", SECS_60);
 
-    assert!(Command::new("docker").args(["kill", &once]).status().unwrap().success());
+    assert!(Command::new("docker")
+        .args(["kill", &once])
+        .status()
+        .unwrap()
+        .success());
     ev.wait("exited", "once", SECS_60);
     let crashed = ev.wait("state", "once", SECS_60);
     assert_eq!(crashed["event"]["state"]["state"], "crashed", "{crashed}");
@@ -157,7 +187,10 @@ fn a_container_killed_from_outside_follows_its_restart_policy_and_the_rest_keeps
         fs::metadata(format!("/proc/{app}")).is_ok(),
         "the process service keeps running"
     );
-    assert!(!ev.seen.iter().any(|v| is(v, "stopped", "app") || is(v, "backoff", "once")));
+    assert!(!ev
+        .seen
+        .iter()
+        .any(|v| is(v, "stopped", "app") || is(v, "backoff", "once")));
 
     interrupt(&child);
     assert_eq!(exit_within(&mut child, SECS_60), Some(130));

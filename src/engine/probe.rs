@@ -49,7 +49,10 @@ impl ProbeTarget for ProcessTarget {
 }
 
 /// Starts the probe of one start of `svc`; it reports `Ready` or `ProbeFailed` on `tx`.
-#[expect(clippy::too_many_arguments, reason = "one call site; the values are what the event carries")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are what the event carries"
+)]
 pub fn spawn<R: ContainerRuntime>(
     rt: R,
     project: &str,

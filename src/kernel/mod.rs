@@ -456,7 +456,10 @@ impl Kernel {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site; the values are what the event carries")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the values are what the event carries"
+    )]
     fn on_started(
         &mut self,
         now: Instant,

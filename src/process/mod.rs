@@ -177,7 +177,7 @@ impl Child {
             return false;
         }
         let pgid = self.pid;
-        self.gone = poll_until(deadline, || !unix::group_alive(pgid)).await;
+        self.gone = poll_until(deadline, move || !unix::group_alive(pgid)).await;
         self.gone
     }
 }
@@ -313,11 +313,22 @@ fn exit_code(status: ExitStatus) -> i64 {
     }
 }
 
-/// Polls `done` until it holds or `deadline` passes: fast at first, backing off to 50 ms.
-pub(crate) async fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+/// Polls `done` until it holds or `deadline` passes: fast at first, backing off to 50 ms. Each
+/// check runs on tokio's blocking pool: the checks read `/proc`, which must not stall the async
+/// workers.
+pub(crate) async fn poll_until(
+    deadline: Instant,
+    done: impl Fn() -> bool + Send + Sync + 'static,
+) -> bool {
+    let done = std::sync::Arc::new(done);
     let mut interval = Duration::from_millis(2);
     loop {
-        if done() {
+        let check = std::sync::Arc::clone(&done);
+        // A check that panicked has answered nothing: treat it as not done yet.
+        if tokio::task::spawn_blocking(move || check())
+            .await
+            .unwrap_or(false)
+        {
             return true;
         }
         let now = Instant::now();

@@ -174,8 +174,9 @@ pub async fn reap_leftovers(state: &StateFile) -> Vec<Entry> {
         }
     }
     if !ended.is_empty() {
-        let all_gone = || ended.iter().all(|e| !unix::group_alive(e.pgid));
-        if !poll_until(Instant::now() + LEFTOVER_GRACE, all_gone).await {
+        let pgids: Vec<u32> = ended.iter().map(|e| e.pgid).collect();
+        let all_gone = move || pgids.iter().all(|g| !unix::group_alive(*g));
+        if !poll_until(Instant::now() + LEFTOVER_GRACE, all_gone.clone()).await {
             for entry in &ended {
                 // Still ours: the recorded leader's pid stays taken (at worst by its zombie)
                 // while the check passes, so the pgid cannot have been reused.

@@ -210,7 +210,10 @@ async fn run<R: ContainerRuntime>(
 }
 
 /// Streams a container's output into the mux until it stops; then sends its exit code.
-#[expect(clippy::too_many_arguments, reason = "one call site; the values are what the event carries")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are what the event carries"
+)]
 async fn follow<R: ContainerRuntime>(
     rt: R,
     id: String,

@@ -22,8 +22,11 @@ use crate::redact::Redactor;
 
 /// How long a new instance waits for the old one's ports to be released.
 const PORT_WAIT: Duration = Duration::from_secs(5);
-/// How long the output of an ended instance may take to drain.
-const DRAIN: Duration = Duration::from_millis(500);
+/// How long the output of an ended instance may take to drain. Its pipes close as soon as its
+/// last process is gone (escaped ones included, they were ended first), so this is only reached
+/// when something outside the service holds a pipe; the wait must still be long enough on a
+/// loaded machine never to lose a last line.
+const DRAIN: Duration = Duration::from_secs(2);
 
 pub struct ProcessSetup {
     pub project: String,
@@ -80,7 +83,8 @@ pub fn command_text(c: &Command) -> String {
 async fn ports_free(svc: &Service, ports: &HostPorts) -> Result<(), String> {
     for p in ports.0.get(&svc.name).into_iter().flatten() {
         let addr = crate::ports::check_addr(p.host_ip);
-        let free = || crate::ports::is_free(addr, p.host_port, p.protocol);
+        let (port, protocol) = (p.host_port, p.protocol);
+        let free = move || crate::ports::is_free(addr, port, protocol);
         if !process::poll_until(Instant::now() + PORT_WAIT, free).await {
             let holder = crate::ports::holder(p.host_port, p.protocol)
                 .map_or_else(|| "another process".to_string(), |h| h.to_string());
