@@ -14,5 +14,6 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod readiness;
+pub mod render;
 pub mod runtime;
 pub mod watch;

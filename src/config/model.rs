@@ -19,6 +19,8 @@ pub struct Stack {
     pub files: Vec<PathBuf>,
     pub services: IndexMap<String, Service>,
     pub test: TestSettings,
+    #[serde(skip_serializing_if = "super::k8s::StackK8s::is_empty")]
+    pub k8s: super::k8s::StackK8s,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -49,6 +51,9 @@ pub struct Service {
     pub stop_signal: Signal,
     #[serde(serialize_with = "ser_duration")]
     pub stop_grace_period: Duration,
+    /// Settings for `render k8s` only.
+    #[serde(skip_serializing_if = "super::k8s::ServiceK8s::is_empty")]
+    pub k8s: super::k8s::ServiceK8s,
 }
 
 impl Service {

@@ -88,6 +88,8 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    let k8s = super::k8s::validate(raw, &mut services, ctx.env, &mut c.errors);
+
     // Checks across services need every service parsed.
     if c.errors.is_empty() {
         cross_checks(&mut c, raw, &services);
@@ -114,6 +116,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             files: Vec::new(),
             services,
             test,
+            k8s,
         })
     } else {
         Err(c.errors)
@@ -317,6 +320,7 @@ fn service(
         restart,
         stop_signal,
         stop_grace_period,
+        k8s: Default::default(),
     })
 }
 
