@@ -679,11 +679,12 @@ fn ingresses(stack: &Stack, services: &[&Service], ns: &str) -> Vec<Object> {
                 .rules
                 .into_iter()
                 .map(|(host, paths)| {
-                    let mut r = json!({ "http": { "paths": paths } });
+                    let mut r = Map::new();
                     if let Some(h) = host {
-                        r["host"] = json!(h);
+                        r.insert("host".into(), json!(h));
                     }
-                    r
+                    r.insert("http".into(), json!({ "paths": paths }));
+                    Value::Object(r)
                 })
                 .collect();
             spec.insert("rules".into(), json!(rules));
