@@ -21,8 +21,8 @@ fn k8s(stack: &Stack, args: &RenderArgs, env: &mut Env<'_>) -> Result<(), Error>
     let objects = render::k8s::render(stack, &selected)
         .map_err(|diags| ConfigError::located(diags, &stack.files, &env.cwd))?;
     if args.output == Path::new("-") {
-        let text = render::yaml_documents(objects.iter().map(|o| &o.value))
-            .map_err(Error::Encode)?;
+        let text =
+            render::yaml_documents(objects.iter().map(|o| &o.value)).map_err(Error::Encode)?;
         env.out.write_all(text.as_bytes())?;
         return Ok(());
     }

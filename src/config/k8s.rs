@@ -377,10 +377,7 @@ pub fn validate(
     }
     let published = |s: &str, p: u16| services.get(s).map(|svc| svc.port(p).is_some());
     for (name, svc) in services.iter() {
-        let path = KeyPath::root()
-            .key("services")
-            .key(name.clone())
-            .key("k8s");
+        let path = KeyPath::root().key("services").key(name.clone()).key("k8s");
         check_refs(&svc.k8s, &path, &published, errors);
     }
     defaults
@@ -466,9 +463,11 @@ pub fn service(
     };
     if raw.replicas == Some(0) && raw.hpa.is_some() {
         errors.push(
-            Diagnostic::new(format!("service `{name}` has `k8s.replicas: 0` and an `hpa`"))
-                .at_value(path.key("replicas"))
-                .help("the autoscaler never scales from zero; remove one of them"),
+            Diagnostic::new(format!(
+                "service `{name}` has `k8s.replicas: 0` and an `hpa`"
+            ))
+            .at_value(path.key("replicas"))
+            .help("the autoscaler never scales from zero; remove one of them"),
         );
     }
     let resources = raw
@@ -532,7 +531,9 @@ pub fn check_refs(
         .collect();
     match &k8s.command {
         Some(Command::Shell(s)) => values.push((path.key("command"), s)),
-        Some(Command::Argv(v)) => values.extend(v.iter().map(|a| (path.key("command"), a.as_str()))),
+        Some(Command::Argv(v)) => {
+            values.extend(v.iter().map(|a| (path.key("command"), a.as_str())))
+        }
         None => {}
     }
     for (p, v) in values {
@@ -553,7 +554,10 @@ pub fn check_refs(
                         r.service, r.port
                     ))
                     .at_value(p.clone())
-                    .help(format!("add `\"{}\"` to the `ports` of `{}`", r.port, r.service)),
+                    .help(format!(
+                        "add `\"{}\"` to the `ports` of `{}`",
+                        r.port, r.service
+                    )),
                 ),
                 Some(true) => {}
             }

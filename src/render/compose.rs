@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::interpolate::resolve_port_refs;
 use crate::config::{
-    Command, Condition, PortMapping, Protocol, RestartPolicy, Service, ServiceKind, Signal,
-    Stack, Volume,
+    Command, Condition, PortMapping, Protocol, RestartPolicy, Service, ServiceKind, Signal, Stack,
+    Volume,
 };
 
 /// The Compose file for the `selected` services (names), in stack order.
@@ -66,7 +66,7 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
                     body.push_str(&format!("  {line}\n"));
                 }
             }
-            ServiceKind::Process { command, .. } => {
+            ServiceKind::Process { .. } => {
                 let image = svc
                     .k8s
                     .image
@@ -80,14 +80,11 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
                     if let Some(i) = image {
                         ordered.insert("image".into(), i);
                     }
-                    if svc.k8s.command.is_none() {
-                        ordered.insert("command".into(), command_value(stack, command));
-                    }
                     ordered.extend(std::mem::take(m));
                     *m = ordered;
                 }
                 body.push_str(&format!(
-                    "  # `{}` is a native process in the stack: it needs an image to run under Compose.\n  # Build one, set `image`, and uncomment:\n",
+                    "  # `{}` is a native process in the stack: it needs an image to run under Compose.\n  # Build one, set `image`, and uncomment (addresses are already the in-network ones):\n",
                     svc.name
                 ));
                 for line in one(v)?.lines() {
@@ -113,9 +110,7 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
 }
 
 fn is_rendered_container(services: &[&Service], name: &str) -> bool {
-    services
-        .iter()
-        .any(|s| s.name == name && s.is_container())
+    services.iter().any(|s| s.name == name && s.is_container())
 }
 
 /// A value as devstack would hand it to the service, escaped for Compose's own interpolation.
@@ -196,10 +191,20 @@ fn service_value(stack: &Stack, svc: &Service, services: &[&Service]) -> Value {
         }
     }
     if !svc.environment.is_empty() {
+        // A process that becomes a container reaches the others by name on the project network,
+        // as in the cluster: `127.0.0.1:${port:postgres:5432}` → `postgres:5432`.
+        let host = |s: &str, _port: u16| s.to_string();
         let env: Map<String, Value> = svc
             .environment
             .iter()
-            .map(|(k, v)| (k.clone(), json!(resolved(stack, v))))
+            .map(|(k, v)| {
+                let v = if svc.is_container() {
+                    resolved(stack, v)
+                } else {
+                    super::k8s::cluster_value(v, &host).replace('$', "$$")
+                };
+                (k.clone(), json!(v))
+            })
             .collect();
         m.insert("environment".into(), Value::Object(env));
     }

@@ -29,9 +29,12 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<Vec<Object>, Vec<Dia
     let ns = namespace(stack);
     if !is_dns_label(&ns) {
         errors.push(
-            Diagnostic::new(format!("project name `{}` is not a valid Kubernetes namespace", stack.name))
-                .at_value(KeyPath::root().key("name"))
-                .help("set `k8s.namespace` to up to 63 lowercase letters, digits and `-`"),
+            Diagnostic::new(format!(
+                "project name `{}` is not a valid Kubernetes namespace",
+                stack.name
+            ))
+            .at_value(KeyPath::root().key("name"))
+            .help("set `k8s.namespace` to up to 63 lowercase letters, digits and `-`"),
         );
     }
     let services: Vec<&Service> = stack
@@ -291,10 +294,7 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
         c.insert("livenessProbe".into(), live);
     }
     if let Some(mut handler) = ready {
-        handler.insert(
-            "initialDelaySeconds".into(),
-            json!(READINESS_DELAY_SECONDS),
-        );
+        handler.insert("initialDelaySeconds".into(), json!(READINESS_DELAY_SECONDS));
         handler.insert("periodSeconds".into(), json!(READINESS_PERIOD_SECONDS));
         c.insert("readinessProbe".into(), Value::Object(handler));
     }
@@ -348,10 +348,7 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
     if workload_kind == "StatefulSet" {
         spec.insert("serviceName".into(), json!(name));
     }
-    spec.insert(
-        "selector".into(),
-        json!({ "matchLabels": { "app": name } }),
-    );
+    spec.insert("selector".into(), json!({ "matchLabels": { "app": name } }));
     spec.insert(
         "template".into(),
         json!({ "metadata": { "labels": { "app": name } }, "spec": pod }),
@@ -395,7 +392,11 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
                 if protos.len() > 1 {
                     p["name"] = json!(format!(
                         "{}-{port}",
-                        if *proto == Protocol::Udp { "udp" } else { "tcp" }
+                        if *proto == Protocol::Udp {
+                            "udp"
+                        } else {
+                            "tcp"
+                        }
                     ));
                 }
                 if *proto == Protocol::Udp {
@@ -730,7 +731,10 @@ mod tests {
                 "PLAINTEXT://kafka:29092,PLAINTEXT_HOST://127.0.0.1:${port:kafka:9092}",
                 "PLAINTEXT://kafka:29092,PLAINTEXT_HOST://kafka:9092",
             ),
-            ("http://0.0.0.0:${port:db:9187}/metrics", "http://db-9187:9187/metrics"),
+            (
+                "http://0.0.0.0:${port:db:9187}/metrics",
+                "http://db-9187:9187/metrics",
+            ),
             ("${port:frontend:3000}", "3000"),
             ("--port ${port:api:8080}", "--port 8080"),
             ("127.0.0.1:$${port:db:1}", "127.0.0.1:${port:db:1}"),
@@ -746,10 +750,16 @@ mod tests {
     #[test]
     fn http_urls_become_http_get() {
         let cases = [
-            ("http://127.0.0.1:5000/ready", json!({"path": "/ready", "port": 5000})),
+            (
+                "http://127.0.0.1:5000/ready",
+                json!({"path": "/ready", "port": 5000}),
+            ),
             ("http://127.0.0.1:3000/", json!({"path": "/", "port": 3000})),
             ("http://localhost:8000", json!({"path": "/", "port": 8000})),
-            ("http://localhost/x?y=1", json!({"path": "/x?y=1", "port": 80})),
+            (
+                "http://localhost/x?y=1",
+                json!({"path": "/x?y=1", "port": 80}),
+            ),
             (
                 "https://u:p@[::1]:8443/h",
                 json!({"path": "/h", "port": 8443, "scheme": "HTTPS"}),
@@ -762,9 +772,7 @@ mod tests {
 
     #[test]
     fn probes_map_to_in_pod_checks() {
-        let argv = |p: &Probe| {
-            readiness_handler(p).map(|m| Value::Object(m).to_string())
-        };
+        let argv = |p: &Probe| readiness_handler(p).map(|m| Value::Object(m).to_string());
         let cases: Vec<(Probe, Option<&str>)> = vec![
             (
                 Probe::Http("http://127.0.0.1:${port:core-service:5000}/ready".into()),
@@ -788,18 +796,24 @@ mod tests {
                     password: "pass".into(),
                     database: "db".into(),
                 },
-                Some(r#"{"exec":{"command":["pg_isready","-h","127.0.0.1","-p","5432","-U","user","-d","db"]}}"#),
+                Some(
+                    r#"{"exec":{"command":["pg_isready","-h","127.0.0.1","-p","5432","-U","user","-d","db"]}}"#,
+                ),
             ),
             (
                 Probe::Redis {
                     port: 6379,
                     password: Some("secret".into()),
                 },
-                Some(r#"{"exec":{"command":["sh","-c","redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG"]}}"#),
+                Some(
+                    r#"{"exec":{"command":["sh","-c","redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG"]}}"#,
+                ),
             ),
             (
                 Probe::Zookeeper { port: 2181 },
-                Some(r#"{"exec":{"command":["bash","-c","exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && grep -q imok <&3"]}}"#),
+                Some(
+                    r#"{"exec":{"command":["bash","-c","exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && grep -q imok <&3"]}}"#,
+                ),
             ),
             (
                 Probe::Qdrant { port: 6333 },
@@ -811,7 +825,10 @@ mod tests {
         }
         let kafka = argv(&Probe::Kafka { port: 9092 }).unwrap();
         assert!(kafka.contains("/dev/tcp/127.0.0.1/9092"), "{kafka}");
-        assert!(kafka.contains(r"\\x00\\x12"), "the ApiVersions key: {kafka}");
+        assert!(
+            kafka.contains(r"\\x00\\x12"),
+            "the ApiVersions key: {kafka}"
+        );
     }
 
     #[test]
@@ -843,7 +860,11 @@ mod tests {
         // Secret values appear nowhere but in the Secret.
         for o in objects.iter().filter(|o| o.kind != "Secret") {
             let text = o.value.to_string();
-            assert!(!text.contains("t0k3n") && !text.contains(":pw@"), "{}", o.name);
+            assert!(
+                !text.contains("t0k3n") && !text.contains(":pw@"),
+                "{}",
+                o.name
+            );
         }
     }
 }
