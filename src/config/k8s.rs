@@ -272,8 +272,9 @@ pub struct Hpa {
 /// One way in from outside: `host` + `path` to one of the service's ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IngressRoute {
-    /// The Ingress object this route belongs to.
-    pub name: String,
+    /// The Ingress object this route belongs to (default: `NAMESPACE-ingress`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -776,11 +777,7 @@ fn ingress(
                     .help(format!("write `/{path_value}`")),
             );
         }
-        let name = r
-            .name
-            .clone()
-            .or_else(|| d.name.clone())
-            .unwrap_or_default();
+        let name = r.name.clone().or_else(|| d.name.clone());
         if let Some(n) = &r.name {
             check_object_name(n, &p.key("name"), "Ingress name", errors);
         }

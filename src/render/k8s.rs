@@ -616,11 +616,7 @@ fn ingresses(stack: &Stack, services: &[&Service], ns: &str) -> Vec<Object> {
     let mut by_name: IndexMap<String, Ing> = IndexMap::new();
     for svc in services {
         for r in &svc.k8s.ingress {
-            let name = if r.name.is_empty() {
-                format!("{ns}-ingress")
-            } else {
-                r.name.clone()
-            };
+            let name = r.name.clone().unwrap_or_else(|| format!("{ns}-ingress"));
             let ing = by_name.entry(name).or_insert_with(|| Ing {
                 class: None,
                 annotations: Map::new(),
