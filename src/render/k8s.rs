@@ -504,8 +504,9 @@ pub fn readiness_handler(probe: &Probe) -> Option<Map<String, Value>> {
             "-c".into(),
             format!("redis-cli -h 127.0.0.1 -p {port} ping | grep -q PONG"),
         ]),
+        // `ruok`, or `srvr` where the server does not allow `ruok` (as the local probe does).
         Probe::Zookeeper { port } => bash(format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf ruok >&3 && grep -q imok <&3"
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf ruok >&3 && grep -q imok <&3 || {{ exec 4<>/dev/tcp/127.0.0.1/{port} && printf srvr >&4 && grep -q 'Zookeeper version' <&4; }}"
         )),
         // ApiVersions v0 (api key 18, correlation id 1, client id "ds"): a broker answers with
         // a size-prefixed response.
@@ -808,7 +809,7 @@ mod tests {
             (
                 Probe::Zookeeper { port: 2181 },
                 Some(
-                    r#"{"exec":{"command":["bash","-c","exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && grep -q imok <&3"]}}"#,
+                    r#"{"exec":{"command":["bash","-c","exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && grep -q imok <&3 || { exec 4<>/dev/tcp/127.0.0.1/2181 && printf srvr >&4 && grep -q 'Zookeeper version' <&4; }"]}}"#,
                 ),
             ),
             (
