@@ -81,13 +81,24 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The reference stack's secrets as its defaults, whatever a local `.env` says (the
+/// environment wins over `.env`).
+const SECRETS: &[(&str, &str)] = &[
+    ("JWT_SECRET_KEY", "dev-only-jwt-secret"),
+    ("HUGGINGFACE_API_KEY", ""),
+];
+
+fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+    devstack_env(dir, args, SECRETS)
+}
+
 fn render_k8s(dir: &Path, files: &[&str]) -> std::process::Output {
     let mut args: Vec<&str> = Vec::new();
     for f in files {
         args.extend(["-f", f]);
     }
     args.extend(["render", "k8s"]);
-    devstack(dir, &args)
+    run(dir, &args)
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -211,7 +222,7 @@ fn a_process_without_an_image_is_a_located_error() {
 fn output_folder_gets_one_file_per_kind_and_service() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("manifests");
-    let out = devstack(
+    let out = run(
         &root(),
         &[
             "render",
@@ -600,7 +611,7 @@ fn the_rendered_manifests_match_the_deployment_document() {
 #[test]
 fn render_compose_round_trips_through_docker_compose_and_devstack() {
     let dir = tempfile::tempdir().unwrap();
-    let out = devstack(
+    let out = run(
         &root(),
         &["render", "compose", "-o", dir.path().to_str().unwrap()],
     );
