@@ -21,14 +21,13 @@ fn k8s(stack: &Stack, args: &RenderArgs, env: &mut Env<'_>) -> Result<(), Error>
     let objects = render::k8s::render(stack, &selected)
         .map_err(|diags| ConfigError::located(diags, &stack.files, &env.cwd))?;
     if args.output == Path::new("-") {
-        let text =
-            render::yaml_documents(objects.iter().map(|o| &o.value)).map_err(Error::Encode)?;
+        let text = render::yaml_documents(objects.iter().map(|o| &o.value));
         env.out.write_all(text.as_bytes())?;
         return Ok(());
     }
     let dir = env.cwd.join(&args.output);
     std::fs::create_dir_all(&dir)?;
-    for (name, text) in render::files(&objects).map_err(Error::Encode)? {
+    for (name, text) in render::files(&objects) {
         std::fs::write(dir.join(&name), text)?;
         writeln!(env.out, "{}", args.output.join(&name).display())?;
     }
@@ -37,7 +36,7 @@ fn k8s(stack: &Stack, args: &RenderArgs, env: &mut Env<'_>) -> Result<(), Error>
 
 fn compose(stack: &Stack, args: &RenderArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let selected = selected_services(stack, &args.services)?;
-    let text = render::compose::render(stack, &selected).map_err(Error::Encode)?;
+    let text = render::compose::render(stack, &selected);
     if args.output == Path::new("-") {
         env.out.write_all(text.as_bytes())?;
         return Ok(());

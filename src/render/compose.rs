@@ -12,7 +12,7 @@ use crate::config::{
 };
 
 /// The Compose file for the `selected` services (names), in stack order.
-pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
+pub fn render(stack: &Stack, selected: &[String]) -> String {
     let services: Vec<&Service> = stack
         .services
         .values()
@@ -31,10 +31,10 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
     let mut volumes: Vec<&str> = Vec::new();
     for svc in &services {
         let mut v = service_value(stack, svc, &services);
-        let one = |v: Value| -> Result<String, String> {
+        let one = |v: Value| -> String {
             let mut m = Map::new();
             m.insert(svc.name.clone(), v);
-            serde_yaml::to_string(&Value::Object(m)).map_err(|e| e.to_string())
+            super::yaml(&Value::Object(m))
         };
         match &svc.kind {
             ServiceKind::Container { volumes: vs, .. } => {
@@ -62,7 +62,7 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
                             .join(", ")
                     ));
                 }
-                for line in one(v)?.lines() {
+                for line in one(v).lines() {
                     body.push_str(&format!("  {line}\n"));
                 }
             }
@@ -87,7 +87,7 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
                     "  # `{}` is a native process in the stack: it needs an image to run under Compose.\n  # Build one, set `image`, and uncomment (addresses are already the in-network ones):\n",
                     svc.name
                 ));
-                for line in one(v)?.lines() {
+                for line in one(v).lines() {
                     body.push_str(&format!("  # {line}\n"));
                 }
             }
@@ -103,10 +103,10 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<String, String> {
     if !volumes.is_empty() {
         out.push_str("volumes:\n");
         for v in volumes {
-            out.push_str(&format!("  {v}: {{}}\n"));
+            out.push_str(&format!("  {}: {{}}\n", super::yaml(&json!(v)).trim_end()));
         }
     }
-    Ok(out)
+    out
 }
 
 fn is_rendered_container(services: &[&Service], name: &str) -> bool {
