@@ -900,6 +900,47 @@ mod tests {
     }
 
     #[test]
+    fn settings_inherit_the_top_level_defaults() {
+        let stack = crate::config::test_stack(
+            "name: demo\nk8s:\n  namespace: prod\n  ingress: { host: example.test, tls: ex-tls, annotations: { a: \"1\" } }\nservices:\n  api:\n    command: ./serve\n    ports: [\"8080\", \"9090\"]\n    k8s:\n      image: api:1\n      liveness: { http: /live, period: 30s }\n      ingress:\n        - { port: 8080 }\n        - { host: admin.test, path: /admin, port: 9090, tls: admin-tls, annotations: { b: \"2\" } }\n  web:\n    command: ./web\n    k8s: { image: web:1, liveness: false }\n  worker:\n    command: ./work\n",
+        );
+        assert_eq!(stack.k8s.namespace.as_deref(), Some("prod"));
+        let api = &stack.services["api"].k8s;
+        let routes: Vec<(Option<&str>, &str, u16, Option<&str>, usize)> = api
+            .ingress
+            .iter()
+            .map(|r| {
+                (
+                    r.host.as_deref(),
+                    r.path.as_str(),
+                    r.port,
+                    r.tls.as_deref(),
+                    r.annotations.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                (Some("example.test"), "/", 8080, Some("ex-tls"), 1),
+                (Some("admin.test"), "/admin", 9090, Some("admin-tls"), 2),
+            ]
+        );
+        assert_eq!(
+            api.liveness,
+            Liveness::Probe {
+                check: LiveCheck::Http("/live".into()),
+                initial_delay: DEFAULT_LIVENESS_DELAY,
+                period: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(stack.services["web"].k8s.liveness, Liveness::Off);
+        let worker = &stack.services["worker"].k8s;
+        assert!(!worker.written && worker.image.is_none());
+        assert_eq!(worker.liveness, Liveness::Convention);
+    }
+
+    #[test]
     fn dns_labels() {
         for ok in ["ensurestudy", "core-service", "a1", "x"] {
             assert!(is_dns_label(ok), "{ok}");
