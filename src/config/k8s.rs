@@ -906,7 +906,9 @@ mod tests {
         );
         assert_eq!(stack.k8s.namespace.as_deref(), Some("prod"));
         let api = &stack.services["api"].k8s;
-        let routes: Vec<(Option<&str>, &str, u16, Option<&str>, usize)> = api
+        // host, path, port, TLS secret, number of annotations
+        type Route<'a> = (Option<&'a str>, &'a str, u16, Option<&'a str>, usize);
+        let routes: Vec<Route> = api
             .ingress
             .iter()
             .map(|r| {
