@@ -188,6 +188,101 @@ fn render_k8s_snapshot_of_the_reference_stack() {
 }
 
 #[test]
+fn the_kitchen_sink_fixture_renders_every_feature() {
+    let out = render_k8s(&fixtures().join("valid"), &["k8s-all.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    insta::assert_snapshot!("render_k8s_kitchen_sink", text);
+    let docs = documents(&text);
+    assert_eq!(
+        find(&docs, "Namespace", "kitchen-sink")["kind"],
+        "Namespace",
+        "`_` becomes `-`"
+    );
+
+    let cache = find(&docs, "StatefulSet", "cache");
+    assert_eq!(
+        cache["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "5Gi"
+    );
+    let dns = find(&docs, "Service", "dns");
+    assert_eq!(
+        dns["spec"]["ports"],
+        json!([
+            { "port": 53, "targetPort": 53, "name": "udp-53", "protocol": "UDP" },
+            { "port": 53, "targetPort": 53, "name": "tcp-53" },
+        ])
+    );
+    find(&docs, "Service", "dns-9153");
+    let dns_pod = &find(&docs, "Deployment", "dns")["spec"]["template"]["spec"];
+    assert_eq!(dns_pod["terminationGracePeriodSeconds"], 30);
+
+    let api = find(&docs, "Deployment", "api");
+    let c = &api["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"], json!(["serve", "--port", "8080"]));
+    assert_eq!(
+        c["livenessProbe"],
+        json!({ "tcpSocket": { "port": 8080 }, "initialDelaySeconds": 3, "periodSeconds": 20 })
+    );
+    let waits: Vec<&str> = api["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        waits,
+        ["wait-for-cache", "wait-for-broker"],
+        "migrate publishes no port"
+    );
+    let api_config = find(&docs, "ConfigMap", "api-config");
+    assert_eq!(
+        api_config["data"]["METRICS"],
+        "http://dns-9153:9153/metrics"
+    );
+    assert_eq!(api_config["data"]["FLAG_ON"], "on");
+    assert_eq!(
+        find(&docs, "Secret", "api-secrets")["stringData"]["CACHE_URL"],
+        "redis://:s3cret@cache:6379/0"
+    );
+    let hpa = find(&docs, "HorizontalPodAutoscaler", "api-hpa");
+    assert_eq!(hpa["spec"]["minReplicas"], 1);
+    assert_eq!(hpa["spec"]["metrics"].as_array().unwrap().len(), 1);
+
+    let vectors = find(&docs, "StatefulSet", "vectors");
+    let vc = &vectors["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        vc["readinessProbe"]["httpGet"]["port"], 6333,
+        "host port 16333 → container port"
+    );
+    assert_eq!(
+        vc["volumeMounts"].as_array().unwrap().len(),
+        1,
+        "bind mounts are not rendered"
+    );
+
+    let admin = find(&docs, "Ingress", "admin");
+    assert_eq!(
+        admin["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "api-9090"
+    );
+    assert_eq!(
+        admin["spec"]["tls"],
+        json!([{ "hosts": ["admin.example.test"], "secretName": "admin-tls" }])
+    );
+    let main = find(&docs, "Ingress", "kitchen-sink-ingress");
+    assert_eq!(main["spec"]["ingressClassName"], "nginx");
+    assert_eq!(main["spec"]["rules"][0]["host"], "example.test");
+    let web = &find(&docs, "Deployment", "web")["spec"]["template"]["spec"]["containers"][0];
+    assert!(web["livenessProbe"].is_null(), "liveness: false");
+    let worker = &find(&docs, "Deployment", "worker")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        worker["readinessProbe"].is_null(),
+        "log readiness has no Kubernetes probe"
+    );
+}
+
+#[test]
 fn a_process_without_an_image_is_a_located_error() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(

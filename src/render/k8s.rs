@@ -289,7 +289,19 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
             serde_json::to_value(&svc.k8s.resources).unwrap_or(Value::Null),
         );
     }
-    let ready = svc.ready.as_ref().and_then(|r| readiness_handler(&r.probe));
+    let mut ready = svc.ready.as_ref().and_then(|r| readiness_handler(&r.probe));
+    // An http probe written with a literal host port (`http://127.0.0.1:16333/`) checks the
+    // container port that host port publishes.
+    if let Some(get) = ready.as_mut().and_then(|h| h.get_mut("httpGet")) {
+        let port = get["port"].as_u64();
+        if let Some(m) = svc
+            .ports
+            .iter()
+            .find(|m| m.host_port.map(u64::from) == port && m.protocol == Protocol::Tcp)
+        {
+            get["port"] = json!(m.container_port);
+        }
+    }
     if let Some(live) = liveness(svc) {
         c.insert("livenessProbe".into(), live);
     }
