@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes this machine able to run every test: the Docker engine answering, the locally built
-# images, the client tools the tests drive (psql, redis-cli, redis-server, curl,
+# images, the client tools the tests drive (psql, redis-cli, redis-server, curl, docker-compose,
 # kubernetes-validate), and the example app's virtualenv. Idempotent and quick when everything
 # is there; run by scripts/test.sh.
 set -euo pipefail
@@ -23,6 +23,7 @@ need_pkg redis-server redis-server
 need_pkg redis-cli redis-tools
 need_pkg curl curl
 need_pkg python3 python3 python3-venv
+need_pkg docker-compose docker-compose   # `render compose` output is checked with `docker-compose config`
 
 # The Docker engine: use the one that answers; otherwise install and start one.
 if ! docker version >/dev/null 2>&1; then
