@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{did_you_mean, Diagnostic};
 use super::interpolate::port_refs;
 use super::keypath::KeyPath;
 use super::model::{Command, PortMapping, Service};
@@ -377,9 +377,10 @@ pub fn validate(
         svc.k8s = service(rs.k8s.as_ref(), &defaults, &cx, &path.key("k8s"), errors);
     }
     let published = |s: &str, p: u16| services.get(s).map(|svc| svc.port(p).is_some());
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
     for (name, svc) in services.iter() {
         let path = KeyPath::root().key("services").key(name.clone()).key("k8s");
-        check_refs(&svc.k8s, &path, &published, errors);
+        check_refs(&svc.k8s, &path, &published, &names, errors);
     }
     defaults
 }
@@ -523,6 +524,7 @@ pub fn check_refs(
     k8s: &ServiceK8s,
     path: &KeyPath,
     published: &dyn Fn(&str, u16) -> Option<bool>,
+    names: &[&str],
     errors: &mut Vec<Diagnostic>,
 ) {
     let mut values: Vec<(KeyPath, &str)> = k8s
@@ -547,7 +549,10 @@ pub fn check_refs(
                         r.service
                     ))
                     .at_value(p.clone())
-                    .help("name a service of this stack"),
+                    .help(
+                        did_you_mean(&r.service, names.iter().copied())
+                            .unwrap_or_else(|| "name a service of this stack".to_string()),
+                    ),
                 ),
                 Some(false) => errors.push(
                     Diagnostic::new(format!(
