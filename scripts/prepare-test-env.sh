@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this machine able to run every test: the Docker engine answering, the locally built
-# images, the client tools the tests drive (psql, redis-cli, redis-server, curl), and the example
-# app's virtualenv. Idempotent and quick when everything is there; run by scripts/test.sh.
+# images, the client tools the tests drive (psql, redis-cli, redis-server, curl, docker-compose,
+# kubernetes-validate), and the example app's virtualenv. Idempotent and quick when everything
+# is there; run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ need_pkg redis-server redis-server
 need_pkg redis-cli redis-tools
 need_pkg curl curl
 need_pkg python3 python3 python3-venv
+need_pkg docker-compose docker-compose   # `render compose` output is checked with `docker-compose config`
 
 # The Docker engine: use the one that answers; otherwise install and start one.
 if ! docker version >/dev/null 2>&1; then
@@ -43,3 +45,13 @@ scripts/offline-images.sh
 
 # The example app's virtualenv (also holds kafka-python for the Kafka client test).
 scripts/setup-example.sh
+
+# kubernetes-validate (PyPI, with the official schemas bundled) for the `render k8s` schema test;
+# tests/render.rs looks for it here.
+kv_venv="${XDG_CACHE_HOME:-$HOME/.cache}/devstack/kubernetes-validate"
+if ! "$kv_venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  say "installing kubernetes-validate into $kv_venv (pip)"
+  python3 -m venv "$kv_venv"
+  "$kv_venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+say "kubernetes-validate $("$kv_venv/bin/kubernetes-validate" --version 2>&1 | tail -1)"

@@ -73,9 +73,36 @@ pub enum Command {
     /// fresh volumes, torn down whatever happens. The suite's exit code is devstack's.
     Test(TestArgs),
 
+    /// Render the stack for another tool: Kubernetes manifests or a Compose file.
+    #[command(subcommand)]
+    Render(RenderCommand),
+
     /// Check this machine against the stack: Docker, images, ports, tools, `.env`, inotify.
     /// Exits 1 when something blocks `up`.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// Kubernetes manifests: Namespace, Deployments (StatefulSets for named volumes), Services,
+    /// ConfigMaps and Secrets, probes from `ready:`, HPAs and the Ingress from `k8s:` settings.
+    /// `devstack render k8s | kubectl apply -f -`
+    K8s(RenderArgs),
+
+    /// A Compose file: containers as they are, native processes as commented stubs.
+    Compose(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Only these services (and what they depend on).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Where to write: `-` for standard output (the default), or a folder (`render k8s`: one
+    /// file per kind and service; `render compose`: `compose.yaml`).
+    #[arg(short = 'o', long = "output", value_name = "DIR", default_value = "-")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]

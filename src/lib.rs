@@ -17,6 +17,7 @@ pub mod probe;
 pub mod process;
 pub mod readiness;
 pub mod redact;
+pub mod render;
 pub mod runtime;
 pub mod unit;
 pub mod watch;

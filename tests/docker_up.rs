@@ -117,7 +117,7 @@ fn infra_comes_up_in_order_and_real_clients_use_it() {
             .unwrap_or_else(|| panic!("`{needle}` in\n{err}"))
     };
     assert!(
-        pos("zookeeper ▸ ready in") < pos("kafka     ▸ creating"),
+        pos("zookeeper ▸ ready in") < pos("kafka     ▸ container"),
         "{err}"
     );
     // Independent services do not wait for each other: all four first-level services start
@@ -129,7 +129,7 @@ fn infra_comes_up_in_order_and_real_clients_use_it() {
         .unwrap();
     for s in ["zookeeper", "postgres", "qdrant", "redis"] {
         assert!(
-            pos(&format!("{s:<9} ▸ creating")) < first_ready,
+            pos(&format!("{s:<9} ▸ container")) < first_ready,
             "{s} started late:\n{err}"
         );
     }
@@ -273,7 +273,7 @@ fn warm_up_reuses_and_changed_config_recreates() {
     );
 
     let err = up(&["stack.yaml", "changed.yaml"]);
-    assert!(err.contains("config changed: recreating"), "{err}");
+    assert!(err.contains("config changed: recreated"), "{err}");
     let second = id_of(
         &ps(dir.path(), &["stack.yaml", "changed.yaml"], &project),
         "cache",

@@ -9,6 +9,7 @@ use serde_json::json;
 mod detach;
 mod doctor;
 mod project_lock;
+mod render;
 mod stack_ops;
 
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
@@ -38,6 +39,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Logs(args) => stack_ops::logs(&loaded.stack, args, env),
         Command::Test(args) => stack_ops::test(&loaded.stack, args, env),
         Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
+        Command::Render(what) => render::render(&loaded.stack, what, env),
     }
 }
 

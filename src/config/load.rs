@@ -89,6 +89,28 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// Problems found after loading (by `render`), located in the stack files by key path as
+    /// the loader locates its own. A file that cannot be read again is named without a snippet.
+    pub fn located(diagnostics: Vec<Diagnostic>, paths: &[PathBuf], cwd: &Path) -> Self {
+        let files: Vec<SourceFile> = paths
+            .iter()
+            .filter_map(|p| read_one(p, &shown_path(p, cwd)).ok())
+            .collect();
+        let sources = files
+            .iter()
+            .map(|f| (f.shown.clone(), f.text.clone()))
+            .collect();
+        ConfigError {
+            diagnostics: diagnostics
+                .into_iter()
+                .map(|d| locate_in(d, &files))
+                .collect(),
+            sources,
+        }
+    }
+}
+
 struct SourceFile {
     /// As shown to the user: relative to the current folder when below it.
     shown: PathBuf,

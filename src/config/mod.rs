@@ -2,6 +2,7 @@
 
 pub mod diagnostic;
 pub mod interpolate;
+pub mod k8s;
 pub mod keypath;
 mod load;
 pub mod locate;

@@ -22,6 +22,8 @@ pub struct Stack {
     /// Values of secret-looking variables the files interpolate: redacted wherever they show.
     #[serde(skip)]
     pub secrets: Vec<String>,
+    #[serde(skip_serializing_if = "super::k8s::StackK8s::is_empty")]
+    pub k8s: super::k8s::StackK8s,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -52,6 +54,9 @@ pub struct Service {
     pub stop_signal: Signal,
     #[serde(serialize_with = "ser_duration")]
     pub stop_grace_period: Duration,
+    /// Settings for `render k8s` only.
+    #[serde(skip_serializing_if = "super::k8s::ServiceK8s::is_empty")]
+    pub k8s: super::k8s::ServiceK8s,
 }
 
 impl Service {

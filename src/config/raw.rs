@@ -15,6 +15,11 @@ pub struct RawStack {
     pub env_file: Option<OneOrMany>,
     pub services: Option<IndexMap<String, RawService>>,
     pub test: Option<RawTest>,
+    pub k8s: Option<super::k8s::RawStackK8s>,
+    /// Compose's file version and named-volume declarations (as in a `render compose` file):
+    /// accepted and ignored; devstack creates the named volumes its services use.
+    pub version: Option<serde::de::IgnoredAny>,
+    pub volumes: Option<IndexMap<String, serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +49,7 @@ pub struct RawService {
     pub restart: Option<RawRestart>,
     pub stop_signal: Option<String>,
     pub stop_grace_period: Option<Scalar>,
+    pub k8s: Option<super::k8s::RawServiceK8s>,
 }
 
 /// `restart:`; `no` is the string here, YAML 1.2 reads it as such.

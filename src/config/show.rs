@@ -16,6 +16,12 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
+/// Whether an environment entry holds a secret: a secret-looking key, or a URL with a password.
+/// The one rule for `config`'s masking and for what `render k8s` puts into Secrets.
+pub fn is_secret_entry(key: &str, value: &str) -> bool {
+    is_secret_key(key) || mask_url_password(value) != value
+}
+
 /// `scheme://user:password@host` → `scheme://user:********@host`; other text is unchanged.
 pub fn mask_url_password(v: &str) -> String {
     let Some(scheme_end) = v.find("://") else {

@@ -88,6 +88,8 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    let k8s = super::k8s::validate(raw, &mut services, ctx.env, &mut c.errors);
+
     // Checks across services need every service parsed.
     if c.errors.is_empty() {
         cross_checks(&mut c, raw, &services);
@@ -115,6 +117,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             services,
             test,
             secrets: Vec::new(),
+            k8s,
         })
     } else {
         Err(c.errors)
@@ -318,6 +321,7 @@ fn service(
         restart,
         stop_signal,
         stop_grace_period,
+        k8s: Default::default(),
     })
 }
 
