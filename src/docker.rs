@@ -7,8 +7,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthStatusEnum, HostConfig,
-    Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
-    RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
+    Mount as DockerMount, MountTmpfsOptions, MountType, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
@@ -413,6 +413,20 @@ impl ContainerRuntime for DockerRuntime {
                     source: Some(source.clone()),
                     target: Some(target.clone()),
                     read_only: Some(*read_only),
+                    ..Default::default()
+                },
+                Mount::Anonymous { target } => DockerMount {
+                    typ: Some(MountType::VOLUME),
+                    target: Some(target.clone()),
+                    ..Default::default()
+                },
+                Mount::Tmpfs { target, size } => DockerMount {
+                    typ: Some(MountType::TMPFS),
+                    target: Some(target.clone()),
+                    tmpfs_options: size.map(|s| MountTmpfsOptions {
+                        size_bytes: i64::try_from(s).ok(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
             })

@@ -206,6 +206,13 @@ pub fn container_spec(
                 target: target.clone(),
                 read_only: *read_only,
             },
+            Volume::Anonymous { target } => Mount::Anonymous {
+                target: target.clone(),
+            },
+            Volume::Tmpfs { target, size } => Mount::Tmpfs {
+                target: target.clone(),
+                size: *size,
+            },
         })
         .collect();
     let mut spec = ContainerSpec {

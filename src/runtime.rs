@@ -41,6 +41,10 @@ pub enum Mount {
         target: String,
         read_only: bool,
     },
+    /// A fresh unnamed volume (Compose's `- /app/node_modules`).
+    Anonymous { target: String },
+    /// A memory file system; `size` in bytes.
+    Tmpfs { target: String, size: Option<u64> },
 }
 
 /// Everything needed to create one container.
