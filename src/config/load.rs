@@ -628,16 +628,28 @@ fn typed(mut merged: Value, errors: &mut Vec<Diagnostic>) -> Typed {
             };
             let ok = match v.as_mapping_mut() {
                 Some(m) => {
+                    let kind_keys = |m: &serde_yaml::Mapping| {
+                        ["image", "build", "command"]
+                            .iter()
+                            .filter(|k| m.contains_key(**k))
+                            .count()
+                    };
+                    let before = kind_keys(m);
                     let keys_ok =
                         check_keys(m, service_keys(), COMPOSE_SERVICE_KEYS, &base, errors);
                     let values_ok = check_values::<RawService>(m, &base, errors);
+                    // Without a key that decides its kind, checking the rest would only
+                    // report what follows from the problem already reported.
+                    if kind_keys(m) < before {
+                        broken.push(name);
+                        continue;
+                    }
                     keys_ok && values_ok
                 }
                 None => true, // the whole-value error comes from serde below
             };
             if !ok {
-                broken.push(name);
-                continue;
+                broken.push(name.clone());
             }
             match serde_path_to_error::deserialize::<_, RawService>(v) {
                 Ok(svc) => {

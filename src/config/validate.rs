@@ -108,7 +108,12 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         .iter()
         .filter(|(_, rs)| enabled(rs))
         .map(|(n, _)| n.as_str())
-        .chain(ctx.broken.iter().map(String::as_str))
+        .chain(
+            ctx.broken
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !raw_services.contains_key(*b)),
+        )
         .collect();
     let disabled: Vec<(&str, &[String])> = raw_services
         .iter()
@@ -121,8 +126,11 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             continue;
         }
         let path = root.key("services").key(sname.clone());
+        // A service with problems reported already is still checked for the others.
         if let Some(s) = service(&mut c, sname, rs, &path, &names, &disabled, &top) {
-            services.insert(sname.clone(), s);
+            if !ctx.broken.contains(sname) {
+                services.insert(sname.clone(), s);
+            }
         }
     }
 
@@ -316,7 +324,7 @@ fn service(
                     working_dir: normalize_path(&working_dir),
                 }),
                 None => {
-                    if rs.command.is_none() {
+                    if rs.command.is_none() && !c.ctx.broken.iter().any(|b| b == name) {
                         c.err(
                             Diagnostic::new(format!("service `{name}` has neither `image` nor `command`"))
                                 .at(path.clone())
