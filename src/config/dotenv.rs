@@ -274,7 +274,8 @@ mod tests {
     /// (https://docs.docker.com/compose/how-tos/environment-variables/variable-interpolation/#env-file-syntax).
     #[test]
     fn compose_dotenv_rules() {
-        let cases: &[(&str, &str, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
             ("plain", "A=b", &[("A", "b")]),
             (
                 "blank lines and comments",

@@ -395,6 +395,10 @@ pub fn load(
 }
 
 /// Reads and parses one env file. `Ok(None)`: it does not exist.
+#[expect(
+    clippy::result_large_err,
+    reason = "one diagnostic per env file, on the error path only"
+)]
 fn read_dotenv(
     p: &Path,
     shown: &Path,

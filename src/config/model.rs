@@ -217,6 +217,10 @@ pub struct Resources {
     pub pids: Option<i64>,
 }
 
+// CPU counts are finite (validation refuses the rest), so equality is total.
+impl Eq for Resources {}
+impl Eq for ContainerOptions {}
+
 impl Resources {
     pub fn is_empty(&self) -> bool {
         *self == Resources::default()

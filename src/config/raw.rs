@@ -322,7 +322,7 @@ impl<'de> Deserialize<'de> for ServiceSecret {
 #[derive(Debug, Clone)]
 pub enum RawServiceVolume {
     Short(String),
-    Long(RawLongVolume),
+    Long(Box<RawLongVolume>),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -376,7 +376,7 @@ impl<'de> Deserialize<'de> for RawServiceVolume {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 RawLongVolume::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawServiceVolume::Long)
+                    .map(|l| RawServiceVolume::Long(Box::new(l)))
             }
         }
         d.deserialize_any(V)
