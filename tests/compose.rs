@@ -115,6 +115,7 @@ fn key_family_snapshots() {
         "profiles",
         "env-files",
         "extensions",
+        "extends",
     ] {
         let text = config_text(&compose_dir(family), &[]);
         insta::assert_snapshot!(format!("family_{family}"), text);
@@ -464,4 +465,71 @@ volumes:
     assert_eq!(web["volumes"][1]["target"], "/logs");
     assert_eq!(web["depends_on"]["db"], "ready");
     assert_eq!(web["command"], serde_json::json!(["serve", "--override"]));
+}
+
+#[test]
+fn extends_and_include_bring_in_services_with_their_own_paths() {
+    let dir = compose_dir("extends");
+    let v = config_json(&dir, &[]);
+    let s = &v["services"];
+    assert_eq!(
+        s["web"]["environment"],
+        serde_json::json!({"LEVEL": "web", "SHARED": "base"})
+    );
+    assert_eq!(s["web"]["labels"]["tier"], "base");
+    // The other file's relative paths are against its own folder.
+    assert_eq!(
+        s["worker"]["build"]["context"],
+        "[ROOT]/tests/fixtures/compose/extends/common/app"
+    );
+    assert_eq!(s["worker"]["environment"]["FROM_COMMON_ENV"], "1");
+    assert_eq!(
+        s["worker"]["command"],
+        serde_json::json!(["work", "--hard"])
+    );
+    assert_eq!(
+        s["metrics"]["volumes"][0]["source"],
+        "[ROOT]/tests/fixtures/compose/extends/included/prometheus.yml"
+    );
+    assert_eq!(v["volumes"]["tsdb"]["name"], "extends_tsdb");
+}
+
+#[test]
+fn extends_and_include_problems_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "include:\n  - other.yaml\n  - missing.yaml\nservices:\n  web:\n    extends: { service: bsae }\n  base:\n    image: busybox\n  db:\n    image: postgres\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("other.yaml"),
+        "services:\n  db:\n    image: postgres:16\n",
+    )
+    .unwrap();
+    let out = devstack(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for want in [
+        "service `web` extends unknown service `bsae`",
+        "did you mean `base`?",
+        "cannot read `missing.yaml`: no such file",
+        "`services.db` is defined both here and in an included file",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+}
+
+#[test]
+fn version_is_ignored_with_a_note_under_verbose() {
+    let dir = compose_dir("ensurestudy");
+    let out = devstack(&dir, &["-v", "validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`version` is obsolete in Compose files and ignored"),
+        "{}",
+        stderr(&out)
+    );
+    let out = devstack(&dir, &["validate"]);
+    assert!(!stderr(&out).contains("`version`"), "{}", stderr(&out));
 }

@@ -9,6 +9,7 @@ use serde_yaml::Value;
 
 use super::diagnostic::{did_you_mean, Diagnostic};
 use super::dotenv;
+use super::extends;
 use super::interpolate::{interpolate, InterpolateError, Notes};
 use super::keypath::KeyPath;
 use super::locate::{self, Finding, SpanIndex};
@@ -212,6 +213,39 @@ pub fn load(
         }
     };
 
+    // `include:` and `extends:` of each file, with the files they name read as stack files.
+    let mut extra_files: Vec<SourceFile> = Vec::new();
+    for f in files.iter_mut() {
+        let mut read = |p: &Path| -> Result<Value, Diagnostic> {
+            let shown = shown_path(p, &opts.cwd);
+            match read_one(p, &shown, true) {
+                Ok(sf) => {
+                    let v = sf.value.clone();
+                    sources.insert(sf.shown.clone(), sf.text.clone());
+                    extra_files.push(sf);
+                    Ok(v)
+                }
+                Err((diags, text)) => {
+                    if let Some(t) = text {
+                        sources.insert(shown.clone(), t);
+                    }
+                    Err(diags.into_iter().next().unwrap_or_else(|| {
+                        Diagnostic::new(format!("cannot read `{}`", shown.display()))
+                    }))
+                }
+            }
+        };
+        extends::resolve_include(
+            &mut f.value,
+            &f.dir,
+            &mut read,
+            merge_service,
+            &mut errors,
+            0,
+        );
+        extends::resolve_extends(&mut f.value, &f.dir, &mut read, merge_service, &mut errors);
+    }
+
     let compose = is_compose_file(&paths[0]);
     let shown = |p: &Path| shown_path(p, &opts.cwd);
 
@@ -295,6 +329,9 @@ pub fn load(
     if !errors.is_empty() {
         return Err(fail(errors, &files, sources));
     }
+
+    // Files read for `include:` and `extends:` help to locate problems, after the named ones.
+    files.extend(extra_files);
 
     let Typed {
         mut raw,
@@ -677,7 +714,7 @@ fn typed(mut merged: Value, errors: &mut Vec<Diagnostic>) -> Typed {
 }
 
 /// Top-level keys of the Compose Specification that devstack does not read yet.
-pub const COMPOSE_TOP_LEVEL_KEYS: &[&str] = &["include", "configs", "models"];
+pub const COMPOSE_TOP_LEVEL_KEYS: &[&str] = &["configs", "models"];
 
 /// Service keys of the Compose Specification that devstack does not read yet.
 pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
@@ -703,7 +740,6 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "dns_opt",
     "dns_search",
     "driver_opts",
-    "extends",
     "external_links",
     "gpus",
     "group_add",
@@ -1155,7 +1191,7 @@ fn no_key(_: &Value) -> Option<String> {
     None
 }
 
-fn merge_service(base: &mut Value, over: Value) {
+pub(super) fn merge_service(base: &mut Value, over: Value) {
     let over = untag(over);
     let (Value::Mapping(b), Value::Mapping(o)) = (&mut *base, over.clone()) else {
         *base = over;

@@ -2,6 +2,7 @@
 
 pub mod diagnostic;
 pub mod dotenv;
+pub mod extends;
 pub mod interpolate;
 pub mod keypath;
 mod load;
