@@ -10,7 +10,7 @@ use super::diagnostic::{did_you_mean, Diagnostic};
 use super::keypath::KeyPath;
 
 /// Reads another stack file as a YAML tree, or says why it cannot.
-pub type ReadFile<'a> = dyn FnMut(&Path) -> Result<Value, Diagnostic> + 'a;
+pub type ReadFile<'a> = dyn FnMut(&Path) -> Result<Value, Box<Diagnostic>> + 'a;
 
 /// An `extends:` as written: `extends: NAME` or `{service, file}`.
 fn extends_of(v: &Value) -> Option<(String, Option<String>)> {
@@ -114,7 +114,7 @@ pub fn resolve_extends(
                 resolved.insert(name.clone(), v);
             }
             Err(d) => {
-                errors.push(d);
+                errors.push(*d);
                 // Keep the service as written, without `extends`, so the rest is still checked.
                 let mut v = services.get(name).cloned().unwrap_or(Value::Null);
                 if let Some(m) = v.as_mapping_mut() {
@@ -137,7 +137,7 @@ fn resolve_one(
     merge_service: fn(&mut Value, Value),
     chain: &mut Vec<String>,
     path: &KeyPath,
-) -> Result<Value, Diagnostic> {
+) -> Result<Value, Box<Diagnostic>> {
     let here = format!("{}#{name}", dir.display());
     if chain.contains(&here) {
         let mut shown: Vec<&str> = chain
@@ -145,12 +145,14 @@ fn resolve_one(
             .map(|c| c.rsplit('#').next().unwrap_or(c))
             .collect();
         shown.push(name);
-        return Err(Diagnostic::new(format!(
-            "`extends` goes round in a circle: {}",
-            shown.join(" → ")
-        ))
-        .at(path.key("extends"))
-        .help("a service cannot extend itself, directly or through others"));
+        return Err(Box::new(
+            Diagnostic::new(format!(
+                "`extends` goes round in a circle: {}",
+                shown.join(" → ")
+            ))
+            .at(path.key("extends"))
+            .help("a service cannot extend itself, directly or through others"),
+        ));
     }
     chain.push(here);
     let mut svc = services.get(name).cloned().unwrap_or(Value::Null);
@@ -159,9 +161,9 @@ fn resolve_one(
     }
     let Some((base_name, file)) = extends_of(&svc) else {
         if svc.get("extends").is_some() {
-            return Err(Diagnostic::new("`extends` needs a `service`")
+            return Err(Box::new(Diagnostic::new("`extends` needs a `service`")
                 .at(path.key("extends"))
-                .help("write `extends: { service: NAME }`, with `file: OTHER.yaml` for a service of another file"));
+                .help("write `extends: { service: NAME }`, with `file: OTHER.yaml` for a service of another file")));
         }
         return Ok(svc);
     };
@@ -169,14 +171,16 @@ fn resolve_one(
         None => (services.clone(), dir.to_path_buf()),
         Some(f) => {
             let p = PathBuf::from(join(dir, f));
-            let other = read(&p).map_err(|d| d.at(path.key("extends").key("file")))?;
+            let other = read(&p).map_err(|d| Box::new(d.at(path.key("extends").key("file"))))?;
             let base_dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             match other.get("services") {
                 Some(Value::Mapping(m)) => (m.clone(), base_dir),
                 _ => {
-                    return Err(Diagnostic::new(format!("`{f}` has no `services`"))
-                        .at_value(path.key("extends").key("file"))
-                        .help("name a Compose file with the service to extend"))
+                    return Err(Box::new(
+                        Diagnostic::new(format!("`{f}` has no `services`"))
+                            .at_value(path.key("extends").key("file"))
+                            .help("name a Compose file with the service to extend"),
+                    ))
                 }
             }
         }
@@ -186,21 +190,23 @@ fn resolve_one(
         let place = file
             .as_ref()
             .map_or_else(String::new, |f| format!(" in `{f}`"));
-        return Err(Diagnostic::new(format!(
-            "service `{name}` extends unknown service `{base_name}`{place}"
-        ))
-        .at_value(path.key("extends"))
-        .help(
-            did_you_mean(&base_name, names.iter().copied()).unwrap_or_else(|| {
-                format!(
-                    "the services there are {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }),
+        return Err(Box::new(
+            Diagnostic::new(format!(
+                "service `{name}` extends unknown service `{base_name}`{place}"
+            ))
+            .at_value(path.key("extends"))
+            .help(
+                did_you_mean(&base_name, names.iter().copied()).unwrap_or_else(|| {
+                    format!(
+                        "the services there are {}",
+                        names
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
+            ),
         ));
     }
     let mut base = resolve_one(
@@ -360,8 +366,11 @@ mod tests {
         serde_yaml::from_str(s).unwrap()
     }
 
-    fn no_files(p: &Path) -> Result<Value, Diagnostic> {
-        Err(Diagnostic::new(format!("no file {}", p.display())))
+    fn no_files(p: &Path) -> Result<Value, Box<Diagnostic>> {
+        Err(Box::new(Diagnostic::new(format!(
+            "no file {}",
+            p.display()
+        ))))
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub fn load(
     // `include:` and `extends:` of each file, with the files they name read as stack files.
     let mut extra_files: Vec<SourceFile> = Vec::new();
     for f in files.iter_mut() {
-        let mut read = |p: &Path| -> Result<Value, Diagnostic> {
+        let mut read = |p: &Path| -> Result<Value, Box<Diagnostic>> {
             let shown = shown_path(p, &opts.cwd);
             match read_one(p, &shown, true) {
                 Ok(sf) => {
@@ -229,9 +229,9 @@ pub fn load(
                     if let Some(t) = text {
                         sources.insert(shown.clone(), t);
                     }
-                    Err(diags.into_iter().next().unwrap_or_else(|| {
+                    Err(Box::new(diags.into_iter().next().unwrap_or_else(|| {
                         Diagnostic::new(format!("cannot read `{}`", shown.display()))
-                    }))
+                    })))
                 }
             }
         };
