@@ -135,10 +135,9 @@ impl Parser<'_> {
                 }
                 Some('=') | Some(':') => self.pos += 1,
                 Some(c) => {
-                    return Err(self.err(
-                        self.pos,
-                        format!("unexpected `{c}` after `{key}`; write `{key}=value` and quote values with spaces around `=`"),
-                    ))
+                    return Err(
+                        self.err(self.pos, format!("expected `=` after `{key}`, found `{c}`"))
+                    )
                 }
             }
             self.skip_blank();
@@ -385,7 +384,7 @@ mod tests {
                 3,
                 "the value of `A` opens a single quote that is never closed",
             ),
-            ("MY KEY=1", 1, 4, "unexpected `K` after `MY`"),
+            ("MY KEY=1", 1, 4, "expected `=` after `MY`, found `K`"),
             (
                 "A=\"x\" y",
                 1,

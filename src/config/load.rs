@@ -207,8 +207,19 @@ pub fn load(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.cwd.clone());
     let fail = |diags: Vec<Diagnostic>, files: &[SourceFile], sources: HashMap<PathBuf, String>| {
+        let mut diagnostics: Vec<Diagnostic> =
+            diags.into_iter().map(|d| locate_in(d, files)).collect();
+        // In the order a person reads the files: by file, then by position.
+        diagnostics.sort_by_key(|d| {
+            let file = d
+                .file
+                .as_ref()
+                .and_then(|f| files.iter().position(|sf| &sf.shown == f))
+                .unwrap_or(usize::MAX);
+            (file, d.span.map_or(usize::MAX, |s| s.offset))
+        });
         ConfigError {
-            diagnostics: diags.into_iter().map(|d| locate_in(d, files)).collect(),
+            diagnostics,
             sources,
         }
     };
