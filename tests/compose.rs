@@ -533,3 +533,20 @@ fn version_is_ignored_with_a_note_under_verbose() {
     let out = devstack(&dir, &["validate"]);
     assert!(!stderr(&out).contains("`version`"), "{}", stderr(&out));
 }
+
+#[test]
+fn compose_profiles_can_come_from_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n  debug:\n    image: busybox\n    profiles: [debug]\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join(".env"), "COMPOSE_PROFILES=debug\n").unwrap();
+    let v = config_json(dir.path(), &[]);
+    assert!(v["services"].get("debug").is_some(), "{v}");
+    assert_eq!(v["profiles"], serde_json::json!(["debug"]));
+    // `--profile` replaces the variable.
+    let v = config_json(dir.path(), &["--profile", "other"]);
+    assert!(v["services"].get("debug").is_none(), "{v}");
+}

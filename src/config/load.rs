@@ -325,6 +325,7 @@ pub fn load(
         strip_extensions(&mut v);
         merge_top(&mut merged, v);
     }
+    drop_merge_tags(&mut merged);
     if merged.get("version").is_some() {
         tracing::debug!("`version` is obsolete in Compose files and ignored");
     }
@@ -1106,6 +1107,24 @@ fn merge_tagged(b: &mut serde_yaml::Mapping, k: Value, v: Value, f: fn(&mut Valu
     }
 }
 
+/// `!reset` and `!override` left where there was nothing to merge with: `!reset` removes the
+/// key, `!override` is the value itself.
+fn drop_merge_tags(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            m.retain(|_, item| tag_of(item) != Some("!reset"));
+            for (_, item) in m.iter_mut() {
+                if tag_of(item).is_some() {
+                    *item = untag(std::mem::take(item));
+                }
+                drop_merge_tags(item);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(drop_merge_tags),
+        _ => {}
+    }
+}
+
 fn tag_of(v: &Value) -> Option<&str> {
     match v {
         Value::Tagged(t) => {
@@ -1558,6 +1577,60 @@ mod tests {
         for (base, over, want) in cases {
             let mut b = yaml(base);
             merge(&mut b, yaml(over));
+            assert_eq!(b, yaml(want), "{base} + {over}");
+        }
+    }
+
+    #[test]
+    fn compose_merge_rules_table() {
+        let cases = [
+            // environment and labels merge by key, lists or maps
+            (
+                "services: {s: {environment: [A=1, B=2], labels: {x: a}}}",
+                "services: {s: {environment: {B: '3'}, labels: [y=b]}}",
+                "services: {s: {environment: {A: '1', B: '3'}, labels: {x: a, y: b}}}",
+            ),
+            // ports and expose append without duplicates
+            (
+                "services: {s: {ports: ['80:80'], expose: ['1']}}",
+                "services: {s: {ports: ['80:80', '443:443'], expose: ['1', '2']}}",
+                "services: {s: {ports: ['80:80', '443:443'], expose: ['1', '2']}}",
+            ),
+            // volumes by target
+            (
+                "services: {s: {volumes: ['./a:/data', 'logs:/logs']}}",
+                "services: {s: {volumes: ['b:/data', {type: tmpfs, target: /t}]}}",
+                "services: {s: {volumes: ['b:/data', 'logs:/logs', {type: tmpfs, target: /t}]}}",
+            ),
+            // depends_on by name, list or map
+            (
+                "services: {s: {depends_on: [a]}}",
+                "services: {s: {depends_on: {b: {condition: service_healthy}}}}",
+                "services: {s: {depends_on: {a: null, b: {condition: service_healthy}}}}",
+            ),
+            // command is replaced, build merges with args by key
+            (
+                "services: {s: {command: [a, b], build: {context: ., args: [X=1]}}}",
+                "services: {s: {command: [c], build: {args: {Y: '2'}}}}",
+                "services: {s: {command: [c], build: {context: ., args: {X: '1', Y: '2'}}}}",
+            ),
+            // !reset removes, !override replaces
+            (
+                "services: {s: {ports: ['80:80'], environment: {A: '1'}}}",
+                "services: {s: {ports: !override ['81:80'], environment: !reset {}}}",
+                "services: {s: {ports: ['81:80']}}",
+            ),
+            // a new service comes in whole
+            (
+                "services: {a: {image: x}}",
+                "services: {b: {image: y}}",
+                "services: {a: {image: x}, b: {image: y}}",
+            ),
+        ];
+        for (base, over, want) in cases {
+            let mut b = yaml(base);
+            merge_top(&mut b, yaml(over));
+            drop_merge_tags(&mut b);
             assert_eq!(b, yaml(want), "{base} + {over}");
         }
     }
