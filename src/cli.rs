@@ -37,6 +37,21 @@ pub struct GlobalArgs {
     )]
     pub project_name: Option<String>,
 
+    /// Variables for interpolation from this file instead of the `.env` beside the stack file;
+    /// repeat for several (later files win). The shell environment still wins over them.
+    #[arg(long = "env-file", value_name = "FILE", global = true)]
+    pub env_files: Vec<PathBuf>,
+
+    /// Enable services of this profile (repeat, or comma-separate); default:
+    /// `DEVSTACK_PROFILES`, else `COMPOSE_PROFILES`.
+    #[arg(
+        long = "profile",
+        value_name = "NAME",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub profiles: Vec<String>,
+
     /// devstack's own tracing on stderr (-v debug, -vv trace); before the subcommand.
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     pub verbose: u8,

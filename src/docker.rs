@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthStatusEnum, HostConfig,
-    Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, Mount as DockerMount, MountTmpfsOptions, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, ResourcesUlimits,
     RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
@@ -415,18 +416,59 @@ impl ContainerRuntime for DockerRuntime {
                     read_only: Some(*read_only),
                     ..Default::default()
                 },
+                Mount::Anonymous { target } => DockerMount {
+                    typ: Some(MountType::VOLUME),
+                    target: Some(target.clone()),
+                    ..Default::default()
+                },
+                Mount::Tmpfs { target, size } => DockerMount {
+                    typ: Some(MountType::TMPFS),
+                    target: Some(target.clone()),
+                    tmpfs_options: size.map(|s| MountTmpfsOptions {
+                        size_bytes: i64::try_from(s).ok(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
             })
             .collect();
         // devstack applies the service's `restart:` policy itself (the container unit follows the
         // exit), so a crash is handled and shown like a crashed process; the engine must not
         // restart it behind devstack's back.
         let restart = RestartPolicyNameEnum::NO;
+        let o = &spec.options;
+        let nanos =
+            |d: Option<Duration>| d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let healthcheck = o.healthcheck.as_ref().map(|h| HealthConfig {
+            test: h.test.clone(),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            retries: h.retries.map(i64::from),
+            start_period: nanos(h.start_period),
+            start_interval: nanos(h.start_interval),
+        });
+        let bytes = |b: Option<u64>| b.and_then(|b| i64::try_from(b).ok());
+        let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        // devstack's own labels win over the file's.
+        let mut all_labels: HashMap<String, String> = o.labels.clone().into_iter().collect();
+        all_labels.extend(spec.labels.clone());
+        let mut aliases = vec![spec.service.clone()];
+        for n in o.networks.values() {
+            aliases.extend(n.aliases.iter().cloned());
+        }
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.cmd.clone(),
+            entrypoint: spec.entrypoint.clone(),
             env: Some(spec.env.clone()),
             working_dir: spec.working_dir.clone(),
-            labels: Some(spec.labels.clone().into_iter().collect()),
+            user: o.user.clone(),
+            hostname: o.hostname.clone(),
+            domainname: o.domainname.clone(),
+            tty: Some(o.tty),
+            open_stdin: Some(o.stdin_open),
+            healthcheck,
+            labels: Some(all_labels),
             exposed_ports: Some(exposed),
             stop_signal: Some(spec.stop_signal.clone()),
             stop_timeout: Some(spec.stop_grace.as_secs().max(1) as i64),
@@ -438,13 +480,35 @@ impl ContainerRuntime for DockerRuntime {
                     name: Some(restart),
                     maximum_retry_count: None,
                 }),
+                extra_hosts: non_empty(&o.extra_hosts),
+                cap_add: non_empty(&o.cap_add),
+                cap_drop: non_empty(&o.cap_drop),
+                shm_size: bytes(o.shm_size),
+                ulimits: (!o.ulimits.is_empty()).then(|| {
+                    o.ulimits
+                        .iter()
+                        .map(|(name, u)| ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(u.soft),
+                            hard: Some(u.hard),
+                        })
+                        .collect()
+                }),
+                sysctls: (!o.sysctls.is_empty()).then(|| o.sysctls.clone().into_iter().collect()),
+                init: o.init,
+                privileged: Some(o.privileged),
+                readonly_rootfs: Some(o.read_only),
+                nano_cpus: o.limits.cpus.map(|c| (c * 1e9) as i64),
+                memory: bytes(o.limits.memory),
+                memory_reservation: bytes(o.reservations.memory),
+                pids_limit: o.limits.pids,
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
                     spec.network.clone(),
                     EndpointSettings {
-                        aliases: Some(vec![spec.service.clone()]),
+                        aliases: Some(aliases),
                         ..Default::default()
                     },
                 )])),
@@ -453,7 +517,7 @@ impl ContainerRuntime for DockerRuntime {
         };
         let opts = CreateContainerOptions {
             name: Some(spec.name.clone()),
-            ..Default::default()
+            platform: o.platform.clone().unwrap_or_default(),
         };
         match self.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),

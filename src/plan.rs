@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use crate::config::interpolate::resolve_port_refs;
-use crate::config::{Command, Service, ServiceKind, Stack, Volume};
+use crate::config::{Command, ContainerOptions, Service, ServiceKind, Stack, Volume};
 use crate::runtime::{labels, ContainerInfo, ContainerSpec, Mount, Published};
 
 /// Every published port of every service, with its host port decided.
@@ -185,7 +185,7 @@ pub fn container_spec(
         .iter()
         .map(|(k, v)| format!("{k}={}", ports.resolve(v)))
         .collect();
-    let mounts = volumes
+    let mut mounts: Vec<Mount> = volumes
         .iter()
         .map(|v| match v {
             Volume::Named {
@@ -206,12 +206,42 @@ pub fn container_spec(
                 target: target.clone(),
                 read_only: *read_only,
             },
+            Volume::Anonymous { target } => Mount::Anonymous {
+                target: target.clone(),
+            },
+            Volume::Tmpfs { target, size } => Mount::Tmpfs {
+                target: target.clone(),
+                size: *size,
+            },
         })
         .collect();
+    let opts = &svc.options;
+    // File secrets are read-only bind mounts at `/run/secrets/NAME`; `tmpfs:` entries are
+    // memory mounts.
+    for s in &opts.secrets {
+        if let Some(file) = &s.file {
+            mounts.push(Mount::Bind {
+                source: file.display().to_string(),
+                target: s.target.clone(),
+                read_only: true,
+            });
+        }
+    }
+    for t in &opts.tmpfs {
+        let target = t.split(':').next().unwrap_or(t).to_string();
+        mounts.push(Mount::Tmpfs { target, size: None });
+    }
+    let entrypoint = opts.entrypoint.as_ref().map(|c| match c {
+        Command::Shell(s) => shell_words(&ports.resolve(s)),
+        Command::Argv(v) => v.iter().map(|a| ports.resolve(a)).collect(),
+    });
     let mut spec = ContainerSpec {
         project: project.to_string(),
         service: svc.name.clone(),
-        name: container_name(project, &svc.name),
+        name: opts
+            .container_name
+            .clone()
+            .unwrap_or_else(|| container_name(project, &svc.name)),
         image: image.clone(),
         cmd,
         env,
@@ -223,6 +253,13 @@ pub fn container_spec(
         stop_grace: svc.stop_grace_period,
         restart: svc.restart,
         labels: BTreeMap::new(),
+        entrypoint,
+        options: ContainerOptions {
+            secrets: Vec::new(),
+            tmpfs: Vec::new(),
+            entrypoint: None,
+            ..opts.clone()
+        },
     };
     let hash = config_hash(&spec, image_id);
     spec.labels = BTreeMap::from([
@@ -249,6 +286,12 @@ pub fn config_hash(spec: &ContainerSpec, image_id: &str) -> String {
         spec.stop_grace,
         spec.restart
     );
+    // Only specs with Compose settings hash them, so existing containers stay as they are.
+    let text = if spec.entrypoint.is_none() && spec.options == ContainerOptions::default() {
+        text
+    } else {
+        format!("{text}\n{:?}\n{:?}", spec.entrypoint, spec.options)
+    };
     h.update(text.as_bytes());
     h.finalize()
         .iter()
@@ -274,6 +317,43 @@ mod tests {
             next += 1;
             Ok(next)
         }
+    }
+
+    #[test]
+    fn compose_settings_reach_the_container_spec() {
+        let s = stack(
+            "name: demo\nservices:\n  app:\n    image: busybox\n    container_name: my-app\n    entrypoint: /bin/sh -c\n    user: \"1000\"\n    tmpfs: [/run]\n    secrets: [token]\n    volumes: [/cache]\n    healthcheck: { test: [CMD, true], interval: 2s }\nsecrets:\n  token: { file: ./token.txt }\n",
+        );
+        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let spec = container_spec("demo", &s.services["app"], &ports, "sha256:x").unwrap();
+        assert_eq!(spec.name, "my-app");
+        assert_eq!(
+            spec.entrypoint,
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()])
+        );
+        assert_eq!(spec.options.user.as_deref(), Some("1000"));
+        assert!(spec.options.healthcheck.is_some());
+        assert_eq!(
+            spec.mounts[0],
+            Mount::Anonymous {
+                target: "/cache".into()
+            }
+        );
+        assert!(
+            matches!(&spec.mounts[1], Mount::Bind { source, target, read_only: true }
+            if source.ends_with("token.txt") && target == "/run/secrets/token")
+        );
+        assert_eq!(
+            spec.mounts[2],
+            Mount::Tmpfs {
+                target: "/run".into(),
+                size: None
+            }
+        );
+        // The settings are part of the config hash: changing one recreates the container.
+        let mut other = spec.clone();
+        other.options.user = Some("0".into());
+        assert_ne!(config_hash(&spec, "i"), config_hash(&other, "i"));
     }
 
     #[test]

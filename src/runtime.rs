@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 
-use crate::config::{Protocol, RestartPolicy};
+use crate::config::{ContainerOptions, Protocol, RestartPolicy};
 
 /// Labels devstack puts on everything it creates; nothing without them is ever touched.
 pub mod labels {
@@ -41,6 +41,10 @@ pub enum Mount {
         target: String,
         read_only: bool,
     },
+    /// A fresh unnamed volume (Compose's `- /app/node_modules`).
+    Anonymous { target: String },
+    /// A memory file system; `size` in bytes.
+    Tmpfs { target: String, size: Option<u64> },
 }
 
 /// Everything needed to create one container.
@@ -60,6 +64,10 @@ pub struct ContainerSpec {
     pub stop_grace: Duration,
     pub restart: RestartPolicy,
     pub labels: BTreeMap<String, String>,
+    /// The entrypoint, port references resolved.
+    pub entrypoint: Option<Vec<String>>,
+    /// Compose's other container settings as validated (secrets and `tmpfs` are in `mounts`).
+    pub options: ContainerOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

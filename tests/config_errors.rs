@@ -59,8 +59,8 @@ fn error_messages_snapshots() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let opts = devstack::config::LoadOptions {
             files: vec![name.clone().into()],
-            project_name: None,
             cwd: dir.clone(),
+            ..Default::default()
         };
         let err = devstack::config::load(&opts, &|_| None).expect_err("fixture is invalid");
         insta::assert_snapshot!(err.render(false));
@@ -82,7 +82,10 @@ fn missing_stack_file_names_the_folder_and_the_fix() {
     let out = devstack(dir.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("no `stack.yaml` in"), "{err}");
+    assert!(
+        err.contains("no `stack.yaml` (or `compose.yaml`, `docker-compose.yml`) in"),
+        "{err}"
+    );
     assert!(err.contains("-f FILE"), "{err}");
 
     let out = devstack(dir.path(), &["-f", "nope.yaml", "validate"]);
@@ -107,5 +110,10 @@ fn several_problems_are_reported_together() {
     let err = stderr(&out);
     assert!(err.contains("unknown restart policy `sometimes`"), "{err}");
     assert!(err.contains("unknown service key `imag`"), "{err}");
-    assert!(err.contains("2 problems"), "{err}");
+    // A service with a bad key no longer hides the problems of the others.
+    assert!(
+        err.contains("service `c` depends on unknown service `d`"),
+        "{err}"
+    );
+    assert!(err.contains("3 problems"), "{err}");
 }

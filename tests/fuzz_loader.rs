@@ -94,8 +94,8 @@ fn seeds() -> Vec<Vec<u8>> {
 fn load_in(dir: &Path) -> Result<(), String> {
     let opts = devstack::config::LoadOptions {
         files: vec!["stack.yaml".into()],
-        project_name: None,
         cwd: dir.to_path_buf(),
+        ..Default::default()
     };
     match devstack::config::load(&opts, &|k| (k == "HOME").then(|| "/home/x".to_string())) {
         Ok(_) => Ok(()),

@@ -48,6 +48,8 @@ fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
         files: cli.global.files.clone(),
         project_name: cli.global.project_name.clone(),
         cwd: env.cwd.clone(),
+        env_files: cli.global.env_files.clone(),
+        profiles: cli.global.profiles.clone(),
     };
     let loaded = config::load(&opts, env.vars)?;
     for w in &loaded.warnings {

@@ -176,7 +176,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         format,
         orchestrator::TAIL_LINES,
         files,
-        crate::redact::Redactor::new(stack.secrets.iter().cloned()),
+        crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     );
     let rt = runtime()?;
     let mut signals = interrupts(&rt);
@@ -668,7 +668,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         Format::Text(renderer),
         orchestrator::TAIL_LINES,
         None,
-        crate::redact::Redactor::new(stack.secrets.iter().cloned()),
+        crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     );
     let rt = runtime()?;
     let mut signals = interrupts(&rt);

@@ -59,18 +59,24 @@ fn is_name_char(c: char) -> bool {
     c == '_' || c.is_ascii_alphanumeric()
 }
 
-/// Finds the `}` that closes a `${` whose body starts at `start`, honouring nested `${...}`.
+/// Finds the `}` that closes a `${` whose body starts at `start`, honouring nested `${...}`
+/// and plain braces in a default (`${JSON:-{"a":1}}`).
 fn closing_brace(s: &str, start: usize) -> Option<usize> {
     let bytes = s.as_bytes();
     let mut depth = 0usize;
     let mut i = start;
     while i < bytes.len() {
         match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'$') => {
+                i += 2;
+                continue;
+            }
             b'$' if bytes.get(i + 1) == Some(&b'{') => {
                 depth += 1;
                 i += 2;
                 continue;
             }
+            b'{' => depth += 1,
             b'}' if depth == 0 => return Some(i),
             b'}' => depth -= 1,
             _ => {}
@@ -196,9 +202,10 @@ fn expand_braced(
         "-" if present => Ok(escape(&value.unwrap_or_default())),
         "-" => interpolate(arg, lookup, notes),
         "?" if present => Ok(escape(&value.unwrap_or_default())),
+        // The message is expanded too: `${X:?need ${FOO}}`.
         "?" => Err(InterpolateError::Required {
             var: name.to_string(),
-            message: arg.to_string(),
+            message: resolve_port_refs(&interpolate(arg, lookup, notes)?, |_| None),
         }),
         "+" if present => interpolate(arg, lookup, notes),
         "+" => Ok(String::new()),
@@ -290,6 +297,21 @@ mod tests {
             ("${port:postgres:5432}", Ok("${port:postgres:5432}")),
             ("x${port:a-b:1}y", Ok("x${port:a-b:1}y")),
             ("${port:-fallback}", Ok("fallback")),
+            // Braces inside a default are kept, and a set variable leaves no stray brace.
+            ("${JSON:-{\"a\":1}}", Ok("{\"a\":1}")),
+            ("${USER:-{\"a\":1}}", Ok("ada")),
+            ("${MISSING:-{{x}}}y", Ok("{{x}}y")),
+            ("${MISSING:-$${x}}", Ok("${x}")),
+            // An unbraced name runs to the first character that cannot be in a name.
+            ("$USER_X", Ok("")),
+            ("$USER-x", Ok("ada-x")),
+            (
+                "${MISSING:?need ${USER}}",
+                Err(InterpolateError::Required {
+                    var: "MISSING".into(),
+                    message: "need ada".into(),
+                }),
+            ),
             ("${USER", Err(InterpolateError::Unterminated)),
             ("${}", Err(InterpolateError::BadName(String::new()))),
             ("${1X}", Err(InterpolateError::BadName("1X".into()))),

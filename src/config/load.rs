@@ -8,6 +8,8 @@ use indexmap::IndexMap;
 use serde_yaml::Value;
 
 use super::diagnostic::{did_you_mean, Diagnostic};
+use super::dotenv;
+use super::extends;
 use super::interpolate::{interpolate, InterpolateError, Notes};
 use super::keypath::KeyPath;
 use super::locate::{self, Finding, SpanIndex};
@@ -15,18 +17,41 @@ use super::model::Stack;
 use super::raw::{RawService, RawStack};
 use super::validate::{self, PROBE_KINDS};
 
-/// The file devstack looks for, from the current folder upward, when no `-f` is given.
+/// The file devstack looks for first, from the current folder upward, when no `-f` is given.
 pub const DEFAULT_FILE: &str = "stack.yaml";
+
+/// The names looked for in each folder, in order: devstack's own, then Compose's.
+pub const DEFAULT_FILES: &[&str] = &[
+    DEFAULT_FILE,
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
 
 /// How to find and read the stack.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// `-f` files in order; empty means search for `stack.yaml`.
+    /// `-f` files in order; empty means `DEVSTACK_FILE` / `COMPOSE_FILE`, else search.
     pub files: Vec<PathBuf>,
     /// `-p`.
     pub project_name: Option<String>,
     /// Where relative `-f` paths and the upward search start.
     pub cwd: PathBuf,
+    /// `--env-file`s, replacing the `.env` beside the first stack file.
+    pub env_files: Vec<PathBuf>,
+    /// `--profile`s; empty means `DEVSTACK_PROFILES` / `COMPOSE_PROFILES`.
+    pub profiles: Vec<String>,
+}
+
+/// Whether a file is read as a Compose file: `compose*.y*ml` or `docker-compose*.y*ml`.
+pub fn is_compose_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let name = name.to_ascii_lowercase();
+    (name.starts_with("compose") || name.starts_with("docker-compose"))
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
 /// A loaded stack and the warnings to show (unset variables).
@@ -95,7 +120,8 @@ impl ConfigError {
     pub fn located(diagnostics: Vec<Diagnostic>, paths: &[PathBuf], cwd: &Path) -> Self {
         let files: Vec<SourceFile> = paths
             .iter()
-            .filter_map(|p| read_one(p, &shown_path(p, cwd)).ok())
+            .enumerate()
+            .filter_map(|(i, p)| read_one(p, &shown_path(p, cwd), i == 0).ok())
             .collect();
         let sources = files
             .iter()
@@ -120,12 +146,24 @@ struct SourceFile {
     value: Value,
 }
 
-/// Finds `stack.yaml` in `start` or the nearest parent folder that has one, as git finds `.git`.
+/// Finds the stack file in `start` or the nearest parent folder that has one, as git finds
+/// `.git`: `stack.yaml` first, then Compose's names.
 pub fn find_stack_file(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|d| d.join(DEFAULT_FILE))
-        .find(|p| p.is_file())
+    start.ancestors().find_map(|d| {
+        DEFAULT_FILES
+            .iter()
+            .map(|f| d.join(f))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `COMPOSE_PATH_SEPARATOR`, else `:` (`;` on Windows), as Compose splits `COMPOSE_FILE`.
+fn split_file_list(list: &str, sep: Option<String>) -> Vec<PathBuf> {
+    let sep = sep.unwrap_or_else(|| if cfg!(windows) { ";" } else { ":" }.to_string());
+    list.split(sep.as_str())
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| PathBuf::from(f.trim()))
+        .collect()
 }
 
 fn shown_path(path: &Path, cwd: &Path) -> PathBuf {
@@ -139,29 +177,35 @@ pub fn load(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let paths: Vec<PathBuf> = if opts.files.is_empty() {
+    let from_env = env("DEVSTACK_FILE")
+        .or_else(|| env("COMPOSE_FILE"))
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| split_file_list(&v, env("COMPOSE_PATH_SEPARATOR")));
+    let paths: Vec<PathBuf> = if !opts.files.is_empty() {
+        opts.files.iter().map(|f| opts.cwd.join(f)).collect()
+    } else if let Some(files) = from_env {
+        files.iter().map(|f| opts.cwd.join(f)).collect()
+    } else {
         match find_stack_file(&opts.cwd) {
             Some(p) => vec![p],
             None => {
                 return Err(ConfigError::one(
                     Diagnostic::new(format!(
-                        "no `{DEFAULT_FILE}` in `{}` or any parent folder",
+                        "no `{DEFAULT_FILE}` (or `compose.yaml`, `docker-compose.yml`) in `{}` or any parent folder",
                         opts.cwd.display()
                     ))
-                    .help(format!("run devstack inside a checkout that has a `{DEFAULT_FILE}`, or pass one with `-f FILE`")),
+                    .help(format!("run devstack inside a checkout that has a `{DEFAULT_FILE}` or a Compose file, or pass one with `-f FILE`")),
                 ))
             }
         }
-    } else {
-        opts.files.iter().map(|f| opts.cwd.join(f)).collect()
     };
 
     let mut errors = Vec::new();
     let mut sources: HashMap<PathBuf, String> = HashMap::new();
     let mut files: Vec<SourceFile> = Vec::new();
-    for path in &paths {
+    for (i, path) in paths.iter().enumerate() {
         let shown = shown_path(path, &opts.cwd);
-        match read_one(path, &shown) {
+        match read_one(path, &shown, i == 0) {
             Ok(sf) => {
                 sources.insert(sf.shown.clone(), sf.text.clone());
                 files.push(sf);
@@ -186,14 +230,88 @@ pub fn load(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.cwd.clone());
     let fail = |diags: Vec<Diagnostic>, files: &[SourceFile], sources: HashMap<PathBuf, String>| {
+        let mut diagnostics: Vec<Diagnostic> =
+            diags.into_iter().map(|d| locate_in(d, files)).collect();
+        // In the order a person reads the files: by file, then by position.
+        diagnostics.sort_by_key(|d| {
+            let file = d
+                .file
+                .as_ref()
+                .and_then(|f| files.iter().position(|sf| &sf.shown == f))
+                .unwrap_or(usize::MAX);
+            (file, d.span.map_or(usize::MAX, |s| s.offset))
+        });
         ConfigError {
-            diagnostics: diags.into_iter().map(|d| locate_in(d, files)).collect(),
+            diagnostics,
             sources,
         }
     };
 
-    // The `.env` files named at the top level fill in variables the environment does not set.
-    let mut dotenv: HashMap<String, String> = HashMap::new();
+    // `include:` and `extends:` of each file, with the files they name read as stack files.
+    let mut extra_files: Vec<SourceFile> = Vec::new();
+    for f in files.iter_mut() {
+        let mut read = |p: &Path| -> Result<Value, Box<Diagnostic>> {
+            let shown = shown_path(p, &opts.cwd);
+            match read_one(p, &shown, true) {
+                Ok(sf) => {
+                    let v = sf.value.clone();
+                    sources.insert(sf.shown.clone(), sf.text.clone());
+                    extra_files.push(sf);
+                    Ok(v)
+                }
+                Err((diags, text)) => {
+                    if let Some(t) = text {
+                        sources.insert(shown.clone(), t);
+                    }
+                    Err(Box::new(diags.into_iter().next().unwrap_or_else(|| {
+                        Diagnostic::new(format!("cannot read `{}`", shown.display()))
+                    })))
+                }
+            }
+        };
+        extends::resolve_include(
+            &mut f.value,
+            &f.dir,
+            &mut read,
+            merge_service,
+            &mut errors,
+            0,
+        );
+        extends::resolve_extends(&mut f.value, &f.dir, &mut read, merge_service, &mut errors);
+    }
+
+    let compose = is_compose_file(&paths[0]);
+    let shown = |p: &Path| shown_path(p, &opts.cwd);
+
+    // `.env` beside the first file, or the `--env-file`s instead; the shell wins over both.
+    let mut dotenv: IndexMap<String, String> = IndexMap::new();
+    let env_files: Vec<(PathBuf, bool)> = if opts.env_files.is_empty() {
+        vec![(root.join(".env"), false)]
+    } else {
+        opts.env_files
+            .iter()
+            .map(|f| (opts.cwd.join(f), true))
+            .collect()
+    };
+    for (p, required) in env_files {
+        let read = {
+            let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+            read_dotenv(&p, &shown(&p), &lookup, &mut sources)
+        };
+        match read {
+            Ok(Some(vars)) => dotenv.extend(vars),
+            Ok(None) if !required => {}
+            Ok(None) => errors.push(
+                Diagnostic::new(format!(
+                    "cannot read env file `{}`: no such file",
+                    shown(&p).display()
+                ))
+                .help("check the path given with `--env-file`"),
+            ),
+            Err(d) => errors.push(d),
+        }
+    }
+    // The `env_file`s named at the top level (devstack's extension) fill in what is still unset.
     for f in &files {
         let Some(list) = f.value.get("env_file") else {
             continue;
@@ -205,18 +323,20 @@ pub fn load(
         };
         for name in names {
             let p = f.dir.join(name);
+            let read = {
+                let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+                read_dotenv(&p, &shown(&p), &lookup, &mut sources)
+            };
             // A checkout without `.env` still runs on the stack's defaults: a missing top-level
             // env_file is not an error (a service's own env_file is).
-            if !p.exists() {
-                continue;
-            }
-            match read_env_file(&p) {
-                Ok(vars) => dotenv.extend(vars),
-                Err(msg) => errors.push(
-                    Diagnostic::new(msg)
-                        .at_value(KeyPath::root().key("env_file"))
-                        .help("lines are `KEY=value`; quote values with spaces or `#`"),
-                ),
+            match read {
+                Ok(Some(vars)) => {
+                    for (k, v) in vars {
+                        dotenv.entry(k).or_insert(v);
+                    }
+                }
+                Ok(None) => {}
+                Err(d) => errors.push(d),
             }
         }
     }
@@ -224,7 +344,13 @@ pub fn load(
 
     let mut merged = Value::Mapping(Default::default());
     for f in &files {
-        merge(&mut merged, f.value.clone());
+        let mut v = f.value.clone();
+        strip_extensions(&mut v);
+        merge_top(&mut merged, v);
+    }
+    drop_merge_tags(&mut merged);
+    if merged.get("version").is_some() {
+        tracing::debug!("`version` is obsolete in Compose files and ignored");
     }
 
     let mut warnings = Vec::new();
@@ -239,19 +365,24 @@ pub fn load(
         return Err(fail(errors, &files, sources));
     }
 
-    let mut raw = match typed(merged) {
-        Ok(r) => r,
-        Err(diags) => return Err(fail(diags, &files, sources)),
-    };
+    // Files read for `include:` and `extends:` help to locate problems, after the named ones.
+    files.extend(extra_files);
 
-    // A service's env_file adds variables its `environment` does not set.
+    let Typed {
+        mut raw,
+        broken,
+        top_level_errors,
+    } = typed(merged, &mut errors);
+
+    // A service's env_files add variables its `environment` does not set; later files win.
     if let Some(services) = raw.services.as_mut() {
         for (name, svc) in services.iter_mut() {
             let Some(list) = svc.env_file.clone() else {
                 continue;
             };
+            let mut vars: IndexMap<String, String> = IndexMap::new();
             for (i, f) in list.0.iter().enumerate() {
-                let p = root.join(f);
+                let p = root.join(&f.path);
                 let path = KeyPath::root()
                     .key("services")
                     .key(name.clone())
@@ -261,64 +392,304 @@ pub fn load(
                 } else {
                     path
                 };
-                match read_env_file(&p) {
-                    Ok(vars) => {
-                        for (k, v) in vars {
-                            svc.environment.0.entry(k).or_insert(Some(v));
+                if f.format.as_deref().is_some_and(|fmt| fmt != "raw") {
+                    errors.push(
+                        Diagnostic::new(format!(
+                            "unknown env file format `{}`",
+                            f.format.as_deref().unwrap_or_default()
+                        ))
+                        .at(path.clone())
+                        .help("leave `format` out for the usual `KEY=value` syntax"),
+                    );
+                    continue;
+                }
+                match read_dotenv(&p, &shown(&p), &lookup, &mut sources) {
+                    Ok(Some(v)) => vars.extend(v),
+                    Ok(None) if !f.required => {}
+                    Ok(None) => errors.push(
+                        Diagnostic::new(format!(
+                            "cannot read env file `{}`: no such file",
+                            f.path
+                        ))
+                        .at_value(path)
+                        .help("create the file (paths are relative to the first stack file), mark it `required: false`, or remove it from `env_file`"),
+                    ),
+                    Err(d) => errors.push(d),
+                }
+            }
+            for (k, v) in vars {
+                // Values from files are literal: a `$` in them must not be read again.
+                svc.environment
+                    .0
+                    .entry(k)
+                    .or_insert(Some(v.replace('$', "$$")));
+            }
+        }
+    }
+
+    let project_override = opts
+        .project_name
+        .clone()
+        .or_else(|| lookup("COMPOSE_PROJECT_NAME"));
+    let profiles: Vec<String> = if opts.profiles.is_empty() {
+        lookup("DEVSTACK_PROFILES")
+            .or_else(|| lookup("COMPOSE_PROFILES"))
+            .map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        opts.profiles.clone()
+    };
+    let ctx = validate::Context {
+        root: &root,
+        project_override: project_override.as_deref(),
+        env: &lookup,
+        compose,
+        profiles: &profiles,
+        broken: &broken,
+        top_level_errors,
+    };
+    match validate::validate(&raw, &ctx) {
+        Ok(mut stack) if errors.is_empty() => {
+            stack.files = paths;
+            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+            stack.secret_values = super::secrets::interpolated_secret_values(&texts, &lookup);
+            Ok(Loaded { stack, warnings })
+        }
+        Ok(_) => Err(fail(errors, &files, sources)),
+        Err(diags) => {
+            errors.extend(diags);
+            Err(fail(errors, &files, sources))
+        }
+    }
+}
+
+/// Reads and parses one env file. `Ok(None)`: it does not exist.
+#[expect(
+    clippy::result_large_err,
+    reason = "one diagnostic per env file, on the error path only"
+)]
+fn read_dotenv(
+    p: &Path,
+    shown: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    sources: &mut HashMap<PathBuf, String>,
+) -> Result<Option<IndexMap<String, String>>, Diagnostic> {
+    let text = match std::fs::read(p) {
+        Ok(b) => match String::from_utf8(b) {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(Diagnostic::new(format!(
+                    "env file `{}` is not valid UTF-8",
+                    shown.display()
+                ))
+                .help("save it as UTF-8")
+                .in_file(shown, None))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if p.is_dir() => {
+            let _ = e; // the folder is the problem, not the error's wording
+            return Err(
+                Diagnostic::new(format!("env file `{}` is a folder", shown.display()))
+                    .help("name the file itself")
+                    .in_file(shown, None),
+            );
+        }
+        Err(e) => {
+            return Err(Diagnostic::new(format!(
+                "cannot read env file `{}`: {}",
+                shown.display(),
+                io_error(&e)
+            ))
+            .help("check the file's permissions")
+            .in_file(shown, None))
+        }
+    };
+    match dotenv::parse(&text, lookup) {
+        Ok(vars) => Ok(Some(vars)),
+        Err(e) => {
+            let span = locate::span_of_offset(&text, e.offset);
+            sources.insert(shown.to_path_buf(), text);
+            Err(Diagnostic::new(format!(
+                "cannot parse env file `{}`: {}",
+                shown.display(),
+                e.message
+            ))
+            .help("lines are `KEY=value`; quote values that hold quotes or start with spaces, write `$$` for a literal `$`")
+            .in_file(shown, Some(span)))
+        }
+    }
+}
+
+/// Removes Compose's `x-*` extension fields wherever the specification allows them: the top
+/// level, each service, each top-level volume, network and secret, and `build` and `deploy`.
+fn strip_extensions(v: &mut Value) {
+    fn strip(m: &mut serde_yaml::Mapping) {
+        m.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+    }
+    let Some(top) = v.as_mapping_mut() else {
+        return;
+    };
+    strip(top);
+    for section in ["services", "volumes", "networks", "secrets"] {
+        let Some(Value::Mapping(items)) = top.get_mut(section) else {
+            continue;
+        };
+        for (_, item) in items.iter_mut() {
+            if let Some(m) = item.as_mapping_mut() {
+                strip(m);
+                if section == "services" {
+                    for inner in ["build", "deploy", "healthcheck"] {
+                        if let Some(Value::Mapping(im)) = m.get_mut(inner) {
+                            strip(im);
                         }
                     }
-                    Err(msg) => errors.push(
-                        Diagnostic::new(msg.replace(&p.display().to_string(), f))
-                            .at_value(path)
-                            .help("create the file (paths are relative to the first stack file), or remove it from `env_file`"),
-                    ),
                 }
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(fail(errors, &files, sources));
-    }
+}
 
-    let ctx = validate::Context {
-        root: &root,
-        project_override: opts.project_name.as_deref(),
-        env: &lookup,
-    };
-    match validate::validate(&raw, &ctx) {
-        Ok(mut stack) => {
-            stack.files = paths;
-            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
-            stack.secrets = super::secrets::interpolated_secret_values(&texts, &lookup);
-            Ok(Loaded { stack, warnings })
-        }
-        Err(diags) => Err(fail(diags, &files, sources)),
+/// What the typed pass made of the merged document.
+struct Typed {
+    raw: RawStack,
+    /// Services with problems already reported.
+    broken: Vec<String>,
+    /// A top-level key had a problem (so a missing `services` may be a misspelling).
+    top_level_errors: bool,
+}
+
+/// The keys a serde struct accepts, read from serde's own "expected one of" message.
+fn accepted_keys<T: serde::de::DeserializeOwned>() -> Vec<String> {
+    let mut probe = serde_yaml::Mapping::new();
+    probe.insert(Value::String("\u{1}".into()), Value::Null);
+    match serde_yaml::from_value::<T>(Value::Mapping(probe)) {
+        Ok(_) => Vec::new(),
+        Err(e) => backquoted(&e.to_string()).into_iter().skip(1).collect(),
     }
 }
 
-/// The typed pass. Each service is read on its own so that one error per service is reported,
-/// not just the first in the file.
-fn typed(mut merged: Value) -> Result<RawStack, Vec<Diagnostic>> {
+fn stack_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(accepted_keys::<RawStack>)
+}
+
+fn service_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(accepted_keys::<RawService>)
+}
+
+/// Checks the keys of one map against what devstack accepts: a key Compose has but devstack
+/// does not gets its own refusal, any other unknown key a "did you mean". The bad keys are
+/// removed so that the rest can still be read.
+fn check_keys(
+    map: &mut serde_yaml::Mapping,
+    accepted: &[String],
+    compose: &[&str],
+    path: &KeyPath,
+    errors: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut ok = true;
+    map.retain(|k, _| {
+        let key = key_name(k);
+        if accepted.contains(&key) {
+            return true;
+        }
+        ok = false;
+        if compose.contains(&key.as_str()) {
+            errors.push(validate::unsupported(&path.key(key.clone()), &key));
+        } else {
+            let noun = context_noun(path);
+            let place = if path.is_root() {
+                String::new()
+            } else {
+                format!(" in `{path}`")
+            };
+            let help =
+                did_you_mean(&key, accepted.iter().map(String::as_str)).unwrap_or_else(|| {
+                    format!(
+                        "valid keys here: {}",
+                        accepted
+                            .iter()
+                            .map(|e| format!("`{e}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
+            errors.push(
+                Diagnostic::new(format!("unknown {noun} `{key}`{place}"))
+                    .at(path.key(key.clone()))
+                    .help(help),
+            );
+        }
+        false
+    });
+    ok
+}
+
+/// Reads `map` as `T` key by key, so that every key's problem is reported, not just the first;
+/// keys with problems are removed. Returns whether all were fine.
+fn check_values<T: serde::de::DeserializeOwned>(
+    map: &mut serde_yaml::Mapping,
+    base: &KeyPath,
+    errors: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut ok = true;
+    map.retain(|k, v| {
+        let mut single = serde_yaml::Mapping::new();
+        single.insert(k.clone(), v.clone());
+        match serde_path_to_error::deserialize::<_, T>(Value::Mapping(single)) {
+            Ok(_) => true,
+            Err(e) => {
+                let mut path = base.clone();
+                path.0.extend(KeyPath::from(e.path()).0);
+                errors.push(translate_serde_error(&e.inner().to_string(), path));
+                ok = false;
+                false
+            }
+        }
+    });
+    ok
+}
+
+/// The typed pass. Every key of the top level and of each service is checked on its own, so
+/// that all problems are reported at once; what is fine is still read and validated.
+fn typed(mut merged: Value, errors: &mut Vec<Diagnostic>) -> Typed {
     let services = match merged.get("services") {
         Some(Value::Mapping(_)) => merged.as_mapping_mut().and_then(|m| m.remove("services")),
         _ => None,
     };
-    let mut errors = Vec::new();
+    let root = KeyPath::root();
+    let mut top_ok = true;
+    if let Some(top) = merged.as_mapping_mut() {
+        let mut accepted = stack_keys().to_vec();
+        accepted.push("services".into());
+        top_ok &= check_keys(top, &accepted, COMPOSE_TOP_LEVEL_KEYS, &root, errors);
+        top_ok &= check_values::<RawStack>(top, &root, errors);
+    }
     let mut raw: RawStack = match serde_path_to_error::deserialize(merged) {
         Ok(r) => r,
         Err(e) => {
+            // Each key was read alone above; together they cannot fail short of a bug.
             errors.push(translate_serde_error(
                 &e.inner().to_string(),
                 KeyPath::from(e.path()),
             ));
-            return Err(errors);
+            top_ok = false;
+            RawStack::default()
         }
     };
+    let mut broken = Vec::new();
     if let Some(Value::Mapping(map)) = services {
         let mut out = IndexMap::new();
         for (k, v) in map {
             let name = key_name(&k);
-            let base = KeyPath::root().key("services").key(name.clone());
+            let base = root.key("services").key(name.clone());
             if !matches!(k, Value::String(_)) {
                 errors.push(
                     Diagnostic::new(format!("service name `{name}` must be a string"))
@@ -328,11 +699,36 @@ fn typed(mut merged: Value) -> Result<RawStack, Vec<Diagnostic>> {
                 continue;
             }
             // `web:` with nothing under it is a service with no settings.
-            let v = if v.is_null() {
+            let mut v = if v.is_null() {
                 Value::Mapping(Default::default())
             } else {
                 v
             };
+            let ok = match v.as_mapping_mut() {
+                Some(m) => {
+                    let kind_keys = |m: &serde_yaml::Mapping| {
+                        ["image", "build", "command"]
+                            .iter()
+                            .filter(|k| m.contains_key(**k))
+                            .count()
+                    };
+                    let before = kind_keys(m);
+                    let keys_ok =
+                        check_keys(m, service_keys(), COMPOSE_SERVICE_KEYS, &base, errors);
+                    let values_ok = check_values::<RawService>(m, &base, errors);
+                    // Without a key that decides its kind, checking the rest would only
+                    // report what follows from the problem already reported.
+                    if kind_keys(m) < before {
+                        broken.push(name);
+                        continue;
+                    }
+                    keys_ok && values_ok
+                }
+                None => true, // the whole-value error comes from serde below
+            };
+            if !ok {
+                broken.push(name.clone());
+            }
             match serde_path_to_error::deserialize::<_, RawService>(v) {
                 Ok(svc) => {
                     out.insert(name, svc);
@@ -341,42 +737,132 @@ fn typed(mut merged: Value) -> Result<RawStack, Vec<Diagnostic>> {
                     let mut path = base;
                     path.0.extend(KeyPath::from(e.path()).0);
                     errors.push(translate_serde_error(&e.inner().to_string(), path));
+                    broken.push(name);
                 }
             }
         }
         raw.services = Some(out);
     }
-    if errors.is_empty() {
-        Ok(raw)
-    } else {
-        Err(errors)
+    Typed {
+        raw,
+        broken,
+        top_level_errors: !top_ok,
     }
 }
 
-fn read_env_file(p: &Path) -> Result<Vec<(String, String)>, String> {
-    let iter = dotenvy::from_path_iter(p)
-        .map_err(|e| format!("cannot read env file `{}`: {}", p.display(), env_error(&e)))?;
-    let mut out = Vec::new();
-    for item in iter {
-        match item {
-            Ok(kv) => out.push(kv),
-            Err(e) => {
-                return Err(format!(
-                    "cannot parse env file `{}`: {}",
-                    p.display(),
-                    env_error(&e)
-                ))
-            }
+/// Top-level keys of the Compose Specification that devstack does not read yet.
+pub const COMPOSE_TOP_LEVEL_KEYS: &[&str] = &["configs", "models"];
+
+/// Service keys of the Compose Specification that devstack does not read yet.
+pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
+    "annotations",
+    "attach",
+    "blkio_config",
+    "cgroup",
+    "cgroup_parent",
+    "configs",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpu_shares",
+    "cpuset",
+    "credential_spec",
+    "develop",
+    "device_cgroup_rules",
+    "devices",
+    "dns",
+    "dns_opt",
+    "dns_search",
+    "driver_opts",
+    "external_links",
+    "gpus",
+    "group_add",
+    "ipc",
+    "isolation",
+    "label_file",
+    "links",
+    "logging",
+    "mac_address",
+    "mem_reservation",
+    "mem_swappiness",
+    "memswap_limit",
+    "models",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "post_start",
+    "pre_stop",
+    "provider",
+    "runtime",
+    "scale",
+    "security_opt",
+    "storage_opt",
+    "use_api_socket",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+];
+
+/// Keys of nested Compose maps that devstack does not read yet, by the map they sit in.
+fn compose_nested_unsupported(parent: &KeyPath, field: &str) -> bool {
+    use super::keypath::Seg;
+    let keys: Vec<Option<&str>> = parent
+        .0
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    let list: &[&str] = match keys.as_slice() {
+        [Some("services"), _, Some("deploy")] => &[
+            "endpoint_mode",
+            "labels",
+            "mode",
+            "placement",
+            "replicas",
+            "restart_policy",
+            "rollback_config",
+            "update_config",
+        ],
+        [Some("services"), _, Some("deploy"), Some("resources"), Some(_)] => {
+            &["devices", "generic_resources"]
         }
-    }
-    Ok(out)
-}
-
-fn env_error(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::Io(io) => io_error(io),
-        other => other.to_string(),
-    }
+        [Some("services"), _, Some("build")] => &[
+            "entitlements",
+            "isolation",
+            "privileged",
+            "provenance",
+            "sbom",
+            "secrets",
+            "ssh",
+            "ulimits",
+        ],
+        [Some("services"), _, Some("networks"), Some(_)] => &[
+            "driver_opts",
+            "gw_priority",
+            "interface_name",
+            "link_local_ips",
+            "mac_address",
+        ],
+        [Some("services"), _, Some("volumes"), None] => &[],
+        [Some("services"), _, Some("volumes"), None, Some("volume")] => &[],
+        [Some("services"), _, Some("volumes"), None, Some("bind")] => &["recursive"],
+        [Some("volumes"), Some(_)] => &[],
+        [Some("networks"), Some(_)] => &["enable_ipv4", "enable_ipv6", "ipam"],
+        [Some("secrets"), Some(_)] => &[
+            "driver",
+            "driver_opts",
+            "external",
+            "labels",
+            "template_driver",
+        ],
+        _ => &[],
+    };
+    list.contains(&field)
 }
 
 fn io_error(e: &std::io::Error) -> String {
@@ -389,7 +875,8 @@ fn io_error(e: &std::io::Error) -> String {
 
 type ReadFailure = (Vec<Diagnostic>, Option<String>);
 
-fn read_one(path: &Path, shown: &Path) -> Result<SourceFile, ReadFailure> {
+/// Reads one stack file. A file after the first may be empty (an override with nothing in it).
+fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFailure> {
     let file_err = |msg: String, help: &str| {
         (
             vec![Diagnostic::new(msg).help(help).in_file(shown, None)],
@@ -428,12 +915,21 @@ fn read_one(path: &Path, shown: &Path) -> Result<SourceFile, ReadFailure> {
             ));
         }
     };
-    if text
+    let blank = text
         .trim_start_matches('\u{feff}')
         .trim()
         .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank && !first {
+        return Ok(SourceFile {
+            shown: shown.to_path_buf(),
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            index: SpanIndex::default(),
+            text,
+            value: Value::Mapping(Default::default()),
+        });
+    }
+    if blank {
         return Err((
             vec![Diagnostic::new(format!("`{}` is empty", shown.display()))
                 .help("a stack file needs at least a `services:` map")
@@ -521,6 +1017,7 @@ fn read_one(path: &Path, shown: &Path) -> Result<SourceFile, ReadFailure> {
     }
     match &value {
         Value::Mapping(_) => {}
+        Value::Null if !first => value = Value::Mapping(Default::default()),
         Value::Null => {
             return Err((
                 vec![Diagnostic::new(format!("`{}` is empty", shown.display()))
@@ -578,6 +1075,230 @@ pub fn merge(base: &mut Value, over: Value) {
             }
         }
         (b, o) => *b = o,
+    }
+}
+
+/// Merges one more file over the document as Compose merges (its specification's merge
+/// rules): per service, `environment`, `labels` and the like by key whether written as lists
+/// or maps, `ports` and `expose` appended without duplicates, `volumes` and `secrets` by
+/// target, `depends_on` and `networks` by name; `!reset` removes a value and `!override`
+/// replaces it whole.
+pub fn merge_top(base: &mut Value, over: Value) {
+    let (Value::Mapping(b), Value::Mapping(o)) = (&mut *base, &over) else {
+        *base = over;
+        return;
+    };
+    let _ = o;
+    let Value::Mapping(o) = over else { return };
+    for (k, v) in o {
+        if k.as_str() == Some("services") {
+            let entry = b
+                .entry(k)
+                .or_insert_with(|| Value::Mapping(Default::default()));
+            match (entry, v) {
+                (Value::Mapping(bs), Value::Mapping(os)) => {
+                    for (name, svc) in os {
+                        match bs.get_mut(&name) {
+                            Some(existing) => merge_service(existing, svc),
+                            None => {
+                                bs.insert(name, untag(svc));
+                            }
+                        }
+                    }
+                }
+                (e, v) => *e = v,
+            }
+        } else {
+            merge_tagged(b, k, v, merge);
+        }
+    }
+}
+
+/// Applies `!reset` / `!override` or merges with `f`.
+fn merge_tagged(b: &mut serde_yaml::Mapping, k: Value, v: Value, f: fn(&mut Value, Value)) {
+    match tag_of(&v) {
+        Some("!reset") => {
+            b.remove(&k);
+        }
+        Some("!override") => {
+            b.insert(k, untag(v));
+        }
+        _ => match b.get_mut(&k) {
+            Some(existing) => f(existing, v),
+            None => {
+                b.insert(k, v);
+            }
+        },
+    }
+}
+
+/// `!reset` and `!override` left where there was nothing to merge with: `!reset` removes the
+/// key, `!override` is the value itself.
+fn drop_merge_tags(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            m.retain(|_, item| tag_of(item) != Some("!reset"));
+            for (_, item) in m.iter_mut() {
+                if tag_of(item).is_some() {
+                    *item = untag(std::mem::take(item));
+                }
+                drop_merge_tags(item);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(drop_merge_tags),
+        _ => {}
+    }
+}
+
+fn tag_of(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) => {
+            let s = t.tag.to_string();
+            ["!reset", "!override"]
+                .into_iter()
+                .find(|want| s == *want || s == want[1..])
+        }
+        _ => None,
+    }
+}
+
+fn untag(v: Value) -> Value {
+    match v {
+        Value::Tagged(t) if tag_of(&Value::Tagged(t.clone())).is_some() => t.value,
+        v => v,
+    }
+}
+
+/// `[K=V, K2]` or `{K: V}` as a map (`K2` with a null value).
+fn as_map(v: Value) -> Value {
+    match v {
+        Value::Sequence(items) => {
+            let mut m = serde_yaml::Mapping::new();
+            for item in items {
+                let s = match &item {
+                    Value::String(s) => s.clone(),
+                    other => key_name(other),
+                };
+                match s.split_once('=') {
+                    Some((k, val)) => m.insert(Value::String(k.into()), Value::String(val.into())),
+                    None => m.insert(Value::String(s), Value::Null),
+                };
+            }
+            Value::Mapping(m)
+        }
+        other => other,
+    }
+}
+
+/// A list of names (`depends_on`, `networks`) as a map of name to null.
+fn names_as_map(v: Value) -> Value {
+    match v {
+        Value::Sequence(items) => Value::Mapping(
+            items
+                .into_iter()
+                .map(|i| (i, Value::Null))
+                .collect::<serde_yaml::Mapping>(),
+        ),
+        other => other,
+    }
+}
+
+/// Appends the entries of `over` whose key is new and replaces those whose key is known.
+fn merge_list_by(base: &mut Value, over: Value, key: fn(&Value) -> Option<String>) {
+    let (Value::Sequence(b), Value::Sequence(o)) = (&mut *base, &over) else {
+        *base = over;
+        return;
+    };
+    for item in o {
+        let k = key(item);
+        match k.and_then(|k| b.iter().position(|e| key(e).as_deref() == Some(k.as_str()))) {
+            Some(i) => b[i] = item.clone(),
+            None if b.contains(item) => {}
+            None => b.push(item.clone()),
+        }
+    }
+}
+
+fn volume_target(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let parts: Vec<&str> = s.split(':').collect();
+            Some(match parts.as_slice() {
+                [t] => t.to_string(),
+                [_, t, ..] => t.to_string(),
+                [] => return None,
+            })
+        }
+        Value::Mapping(m) => m.get("target").map(key_name),
+        _ => None,
+    }
+}
+
+fn secret_target(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Mapping(m) => m.get("target").or_else(|| m.get("source")).map(key_name),
+        _ => None,
+    }
+}
+
+fn no_key(_: &Value) -> Option<String> {
+    None
+}
+
+pub(super) fn merge_service(base: &mut Value, over: Value) {
+    let over = untag(over);
+    let (Value::Mapping(b), Value::Mapping(o)) = (&mut *base, over.clone()) else {
+        *base = over;
+        return;
+    };
+    for (k, v) in o {
+        let key = key_name(&k);
+        let f: fn(&mut Value, Value) = match key.as_str() {
+            "environment" | "labels" | "sysctls" | "annotations" | "extra_hosts" => |b, o| {
+                let mut bm = as_map(std::mem::take(b));
+                merge(&mut bm, as_map(o));
+                *b = bm;
+            },
+            "depends_on" | "networks" => |b, o| {
+                let mut bm = names_as_map(std::mem::take(b));
+                merge(&mut bm, names_as_map(o));
+                *b = bm;
+            },
+            "build" => |b, o| {
+                let ctx = |v: Value| match v {
+                    Value::String(s) => {
+                        let mut m = serde_yaml::Mapping::new();
+                        m.insert("context".into(), Value::String(s));
+                        Value::Mapping(m)
+                    }
+                    other => other,
+                };
+                let mut bm = ctx(std::mem::take(b));
+                let om = ctx(o);
+                if let (Value::Mapping(bmm), Value::Mapping(omm)) = (&mut bm, om.clone()) {
+                    for (k, v) in omm {
+                        if k.as_str() == Some("args") || k.as_str() == Some("labels") {
+                            let e = bmm.entry(k).or_insert(Value::Null);
+                            let mut em = as_map(std::mem::take(e));
+                            merge(&mut em, as_map(v));
+                            *e = em;
+                        } else {
+                            bmm.insert(k, v);
+                        }
+                    }
+                } else {
+                    bm = om;
+                }
+                *b = bm;
+            },
+            "volumes" | "tmpfs" => |b, o| merge_list_by(b, o, volume_target),
+            "secrets" | "configs" => |b, o| merge_list_by(b, o, secret_target),
+            "ports" | "expose" | "env_file" | "cap_add" | "cap_drop" | "dns" | "dns_search"
+            | "profiles" | "security_opt" | "external_links" => |b, o| merge_list_by(b, o, no_key),
+            _ => merge,
+        };
+        merge_tagged(b, k, v, f);
     }
 }
 
@@ -688,6 +1409,9 @@ pub fn translate_serde_error(msg: &str, path: KeyPath) -> Diagnostic {
         } else {
             path
         };
+        if compose_nested_unsupported(&parent, &field) {
+            return validate::unsupported(&parent.key(field.clone()), &field);
+        }
         let noun = context_noun(&parent);
         let place = if parent.is_root() {
             String::new()
@@ -878,6 +1602,60 @@ mod tests {
         for (base, over, want) in cases {
             let mut b = yaml(base);
             merge(&mut b, yaml(over));
+            assert_eq!(b, yaml(want), "{base} + {over}");
+        }
+    }
+
+    #[test]
+    fn compose_merge_rules_table() {
+        let cases = [
+            // environment and labels merge by key, lists or maps
+            (
+                "services: {s: {environment: [A=1, B=2], labels: {x: a}}}",
+                "services: {s: {environment: {B: '3'}, labels: [y=b]}}",
+                "services: {s: {environment: {A: '1', B: '3'}, labels: {x: a, y: b}}}",
+            ),
+            // ports and expose append without duplicates
+            (
+                "services: {s: {ports: ['80:80'], expose: ['1']}}",
+                "services: {s: {ports: ['80:80', '443:443'], expose: ['1', '2']}}",
+                "services: {s: {ports: ['80:80', '443:443'], expose: ['1', '2']}}",
+            ),
+            // volumes by target
+            (
+                "services: {s: {volumes: ['./a:/data', 'logs:/logs']}}",
+                "services: {s: {volumes: ['b:/data', {type: tmpfs, target: /t}]}}",
+                "services: {s: {volumes: ['b:/data', 'logs:/logs', {type: tmpfs, target: /t}]}}",
+            ),
+            // depends_on by name, list or map
+            (
+                "services: {s: {depends_on: [a]}}",
+                "services: {s: {depends_on: {b: {condition: service_healthy}}}}",
+                "services: {s: {depends_on: {a: null, b: {condition: service_healthy}}}}",
+            ),
+            // command is replaced, build merges with args by key
+            (
+                "services: {s: {command: [a, b], build: {context: ., args: [X=1]}}}",
+                "services: {s: {command: [c], build: {args: {Y: '2'}}}}",
+                "services: {s: {command: [c], build: {context: ., args: {X: '1', Y: '2'}}}}",
+            ),
+            // !reset removes, !override replaces
+            (
+                "services: {s: {ports: ['80:80'], environment: {A: '1'}}}",
+                "services: {s: {ports: !override ['81:80'], environment: !reset {}}}",
+                "services: {s: {ports: ['81:80']}}",
+            ),
+            // a new service comes in whole
+            (
+                "services: {a: {image: x}}",
+                "services: {b: {image: y}}",
+                "services: {a: {image: x}, b: {image: y}}",
+            ),
+        ];
+        for (base, over, want) in cases {
+            let mut b = yaml(base);
+            merge_top(&mut b, yaml(over));
+            drop_merge_tags(&mut b);
             assert_eq!(b, yaml(want), "{base} + {over}");
         }
     }

@@ -1,6 +1,8 @@
 //! The stack file: schema, loading, interpolation, validation and display.
 
 pub mod diagnostic;
+pub mod dotenv;
+pub mod extends;
 pub mod interpolate;
 pub mod k8s;
 pub mod keypath;
@@ -14,7 +16,10 @@ pub mod validate;
 
 pub use diagnostic::Diagnostic;
 pub use keypath::KeyPath;
-pub use load::{find_stack_file, load, ConfigError, LoadOptions, Loaded, DEFAULT_FILE};
+pub use load::{
+    find_stack_file, is_compose_file, load, ConfigError, LoadOptions, Loaded, DEFAULT_FILE,
+    DEFAULT_FILES,
+};
 pub use model::*;
 
 /// A stack from YAML text, for unit tests of the modules that work on stacks.
@@ -23,9 +28,8 @@ pub fn test_stack(yaml: &str) -> Stack {
     let dir = tempfile::tempdir().expect("a temp folder");
     std::fs::write(dir.path().join(DEFAULT_FILE), yaml).expect("writing the stack file");
     let opts = LoadOptions {
-        files: vec![],
-        project_name: None,
         cwd: dir.path().to_path_buf(),
+        ..Default::default()
     };
     load(&opts, &|_| None)
         .expect("the test stack is valid")

@@ -7,19 +7,531 @@ use indexmap::IndexMap;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStack {
+    /// Compose's `version:`; obsolete there too, read and ignored.
+    pub version: Option<Scalar>,
     pub name: Option<String>,
     #[serde(default)]
     pub env_file: Option<OneOrMany>,
     pub services: Option<IndexMap<String, RawService>>,
     pub test: Option<RawTest>,
     pub k8s: Option<super::k8s::RawStackK8s>,
-    /// Compose's file version and named-volume declarations (as in a `render compose` file):
-    /// accepted and ignored; devstack creates the named volumes its services use.
-    pub version: Option<serde::de::IgnoredAny>,
-    pub volumes: Option<IndexMap<String, serde::de::IgnoredAny>>,
+    /// Compose's top-level named volumes; `null` entries are volumes with defaults.
+    pub volumes: Option<IndexMap<String, Option<RawVolumeDef>>>,
+    pub networks: Option<IndexMap<String, Option<RawNetworkDef>>>,
+    pub secrets: Option<IndexMap<String, RawSecretDef>>,
+}
+
+/// A top-level `volumes:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolumeDef {
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub driver_opts: IndexMap<String, Scalar>,
+    pub external: Option<bool>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// A top-level `networks:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetworkDef {
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub driver_opts: IndexMap<String, Scalar>,
+    pub external: Option<bool>,
+    pub name: Option<String>,
+    pub internal: Option<bool>,
+    pub attachable: Option<bool>,
+    #[serde(default)]
+    pub labels: Labels,
+}
+
+/// A top-level `secrets:` entry: its value from a file or from a variable.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretDef {
+    pub file: Option<String>,
+    pub environment: Option<String>,
+    pub name: Option<String>,
+}
+
+/// `labels:` (and `sysctls:`) as a map or a list of `KEY=value`.
+#[derive(Debug, Clone, Default)]
+pub struct Labels(pub IndexMap<String, String>);
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let env = Environment::deserialize(d)?;
+        Ok(Labels(
+            env.0
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .collect(),
+        ))
+    }
+}
+
+/// `build:` — a context path, or the long form. Building belongs to a later step; the loader
+/// reads and keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RawBuild(pub RawBuildSpec);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuildSpec {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub dockerfile_inline: Option<String>,
+    #[serde(default)]
+    pub args: Environment,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub cache_from: Vec<String>,
+    #[serde(default)]
+    pub cache_to: Vec<String>,
+    pub network: Option<String>,
+    pub pull: Option<bool>,
+    pub no_cache: Option<bool>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub extra_hosts: ExtraHosts,
+    pub shm_size: Option<Scalar>,
+    #[serde(default)]
+    pub additional_contexts: Labels,
+}
+
+impl<'de> Deserialize<'de> for RawBuild {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawBuild;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a build context path or a map with `context`, `dockerfile`, …")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawBuild(RawBuildSpec {
+                    context: Some(v.to_string()),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawBuildSpec::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawBuild)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `extra_hosts:` as a list of `host:ip` / `host=ip` or a map of host to address.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraHosts(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for ExtraHosts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ExtraHosts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of `HOST:IP` or a map of host to address")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    for ip in map.next_value::<OneOrMany>()?.0 {
+                        out.push((k.clone(), ip));
+                    }
+                }
+                Ok(ExtraHosts(out))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    // `host=ip` is the newer form; `host:ip` splits at the first colon because
+                    // an IPv6 address has more.
+                    let split = item.split_once('=').or_else(|| item.split_once(':'));
+                    match split {
+                        Some((h, ip)) => out.push((h.to_string(), ip.to_string())),
+                        None => {
+                            return Err(de::Error::custom(format!(
+                                "extra host `{item}` has no address: write `{item}:IP`"
+                            )))
+                        }
+                    }
+                }
+                Ok(ExtraHosts(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `ulimits:` entry: a number (soft = hard) or `{soft, hard}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawUlimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for RawUlimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            soft: i64,
+            hard: i64,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawUlimit;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a map with `soft` and `hard`")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawUlimit { soft: v, hard: v })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                let v = i64::try_from(v).map_err(|_| E::custom("ulimit is too large"))?;
+                Ok(RawUlimit { soft: v, hard: v })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let l = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawUlimit {
+                    soft: l.soft,
+                    hard: l.hard,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Service `networks:` as a list of names or a map of name to `{aliases, …}` (or null).
+#[derive(Debug, Clone, Default)]
+pub struct RawServiceNetworks(pub IndexMap<String, RawServiceNetwork>);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceNetwork {
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+    pub priority: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawServiceNetworks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawServiceNetworks;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of network names or a map of network name to settings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = IndexMap::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    out.insert(n, RawServiceNetwork::default());
+                }
+                Ok(RawServiceNetworks(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = IndexMap::new();
+                while let Some(n) = map.next_key::<String>()? {
+                    let v = map.next_value::<Option<RawServiceNetwork>>()?;
+                    out.insert(n, v.unwrap_or_default());
+                }
+                Ok(RawServiceNetworks(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A service `secrets:` entry: a name, or `{source, target, uid, gid, mode}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceSecret {
+    pub source: String,
+    pub target: Option<String>,
+    pub uid: Option<Scalar>,
+    pub gid: Option<Scalar>,
+    pub mode: Option<Scalar>,
+}
+
+/// Reads a list item that is a bare string or the long map form of `T`.
+fn short_or_long<'de, D, T>(d: D, short: fn(String) -> T, what: &'static str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T> {
+        short: fn(String) -> T,
+        what: &'static str,
+    }
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.what)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            Ok((self.short)(v.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            Ok((self.short)(v.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            Ok((self.short)(v.to_string()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(V { short, what })
+}
+
+/// A service secret in either form.
+#[derive(Debug, Clone)]
+pub struct ServiceSecret(pub RawServiceSecret);
+
+impl<'de> Deserialize<'de> for ServiceSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        short_or_long(
+            d,
+            |s| RawServiceSecret {
+                source: s,
+                ..Default::default()
+            },
+            "a secret name or a map with `source` and `target`",
+        )
+        .map(ServiceSecret)
+    }
+}
+
+/// A `volumes:` entry of a service: `SOURCE:TARGET[:MODE]`, a bare `TARGET` (anonymous volume),
+/// or the long form.
+#[derive(Debug, Clone)]
+pub enum RawServiceVolume {
+    Short(String),
+    Long(Box<RawLongVolume>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLongVolume {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    pub consistency: Option<String>,
+    pub bind: Option<RawBindOptions>,
+    pub volume: Option<RawVolumeOptions>,
+    pub tmpfs: Option<RawTmpfsOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBindOptions {
+    pub propagation: Option<String>,
+    pub create_host_path: Option<bool>,
+    pub selinux: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolumeOptions {
+    #[serde(default)]
+    pub nocopy: bool,
+    pub subpath: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTmpfsOptions {
+    pub size: Option<Scalar>,
+    pub mode: Option<Scalar>,
+}
+
+impl<'de> Deserialize<'de> for RawServiceVolume {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawServiceVolume;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`SOURCE:TARGET` or a map with `type`, `source` and `target`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawServiceVolume::Short(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawLongVolume::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|l| RawServiceVolume::Long(Box::new(l)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `ports:` entry: the short text form or the long map form.
+#[derive(Debug, Clone)]
+pub enum RawPort {
+    Short(String),
+    Long(RawLongPort),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLongPort {
+    pub target: Scalar,
+    pub published: Option<Scalar>,
+    pub host_ip: Option<String>,
+    pub protocol: Option<String>,
+    pub mode: Option<String>,
+    pub name: Option<String>,
+    pub app_protocol: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawPort;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "`HOST:CONTAINER`, a port number, or a map with `target` and `published`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawPort::Short(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawPort::Short(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawPort::Short(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawLongPort::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawPort::Long)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An `env_file:` entry: a path, or `{path, required, format}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnvFile {
+    pub path: String,
+    #[serde(default = "yes")]
+    pub required: bool,
+    pub format: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `env_file:` as one entry or a list of them.
+#[derive(Debug, Clone, Default)]
+pub struct EnvFiles(pub Vec<RawEnvFile>);
+
+impl<'de> Deserialize<'de> for EnvFiles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Item(RawEnvFile);
+        impl<'de> Deserialize<'de> for Item {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                short_or_long(
+                    d,
+                    |path| RawEnvFile {
+                        path,
+                        required: true,
+                        format: None,
+                    },
+                    "a path or a map with `path` and `required`",
+                )
+                .map(Item)
+            }
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnvFiles;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EnvFiles(vec![RawEnvFile {
+                    path: v.to_string(),
+                    required: true,
+                    format: None,
+                }]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Item(f)) = seq.next_element::<Item>()? {
+                    out.push(f);
+                }
+                Ok(EnvFiles(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `healthcheck:` as Compose writes it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthcheck {
+    pub test: Option<RawCommand>,
+    pub interval: Option<Scalar>,
+    pub timeout: Option<Scalar>,
+    pub retries: Option<u32>,
+    pub start_period: Option<Scalar>,
+    pub start_interval: Option<Scalar>,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// `deploy:`; only the resource limits mean something on one machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeploy {
+    pub resources: Option<RawResources>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResources {
+    pub limits: Option<RawLimits>,
+    pub reservations: Option<RawReservations>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub cpus: Option<Scalar>,
+    pub memory: Option<Scalar>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReservations {
+    pub cpus: Option<Scalar>,
+    pub memory: Option<Scalar>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -37,11 +549,11 @@ pub struct RawService {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub environment: Environment,
-    pub env_file: Option<OneOrMany>,
+    pub env_file: Option<EnvFiles>,
     #[serde(default)]
-    pub ports: Vec<Scalar>,
+    pub ports: Vec<RawPort>,
     #[serde(default)]
-    pub volumes: Vec<String>,
+    pub volumes: Vec<RawServiceVolume>,
     #[serde(default)]
     pub depends_on: DependsOn,
     pub ready: Option<RawReady>,
@@ -50,6 +562,46 @@ pub struct RawService {
     pub stop_signal: Option<String>,
     pub stop_grace_period: Option<Scalar>,
     pub k8s: Option<super::k8s::RawServiceK8s>,
+    pub build: Option<RawBuild>,
+    pub container_name: Option<String>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub user: Option<Scalar>,
+    pub entrypoint: Option<RawCommand>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub extra_hosts: ExtraHosts,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    pub shm_size: Option<Scalar>,
+    pub tmpfs: Option<OneOrMany>,
+    #[serde(default)]
+    pub ulimits: IndexMap<String, RawUlimit>,
+    #[serde(default)]
+    pub sysctls: Labels,
+    pub init: Option<bool>,
+    pub stdin_open: Option<bool>,
+    pub tty: Option<bool>,
+    pub privileged: Option<bool>,
+    pub read_only: Option<bool>,
+    pub platform: Option<String>,
+    pub network_mode: Option<String>,
+    pub networks: Option<RawServiceNetworks>,
+    #[serde(default)]
+    pub secrets: Vec<ServiceSecret>,
+    pub deploy: Option<RawDeploy>,
+    pub healthcheck: Option<RawHealthcheck>,
+    #[serde(default)]
+    pub expose: Vec<Scalar>,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    pub mem_limit: Option<Scalar>,
+    pub cpus: Option<Scalar>,
+    pub pids_limit: Option<i64>,
+    pub pull_policy: Option<String>,
 }
 
 /// `restart:`; `no` is the string here, YAML 1.2 reads it as such.
@@ -207,6 +759,9 @@ pub struct RawDependency {
     pub name: String,
     pub condition: Option<RawCondition>,
     pub restart: bool,
+    /// Compose's `required: false`: a dependency that is not in the stack (or not in an active
+    /// profile) is left out instead of refused.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -229,9 +784,11 @@ pub enum RawCondition {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LongCondition {
-    condition: RawCondition,
+    condition: Option<RawCondition>,
     #[serde(default)]
     restart: bool,
+    #[serde(default = "yes")]
+    required: bool,
 }
 
 enum ConditionForm {
@@ -282,6 +839,7 @@ impl<'de> Deserialize<'de> for DependsOn {
                         name,
                         condition: None,
                         restart: false,
+                        required: true,
                     });
                 }
                 Ok(DependsOn(out, DependsForm::List))
@@ -289,15 +847,16 @@ impl<'de> Deserialize<'de> for DependsOn {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(name) = map.next_key::<String>()? {
-                    let (condition, restart) = match map.next_value::<ConditionForm>()? {
-                        ConditionForm::Short(c) => (Some(c), false),
-                        ConditionForm::Long(l) => (Some(l.condition), l.restart),
-                        ConditionForm::Null => (None, false),
+                    let (condition, restart, required) = match map.next_value::<ConditionForm>()? {
+                        ConditionForm::Short(c) => (Some(c), false, true),
+                        ConditionForm::Long(l) => (l.condition, l.restart, l.required),
+                        ConditionForm::Null => (None, false, true),
                     };
                     out.push(RawDependency {
                         name,
                         condition,
                         restart,
+                        required,
                     });
                 }
                 Ok(DependsOn(out, DependsForm::Map))

@@ -56,7 +56,7 @@ pub fn display_value(stack: &Stack, show_secrets: bool) -> Value {
                 .and_then(|p| p.host_port)
         })
     };
-    let redact = crate::redact::Redactor::new(stack.secrets.iter().cloned());
+    let redact = crate::redact::Redactor::new(stack.secret_values.iter().cloned());
     let resolve = |s: &str| {
         let r = resolve(s);
         if show_secrets {

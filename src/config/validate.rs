@@ -40,6 +40,15 @@ pub struct Context<'a> {
     pub project_override: Option<&'a str>,
     /// Looks up devstack's own environment (for `KEY:` entries without a value).
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The first file is a Compose file (`compose*.y*ml`, `docker-compose*.y*ml`): a bare
+    /// `depends_on` list means `started`, and named volumes must be declared.
+    pub compose: bool,
+    /// The active profiles (`--profile`, `COMPOSE_PROFILES`).
+    pub profiles: &'a [String],
+    /// Services whose problems the typed pass reported already: known by name, not checked again.
+    pub broken: &'a [String],
+    /// A top-level key had a problem (a missing `services` may be that key misspelt).
+    pub top_level_errors: bool,
 }
 
 struct Checker<'a> {
@@ -62,13 +71,15 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
     let name = project_name(&mut c, raw.name.as_deref());
 
     let raw_services = match &raw.services {
+        // A misspelt `services` was reported by the typed pass already.
+        None if ctx.top_level_errors => return Err(c.errors),
         None => {
             c.err(Diagnostic::new("the stack has no `services`").help(
                 "add a `services:` map with at least one service, e.g.\n  services:\n    redis:\n      image: redis:7",
             ));
             return Err(c.errors);
         }
-        Some(s) if s.is_empty() => {
+        Some(s) if s.is_empty() && ctx.broken.is_empty() => {
             c.err(
                 Diagnostic::new("`services` is empty")
                     .at(root.key("services"))
@@ -79,19 +90,54 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         Some(s) => s,
     };
 
-    let names: Vec<&str> = raw_services.keys().map(String::as_str).collect();
+    let volumes = volume_defs(&mut c, raw, &name);
+    let networks = network_defs(&mut c, raw, &name);
+    let secrets = secret_defs(&mut c, raw);
+    let top = TopLevel {
+        project: &name,
+        volumes: &volumes,
+        networks: &networks,
+        secrets: &secrets,
+    };
+
+    // A service is enabled when it has no profiles or one of them is active.
+    let enabled = |rs: &RawService| {
+        rs.profiles.is_empty() || rs.profiles.iter().any(|p| ctx.profiles.contains(p))
+    };
+    let names: Vec<&str> = raw_services
+        .iter()
+        .filter(|(_, rs)| enabled(rs))
+        .map(|(n, _)| n.as_str())
+        .chain(
+            ctx.broken
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !raw_services.contains_key(*b)),
+        )
+        .collect();
+    let disabled: Vec<(&str, &[String])> = raw_services
+        .iter()
+        .filter(|(_, rs)| !enabled(rs))
+        .map(|(n, rs)| (n.as_str(), rs.profiles.as_slice()))
+        .collect();
     let mut services = IndexMap::new();
     for (sname, rs) in raw_services {
+        if !enabled(rs) {
+            continue;
+        }
         let path = root.key("services").key(sname.clone());
-        if let Some(s) = service(&mut c, sname, rs, &path, &names) {
-            services.insert(sname.clone(), s);
+        // A service with problems reported already is still checked for the others.
+        if let Some(s) = service(&mut c, sname, rs, &path, &names, &disabled, &top) {
+            if !ctx.broken.contains(sname) {
+                services.insert(sname.clone(), s);
+            }
         }
     }
 
     let k8s = super::k8s::validate(raw, &mut services, ctx.env, &mut c.errors);
 
     // Checks across services need every service parsed.
-    if c.errors.is_empty() {
+    if c.errors.is_empty() && ctx.broken.is_empty() {
         cross_checks(&mut c, raw, &services);
     }
 
@@ -116,8 +162,12 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             files: Vec::new(),
             services,
             test,
-            secrets: Vec::new(),
+            secret_values: Vec::new(),
             k8s,
+            volumes,
+            networks,
+            secrets,
+            profiles: ctx.profiles.to_vec(),
         })
     } else {
         Err(c.errors)
@@ -125,12 +175,18 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
 }
 
 fn project_name(c: &mut Checker<'_>, written: Option<&str>) -> String {
-    if let Some(p) = c.ctx.project_override {
+    // `-p ""` (or an empty `COMPOSE_PROJECT_NAME`) falls back as if not given, as in Compose.
+    if let Some(p) = c.ctx.project_override.filter(|p| !p.is_empty()) {
+        // A name given on purpose must already be normal; only the folder name is normalised.
         let n = normalize_project(p);
-        if n.is_empty() {
+        if n != p {
             c.err(
-                Diagnostic::new(format!("project name `{p}` has no usable characters"))
-                    .help("use lowercase letters, digits, `-` and `_`"),
+                Diagnostic::new(format!("invalid project name `{p}`")).help(if n.is_empty() {
+                    "use lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+                        .to_string()
+                } else {
+                    format!("use lowercase letters, digits, `-` and `_`, starting with a letter or digit: `{n}`")
+                }),
             );
         }
         return n;
@@ -182,12 +238,22 @@ fn valid_service_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
+/// What services may refer to at the top level.
+struct TopLevel<'a> {
+    project: &'a str,
+    volumes: &'a IndexMap<String, VolumeDef>,
+    networks: &'a IndexMap<String, NetworkDef>,
+    secrets: &'a IndexMap<String, SecretDef>,
+}
+
 fn service(
     c: &mut Checker<'_>,
     name: &str,
     rs: &RawService,
     path: &KeyPath,
     names: &[&str],
+    disabled: &[(&str, &[String])],
+    top: &TopLevel<'_>,
 ) -> Option<Service> {
     let before = c.errors.len();
     if !valid_service_name(name) {
@@ -203,7 +269,13 @@ fn service(
         .as_ref()
         .and_then(|cmd| command(c, cmd, &path.key("command"), name));
 
-    let kind = match &rs.image {
+    // `build` without `image` builds `<project>-<service>`, as Compose names it.
+    let image = rs.image.clone().or_else(|| {
+        rs.build
+            .as_ref()
+            .map(|_| format!("{}-{}", top.project, name))
+    });
+    let kind = match &image {
         Some(image) if image.trim().is_empty() => {
             c.err(
                 Diagnostic::new(format!("service `{name}` has an empty `image`"))
@@ -227,7 +299,9 @@ fn service(
                 .volumes
                 .iter()
                 .enumerate()
-                .filter_map(|(i, v)| volume(c, v, &path.key("volumes").index(i), c.ctx.root))
+                .filter_map(|(i, v)| {
+                    service_volume(c, v, &path.key("volumes").index(i), c.ctx.root, top)
+                })
                 .collect();
             Some(ServiceKind::Container {
                 image: image.trim().to_string(),
@@ -254,7 +328,7 @@ fn service(
                     working_dir: normalize_path(&working_dir),
                 }),
                 None => {
-                    if rs.command.is_none() {
+                    if rs.command.is_none() && !c.ctx.broken.iter().any(|b| b == name) {
                         c.err(
                             Diagnostic::new(format!("service `{name}` has neither `image` nor `command`"))
                                 .at(path.clone())
@@ -266,12 +340,24 @@ fn service(
             }
         }
     };
-    let is_container = rs.image.is_some();
+    let is_container = image.is_some();
 
     let env = environment(c, &rs.environment);
     let ports = ports(c, &rs.ports, &path.key("ports"), name, is_container);
-    let (depends_on, restart_with) =
-        depends_on(c, &rs.depends_on, &path.key("depends_on"), name, names);
+    let (depends_on, restart_with) = depends_on(
+        c,
+        &rs.depends_on,
+        &path.key("depends_on"),
+        name,
+        names,
+        disabled,
+    );
+    let options = if is_container {
+        container_options(c, rs, path, name, names, top)
+    } else {
+        refuse_container_keys(c, rs, path, name);
+        ContainerOptions::default()
+    };
     let restart = match rs.restart {
         None | Some(RawRestart::No) => RestartPolicy::No,
         Some(RawRestart::OnFailure) => RestartPolicy::OnFailure,
@@ -300,10 +386,15 @@ fn service(
         .as_ref()
         .and_then(|s| duration(c, &s.0, &path.key("stop_grace_period")))
         .unwrap_or(DEFAULT_STOP_GRACE);
-    let ready = rs
-        .ready
-        .as_ref()
-        .and_then(|r| readiness(c, r, &path.key("ready"), name, is_container, &env, &ports));
+    let ready = match &rs.ready {
+        Some(r) => readiness(c, r, &path.key("ready"), name, is_container, &env, &ports),
+        // Compose's healthcheck is the readiness probe when `ready:` does not name one.
+        None => options
+            .healthcheck
+            .as_ref()
+            .filter(|h| !h.is_disabled())
+            .map(healthcheck_readiness),
+    };
     let watch = watch(c, rs.watch.as_ref(), &path.key("watch"), name, &kind);
 
     if c.errors.len() > before {
@@ -322,6 +413,8 @@ fn service(
         stop_signal,
         stop_grace_period,
         k8s: Default::default(),
+        profiles: rs.profiles.clone(),
+        options,
     })
 }
 
@@ -405,9 +498,6 @@ fn duration(c: &mut Checker<'_>, s: &str, path: &KeyPath) -> Option<Duration> {
 
 fn parse_port_number(s: &str) -> Result<u16, String> {
     let s = s.trim();
-    if s.contains('-') {
-        return Err(format!("port ranges (`{s}`) are not supported"));
-    }
     match s.parse::<u64>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
         Ok(n) => Err(format!("port `{n}` is out of range (1-65535)")),
@@ -451,7 +541,8 @@ pub fn parse_port_mapping(s: &str, is_container: bool) -> Result<PortMapping, (S
         }
     };
     let host_ip: IpAddr = match ip {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // An empty address (`":2283:2283"`) is the default one, loopback for devstack.
+        None | Some("") => IpAddr::V4(Ipv4Addr::LOCALHOST),
         Some(ip) => ip.parse().map_err(|_| {
             (
                 format!("invalid address `{ip}` in port mapping `{s}`"),
@@ -495,7 +586,7 @@ pub fn parse_port_mapping(s: &str, is_container: bool) -> Result<PortMapping, (S
 
 fn ports(
     c: &mut Checker<'_>,
-    raw: &[Scalar],
+    raw: &[RawPort],
     path: &KeyPath,
     name: &str,
     is_container: bool,
@@ -503,22 +594,28 @@ fn ports(
     let mut out: Vec<PortMapping> = Vec::new();
     for (i, p) in raw.iter().enumerate() {
         let ppath = path.index(i);
-        match parse_port_mapping(p.0.trim(), is_container) {
-            Ok(m) => {
-                if out
-                    .iter()
-                    .any(|o| o.container_port == m.container_port && o.protocol == m.protocol)
-                {
-                    c.err(
-                        Diagnostic::new(format!(
-                            "service `{name}` publishes port {} twice",
-                            m.container_port
-                        ))
-                        .at_value(ppath)
-                        .help("remove one of the two entries"),
-                    );
-                } else {
-                    out.push(m);
+        let parsed = match p {
+            RawPort::Short(s) => parse_port_spec(s.trim(), is_container),
+            RawPort::Long(l) => long_port(l).and_then(|s| parse_port_spec(&s, is_container)),
+        };
+        match parsed {
+            Ok(ms) => {
+                for m in ms {
+                    if out
+                        .iter()
+                        .any(|o| o.container_port == m.container_port && o.protocol == m.protocol)
+                    {
+                        c.err(
+                            Diagnostic::new(format!(
+                                "service `{name}` publishes port {} twice",
+                                m.container_port
+                            ))
+                            .at_value(ppath.clone())
+                            .help("remove one of the two entries; an override file that changes a host port replaces the list with `ports: !override [...]`"),
+                        );
+                    } else {
+                        out.push(m);
+                    }
                 }
             }
             Err((message, help)) => c.err(Diagnostic::new(message).at_value(ppath).help(help)),
@@ -527,14 +624,155 @@ fn ports(
     out
 }
 
+/// The long form `{target, published, host_ip, protocol}` as the short text it means.
+fn long_port(l: &RawLongPort) -> Result<String, (String, String)> {
+    let mut s = String::new();
+    if let Some(ip) = &l.host_ip {
+        if ip.contains(':') {
+            s.push_str(&format!("[{ip}]:"));
+        } else {
+            s.push_str(&format!("{ip}:"));
+        }
+    }
+    match &l.published {
+        Some(p) => s.push_str(&format!("{}:", p.0)),
+        None if l.host_ip.is_some() => s.push(':'),
+        None => {}
+    }
+    s.push_str(&l.target.0);
+    if let Some(proto) = &l.protocol {
+        s.push_str(&format!("/{proto}"));
+    }
+    Ok(s)
+}
+
+/// A port or an inclusive range `A-B`.
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    match s.split_once('-') {
+        Some((a, b)) => {
+            let a = parse_port_number(a)?;
+            let b = parse_port_number(b)?;
+            if b < a {
+                return Err(format!("port range `{s}` ends before it starts"));
+            }
+            Ok((a, b))
+        }
+        None => parse_port_number(s).map(|p| (p, p)),
+    }
+}
+
+/// One `ports` entry, ranges expanded: `8000-8002:9000-9002` is three mappings.
+pub fn parse_port_spec(s: &str, is_container: bool) -> Result<Vec<PortMapping>, (String, String)> {
+    if !s.contains('-') {
+        return parse_port_mapping(s, is_container).map(|m| vec![m]);
+    }
+    let range_help = || {
+        "a range maps to a range of the same length: `\"8000-8010:8000-8010\"`, or `\"8000-8010\"` alone for free host ports".to_string()
+    };
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((spec, p)) => (spec, format!("/{p}")),
+        None => (s, String::new()),
+    };
+    let (prefix, rest) = if spec.starts_with('[') {
+        match spec.find("]:") {
+            Some(i) => (&spec[..i + 2], &spec[i + 2..]),
+            None => return parse_port_mapping(s, is_container).map(|m| vec![m]),
+        }
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        if parts.len() == 3 {
+            let i = parts[0].len() + 1;
+            (&spec[..i], &spec[i..])
+        } else {
+            ("", spec)
+        }
+    };
+    let (host, container) = match rest.split_once(':') {
+        Some((h, c)) => (Some(h), c),
+        None => (None, rest),
+    };
+    let (c0, c1) = parse_port_range(container).map_err(|m| (m, range_help()))?;
+    let hosts = match host {
+        None | Some("") => None,
+        Some(h) => Some(parse_port_range(h).map_err(|m| (m, range_help()))?),
+    };
+    if let Some((h0, h1)) = hosts {
+        if h1 - h0 != c1 - c0 {
+            return Err((
+                format!("port ranges in `{s}` differ in length"),
+                range_help(),
+            ));
+        }
+    }
+    (c0..=c1)
+        .map(|cp| {
+            let host = match (hosts, host) {
+                (Some((h0, _)), _) => format!("{}:", h0 + (cp - c0)),
+                (None, Some(_)) => ":".to_string(),
+                (None, None) => String::new(),
+            };
+            parse_port_mapping(&format!("{prefix}{host}{cp}{proto}"), is_container)
+        })
+        .collect()
+}
+
+fn service_volume(
+    c: &mut Checker<'_>,
+    v: &RawServiceVolume,
+    path: &KeyPath,
+    root: &Path,
+    top: &TopLevel<'_>,
+) -> Option<Volume> {
+    let vol = match v {
+        RawServiceVolume::Short(spec) => volume(c, spec, path, root)?,
+        RawServiceVolume::Long(l) => long_volume(c, l, path, root)?,
+    };
+    if let Volume::Named { name, .. } = &vol {
+        if c.ctx.compose && !top.volumes.contains_key(name) {
+            c.err(
+                Diagnostic::new(format!("service uses undeclared volume `{name}`"))
+                    .at_value(path.clone())
+                    .help(format!(
+                        "declare it at the top level:\n  volumes:\n    {name}:"
+                    )),
+            );
+            return None;
+        }
+    }
+    Some(vol)
+}
+
+/// Volume options after the second `:` (`ro`, `rw`, `z`, `Z`, `nocopy`, propagation,
+/// consistency), comma-separated. Returns whether the mount is read-only.
+fn volume_mode(mode: Option<&str>) -> Result<bool, String> {
+    let mut read_only = false;
+    for opt in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "ro" => read_only = true,
+            "rw" => read_only = false,
+            // SELinux relabelling, copy-on-create, mount propagation and macOS consistency
+            // hints: accepted; the engine gets the mount without them.
+            "z" | "Z" | "nocopy" | "shared" | "slave" | "private" | "rshared" | "rslave"
+            | "rprivate" | "cached" | "delegated" | "consistent" => {}
+            other => return Err(other.to_string()),
+        }
+    }
+    Ok(read_only)
+}
+
 fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Option<Volume> {
     let bad = |msg: String| {
         Diagnostic::new(msg)
             .at_value(path.clone())
-            .help("write `NAME:/container/path` for a named volume or `./host/path:/container/path` for a host folder, with an optional `:ro`")
+            .help("write `NAME:/container/path` for a named volume, `./host/path:/container/path` for a host folder or `/container/path` alone for an anonymous volume, with an optional `:ro`")
     };
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, mode) = match parts.as_slice() {
+        [t] if t.starts_with('/') => {
+            return Some(Volume::Anonymous {
+                target: t.to_string(),
+            })
+        }
         [s, t] => (*s, *t, None),
         [s, t, m] => (*s, *t, Some(*m)),
         _ => {
@@ -542,13 +780,30 @@ fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Optio
             return None;
         }
     };
-    let read_only = match mode {
-        None | Some("rw") => false,
-        Some("ro") => true,
-        Some(m) => {
+    let read_only = match volume_mode(mode) {
+        Ok(ro) => ro,
+        Err(m) => {
             c.err(bad(format!("unknown volume mode `{m}` in `{spec}`")));
             return None;
         }
+    };
+    mount(c, source, target, read_only, spec, path, root)
+}
+
+/// A mount from its source and target, as a bind mount when the source is a path.
+fn mount(
+    c: &mut Checker<'_>,
+    source: &str,
+    target: &str,
+    read_only: bool,
+    spec: &str,
+    path: &KeyPath,
+    root: &Path,
+) -> Option<Volume> {
+    let bad = |msg: String| {
+        Diagnostic::new(msg)
+            .at_value(path.clone())
+            .help("write `NAME:/container/path` for a named volume, `./host/path:/container/path` for a host folder or `/container/path` alone for an anonymous volume, with an optional `:ro`")
     };
     if !target.starts_with('/') {
         c.err(bad(format!(
@@ -558,19 +813,8 @@ fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Optio
     }
     let target = target.to_string();
     if source.starts_with('.') || source.starts_with('/') || source.starts_with('~') {
-        let src = if let Some(home_rel) = source.strip_prefix("~/") {
-            match (c.ctx.env)("HOME") {
-                Some(h) => PathBuf::from(h).join(home_rel),
-                None => {
-                    c.err(bad(format!("`~` in volume `{spec}` but `HOME` is not set")));
-                    return None;
-                }
-            }
-        } else {
-            root.join(source)
-        };
         Some(Volume::Bind {
-            source: normalize_path(&src),
+            source: host_path(c, source, spec, path, root)?,
             target,
             read_only,
         })
@@ -594,12 +838,648 @@ fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Optio
     }
 }
 
+/// A host path: `~/` from `HOME`, relative to the stack's folder, normalised.
+fn host_path(
+    c: &mut Checker<'_>,
+    source: &str,
+    spec: &str,
+    path: &KeyPath,
+    root: &Path,
+) -> Option<PathBuf> {
+    let src = if let Some(home_rel) = source.strip_prefix("~/") {
+        match (c.ctx.env)("HOME") {
+            Some(h) => PathBuf::from(h).join(home_rel),
+            None => {
+                c.err(
+                    Diagnostic::new(format!("`~` in `{spec}` but `HOME` is not set"))
+                        .at_value(path.clone())
+                        .help("write the path out, or set `HOME`"),
+                );
+                return None;
+            }
+        }
+    } else {
+        root.join(source)
+    };
+    Some(normalize_path(&src))
+}
+
+fn long_volume(
+    c: &mut Checker<'_>,
+    l: &RawLongVolume,
+    path: &KeyPath,
+    root: &Path,
+) -> Option<Volume> {
+    let Some(target) = l.target.as_deref() else {
+        c.err(
+            Diagnostic::new("volume has no `target`")
+                .at(path.clone())
+                .help("give the path inside the container: `target: /data`"),
+        );
+        return None;
+    };
+    let kind = l.kind.as_deref().unwrap_or("volume");
+    let shown = format!("{kind} volume at `{target}`");
+    match kind {
+        "tmpfs" => {
+            if !target.starts_with('/') {
+                c.err(
+                    Diagnostic::new(format!(
+                        "volume target `{target}` must be an absolute path inside the container"
+                    ))
+                    .at_value(path.key("target")),
+                );
+                return None;
+            }
+            let size = match l.tmpfs.as_ref().and_then(|t| t.size.as_ref()) {
+                Some(sz) => Some(bytes(c, &sz.0, &path.key("tmpfs").key("size"))?),
+                None => None,
+            };
+            Some(Volume::Tmpfs {
+                target: target.to_string(),
+                size,
+            })
+        }
+        "bind" => {
+            let Some(source) = l.source.as_deref() else {
+                c.err(
+                    Diagnostic::new("bind mount has no `source`")
+                        .at(path.clone())
+                        .help("give the host folder: `source: ./data`"),
+                );
+                return None;
+            };
+            let source = if source.starts_with(['.', '/', '~']) {
+                source.to_string()
+            } else {
+                format!("./{source}")
+            };
+            mount(c, &source, target, l.read_only, &shown, path, root)
+        }
+        "volume" => match l.source.as_deref() {
+            None | Some("") => Some(Volume::Anonymous {
+                target: target.to_string(),
+            }),
+            Some(source) if source.starts_with(['.', '/', '~']) => {
+                c.err(
+                    Diagnostic::new(format!("volume source `{source}` is a path"))
+                        .at_value(path.key("source"))
+                        .help("use `type: bind` for a host folder, or name a volume"),
+                );
+                None
+            }
+            Some(source) => mount(c, source, target, l.read_only, &shown, path, root),
+        },
+        "npipe" | "cluster" | "image" => {
+            c.err(unsupported(&path.key("type"), &format!("type: {kind}")));
+            None
+        }
+        other => {
+            c.err(
+                Diagnostic::new(format!("unknown volume type `{other}`"))
+                    .at_value(path.key("type"))
+                    .help(
+                        did_you_mean(other, ["bind", "volume", "tmpfs"])
+                            .unwrap_or_else(|| "use `bind`, `volume` or `tmpfs`".to_string()),
+                    ),
+            );
+            None
+        }
+    }
+}
+
+/// "`KEY` is a Compose key devstack does not support yet", pointing at the README's list.
+pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
+    Diagnostic::new(format!(
+        "`{key}` is a Compose key devstack does not support yet"
+    ))
+    .at(path.clone())
+    .help(format!(
+        "remove it, or see {COMPAT_LINK} for what devstack reads"
+    ))
+}
+
+/// Where the README lists every Compose key.
+pub const COMPAT_LINK: &str = "README.md#compose-compatibility";
+
+/// A byte size as Compose writes it: `1024`, `64m`, `1.5g`, `512kb` (1024-based).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mul: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    let v = n * mul as f64;
+    (v.is_finite() && v >= 0.0).then_some(v as u64)
+}
+
+fn bytes(c: &mut Checker<'_>, s: &str, path: &KeyPath) -> Option<u64> {
+    let v = parse_bytes(s);
+    if v.is_none() {
+        c.err(
+            Diagnostic::new(format!("invalid size `{s}`"))
+                .at_value(path.clone())
+                .help("write bytes with an optional unit: `64m`, `1g`, `512k`"),
+        );
+    }
+    v
+}
+
+fn cpus(c: &mut Checker<'_>, s: &str, path: &KeyPath) -> Option<f64> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Some(v),
+        _ => {
+            c.err(
+                Diagnostic::new(format!("invalid CPU count `{s}`"))
+                    .at_value(path.clone())
+                    .help("write a number of CPUs, e.g. `0.5` or `2`"),
+            );
+            None
+        }
+    }
+}
+
+fn healthcheck(c: &mut Checker<'_>, h: &RawHealthcheck, path: &KeyPath) -> Option<Healthcheck> {
+    let dur = |c: &mut Checker<'_>, v: &Option<Scalar>, key: &str| {
+        v.as_ref().and_then(|s| duration(c, &s.0, &path.key(key)))
+    };
+    let test = if h.disable {
+        Some(vec!["NONE".to_string()])
+    } else {
+        match &h.test {
+            None => None,
+            Some(RawCommand::Shell(s)) => Some(vec!["CMD-SHELL".to_string(), s.clone()]),
+            Some(RawCommand::Argv(v)) => {
+                match v.first().map(String::as_str) {
+                    Some("CMD") | Some("CMD-SHELL") | Some("NONE") => {}
+                    _ => {
+                        c.err(
+                            Diagnostic::new("a healthcheck `test` list starts with `CMD`, `CMD-SHELL` or `NONE`")
+                                .at_value(path.key("test"))
+                                .help("e.g. `test: [\"CMD\", \"pg_isready\"]` or `test: pg_isready -U user` (run by a shell)"),
+                        );
+                        return None;
+                    }
+                }
+                Some(v.clone())
+            }
+        }
+    };
+    Some(Healthcheck {
+        test,
+        interval: dur(c, &h.interval, "interval"),
+        timeout: dur(c, &h.timeout, "timeout"),
+        retries: h.retries,
+        start_period: dur(c, &h.start_period, "start_period"),
+        start_interval: dur(c, &h.start_interval, "start_interval"),
+    })
+}
+
+/// The readiness a Compose healthcheck gives: the container's health, waited on at least as
+/// long as the engine takes to call it unhealthy.
+fn healthcheck_readiness(h: &Healthcheck) -> Readiness {
+    // Docker's defaults: every 30s, 30s timeout, 3 retries.
+    let interval = h.interval.unwrap_or(Duration::from_secs(30));
+    let timeout = h.timeout.unwrap_or(Duration::from_secs(30));
+    let retries = h.retries.unwrap_or(3);
+    let engine = h.start_period.unwrap_or_default() + (interval + timeout) * retries;
+    Readiness {
+        probe: Probe::Healthcheck,
+        timeout: DEFAULT_READY_TIMEOUT.max(engine),
+        interval: DEFAULT_READY_INTERVAL,
+    }
+}
+
+/// The keys that only a container can use, as written on a native process.
+fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
+    [
+        ("container_name", rs.container_name.is_some()),
+        ("hostname", rs.hostname.is_some()),
+        ("domainname", rs.domainname.is_some()),
+        ("user", rs.user.is_some()),
+        ("entrypoint", rs.entrypoint.is_some()),
+        ("labels", !rs.labels.0.is_empty()),
+        ("extra_hosts", !rs.extra_hosts.0.is_empty()),
+        ("cap_add", !rs.cap_add.is_empty()),
+        ("cap_drop", !rs.cap_drop.is_empty()),
+        ("shm_size", rs.shm_size.is_some()),
+        ("tmpfs", rs.tmpfs.is_some()),
+        ("ulimits", !rs.ulimits.is_empty()),
+        ("sysctls", !rs.sysctls.0.is_empty()),
+        ("init", rs.init.is_some()),
+        ("stdin_open", rs.stdin_open.is_some()),
+        ("tty", rs.tty.is_some()),
+        ("privileged", rs.privileged.is_some()),
+        ("read_only", rs.read_only.is_some()),
+        ("platform", rs.platform.is_some()),
+        ("network_mode", rs.network_mode.is_some()),
+        ("networks", rs.networks.is_some()),
+        ("secrets", !rs.secrets.is_empty()),
+        ("deploy", rs.deploy.is_some()),
+        ("healthcheck", rs.healthcheck.is_some()),
+        ("expose", !rs.expose.is_empty()),
+        ("mem_limit", rs.mem_limit.is_some()),
+        ("cpus", rs.cpus.is_some()),
+        ("pids_limit", rs.pids_limit.is_some()),
+        ("pull_policy", rs.pull_policy.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect()
+}
+
+fn refuse_container_keys(c: &mut Checker<'_>, rs: &RawService, path: &KeyPath, name: &str) {
+    for key in container_keys_given(rs) {
+        c.err(
+            Diagnostic::new(format!(
+                "`{key}` is for containers, but `{name}` is a native process"
+            ))
+            .at(path.key(key))
+            .help("remove it, or give the service an `image` (or a `build`)"),
+        );
+    }
+}
+
+fn container_options(
+    c: &mut Checker<'_>,
+    rs: &RawService,
+    path: &KeyPath,
+    name: &str,
+    names: &[&str],
+    top: &TopLevel<'_>,
+) -> ContainerOptions {
+    let build = rs.build.as_ref().map(|b| {
+        let b = &b.0;
+        let context = b.context.clone().unwrap_or_else(|| ".".to_string());
+        let is_url = context.contains("://") || context.starts_with("git@");
+        let context = if is_url {
+            context
+        } else {
+            normalize_path(&c.ctx.root.join(&context))
+                .display()
+                .to_string()
+        };
+        let shm_size = b
+            .shm_size
+            .as_ref()
+            .and_then(|s| bytes(c, &s.0, &path.key("build").key("shm_size")));
+        Build {
+            context,
+            dockerfile: b.dockerfile.clone(),
+            dockerfile_inline: b.dockerfile_inline.clone(),
+            args: environment(c, &b.args),
+            target: b.target.clone(),
+            labels: b.labels.0.clone(),
+            cache_from: b.cache_from.clone(),
+            cache_to: b.cache_to.clone(),
+            network: b.network.clone(),
+            pull: b.pull,
+            no_cache: b.no_cache,
+            tags: b.tags.clone(),
+            platforms: b.platforms.clone(),
+            extra_hosts: b
+                .extra_hosts
+                .0
+                .iter()
+                .map(|(h, ip)| format!("{h}:{ip}"))
+                .collect(),
+            shm_size,
+            additional_contexts: b.additional_contexts.0.clone(),
+        }
+    });
+    if let Some(cn) = &rs.container_name {
+        let mut chars = cn.chars();
+        let ok = chars.next().is_some_and(|ch| ch.is_ascii_alphanumeric())
+            && chars.all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch));
+        if !ok {
+            c.err(
+                Diagnostic::new(format!("invalid container name `{cn}`"))
+                    .at_value(path.key("container_name"))
+                    .help("use letters, digits, `_`, `.` and `-`, starting with a letter or digit"),
+            );
+        }
+    }
+    let shm_size = rs
+        .shm_size
+        .as_ref()
+        .and_then(|s| bytes(c, &s.0, &path.key("shm_size")));
+    let mut limits = Resources::default();
+    let mut reservations = Resources::default();
+    if let Some(res) = rs.deploy.as_ref().and_then(|d| d.resources.as_ref()) {
+        let rpath = path.key("deploy").key("resources");
+        if let Some(l) = &res.limits {
+            let lpath = rpath.key("limits");
+            limits.cpus = l
+                .cpus
+                .as_ref()
+                .and_then(|s| cpus(c, &s.0, &lpath.key("cpus")));
+            limits.memory = l
+                .memory
+                .as_ref()
+                .and_then(|s| bytes(c, &s.0, &lpath.key("memory")));
+            limits.pids = l.pids;
+        }
+        if let Some(r) = &res.reservations {
+            let lpath = rpath.key("reservations");
+            reservations.cpus = r
+                .cpus
+                .as_ref()
+                .and_then(|s| cpus(c, &s.0, &lpath.key("cpus")));
+            reservations.memory = r
+                .memory
+                .as_ref()
+                .and_then(|s| bytes(c, &s.0, &lpath.key("memory")));
+        }
+    }
+    // The older service-level forms; `deploy` wins when both are given, as in Compose.
+    if limits.cpus.is_none() {
+        limits.cpus = rs
+            .cpus
+            .as_ref()
+            .and_then(|s| cpus(c, &s.0, &path.key("cpus")));
+    }
+    if limits.memory.is_none() {
+        limits.memory = rs
+            .mem_limit
+            .as_ref()
+            .and_then(|s| bytes(c, &s.0, &path.key("mem_limit")));
+    }
+    if limits.pids.is_none() {
+        limits.pids = rs.pids_limit;
+    }
+
+    if let Some(mode) = &rs.network_mode {
+        if rs.networks.is_some() {
+            c.err(
+                Diagnostic::new(format!(
+                    "service `{name}` sets both `network_mode` and `networks`"
+                ))
+                .at(path.key("network_mode"))
+                .help("keep one: `network_mode` replaces the networks"),
+            );
+        }
+        let other = mode.strip_prefix("service:").filter(|o| !names.contains(o));
+        if let Some(other) = other {
+            c.err(
+                Diagnostic::new(format!(
+                    "`network_mode` of `{name}` names unknown service `{other}`"
+                ))
+                .at_value(path.key("network_mode"))
+                .help(
+                    did_you_mean(other, names.iter().copied())
+                        .unwrap_or_else(|| format!("the services are {}", list(names))),
+                ),
+            );
+        } else if !(["bridge", "host", "none", "default"].contains(&mode.as_str())
+            || mode.starts_with("service:")
+            || mode.starts_with("container:"))
+        {
+            c.err(
+                Diagnostic::new(format!("unknown network mode `{mode}`"))
+                    .at_value(path.key("network_mode"))
+                    .help("use `bridge`, `host`, `none`, `service:NAME` or `container:NAME`"),
+            );
+        }
+    }
+    let mut networks = IndexMap::new();
+    if let Some(ns) = &rs.networks {
+        for (n, sn) in &ns.0 {
+            if n != "default" && !top.networks.contains_key(n) {
+                let declared: Vec<&str> = top.networks.keys().map(String::as_str).collect();
+                c.err(
+                    Diagnostic::new(format!("service `{name}` joins undeclared network `{n}`"))
+                        .at(path.key("networks").key(n.clone()))
+                        .help(
+                            did_you_mean(n, declared.iter().copied()).unwrap_or_else(|| {
+                                format!("declare it at the top level:\n  networks:\n    {n}:")
+                            }),
+                        ),
+                );
+                continue;
+            }
+            networks.insert(
+                n.clone(),
+                ServiceNetwork {
+                    aliases: sn.aliases.clone(),
+                    ipv4_address: sn.ipv4_address.clone(),
+                    ipv6_address: sn.ipv6_address.clone(),
+                },
+            );
+        }
+    }
+    let mut secrets = Vec::new();
+    for (i, ServiceSecret(s)) in rs.secrets.iter().enumerate() {
+        let spath = path.key("secrets").index(i);
+        if !top.secrets.contains_key(&s.source) {
+            let declared: Vec<&str> = top.secrets.keys().map(String::as_str).collect();
+            c.err(
+                Diagnostic::new(format!(
+                    "service `{name}` uses undeclared secret `{}`",
+                    s.source
+                ))
+                .at_value(spath)
+                .help(
+                    did_you_mean(&s.source, declared.iter().copied()).unwrap_or_else(|| {
+                        format!(
+                        "declare it at the top level:\n  secrets:\n    {}:\n      file: ./{}.txt",
+                        s.source, s.source
+                    )
+                    }),
+                ),
+            );
+            continue;
+        }
+        let target = match &s.target {
+            Some(t) if t.starts_with('/') => t.clone(),
+            Some(t) => format!("/run/secrets/{t}"),
+            None => format!("/run/secrets/{}", s.source),
+        };
+        secrets.push(SecretMount {
+            source: s.source.clone(),
+            target,
+            file: match top.secrets.get(&s.source) {
+                Some(SecretDef::File(f)) => Some(f.clone()),
+                _ => None,
+            },
+        });
+    }
+    let mut expose = Vec::new();
+    for (i, e) in rs.expose.iter().enumerate() {
+        let (ports, proto) = match e.0.rsplit_once('/') {
+            Some((p, proto)) => (p, Some(proto)),
+            None => (e.0.as_str(), None),
+        };
+        let proto_ok = matches!(proto, None | Some("tcp") | Some("udp"));
+        match parse_port_range(ports) {
+            Ok(_) if proto_ok => expose.push(e.0.trim().to_string()),
+            Ok(_) => c.err(
+                Diagnostic::new(format!("unknown protocol in `expose` entry `{}`", e.0))
+                    .at_value(path.key("expose").index(i))
+                    .help("use `/tcp` or `/udp`"),
+            ),
+            Err(m) => c.err(
+                Diagnostic::new(m)
+                    .at_value(path.key("expose").index(i))
+                    .help("write a port or a range: `\"3000\"`, `\"8000-8010/udp\"`"),
+            ),
+        }
+    }
+    let healthcheck = rs
+        .healthcheck
+        .as_ref()
+        .and_then(|h| healthcheck(c, h, &path.key("healthcheck")));
+    ContainerOptions {
+        build,
+        container_name: rs.container_name.clone(),
+        hostname: rs.hostname.clone(),
+        domainname: rs.domainname.clone(),
+        user: rs.user.as_ref().map(|u| u.0.clone()),
+        entrypoint: rs
+            .entrypoint
+            .as_ref()
+            .and_then(|e| command(c, e, &path.key("entrypoint"), name)),
+        labels: rs.labels.0.clone(),
+        extra_hosts: rs
+            .extra_hosts
+            .0
+            .iter()
+            .map(|(h, ip)| format!("{h}:{ip}"))
+            .collect(),
+        cap_add: rs.cap_add.clone(),
+        cap_drop: rs.cap_drop.clone(),
+        shm_size,
+        tmpfs: rs.tmpfs.as_ref().map(|t| t.0.clone()).unwrap_or_default(),
+        ulimits: rs
+            .ulimits
+            .iter()
+            .map(|(k, u)| {
+                (
+                    k.clone(),
+                    Ulimit {
+                        soft: u.soft,
+                        hard: u.hard,
+                    },
+                )
+            })
+            .collect(),
+        sysctls: rs.sysctls.0.clone(),
+        init: rs.init,
+        stdin_open: rs.stdin_open.unwrap_or(false),
+        tty: rs.tty.unwrap_or(false),
+        privileged: rs.privileged.unwrap_or(false),
+        read_only: rs.read_only.unwrap_or(false),
+        platform: rs.platform.clone(),
+        network_mode: rs.network_mode.clone(),
+        networks,
+        secrets,
+        limits,
+        reservations,
+        healthcheck,
+        expose,
+        pull_policy: rs.pull_policy.clone(),
+    }
+}
+
+fn volume_defs(c: &mut Checker<'_>, raw: &RawStack, project: &str) -> IndexMap<String, VolumeDef> {
+    let mut out = IndexMap::new();
+    for (key, def) in raw.volumes.iter().flatten() {
+        let d = def.clone().unwrap_or_default();
+        let external = d.external.unwrap_or(false);
+        let name = match (&d.name, external) {
+            (Some(n), _) => n.clone(),
+            (None, true) => key.clone(),
+            (None, false) => format!("{project}_{key}"),
+        };
+        out.insert(
+            key.clone(),
+            VolumeDef {
+                name,
+                driver: d.driver,
+                driver_opts: d.driver_opts.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                external,
+                labels: d.labels.0,
+            },
+        );
+    }
+    let _ = c;
+    out
+}
+
+fn network_defs(
+    c: &mut Checker<'_>,
+    raw: &RawStack,
+    project: &str,
+) -> IndexMap<String, NetworkDef> {
+    let mut out = IndexMap::new();
+    for (key, def) in raw.networks.iter().flatten() {
+        let d = def.clone().unwrap_or_default();
+        let external = d.external.unwrap_or(false);
+        let name = match (&d.name, external) {
+            (Some(n), _) => n.clone(),
+            (None, true) => key.clone(),
+            (None, false) => format!("{project}_{key}"),
+        };
+        out.insert(
+            key.clone(),
+            NetworkDef {
+                name,
+                driver: d.driver,
+                driver_opts: d.driver_opts.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                external,
+                internal: d.internal.unwrap_or(false),
+                attachable: d.attachable.unwrap_or(false),
+                labels: d.labels.0,
+            },
+        );
+    }
+    let _ = c;
+    out
+}
+
+fn secret_defs(c: &mut Checker<'_>, raw: &RawStack) -> IndexMap<String, SecretDef> {
+    let mut out = IndexMap::new();
+    for (key, d) in raw.secrets.iter().flatten() {
+        let path = KeyPath::root().key("secrets").key(key.clone());
+        let def = match (&d.file, &d.environment) {
+            (Some(f), None) => {
+                let Some(p) = host_path(c, f, f, &path.key("file"), c.ctx.root) else {
+                    continue;
+                };
+                SecretDef::File(p)
+            }
+            (None, Some(e)) => SecretDef::Environment(e.clone()),
+            _ => {
+                c.err(
+                    Diagnostic::new(format!(
+                        "secret `{key}` needs exactly one of `file` and `environment`"
+                    ))
+                    .at(path)
+                    .help("e.g. `file: ./db_password.txt` or `environment: DB_PASSWORD`"),
+                );
+                continue;
+            }
+        };
+        out.insert(key.clone(), def);
+    }
+    out
+}
+
 fn depends_on(
     c: &mut Checker<'_>,
     raw: &DependsOn,
     path: &KeyPath,
     name: &str,
     names: &[&str],
+    disabled: &[(&str, &[String])],
 ) -> (IndexMap<String, Condition>, Vec<String>) {
     let mut out = IndexMap::new();
     let mut restart_with = Vec::new();
@@ -612,6 +1492,25 @@ fn depends_on(
             path.key(dep.clone())
         };
         if !names.contains(&dep.as_str()) {
+            // `required: false` leaves out a dependency that is not part of this run.
+            if !entry.required {
+                continue;
+            }
+            if let Some((_, profiles)) = disabled.iter().find(|(n, _)| *n == dep.as_str()) {
+                let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
+                c.err(
+                    Diagnostic::new(format!(
+                        "service `{name}` depends on `{dep}`, which only runs with profile {}",
+                        list(&profiles)
+                    ))
+                    .at_value(dpath)
+                    .help(format!(
+                        "activate it with `--profile {}` (or `COMPOSE_PROFILES`), or mark the dependency `required: false`",
+                        profiles[0]
+                    )),
+                );
+                continue;
+            }
             c.err(
                 Diagnostic::new(format!(
                     "service `{name}` depends on unknown service `{dep}`"
@@ -635,6 +1534,8 @@ fn depends_on(
             continue;
         }
         let cond = match cond {
+            // Compose starts a bare dependency without waiting; stack.yaml waits until ready.
+            None if c.ctx.compose => Condition::Started,
             None | Some(RawCondition::Ready) => Condition::Ready,
             Some(RawCondition::Started) => Condition::Started,
             Some(RawCondition::Completed) => Condition::Completed,
@@ -1123,9 +2024,14 @@ mod tests {
             ("http:80", true, "`http` is not a port number"),
             ("1:2:3:4", true, "malformed port mapping `1:2:3:4`"),
             (
-                "8000-8010:8000-8010",
+                "8000-8010:9000",
                 true,
-                "port ranges (`8000-8010`) are not supported",
+                "port ranges in `8000-8010:9000` differ in length",
+            ),
+            (
+                "8010-8000:8010-8000",
+                true,
+                "port range `8010-8000` ends before it starts",
             ),
             (
                 "80/sctp",
@@ -1150,8 +2056,70 @@ mod tests {
             ),
         ];
         for (spec, container, msg) in bad {
-            let (m, _help) = parse_port_mapping(spec, *container).expect_err(spec);
+            let (m, _help) = parse_port_spec(spec, *container).expect_err(spec);
             assert_eq!(&m, msg, "{spec}");
+        }
+    }
+
+    #[test]
+    fn port_ranges_and_empty_addresses() {
+        let shown = |spec: &str| -> Vec<String> {
+            parse_port_spec(spec, true)
+                .unwrap_or_else(|e| panic!("{spec}: {e:?}"))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            shown("8000-8002:9000-9002"),
+            [
+                "127.0.0.1:8000:9000",
+                "127.0.0.1:8001:9001",
+                "127.0.0.1:8002:9002"
+            ]
+        );
+        assert_eq!(
+            shown("8000-8001"),
+            ["127.0.0.1:auto:8000", "127.0.0.1:auto:8001"]
+        );
+        assert_eq!(
+            shown("0.0.0.0:53-54:53-54/udp"),
+            ["0.0.0.0:53:53/udp", "0.0.0.0:54:54/udp"]
+        );
+        // Compose's empty host address is the default one: loopback for devstack.
+        assert_eq!(shown(":2283:2283"), ["127.0.0.1:2283:2283"]);
+        let long = |target: &str, published: Option<&str>, ip: Option<&str>| RawLongPort {
+            target: Scalar(target.into()),
+            published: published.map(|p| Scalar(p.into())),
+            host_ip: ip.map(str::to_string),
+            protocol: None,
+            mode: None,
+            name: None,
+            app_protocol: None,
+        };
+        for (l, want) in [
+            (long("80", Some("8080"), None), "8080:80"),
+            (long("80", None, None), "80"),
+            (long("80", None, Some("0.0.0.0")), "0.0.0.0::80"),
+            (long("80", Some("8080"), Some("::1")), "[::1]:8080:80"),
+        ] {
+            assert_eq!(long_port(&l).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn byte_sizes_as_compose_writes_them() {
+        for (s, want) in [
+            ("1024", Some(1024)),
+            ("64m", Some(64 << 20)),
+            ("1gb", Some(1 << 30)),
+            ("512K", Some(512 << 10)),
+            ("1.5g", Some(3 << 29)),
+            ("2 MB", Some(2 << 20)),
+            ("lots", None),
+            ("-1m", None),
+        ] {
+            assert_eq!(parse_bytes(s), want, "{s}");
         }
     }
 
@@ -1163,6 +2131,8 @@ mod tests {
             ("-x y", "xy"),
             ("__", ""),
             ("a.b", "ab"),
+            ("www.my.project", "wwwmyproject"),
+            ("-my_project", "my_project"),
         ] {
             assert_eq!(normalize_project(input), want, "{input}");
         }

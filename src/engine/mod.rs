@@ -260,7 +260,7 @@ pub async fn up<R: ContainerRuntime>(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<UpOutcome, UpError> {
     let stack = req.stack;
-    let redact = Redactor::new(stack.secrets.iter().cloned());
+    let redact = Redactor::new(stack.secret_values.iter().cloned());
     let has_processes = req
         .selected
         .iter()

@@ -177,6 +177,8 @@ fn service_value(stack: &Stack, svc: &Service, services: &[&Service]) -> Value {
                                 target,
                                 read_only,
                             } => (source.display().to_string(), target, *read_only),
+                            Volume::Anonymous { target } => return target.clone(),
+                            Volume::Tmpfs { target, .. } => return format!("tmpfs:{target}"),
                         };
                         format!("{src}:{target}{}", if ro { ":ro" } else { "" })
                     })

@@ -204,7 +204,12 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
     for (k, v) in merged {
         let value = cluster_value(v, &host);
         // One rule with `config`: secret keys, URLs with passwords, and interpolated secrets.
-        if is_secret_entry(k, &value) || stack.secrets.iter().any(|x| value.contains(x.as_str())) {
+        if is_secret_entry(k, &value)
+            || stack
+                .secret_values
+                .iter()
+                .any(|x| value.contains(x.as_str()))
+        {
             secret.insert(k.to_string(), Value::String(value));
             env.push(json!({ "name": k, "valueFrom": { "secretKeyRef": { "name": secret_name, "key": k } } }));
         } else {
@@ -319,7 +324,7 @@ fn service_objects(stack: &Stack, svc: &Service, ns: &str) -> Vec<Object> {
                 target,
                 read_only,
             } => Some((name, target, *read_only)),
-            Volume::Bind { .. } => None,
+            Volume::Bind { .. } | Volume::Anonymous { .. } | Volume::Tmpfs { .. } => None,
         })
         .collect();
     if !named.is_empty() {
