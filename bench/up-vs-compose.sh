@@ -27,11 +27,11 @@ pick() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 PG=$(pick) RD=$(pick) QD=$(pick) ZK=$(pick) KF=$(pick)
 cat > "$work/ports.yaml" <<YAML
 services:
-  postgres: { ports: ["$PG:5432"] }
-  redis: { ports: ["$RD:6379"] }
-  qdrant: { ports: ["$QD:6333"] }
-  zookeeper: { ports: ["$ZK:2181"] }
-  kafka: { ports: ["$KF:9092"] }
+  postgres: { ports: !override ["$PG:5432"] }
+  redis: { ports: !override ["$RD:6379"] }
+  qdrant: { ports: !override ["$QD:6333"] }
+  zookeeper: { ports: !override ["$ZK:2181"] }
+  kafka: { ports: !override ["$KF:9092"] }
 YAML
 cat > "$work/docker-compose.yml" <<YAML
 version: "2.4"
