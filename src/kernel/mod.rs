@@ -543,6 +543,12 @@ impl Kernel {
         if n.epoch != epoch || n.state != ServiceState::Probing {
             return;
         }
+        self.not_ready(name, reason, out);
+    }
+
+    /// The service could not start or get ready: shown as failed (the engine adds its probe and
+    /// last lines); during start-up that ends the run.
+    fn not_ready(&mut self, name: &str, reason: String, out: &mut Vec<Effect>) {
         out.push(Effect::Publish(StackEvent::NotReady {
             service: name.to_string(),
             probe: String::new(),
@@ -573,22 +579,7 @@ impl Kernel {
             self.set_state(name, ServiceState::Stopped, out);
             return;
         }
-        out.push(Effect::Publish(StackEvent::NotReady {
-            service: name.to_string(),
-            probe: String::new(),
-            reason: reason.clone(),
-            tail: Vec::new(),
-        }));
-        self.set_state(
-            name,
-            ServiceState::Failed {
-                reason: reason.clone(),
-            },
-            out,
-        );
-        if self.phase == Phase::StartingUp {
-            self.abort(name, reason, out);
-        }
+        self.not_ready(name, reason, out);
     }
 
     fn on_exited(
