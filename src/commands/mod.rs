@@ -6,11 +6,38 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+mod control;
 mod detach;
 mod doctor;
 mod project_lock;
 mod render;
 mod stack_ops;
+mod tty;
+
+pub use stack_ops::state_dir;
+
+/// The pid of the devstack that holds the project lock of `state_dir`, if one does.
+pub fn lock_holder(state_dir: &std::path::Path) -> Option<u32> {
+    project_lock::holder(state_dir)
+}
+
+/// The service names of the stack file found from the current folder (for shell completion);
+/// none when there is no valid one.
+pub fn service_names_here() -> Vec<String> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let opts = LoadOptions {
+        files: Vec::new(),
+        project_name: None,
+        cwd,
+        env_files: Vec::new(),
+        profiles: Vec::new(),
+    };
+    config::load(&opts, &|k| std::env::var(k).ok())
+        .map(|l| l.stack.services.keys().cloned().collect())
+        .unwrap_or_default()
+}
 
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
@@ -28,6 +55,12 @@ pub struct Env<'a> {
 }
 
 pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
+    // The shell helpers need no stack file.
+    match &cli.command {
+        Command::Completions(args) => return control::completions(args, env),
+        Command::Man => return control::man(env),
+        _ => {}
+    }
     let loaded = load(cli, env)?;
     match &cli.command {
         Command::Validate => validate(&loaded, env),
@@ -40,6 +73,13 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Test(args) => stack_ops::test(&loaded.stack, args, env),
         Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
         Command::Render(what) => render::render(&loaded.stack, what, env),
+        Command::Restart(args) => control::verb(&loaded.stack, control::Verb::Restart, args, env),
+        Command::Stop(args) => control::verb(&loaded.stack, control::Verb::Stop, args, env),
+        Command::Start(args) => control::verb(&loaded.stack, control::Verb::Start, args, env),
+        Command::Wait(args) => control::wait(&loaded.stack, args, env),
+        Command::Exec(args) => control::exec(&loaded.stack, args, env),
+        Command::Mcp(args) => control::mcp(&loaded.stack, args, env),
+        Command::Completions(_) | Command::Man => unreachable!("handled before loading"),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
 pub use down::{down, DownReport, DownRequest};
-pub use handle::{channel, Inbox, ServiceStatus, StackHandle};
+pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
 
 use crate::config::{Service, Stack};
 use crate::event::StackEvent;
@@ -77,7 +77,7 @@ pub struct PortConflict {
     pub holder: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotReadyReport {
     pub service: String,
     pub probe: String,
@@ -104,7 +104,7 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -442,12 +442,29 @@ pub async fn up<R: ContainerRuntime>(
                     let inst = instances.get(v.service);
                     ServiceStatus {
                         service: v.service.to_string(),
-                        kind: stack.services[v.service].kind_name(),
+                        kind: stack.services[v.service].kind_name().to_string(),
                         state: v.state.clone(),
                         restarts: v.restarts,
+                        epoch: v.epoch,
+                        running: v.running,
                         pid: inst.and_then(|i| i.0).filter(|_| v.running),
                         container: inst.and_then(|i| i.1.clone()),
                         started_at_ms: inst.map(|i| i.2).filter(|_| v.running),
+                        ports: prepared
+                            .ports
+                            .0
+                            .get(v.service)
+                            .map(|ps| {
+                                ps.iter()
+                                    .map(|p| handle::PortView {
+                                        host_ip: p.host_ip,
+                                        host_port: p.host_port,
+                                        container_port: p.container_port,
+                                        protocol: p.protocol,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     }
                 })
                 .collect();

@@ -195,6 +195,9 @@ impl ContainerRuntime for Fake {
     async fn remove_volume(&self, _name: &str) -> RtResult<()> {
         Ok(())
     }
+    async fn usage(&self, _id: &str) -> RtResult<crate::runtime::UsageSample> {
+        Ok(crate::runtime::UsageSample::default())
+    }
 }
 
 /// A stream that ends when every sender is gone (the container stopped).

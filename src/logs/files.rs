@@ -171,6 +171,42 @@ pub fn read(dir: &Path, service: &str) -> Vec<Record> {
     out
 }
 
+/// Which stored records `logs` (and the MCP `logs` tool) show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only records at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Only records whose text matches.
+    pub grep: Option<regex::Regex>,
+    /// Only the last N of each service.
+    pub tail: Option<usize>,
+}
+
+impl Filter {
+    /// Whether a record passes the time and text conditions (not `tail`). Pure.
+    pub fn matches(&self, r: &Record) -> bool {
+        self.since_ms.is_none_or(|s| r.t >= s)
+            && self.grep.as_ref().is_none_or(|g| g.is_match(&r.text))
+    }
+}
+
+/// The records of `services` that pass `filter`, merged by time.
+pub fn select(dir: &Path, services: &[String], filter: &Filter) -> Vec<Record> {
+    let mut out = Vec::new();
+    for s in services {
+        let mut rs: Vec<Record> = read(dir, s)
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .collect();
+        if let Some(k) = filter.tail {
+            rs.drain(..rs.len().saturating_sub(k));
+        }
+        out.extend(rs);
+    }
+    out.sort_by_key(|r| r.t);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +229,57 @@ mod tests {
         assert_eq!(got[0].to_line(), line);
         assert_eq!(got[1].stream, "event");
         assert!(read(dir.path(), "nope").is_empty());
+    }
+
+    #[test]
+    fn select_filters_by_time_text_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = LogFiles::new(dir.path().to_path_buf()).unwrap();
+        for (t, svc, text) in [
+            (1, "a", "boot"),
+            (2, "b", "error: x"),
+            (3, "a", "error: y"),
+            (4, "a", "error: z"),
+        ] {
+            files
+                .write(&LogLine {
+                    at: UNIX_EPOCH + std::time::Duration::from_millis(t),
+                    source: svc.into(),
+                    stream: Stream::Stdout,
+                    text: text.into(),
+                })
+                .unwrap();
+        }
+        files.flush();
+        let both = ["a".to_string(), "b".to_string()];
+        let texts = |f: Filter| -> Vec<String> {
+            select(dir.path(), &both, &f)
+                .into_iter()
+                .map(|r| r.text)
+                .collect()
+        };
+        let grep = Some(regex::Regex::new("^error").unwrap());
+        assert_eq!(
+            texts(Filter {
+                grep: grep.clone(),
+                ..Filter::default()
+            }),
+            ["error: x", "error: y", "error: z"]
+        );
+        assert_eq!(
+            texts(Filter {
+                grep,
+                tail: Some(1),
+                since_ms: None
+            }),
+            ["error: x", "error: z"]
+        );
+        assert_eq!(
+            texts(Filter {
+                since_ms: Some(3),
+                ..Filter::default()
+            }),
+            ["error: y", "error: z"]
+        );
     }
 }

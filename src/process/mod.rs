@@ -299,6 +299,12 @@ pub fn end_marked(mark: &str, signal: i32, grace: Duration, except: &[u32]) -> u
     found.len()
 }
 
+/// CPU ticks and resident bytes of each of these process groups (one pass over `/proc`;
+/// blocking: call it off the async workers), and the clock ticks per second.
+pub fn group_usage(pgids: &[u32]) -> (std::collections::HashMap<u32, (u64, u64)>, u64) {
+    (unix::group_usage(pgids), unix::ticks_per_second())
+}
+
 /// Whether process group `pgid` still has a running (non-zombie) process.
 pub fn group_alive(pgid: u32) -> bool {
     unix::group_alive(pgid)
