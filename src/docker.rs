@@ -76,7 +76,9 @@ impl DockerRuntime {
         size: Option<(u16, u16)>,
     ) -> Result<i64> {
         use bollard::container::LogOutput;
-        use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+        use bollard::exec::{
+            CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults,
+        };
         use tokio::io::AsyncWriteExt;
         let created = self
             .docker

@@ -148,10 +148,26 @@ pub fn verb(stack: &Stack, verb: Verb, args: &ControlArgs, env: &mut Env<'_>) ->
     summary(&states, &args.services, args.json, env)
 }
 
+/// How long `wait` waits for a devstack that has not started serving yet.
+const APPEAR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `devstack wait [SERVICE…] [--timeout D]`.
 pub fn wait(stack: &Stack, args: &WaitArgs, env: &mut Env<'_>) -> Result<(), Error> {
     known(stack, &args.services)?;
-    let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
+    // `devstack up &` then `devstack wait`: the devstack gets a moment to appear.
+    let appear = args.timeout.unwrap_or(APPEAR).min(APPEAR);
+    let deadline = std::time::Instant::now() + appear;
+    let mut conn = loop {
+        match client::connect(&state_dir(&stack.name), &stack.name) {
+            Ok(c) => break c,
+            Err(Error::NotRunning { .. } | Error::Engine(_))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     conn.send(Request::Wait {
         services: args.services.clone(),
         timeout_ms: ms(args.timeout),
@@ -272,7 +288,11 @@ pub fn exec(stack: &Stack, args: &ExecArgs, env: &mut Env<'_>) -> Result<(), Err
                     ),
                     help: Some(format!("`devstack up {}` starts it", args.service)),
                 })?;
-            let _raw = if tty { super::tty::RawMode::enter() } else { None };
+            let _raw = if tty {
+                super::tty::RawMode::enter()
+            } else {
+                None
+            };
             docker
                 .exec_attached(
                     &container.id,
@@ -316,14 +336,13 @@ pub fn exec(stack: &Stack, args: &ExecArgs, env: &mut Env<'_>) -> Result<(), Err
         };
         let spec = crate::unit::process::spawn_spec(&stack.name, svc, &ports)
             .expect("a service without image is a process");
-        let (program, rest) = args
-            .command
-            .split_first()
-            .expect("clap requires a command");
+        let (program, rest) = args.command.split_first().expect("clap requires a command");
         env.out.flush()?;
         let status = std::process::Command::new(program)
             .args(rest)
             .current_dir(&spec.cwd)
+            // As the service itself gets it (`SpawnSpec` leaves it to the spawner).
+            .env("PYTHONUNBUFFERED", "1")
             // Not the service's mark: stopping the service must not end this command.
             .envs(
                 spec.env

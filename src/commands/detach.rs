@@ -80,10 +80,7 @@ pub fn up_detached(
     let err_path = state_dir.join("devstack.stderr");
     let err_file = std::fs::File::create(&err_path)?;
     let exe = std::env::current_exe()?;
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--wait")
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--wait").collect();
     let mut cmd = Command::new(exe);
     // Its log goes to the per-service files; `devstack logs` and the socket serve it.
     cmd.args(&args)

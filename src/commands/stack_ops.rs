@@ -635,7 +635,11 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
             show(&record, env.out)?;
             env.out.flush()?;
         }
-        writeln!(env.err, "the devstack of project `{}` has stopped", stack.name)?;
+        writeln!(
+            env.err,
+            "the devstack of project `{}` has stopped",
+            stack.name
+        )?;
         return Ok(());
     }
     // Follow the files: read what is appended, polling (a few per project; cheap).

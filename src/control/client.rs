@@ -28,10 +28,16 @@ pub struct Connection {
 /// socket is removed on the way).
 pub fn connect(state_dir: &Path, project: &str) -> Result<Connection, Error> {
     let path = socket_path(state_dir);
-    let holder = crate::commands::lock_holder(state_dir);
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Error::Engine(format!(
+                "cannot reach the control socket `{}` of project `{project}`: {e}; it belongs to another user",
+                path.display()
+            )))
+        }
         Err(e) => {
+            let holder = crate::commands::lock_holder(state_dir);
             return Err(match holder {
                 None => {
                     if path.exists() {
@@ -43,14 +49,11 @@ pub fn connect(state_dir: &Path, project: &str) -> Result<Connection, Error> {
                         project: project.to_string(),
                     }
                 }
-                Some(pid) if e.kind() == std::io::ErrorKind::PermissionDenied => Error::Engine(
-                    format!("devstack pid {pid} runs project `{project}`, but its control socket `{}` is not yours: {e}", path.display()),
-                ),
                 Some(pid) => Error::Engine(format!(
                     "devstack pid {pid} runs project `{project}` but does not answer on `{}` ({e}); it may be starting, or be older than the control socket",
                     path.display()
                 )),
-            })
+            });
         }
     };
     stream.set_read_timeout(Some(HELLO_TIMEOUT))?;

@@ -106,17 +106,10 @@ impl<'a> Mcp<'a> {
                 let name = params.get("name").and_then(Value::as_str).unwrap_or("");
                 let args = params.get("arguments").cloned().unwrap_or(json!({}));
                 if !self.tools().iter().any(|t| t["name"] == name) {
-                    return Some(error_reply(
-                        id,
-                        -32602,
-                        &format!("unknown tool `{name}`"),
-                    ));
+                    return Some(error_reply(id, -32602, &format!("unknown tool `{name}`")));
                 }
                 let (text, is_error) = match self.call(name, &args) {
-                    Ok(v) => (
-                        serde_json::to_string_pretty(&v).unwrap_or_default(),
-                        false,
-                    ),
+                    Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), false),
                     Err(ToolError(m)) => (m, true),
                 };
                 json!({
@@ -179,9 +172,18 @@ impl<'a> Mcp<'a> {
         ];
         if !self.read_only {
             for (name, what) in [
-                ("restart", "Stop a service and start it again; returns once it is ready again."),
-                ("stop", "Stop a service (its dependents keep running); returns once it is gone."),
-                ("start", "Start a service, and first what it depends on; returns once it is ready."),
+                (
+                    "restart",
+                    "Stop a service and start it again; returns once it is ready again.",
+                ),
+                (
+                    "stop",
+                    "Stop a service (its dependents keep running); returns once it is gone.",
+                ),
+                (
+                    "start",
+                    "Start a service, and first what it depends on; returns once it is ready.",
+                ),
             ] {
                 tools.push(json!({
                     "name": name,
@@ -263,9 +265,7 @@ impl<'a> Mcp<'a> {
                 .collect(),
         };
         let grep = match args.get("grep").and_then(Value::as_str) {
-            Some(g) => Some(
-                regex::Regex::new(g).map_err(|e| ToolError(format!("`grep`: {e}")))?,
-            ),
+            Some(g) => Some(regex::Regex::new(g).map_err(|e| ToolError(format!("`grep`: {e}")))?),
             None => None,
         };
         let since_ms = match args.get("since").and_then(Value::as_str) {

@@ -84,10 +84,16 @@ pub enum Reply {
         version: String,
     },
     /// An item of the live stream, as the log files store it.
-    Record { record: Record },
-    Ps { services: Vec<PsRow> },
+    Record {
+        record: Record,
+    },
+    Ps {
+        services: Vec<PsRow>,
+    },
     /// The request is done; the services' states at that moment.
-    Done { services: Vec<ServiceStatus> },
+    Done {
+        services: Vec<ServiceStatus>,
+    },
     Error {
         /// devstack's exit code for it (2 unknown service, 5 not ready, ...).
         code: i32,

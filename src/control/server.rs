@@ -282,7 +282,16 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
                 Err(m) => return conn.error(exit::CONFIG, m).await,
             };
             let targets = bring_up(&handle, &services, true);
-            finish(&ctx, &mut conn, &mut handle, &mut events, targets, wait, timeout_ms).await;
+            finish(
+                &ctx,
+                &mut conn,
+                &mut handle,
+                &mut events,
+                targets,
+                wait,
+                timeout_ms,
+            )
+            .await;
         }
         Request::Start {
             services,
@@ -294,7 +303,16 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
                 Err(m) => return conn.error(exit::CONFIG, m).await,
             };
             let targets = bring_up(&handle, &services, false);
-            finish(&ctx, &mut conn, &mut handle, &mut events, targets, wait, timeout_ms).await;
+            finish(
+                &ctx,
+                &mut conn,
+                &mut handle,
+                &mut events,
+                targets,
+                wait,
+                timeout_ms,
+            )
+            .await;
         }
         Request::Stop { services, wait } => {
             let services = match check(&services) {
@@ -305,7 +323,16 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
                 handle.stop(s);
             }
             let targets = services.iter().map(|s| (s.clone(), Target::Down)).collect();
-            finish(&ctx, &mut conn, &mut handle, &mut events, targets, wait, None).await;
+            finish(
+                &ctx,
+                &mut conn,
+                &mut handle,
+                &mut events,
+                targets,
+                wait,
+                None,
+            )
+            .await;
         }
         Request::Wait {
             services,
@@ -319,7 +346,16 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
                 .iter()
                 .map(|s| (s.clone(), Target::Ready { after_epoch: None }))
                 .collect();
-            finish(&ctx, &mut conn, &mut handle, &mut events, targets, true, timeout_ms).await;
+            finish(
+                &ctx,
+                &mut conn,
+                &mut handle,
+                &mut events,
+                targets,
+                true,
+                timeout_ms,
+            )
+            .await;
         }
     }
 }
@@ -344,9 +380,7 @@ fn bring_up(handle: &StackHandle, services: &[String], restart: bool) -> Vec<(St
             let b = before.get(s);
             // A start of something already ready is done at once; a restart needs a new
             // instance; a failure only counts once the command has been taken.
-            let after_epoch = b
-                .filter(|b| restart || !is_up(&b.state))
-                .map(|b| b.epoch);
+            let after_epoch = b.filter(|b| restart || !is_up(&b.state)).map(|b| b.epoch);
             (s.clone(), Target::Ready { after_epoch })
         })
         .collect()
@@ -454,10 +488,13 @@ async fn finish<R: ContainerRuntime>(
             all &= reached(st, *t);
         }
         if all {
-            conn.send(&Reply::Done {
-                services: snapshot,
-            })
-            .await;
+            // What led here (the `ready` events) is told before the answer.
+            while let Ok(p) = events.try_recv() {
+                if !relay(conn, &p, &names).await {
+                    return;
+                }
+            }
+            conn.send(&Reply::Done { services: snapshot }).await;
             return;
         }
         let timeout = async {

@@ -44,7 +44,11 @@ pub struct PortView {
 
 impl std::fmt::Display for PortView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}->{}", self.host_ip, self.host_port, self.container_port)?;
+        write!(
+            f,
+            "{}:{}->{}",
+            self.host_ip, self.host_port, self.container_port
+        )?;
         if self.protocol == crate::config::Protocol::Udp {
             f.write_str("/udp")?;
         }
