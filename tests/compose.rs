@@ -521,6 +521,50 @@ fn extends_and_include_problems_are_named() {
 }
 
 #[test]
+fn extends_and_include_problems_do_not_hide_the_rest_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "include:\n  - missing.yaml\n  - broken.yaml\nservices:\n  web:\n    extends: { service: bsae }\n    ports: [\"70000:80\"]\n  job:\n    extends: { file: bad-base.yaml, service: app }\n    command: run\n  base:\n    image: busybox\n  api:\n    image: nginx\n    restart: sometimes\n    depends_on: [nope]\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("broken.yaml"),
+        "services:\n  db:\n    image: postgres\n    imagee: x\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("bad-base.yaml"),
+        "services:\n  app:\n    image: [oops\n",
+    )
+    .unwrap();
+    let out = devstack(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for want in [
+        // the bad `extends` targets and the bad included files
+        "service `web` extends unknown service `bsae`",
+        "cannot read `missing.yaml`: no such file",
+        "at `include[0]`",
+        "invalid YAML: while parsing a flow sequence",
+        "╭─[bad-base.yaml:",
+        // a good included file's own problem, in that file
+        "unknown service key `imagee` in `services.db`",
+        "╭─[broken.yaml:4:5]",
+        // the rest of the service whose `extends` failed
+        "port `70000` is out of range",
+        // other services
+        "unknown restart policy `sometimes`",
+        "service `api` depends on unknown service `nope`",
+        "7 problems in the stack file",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    // A service whose base is missing is not taken for a process without `command`.
+    assert!(!err.contains("has no `command`"), "{err}");
+}
+
+#[test]
 fn version_is_ignored_with_a_note_under_verbose() {
     let dir = compose_dir("ensurestudy");
     let out = devstack(&dir, &["-v", "validate"]);
