@@ -314,6 +314,67 @@ fn compose_file_and_separator_from_the_environment() {
 }
 
 #[test]
+fn compose_variables_from_the_working_folders_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    fs::write(
+        dir.path().join("deploy/base.yml"),
+        "services:\n  web:\n    image: nginx:1\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("deploy/extra.yml"),
+        "services:\n  web:\n    image: nginx:2\n  debug:\n    image: busybox\n    profiles: [debug]\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        "COMPOSE_FILE=deploy/base.yml;deploy/extra.yml\nCOMPOSE_PATH_SEPARATOR=;\nCOMPOSE_PROJECT_NAME=from-workdir\nCOMPOSE_PROFILES=debug\n",
+    )
+    .unwrap();
+    let config = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut all = args.to_vec();
+        all.extend(["config", "--json"]);
+        let out = devstack_env(dir.path(), &all, vars);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let v = config(&[], &[]);
+    assert_eq!(v["services"]["web"]["image"], "nginx:2");
+    assert_eq!(v["name"], "from-workdir");
+    assert!(v["services"].get("debug").is_some(), "{v}");
+    // The shell wins over the file.
+    let v = config(
+        &[],
+        &[
+            ("COMPOSE_FILE", "deploy/base.yml"),
+            ("COMPOSE_PROJECT_NAME", "from-shell"),
+        ],
+    );
+    assert_eq!(v["services"]["web"]["image"], "nginx:1");
+    assert_eq!(v["name"], "from-shell");
+    assert!(v["services"].get("debug").is_none(), "{v}");
+    // `--env-file` replaces the working folder's `.env`.
+    fs::write(
+        dir.path().join("other.env"),
+        "COMPOSE_FILE=deploy/base.yml\n",
+    )
+    .unwrap();
+    let v = config(&["--env-file", "other.env"], &[]);
+    assert_eq!(v["services"]["web"]["image"], "nginx:1");
+    assert_eq!(v["name"], "deploy");
+    // A malformed `.env` there is reported, not read as something else.
+    fs::write(dir.path().join(".env"), "COMPOSE_FILE=\"deploy/base.yml\n").unwrap();
+    let out = devstack(dir.path(), &["-f", "deploy/base.yml", "validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot parse env file `.env`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn discovery_prefers_stack_yaml_then_compose_names() {
     let dir = tempfile::tempdir().unwrap();
     let found = || {

@@ -177,10 +177,15 @@ pub fn load(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let from_env = env("DEVSTACK_FILE")
-        .or_else(|| env("COMPOSE_FILE"))
+    // Compose reads its own variables from the `.env` of the working folder too (or from the
+    // `--env-file`s instead); the shell wins. The file list is needed before any stack file.
+    let mut early_sources: HashMap<PathBuf, String> = HashMap::new();
+    let (workdir_env, workdir_env_error) = workdir_dotenv(opts, env, &mut early_sources);
+    let compose_var = |k: &str| env(k).or_else(|| workdir_env.get(k).cloned());
+    let from_env = compose_var("DEVSTACK_FILE")
+        .or_else(|| compose_var("COMPOSE_FILE"))
         .filter(|v| !v.trim().is_empty())
-        .map(|v| split_file_list(&v, env("COMPOSE_PATH_SEPARATOR")));
+        .map(|v| split_file_list(&v, compose_var("COMPOSE_PATH_SEPARATOR")));
     let paths: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files.iter().map(|f| opts.cwd.join(f)).collect()
     } else if let Some(files) = from_env {
@@ -201,7 +206,7 @@ pub fn load(
     };
 
     let mut errors = Vec::new();
-    let mut sources: HashMap<PathBuf, String> = HashMap::new();
+    let mut sources: HashMap<PathBuf, String> = early_sources;
     let mut files: Vec<SourceFile> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let shown = shown_path(path, &opts.cwd);
@@ -229,6 +234,11 @@ pub fn load(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.cwd.clone());
+    // The same file beside the stack file (or given with `--env-file`) is read again below,
+    // and its problem reported there.
+    if opts.env_files.is_empty() && !same_dir(&root, &opts.cwd) {
+        errors.extend(workdir_env_error);
+    }
     let fail = |diags: Vec<Diagnostic>, files: &[SourceFile], sources: HashMap<PathBuf, String>| {
         let mut diagnostics: Vec<Diagnostic> =
             diags.into_iter().map(|d| locate_in(d, files)).collect();
@@ -473,13 +483,15 @@ pub fn load(
         }
     }
 
+    // The `.env` beside the stack file first, then the working folder's.
+    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir_env.get(k).cloned());
     let project_override = opts
         .project_name
         .clone()
-        .or_else(|| lookup("COMPOSE_PROJECT_NAME"));
+        .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
     let profiles: Vec<String> = if opts.profiles.is_empty() {
-        lookup("DEVSTACK_PROFILES")
-            .or_else(|| lookup("COMPOSE_PROFILES"))
+        compose_lookup("DEVSTACK_PROFILES")
+            .or_else(|| compose_lookup("COMPOSE_PROFILES"))
             .map(|v| {
                 v.split(',')
                     .map(|p| p.trim().to_string())
@@ -512,6 +524,45 @@ pub fn load(
             Err(fail(errors, &files, sources))
         }
     }
+}
+
+/// The variables of the working folder's `.env` (or of the `--env-file`s, later files
+/// winning), for Compose's own variables, and the first problem reading them.
+fn workdir_dotenv(
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+    sources: &mut HashMap<PathBuf, String>,
+) -> (IndexMap<String, String>, Option<Diagnostic>) {
+    let paths: Vec<PathBuf> = if opts.env_files.is_empty() {
+        vec![opts.cwd.join(".env")]
+    } else {
+        opts.env_files.iter().map(|f| opts.cwd.join(f)).collect()
+    };
+    let mut vars: IndexMap<String, String> = IndexMap::new();
+    let mut problem = None;
+    for p in paths {
+        let read = {
+            let lookup = |k: &str| env(k).or_else(|| vars.get(k).cloned());
+            read_dotenv(&p, &shown_path(&p, &opts.cwd), &lookup, sources)
+        };
+        match read {
+            Ok(Some(v)) => vars.extend(v),
+            // A missing `--env-file` is reported with the other problems.
+            Ok(None) => {}
+            Err(d) => {
+                problem.get_or_insert(d);
+            }
+        }
+    }
+    (vars, problem)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// Reads and parses one env file. `Ok(None)`: it does not exist.
