@@ -172,6 +172,55 @@ fn profiles_enable_services_from_flag_or_environment() {
 }
 
 #[test]
+fn naming_a_service_switches_on_its_profiles() {
+    let dir = compose_dir("profiles");
+    // `adminer` (profile `debug`, off) named on the command line runs, with `db`.
+    let out = devstack(&dir, &["graph", "--json", "adminer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["start_order"], serde_json::json!(["db", "adminer"]));
+    let out = devstack(&dir, &["render", "compose", "adminer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("  adminer:\n"), "{}", stdout(&out));
+    // Only for the command that names it: the stack itself is unchanged.
+    let v = config_json(&dir, &[]);
+    assert!(v["services"].get("adminer").is_none(), "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n  tool:\n    image: busybox\n    profiles: [debug]\n    depends_on: [helper, web]\n  helper:\n    image: busybox\n    profiles: [debug]\n  report:\n    image: busybox\n    profiles: [reports]\n    depends_on: [data]\n  data:\n    image: postgres\n    profiles: [storage]\n",
+    )
+    .unwrap();
+    // A dependency in the same profile comes with it.
+    let out = devstack(dir.path(), &["graph", "--json", "tool"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut order: Vec<String> = serde_json::from_value(v["start_order"].clone()).unwrap();
+    order.sort();
+    assert_eq!(order, ["helper", "tool", "web"]);
+    // One in another profile that is off is refused, naming that profile.
+    let out = devstack(dir.path(), &["graph", "report"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("service `report` depends on `data`, which only runs with profile `storage`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = devstack(dir.path(), &["--profile", "storage", "graph", "report"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A name that is no service at all is still a usage error.
+    let out = devstack(dir.path(), &["graph", "tol"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no service `tol` in the stack"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_dependency_in_an_inactive_profile_is_refused_with_the_profile() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(

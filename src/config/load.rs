@@ -42,6 +42,9 @@ pub struct LoadOptions {
     pub env_files: Vec<PathBuf>,
     /// `--profile`s; empty means `DEVSTACK_PROFILES` / `COMPOSE_PROFILES`.
     pub profiles: Vec<String>,
+    /// Services named on the command line (`up web`): as in Compose, a named service whose
+    /// profiles are all off has them switched on.
+    pub targets: Vec<String>,
 }
 
 /// Whether a file is read as a Compose file: `compose*.y*ml` or `docker-compose*.y*ml`.
@@ -502,6 +505,7 @@ pub fn load(
     } else {
         opts.profiles.clone()
     };
+    let profiles = with_target_profiles(profiles, &opts.targets, raw.services.as_ref());
     let ctx = validate::Context {
         root: &root,
         project_override: project_override.as_deref(),
@@ -524,6 +528,34 @@ pub fn load(
             Err(fail(errors, &files, sources))
         }
     }
+}
+
+/// The active profiles and those of each named service that would otherwise be off, as
+/// Compose enables them: the other services of those profiles become active too, so that a
+/// named service's dependencies in the same profile run with it.
+fn with_target_profiles(
+    mut profiles: Vec<String>,
+    targets: &[String],
+    services: Option<&IndexMap<String, RawService>>,
+) -> Vec<String> {
+    let Some(services) = services else {
+        return profiles;
+    };
+    let active = profiles.clone();
+    for t in targets {
+        let Some(svc) = services.get(t) else {
+            continue; // an unknown name is the command's to report
+        };
+        if svc.profiles.is_empty() || svc.profiles.iter().any(|p| active.contains(p)) {
+            continue;
+        }
+        for p in &svc.profiles {
+            if !profiles.contains(p) {
+                profiles.push(p.clone());
+            }
+        }
+    }
+    profiles
 }
 
 /// The variables of the working folder's `.env` (or of the `--env-file`s, later files
