@@ -39,7 +39,7 @@ pub fn service_names_here() -> Vec<String> {
         .unwrap_or_default()
 }
 
-use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
+use crate::cli::{Cli, Command, ConfigArgs, GraphArgs, RenderCommand};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
 use crate::error::Error;
 use crate::graph::Graph;
@@ -90,12 +90,26 @@ fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
         cwd: env.cwd.clone(),
         env_files: cli.global.env_files.clone(),
         profiles: cli.global.profiles.clone(),
+        targets: targets(&cli.command),
     };
     let loaded = config::load(&opts, env.vars)?;
     for w in &loaded.warnings {
         writeln!(env.err, "warning: {w}")?;
     }
     Ok(loaded)
+}
+
+/// The services a command names: their profiles are switched on, as in Compose.
+fn targets(command: &Command) -> Vec<String> {
+    match command {
+        Command::Up(args) => args.services.clone(),
+        Command::Graph(args) => args.services.clone(),
+        Command::Test(args) => args.services.clone(),
+        Command::Render(RenderCommand::K8s(args) | RenderCommand::Compose(args)) => {
+            args.services.clone()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn validate(loaded: &Loaded, env: &mut Env<'_>) -> Result<(), Error> {
