@@ -33,6 +33,7 @@ pub fn service_names_here() -> Vec<String> {
         cwd,
         env_files: Vec::new(),
         profiles: Vec::new(),
+        targets: Vec::new(),
     };
     config::load(&opts, &|k| std::env::var(k).ok())
         .map(|l| l.stack.services.keys().cloned().collect())

@@ -349,6 +349,7 @@ mod tests {
             cwd: dir.path().to_path_buf(),
             env_files: Vec::new(),
             profiles: Vec::new(),
+            targets: Vec::new(),
         };
         let vars = |k: &str| (k == "API_TOKEN").then(|| "tok-very-secret".to_string());
         crate::config::load(&opts, &vars).expect("loads").stack
