@@ -207,6 +207,25 @@ pub(crate) fn signal_pid(pid: u32, signal: i32) {
     unsafe { libc::kill(target, signal) };
 }
 
+/// Has every signal at its default disposition in the child `cmd` spawns. An ignored signal
+/// stays ignored across exec, and a shell cannot even trap it: under `nohup` (SIGHUP ignored) or
+/// as a background job of a script (SIGINT and SIGQUIT ignored), devstack would hand that on to
+/// every service, which then never sees a `stop_signal` it relies on and is killed after its
+/// grace. Handlers are reset by exec anyway; only ignored signals need this.
+pub(crate) fn default_signals_in_child(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec. It only calls `signal`, which
+    // is async-signal-safe, allocates nothing and takes no lock. SIGKILL and SIGSTOP cannot be
+    // changed (EINVAL), which is fine: they cannot be ignored either.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in 1..32 {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes devstack the reaper of its orphaned descendants (a service's double-forked daemon
 /// becomes devstack's child, not init's), so that nothing of a service escapes it.
 pub(crate) fn set_child_subreaper() -> io::Result<()> {
