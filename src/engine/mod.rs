@@ -6,6 +6,7 @@
 
 pub mod down;
 pub mod handle;
+pub mod host;
 pub mod prepare;
 pub mod probe;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 pub use down::{down, DownReport, DownRequest};
 pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
+pub use host::{Host, ProcessHost};
 
 use crate::config::{Service, Stack};
 use crate::event::StackEvent;
@@ -110,45 +112,6 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Ends what a killed devstack left of this project's processes: the groups in the state file
-/// and anything marked as one of its services. Before the port preflight, so a leftover is
-/// never blamed for holding a port.
-async fn end_leftovers(stack: &Stack, selected: &[String], state: &StateFile, logs: &LogHandle) {
-    for e in crate::process::state::reap_leftovers(state).await {
-        logs.event(
-            &e.service,
-            format!("ended pid {} left running by a previous run", e.pid),
-        )
-        .await;
-    }
-    let marks: Vec<(String, String)> = selected
-        .iter()
-        .filter(|s| !stack.services[s.as_str()].is_container())
-        .map(|s| (s.clone(), crate::process::mark(&stack.name, s)))
-        .collect();
-    let ended = tokio::task::spawn_blocking(move || {
-        marks
-            .into_iter()
-            .map(|(s, m)| {
-                (
-                    s,
-                    crate::process::end_marked(&m, libc::SIGTERM, Duration::from_secs(3), &[]),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    for (service, n) in ended {
-        logs.event(
-            &service,
-            format!("ended {n} process(es) left running by a previous run"),
-        )
-        .await;
-    }
-}
-
 /// Things worth saying before start: containers of services no longer in the stack, and ports
 /// published on every address.
 async fn warnings(
@@ -189,8 +152,9 @@ async fn warnings(
     }
 }
 
-struct Units<R> {
+struct Units<R, H> {
     rt: R,
+    host: H,
     stack_name: String,
     ports: HostPorts,
     specs: indexmap::IndexMap<String, crate::runtime::ContainerSpec>,
@@ -202,7 +166,7 @@ struct Units<R> {
     live: HashMap<String, (UnitHandle, JoinHandle<()>)>,
 }
 
-impl<R: ContainerRuntime> Units<R> {
+impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
     fn get(&mut self, svc: &Service) -> &UnitHandle {
         if !self.live.contains_key(&svc.name) {
             let unit = if svc.is_container() {
@@ -219,7 +183,7 @@ impl<R: ContainerRuntime> Units<R> {
                     events: self.events.clone(),
                 })
             } else {
-                unit::process::spawn(unit::process::ProcessSetup {
+                self.host.unit(unit::process::ProcessSetup {
                     project: self.stack_name.clone(),
                     svc: svc.clone(),
                     ports: self.ports.clone(),
@@ -255,6 +219,17 @@ impl<R: ContainerRuntime> Units<R> {
 /// command, the end of `then`, or a failure during start-up (everything started is stopped).
 pub async fn up<R: ContainerRuntime>(
     rt: &R,
+    req: UpRequest<'_>,
+    logs: LogHandle,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<UpOutcome, UpError> {
+    up_with(rt, &Host, req, logs, interrupts).await
+}
+
+/// [`up`] with native services run by `host` (the engine's tests pass a fake).
+pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
+    rt: &R,
+    host: &H,
     mut req: UpRequest<'_>,
     logs: LogHandle,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
@@ -278,7 +253,14 @@ pub async fn up<R: ContainerRuntime>(
         ))));
     }
     if has_processes {
-        end_leftovers(stack, &req.selected, &req.state, &logs).await;
+        let processes: Vec<String> = req
+            .selected
+            .iter()
+            .filter(|s| !stack.services[s.as_str()].is_container())
+            .cloned()
+            .collect();
+        host.end_leftovers(stack, &processes, &req.state, &logs)
+            .await;
     }
     let prepared = tokio::select! {
         p = prepare::prepare(rt, stack, &req.selected, req.port_mode, &logs) => p?,
@@ -286,7 +268,7 @@ pub async fn up<R: ContainerRuntime>(
     };
     warnings(stack, &req.selected, &prepared, &logs).await;
     if has_processes {
-        crate::process::become_subreaper();
+        host.become_subreaper();
     }
 
     let own_files = req.state.path().parent().map(std::path::Path::to_path_buf);
@@ -308,10 +290,10 @@ pub async fn up<R: ContainerRuntime>(
             })
             .collect();
         if !specs.is_empty() {
-            let (w, rx) = crate::watch::Watcher::start(specs).map_err(|e| {
+            let (w, rx) = host.watch(specs).map_err(|e| {
                 UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
             })?;
-            watcher = Some(w);
+            watcher = w;
             changes = Some(rx);
         }
     }
@@ -320,6 +302,7 @@ pub async fn up<R: ContainerRuntime>(
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<Input>();
     let mut units = Units {
         rt: rt.clone(),
+        host: host.clone(),
         stack_name: stack.name.clone(),
         ports: prepared.ports.clone(),
         specs: prepared.specs.clone(),
@@ -513,7 +496,7 @@ pub async fn up<R: ContainerRuntime>(
             }
             _ = reaper.tick() => {
                 if has_processes {
-                    let _ = tokio::task::spawn_blocking(crate::process::reap_orphans).await;
+                    host.reap_orphans().await;
                 }
                 continue;
             }
