@@ -159,7 +159,10 @@ async fn fake_unit(
     mut crash_rx: mpsc::UnboundedReceiver<i64>,
 ) {
     let name = setup.svc.name.clone();
-    let log_probe = matches!(setup.svc.ready.as_ref().map(|r| &r.probe), Some(Probe::Log(_)));
+    let log_probe = matches!(
+        setup.svc.ready.as_ref().map(|r| &r.probe),
+        Some(Probe::Log(_))
+    );
     let send = |e: UnitEvent| {
         let _ = setup.events.send(e);
     };
@@ -172,7 +175,9 @@ async fn fake_unit(
     let mut running: Option<Instance> = None;
     loop {
         let ready_at = running.as_ref().and_then(|i| i.ready_at);
-        let gone_at = running.as_ref().and_then(|i| i.gone_at.as_ref().map(|g| g.0));
+        let gone_at = running
+            .as_ref()
+            .and_then(|i| i.gone_at.as_ref().map(|g| g.0));
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 Some(UnitCommand::Start { epoch }) => {
@@ -305,9 +310,9 @@ services:
         started,
         [("db", Some(1001)), ("api", Some(1002)), ("web", Some(1003))]
     );
-    assert!(events.iter().any(
-        |e| matches!(e, StackEvent::Ready { service, after_ms: 2000 } if service == "db")
-    ));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StackEvent::Ready { service, after_ms: 2000 } if service == "db")));
 }
 
 #[tokio::test(start_paused = true)]
