@@ -114,16 +114,14 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         .iter()
         .any(|s| !stack.services[s.as_str()].is_container());
     let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
-    if has_processes && !detached_copy {
-        if args.wait {
-            // Processes need a supervisor that outlives this command: a background copy.
-            let renderer = Renderer {
-                width: log_width(&selected),
-                color: color_for(false, env),
-                utc_offset: local_utc_offset(),
-            };
-            return super::detach::up_detached(&stack.name, &dir, renderer, env);
-        }
+    if has_processes && !detached_copy && args.wait {
+        // Processes need a supervisor that outlives this command: a background copy.
+        let renderer = Renderer {
+            width: log_width(&selected),
+            color: color_for(false, env),
+            utc_offset: local_utc_offset(),
+        };
+        return super::detach::up_detached(&stack.name, &dir, renderer, env);
     }
     if !detached_copy {
         if let Some(pid) = super::project_lock::holder(&dir) {
@@ -620,7 +618,7 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
             .filter(|r| r.t == shown_until)
             .map(|r| (r.service.clone(), r.text.clone()))
             .collect();
-        while let Some(reply) = conn.next()? {
+        while let Some(reply) = conn.answer()? {
             let Reply::Record { record } = reply else {
                 continue;
             };
