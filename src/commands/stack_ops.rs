@@ -763,6 +763,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
 
+    let (handle, inbox) = orchestrator::channel(logs.fanout());
     let command = args.command.clone();
     let test_env = stack.test.environment.clone();
     let then: orchestrator::Then = Box::new(move |ports| {
@@ -799,7 +800,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         watch: false,
         state: StateFile::new(state.join("processes.json")),
         then: Some(then),
-        inbox: None,
+        inbox: Some(inbox),
     };
     let keep = args.keep_on_failure;
     let result = rt.block_on(async {
@@ -810,12 +811,13 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
             UpError::Interrupted => Error::Interrupted,
         };
         if !needs_engine {
-            return orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals)
+            let rt = crate::runtime::NoEngine;
+            return serve_and_run(&rt, &throwaway, handle, req, &logs, &mut signals)
                 .await
                 .map_err(map);
         }
         let docker = DockerRuntime::connect().await?;
-        let outcome = orchestrator::up(&docker, req, logs.clone(), &mut signals)
+        let outcome = serve_and_run(&docker, &throwaway, handle, req, &logs, &mut signals)
             .await
             .map_err(map);
         let failed = !matches!(outcome, Ok(UpOutcome::Finished(0)));
