@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "devstack",
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 9 no devstack running, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -140,7 +140,7 @@ pub enum RenderCommand {
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// Only these services (and what they depend on).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Where to write: `-` for standard output (the default), or a folder (`render k8s`: one
@@ -159,7 +159,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Only these services (and what they depend on).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Return once every selected service is ready, leaving it running (for scripts); exit
@@ -200,7 +200,7 @@ pub struct TestArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Only these services (default: all, and devstack's own events).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Keep printing new lines as they are written.
@@ -335,7 +335,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// Only these services and what they depend on.
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Show a dependency tree instead of start levels.

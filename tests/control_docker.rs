@@ -51,7 +51,10 @@ fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
     let before = row("cache");
     assert_eq!(before["state"], "ready", "{before}");
     assert!(before["container"].as_str().is_some(), "{before}");
-    assert!(before["rss_bytes"].as_u64().unwrap() > 0, "engine stats: {before}");
+    assert!(
+        before["rss_bytes"].as_u64().unwrap() > 0,
+        "engine stats: {before}"
+    );
     assert_ne!(
         before["ports"][0]["host_port"].as_u64().unwrap(),
         6379,
@@ -72,7 +75,11 @@ fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
     let stopped = dev(&["stop", "cache"]);
     assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
     assert_eq!(row("cache")["state"], "stopped");
-    assert_eq!(row("db")["state"], "ready", "the other service keeps running");
+    assert_eq!(
+        row("db")["state"],
+        "ready",
+        "the other service keeps running"
+    );
     let started = dev(&["start", "cache"]);
     assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
     assert_eq!(row("cache")["state"], "ready");
@@ -83,7 +90,11 @@ fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
     assert_eq!(exec.status.code(), Some(0), "{}", stderr(&exec));
     assert_eq!(stdout(&exec).trim(), "1");
     let failing = dev(&["exec", "db", "--", "sh", "-c", "exit 4"]);
-    assert_eq!(failing.status.code(), Some(4), "the exit code passes through");
+    assert_eq!(
+        failing.status.code(),
+        Some(4),
+        "the exit code passes through"
+    );
 
     interrupt(&up);
     assert_eq!(exit_within(&mut up, Duration::from_secs(60)), Some(130));

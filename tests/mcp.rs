@@ -49,10 +49,21 @@ fn an_mcp_client_drives_the_example_stack_without_seeing_secrets() {
     };
     let (mut up, _lines) = spawn_up(
         &root(),
-        &["-p", &project, "up", "--free-ports", "--no-watch", "core-service"],
+        &[
+            "-p",
+            &project,
+            "up",
+            "--free-ports",
+            "--no-watch",
+            "core-service",
+        ],
         &env,
     );
-    let ready = devstack_env(&root(), &["-p", &project, "wait", "--timeout", "120s"], &env);
+    let ready = devstack_env(
+        &root(),
+        &["-p", &project, "wait", "--timeout", "120s"],
+        &env,
+    );
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
 
     for mode in [None, Some("--read-only")] {
@@ -69,8 +80,8 @@ fn an_mcp_client_drives_the_example_stack_without_seeing_secrets() {
             stdout(&out),
             stderr(&out)
         );
-        let seen: serde_json::Value =
-            serde_json::from_str(stdout(&out).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+        let seen: serde_json::Value = serde_json::from_str(stdout(&out).trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
         assert!(seen["answers"].as_u64().unwrap() >= 2, "{seen}");
     }
 

@@ -55,7 +55,7 @@ fn until_done(
         utc_offset: local_utc_offset(),
     };
     loop {
-        match conn.next()? {
+        match conn.answer()? {
             Some(Reply::Record { record }) => {
                 if !record.text.is_empty() {
                     writeln!(env.err, "{}", renderer.render(&record.to_line()))?;
@@ -185,7 +185,7 @@ pub fn live_ps(stack: &Stack) -> Result<Option<Vec<PsRow>>, Error> {
     };
     conn.send(Request::Ps)?;
     loop {
-        match conn.next()? {
+        match conn.answer()? {
             Some(Reply::Ps { services }) => return Ok(Some(services)),
             Some(Reply::Error {
                 code,

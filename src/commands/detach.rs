@@ -29,7 +29,7 @@ fn relay(
     env: &mut Env<'_>,
 ) -> Result<Option<()>, Error> {
     loop {
-        match conn.next()? {
+        match conn.answer()? {
             Some(Reply::Record { record }) => {
                 if !record.text.is_empty() {
                     writeln!(env.err, "{}", renderer.render(&record.to_line()))?;

@@ -114,16 +114,14 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         .iter()
         .any(|s| !stack.services[s.as_str()].is_container());
     let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
-    if has_processes && !detached_copy {
-        if args.wait {
-            // Processes need a supervisor that outlives this command: a background copy.
-            let renderer = Renderer {
-                width: log_width(&selected),
-                color: color_for(false, env),
-                utc_offset: local_utc_offset(),
-            };
-            return super::detach::up_detached(&stack.name, &dir, renderer, env);
-        }
+    if has_processes && !detached_copy && args.wait {
+        // Processes need a supervisor that outlives this command: a background copy.
+        let renderer = Renderer {
+            width: log_width(&selected),
+            color: color_for(false, env),
+            utc_offset: local_utc_offset(),
+        };
+        return super::detach::up_detached(&stack.name, &dir, renderer, env);
     }
     if !detached_copy {
         if let Some(pid) = super::project_lock::holder(&dir) {
@@ -620,7 +618,7 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
             .filter(|r| r.t == shown_until)
             .map(|r| (r.service.clone(), r.text.clone()))
             .collect();
-        while let Some(reply) = conn.next()? {
+        while let Some(reply) = conn.answer()? {
             let Reply::Record { record } = reply else {
                 continue;
             };
@@ -765,6 +763,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
 
+    let (handle, inbox) = orchestrator::channel(logs.fanout());
     let command = args.command.clone();
     let test_env = stack.test.environment.clone();
     let then: orchestrator::Then = Box::new(move |ports| {
@@ -801,7 +800,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         watch: false,
         state: StateFile::new(state.join("processes.json")),
         then: Some(then),
-        inbox: None,
+        inbox: Some(inbox),
     };
     let keep = args.keep_on_failure;
     let result = rt.block_on(async {
@@ -812,12 +811,13 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
             UpError::Interrupted => Error::Interrupted,
         };
         if !needs_engine {
-            return orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals)
+            let rt = crate::runtime::NoEngine;
+            return serve_and_run(&rt, &throwaway, handle, req, &logs, &mut signals)
                 .await
                 .map_err(map);
         }
         let docker = DockerRuntime::connect().await?;
-        let outcome = orchestrator::up(&docker, req, logs.clone(), &mut signals)
+        let outcome = serve_and_run(&docker, &throwaway, handle, req, &logs, &mut signals)
             .await
             .map_err(map);
         let failed = !matches!(outcome, Ok(UpOutcome::Finished(0)));

@@ -61,7 +61,7 @@ pub fn connect(state_dir: &Path, project: &str) -> Result<Connection, Error> {
         reader: BufReader::new(stream),
         pid: 0,
     };
-    match conn.next()? {
+    match conn.answer()? {
         Some(Reply::Hello { v, pid, .. }) if v == PROTOCOL_VERSION => conn.pid = pid,
         Some(Reply::Hello { v, pid, .. }) => {
             return Err(Error::Engine(format!(
@@ -93,7 +93,7 @@ impl Connection {
     }
 
     /// The next answer; `None` once the server has closed the connection.
-    pub fn next(&mut self) -> Result<Option<Reply>, Error> {
+    pub fn answer(&mut self) -> Result<Option<Reply>, Error> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
             return Ok(None);

@@ -298,7 +298,7 @@ impl<'a> Mcp<'a> {
         let mut conn = client::connect(&self.state_dir, &self.stack.name)?;
         conn.send(request)?;
         loop {
-            match conn.next()? {
+            match conn.answer()? {
                 Some(Reply::Record { .. }) => continue,
                 Some(reply) => return Ok(reply),
                 None => return Err(ToolError("the devstack closed the connection".into())),

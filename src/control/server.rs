@@ -518,7 +518,10 @@ async fn finish<R: ContainerRuntime>(
                     if !relay(conn, &p, &names).await { return }
                 }
                 Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => {}
+                Err(RecvError::Closed) => {
+                    conn.error(exit::NOT_RUNNING, format!("the devstack of project `{}` stopped", ctx.project)).await;
+                    return;
+                }
             },
             _ = timeout => {
                 let snapshot = handle.snapshot();

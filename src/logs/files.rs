@@ -54,6 +54,14 @@ pub fn event_records(at: std::time::SystemTime, event: &crate::event::StackEvent
         .collect()
 }
 
+fn stream_name(s: Stream) -> &'static str {
+    match s {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+        Stream::Event => "event",
+    }
+}
+
 impl Record {
     pub fn of(line: &LogLine) -> Self {
         Record {
@@ -63,12 +71,7 @@ impl Record {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             service: line.source.clone(),
-            stream: match line.stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-                Stream::Event => "event",
-            }
-            .to_string(),
+            stream: stream_name(line.stream).to_string(),
             text: line.text.clone(),
             event: None,
         }
@@ -113,19 +116,42 @@ impl LogFiles {
     }
 
     pub fn write(&mut self, line: &LogLine) -> std::io::Result<()> {
-        self.write_record(&Record::of(line))
+        /// A [`Record`] of borrowed parts: no copy of the line to store it.
+        #[derive(Serialize)]
+        struct LineRecord<'a> {
+            t: u64,
+            service: &'a str,
+            stream: &'a str,
+            text: &'a str,
+        }
+        let mut text = serde_json::to_string(&LineRecord {
+            t: line
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            service: &line.source,
+            stream: stream_name(line.stream),
+            text: &line.text,
+        })
+        .map_err(std::io::Error::other)?;
+        text.push('\n');
+        self.append(&line.source, &text)
     }
 
     pub fn write_record(&mut self, rec: &Record) -> std::io::Result<()> {
         let mut text = serde_json::to_string(rec).map_err(std::io::Error::other)?;
         text.push('\n');
-        let source = &rec.service;
-        let path = path_of(&self.dir, source);
+        self.append(&rec.service, &text)
+    }
+
+    fn append(&mut self, source: &str, text: &str) -> std::io::Result<()> {
         if !self.open.contains_key(source) {
+            let path = path_of(&self.dir, source);
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.open.insert(
-                source.clone(),
+                source.to_string(),
                 Open {
                     file: BufWriter::new(file),
                     size,
@@ -136,6 +162,7 @@ impl LogFiles {
             return Ok(());
         };
         if o.size + text.len() as u64 > ROTATE_AT {
+            let path = path_of(&self.dir, source);
             o.file.flush()?;
             fs::rename(&path, path.with_extension("log.1"))?;
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
