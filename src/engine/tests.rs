@@ -372,16 +372,9 @@ async fn starts_in_order_restarts_a_crashed_container_and_stops_dependents_first
     h.until("db", "ready").await;
 
     h.signals.send(()).unwrap();
-    let events_rx = &mut h.events;
-    let mut events = Vec::new();
-    let outcome = h.run.await.unwrap();
+    let (outcome, events) = h.outcome().await;
     assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
     assert_eq!(fake.calls().last().unwrap(), "stop db");
-    while let Ok(p) = events_rx.try_recv() {
-        if let crate::logs::mux::Published::Event { event, .. } = p {
-            events.push(event);
-        }
-    }
     assert!(events
         .iter()
         .any(|e| matches!(e, StackEvent::Backoff { service, code: 137, .. } if service == "db")));
