@@ -23,6 +23,8 @@ use crate::runtime::{ContainerRuntime, UsageSample};
 
 /// How long a client gets to send its request after connecting.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an answer waits for the events behind a state it already sees.
+const EVENT_GRACE: Duration = Duration::from_secs(2);
 /// The gap between the two readings that give CPU %.
 const CPU_WINDOW: Duration = Duration::from_millis(250);
 
@@ -469,6 +471,21 @@ async fn finish<R: ContainerRuntime>(
     let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
     // The newest probe failure of each target, for the diagnostics.
     let mut probe_failures: HashMap<String, NotReadyReport> = HashMap::new();
+    // The snapshot is the engine's own; its events reach subscribers through the log writer, a
+    // moment later. A target that was not there yet is done once its event has been told too,
+    // so the answer never overtakes the story (with a short grace, should the event be lost).
+    let first = handle.snapshot();
+    let mut untold: std::collections::HashSet<String> = targets
+        .iter()
+        .filter(|(s, t)| {
+            first
+                .iter()
+                .find(|x| &x.service == s)
+                .is_some_and(|st| !reached(st, *t))
+        })
+        .map(|(s, _)| s.clone())
+        .collect();
+    let mut grace: Option<tokio::time::Instant> = None;
     loop {
         let snapshot = handle.snapshot();
         let status = |s: &str| snapshot.iter().find(|x| x.service == s);
@@ -487,20 +504,19 @@ async fn finish<R: ContainerRuntime>(
             }
             all &= reached(st, *t);
         }
-        if all {
-            // What led here (the `ready` events) is told before the answer.
-            while let Ok(p) = events.try_recv() {
-                if !relay(conn, &p, &names).await {
-                    return;
-                }
-            }
+        let grace_over = grace.is_some_and(|g| tokio::time::Instant::now() >= g);
+        if all && (untold.is_empty() || grace_over) {
             conn.send(&Reply::Done { services: snapshot }).await;
             return;
         }
+        if all && grace.is_none() {
+            grace = Some(tokio::time::Instant::now() + EVENT_GRACE);
+        }
         let timeout = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+            match (grace, deadline) {
+                (Some(g), _) => tokio::time::sleep_until(g).await,
+                (None, Some(d)) => tokio::time::sleep_until(d).await,
+                (None, None) => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -515,6 +531,15 @@ async fn finish<R: ContainerRuntime>(
                             service: service.clone(), probe: probe.clone(), reason: reason.clone(), tail: tail.clone(),
                         });
                     }
+                    if let Published::Event { event: StackEvent::State { service, state }, .. } = &p {
+                        let told = targets.iter().any(|(s, t)| s == service && match t {
+                            Target::Ready { .. } => is_up(state),
+                            Target::Down => !matches!(state, ServiceState::Stopping | ServiceState::Starting | ServiceState::Probing | ServiceState::Ready | ServiceState::Waiting),
+                        });
+                        if told {
+                            untold.remove(service);
+                        }
+                    }
                     if !relay(conn, &p, &names).await { return }
                 }
                 Err(RecvError::Lagged(_)) => {}
@@ -524,6 +549,10 @@ async fn finish<R: ContainerRuntime>(
                 }
             },
             _ = timeout => {
+                if grace.is_some() {
+                    // The grace for the events is over; the next turn answers.
+                    continue;
+                }
                 let snapshot = handle.snapshot();
                 let late = targets.iter().find(|(s, t)| {
                     snapshot.iter().find(|x| &x.service == s).is_none_or(|st| !reached(st, *t))
