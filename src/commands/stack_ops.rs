@@ -183,6 +183,43 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     let needs_engine = selected
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
+    let (handle, inbox) = crate::engine::channel(logs.fanout());
+    // `up --wait` returns once ready: nobody would be left to serve a dashboard (with native
+    // processes, the background copy serves it).
+    let _dashboard = if args.no_dashboard || args.wait {
+        None
+    } else {
+        let info = crate::views::web::StackInfo::of(stack, &selected);
+        let started = rt.block_on(crate::views::web::start(
+            handle.clone(),
+            info,
+            args.dashboard,
+        ));
+        match started {
+            Ok(d) => {
+                rt.block_on(logs.event("devstack", format!("dashboard: {}", d.url)));
+                Some(d)
+            }
+            Err(e) if args.dashboard.is_some() => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "cannot serve the dashboard on 127.0.0.1:{}: {e}",
+                        args.dashboard.unwrap_or_default()
+                    ),
+                    help: Some(
+                        "choose another `--dashboard` port, or leave it out for a free one".into(),
+                    ),
+                });
+            }
+            Err(e) => {
+                rt.block_on(logs.publish(crate::event::StackEvent::warning(
+                    None,
+                    format!("cannot serve the dashboard: {e}"),
+                )));
+                None
+            }
+        }
+    };
     let req = UpRequest {
         stack,
         selected: selected.clone(),
@@ -195,7 +232,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         watch: !args.no_watch,
         state: StateFile::new(state_dir(&stack.name).join("processes.json")),
         then: None,
-        inbox: None,
+        inbox: Some(inbox),
     };
     let result = rt.block_on(async {
         let outcome = if needs_engine {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -122,7 +123,13 @@ impl LogFiles {
         let source = &rec.service;
         let path = path_of(&self.dir, source);
         if !self.open.contains_key(source) {
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            // Owner only: the lines may hold what services print, and devstack's own log the
+            // dashboard's token.
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.open.insert(
                 source.clone(),
@@ -138,7 +145,11 @@ impl LogFiles {
         if o.size + text.len() as u64 > ROTATE_AT {
             o.file.flush()?;
             fs::rename(&path, path.with_extension("log.1"))?;
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
             *o = Open {
                 file: BufWriter::new(file),
                 size: 0,

@@ -1,0 +1,150 @@
+//! The dashboard's one subscriber of the stack: a task that owns the recent log (bounded) and
+//! the list of open pages, and every 100 ms sends each page one batch of what happened (new log
+//! items, the table when it changed), serialised once for all. A page that cannot keep up is
+//! dropped; its browser reconnects and starts again from the recent log. It never holds up the
+//! log mux: the subscription is a broadcast that skips ahead when the hub is behind.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::model::{self, Item, Row};
+use crate::engine::StackHandle;
+
+/// How often batches go out.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The table is sent again this often even when no state changed (uptime, CPU and RSS move).
+const TABLE_EVERY: u32 = 20;
+/// Batches a page may have queued before it counts as too slow.
+const PAGE_BACKLOG: usize = 64;
+
+pub enum HubCommand {
+    Join(oneshot::Sender<Joined>),
+}
+
+/// What a new page gets: everything up to now as one message, then batches.
+pub struct Joined {
+    pub init: String,
+    pub batches: mpsc::Receiver<Arc<str>>,
+}
+
+#[derive(Serialize)]
+struct Init<'a> {
+    services: &'a [Row],
+    log: &'a VecDeque<Item>,
+    ended: bool,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<&'a [Row]>,
+    #[serde(skip_serializing_if = "<[Item]>::is_empty")]
+    log: &'a [Item],
+    ended: bool,
+}
+
+/// Starts the hub; it keeps the last `keep` log items and ends with the engine.
+pub fn spawn(handle: StackHandle, keep: usize) -> mpsc::Sender<HubCommand> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(run(handle, keep, rx));
+    tx
+}
+
+fn table(handle: &StackHandle) -> Vec<Row> {
+    let snapshot = handle.snapshot();
+    let usage: HashMap<String, model::Usage> = snapshot
+        .iter()
+        .filter_map(|s| Some((s.service.clone(), super::usage(handle, &s.service)?)))
+        .collect();
+    model::rows(snapshot, &usage)
+}
+
+async fn run(handle: StackHandle, keep: usize, mut commands: mpsc::Receiver<HubCommand>) {
+    let mut events = handle.subscribe();
+    let mut changes = handle.clone();
+    let mut recent: VecDeque<Item> = VecDeque::with_capacity(keep);
+    let mut fresh: Vec<Item> = Vec::new();
+    let mut pages: Vec<mpsc::Sender<Arc<str>>> = Vec::new();
+    let mut rows = table(&handle);
+    let mut table_changed = false;
+    let mut ended = false;
+    let mut ticks = 0u32;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let push = |recent: &mut VecDeque<Item>, fresh: &mut Vec<Item>, item: Item| {
+        if recent.len() == keep {
+            recent.pop_front();
+        }
+        recent.push_back(item.clone());
+        fresh.push(item);
+    };
+    loop {
+        tokio::select! {
+            got = events.recv() => match got {
+                Ok(p) => {
+                    for item in model::items(&p) {
+                        push(&mut recent, &mut fresh, item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let note = Item {
+                        t: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as u64),
+                        s: "devstack".into(),
+                        k: "warn",
+                        x: format!("dashboard fell behind: {n} log lines not shown here (the log files have them)"),
+                    };
+                    push(&mut recent, &mut fresh, note);
+                }
+                Err(broadcast::error::RecvError::Closed) => ended = true,
+            },
+            alive = changes.changed(), if !ended => {
+                if alive {
+                    table_changed = true;
+                } else {
+                    ended = true;
+                }
+            }
+            Some(cmd) = commands.recv() => match cmd {
+                HubCommand::Join(reply) => {
+                    rows = table(&handle);
+                    let init = serde_json::to_string(&Init { services: &rows, log: &recent, ended })
+                        .unwrap_or_default();
+                    let (tx, rx) = mpsc::channel(PAGE_BACKLOG);
+                    pages.push(tx);
+                    // A page that left before its answer needs nothing.
+                    let _ = reply.send(Joined { init, batches: rx });
+                }
+            },
+            _ = tick.tick() => {
+                ticks = ticks.wrapping_add(1);
+                let send_table = table_changed || ended || ticks % TABLE_EVERY == 0;
+                if fresh.is_empty() && !send_table {
+                    continue;
+                }
+                if send_table {
+                    rows = table(&handle);
+                    table_changed = false;
+                }
+                let msg: Arc<str> = serde_json::to_string(&Batch {
+                    services: send_table.then_some(rows.as_slice()),
+                    log: &fresh,
+                    ended,
+                })
+                .unwrap_or_default()
+                .into();
+                fresh.clear();
+                // Full means the page is behind by seconds: drop it, it reconnects afresh.
+                pages.retain(|p| p.try_send(msg.clone()).is_ok());
+                if ended {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The web dashboard, served by the running devstack on 127.0.0.1: a live table of the
+//! services with restart/stop/start, the merged log (filter, search, pause), and the dependency
+//! graph with each node's state. Every asset is embedded; nothing is fetched from elsewhere.
+//! A subscriber of the stack's events and a caller of its handle, nothing more: it must not
+//! hold state about services of its own, nor ever show a secret value.
+
+mod auth;
+mod hub;
+pub mod model;
+mod server;
+
+use std::net::Ipv4Addr;
+
+use tokio::task::JoinHandle;
+
+pub use auth::new_token;
+pub use model::{StackInfo, Usage};
+
+use crate::engine::StackHandle;
+
+/// Log items the devstack side keeps for a page that opens late (the page keeps 5,000).
+const KEEP_LINES: usize = 2000;
+
+/// A running dashboard; it stops when dropped.
+pub struct Dashboard {
+    pub url: String,
+    pub port: u16,
+    server: JoinHandle<()>,
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// CPU and memory of `service`, for the table's CPU and RSS columns.
+///
+/// To be wired: the sampling of issue 9 (live `ps`) fills this; until then the columns show
+/// "–".
+pub fn usage(_handle: &StackHandle, _service: &str) -> Option<Usage> {
+    None
+}
+
+/// Binds 127.0.0.1:`port` (a free one when `None`) and serves the dashboard of `handle`'s
+/// stack until dropped. Must run inside the tokio runtime that runs the engine.
+pub async fn start(
+    handle: StackHandle,
+    info: StackInfo,
+    port: Option<u16>,
+) -> std::io::Result<Dashboard> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port.unwrap_or(0))).await?;
+    let port = listener.local_addr()?.port();
+    let token = new_token()?;
+    let state = server::AppState {
+        token: token.clone().into(),
+        port,
+        hub: hub::spawn(handle.clone(), KEEP_LINES),
+        handle,
+        info: serde_json::to_string(&info)
+            .map_err(std::io::Error::other)?
+            .into(),
+        services: info
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+            .into(),
+    };
+    let app = server::router(state);
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!("the dashboard stopped serving: {e}");
+        }
+    });
+    Ok(Dashboard {
+        url: format!("http://127.0.0.1:{port}/?token={token}"),
+        port,
+        server,
+    })
+}
