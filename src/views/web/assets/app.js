@@ -189,6 +189,7 @@
     e.querySelector('.s').style.color = `hsl(${hue(it.s)} 70% 65%)`;
     e.dataset.s = it.s;
     e._x = it.x;
+    e._t = it.t;
     if (!visible(it.s, it.x)) e.classList.add('hide');
     return e;
   }
