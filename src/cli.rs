@@ -159,6 +159,10 @@ pub struct UpArgs {
     /// Do not serve the web dashboard.
     #[arg(long)]
     pub no_dashboard: bool,
+    /// No interactive terminal view (status line and keys), even on a terminal. It is also off
+    /// when stdin or stdout is not a terminal, with `--json`, and when `CI` is set.
+    #[arg(long)]
+    pub no_tty: bool,
 }
 
 #[derive(Debug, Args)]

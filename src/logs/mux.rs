@@ -9,6 +9,7 @@ use std::io::Write;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::render::Renderer;
+use super::screen::{Screen, ScreenCommand};
 
 use super::{LogLine, Stream};
 use crate::event::StackEvent;
@@ -38,6 +39,7 @@ enum LogMsg {
         reply: oneshot::Sender<Vec<String>>,
     },
     Flush(oneshot::Sender<()>),
+    Screen(ScreenCommand),
 }
 
 /// A cheap handle to the mux.
@@ -97,6 +99,12 @@ impl LogHandle {
         rx.await.unwrap_or_default()
     }
 
+    /// Tells the terminal writer about the interactive view's status line, filter, highlight.
+    pub async fn screen(&self, cmd: ScreenCommand) {
+        // A closed mux is exiting: nothing is drawn any more.
+        let _ = self.tx.send(LogMsg::Screen(cmd)).await;
+    }
+
     /// Waits until everything sent before is written.
     pub async fn flush(&self) {
         let (reply, rx) = oneshot::channel();
@@ -142,6 +150,7 @@ pub fn spawn_with(
         .spawn(move || {
             let mut tails: HashMap<String, VecDeque<String>> = HashMap::new();
             let mut broken = false;
+            let mut screen = Screen::default();
             let mut files = files.and_then(|dir| match super::files::LogFiles::new(dir.clone()) {
                 Ok(f) => Some(f),
                 Err(e) => {
@@ -167,18 +176,21 @@ pub fn spawn_with(
                                     }
                                 }
                             }
-                            if !broken {
+                            if !broken && screen.shows(event.service()) {
                                 let mut text = String::new();
                                 match &format {
                                     Format::Text(r) => {
                                         let source = event.service().unwrap_or("devstack");
                                         for l in event.text_lines() {
-                                            text.push_str(&r.render(&LogLine {
-                                                at,
-                                                source: source.to_string(),
-                                                stream: Stream::Event,
-                                                text: l,
-                                            }));
+                                            text.push_str(&r.render_with(
+                                                &LogLine {
+                                                    at,
+                                                    source: source.to_string(),
+                                                    stream: Stream::Event,
+                                                    text: l,
+                                                },
+                                                screen.highlight(),
+                                            ));
                                             text.push('\n');
                                         }
                                     }
@@ -192,7 +204,10 @@ pub fn spawn_with(
                                         }
                                     }
                                 }
-                                broken = out.write_all(text.as_bytes()).is_err();
+                                if !text.is_empty() {
+                                    broken = screen.lift(&mut out).is_err()
+                                        || out.write_all(text.as_bytes()).is_err();
+                                }
                             }
                             if fanout.receiver_count() > 0 {
                                 let _ = fanout.send(Published::Event { at, event });
@@ -212,9 +227,9 @@ pub fn spawn_with(
                                     files = None;
                                 }
                             }
-                            if !broken {
+                            if !broken && screen.shows(Some(&line.source)) {
                                 let mut text = match &format {
-                                    Format::Text(r) => r.render(&line),
+                                    Format::Text(r) => r.render_with(&line, screen.highlight()),
                                     Format::Json => {
                                         serde_json::to_string(&super::files::Record::of(&line))
                                             .unwrap_or_default()
@@ -222,7 +237,8 @@ pub fn spawn_with(
                                 };
                                 text.push('\n');
                                 // A closed stdout (piped into `head`) must not stop the stack.
-                                broken = out.write_all(text.as_bytes()).is_err();
+                                broken = screen.lift(&mut out).is_err()
+                                    || out.write_all(text.as_bytes()).is_err();
                             }
                             if fanout.receiver_count() > 0 {
                                 let _ = fanout.send(Published::Line(line));
@@ -235,6 +251,11 @@ pub fn spawn_with(
                                 .unwrap_or_default();
                             let _ = reply.send(lines);
                         }
+                        LogMsg::Screen(cmd) => {
+                            if !broken {
+                                broken = screen.apply(cmd, &mut out).is_err();
+                            }
+                        }
                         LogMsg::Flush(reply) => {
                             let _ = out.flush();
                             if let Some(f) = files.as_mut() {
@@ -246,12 +267,14 @@ pub fn spawn_with(
                     next = rx.try_recv().ok();
                 }
                 if !broken {
-                    broken = out.flush().is_err();
+                    broken = screen.settle(&mut out).is_err() || out.flush().is_err();
                 }
                 if let Some(f) = files.as_mut() {
                     f.flush();
                 }
             }
+            // The shell's prompt comes next: leave no status line behind.
+            let _ = screen.lift(&mut out);
             let _ = out.flush();
         })
         .expect("spawning a thread only fails when the OS is out of resources");

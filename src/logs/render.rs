@@ -42,10 +42,16 @@ pub fn clock(at: SystemTime, utc_offset: i64) -> String {
 
 impl Renderer {
     pub fn render(&self, line: &LogLine) -> String {
+        self.render_with(line, None)
+    }
+
+    /// [`render`](Self::render), with the matches of `highlight` in the line's text shown in
+    /// reverse video (on a terminal with colour).
+    pub fn render_with(&self, line: &LogLine, highlight: Option<&regex::Regex>) -> String {
         let time = clock(line.at, self.utc_offset);
         let name = format!("{:<w$}", line.source, w = self.width);
         // Control characters other than tab would let a service redraw the terminal.
-        let text: String = line
+        let mut text: String = line
             .text
             .chars()
             .map(|c| {
@@ -56,6 +62,18 @@ impl Renderer {
                 }
             })
             .collect();
+        if let Some(re) = highlight.filter(|_| self.color) {
+            text = re
+                .replace_all(&text, |m: &regex::Captures<'_>| {
+                    format!(
+                        "{}{}{}",
+                        crossterm::style::Attribute::Reverse,
+                        &m[0],
+                        crossterm::style::Attribute::NoReverse
+                    )
+                })
+                .into_owned();
+        }
         let bar = match line.stream {
             Stream::Event => "▸",
             Stream::Stdout | Stream::Stderr => "|",
@@ -133,6 +151,24 @@ mod tests {
             "02:00:00.000"
         );
         assert_eq!(clock(UNIX_EPOCH, -3600), "23:00:00.000");
+    }
+
+    #[test]
+    fn highlights_mark_matches_in_the_text_only() {
+        let r = Renderer {
+            width: 5,
+            color: true,
+            utc_offset: 0,
+        };
+        let re = regex::Regex::new("err[a-z]*").unwrap();
+        let out = r.render_with(&line("errsvc", Stream::Stdout, "an error here"), Some(&re));
+        assert!(out.ends_with("an \x1b[7merror\x1b[27m here"), "{out:?}");
+        assert!(!out.contains("\x1b[7merrsvc"));
+        let plain = Renderer { color: false, ..r };
+        assert_eq!(
+            plain.render_with(&line("x", Stream::Stdout, "an error"), Some(&re)),
+            plain.render(&line("x", Stream::Stdout, "an error"))
+        );
     }
 
     #[test]
