@@ -200,6 +200,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             handle.clone(),
             info,
             args.dashboard,
+            crate::views::web::secrets(stack),
         ));
         match started {
             Ok(d) => {

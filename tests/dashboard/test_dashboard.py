@@ -171,6 +171,10 @@ def test_table_lists_every_service_as_ready(stack, browser):
     # The frontend's port is a link; nothing secret is on the page.
     link = browser.find_element(By.CSS_SELECTOR, "tr[data-service=frontend] td.ports a")
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", link.get_attribute("href"))
+    # postgres prints its password: the page shows it masked.
+    wait_for(lambda: any(s == "postgres" and x.startswith("postgres password is ")
+                         for s, x in visible_lines(browser)), "postgres's password line")
+    assert ["postgres", "postgres password is ****"] in visible_lines(browser)
     assert SECRET not in browser.page_source
     wait_for(lambda: any(s == "redis" for s, _ in visible_lines(browser)), "redis's lines in the log")
     shot(browser, "dashboard.png")

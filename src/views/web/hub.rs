@@ -13,6 +13,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::model::{self, Item, Row};
 use crate::engine::StackHandle;
+use crate::logs::mux::Published;
+use crate::redact::Redactor;
 
 /// How often batches go out.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -47,10 +49,12 @@ struct Batch<'a> {
     ended: bool,
 }
 
-/// Starts the hub; it keeps the last `keep` log items and ends with the engine.
-pub fn spawn(handle: StackHandle, keep: usize) -> mpsc::Sender<HubCommand> {
+/// Starts the hub; it keeps the last `keep` log items and ends with the engine. Services' own
+/// lines are masked with `redact` (devstack's events already are): a page is easier to share
+/// than a terminal.
+pub fn spawn(handle: StackHandle, keep: usize, redact: Redactor) -> mpsc::Sender<HubCommand> {
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(run(handle, keep, rx));
+    tokio::spawn(run(handle, keep, redact, rx));
     tx
 }
 
@@ -63,7 +67,12 @@ fn table(handle: &StackHandle) -> Vec<Row> {
     model::rows(snapshot, &usage)
 }
 
-async fn run(handle: StackHandle, keep: usize, mut commands: mpsc::Receiver<HubCommand>) {
+async fn run(
+    handle: StackHandle,
+    keep: usize,
+    redact: Redactor,
+    mut commands: mpsc::Receiver<HubCommand>,
+) {
     let mut events = handle.subscribe();
     let mut changes = handle.clone();
     let mut recent: VecDeque<Item> = VecDeque::with_capacity(keep);
@@ -86,7 +95,10 @@ async fn run(handle: StackHandle, keep: usize, mut commands: mpsc::Receiver<HubC
         tokio::select! {
             got = events.recv() => match got {
                 Ok(p) => {
-                    for item in model::items(&p) {
+                    for mut item in model::items(&p) {
+                        if !redact.is_empty() && matches!(p, Published::Line(_)) {
+                            item.x = redact.apply(&item.x);
+                        }
                         push(&mut recent, &mut fresh, item);
                     }
                 }

@@ -42,12 +42,26 @@ pub fn usage(_handle: &StackHandle, _service: &str) -> Option<Usage> {
     None
 }
 
+/// What the dashboard masks in services' own lines: the stack's interpolated secret values and
+/// the values of secret-looking environment keys (`config`'s rule), so a service that prints its
+/// password does not show it on a page.
+pub fn secrets(stack: &crate::config::Stack) -> crate::redact::Redactor {
+    let literal = stack.services.values().flat_map(|s| {
+        s.environment
+            .iter()
+            .filter(|(k, _)| crate::config::show::is_secret_key(k))
+            .map(|(_, v)| v.clone())
+    });
+    crate::redact::Redactor::new(stack.secret_values.iter().cloned().chain(literal))
+}
+
 /// Binds 127.0.0.1:`port` (a free one when `None`) and serves the dashboard of `handle`'s
 /// stack until dropped. Must run inside the tokio runtime that runs the engine.
 pub async fn start(
     handle: StackHandle,
     info: StackInfo,
     port: Option<u16>,
+    redact: crate::redact::Redactor,
 ) -> std::io::Result<Dashboard> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port.unwrap_or(0))).await?;
     let port = listener.local_addr()?.port();
@@ -55,7 +69,7 @@ pub async fn start(
     let state = server::AppState {
         token: token.clone().into(),
         port,
-        hub: hub::spawn(handle.clone(), KEEP_LINES),
+        hub: hub::spawn(handle.clone(), KEEP_LINES, redact),
         handle,
         info: serde_json::to_string(&info)
             .map_err(std::io::Error::other)?
