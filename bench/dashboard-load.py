@@ -5,7 +5,7 @@ headless Chromium. Reports devstack's CPU (user+system over the loaded minute, a
 and RSS (now and peak), and how far the page's log is behind at the end (the newest line the
 page shows against the newest line devstack wrote) — the page must be current.
 
-    bench/dashboard-load.py [--services 100] [--rate 10] [--seconds 60]
+    bench/dashboard-load.py [--services 100] [--rate 10] [--seconds 60] [--baseline]
 
 Needs the dashboard test environment (scripts/prepare-test-env.sh): chromium, chromium-driver
 and the selenium venv; run it with that venv's python:
@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--services", type=int, default=100)
     ap.add_argument("--rate", type=int, default=10, help="lines per second per service")
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--baseline", action="store_true",
+                    help="the same stack with --no-dashboard and no browser, for comparison")
     args = ap.parse_args()
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="devstack-dash-load-"))
@@ -64,7 +66,8 @@ def main():
     (tmp / "stack.yaml").write_text("\n".join(lines) + "\n")
 
     env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"))
-    proc = subprocess.Popen([BIN, "-f", str(tmp / "stack.yaml"), "up", "--json"],
+    extra = ["--no-dashboard"] if args.baseline else []
+    proc = subprocess.Popen([BIN, "-f", str(tmp / "stack.yaml"), "up", "--json", *extra],
                             stdout=subprocess.PIPE, stderr=open(tmp / "stderr", "w"), text=True, env=env)
     state = {"url": None, "ready": False, "last_t": 0, "lines": 0}
 
@@ -85,10 +88,28 @@ def main():
 
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 120
-    while not (state["url"] and state["ready"]):
+    while not ((state["url"] or args.baseline) and state["ready"]):
         if time.monotonic() > deadline or proc.poll() is not None:
             sys.exit(f"the stack did not come up; see {tmp / 'stderr'}")
         time.sleep(0.1)
+
+    if args.baseline:
+        try:
+            t0, c0, n0 = time.monotonic(), cpu_ticks(proc.pid), state["lines"]
+            time.sleep(args.seconds)
+            elapsed = time.monotonic() - t0
+            print(json.dumps({
+                "services": args.services,
+                "dashboard": False,
+                "lines_per_second_written": round((state["lines"] - n0) / elapsed),
+                "devstack_cpu_percent_of_one_core": round(100 * (cpu_ticks(proc.pid) - c0) / HZ / elapsed, 1),
+                "devstack_rss_mib": round(rss_kib(proc.pid) / 1024, 1),
+                "devstack_peak_rss_mib": round(rss_kib(proc.pid, "VmHWM") / 1024, 1),
+            }, indent=2))
+            return 0
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
 
     opts = Options()
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -136,6 +136,11 @@ async fn run(
             _ = tick.tick() => {
                 ticks = ticks.wrapping_add(1);
                 let send_table = table_changed || ended || ticks % TABLE_EVERY == 0;
+                if pages.is_empty() && !ended {
+                    // Nobody to tell: the recent log already has the new lines.
+                    fresh.clear();
+                    continue;
+                }
                 if fresh.is_empty() && !send_table {
                     continue;
                 }
