@@ -285,12 +285,18 @@ fn status_line_keys_and_q_leave_the_terminal_as_it_was() {
 }
 
 #[test]
-fn a_second_ctrl_c_kills_at_once_and_leaves_the_terminal_as_it_was() {
+fn e_shows_a_crash_and_a_second_ctrl_c_kills_at_once_leaving_the_terminal_as_it_was() {
     let pane = Pane::new("ctrlc");
     // slowpoke ignores SIGTERM: after the first Ctrl-C, devstack waits for it (30 s grace).
-    pane.up(&["slow-stop.yaml"]);
-    pane.wait_status("the status line with 10/10 ready", |l| {
-        l.starts_with("●●●●●●●●●● 10/10 ready")
+    // crasher exits 3 a few seconds after start-up: `e` shows it again.
+    pane.up(&["slow-stop.yaml", "crasher.yaml"]);
+    pane.wait_status("crasher crashed", |l| {
+        l.contains(" 10/11 ready") && l.chars().filter(|c| *c == '✗').count() == 1
+    });
+    pane.keys(&["e"]);
+    pane.wait_screen("crasher's last error and lines", |s| {
+        s.lines().any(|l| l == "crasher: exited with code 3")
+            && s.lines().any(|l| l == "  crasher is about to fail")
     });
     pane.keys(&["C-c"]);
     pane.wait_screen("the first Ctrl-C", |s| {

@@ -195,7 +195,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     let dashboard = if args.no_dashboard || args.wait {
         None
     } else {
-        let info = crate::views::web::StackInfo::of(stack, &selected);
+        let info = crate::views::web::StackInfo::of(stack, &selected, args.free_ports);
         let started = rt.block_on(crate::views::web::start(
             handle.clone(),
             info,

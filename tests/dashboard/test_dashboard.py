@@ -206,6 +206,20 @@ def test_restart_button_restarts_the_service(stack, browser):
              "the restart in the page's log")
 
 
+def test_stop_and_start_buttons(stack, browser):
+    row = "tr[data-service=celery-worker]"
+    wait_for(lambda: states(browser).get("celery-worker") == "ready", "celery-worker ready")
+    browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=stop]").click()
+    wait_for(lambda: states(browser)["celery-worker"] == "stopped", "celery-worker stopped")
+    assert browser.find_element(By.ID, "summary").text == "8/9 ready"
+    node = "#graph g.node[data-service=celery-worker]"
+    assert browser.find_element(By.CSS_SELECTOR, node).get_attribute("class") == "node st-stopped"
+    assert stack.find(lambda e: e["type"] == "stopped" and e["service"] == "celery-worker")
+    browser.find_element(By.CSS_SELECTOR, f"{row} button[data-action=start]").click()
+    wait_for(lambda: states(browser)["celery-worker"] == "ready", "celery-worker ready again")
+    wait_for(lambda: browser.find_element(By.ID, "summary").text == "9/9 ready", "9/9 ready again")
+
+
 def test_log_filter_shows_only_the_chosen_service(stack, browser):
     Select(browser.find_element(By.ID, "svc-filter")).select_by_value("kafka")
     before = len(visible_lines(browser))

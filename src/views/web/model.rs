@@ -67,8 +67,9 @@ pub struct Node {
 }
 
 impl StackInfo {
-    /// The selected services of `stack`, in file order.
-    pub fn of(stack: &Stack, selected: &[String]) -> Self {
+    /// The selected services of `stack`, in file order. With `free_ports` (`up --free-ports`)
+    /// the written host ports are not the ones in use, so containers' ports get no link.
+    pub fn of(stack: &Stack, selected: &[String], free_ports: bool) -> Self {
         let services: Vec<ServiceInfo> = stack
             .services
             .iter()
@@ -85,7 +86,7 @@ impl StackInfo {
                     .iter()
                     .map(|p| {
                         let host = if svc.is_container() {
-                            p.host_port
+                            p.host_port.filter(|_| !free_ports)
                         } else {
                             Some(p.container_port)
                         };
