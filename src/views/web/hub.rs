@@ -20,8 +20,8 @@ use crate::redact::Redactor;
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// The table is sent again this often even when no state changed (uptime, CPU and RSS move).
 const TABLE_EVERY: u32 = 20;
-/// Batches a page may have queued before it counts as too slow.
-const PAGE_BACKLOG: usize = 64;
+/// Batches a page may have queued before it counts as too slow (1.6 s).
+const PAGE_BACKLOG: usize = 16;
 
 pub enum HubCommand {
     Join(oneshot::Sender<Joined>),
@@ -58,6 +58,17 @@ pub fn spawn(handle: StackHandle, keep: usize, redact: Redactor) -> mpsc::Sender
     tx
 }
 
+fn warning(text: String) -> Item {
+    Item {
+        t: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        s: "devstack".into(),
+        k: "warn",
+        x: text,
+    }
+}
+
 fn table(handle: &StackHandle) -> Vec<Row> {
     let snapshot = handle.snapshot();
     let usage: HashMap<String, model::Usage> = snapshot
@@ -76,7 +87,9 @@ async fn run(
     let mut events = handle.subscribe();
     let mut changes = handle.clone();
     let mut recent: VecDeque<Item> = VecDeque::with_capacity(keep);
-    let mut fresh: Vec<Item> = Vec::new();
+    // At most `keep` items per batch: a flood faster than a page can show is cut, and said so.
+    let mut fresh: VecDeque<Item> = VecDeque::new();
+    let mut cut = 0usize;
     let mut pages: Vec<mpsc::Sender<Arc<str>>> = Vec::new();
     let mut rows = table(&handle);
     let mut table_changed = false;
@@ -84,13 +97,18 @@ async fn run(
     let mut ticks = 0u32;
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let push = |recent: &mut VecDeque<Item>, fresh: &mut Vec<Item>, item: Item| {
-        if recent.len() == keep {
-            recent.pop_front();
-        }
-        recent.push_back(item.clone());
-        fresh.push(item);
-    };
+    let push =
+        |recent: &mut VecDeque<Item>, fresh: &mut VecDeque<Item>, cut: &mut usize, item: Item| {
+            if recent.len() == keep {
+                recent.pop_front();
+            }
+            recent.push_back(item.clone());
+            if fresh.len() == keep {
+                fresh.pop_front();
+                *cut += 1;
+            }
+            fresh.push_back(item);
+        };
     loop {
         tokio::select! {
             got = events.recv() => match got {
@@ -99,19 +117,12 @@ async fn run(
                         if !redact.is_empty() && matches!(p, Published::Line(_)) {
                             item.x = redact.apply(&item.x);
                         }
-                        push(&mut recent, &mut fresh, item);
+                        push(&mut recent, &mut fresh, &mut cut, item);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    let note = Item {
-                        t: std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_millis() as u64),
-                        s: "devstack".into(),
-                        k: "warn",
-                        x: format!("dashboard fell behind: {n} log lines not shown here (the log files have them)"),
-                    };
-                    push(&mut recent, &mut fresh, note);
+                    let text = format!("dashboard fell behind: {n} log lines not shown here (the log files have them)");
+                    push(&mut recent, &mut fresh, &mut cut, warning(text));
                 }
                 Err(broadcast::error::RecvError::Closed) => ended = true,
             },
@@ -139,6 +150,7 @@ async fn run(
                 if pages.is_empty() && !ended {
                     // Nobody to tell: the recent log already has the new lines.
                     fresh.clear();
+                    cut = 0;
                     continue;
                 }
                 if fresh.is_empty() && !send_table {
@@ -148,14 +160,20 @@ async fn run(
                     rows = table(&handle);
                     table_changed = false;
                 }
+                if cut > 0 {
+                    fresh.push_front(warning(format!(
+                        "{cut} log lines in the last 100 ms not shown here (the log files have them)"
+                    )));
+                }
                 let msg: Arc<str> = serde_json::to_string(&Batch {
                     services: send_table.then_some(rows.as_slice()),
-                    log: &fresh,
+                    log: fresh.make_contiguous(),
                     ended,
                 })
                 .unwrap_or_default()
                 .into();
                 fresh.clear();
+                cut = 0;
                 // Full means the page is behind by seconds: drop it, it reconnects afresh.
                 pages.retain(|p| p.try_send(msg.clone()).is_ok());
                 if ended {
@@ -163,5 +181,73 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{LogLine, Stream};
+
+    fn line(i: usize) -> Published {
+        Published::Line(LogLine {
+            at: std::time::UNIX_EPOCH,
+            source: "db".into(),
+            stream: Stream::Stdout,
+            text: format!("l{i} pw=hunter22"),
+        })
+    }
+
+    async fn join(hub: &mpsc::Sender<HubCommand>) -> Joined {
+        let (reply, rx) = oneshot::channel();
+        hub.send(HubCommand::Join(reply)).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_cut_said_masked_and_the_recent_log_bounded() {
+        let (events, _) = broadcast::channel(8192);
+        let (handle, inbox) = crate::engine::channel(events.clone());
+        let hub = spawn(handle, 100, Redactor::new(["hunter22".to_string()]));
+        let mut page = join(&hub).await;
+        for i in 0..250 {
+            events.send(line(i)).unwrap();
+        }
+        let mut texts: Vec<String> = Vec::new();
+        while !texts.iter().any(|t| t.starts_with("l249")) {
+            let batch = page.batches.recv().await.expect("a batch");
+            let v: serde_json::Value = serde_json::from_str(&batch).unwrap();
+            for item in v["log"].as_array().into_iter().flatten() {
+                texts.push(item["x"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(texts.iter().all(|t| !t.contains("hunter22")), "{texts:?}");
+        assert!(
+            texts.len() <= 102,
+            "a batch holds at most 100 lines and a note: {}",
+            texts.len()
+        );
+        assert!(
+            texts.iter().any(|t| t.ends_with(
+                "log lines in the last 100 ms not shown here (the log files have them)"
+            )),
+            "{texts:?}"
+        );
+        assert_eq!(texts.last().unwrap(), "l249 pw=****");
+        // A page that opens now gets the last 100 lines.
+        let late = join(&hub).await;
+        let init: serde_json::Value = serde_json::from_str(&late.init).unwrap();
+        let log = init["log"].as_array().unwrap();
+        assert_eq!(log.len(), 100);
+        assert_eq!(log[0]["x"], "l150 pw=****");
+        assert_eq!(init["ended"], false);
+        // The engine ends: a last batch says so, then the stream closes.
+        drop(inbox);
+        let mut last = None;
+        while let Some(b) = page.batches.recv().await {
+            last = Some(b);
+        }
+        let v: serde_json::Value = serde_json::from_str(&last.expect("a last batch")).unwrap();
+        assert_eq!(v["ended"], true);
     }
 }
