@@ -36,6 +36,15 @@ pub const HELP: &[&str] = &[
     "  q  stop everything and quit, as Ctrl-C does (Ctrl-C again kills at once)",
 ];
 
+/// The marks of the status line, in the order their counts are shown.
+const MARKS: [(&str, Color); 5] = [
+    ("●", Color::Green),
+    ("◐", Color::Yellow),
+    ("↻", Color::DarkYellow),
+    ("✗", Color::Red),
+    ("○", Color::DarkGrey),
+];
+
 const KEYS: &str =
     "r restart · s stop/start · f filter · / highlight · e error · o dashboard · ? help · q quit";
 
@@ -420,6 +429,7 @@ impl View {
             }
             Mode::Normal => {
                 let mut ready = 0;
+                let mut marks: Vec<(&str, Color)> = Vec::new();
                 for s in &self.services {
                     let (mark, color) = match self.states.get(s) {
                         Some(ServiceState::Ready | ServiceState::Completed) => {
@@ -441,7 +451,21 @@ impl View {
                             ("○", Color::DarkGrey)
                         }
                     };
-                    pieces.push((mark.to_string(), Some(color)));
+                    marks.push((mark, color));
+                }
+                if marks.len() <= width / 2 {
+                    for (mark, color) in marks {
+                        pieces.push((mark.to_string(), Some(color)));
+                    }
+                } else {
+                    // Too many services for a mark each: how many of each kind.
+                    for (i, (kind, color)) in MARKS.iter().enumerate() {
+                        let n = marks.iter().filter(|(m, _)| m == kind).count();
+                        if n > 0 {
+                            let sep = if i == 0 { "" } else { " " };
+                            pieces.push((format!("{sep}{kind}{n}"), Some(*color)));
+                        }
+                    }
                 }
                 pieces.push((
                     format!(" {ready}/{} ready", self.services.len()),
@@ -676,8 +700,35 @@ mod tests {
         let s = v.status(200);
         assert!(s.starts_with("●●○ 2/3 ready · r restart"), "{s}");
         let narrow = v.status(12);
+        assert!(narrow.starts_with("●●○ 2/3"), "{narrow}");
         assert_eq!(narrow.chars().count(), 11);
         assert!(narrow.ends_with('…'), "{narrow}");
+        // More services than half the width: counts per kind, so `n/N ready` still shows.
+        let crowded = v.status(5);
+        assert_eq!(crowded, "●2 …");
+        let mut many = View::new((0..100).map(|i| format!("s{i}")).collect(), false);
+        many.snapshot(
+            &(0..100)
+                .map(|i| ServiceStatus {
+                    service: format!("s{i}"),
+                    kind: "process",
+                    state: if i < 97 {
+                        ServiceState::Ready
+                    } else {
+                        ServiceState::Crashed { code: 1 }
+                    },
+                    restarts: 0,
+                    pid: None,
+                    container: None,
+                    started_at_ms: None,
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            many.status(80).starts_with("●97 ✗3 97/100 ready · "),
+            "{}",
+            many.status(80)
+        );
     }
 
     #[test]
