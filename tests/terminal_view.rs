@@ -99,13 +99,17 @@ impl Pane {
 
     /// Starts `devstack up` in the pane, recording the terminal modes before and after it.
     fn up(&self, overlays: &[&str]) {
+        self.up_with(overlays, "")
+    }
+
+    fn up_with(&self, overlays: &[&str], flags: &str) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let line = format!(
-            "PS1='$ '; cd {root}; stty -a > {before}; env -u CI XDG_STATE_HOME={state} DASH_WEB_PORT={port} {bin} -f {fixture}{more} -p {project} up; echo EXIT\"\"-$?; stty -a > {after}; echo MODES\"\"-SAVED",
+            "PS1='$ '; cd {root}; stty -a > {before}; env -u CI XDG_STATE_HOME={state} DASH_WEB_PORT={port} {bin} -f {fixture}{more} -p {project} up{flags}; echo EXIT\"\"-$?; stty -a > {after}; echo MODES\"\"-SAVED",
             root = common::root().display(),
             before = self.path("stty-before").display(),
             after = self.path("stty-after").display(),
@@ -312,5 +316,20 @@ fn e_shows_a_crash_and_a_second_ctrl_c_kills_at_once_leaving_the_terminal_as_it_
         "the second Ctrl-C did not kill at once"
     );
     assert!(end.lines().any(|l| l == "EXIT-130"), "{end}");
+    pane.modes_restored();
+}
+
+#[test]
+fn no_tty_turns_the_view_off() {
+    let pane = Pane::new("notty");
+    pane.up_with(&[], " --no-tty");
+    let s = pane.wait_screen("every service ready", |s| {
+        s.contains("press Ctrl-C to stop")
+    });
+    assert!(!s.contains(" ready · r restart"), "a status line: {s}");
+    pane.keys(&["C-c"]);
+    let end = pane.wait_screen("devstack's exit", exited);
+    assert!(end.lines().any(|l| l == "EXIT-130"), "{end}");
+    assert!(!end.contains(" ready · r restart"), "a status line: {end}");
     pane.modes_restored();
 }
