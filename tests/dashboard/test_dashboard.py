@@ -60,13 +60,13 @@ def free_port():
 class Stack:
     """A running `devstack up --json` and the typed events it printed."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, fixture=FIXTURE, extra=(), ready_within=20.0):
         self.project = f"dash-{os.getpid()}"
         env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"), DASH_WEB_PORT=str(free_port()))
         env.pop("NO_COLOR", None)
         self.stderr = open(tmp / "devstack.stderr", "w")
         self.proc = subprocess.Popen(
-            [BIN, "-f", str(FIXTURE), "-p", self.project, "up", "--json"],
+            [BIN, "-f", str(fixture), "-p", self.project, "up", "--json", *extra],
             stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
         )
         self.records = []
@@ -80,7 +80,8 @@ class Stack:
         m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{32})", self.url)
         assert m, self.url
         self.port, self.token = int(m.group(1)), m.group(2)
-        wait_for(lambda: self.find(lambda e: e["type"] == "all_ready"), "every service ready")
+        wait_for(lambda: self.find(lambda e: e["type"] == "all_ready"), "every service ready",
+                 timeout=ready_within)
 
     def _read(self):
         for line in self.proc.stdout:

@@ -68,7 +68,7 @@ pub struct Node {
 
 impl StackInfo {
     /// The selected services of `stack`, in file order. With `free_ports` (`up --free-ports`)
-    /// the written host ports are not the ones in use, so containers' ports get no link.
+    /// the written ports are not the ones in use, so no port gets a link.
     pub fn of(stack: &Stack, selected: &[String], free_ports: bool) -> Self {
         let services: Vec<ServiceInfo> = stack
             .services
@@ -85,8 +85,10 @@ impl StackInfo {
                     .ports
                     .iter()
                     .map(|p| {
-                        let host = if svc.is_container() {
-                            p.host_port.filter(|_| !free_ports)
+                        let host = if free_ports {
+                            None
+                        } else if svc.is_container() {
+                            p.host_port
                         } else {
                             Some(p.container_port)
                         };
