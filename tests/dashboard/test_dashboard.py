@@ -64,6 +64,7 @@ class Stack:
         self.project = f"dash-{os.getpid()}"
         env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"), DASH_WEB_PORT=str(free_port()))
         env.pop("NO_COLOR", None)
+        self.env = env
         self.stderr = open(tmp / "devstack.stderr", "w")
         self.proc = subprocess.Popen(
             [BIN, "-f", str(fixture), "-p", self.project, "up", "--json", *extra],

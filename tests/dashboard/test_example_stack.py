@@ -13,6 +13,7 @@ the start again to ready with a new pid. Saves target/screenshots/dashboard-exam
 import os
 import pathlib
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -70,3 +71,6 @@ def test_example_stack_in_the_dashboard(tmp_path):
             driver.quit()
     finally:
         stack.stop()
+        # Its containers and volumes go too: a throwaway project.
+        subprocess.run([t.BIN, "-f", str(ROOT / "stack.yaml"), "-p", stack.project, "down", "-v"],
+                       capture_output=True, timeout=120, env=stack.env)
