@@ -63,3 +63,16 @@ if ! "$mcp_venv/bin/python" -c 'import mcp' >/dev/null 2>&1; then
 fi
 
 say "kubernetes-validate $("$kv_venv/bin/kubernetes-validate" --version 2>&1 | tail -1)"
+
+# The dashboard's browser tests (tests/dashboard): headless Chromium and its driver (Debian), and
+# selenium + pytest in a virtualenv of their own.
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
+need_pkg tmux tmux   # the terminal view's tests drive devstack in a real pty
+dash_venv="${XDG_CACHE_HOME:-$HOME/.cache}/devstack/dashboard-venv"
+if ! "$dash_venv/bin/python" -c 'import selenium, pytest' >/dev/null 2>&1; then
+  say "installing selenium and pytest into $dash_venv (pip)"
+  python3 -m venv "$dash_venv"
+  "$dash_venv/bin/pip" install -q --disable-pip-version-check 'selenium>=4.20' pytest
+fi
+say "selenium $("$dash_venv/bin/python" -c 'import selenium; print(selenium.__version__)')"

@@ -23,6 +23,10 @@ cargo build -q
 target/debug/devstack test --services core-service,ai-service,celery-worker -- \
   examples/ensurestudy/.venv/bin/python -m pytest -q -p no:cacheprovider examples/ensurestudy/tests
 
+step "the web dashboard in headless Chromium (selenium)"
+DEVSTACK_BIN=target/debug/devstack "${XDG_CACHE_HOME:-$HOME/.cache}/devstack/dashboard-venv/bin/python" \
+  -m pytest -q -p no:cacheprovider tests/dashboard
+
 step "no leftovers from test projects"
 left=$(docker ps -aq --filter label=org.devstack.project | xargs -r docker inspect -f '{{index .Config.Labels "org.devstack.project"}}' | grep -E -- '-test-|^dstest-' || true)
 vols=$(docker volume ls -q --filter label=org.devstack.project | grep -E -- '-test-|^dstest-' || true)

@@ -179,6 +179,19 @@ pub struct UpArgs {
     /// Log lines as JSON objects (`t`, `service`, `stream`, `text`), for tools.
     #[arg(long)]
     pub json: bool,
+
+    /// Serve the web dashboard on this port of 127.0.0.1 (default: a free port, printed at
+    /// start-up with its access token).
+    #[arg(long, value_name = "PORT", conflicts_with = "no_dashboard")]
+    pub dashboard: Option<u16>,
+
+    /// Do not serve the web dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// No interactive terminal view (status line and keys), even on a terminal. It is also off
+    /// when stdin or stdout is not a terminal, with `--json`, and when `CI` is set.
+    #[arg(long)]
+    pub no_tty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,4 +21,5 @@ pub mod redact;
 pub mod render;
 pub mod runtime;
 pub mod unit;
+pub mod views;
 pub mod watch;

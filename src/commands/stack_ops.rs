@@ -42,9 +42,13 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// Ctrl-C, SIGTERM and SIGHUP as a stream of interrupts (through `tokio::signal`, on `rt`).
 /// The kernel escalates: stop, kill, leave. Should even that not end the run, the fifth exits.
-fn interrupts(rt: &tokio::runtime::Runtime) -> mpsc::UnboundedReceiver<()> {
+/// The sender injects the same interrupt (the terminal view's `q`).
+fn interrupts(
+    rt: &tokio::runtime::Runtime,
+) -> (mpsc::UnboundedSender<()>, mpsc::UnboundedReceiver<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = mpsc::unbounded_channel();
+    let inject = tx.clone();
     rt.block_on(async {
         let kinds = [
             SignalKind::interrupt(),
@@ -69,6 +73,8 @@ fn interrupts(rt: &tokio::runtime::Runtime) -> mpsc::UnboundedReceiver<()> {
                 }
                 count += 1;
                 if count >= 5 {
+                    // No destructor runs on this path: put the terminal back by hand.
+                    crate::views::terminal::restore();
                     std::process::exit(crate::error::exit::INTERRUPTED);
                 }
                 // The receiver lives as long as the command; after that nobody needs the signal.
@@ -76,7 +82,7 @@ fn interrupts(rt: &tokio::runtime::Runtime) -> mpsc::UnboundedReceiver<()> {
             }
         });
     });
-    rx
+    (inject, rx)
 }
 
 /// Service names are padded to the longest (within reason), `devstack` included.
@@ -165,11 +171,70 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     );
     let rt = runtime()?;
-    let mut signals = interrupts(&rt);
+    let (interrupt, mut signals) = interrupts(&rt);
     let needs_engine = selected
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
-    let (handle, inbox) = orchestrator::channel(logs.fanout());
+    let (handle, inbox) = crate::engine::channel(logs.fanout());
+    // `up --wait` returns once ready: nobody would be left to serve a dashboard (with native
+    // processes, the background copy serves it).
+    let dashboard = if args.no_dashboard || args.wait {
+        None
+    } else {
+        let info = crate::views::web::StackInfo::of(stack, &selected, args.free_ports);
+        let started = rt.block_on(crate::views::web::start(
+            handle.clone(),
+            info,
+            args.dashboard,
+            crate::views::web::secrets(stack),
+        ));
+        match started {
+            Ok(d) => {
+                rt.block_on(logs.event("devstack", format!("dashboard: {}", d.url)));
+                Some(d)
+            }
+            Err(e) if args.dashboard.is_some() => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "cannot serve the dashboard on 127.0.0.1:{}: {e}",
+                        args.dashboard.unwrap_or_default()
+                    ),
+                    help: Some(
+                        "choose another `--dashboard` port, or leave it out for a free one".into(),
+                    ),
+                });
+            }
+            Err(e) => {
+                rt.block_on(logs.publish(crate::event::StackEvent::warning(
+                    None,
+                    format!("cannot serve the dashboard: {e}"),
+                )));
+                None
+            }
+        }
+    };
+    // The interactive view: on a terminal, in the foreground, for people (not --json, not CI).
+    let interactive = !args.no_tty
+        && !args.json
+        && !args.wait
+        && crate::views::terminal::wanted((env.vars)("CI"));
+    let tty = if interactive {
+        crate::views::terminal::TtyGuard::enter()
+            .map_err(|e| tracing::warn!("no interactive view: cannot set the terminal up: {e}"))
+            .ok()
+    } else {
+        None
+    };
+    let view = tty.as_ref().map(|_| {
+        rt.spawn(crate::views::terminal::run(crate::views::terminal::Setup {
+            handle: handle.clone(),
+            logs: logs.clone(),
+            services: selected.clone(),
+            color: color_for(true, env),
+            dashboard: dashboard.as_ref().map(|d| d.url.clone()),
+            interrupt: interrupt.clone(),
+        }))
+    });
     let req = UpRequest {
         stack,
         selected: selected.clone(),
@@ -187,11 +252,11 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     let result = rt.block_on(async {
         let outcome = if needs_engine {
             let docker = DockerRuntime::connect().await?;
-            serve_and_run(&docker, stack, handle, req, &logs, &mut signals).await
+            serve_and_run(&docker, stack, handle.clone(), req, &logs, &mut signals).await
         } else {
             // Only native processes: no Docker engine needed.
             let rt = crate::runtime::NoEngine;
-            serve_and_run(&rt, stack, handle, req, &logs, &mut signals).await
+            serve_and_run(&rt, stack, handle.clone(), req, &logs, &mut signals).await
         };
         outcome.map_err(|e| match e {
             UpError::PortConflicts(c) => Error::PortConflicts(c),
@@ -200,9 +265,24 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             UpError::Interrupted => Error::Interrupted,
         })
     });
+    // The view ends with the engine; it holds a log handle, so it goes before the writer.
+    if let Some(v) = view {
+        let abort = v.abort_handle();
+        rt.block_on(async {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), v)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the terminal view did not end with the stack");
+                abort.abort();
+            }
+        });
+    }
+    drop(handle);
     drop(logs);
     // The writer ends once every handle is gone; join so no line is lost.
     let _ = writer.join();
+    drop(tty);
     match result? {
         UpOutcome::Ready { ports } => {
             let mut published: Vec<String> = Vec::new();
@@ -757,7 +837,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     );
     let rt = runtime()?;
-    let mut signals = interrupts(&rt);
+    let (_, mut signals) = interrupts(&rt);
     let state = state_dir(&project);
     let needs_engine = selected
         .iter()

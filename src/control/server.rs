@@ -609,10 +609,31 @@ async fn diagnose<R>(
     }
 }
 
-/// Every service with its CPU % and resident memory: two readings `CPU_WINDOW` apart, one pass
-/// over `/proc` each for the processes, one stats call each for the containers.
+/// Every service with its CPU % and resident memory.
 async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
     let snapshot = ctx.handle.snapshot();
+    let usage = usage_of(Some(&ctx.rt), &snapshot).await;
+    snapshot
+        .into_iter()
+        .map(|status| {
+            let (cpu_percent, rss_bytes) = usage.get(&status.service).copied().unwrap_or_default();
+            PsRow {
+                status,
+                cpu_percent,
+                rss_bytes,
+            }
+        })
+        .collect()
+}
+
+/// CPU % (one decimal) and resident bytes of each running service: two readings
+/// `CPU_WINDOW` apart, one pass over `/proc` each for the processes (summed over the process
+/// group), one stats call each for the containers (none without `rt`). The live `ps` and the
+/// dashboard both read it.
+pub async fn usage_of<R: ContainerRuntime>(
+    rt: Option<&R>,
+    snapshot: &[ServiceStatus],
+) -> HashMap<String, (Option<f64>, Option<u64>)> {
     let pgids: Vec<u32> = snapshot.iter().filter_map(|s| s.pid).collect();
     let containers: Vec<String> = snapshot
         .iter()
@@ -622,13 +643,16 @@ async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
     let read = || async {
         let p = pgids.clone();
         let procs = tokio::task::spawn_blocking(move || crate::process::group_usage(&p));
-        let stats = futures_util::future::join_all(containers.iter().map(|c| ctx.rt.usage(c)));
+        let stats = futures_util::future::join_all(
+            containers
+                .iter()
+                .filter(|_| rt.is_some())
+                .map(|c| async move { (c.clone(), rt.expect("filtered").usage(c).await) }),
+        );
         let (procs, stats) = tokio::join!(procs, stats);
         let at = std::time::Instant::now();
-        let stats: HashMap<String, UsageSample> = containers
-            .iter()
-            .cloned()
-            .zip(stats)
+        let stats: HashMap<String, UsageSample> = stats
+            .into_iter()
             .filter_map(|(c, s)| Some((c, s.ok()?)))
             .collect();
         (at, procs.unwrap_or_default(), stats)
@@ -638,9 +662,9 @@ async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
     let (t1, (p1, hz), c1) = read().await;
     let secs = t1.duration_since(t0).as_secs_f64().max(1e-3);
     snapshot
-        .into_iter()
+        .iter()
         .map(|status| {
-            let (cpu_percent, rss_bytes) = if let Some(pid) = status.pid {
+            let (cpu, rss) = if let Some(pid) = status.pid {
                 match (p0.get(&pid), p1.get(&pid)) {
                     (Some(a), Some(b)) => (
                         Some(b.0.saturating_sub(a.0) as f64 / hz as f64 / secs * 100.0),
@@ -658,11 +682,10 @@ async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
             } else {
                 (None, None)
             };
-            PsRow {
-                status,
-                cpu_percent: cpu_percent.map(|c| (c * 10.0).round() / 10.0),
-                rss_bytes,
-            }
+            (
+                status.service.clone(),
+                (cpu.map(|c| (c * 10.0).round() / 10.0), rss),
+            )
         })
         .collect()
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -148,7 +149,13 @@ impl LogFiles {
     fn append(&mut self, source: &str, text: &str) -> std::io::Result<()> {
         if !self.open.contains_key(source) {
             let path = path_of(&self.dir, source);
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            // Owner only: the lines may hold what services print, and devstack's own log the
+            // dashboard's token.
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.open.insert(
                 source.to_string(),
@@ -165,7 +172,11 @@ impl LogFiles {
             let path = path_of(&self.dir, source);
             o.file.flush()?;
             fs::rename(&path, path.with_extension("log.1"))?;
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
             *o = Open {
                 file: BufWriter::new(file),
                 size: 0,

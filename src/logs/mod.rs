@@ -3,6 +3,7 @@
 pub mod files;
 pub mod mux;
 pub mod render;
+pub mod screen;
 pub mod split;
 
 use std::time::SystemTime;

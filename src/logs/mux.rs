@@ -9,6 +9,7 @@ use std::io::Write;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::render::Renderer;
+use super::screen::{Screen, ScreenCommand};
 
 use super::{LogLine, Stream};
 use crate::event::StackEvent;
@@ -34,6 +35,8 @@ enum LogMsg {
     Line(LogLine),
     /// The lines of one chunk of output: one message for many lines.
     Lines(Vec<LogLine>),
+    /// The terminal view's status line, filter and highlight.
+    Screen(ScreenCommand),
     Event(std::time::SystemTime, StackEvent),
     Tail {
         source: String,
@@ -62,6 +65,11 @@ impl LogHandle {
         if !lines.is_empty() {
             let _ = self.tx.send(LogMsg::Lines(lines)).await;
         }
+    }
+
+    /// A command for the terminal view's part of the output (status line, filter, highlight).
+    pub async fn screen(&self, cmd: ScreenCommand) {
+        let _ = self.tx.send(LogMsg::Screen(cmd)).await;
     }
 
     /// devstack's own note about `source` (`devstack` for the whole stack).
@@ -140,18 +148,26 @@ struct Sink {
     pending: String,
     /// The output is gone (stdout piped into `head`): the stack keeps running regardless.
     broken: bool,
+    /// The terminal view's pinned status line, filter and highlight.
+    screen: Screen,
 }
 
 impl Sink {
+    /// Writes what is pending, the status line taken away meanwhile.
     fn write_out(&mut self) {
         if !self.pending.is_empty() && !self.broken {
-            self.broken = self
-                .out
-                .write_all(self.pending.as_bytes())
-                .and_then(|()| self.out.flush())
-                .is_err();
+            self.broken = self.screen.lift(&mut self.out).is_err()
+                || self.out.write_all(self.pending.as_bytes()).is_err();
         }
         self.pending.clear();
+    }
+
+    /// The end of a burst: everything written, the status line drawn again.
+    fn settle(&mut self) {
+        self.write_out();
+        if !self.broken {
+            self.broken = self.screen.settle(&mut self.out).is_err() || self.out.flush().is_err();
+        }
     }
 }
 
@@ -172,9 +188,12 @@ fn on_line(line: LogLine, sink: &mut Sink) {
             sink.files = None;
         }
     }
-    if !sink.broken {
+    if !sink.broken && sink.screen.shows(Some(&line.source)) {
         match &sink.format {
-            Format::Text(r) => r.render_into(&line, &mut sink.pending),
+            Format::Text(r) => match sink.screen.highlight() {
+                None => r.render_into(&line, &mut sink.pending),
+                Some(h) => sink.pending.push_str(&r.render_with(&line, Some(h))),
+            },
             Format::Json => sink.pending.push_str(
                 &serde_json::to_string(&super::files::Record::of(&line)).unwrap_or_default(),
             ),
@@ -227,6 +246,7 @@ pub fn spawn_with(
                 fanout,
                 pending: String::new(),
                 broken: false,
+                screen: Screen::default(),
             };
             while let Some(msg) = rx.blocking_recv() {
                 let mut next = Some(msg);
@@ -246,21 +266,21 @@ pub fn spawn_with(
                                     }
                                 }
                             }
-                            if !sink.broken {
+                            if !sink.broken && sink.screen.shows(event.service()) {
                                 let text = &mut sink.pending;
                                 match &sink.format {
                                     Format::Text(r) => {
                                         let source = event.service().unwrap_or("devstack");
                                         for l in event.text_lines() {
-                                            r.render_into(
+                                            text.push_str(&r.render_with(
                                                 &LogLine {
                                                     at,
                                                     source: source.to_string(),
                                                     stream: Stream::Event,
                                                     text: l,
                                                 },
-                                                text,
-                                            );
+                                                sink.screen.highlight(),
+                                            ));
                                             text.push('\n');
                                         }
                                     }
@@ -295,8 +315,15 @@ pub fn spawn_with(
                                 .unwrap_or_default();
                             let _ = reply.send(lines);
                         }
-                        LogMsg::Flush(reply) => {
+                        LogMsg::Screen(cmd) => {
+                            // In order: what was printed before the command goes first.
                             sink.write_out();
+                            if !sink.broken {
+                                sink.broken = sink.screen.apply(cmd, &mut sink.out).is_err();
+                            }
+                        }
+                        LogMsg::Flush(reply) => {
+                            sink.settle();
                             if let Some(f) = sink.files.as_mut() {
                                 f.flush();
                             }
@@ -308,12 +335,15 @@ pub fn spawn_with(
                     }
                     next = rx.try_recv().ok();
                 }
-                sink.write_out();
+                sink.settle();
                 if let Some(f) = sink.files.as_mut() {
                     f.flush();
                 }
             }
             sink.write_out();
+            // The run is over: no status line stays behind.
+            let _ = sink.screen.lift(&mut sink.out);
+            let _ = sink.out.flush();
         })
         .expect("spawning a thread only fails when the OS is out of resources");
     (

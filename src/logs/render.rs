@@ -42,14 +42,24 @@ pub fn clock(at: SystemTime, utc_offset: i64) -> String {
 
 impl Renderer {
     pub fn render(&self, line: &LogLine) -> String {
+        self.render_with(line, None)
+    }
+
+    /// [`render`](Self::render), with the matches of `highlight` in the line's text shown in
+    /// reverse video (on a terminal with colour).
+    pub fn render_with(&self, line: &LogLine, highlight: Option<&regex::Regex>) -> String {
         let mut out = String::with_capacity(line.text.len() + self.width + 32);
-        self.render_into(line, &mut out);
+        self.render_into_with(line, highlight, &mut out);
         out
     }
 
     /// Appends the rendered line (no newline) to `out`: the log mux renders a whole burst into
     /// one buffer, without a new string per line.
     pub fn render_into(&self, line: &LogLine, out: &mut String) {
+        self.render_into_with(line, None, out);
+    }
+
+    fn render_into_with(&self, line: &LogLine, highlight: Option<&regex::Regex>, out: &mut String) {
         use std::fmt::Write;
         let since = line.at.duration_since(UNIX_EPOCH).unwrap_or_default();
         let day = (since.as_secs() as i64 + self.utc_offset).rem_euclid(86_400);
@@ -94,14 +104,25 @@ impl Renderer {
         }
         // Control characters other than tab would let a service redraw the terminal.
         let unsafe_char = |c: char| c.is_control() && c != '\t';
-        if line.text.chars().any(unsafe_char) {
-            out.extend(
-                line.text
-                    .chars()
-                    .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c }),
-            );
+        let clean: std::borrow::Cow<'_, str> = if line.text.chars().any(unsafe_char) {
+            line.text
+                .chars()
+                .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c })
+                .collect::<String>()
+                .into()
         } else {
-            out.push_str(&line.text);
+            line.text.as_str().into()
+        };
+        match highlight.filter(|_| self.color) {
+            Some(re) => out.push_str(&re.replace_all(&clean, |m: &regex::Captures<'_>| {
+                format!(
+                    "{}{}{}",
+                    crossterm::style::Attribute::Reverse,
+                    &m[0],
+                    crossterm::style::Attribute::NoReverse
+                )
+            })),
+            None => out.push_str(&clean),
         }
         if self.color && line.stream == Stream::Event {
             out.push_str("\x1b[0m");
@@ -168,6 +189,24 @@ mod tests {
             "02:00:00.000"
         );
         assert_eq!(clock(UNIX_EPOCH, -3600), "23:00:00.000");
+    }
+
+    #[test]
+    fn highlights_mark_matches_in_the_text_only() {
+        let r = Renderer {
+            width: 5,
+            color: true,
+            utc_offset: 0,
+        };
+        let re = regex::Regex::new("err[a-z]*").unwrap();
+        let out = r.render_with(&line("errsvc", Stream::Stdout, "an error here"), Some(&re));
+        assert!(out.ends_with("an \x1b[7merror\x1b[27m here"), "{out:?}");
+        assert!(!out.contains("\x1b[7merrsvc"));
+        let plain = Renderer { color: false, ..r };
+        assert_eq!(
+            plain.render_with(&line("x", Stream::Stdout, "an error"), Some(&re)),
+            plain.render(&line("x", Stream::Stdout, "an error"))
+        );
     }
 
     #[test]

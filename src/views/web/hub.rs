@@ -1,0 +1,270 @@
+//! The dashboard's one subscriber of the stack: a task that owns the recent log (bounded) and
+//! the list of open pages, and every 100 ms sends each page one batch of what happened (new log
+//! items, the table when it changed), serialised once for all. A page that cannot keep up is
+//! dropped; its browser reconnects and starts again from the recent log. It never holds up the
+//! log mux: the subscription is a broadcast that skips ahead when the hub is behind.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::model::{self, Item, Row};
+use crate::engine::StackHandle;
+use crate::logs::mux::Published;
+use crate::redact::Redactor;
+
+/// How often batches go out.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// The table is sent again this often even when no state changed (uptime, CPU and RSS move).
+const TABLE_EVERY: u32 = 20;
+/// Batches a page may have queued before it counts as too slow (1.6 s).
+const PAGE_BACKLOG: usize = 16;
+
+pub enum HubCommand {
+    Join(oneshot::Sender<Joined>),
+}
+
+/// What a new page gets: everything up to now as one message, then batches.
+pub struct Joined {
+    pub init: String,
+    pub batches: mpsc::Receiver<Arc<str>>,
+}
+
+#[derive(Serialize)]
+struct Init<'a> {
+    services: &'a [Row],
+    log: &'a VecDeque<Item>,
+    ended: bool,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<&'a [Row]>,
+    #[serde(skip_serializing_if = "<[Item]>::is_empty")]
+    log: &'a [Item],
+    ended: bool,
+}
+
+/// Starts the hub; it keeps the last `keep` log items and ends with the engine. Services' own
+/// lines are masked with `redact` (devstack's events already are): a page is easier to share
+/// than a terminal.
+pub fn spawn(handle: StackHandle, keep: usize, redact: Redactor) -> mpsc::Sender<HubCommand> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(run(handle, keep, redact, rx));
+    tx
+}
+
+fn warning(text: String) -> Item {
+    Item {
+        t: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        s: "devstack".into(),
+        k: "warn",
+        x: text,
+    }
+}
+
+fn table(handle: &StackHandle, usage: &HashMap<String, model::Usage>) -> Vec<Row> {
+    model::rows(handle.snapshot(), usage)
+}
+
+/// How often CPU and memory are sampled while a page is open.
+const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn run(
+    handle: StackHandle,
+    keep: usize,
+    redact: Redactor,
+    mut commands: mpsc::Receiver<HubCommand>,
+) {
+    let mut events = handle.subscribe();
+    let mut changes = handle.clone();
+    let mut recent: VecDeque<Item> = VecDeque::with_capacity(keep);
+    // At most `keep` items per batch: a flood faster than a page can show is cut, and said so.
+    let mut fresh: VecDeque<Item> = VecDeque::new();
+    let mut cut = 0usize;
+    let mut pages: Vec<mpsc::Sender<Arc<str>>> = Vec::new();
+    let mut usage: HashMap<String, model::Usage> = HashMap::new();
+    let (usage_tx, mut usage_rx) = mpsc::channel(1);
+    let mut sampling = false;
+    let mut sampler = tokio::time::interval(SAMPLE_EVERY);
+    sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rows = table(&handle, &usage);
+    let mut table_changed = false;
+    let mut ended = false;
+    let mut ticks = 0u32;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let push =
+        |recent: &mut VecDeque<Item>, fresh: &mut VecDeque<Item>, cut: &mut usize, item: Item| {
+            if recent.len() == keep {
+                recent.pop_front();
+            }
+            recent.push_back(item.clone());
+            if fresh.len() == keep {
+                fresh.pop_front();
+                *cut += 1;
+            }
+            fresh.push_back(item);
+        };
+    loop {
+        tokio::select! {
+            got = events.recv() => match got {
+                Ok(p) => {
+                    for mut item in model::items(&p) {
+                        if !redact.is_empty() && matches!(p, Published::Line(_)) {
+                            item.x = redact.apply(&item.x);
+                        }
+                        push(&mut recent, &mut fresh, &mut cut, item);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let text = format!("dashboard fell behind: {n} log lines not shown here (the log files have them)");
+                    push(&mut recent, &mut fresh, &mut cut, warning(text));
+                }
+                Err(broadcast::error::RecvError::Closed) => ended = true,
+            },
+            alive = changes.changed(), if !ended => {
+                if alive {
+                    table_changed = true;
+                } else {
+                    ended = true;
+                }
+            }
+            _ = sampler.tick(), if !pages.is_empty() && !sampling && !ended => {
+                sampling = true;
+                let snapshot = handle.snapshot();
+                let tx = usage_tx.clone();
+                tokio::spawn(async move {
+                    // The hub may be gone by then; the figures are simply dropped.
+                    let _ = tx.send(super::usage(snapshot).await).await;
+                });
+            }
+            Some(u) = usage_rx.recv() => {
+                usage = u;
+                sampling = false;
+                table_changed = true;
+            }
+            Some(cmd) = commands.recv() => match cmd {
+                HubCommand::Join(reply) => {
+                    rows = table(&handle, &usage);
+                    let init = serde_json::to_string(&Init { services: &rows, log: &recent, ended })
+                        .unwrap_or_default();
+                    let (tx, rx) = mpsc::channel(PAGE_BACKLOG);
+                    pages.push(tx);
+                    // A page that left before its answer needs nothing.
+                    let _ = reply.send(Joined { init, batches: rx });
+                }
+            },
+            _ = tick.tick() => {
+                ticks = ticks.wrapping_add(1);
+                let send_table = table_changed || ended || ticks % TABLE_EVERY == 0;
+                if pages.is_empty() && !ended {
+                    // Nobody to tell: the recent log already has the new lines.
+                    fresh.clear();
+                    cut = 0;
+                    continue;
+                }
+                if fresh.is_empty() && !send_table {
+                    continue;
+                }
+                if send_table {
+                    rows = table(&handle, &usage);
+                    table_changed = false;
+                }
+                if cut > 0 {
+                    fresh.push_front(warning(format!(
+                        "{cut} log lines in the last 100 ms not shown here (the log files have them)"
+                    )));
+                }
+                let msg: Arc<str> = serde_json::to_string(&Batch {
+                    services: send_table.then_some(rows.as_slice()),
+                    log: fresh.make_contiguous(),
+                    ended,
+                })
+                .unwrap_or_default()
+                .into();
+                fresh.clear();
+                cut = 0;
+                // Full means the page is behind by seconds: drop it, it reconnects afresh.
+                pages.retain(|p| p.try_send(msg.clone()).is_ok());
+                if ended {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{LogLine, Stream};
+
+    fn line(i: usize) -> Published {
+        Published::Line(LogLine {
+            at: std::time::UNIX_EPOCH,
+            source: "db".into(),
+            stream: Stream::Stdout,
+            text: format!("l{i} pw=hunter22"),
+        })
+    }
+
+    async fn join(hub: &mpsc::Sender<HubCommand>) -> Joined {
+        let (reply, rx) = oneshot::channel();
+        hub.send(HubCommand::Join(reply)).await.unwrap();
+        rx.await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_cut_said_masked_and_the_recent_log_bounded() {
+        let (events, _) = broadcast::channel(8192);
+        let (handle, inbox) = crate::engine::channel(events.clone());
+        let hub = spawn(handle, 100, Redactor::new(["hunter22".to_string()]));
+        let mut page = join(&hub).await;
+        for i in 0..250 {
+            events.send(line(i)).unwrap();
+        }
+        let mut texts: Vec<String> = Vec::new();
+        while !texts.iter().any(|t| t.starts_with("l249")) {
+            let batch = page.batches.recv().await.expect("a batch");
+            let v: serde_json::Value = serde_json::from_str(&batch).unwrap();
+            for item in v["log"].as_array().into_iter().flatten() {
+                texts.push(item["x"].as_str().unwrap().to_string());
+            }
+        }
+        assert!(texts.iter().all(|t| !t.contains("hunter22")), "{texts:?}");
+        assert!(
+            texts.len() <= 102,
+            "a batch holds at most 100 lines and a note: {}",
+            texts.len()
+        );
+        assert!(
+            texts.iter().any(|t| t.ends_with(
+                "log lines in the last 100 ms not shown here (the log files have them)"
+            )),
+            "{texts:?}"
+        );
+        assert_eq!(texts.last().unwrap(), "l249 pw=****");
+        // A page that opens now gets the last 100 lines.
+        let late = join(&hub).await;
+        let init: serde_json::Value = serde_json::from_str(&late.init).unwrap();
+        let log = init["log"].as_array().unwrap();
+        assert_eq!(log.len(), 100);
+        assert_eq!(log[0]["x"], "l150 pw=****");
+        assert_eq!(init["ended"], false);
+        // The engine ends: a last batch says so, then the stream closes.
+        drop(inbox);
+        let mut last = None;
+        while let Some(b) = page.batches.recv().await {
+            last = Some(b);
+        }
+        let v: serde_json::Value = serde_json::from_str(&last.expect("a last batch")).unwrap();
+        assert_eq!(v["ended"], true);
+    }
+}
