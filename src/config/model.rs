@@ -151,6 +151,10 @@ pub struct ContainerOptions {
 pub struct Build {
     /// A folder, absolute after loading, or a URL as written.
     pub context: String,
+    /// The service names its `image` (the build's tag, and something a pull may find); else
+    /// the image is `<project>-<service>`, only ever built.
+    #[serde(skip)]
+    pub image_given: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1134,6 +1134,7 @@ fn container_options(
             .and_then(|s| bytes(c, &s.0, &path.key("build").key("shm_size")));
         Build {
             context,
+            image_given: rs.image.is_some(),
             dockerfile: b.dockerfile.clone(),
             dockerfile_inline: b.dockerfile_inline.clone(),
             args: environment(c, &b.args),
@@ -1156,6 +1157,18 @@ fn container_options(
             additional_contexts: b.additional_contexts.0.clone(),
         }
     });
+    let pull_policy = rs.pull_policy.clone();
+    if let Some(p) = &pull_policy {
+        let known = ["always", "never", "missing", "if_not_present", "build"];
+        let periodic = p == "daily" || p == "weekly" || p.starts_with("every_");
+        if !known.contains(&p.as_str()) && !periodic {
+            c.err(
+                Diagnostic::new(format!("`pull_policy` of `{name}` is `{p}`"))
+                    .at_value(path.key("pull_policy"))
+                    .help("use `missing` (the default), `never`, `always` or `build`"),
+            );
+        }
+    }
     if let Some(cn) = &rs.container_name {
         let mut chars = cn.chars();
         let ok = chars.next().is_some_and(|ch| ch.is_ascii_alphanumeric())
@@ -1385,7 +1398,7 @@ fn container_options(
         reservations,
         healthcheck,
         expose,
-        pull_policy: rs.pull_policy.clone(),
+        pull_policy,
     }
 }
 

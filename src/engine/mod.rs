@@ -4,6 +4,7 @@
 //! timers, publishing). Everything a person or a client sees goes through the log mux as typed
 //! events.
 
+pub mod build;
 pub mod down;
 pub mod handle;
 pub mod prepare;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub use build::{BuildFailure, BuildFlags};
 pub use down::{down, DownReport, DownRequest};
 pub use handle::{channel, Inbox, ServiceStatus, StackHandle};
 
@@ -53,6 +55,8 @@ pub struct UpRequest<'a> {
     pub then: Option<Then>,
     /// Commands from [`StackHandle`]s; `None` when nobody can send any.
     pub inbox: Option<Inbox>,
+    /// How image builds are asked for (`up --build`).
+    pub build: BuildFlags,
 }
 
 #[derive(Debug)]
@@ -90,6 +94,8 @@ pub enum UpError {
     PortConflicts(Vec<PortConflict>),
     Runtime(RuntimeError),
     NotReady(Box<NotReadyReport>),
+    /// An image build failed; nothing was started.
+    Build(Box<BuildFailure>),
     /// Ctrl-C, SIGTERM or SIGHUP; what was started has been stopped.
     Interrupted,
 }
@@ -281,7 +287,7 @@ pub async fn up<R: ContainerRuntime>(
         end_leftovers(stack, &req.selected, &req.state, &logs).await;
     }
     let prepared = tokio::select! {
-        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, &logs) => p?,
+        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, req.build, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
     warnings(stack, &req.selected, &prepared, &logs).await;

@@ -1,6 +1,6 @@
 //! Before anything starts: host ports decided and checked (naming who holds a taken one),
-//! images present (pulled if not), the project's network and named volumes created. A failure
-//! here leaves nothing behind.
+//! images present (built from `build:`, or pulled — builds and pulls all at once), the
+//! project's network and named volumes created. A failure here leaves nothing behind.
 
 use std::collections::{HashMap, HashSet};
 
@@ -70,35 +70,21 @@ async fn port_preflight<R: ContainerRuntime>(
     }
 }
 
-pub async fn prepare<R: ContainerRuntime>(
+/// Every image of the selected services that is not built: present, or pulled.
+async fn ensure_pulled<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],
-    port_mode: PortMode,
+    built: &HashSet<&str>,
     logs: &LogHandle,
-) -> Result<Prepared, UpError> {
-    let existing = rt.list(&stack.name).await?;
-    let mut taken: HashSet<u16> = HashSet::new();
-    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
-        let p = ports::pick_free(ip, &taken)?;
-        taken.insert(p);
-        Ok(p)
-    })
-    .map_err(|e| {
-        UpError::Runtime(RuntimeError::Engine(format!(
-            "cannot find a free port: {e}"
-        )))
-    })?;
-    port_preflight(rt, selected, &existing, &ports).await?;
-
-    // Images before anything is created, so a missing one leaves nothing behind.
+) -> Result<HashMap<String, String>, UpError> {
     let mut image_ids: HashMap<String, String> = HashMap::new();
     for name in selected {
         let Some(ServiceKind::Container { image, .. }) = stack.services.get(name).map(|s| &s.kind)
         else {
             continue;
         };
-        if image_ids.contains_key(image) {
+        if image_ids.contains_key(image) || built.contains(image.as_str()) {
             continue;
         }
         let id = match rt.image_id(image).await? {
@@ -128,6 +114,44 @@ pub async fn prepare<R: ContainerRuntime>(
         };
         image_ids.insert(image.clone(), id);
     }
+    Ok(image_ids)
+}
+
+pub async fn prepare<R: ContainerRuntime>(
+    rt: &R,
+    stack: &Stack,
+    selected: &[String],
+    port_mode: PortMode,
+    build_flags: super::BuildFlags,
+    logs: &LogHandle,
+) -> Result<Prepared, UpError> {
+    let existing = rt.list(&stack.name).await?;
+    let mut taken: HashSet<u16> = HashSet::new();
+    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
+        let p = ports::pick_free(ip, &taken)?;
+        taken.insert(p);
+        Ok(p)
+    })
+    .map_err(|e| {
+        UpError::Runtime(RuntimeError::Engine(format!(
+            "cannot find a free port: {e}"
+        )))
+    })?;
+    port_preflight(rt, selected, &existing, &ports).await?;
+
+    // Images before anything is created, so a missing one or a failed build leaves nothing
+    // behind. Builds run side by side with each other and with the pulls.
+    let jobs = crate::build::jobs(stack, selected)
+        .map_err(|m| UpError::Runtime(RuntimeError::Engine(m)))?;
+    let built: HashSet<&str> = jobs
+        .iter()
+        .flat_map(|j| j.tags.iter().map(String::as_str))
+        .collect();
+    let builds = super::build::ensure_all(rt, &jobs, build_flags, logs);
+    let pulls = ensure_pulled(rt, stack, selected, &built, logs);
+    let (built_ids, pulled_ids) = tokio::join!(builds, pulls);
+    let mut image_ids = built_ids?;
+    image_ids.extend(pulled_ids?);
 
     let mut specs = IndexMap::new();
     for name in selected {

@@ -107,6 +107,19 @@ impl ContainerRuntime for Fake {
     async fn image_id(&self, image: &str) -> RtResult<Option<String>> {
         Ok(Some(format!("sha256:{image}")))
     }
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> RtResult<Option<(String, std::collections::BTreeMap<String, String>)>> {
+        Ok(Some((format!("sha256:{image}"), Default::default())))
+    }
+    async fn build(
+        &self,
+        req: crate::runtime::BuildRequest,
+        _p: mpsc::UnboundedSender<crate::runtime::BuildOutput>,
+    ) -> RtResult<String> {
+        Ok(format!("sha256:{}", req.tags[0]))
+    }
     async fn pull(&self, _image: &str, _p: mpsc::UnboundedSender<String>) -> RtResult<()> {
         Ok(())
     }
@@ -235,6 +248,7 @@ fn start(yaml: &str, fake: Fake) -> Harness {
             state: StateFile::new(state.path().join("processes.json")),
             then: None,
             inbox: Some(inbox),
+            build: Default::default(),
         };
         up(&rt, req, logs, &mut sig_rx).await
     });
