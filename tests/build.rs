@@ -1,0 +1,296 @@
+//! `build:` against the real Docker engine: images built FROM the local base image, skipped when
+//! their inputs are unchanged, rebuilt when a file changes, `.dockerignore` honoured, located
+//! errors with exit code 8, one build for services that share it. Every test has its own
+//! project and removes its containers and images.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const BASE: &str = "devstack/debian-base:bookworm";
+
+/// A copy of the fixture context in a temporary folder, its stack file, and cleanup.
+struct Case {
+    dir: tempfile::TempDir,
+    project: String,
+}
+
+impl Case {
+    fn new(tag: &str, services: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let src = fixtures().join("build/app");
+        let dst = dir.path().join("app");
+        fs::create_dir_all(&dst).unwrap();
+        for entry in fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+        }
+        fs::write(
+            dir.path().join("compose.yaml"),
+            format!("services:\n{services}"),
+        )
+        .unwrap();
+        Case {
+            dir,
+            project: project(tag),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn app(&self, rel: &str) -> PathBuf {
+        self.dir.path().join("app").join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-p", &self.project];
+        all.extend_from_slice(args);
+        devstack(self.path(), &all)
+    }
+
+    fn image(&self, service: &str) -> String {
+        format!("{}-{service}", self.project)
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "-v", "--remove-orphans"]);
+        // Every image this project built (`<project>-<service>`), whatever the test did.
+        let out = Command::new("docker")
+            .args([
+                "images",
+                "--filter",
+                &format!("reference={}-*", self.project),
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+            ])
+            .output()
+            .expect("docker runs");
+        for image in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
+    }
+}
+
+const ONE: &str = "  web:\n    build: ./app\n";
+
+/// The `built` events of a `--json` run (on stderr with `--wait` and for `build`).
+fn built_events(o: &Output) -> Vec<Value> {
+    stderr(o)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("event").cloned())
+        .filter(|e| e["type"] == "built")
+        .collect()
+}
+
+fn inspect(image: &str, format: &str) -> String {
+    let o = Command::new("docker")
+        .args(["image", "inspect", "--format", format, image])
+        .output()
+        .expect("docker runs");
+    assert!(o.status.success(), "image `{image}` is missing");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn ok(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+}
+
+#[test]
+fn unchanged_inputs_skip_the_build_and_a_changed_file_rebuilds() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new("build-skip", ONE);
+    let up = case.run(&["up", "--wait", "--json"]);
+    ok(&up);
+    let ev = built_events(&up);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["how"], "built");
+    assert_eq!(ev[0]["services"], serde_json::json!(["web"]));
+    let image = case.image("web");
+    let id = inspect(&image, "{{.Id}}");
+    let hash = inspect(
+        &image,
+        "{{index .Config.Labels \"org.devstack.build-hash\"}}",
+    );
+    assert_eq!(hash.len(), 64, "a sha256 build hash label: {hash:?}");
+    // The build's output went into the merged log under the service's name.
+    let err = stderr(&up);
+    assert!(
+        err.contains(r#""service":"web""#) && err.contains("step 4/"),
+        "{err}"
+    );
+
+    // Unchanged: no build, same image, and the container is reused.
+    let again = case.run(&["up", "--wait", "--json"]);
+    ok(&again);
+    let ev = built_events(&again);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["how"], "up_to_date");
+    assert_eq!(inspect(&image, "{{.Id}}"), id);
+
+    // A changed file under the context: rebuilt, and the container recreated on the new image.
+    fs::write(case.app("hello.txt"), "changed\n").unwrap();
+    let changed = case.run(&["up", "--wait", "--json"]);
+    ok(&changed);
+    let ev = built_events(&changed);
+    assert_eq!(ev[0]["how"], "built", "{ev:?}");
+    let new_id = inspect(&image, "{{.Id}}");
+    assert_ne!(new_id, id);
+    let container = format!("{}-web", case.project);
+    let o = Command::new("docker")
+        .args(["inspect", "--format", "{{.Image}}", &container])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), new_id);
+
+    // `up --build` builds even when nothing changed.
+    let forced = case.run(&["up", "--wait", "--json", "--build"]);
+    ok(&forced);
+    assert_eq!(built_events(&forced)[0]["how"], "built");
+}
+
+#[test]
+fn dockerignore_keeps_a_big_file_out_of_the_hash_and_the_context() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new("build-ignore", ONE);
+    let first = case.run(&["build", "--json"]);
+    ok(&first);
+    let small = built_events(&first)[0]["context_bytes"].as_u64().unwrap();
+
+    // 50 MB the .dockerignore leaves out, and a log file (`**/*.log`). (A new folder would
+    // count, as it does for Docker: the folder itself is sent.)
+    let big = fs::File::create(case.app("big.bin")).unwrap();
+    big.set_len(50 * 1024 * 1024).unwrap();
+    fs::write(case.app("trace.log"), "noise\n").unwrap();
+
+    let up = case.run(&["up", "--wait", "--json"]);
+    ok(&up);
+    let ev = built_events(&up);
+    assert_eq!(
+        ev[0]["how"], "up_to_date",
+        "ignored files change nothing: {ev:?}"
+    );
+
+    // A forced build sends the same small context: the 50 MB file is not in it.
+    let forced = case.run(&["build", "--json"]);
+    ok(&forced);
+    let sent = built_events(&forced)[0]["context_bytes"].as_u64().unwrap();
+    assert!(
+        sent < 64 * 1024,
+        "context of {sent} bytes sent (first build: {small})"
+    );
+    assert_eq!(sent, small, "the same files are sent");
+}
+
+fn assert_nothing_left(case: &Case) {
+    let (containers, _) = leftovers(&case.project);
+    assert!(containers.is_empty(), "containers left: {containers:?}");
+}
+
+#[test]
+fn a_dockerfile_syntax_error_is_located_and_exits_8() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new("build-syntax", ONE);
+    fs::write(
+        case.app("Dockerfile"),
+        "FROM devstack/debian-base:bookworm\nRUN true\nRUNX nope\n",
+    )
+    .unwrap();
+    let up = case.run(&["up", "--wait"]);
+    let err = stderr(&up);
+    assert_eq!(up.status.code(), Some(8), "{err}");
+    assert!(err.contains("unknown instruction"), "{err}");
+    assert!(err.contains("app/Dockerfile:3"), "{err}");
+    assert!(err.contains("| RUNX nope"), "{err}");
+    assert_nothing_left(&case);
+}
+
+#[test]
+fn a_failing_run_is_located_with_its_output_and_exits_8() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    // A second service that needs no build must not be started either.
+    let case = Case::new(
+        "build-run",
+        &format!("{ONE}  other:\n    image: {BASE}\n    command: [sleep, '300']\n"),
+    );
+    fs::write(
+        case.app("Dockerfile"),
+        "FROM devstack/debian-base:bookworm\n\
+         COPY hello.txt /hello.txt\n\
+         # a comment\n\
+         RUN echo before-failing && \\\n    echo oops >&2 && exit 3\n\
+         RUN true\n",
+    )
+    .unwrap();
+    let up = case.run(&["up", "--wait"]);
+    let err = stderr(&up);
+    assert_eq!(up.status.code(), Some(8), "{err}");
+    assert!(err.contains("returned a non-zero code: 3"), "{err}");
+    assert!(err.contains("app/Dockerfile:4"), "{err}");
+    assert!(err.contains("last ") && err.contains("| oops"), "{err}");
+    assert!(!err.contains("\u{1b}["), "no colour codes: {err}");
+    assert_nothing_left(&case);
+
+    // `devstack build` fails the same way.
+    let build = case.run(&["build"]);
+    assert_eq!(build.status.code(), Some(8), "{}", stderr(&build));
+}
+
+#[test]
+fn services_sharing_a_build_get_one_build() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let shared = "    build:\n      context: ./app\n      args: { GREETING: shared }\n";
+    let case = Case::new(
+        "build-shared",
+        &format!(
+            "  web:\n{shared}  worker:\n{shared}    command: [sh, -c, 'exec sleep 3600']\n  solo:\n    build:\n      context: ./app\n      args: {{ GREETING: other }}\n"
+        ),
+    );
+    let up = case.run(&["up", "--wait", "--json"]);
+    ok(&up);
+    let ev = built_events(&up);
+    assert_eq!(
+        ev.len(),
+        2,
+        "one build for web+worker, one for solo: {ev:?}"
+    );
+    let pair = ev
+        .iter()
+        .find(|e| e["services"] == serde_json::json!(["web", "worker"]))
+        .unwrap_or_else(|| panic!("{ev:?}"));
+    assert_eq!(pair["how"], "built");
+    let web = inspect(&case.image("web"), "{{.Id}}");
+    assert_eq!(web, inspect(&case.image("worker"), "{{.Id}}"));
+    assert_ne!(web, inspect(&case.image("solo"), "{{.Id}}"));
+    let starts = stderr(&up)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"]["type"] == "note")
+        .filter(|v| {
+            v["event"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("building `"))
+        })
+        .count();
+    assert_eq!(starts, 2, "two builds started: {}", stderr(&up));
+}
