@@ -11,6 +11,10 @@
 #   zookeeper  confluentinc/cp-zookeeper:latest   Debian bookworm zookeeper 3.8 on default-jre-headless
 #   kafka      confluentinc/cp-kafka:latest       STAND-IN: tansu (Kafka-protocol broker from crates.io)
 #   qdrant     qdrant/qdrant:latest               STAND-IN: minimal Qdrant REST subset in Python stdlib
+#   python     python:3.11-slim                   Debian bookworm python3.11 + pip + venv (pip allowed system-wide)
+#   node       node:20-alpine                     STAND-IN: Debian bookworm nodejs (Node 18) + npm, on Debian
+#
+# python and node are base images for the app Dockerfiles of a Compose file (`build:`).
 #
 # All of them are built FROM devstack/debian-base:bookworm, a `debootstrap --variant=minbase`
 # root filesystem imported with `docker import`. Every image carries the labels
@@ -28,7 +32,7 @@ usage() {
 Usage: scripts/offline-images.sh [options] [IMAGE...]
 
 Builds local images for the stack's infrastructure (no registry needed).
-IMAGE is one or more of: postgres redis zookeeper kafka qdrant (default: all).
+IMAGE is one or more of: postgres redis zookeeper kafka qdrant python node (default: all).
 
 Options:
   -f, --force          rebuild the selected images (and re-import the base image) even if up to date
@@ -66,13 +70,15 @@ TANSU_VERSION=${DEVSTACK_TANSU_VERSION:-0.6.0}
 TANSU_FEATURES=dynostore,libsql
 BUILT_BY=scripts/offline-images.sh
 
-ALL_IMAGES=(postgres redis zookeeper kafka qdrant)
+ALL_IMAGES=(postgres redis zookeeper kafka qdrant python node)
 declare -A TAG=(
     [postgres]=postgres:15
     [redis]=redis:7-alpine
     [zookeeper]=confluentinc/cp-zookeeper:latest
     [kafka]=confluentinc/cp-kafka:latest
     [qdrant]=qdrant/qdrant:latest
+    [python]=python:3.11-slim
+    [node]=node:20-alpine
 )
 
 # The classic builder: the engine is 20.10 and buildx may be missing; FROM a local image needs no registry.
