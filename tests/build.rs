@@ -196,9 +196,20 @@ fn dockerignore_keeps_a_big_file_out_of_the_hash_and_the_context() {
     assert_eq!(sent, small, "the same files are sent");
 }
 
-fn assert_nothing_left(case: &Case) {
-    let (containers, _) = leftovers(&case.project);
-    assert!(containers.is_empty(), "containers left: {containers:?}");
+/// No container of the project runs (one that started beside the build is stopped).
+fn assert_nothing_running(case: &Case) {
+    let o = Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=org.devstack.project={}", case.project),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .expect("docker runs");
+    let running = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(running.is_empty(), "still running: {running}");
 }
 
 #[test]
@@ -218,7 +229,9 @@ fn a_dockerfile_syntax_error_is_located_and_exits_8() {
     assert!(err.contains("unknown instruction"), "{err}");
     assert!(err.contains("app/Dockerfile:3"), "{err}");
     assert!(err.contains("| RUNX nope"), "{err}");
-    assert_nothing_left(&case);
+    assert_nothing_running(&case);
+    let (containers, _) = leftovers(&case.project);
+    assert!(containers.is_empty(), "never created: {containers:?}");
 }
 
 #[test]
@@ -226,7 +239,8 @@ fn a_failing_run_is_located_with_its_output_and_exits_8() {
     if !docker_or_skip(&[BASE]) {
         return;
     }
-    // A second service that needs no build must not be started either.
+    // A second service that needs no build starts beside the build, and is stopped when it
+    // fails.
     let case = Case::new(
         "build-run",
         &format!("{ONE}  other:\n    image: {BASE}\n    command: [sleep, '300']\n"),
@@ -247,7 +261,7 @@ fn a_failing_run_is_located_with_its_output_and_exits_8() {
     assert!(err.contains("app/Dockerfile:4"), "{err}");
     assert!(err.contains("last ") && err.contains("| oops"), "{err}");
     assert!(!err.contains("\u{1b}["), "no colour codes: {err}");
-    assert_nothing_left(&case);
+    assert_nothing_running(&case);
 
     // `devstack build` fails the same way.
     let build = case.run(&["build"]);
@@ -293,4 +307,41 @@ fn services_sharing_a_build_get_one_build() {
         })
         .count();
     assert_eq!(starts, 2, "two builds started: {}", stderr(&up));
+}
+
+#[test]
+fn a_build_runs_while_services_that_do_not_need_it_start() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new(
+        "build-overlap",
+        &format!(
+            "  web:\n    build:\n      context: ./app\n      args: {{ STAMP: '{}' }}\n    depends_on: [db]\n  db:\n    image: {BASE}\n    command: [sleep, '300']\n  other:\n    image: {BASE}\n    command: [sleep, '300']\n",
+            std::process::id()
+        ),
+    );
+    // A build step that takes seconds whatever the layer cache holds (STAMP is new each run).
+    fs::write(
+        case.app("Dockerfile"),
+        "FROM devstack/debian-base:bookworm\nARG STAMP\nRUN sleep 3 && echo \"$STAMP\" > /stamp\nCMD [\"sleep\", \"300\"]\n",
+    )
+    .unwrap();
+    let up = case.run(&["up", "--wait", "--json"]);
+    ok(&up);
+    let events: Vec<Value> = stderr(&up)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("event").cloned())
+        .collect();
+    let at = |kind: &str, service: &str| {
+        events
+            .iter()
+            .position(|e| e["type"] == kind && e["service"] == service)
+            .unwrap_or_else(|| panic!("no `{kind}` event for `{service}`: {events:?}"))
+    };
+    // `other` and `db` start while `web` builds; `web` starts once built and `db` is ready.
+    assert!(at("started", "other") < at("built", "web"), "{events:?}");
+    assert!(at("started", "db") < at("built", "web"), "{events:?}");
+    assert!(at("built", "web") < at("started", "web"), "{events:?}");
 }

@@ -286,7 +286,7 @@ pub async fn up<R: ContainerRuntime>(
     if has_processes {
         end_leftovers(stack, &req.selected, &req.state, &logs).await;
     }
-    let prepared = tokio::select! {
+    let mut prepared = tokio::select! {
         p = prepare::prepare(rt, stack, &req.selected, req.port_mode, req.build, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
@@ -346,6 +346,12 @@ pub async fn up<R: ContainerRuntime>(
     let mut suite_code: Option<i32> = None;
     let mut reaper = tokio::time::interval(REAP_EVERY);
     reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
+    // Starts of built services whose image is not there yet: (service, epoch).
+    let mut deferred: HashMap<String, u64> = HashMap::new();
+    // Services whose build failed, with the reason; and the failure itself, which ends the run.
+    let mut unbuilt: HashMap<String, String> = HashMap::new();
+    let mut build_failure: Option<UpError> = None;
     let mut effects = kernel.begin(now());
 
     let outcome = loop {
@@ -355,6 +361,19 @@ pub async fn up<R: ContainerRuntime>(
                 Effect::Start { service, epoch } => {
                     if let Some(p) = probes.remove(&service) {
                         p.abort();
+                    }
+                    if let Some(reason) = unbuilt.get(&service) {
+                        let _ = input_tx.send(Input::StartFailed {
+                            service,
+                            epoch,
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
+                    if builds.waiting.contains(&service) && !units.specs.contains_key(&service) {
+                        // Started as soon as its image is built.
+                        deferred.insert(service, epoch);
+                        continue;
                     }
                     units
                         .get(&stack.services[&service])
@@ -474,6 +493,52 @@ pub async fn up<R: ContainerRuntime>(
                 UnitEvent::LogMatched { service, epoch } => Input::Ready { service, epoch },
             },
             Some(i) = input_rx.recv() => i,
+            Some(done) = builds.done.recv(), if !builds.waiting.is_empty() => {
+                for s in &done.services {
+                    builds.waiting.remove(s);
+                }
+                match done.result {
+                    Ok(id) => {
+                        for s in &done.services {
+                            let svc = &stack.services[s.as_str()];
+                            if let Some(spec) = crate::plan::container_spec(&stack.name, svc, &prepared.ports, &id) {
+                                units.specs.insert(s.clone(), spec);
+                            }
+                            if let Some(epoch) = deferred.remove(s) {
+                                units.get(svc).send(UnitCommand::Start { epoch });
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let reason = match &e {
+                            UpError::Build(f) => format!("the build of `{}` failed: {}", f.image, f.message),
+                            UpError::Runtime(r) => format!("the image build failed: {r}"),
+                            _ => "the image build failed".to_string(),
+                        };
+                        if build_failure.is_none() {
+                            build_failure = Some(e);
+                        }
+                        for s in &done.services {
+                            unbuilt.insert(s.clone(), reason.clone());
+                        }
+                        // Every start still waiting for an image fails (which ends start-up);
+                        // with none waiting, the run stops.
+                        if deferred.is_empty() {
+                            Input::Command(crate::kernel::Command::Shutdown)
+                        } else {
+                            for (service, epoch) in std::mem::take(&mut deferred) {
+                                let _ = input_tx.send(Input::StartFailed {
+                                    service: service.clone(),
+                                    epoch,
+                                    reason: unbuilt.get(&service).cloned().unwrap_or_else(|| "not started: another image build failed".to_string()),
+                                });
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
             Some(c) = async { match inbox.as_mut() { Some(i) => i.commands.recv().await, None => std::future::pending().await } } => Input::Command(c),
             Some(c) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 // devstack's own files (state, logs) may sit inside a watched tree.
@@ -511,8 +576,16 @@ pub async fn up<R: ContainerRuntime>(
     };
 
     drop(watcher);
+    builds.abort();
     for p in probes.into_values().chain(timers) {
         p.abort();
+    }
+    if let Some(failure) = build_failure {
+        if !matches!(outcome, Outcome::Abandoned) {
+            units.close().await;
+        }
+        logs.flush().await;
+        return Err(failure);
     }
     match outcome {
         Outcome::Ready => {
