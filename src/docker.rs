@@ -15,6 +15,7 @@ use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
     ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
     RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions, TagImageOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -477,6 +478,17 @@ impl ContainerRuntime for DockerRuntime {
                 .map_err(engine)?;
         }
         Ok(id)
+    }
+
+    async fn copy_into(&self, id: &str, tar: Vec<u8>) -> Result<()> {
+        let opts = UploadToContainerOptions {
+            path: "/".to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(engine)
     }
 
     async fn pull(

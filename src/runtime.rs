@@ -211,6 +211,8 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         req: BuildRequest,
         progress: tokio::sync::mpsc::UnboundedSender<BuildOutput>,
     ) -> impl Future<Output = Result<String>> + Send;
+    /// Extracts a tar into the running container at `/` (`develop.watch` sync).
+    fn copy_into(&self, id: &str, tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// Pulls an image; `progress` gets short status lines.
     fn pull(
         &self,
@@ -339,6 +341,9 @@ impl ContainerRuntime for NoEngine {
         _req: BuildRequest,
         _progress: tokio::sync::mpsc::UnboundedSender<BuildOutput>,
     ) -> Result<String> {
+        no_engine()
+    }
+    async fn copy_into(&self, _id: &str, _tar: Vec<u8>) -> Result<()> {
         no_engine()
     }
     async fn pull(

@@ -345,3 +345,87 @@ fn a_build_runs_while_services_that_do_not_need_it_start() {
     assert!(at("started", "db") < at("built", "web"), "{events:?}");
     assert!(at("built", "web") < at("started", "web"), "{events:?}");
 }
+
+/// `docker exec CONTAINER cat PATH`, or `None` while it fails.
+fn cat_in(container: &str, path: &str) -> Option<String> {
+    let o = Command::new("docker")
+        .args(["exec", container, "cat", path])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn poll(what: &str, within: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+#[test]
+fn develop_watch_syncs_files_and_rebuilds_on_change() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new(
+        "build-watch",
+        "  web:\n    build: ./app\n    init: true\n    develop:\n      watch:\n        - path: ./app/static\n          action: sync\n          target: /srv/static\n        - path: ./app/hello.txt\n          action: rebuild\n",
+    );
+    fs::create_dir_all(case.app("static")).unwrap();
+    fs::write(case.app("static/index.txt"), "v1\n").unwrap();
+    let dir = case.path().to_path_buf();
+    let (mut up, rx) = spawn_up(&dir, &["-p", &case.project, "up"], &[("NO_COLOR", "1")]);
+    let mut seen = Vec::new();
+    wait_for(
+        &rx,
+        "press Ctrl-C",
+        std::time::Duration::from_secs(120),
+        &mut seen,
+    );
+    let container = format!("{}-web", case.project);
+    let image_of = |c: &str| {
+        let o = Command::new("docker")
+            .args(["inspect", "--format", "{{.Image}}", c])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let first_image = image_of(&container);
+
+    // sync: a changed file is copied into the running container (same container, no restart).
+    fs::write(case.app("static/index.txt"), "v2\n").unwrap();
+    fs::write(case.app("static/new.txt"), "new\n").unwrap();
+    poll("synced files", std::time::Duration::from_secs(30), || {
+        cat_in(&container, "/srv/static/index.txt").as_deref() == Some("v2\n")
+            && cat_in(&container, "/srv/static/new.txt").as_deref() == Some("new\n")
+    });
+    assert_eq!(image_of(&container), first_image);
+
+    // rebuild: a change under the rebuild path builds a new image and recreates the container.
+    fs::write(case.app("hello.txt"), "rebuilt\n").unwrap();
+    poll(
+        "a rebuilt image in a new container",
+        std::time::Duration::from_secs(120),
+        || {
+            let img = image_of(&container);
+            !img.is_empty()
+                && img != first_image
+                && cat_in(&container, "/hello.txt").is_some_and(|t| t.starts_with("rebuilt"))
+        },
+    );
+    interrupt(&up);
+    let code = exit_within(&mut up, std::time::Duration::from_secs(60));
+    while let Ok(l) = rx.try_recv() {
+        seen.push(l);
+    }
+    assert_eq!(code, Some(130), "{}", seen.join("\n"));
+    let log = seen.join("\n");
+    assert!(log.contains("synced "), "{log}");
+    assert!(log.contains("rebuilding"), "{log}");
+}

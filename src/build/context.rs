@@ -183,6 +183,29 @@ pub fn tar(ctx: &Context, extra: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8
     b.into_inner()
 }
 
+/// A tar of host files at the given paths (absolute container paths; the tar is extracted at
+/// `/`), for copying changed files into a running container. Missing files are skipped.
+pub fn files_tar(files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut b = tar::Builder::new(Vec::new());
+    for (host, dest) in files {
+        let Ok(meta) = std::fs::metadata(host) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(meta.permissions().mode() & 0o7777);
+        h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+        h.set_size(meta.len());
+        let f = std::fs::File::open(host)?;
+        b.append_data(&mut h, dest.trim_start_matches('/'), f.take(meta.len()))?;
+    }
+    b.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1091,6 +1091,7 @@ fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("cpus", rs.cpus.is_some()),
         ("pids_limit", rs.pids_limit.is_some()),
         ("pull_policy", rs.pull_policy.is_some()),
+        ("develop", rs.develop.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -1157,6 +1158,7 @@ fn container_options(
             additional_contexts: b.additional_contexts.0.clone(),
         }
     });
+    let develop = develop_rules(c, rs, path, name);
     let pull_policy = rs.pull_policy.clone();
     if let Some(p) = &pull_policy {
         let known = ["always", "never", "missing", "if_not_present", "build"];
@@ -1399,7 +1401,82 @@ fn container_options(
         healthcheck,
         expose,
         pull_policy,
+        develop,
     }
+}
+
+/// `develop.watch`: paths against the stack's folder, known actions, a `target` for `sync`, a
+/// `build` for `rebuild`.
+fn develop_rules(
+    c: &mut Checker<'_>,
+    rs: &RawService,
+    path: &KeyPath,
+    name: &str,
+) -> Vec<WatchRule> {
+    let Some(d) = &rs.develop else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, r) in d.watch.iter().enumerate() {
+        let at = path.key("develop").key("watch").index(i);
+        let action = match r.action.as_str() {
+            "rebuild" => WatchAction::Rebuild,
+            "sync" => WatchAction::Sync,
+            "restart" => WatchAction::Restart,
+            "sync+restart" => WatchAction::SyncRestart,
+            "sync+exec" => {
+                c.err(
+                    Diagnostic::new(
+                        "`sync+exec` is a Compose watch action devstack does not support yet",
+                    )
+                    .at_value(at.key("action"))
+                    .help("use `sync+restart`, or `sync` with the command reloading by itself"),
+                );
+                continue;
+            }
+            other => {
+                c.err(
+                    Diagnostic::new(format!("unknown watch action `{other}`"))
+                        .at_value(at.key("action"))
+                        .help("use `rebuild`, `sync`, `restart` or `sync+restart`"),
+                );
+                continue;
+            }
+        };
+        if matches!(action, WatchAction::Sync | WatchAction::SyncRestart) {
+            match &r.target {
+                Some(t) if t.starts_with('/') => {}
+                Some(_) => c.err(
+                    Diagnostic::new(format!("`target` of a `{}` rule of `{name}` must be an absolute path inside the container", r.action))
+                        .at_value(at.key("target")),
+                ),
+                None => c.err(
+                    Diagnostic::new(format!("a `{}` rule of `{name}` needs a `target`", r.action))
+                        .at(at.clone())
+                        .help("the folder inside the container the files are copied to, e.g. `target: /app`"),
+                ),
+            }
+        }
+        if action == WatchAction::Rebuild && rs.build.is_none() {
+            c.err(
+                Diagnostic::new(format!(
+                    "a `rebuild` rule of `{name}` needs a `build` section"
+                ))
+                .at_value(at.key("action"))
+                .help("add `build:` to the service, or use `restart`"),
+            );
+        }
+        out.push(WatchRule {
+            path: normalize_path(&c.ctx.root.join(&r.path)),
+            action,
+            target: r
+                .target
+                .clone()
+                .map(|t| t.trim_end_matches('/').to_string()),
+            ignore: r.ignore.clone(),
+        });
+    }
+    out
 }
 
 fn volume_defs(c: &mut Checker<'_>, raw: &RawStack, project: &str) -> IndexMap<String, VolumeDef> {

@@ -5,6 +5,7 @@
 //! events.
 
 pub mod build;
+pub mod develop;
 pub mod down;
 pub mod handle;
 pub mod prepare;
@@ -299,7 +300,7 @@ pub async fn up<R: ContainerRuntime>(
     let mut watcher = None;
     let mut changes = None;
     if req.watch {
-        let specs: Vec<crate::watch::WatchSpec> = req
+        let mut specs: Vec<crate::watch::WatchSpec> = req
             .selected
             .iter()
             .filter(|s| !stack.services[s.as_str()].is_container())
@@ -313,6 +314,25 @@ pub async fn up<R: ContainerRuntime>(
                 })
             })
             .collect();
+        // Containers with `develop.watch`: their rules decide what a change does.
+        for name in &req.selected {
+            let svc = &stack.services[name.as_str()];
+            if !svc.is_container() || svc.options.develop.is_empty() {
+                continue;
+            }
+            let mut paths: Vec<std::path::PathBuf> = Vec::new();
+            for r in &svc.options.develop {
+                if !paths.contains(&r.path) {
+                    paths.push(r.path.clone());
+                }
+            }
+            specs.push(crate::watch::WatchSpec {
+                service: name.clone(),
+                paths,
+                ignore: Vec::new(),
+                debounce: crate::config::validate::DEFAULT_DEBOUNCE,
+            });
+        }
         if !specs.is_empty() {
             let (w, rx) = crate::watch::Watcher::start(specs).map_err(|e| {
                 UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
@@ -352,6 +372,11 @@ pub async fn up<R: ContainerRuntime>(
     // Services whose build failed, with the reason; and the failure itself, which ends the run.
     let mut unbuilt: HashMap<String, String> = HashMap::new();
     let mut build_failure: Option<UpError> = None;
+    // `develop.watch` rebuilds: their results, and the services whose unit must be replaced
+    // (new image, new container) at their next start.
+    let (rebuilt_tx, mut rebuilt_rx) =
+        mpsc::unbounded_channel::<(String, Result<String, UpError>)>();
+    let mut recreate: std::collections::HashSet<String> = Default::default();
     let mut effects = kernel.begin(now());
 
     let outcome = loop {
@@ -374,6 +399,21 @@ pub async fn up<R: ContainerRuntime>(
                         // Started as soon as its image is built.
                         deferred.insert(service, epoch);
                         continue;
+                    }
+                    if recreate.remove(&service) {
+                        // A rebuilt image: a new unit with the new spec replaces the container
+                        // (stopped by now) of the old one.
+                        if let Some((handle, task)) = units.live.remove(&service) {
+                            drop(handle);
+                            let _ = task.await;
+                        }
+                        let old = instances.get(&service).and_then(|i| i.1.clone());
+                        units.existing.retain(|c| c.service != service);
+                        if let Some(id) = old {
+                            if let Ok(info) = rt.inspect(&id).await {
+                                units.existing.push(info);
+                            }
+                        }
                     }
                     units
                         .get(&stack.services[&service])
@@ -493,6 +533,36 @@ pub async fn up<R: ContainerRuntime>(
                 UnitEvent::LogMatched { service, epoch } => Input::Ready { service, epoch },
             },
             Some(i) = input_rx.recv() => i,
+            Some((service, result)) = rebuilt_rx.recv() => match result {
+                Ok(id) => {
+                    let svc = &stack.services[service.as_str()];
+                    let Some(spec) = crate::plan::container_spec(&stack.name, svc, &prepared.ports, &id) else {
+                        continue;
+                    };
+                    let hash = |s: &crate::runtime::ContainerSpec| s.labels.get(crate::runtime::labels::CONFIG_HASH).cloned();
+                    if units.specs.get(&service).map(hash) == Some(hash(&spec)) {
+                        continue;
+                    }
+                    units.specs.insert(service.clone(), spec);
+                    recreate.insert(service.clone());
+                    Input::FilesChanged { service, paths: vec!["(image rebuilt)".to_string()] }
+                }
+                Err(e) => {
+                    let text = match e {
+                        UpError::Build(f) => format!(
+                            "the rebuild of `{}` failed: {} ({}{}); the container keeps running the previous image",
+                            f.image,
+                            f.message,
+                            f.dockerfile,
+                            f.line.map(|l| format!(":{l}")).unwrap_or_default()
+                        ),
+                        UpError::Runtime(r) => format!("the rebuild failed: {r}"),
+                        _ => "the rebuild failed".to_string(),
+                    };
+                    logs.publish(StackEvent::warning(Some(&service), text)).await;
+                    continue;
+                }
+            },
             Some(done) = builds.done.recv(), if !builds.waiting.is_empty() => {
                 for s in &done.services {
                     builds.waiting.remove(s);
@@ -551,7 +621,72 @@ pub async fn up<R: ContainerRuntime>(
                 if paths.is_empty() {
                     continue;
                 }
-                Input::FilesChanged { service: c.service, paths }
+                let svc = &stack.services[c.service.as_str()];
+                if svc.is_container() && !svc.options.develop.is_empty() {
+                    let plan = develop::plan(&svc.options.develop, &c.paths, &stack.root, &|p| p.exists());
+                    if plan.is_empty() {
+                        continue;
+                    }
+                    let service = c.service.clone();
+                    if plan.rebuild {
+                        logs.event(&service, format!("files changed: {}; rebuilding", plan.paths.join(", "))).await;
+                        let jobs = crate::build::jobs(stack, std::slice::from_ref(&service)).unwrap_or_default();
+                        if let Some(job) = jobs.into_iter().next() {
+                            let (rt, logs, tx) = (rt.clone(), logs.clone(), rebuilt_tx.clone());
+                            tokio::spawn(async move {
+                                let r = build::ensure(&rt, &job, BuildFlags::default(), &logs).await;
+                                let _ = tx.send((service, r));
+                            });
+                        }
+                        continue;
+                    }
+                    if plan.copy.is_empty() && plan.delete.is_empty() {
+                        Input::FilesChanged { service, paths: plan.paths }
+                    } else {
+                        let Some(id) = instances.get(&service).and_then(|i| i.1.clone()) else {
+                            continue;
+                        };
+                        let (rt, logs, tx) = (rt.clone(), logs.clone(), input_tx.clone());
+                        tokio::spawn(async move {
+                            let copy = plan.copy.clone();
+                            let tar = tokio::task::spawn_blocking(move || crate::build::context::files_tar(&copy)).await;
+                            let mut problems = Vec::new();
+                            match tar {
+                                Ok(Ok(t)) if !plan.copy.is_empty() => {
+                                    if let Err(e) = rt.copy_into(&id, t).await {
+                                        problems.push(e.to_string());
+                                    }
+                                }
+                                Ok(Err(e)) => problems.push(e.to_string()),
+                                _ => {}
+                            }
+                            if !plan.delete.is_empty() {
+                                let mut argv = vec!["rm".to_string(), "-rf".to_string(), "--".to_string()];
+                                argv.extend(plan.delete.iter().cloned());
+                                if let Err(e) = rt.exec(&id, &argv).await {
+                                    problems.push(e.to_string());
+                                }
+                            }
+                            let what = format!(
+                                "synced {} file(s){} into the container: {}",
+                                plan.copy.len(),
+                                if plan.delete.is_empty() { String::new() } else { format!(", removed {}", plan.delete.len()) },
+                                plan.paths.join(", ")
+                            );
+                            if problems.is_empty() {
+                                logs.event(&service, what).await;
+                            } else {
+                                logs.publish(StackEvent::warning(Some(&service), format!("sync failed: {}", problems.join("; ")))).await;
+                            }
+                            if plan.restart {
+                                let _ = tx.send(Input::FilesChanged { service, paths: plan.paths });
+                            }
+                        });
+                        continue;
+                    }
+                } else {
+                    Input::FilesChanged { service: c.service, paths }
+                }
             }
             code = async { match suite.as_mut() { Some(s) => s.await.unwrap_or(1), None => std::future::pending().await } } => {
                 suite = None;

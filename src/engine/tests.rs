@@ -120,6 +120,9 @@ impl ContainerRuntime for Fake {
     ) -> RtResult<String> {
         Ok(format!("sha256:{}", req.tags[0]))
     }
+    async fn copy_into(&self, _id: &str, _tar: Vec<u8>) -> RtResult<()> {
+        Ok(())
+    }
     async fn pull(&self, _image: &str, _p: mpsc::UnboundedSender<String>) -> RtResult<()> {
         Ok(())
     }
