@@ -389,11 +389,18 @@ fn service(
     let ready = match &rs.ready {
         Some(r) => readiness(c, r, &path.key("ready"), name, is_container, &env, &ports),
         // Compose's healthcheck is the readiness probe when `ready:` does not name one.
-        None => options
-            .healthcheck
-            .as_ref()
-            .filter(|h| !h.is_disabled())
-            .map(healthcheck_readiness),
+        None => match &options.healthcheck {
+            Some(h) if !h.is_disabled() => Some(healthcheck_readiness(h)),
+            Some(_) => None,
+            // A Compose file says nothing about readiness: the image's protocol preset, when
+            // the image is one devstack knows and the port is published (probes run from the
+            // host).
+            None if c.ctx.compose => match &kind {
+                Some(ServiceKind::Container { image, .. }) => image_preset(image, &env, &ports),
+                _ => None,
+            },
+            None => None,
+        },
     };
     let watch = watch(c, rs.watch.as_ref(), &path.key("watch"), name, &kind);
 
@@ -1041,6 +1048,58 @@ fn healthcheck(c: &mut Checker<'_>, h: &RawHealthcheck, path: &KeyPath) -> Optio
         retries: h.retries,
         start_period: dur(c, &h.start_period, "start_period"),
         start_interval: dur(c, &h.start_interval, "start_interval"),
+    })
+}
+
+/// The protocol preset for a well-known image (`postgres:15` → a real login), if its port is
+/// published.
+fn image_preset(
+    image: &str,
+    env: &IndexMap<String, String>,
+    ports: &[PortMapping],
+) -> Option<Readiness> {
+    let name = image.split('@').next().unwrap_or(image);
+    let repo = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    let repo = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("library/");
+    let published = |port: u16| ports.iter().any(|p| p.container_port == port);
+    let probe = match repo {
+        "postgres" if published(5432) => {
+            let user = env
+                .get("POSTGRES_USER")
+                .cloned()
+                .unwrap_or_else(|| "postgres".into());
+            Probe::Postgres {
+                port: 5432,
+                password: env.get("POSTGRES_PASSWORD").cloned().unwrap_or_default(),
+                database: env
+                    .get("POSTGRES_DB")
+                    .cloned()
+                    .unwrap_or_else(|| user.clone()),
+                user,
+            }
+        }
+        "redis" if published(6379) => Probe::Redis {
+            port: 6379,
+            password: None,
+        },
+        "qdrant/qdrant" if published(6333) => Probe::Qdrant { port: 6333 },
+        "confluentinc/cp-kafka" | "bitnami/kafka" | "apache/kafka" if published(9092) => {
+            Probe::Kafka { port: 9092 }
+        }
+        "confluentinc/cp-zookeeper" | "zookeeper" if published(2181) => {
+            Probe::Zookeeper { port: 2181 }
+        }
+        _ => return None,
+    };
+    Some(Readiness {
+        probe,
+        timeout: DEFAULT_READY_TIMEOUT,
+        interval: DEFAULT_READY_INTERVAL,
     })
 }
 
