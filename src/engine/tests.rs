@@ -533,7 +533,8 @@ async fn pull_policy_decides_between_local_pull_and_build() {
         format!("  web:\n    image: team/web:1\n    build: ./app\n    pull_policy: {policy}\n")
     };
     // (policy, local images, pulls fail, calls, how)
-    let cases: &[(&str, &[&str], bool, &[&str], &str)] = &[
+    type Case<'a> = (&'a str, &'a [&'a str], bool, &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         ("missing", &["team/web:1"], false, &[], "local"),
         ("missing", &[], false, &["pull team/web:1"], "pulled"),
         (
