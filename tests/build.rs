@@ -429,3 +429,97 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
     assert!(log.contains("synced "), "{log}");
     assert!(log.contains("rebuilding"), "{log}");
 }
+
+/// `GET path` on 127.0.0.1:port: the status code, or `None` while nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[test]
+fn ensurestudy_compose_file_builds_and_runs_in_containers() {
+    let images = [
+        "python:3.11-slim",
+        "node:20-alpine",
+        "postgres:15",
+        "redis:7-alpine",
+        "qdrant/qdrant:latest",
+        "confluentinc/cp-zookeeper:latest",
+        "confluentinc/cp-kafka:latest",
+    ];
+    if !docker_or_skip(&images) {
+        return;
+    }
+    let compose = root()
+        .join("examples/ensurestudy/docker-compose.yml")
+        .display()
+        .to_string();
+    // The file as it is, on free host ports (its fixed ones may be taken on this machine).
+    let case = Case::new("build-es", ONE);
+    let up = case.run(&["-f", &compose, "up", "--wait", "--free-ports"]);
+    let err = stderr(&up);
+    let _down = Teardown {
+        dir: case.path().into(),
+        project: case.project.clone(),
+        files: vec![compose.clone()],
+    };
+    assert_eq!(up.status.code(), Some(0), "{err}");
+    for s in ["frontend", "core-service", "ai-service", "celery-worker"] {
+        assert!(err.contains(s), "{err}");
+    }
+    // core-service and celery-worker share one build.
+    assert!(
+        err.contains("(for core-service, celery-worker)") || err.contains("is up to date"),
+        "{err}"
+    );
+    let port_of = |service: &str, container_port: u16| -> u16 {
+        let suffix = format!("->{container_port}");
+        err.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{service} ")) && l.ends_with(&suffix))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|p| p.split("->").next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no published port {container_port} of {service} in\n{err}"))
+    };
+    let core = port_of("core-service", 5000);
+    poll(
+        "core-service /health",
+        std::time::Duration::from_secs(90),
+        || http_status(core, "/health") == Some(200),
+    );
+    // /ready checks PostgreSQL and Redis, reached by service name from inside the container.
+    poll(
+        "core-service /ready",
+        std::time::Duration::from_secs(90),
+        || http_status(core, "/ready") == Some(200),
+    );
+    let ai = port_of("ai-service", 8000);
+    poll(
+        "ai-service /health",
+        std::time::Duration::from_secs(90),
+        || http_status(ai, "/health") == Some(200),
+    );
+    let web = port_of("frontend", 3000);
+    poll("frontend /", std::time::Duration::from_secs(60), || {
+        http_status(web, "/") == Some(200)
+    });
+
+    let down = case.run(&["-f", &compose, "down", "-v"]);
+    ok(&down);
+    let (containers, volumes) = leftovers(&case.project);
+    assert!(
+        containers.is_empty() && volumes.is_empty(),
+        "{containers:?} {volumes:?}"
+    );
+}
