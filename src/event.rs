@@ -280,10 +280,8 @@ impl StackEvent {
                 let short = &short[..short.len().min(12)];
                 vec![match how.as_str() {
                     "built" => format!(
-                        "built `{image}` ({short}) in {} from a {} context",
-                        humantime::format_duration(std::time::Duration::from_millis(
-                            *after_ms / 100 * 100
-                        )),
+                        "built `{image}` ({short}) in {:.1} s from a {} context",
+                        *after_ms as f64 / 1000.0,
                         human_bytes(context_bytes.unwrap_or(0))
                     ),
                     "up_to_date" => {
