@@ -543,9 +543,10 @@ pub async fn up<R: ContainerRuntime>(
                     if units.specs.get(&service).map(hash) == Some(hash(&spec)) {
                         continue;
                     }
+                    let what = format!("image `{}`", spec.image);
                     units.specs.insert(service.clone(), spec);
                     recreate.insert(service.clone());
-                    Input::FilesChanged { service, paths: vec!["(image rebuilt)".to_string()] }
+                    Input::FilesChanged { service, paths: vec![what] }
                 }
                 Err(e) => {
                     let text = match e {
