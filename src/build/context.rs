@@ -1,6 +1,7 @@
 //! A build context on disk: the files `.dockerignore` leaves in, their content hash, and the tar
 //! the engine receives. Blocking file work: call it from `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -46,8 +47,91 @@ fn rel_of(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
+/// What a file was when its content was last hashed. The same size, inode, modification and
+/// change times mean the same content (as git's index assumes); the change time cannot be set
+/// back by tools that preserve modification times.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    size: u64,
+    ino: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    /// sha256 of the content (hex).
+    digest: String,
+}
+
+/// Content digests of one context's files by path, kept between runs so that an unchanged
+/// context is not read again.
+pub type DigestCache = HashMap<String, Stamp>;
+
+fn stamp_of(meta: &std::fs::Metadata) -> (u64, u64, i128, i128) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        meta.len(),
+        meta.ino(),
+        i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+    )
+}
+
+/// The file's content digest: from `cache` when its stamp is unchanged, else read (and kept,
+/// unless it changed in the last two seconds: a write within the clock's granularity could
+/// leave the stamp as it was).
+fn file_digest(
+    path: &Path,
+    rel: &str,
+    meta: &std::fs::Metadata,
+    cache: &mut DigestCache,
+    buf: &mut [u8],
+) -> std::io::Result<String> {
+    let (size, ino, mtime_ns, ctime_ns) = stamp_of(meta);
+    if let Some(s) = cache.get(rel) {
+        if (s.size, s.ino, s.mtime_ns, s.ctime_ns) == (size, ino, mtime_ns, ctime_ns) {
+            return Ok(s.digest.clone());
+        }
+    }
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    loop {
+        let n = f.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let digest = hex(&h.finalize());
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    if now_ns - mtime_ns.max(ctime_ns) > 2_000_000_000 {
+        cache.insert(
+            rel.to_string(),
+            Stamp {
+                size,
+                ino,
+                mtime_ns,
+                ctime_ns,
+                digest: digest.clone(),
+            },
+        );
+    } else {
+        cache.remove(rel);
+    }
+    Ok(digest)
+}
+
 /// Walks `root`, leaving out what `ignore` excludes, and hashes what is left.
 pub fn scan(root: &Path, ignore: &DockerIgnore) -> std::io::Result<Context> {
+    scan_cached(root, ignore, &mut DigestCache::new())
+}
+
+/// [`scan`], reading only the files whose stamp is not in `cache` (which it updates: entries of
+/// files that are gone are dropped).
+pub fn scan_cached(
+    root: &Path,
+    ignore: &DockerIgnore,
+    cache: &mut DigestCache,
+) -> std::io::Result<Context> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut entries = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -105,6 +189,11 @@ pub fn scan(root: &Path, ignore: &DockerIgnore) -> std::io::Result<Context> {
     let mut h = Sha256::new();
     let mut content_bytes = 0;
     let mut buf = vec![0u8; 64 * 1024];
+    cache.retain(|rel, _| {
+        entries
+            .binary_search_by(|e| e.rel.as_str().cmp(rel))
+            .is_ok()
+    });
     for e in &entries {
         h.update(e.rel.as_bytes());
         h.update([0]);
@@ -117,14 +206,9 @@ pub fn scan(root: &Path, ignore: &DockerIgnore) -> std::io::Result<Context> {
             EntryKind::File { size, executable } => {
                 h.update(if *executable { b"x" } else { b"f" });
                 h.update(size.to_le_bytes());
-                let mut f = std::fs::File::open(root.join(&e.rel))?;
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    h.update(&buf[..n]);
-                }
+                let path = root.join(&e.rel);
+                let meta = std::fs::metadata(&path)?;
+                h.update(file_digest(&path, &e.rel, &meta, cache, &mut buf)?.as_bytes());
                 content_bytes += size;
             }
         }
@@ -234,6 +318,22 @@ mod tests {
         write(dir.path(), "app/main.py", b"print(2)\n");
         let changed = scan(dir.path(), &ig).unwrap();
         assert_ne!(before.hash, changed.hash);
+
+        // With a digest cache: the same hash, and a rewritten file is read again (its change
+        // time moved even if its size and modification time did not).
+        let mut cache = DigestCache::new();
+        let fresh = scan_cached(dir.path(), &ig, &mut cache).unwrap();
+        assert_eq!(fresh.hash, changed.hash);
+        let old = cache.clone();
+        let again = scan_cached(dir.path(), &ig, &mut cache).unwrap();
+        assert_eq!(again.hash, changed.hash);
+        assert_eq!(cache, old);
+        write(dir.path(), "app/main.py", b"print(3)\n");
+        let rewritten = scan_cached(dir.path(), &ig, &mut cache).unwrap();
+        assert_ne!(rewritten.hash, changed.hash);
+        std::fs::remove_file(dir.path().join("app/main.py")).unwrap();
+        scan_cached(dir.path(), &ig, &mut cache).unwrap();
+        assert!(!cache.contains_key("app/main.py"));
 
         // The tar holds what the scan saw.
         let mut names: Vec<String> = tar::Archive::new(t.as_slice())

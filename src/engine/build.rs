@@ -57,6 +57,51 @@ fn failure(job: &BuildJob, message: String) -> UpError {
     }))
 }
 
+/// Where the content digests of a context's files are kept between runs:
+/// `$XDG_CACHE_HOME/devstack/build-contexts/<hash of the context's path>.json` (default
+/// `~/.cache`). `None` without a home.
+fn digest_cache_file(context: &std::path::Path) -> Option<std::path::PathBuf> {
+    use sha2::{Digest, Sha256};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    let key = context::hex(&Sha256::digest(context.as_os_str().as_encoded_bytes()));
+    Some(
+        base.join("devstack/build-contexts")
+            .join(format!("{}.json", &key[..16])),
+    )
+}
+
+/// Scans with the digest cache of the context; a cache that cannot be read or written only
+/// means the files are read.
+fn scan_with_cache(
+    dir: &std::path::Path,
+    ignore: &DockerIgnore,
+) -> std::io::Result<context::Context> {
+    let file = digest_cache_file(dir);
+    let mut cache: context::DigestCache = file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let before = cache.clone();
+    let ctx = context::scan_cached(dir, ignore, &mut cache)?;
+    if let Some(f) = file.filter(|_| cache != before) {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        let written = f
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&cache).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&tmp, &f));
+        if let Err(e) = written {
+            tracing::debug!("cannot keep the build digest cache `{}`: {e}", f.display());
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(ctx)
+}
+
 fn ms_since(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
@@ -124,7 +169,7 @@ pub async fn ensure<R: ContainerRuntime>(
         // The engine needs these even when the patterns leave them out (as the Docker CLI does).
         ignore.keep(&keep);
         ignore.keep(".dockerignore");
-        context::scan(&ctx_dir, &ignore)
+        scan_with_cache(&ctx_dir, &ignore)
     })
     .await
     .map_err(|e| failure(job, format!("the context scan stopped: {e}")))?
