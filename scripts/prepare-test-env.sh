@@ -54,4 +54,12 @@ if ! "$kv_venv/bin/kubernetes-validate" --version >/dev/null 2>&1; then
   python3 -m venv "$kv_venv"
   "$kv_venv/bin/pip" install -q --disable-pip-version-check kubernetes-validate==1.37.0
 fi
+# The official MCP client SDK (PyPI `mcp`) that tests/mcp.rs drives `devstack mcp` with.
+mcp_venv="${XDG_CACHE_HOME:-$HOME/.cache}/devstack/mcp-client"
+if ! "$mcp_venv/bin/python" -c 'import mcp' >/dev/null 2>&1; then
+  say "installing the MCP client SDK into $mcp_venv (pip)"
+  python3 -m venv "$mcp_venv"
+  "$mcp_venv/bin/pip" install -q --disable-pip-version-check mcp
+fi
+
 say "kubernetes-validate $("$kv_venv/bin/kubernetes-validate" --version 2>&1 | tail -1)"

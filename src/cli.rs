@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "devstack",
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -82,11 +82,40 @@ pub enum Command {
     /// their build hash is unchanged.
     Build(BuildArgs),
 
-    /// Show the project's services: kind, state, ports, health, uptime.
+    /// Show the project's services: state, restarts, pid or container, ports, uptime, CPU and
+    /// memory (live from the running devstack; from Docker and the state file otherwise).
     Ps(PsArgs),
 
-    /// Show the services' logs (from the per-service log files of `up`).
+    /// Show the services' logs: the per-service log files, then with `-f` the live stream of
+    /// the running devstack.
     Logs(LogsArgs),
+
+    /// Restart services of the running stack and wait until each is ready again.
+    Restart(ControlArgs),
+
+    /// Stop services of the running stack (their dependents keep running) and wait until each
+    /// is gone.
+    Stop(ControlArgs),
+
+    /// Start services of the running stack, and first what they depend on; wait until ready.
+    Start(ControlArgs),
+
+    /// Wait until services of the running stack are ready (exit 5 with the diagnostics if one
+    /// does not get ready in time).
+    Wait(WaitArgs),
+
+    /// Run a command in a service: inside its container, or for a process in its working
+    /// folder with its environment.
+    Exec(ExecArgs),
+
+    /// Serve the running stack to coding agents: a Model Context Protocol server on stdio.
+    Mcp(McpArgs),
+
+    /// Print a shell completion script (service names complete from the stack file).
+    Completions(CompletionsArgs),
+
+    /// Print devstack's manual page (roff) on standard output.
+    Man,
 
     /// Run a test suite against a throwaway copy of the stack: own project, free host ports,
     /// fresh volumes, torn down whatever happens. The suite's exit code is devstack's.
@@ -115,7 +144,7 @@ pub enum RenderCommand {
 #[derive(Debug, Args)]
 pub struct RenderArgs {
     /// Only these services (and what they depend on).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Where to write: `-` for standard output (the default), or a folder (`render k8s`: one
@@ -134,7 +163,7 @@ pub struct DoctorArgs {
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Only these services (and what they depend on).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Return once every selected service is ready, leaving it running (for scripts); exit
@@ -198,7 +227,7 @@ pub struct TestArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Only these services (default: all, and devstack's own events).
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Keep printing new lines as they are written.
@@ -212,6 +241,88 @@ pub struct LogsArgs {
     /// The stored JSON lines as they are.
     #[arg(long)]
     pub json: bool,
+
+    /// Only lines matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+
+    /// Only lines from this long ago on (`10m`, `1h 30m`).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The services.
+    #[arg(value_name = "SERVICE", required = true, add = service_candidates())]
+    pub services: Vec<String>,
+
+    /// Return once the command is taken, without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Give up waiting after this long (exit 5), e.g. `60s`. Default: wait as long as it takes
+    /// (a crash or a failed probe ends the wait at once).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// Print the services' states at the end as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The services (default: all of the run).
+    #[arg(value_name = "SERVICE", add = service_candidates())]
+    pub services: Vec<String>,
+
+    /// Give up after this long (exit 5), e.g. `30s`.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The service.
+    #[arg(value_name = "SERVICE", add = service_candidates())]
+    pub service: String,
+
+    /// Keep stdin open and attached even if it is not a terminal (containers).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// No pseudo-terminal, even if stdin is one (containers).
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+
+    /// The command, after `--`: `devstack exec postgres -- psql -U user`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Offer only the tools that change nothing (`ps`, `logs`, `wait`, `config`).
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Service names for shell completion, from the stack file found from the current folder.
+fn service_candidates() -> clap_complete::engine::ArgValueCandidates {
+    clap_complete::engine::ArgValueCandidates::new(|| {
+        crate::commands::service_names_here()
+            .into_iter()
+            .map(clap_complete::CompletionCandidate::new)
+            .collect()
+    })
 }
 
 #[derive(Debug, Args)]
@@ -251,7 +362,7 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     /// Only these services and what they depend on.
-    #[arg(value_name = "SERVICE")]
+    #[arg(value_name = "SERVICE", add = service_candidates())]
     pub services: Vec<String>,
 
     /// Show a dependency tree instead of start levels.

@@ -24,7 +24,7 @@ use crate::config::Protocol;
 use crate::runtime::{
     labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
     ContainerSpec, ContainerStatus, Mount, OutputChunk, OutputStream, Published, Result,
-    RuntimeError,
+    RuntimeError, UsageSample,
 };
 
 /// How long the engine gets to answer the first call before devstack says it is unreachable.
@@ -87,6 +87,92 @@ impl DockerRuntime {
             }
         };
         Ok(Self { docker })
+    }
+
+    /// Runs `argv` in container `id` attached to this process: output to stdout and stderr,
+    /// stdin forwarded when `stdin`, a pseudo-terminal of `size` (columns, rows) when `tty` (the
+    /// caller puts its own terminal in raw mode). Returns the command's exit code.
+    pub async fn exec_attached(
+        &self,
+        id: &str,
+        argv: &[String],
+        tty: bool,
+        stdin: bool,
+        size: Option<(u16, u16)>,
+    ) -> Result<i64> {
+        use bollard::container::LogOutput;
+        use bollard::exec::{
+            CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults,
+        };
+        use tokio::io::AsyncWriteExt;
+        let created = self
+            .docker
+            .create_exec(
+                id,
+                CreateExecOptions {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(tty),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(engine)?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(engine)?;
+        if let (true, Some((width, height))) = (tty, size) {
+            // A wrong size only wraps lines oddly; the command runs either way.
+            let _ = self
+                .docker
+                .resize_exec(&created.id, ResizeExecOptions { height, width })
+                .await;
+        }
+        if let StartExecResults::Attached { mut output, input } = started {
+            let forward = stdin.then(|| {
+                let mut input = input;
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+                    let _ = input.shutdown().await;
+                })
+            });
+            let mut out = tokio::io::stdout();
+            let mut err = tokio::io::stderr();
+            while let Some(chunk) = output.next().await {
+                let written = match chunk.map_err(engine)? {
+                    LogOutput::StdErr { message } => {
+                        err.write_all(&message).await.and(err.flush().await)
+                    }
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out.write_all(&message).await.and(out.flush().await)
+                    }
+                    LogOutput::StdIn { .. } => Ok(()),
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+            if let Some(f) = forward {
+                f.abort();
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine)?;
+        Ok(inspected.exit_code.unwrap_or(-1))
     }
 
     /// The engine's version and API version, for `doctor` and `-v`.
@@ -846,6 +932,35 @@ impl ContainerRuntime for DockerRuntime {
             .await
             .map_err(engine)?;
         Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+
+    async fn usage(&self, id: &str) -> Result<UsageSample> {
+        use bollard::query_parameters::StatsOptions;
+        let opts = StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.docker.stats(id, Some(opts));
+        let stats = match stream.next().await {
+            Some(s) => s.map_err(engine)?,
+            None => return Err(RuntimeError::Engine(format!("no stats for `{id}`"))),
+        };
+        let cpu = stats.cpu_stats.unwrap_or_default();
+        let mem = stats.memory_stats.unwrap_or_default();
+        // As `docker stats`: usage without the inactive page cache (cgroup v2), or the cache (v1).
+        let cache = mem.stats.as_ref().map_or(0, |s| {
+            s.get("inactive_file")
+                .or_else(|| s.get("total_inactive_file"))
+                .or_else(|| s.get("cache"))
+                .copied()
+                .unwrap_or(0)
+        });
+        Ok(UsageSample {
+            cpu_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+            system_ns: cpu.system_cpu_usage.unwrap_or(0),
+            online_cpus: cpu.online_cpus.unwrap_or(1),
+            memory_bytes: mem.usage.unwrap_or(0).saturating_sub(cache),
+        })
     }
 
     fn logs(&self, id: &str, since: i64) -> OutputStream {

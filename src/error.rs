@@ -23,6 +23,8 @@ pub mod exit {
     pub const ALREADY_UP: i32 = 7;
     /// An image build failed (the Dockerfile line and the engine's message are printed).
     pub const BUILD_FAILED: i32 = 8;
+    /// No devstack runs the project, so there is nothing to talk to (`restart`, `wait`, ...).
+    pub const NOT_RUNNING: i32 = 9;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -57,6 +59,13 @@ pub enum Error {
 
     #[error("project `{project}` is already up (devstack pid {pid})")]
     AlreadyUp { project: String, pid: u32 },
+
+    /// A service asked for from the running stack did not become ready; the stack keeps running.
+    #[error("service `{}` did not become ready: {}", .0.service, .0.reason)]
+    NotReadyLive(Box<NotReadyReport>),
+
+    #[error("no devstack is running for project `{project}`")]
+    NotRunning { project: String },
 
     #[error("interrupted")]
     Interrupted,
@@ -106,7 +115,8 @@ impl Error {
             Error::Config(_) | Error::Usage { .. } => exit::CONFIG,
             Error::DockerUnavailable(_) => exit::DOCKER_UNAVAILABLE,
             Error::PortConflicts(_) => exit::PORT_CONFLICT,
-            Error::NotReady(_) => exit::NOT_READY,
+            Error::NotReady(_) | Error::NotReadyLive(_) => exit::NOT_READY,
+            Error::NotRunning { .. } => exit::NOT_RUNNING,
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::AlreadyUp { .. } => exit::ALREADY_UP,
@@ -147,7 +157,7 @@ impl Error {
                 s.push_str("  help: stop what holds the port, or publish the service on another host port in a local overlay\n        (e.g. `-f stack.yaml -f stack.local.yaml` with `ports: [\"15432:5432\"]`); nothing was started\n");
                 s
             }
-            Error::NotReady(r) => {
+            Error::NotReady(r) | Error::NotReadyLive(r) => {
                 let mut s = head(&format!("service `{}` did not become ready: {}", r.service, r.reason));
                 s.push_str(&format!("  probe: {}\n", r.probe));
                 if r.tail.is_empty() {
@@ -158,9 +168,17 @@ impl Error {
                         s.push_str(&format!("    | {l}\n"));
                     }
                 }
-                s.push_str("  help: what was started has been stopped; `devstack up` again after fixing, or raise `ready.timeout`\n");
+                if matches!(self, Error::NotReadyLive(_)) {
+                    s.push_str(&format!("  help: the rest of the stack keeps running; fix it and `devstack restart {}`, or `devstack logs {}` for more\n", r.service, r.service));
+                } else {
+                    s.push_str("  help: what was started has been stopped; `devstack up` again after fixing, or raise `ready.timeout`\n");
+                }
                 s
             }
+            Error::NotRunning { project } => format!(
+                "{}  help: `devstack up` starts it (`up --wait` in the background)\n",
+                head(&format!("no devstack is running for project `{project}`"))
+            ),
             Error::ImageUnavailable { image, reason } => format!(
                 "{}  help: this machine may reach no image registry: build local images with `scripts/offline-images.sh`, then run again\n",
                 head(&format!("image `{image}` is not available: {reason}"))

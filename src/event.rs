@@ -65,6 +65,10 @@ impl ServiceState {
 impl std::fmt::Display for ServiceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Backoff {
+                restart_in_ms,
+                crash_loop: true,
+            } => write!(f, "crashed: crash loop (next start in {restart_in_ms} ms)"),
             Self::Backoff { restart_in_ms, .. } => write!(f, "backoff ({restart_in_ms} ms)"),
             Self::Crashed { code } => write!(f, "crashed ({code})"),
             Self::Exited { code } => write!(f, "exited ({code})"),
@@ -128,7 +132,7 @@ pub enum StackEvent {
         /// Crashed this many times within a minute (a crash loop from 3 on).
         crashes: usize,
         /// With a crash loop: its last lines.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         tail: Vec<String>,
     },
     /// Every selected service is ready (or completed): start-up is over.
@@ -325,6 +329,18 @@ mod tests {
         assert_eq!(v["state"]["restart_in_ms"], 200);
         let back: StackEvent = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
+        // Fields left out when empty read back as empty.
+        let b = StackEvent::Backoff {
+            service: "db".into(),
+            code: 1,
+            restart_in_ms: 100,
+            policy: "restart: on-failure".into(),
+            crashes: 1,
+            tail: Vec::new(),
+        };
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(!text.contains("tail"), "{text}");
+        assert_eq!(serde_json::from_str::<StackEvent>(&text).unwrap(), b);
         assert_eq!(
             StackEvent::Ready {
                 service: "db".into(),

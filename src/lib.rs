@@ -5,6 +5,7 @@ pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod docker;
 pub mod engine;
 pub mod error;

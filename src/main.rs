@@ -10,6 +10,8 @@ use devstack::commands::{self, Env};
 use devstack::error::{exit, Error};
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash devstack -- …`: the shell asks for completions (see `devstack completions`).
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
     let color = !cli.global.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

@@ -119,6 +119,29 @@ pub struct ContainerInfo {
     pub ports: Vec<Published>,
 }
 
+/// One reading of a container's counters, for `ps`: CPU% is the change of `cpu_ns` against the
+/// change of `system_ns` between two readings, times `online_cpus`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageSample {
+    pub cpu_ns: u64,
+    pub system_ns: u64,
+    pub online_cpus: u32,
+    /// Memory in use without the page cache (what `docker stats` shows).
+    pub memory_bytes: u64,
+}
+
+impl UsageSample {
+    /// CPU % between two readings (100 = one core busy). Pure.
+    pub fn cpu_percent_since(&self, before: &UsageSample) -> Option<f64> {
+        let cpu = self.cpu_ns.checked_sub(before.cpu_ns)?;
+        let system = self.system_ns.checked_sub(before.system_ns)?;
+        if system == 0 {
+            return None;
+        }
+        Some(cpu as f64 / system as f64 * f64::from(self.online_cpus.max(1)) * 100.0)
+    }
+}
+
 /// One chunk of container output, split into lines by the log mux.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputChunk {
@@ -244,6 +267,8 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         project: &str,
     ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// One reading of the container's CPU and memory counters (no waiting for a second one).
+    fn usage(&self, id: &str) -> impl Future<Output = Result<UsageSample>> + Send;
 }
 
 /// Seconds since the epoch of an RFC 3339 UTC time as Docker writes it
@@ -387,6 +412,9 @@ impl ContainerRuntime for NoEngine {
         Ok(Vec::new())
     }
     async fn remove_volume(&self, _name: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn usage(&self, _id: &str) -> Result<UsageSample> {
         no_engine()
     }
 }

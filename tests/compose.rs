@@ -172,6 +172,55 @@ fn profiles_enable_services_from_flag_or_environment() {
 }
 
 #[test]
+fn naming_a_service_switches_on_its_profiles() {
+    let dir = compose_dir("profiles");
+    // `adminer` (profile `debug`, off) named on the command line runs, with `db`.
+    let out = devstack(&dir, &["graph", "--json", "adminer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["start_order"], serde_json::json!(["db", "adminer"]));
+    let out = devstack(&dir, &["render", "compose", "adminer"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("  adminer:\n"), "{}", stdout(&out));
+    // Only for the command that names it: the stack itself is unchanged.
+    let v = config_json(&dir, &[]);
+    assert!(v["services"].get("adminer").is_none(), "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: nginx\n  tool:\n    image: busybox\n    profiles: [debug]\n    depends_on: [helper, web]\n  helper:\n    image: busybox\n    profiles: [debug]\n  report:\n    image: busybox\n    profiles: [reports]\n    depends_on: [data]\n  data:\n    image: postgres\n    profiles: [storage]\n",
+    )
+    .unwrap();
+    // A dependency in the same profile comes with it.
+    let out = devstack(dir.path(), &["graph", "--json", "tool"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut order: Vec<String> = serde_json::from_value(v["start_order"].clone()).unwrap();
+    order.sort();
+    assert_eq!(order, ["helper", "tool", "web"]);
+    // One in another profile that is off is refused, naming that profile.
+    let out = devstack(dir.path(), &["graph", "report"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("service `report` depends on `data`, which only runs with profile `storage`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = devstack(dir.path(), &["--profile", "storage", "graph", "report"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A name that is no service at all is still a usage error.
+    let out = devstack(dir.path(), &["graph", "tol"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no service `tol` in the stack"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_dependency_in_an_inactive_profile_is_refused_with_the_profile() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(
@@ -310,6 +359,67 @@ fn compose_file_and_separator_from_the_environment() {
             ("COMPOSE_PATH_SEPARATOR", ";")
         ]),
         "nginx:2"
+    );
+}
+
+#[test]
+fn compose_variables_from_the_working_folders_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("deploy")).unwrap();
+    fs::write(
+        dir.path().join("deploy/base.yml"),
+        "services:\n  web:\n    image: nginx:1\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("deploy/extra.yml"),
+        "services:\n  web:\n    image: nginx:2\n  debug:\n    image: busybox\n    profiles: [debug]\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        "COMPOSE_FILE=deploy/base.yml;deploy/extra.yml\nCOMPOSE_PATH_SEPARATOR=;\nCOMPOSE_PROJECT_NAME=from-workdir\nCOMPOSE_PROFILES=debug\n",
+    )
+    .unwrap();
+    let config = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut all = args.to_vec();
+        all.extend(["config", "--json"]);
+        let out = devstack_env(dir.path(), &all, vars);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let v = config(&[], &[]);
+    assert_eq!(v["services"]["web"]["image"], "nginx:2");
+    assert_eq!(v["name"], "from-workdir");
+    assert!(v["services"].get("debug").is_some(), "{v}");
+    // The shell wins over the file.
+    let v = config(
+        &[],
+        &[
+            ("COMPOSE_FILE", "deploy/base.yml"),
+            ("COMPOSE_PROJECT_NAME", "from-shell"),
+        ],
+    );
+    assert_eq!(v["services"]["web"]["image"], "nginx:1");
+    assert_eq!(v["name"], "from-shell");
+    assert!(v["services"].get("debug").is_none(), "{v}");
+    // `--env-file` replaces the working folder's `.env`.
+    fs::write(
+        dir.path().join("other.env"),
+        "COMPOSE_FILE=deploy/base.yml\n",
+    )
+    .unwrap();
+    let v = config(&["--env-file", "other.env"], &[]);
+    assert_eq!(v["services"]["web"]["image"], "nginx:1");
+    assert_eq!(v["name"], "deploy");
+    // A malformed `.env` there is reported, not read as something else.
+    fs::write(dir.path().join(".env"), "COMPOSE_FILE=\"deploy/base.yml\n").unwrap();
+    let out = devstack(dir.path(), &["-f", "deploy/base.yml", "validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot parse env file `.env`"),
+        "{}",
+        stderr(&out)
     );
 }
 
@@ -518,6 +628,50 @@ fn extends_and_include_problems_are_named() {
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
     }
+}
+
+#[test]
+fn extends_and_include_problems_do_not_hide_the_rest_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "include:\n  - missing.yaml\n  - broken.yaml\nservices:\n  web:\n    extends: { service: bsae }\n    ports: [\"70000:80\"]\n  job:\n    extends: { file: bad-base.yaml, service: app }\n    command: run\n  base:\n    image: busybox\n  api:\n    image: nginx\n    restart: sometimes\n    depends_on: [nope]\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("broken.yaml"),
+        "services:\n  db:\n    image: postgres\n    imagee: x\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("bad-base.yaml"),
+        "services:\n  app:\n    image: [oops\n",
+    )
+    .unwrap();
+    let out = devstack(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    for want in [
+        // the bad `extends` targets and the bad included files
+        "service `web` extends unknown service `bsae`",
+        "cannot read `missing.yaml`: no such file",
+        "at `include[0]`",
+        "invalid YAML: while parsing a flow sequence",
+        "╭─[bad-base.yaml:",
+        // a good included file's own problem, in that file
+        "unknown service key `imagee` in `services.db`",
+        "╭─[broken.yaml:4:5]",
+        // the rest of the service whose `extends` failed
+        "port `70000` is out of range",
+        // other services
+        "unknown restart policy `sometimes`",
+        "service `api` depends on unknown service `nope`",
+        "7 problems in the stack file",
+    ] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    // A service whose base is missing is not taken for a process without `command`.
+    assert!(!err.contains("has no `command`"), "{err}");
 }
 
 #[test]

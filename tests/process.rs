@@ -239,6 +239,35 @@ async fn stop_sends_the_configured_signal() {
 }
 
 #[tokio::test]
+async fn stop_signals_reach_a_child_even_when_devstack_ignores_them() {
+    // Under `nohup` SIGHUP is ignored, and a background job of a script ignores SIGINT and
+    // SIGQUIT; an ignored signal stays ignored across exec, and a shell cannot trap it. The
+    // stop-signal test reruns in a child that ignores all three, as devstack would then.
+    let mut rerun = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    rerun.args(["--exact", "stop_sends_the_configured_signal"]);
+    // SAFETY: runs in the forked child before exec and only calls `signal`, which is
+    // async-signal-safe.
+    unsafe {
+        rerun.pre_exec(|| {
+            for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    let out = tokio::task::spawn_blocking(move || rerun.output())
+        .await
+        .expect("the rerun's thread")
+        .expect("rerun the test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the rerun failed:\n{stdout}\n{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn kill_ends_the_group_at_once() {
     let mut fx = spawn_ready(argv(&[&fixture("ignores-term")])).await;
     let started = Instant::now();

@@ -760,6 +760,50 @@ fn render_compose_round_trips_through_docker_compose_and_devstack() {
 }
 
 #[test]
+fn render_compose_tmpfs_volumes_round_trip_through_docker_compose_and_devstack() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("stack.yaml"),
+        "services:\n  web:\n    image: nginx\n    volumes:\n      - { type: tmpfs, target: /cache, tmpfs: { size: 1048576 } }\n      - { type: tmpfs, target: /scratch }\n      - data:/data\n      - /anon\nvolumes:\n  data:\n",
+    )
+    .unwrap();
+    let out = devstack(dir.path(), &["render", "compose", "-o", "out"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out_dir = dir.path().join("out");
+    let dc = Command::new("docker-compose")
+        .args(["-f", "compose.yaml", "config"])
+        .current_dir(&out_dir)
+        .output()
+        .expect("docker-compose runs (Debian's docker-compose is installed by the test machine)");
+    assert!(
+        dc.status.success(),
+        "docker-compose rejects the file:\n{}\n{}",
+        String::from_utf8_lossy(&dc.stderr),
+        fs::read_to_string(out_dir.join("compose.yaml")).unwrap()
+    );
+    let seen: Value = serde_yaml::from_slice(&dc.stdout).expect("docker-compose prints YAML");
+    let vols = &seen["services"]["web"]["volumes"];
+    assert_eq!(vols[0]["type"], "tmpfs", "{vols}");
+    assert_eq!(vols[0]["target"], "/cache");
+    assert_eq!(vols[0]["tmpfs"]["size"], 1048576);
+    assert_eq!(vols[1]["type"], "tmpfs");
+    assert_eq!(vols[1]["target"], "/scratch");
+    // And devstack reads its own rendering back to the same mounts.
+    let out = devstack(&out_dir, &["-f", "compose.yaml", "config", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["services"]["web"]["volumes"],
+        json!([
+            { "type": "tmpfs", "target": "/cache", "size": 1048576 },
+            { "type": "tmpfs", "target": "/scratch" },
+            { "type": "named", "name": "data", "target": "/data", "read_only": false },
+            { "type": "anonymous", "target": "/anon" },
+        ])
+    );
+}
+
+#[test]
 fn render_compose_of_the_fixtures_is_accepted_by_docker_compose() {
     let dir = fixtures().join("valid");
     for files in [vec!["k8s-all.yaml"], vec!["base.yaml", "override.yaml"]] {

@@ -1,104 +1,92 @@
 //! `up --wait` with native processes: devstack must stay alive to supervise them, so it starts a
 //! copy of itself in the background (its own session, so the terminal's Ctrl-C and hang-up do
-//! not reach it), shows its progress until the stack is ready, then returns and leaves it
-//! running. `down` (or Ctrl-C-free `kill`) stops that copy, which stops what it runs.
+//! not reach it), follows its progress through the control socket until the stack is ready,
+//! then returns and leaves it running. `down` asks it to stop through the same socket.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Env;
+use crate::config::Stack;
+use crate::control::client::{self, Connection};
+use crate::control::protocol::{Reply, Request};
 use crate::error::Error;
-use crate::logs::files::Record;
 use crate::logs::render::Renderer;
-use crate::process::state::{Entry, StateFile};
 
 /// Set in the background copy's environment.
 pub const DETACHED_ENV: &str = "DEVSTACK_DETACHED";
 
-fn daemon_file(state_dir: &Path) -> StateFile {
-    StateFile::new(state_dir.join("daemon.json"))
-}
+/// How long a devstack that was asked to stop gets to let go of the project.
+const STOP_PATIENCE: Duration = Duration::from_secs(120);
 
-/// The background devstack of a project, if one runs (pid and start time both match).
-pub fn running_daemon(state_dir: &Path) -> Option<Entry> {
-    daemon_file(state_dir)
-        .load()
-        .into_iter()
-        .find(|e| crate::process::start_time_of(e.pid) == Some(e.start_time))
-}
-
-/// Records this process as the project's background devstack (called by the copy itself).
-pub fn record_self(state_dir: &Path) {
-    let pid = std::process::id();
-    let Some(start_time) = crate::process::start_time_of(pid) else {
-        return;
-    };
-    let file = daemon_file(state_dir);
-    let _ = file.clear();
-    if let Err(e) = file.record(Entry {
-        service: "devstack".into(),
-        pid,
-        pgid: pid,
-        start_time,
-        command: "devstack up (detached)".into(),
-    }) {
-        tracing::warn!("cannot record the background devstack: {e}");
-    }
-}
-
-/// Stops the project's background devstack, if any: SIGTERM, then wait (it stops its processes
-/// and containers in order) up to `patience`, then SIGKILL. Returns its pid if there was one.
-pub fn stop_daemon(state_dir: &Path, patience: Duration) -> Option<u32> {
-    let e = running_daemon(state_dir)?;
-    // SAFETY: the pid and its start time were just matched: this is our background devstack.
-    unsafe { libc::kill(e.pid as i32, libc::SIGTERM) };
-    let deadline = std::time::Instant::now() + patience;
-    while std::time::Instant::now() < deadline {
-        if crate::process::start_time_of(e.pid) != Some(e.start_time) {
-            let _ = daemon_file(state_dir).clear();
-            return Some(e.pid);
+/// Relays the answers to a request until `done` (`Ok`), an error (`Err`), or the end of the
+/// connection (`Ok(None)`).
+fn relay(
+    conn: &mut Connection,
+    renderer: &Renderer,
+    env: &mut Env<'_>,
+) -> Result<Option<()>, Error> {
+    loop {
+        match conn.answer()? {
+            Some(Reply::Record { record }) => {
+                if !record.text.is_empty() {
+                    writeln!(env.err, "{}", renderer.render(&record.to_line()))?;
+                }
+            }
+            Some(Reply::Done { .. }) => return Ok(Some(())),
+            Some(Reply::Error {
+                message, not_ready, ..
+            }) => {
+                return Err(match not_ready {
+                    Some(r) => Error::NotReadyLive(Box::new(r)),
+                    None => Error::Engine(message),
+                })
+            }
+            Some(_) => {}
+            None => return Ok(None),
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: as above; it ignored SIGTERM for too long.
-    unsafe { libc::kill(e.pid as i32, libc::SIGKILL) };
-    let _ = daemon_file(state_dir).clear();
-    Some(e.pid)
 }
 
-/// Starts the background copy with the same arguments minus `--wait` and relays its log until
-/// every service is ready (exit 0, copy left running) or it ends (its exit code and error).
-pub fn up_detached(state_dir: &Path, renderer: Renderer, env: &mut Env<'_>) -> Result<(), Error> {
-    if let Some(e) = running_daemon(state_dir) {
-        writeln!(env.err, "already up: a background devstack runs this project (pid {}); `devstack down` stops it", e.pid)?;
-        return Ok(());
-    }
+/// Starts the background copy with the same arguments minus `--wait` and follows it until
+/// every service is ready (exit 0, copy left running) or it ends (its exit code and error). If
+/// the project already runs, waits for that devstack instead.
+pub fn up_detached(
+    project: &str,
+    state_dir: &Path,
+    renderer: Renderer,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     if let Some(pid) = super::project_lock::holder(state_dir) {
-        return Err(Error::AlreadyUp {
-            project: state_dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            pid,
-        });
+        writeln!(
+            env.err,
+            "already up: devstack pid {pid} runs project `{project}`; waiting until it is ready"
+        )?;
+        let mut conn = client::connect(state_dir, project)?;
+        conn.send(Request::Wait {
+            services: Vec::new(),
+            timeout_ms: None,
+        })?;
+        return match relay(&mut conn, &renderer, env)? {
+            Some(()) => Ok(()),
+            None => Err(Error::Engine(format!(
+                "the devstack of project `{project}` stopped"
+            ))),
+        };
     }
     std::fs::create_dir_all(state_dir)?;
     let err_path = state_dir.join("devstack.stderr");
     let err_file = std::fs::File::create(&err_path)?;
     let exe = std::env::current_exe()?;
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--wait")
-        .chain(["--json".to_string()])
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--wait").collect();
     let mut cmd = Command::new(exe);
+    // Its log goes to the per-service files; `devstack logs` and the socket serve it.
     cmd.args(&args)
         .env(DETACHED_ENV, "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(err_file);
     // SAFETY: setsid is async-signal-safe; it makes the copy a session leader, away from the
     // terminal's signals.
@@ -111,29 +99,87 @@ pub fn up_detached(state_dir: &Path, renderer: Renderer, env: &mut Env<'_>) -> R
         });
     }
     let mut child = cmd.spawn()?;
-    let stdout = child.stdout.take().expect("stdout was piped");
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        let Ok(r) = serde_json::from_str::<Record>(&line) else {
-            continue;
-        };
-        if !r.text.is_empty() {
-            writeln!(env.err, "{}", renderer.render(&r.to_line()))?;
+    let ended = |child: &mut std::process::Child, env: &mut Env<'_>| -> Result<(), Error> {
+        // It ended before the stack was ready: its own error message is in its stderr.
+        let status = child.wait()?;
+        let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+        env.err.write_all(text.as_bytes())?;
+        match status.code() {
+            Some(0) | None => Err(Error::Engine(
+                "the background devstack ended before the stack was ready".into(),
+            )),
+            Some(code) => Err(Error::Exit(code)),
         }
-        // The typed event says the stack is ready, not the text.
-        if matches!(r.event, Some(crate::event::StackEvent::AllReady { .. })) {
+    };
+    // Its socket answers once it holds the project and has reached the engine.
+    let mut conn = loop {
+        if child.try_wait()?.is_some() {
+            return ended(&mut child, env);
+        }
+        match client::connect(state_dir, project) {
+            Ok(c) if c.pid == child.id() => break c,
+            Ok(_) | Err(Error::NotRunning { .. } | Error::Engine(_)) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    conn.send(Request::Wait {
+        services: Vec::new(),
+        timeout_ms: None,
+    })?;
+    match relay(&mut conn, &renderer, env) {
+        Ok(Some(())) => {
             writeln!(env.err, "ready; devstack keeps running in the background (pid {}); `devstack down` stops it, `devstack logs -f` follows the log", child.id())?;
-            return Ok(());
+            Ok(())
+        }
+        // During start-up a failure ends the run: the copy stops what it started and exits
+        // with the diagnostics.
+        Ok(None) => ended(&mut child, env),
+        Err(e) => {
+            let deadline = Instant::now() + STOP_PATIENCE;
+            while Instant::now() < deadline {
+                if child.try_wait()?.is_some() {
+                    return ended(&mut child, env);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e)
         }
     }
-    // It ended before the stack was ready: its error message is in its stderr.
-    let status = child.wait()?;
-    let text = std::fs::read_to_string(&err_path).unwrap_or_default();
-    env.err.write_all(text.as_bytes())?;
-    match status.code() {
-        Some(0) | None => Err(Error::Engine(
-            "the background devstack ended before the stack was ready".into(),
-        )),
-        Some(code) => Err(Error::Exit(code)),
+}
+
+/// Asks the devstack that runs the project to stop (dependents first, as on Ctrl-C), shows its
+/// progress, and waits until it has let go of the project. Its pid, if one ran.
+pub fn stop_running(
+    stack: &Stack,
+    state_dir: &Path,
+    env: &mut Env<'_>,
+) -> Result<Option<u32>, Error> {
+    let mut conn = match client::connect(state_dir, &stack.name) {
+        Ok(c) => c,
+        Err(Error::NotRunning { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pid = conn.pid;
+    conn.send(Request::Shutdown)?;
+    let names: Vec<String> = stack.services.keys().cloned().collect();
+    let renderer = Renderer {
+        width: super::stack_ops::log_width(&names),
+        color: super::stack_ops::color_for(false, env),
+        utc_offset: crate::logs::render::local_utc_offset(),
+    };
+    relay(&mut conn, &renderer, env)?;
+    let deadline = Instant::now() + STOP_PATIENCE;
+    while super::project_lock::holder(state_dir).is_some() {
+        if Instant::now() >= deadline {
+            return Err(Error::Engine(format!(
+                "devstack pid {pid} was asked to stop but still runs project `{}` after {}s",
+                stack.name,
+                STOP_PATIENCE.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(Some(pid))
 }

@@ -6,13 +6,41 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+mod control;
 mod detach;
 mod doctor;
 mod project_lock;
 mod render;
 mod stack_ops;
+mod tty;
 
-use crate::cli::{Cli, Command, ConfigArgs, GraphArgs};
+pub use stack_ops::state_dir;
+
+/// The pid of the devstack that holds the project lock of `state_dir`, if one does.
+pub fn lock_holder(state_dir: &std::path::Path) -> Option<u32> {
+    project_lock::holder(state_dir)
+}
+
+/// The service names of the stack file found from the current folder (for shell completion);
+/// none when there is no valid one.
+pub fn service_names_here() -> Vec<String> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let opts = LoadOptions {
+        files: Vec::new(),
+        project_name: None,
+        cwd,
+        env_files: Vec::new(),
+        profiles: Vec::new(),
+        targets: Vec::new(),
+    };
+    config::load(&opts, &|k| std::env::var(k).ok())
+        .map(|l| l.stack.services.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+use crate::cli::{Cli, Command, ConfigArgs, GraphArgs, RenderCommand};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
 use crate::error::Error;
 use crate::graph::Graph;
@@ -28,6 +56,12 @@ pub struct Env<'a> {
 }
 
 pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
+    // The shell helpers need no stack file.
+    match &cli.command {
+        Command::Completions(args) => return control::completions(args, env),
+        Command::Man => return control::man(env),
+        _ => {}
+    }
     let loaded = load(cli, env)?;
     match &cli.command {
         Command::Validate => validate(&loaded, env),
@@ -41,6 +75,13 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Test(args) => stack_ops::test(&loaded.stack, args, env),
         Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
         Command::Render(what) => render::render(&loaded.stack, what, env),
+        Command::Restart(args) => control::verb(&loaded.stack, control::Verb::Restart, args, env),
+        Command::Stop(args) => control::verb(&loaded.stack, control::Verb::Stop, args, env),
+        Command::Start(args) => control::verb(&loaded.stack, control::Verb::Start, args, env),
+        Command::Wait(args) => control::wait(&loaded.stack, args, env),
+        Command::Exec(args) => control::exec(&loaded.stack, args, env),
+        Command::Mcp(args) => control::mcp(&loaded.stack, args, env),
+        Command::Completions(_) | Command::Man => unreachable!("handled before loading"),
     }
 }
 
@@ -51,12 +92,26 @@ fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
         cwd: env.cwd.clone(),
         env_files: cli.global.env_files.clone(),
         profiles: cli.global.profiles.clone(),
+        targets: targets(&cli.command),
     };
     let loaded = config::load(&opts, env.vars)?;
     for w in &loaded.warnings {
         writeln!(env.err, "warning: {w}")?;
     }
     Ok(loaded)
+}
+
+/// The services a command names: their profiles are switched on, as in Compose.
+fn targets(command: &Command) -> Vec<String> {
+    match command {
+        Command::Up(args) => args.services.clone(),
+        Command::Graph(args) => args.services.clone(),
+        Command::Test(args) => args.services.clone(),
+        Command::Render(RenderCommand::K8s(args) | RenderCommand::Compose(args)) => {
+            args.services.clone()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn validate(loaded: &Loaded, env: &mut Env<'_>) -> Result<(), Error> {

@@ -7,7 +7,6 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 pub struct ProjectLock {
     _file: File,
@@ -57,19 +56,4 @@ pub fn holder(dir: &Path) -> Option<u32> {
         return None;
     }
     Some(read_pid(&mut f).unwrap_or(0))
-}
-
-/// Asks the running devstack to stop (SIGTERM: it stops its services in order, as on Ctrl-C)
-/// and waits until it has released the lock. Returns its pid if there was one.
-pub fn stop_holder(dir: &Path, patience: Duration) -> Option<u32> {
-    let pid = holder(dir)?;
-    if pid > 1 && pid != std::process::id() {
-        // SAFETY: kill sends a signal; the pid is the lock holder's, alive while it holds it.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    }
-    let deadline = Instant::now() + patience;
-    while holder(dir).is_some() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(pid)
 }

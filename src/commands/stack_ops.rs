@@ -32,7 +32,7 @@ pub fn state_dir(project: &str) -> std::path::PathBuf {
     base.join("devstack").join(project)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,7 +80,7 @@ fn interrupts(rt: &tokio::runtime::Runtime) -> mpsc::UnboundedReceiver<()> {
 }
 
 /// Service names are padded to the longest (within reason), `devstack` included.
-fn log_width(selected: &[String]) -> usize {
+pub(super) fn log_width(selected: &[String]) -> usize {
     selected
         .iter()
         .map(String::len)
@@ -90,7 +90,7 @@ fn log_width(selected: &[String]) -> usize {
         .min(24)
 }
 
-fn color_for(stdout: bool, env: &Env<'_>) -> bool {
+pub(super) fn color_for(stdout: bool, env: &Env<'_>) -> bool {
     let no_color = (env.vars)("NO_COLOR").is_some_and(|v| !v.is_empty());
     let tty = if stdout {
         std::io::stdout().is_terminal()
@@ -114,25 +114,14 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         .iter()
         .any(|s| !stack.services[s.as_str()].is_container());
     let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
-    if has_processes && !detached_copy {
-        if args.wait {
-            // Processes need a supervisor that outlives this command: a background copy.
-            let renderer = Renderer {
-                width: log_width(&selected),
-                color: color_for(false, env),
-                utc_offset: local_utc_offset(),
-            };
-            return super::detach::up_detached(&dir, renderer, env);
-        }
-        if let Some(e) = super::detach::running_daemon(&dir) {
-            return Err(Error::Usage {
-                message: format!(
-                    "project `{}` is already up in the background (devstack pid {})",
-                    stack.name, e.pid
-                ),
-                help: Some("`devstack down` stops it; `devstack logs -f` follows its log".into()),
-            });
-        }
+    if has_processes && !detached_copy && args.wait {
+        // Processes need a supervisor that outlives this command: a background copy.
+        let renderer = Renderer {
+            width: log_width(&selected),
+            color: color_for(false, env),
+            utc_offset: local_utc_offset(),
+        };
+        return super::detach::up_detached(&stack.name, &dir, renderer, env);
     }
     if !detached_copy {
         if let Some(pid) = super::project_lock::holder(&dir) {
@@ -144,9 +133,6 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         Ok(lock) => lock,
         Err(pid) => return Err(already_up(&stack.name, pid)),
     };
-    if detached_copy {
-        super::detach::record_self(&dir);
-    }
     // With --wait the caller is a script: progress goes to stderr, stdout stays clean.
     let to_stdout = !args.wait;
     let renderer = Renderer {
@@ -183,6 +169,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     let needs_engine = selected
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
+    let (handle, inbox) = orchestrator::channel(logs.fanout());
     let req = UpRequest {
         stack,
         selected: selected.clone(),
@@ -195,7 +182,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         watch: !args.no_watch,
         state: StateFile::new(state_dir(&stack.name).join("processes.json")),
         then: None,
-        inbox: None,
+        inbox: Some(inbox),
         build: crate::engine::BuildFlags {
             force: args.build,
             ..Default::default()
@@ -204,10 +191,11 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     let result = rt.block_on(async {
         let outcome = if needs_engine {
             let docker = DockerRuntime::connect().await?;
-            orchestrator::up(&docker, req, logs.clone(), &mut signals).await
+            serve_and_run(&docker, stack, handle, req, &logs, &mut signals).await
         } else {
             // Only native processes: no Docker engine needed.
-            orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals).await
+            let rt = crate::runtime::NoEngine;
+            serve_and_run(&rt, stack, handle, req, &logs, &mut signals).await
         };
         outcome.map_err(|e| match e {
             UpError::PortConflicts(c) => Error::PortConflicts(c),
@@ -301,6 +289,78 @@ pub fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Result<(), E
     result.map(|_| ())
 }
 
+/// Runs the engine with the control socket served beside it for as long as it runs.
+async fn serve_and_run<R: ContainerRuntime>(
+    rt: &R,
+    stack: &Stack,
+    handle: orchestrator::StackHandle,
+    req: UpRequest<'_>,
+    logs: &crate::logs::LogHandle,
+    signals: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<UpOutcome, UpError> {
+    let dir = state_dir(&stack.name);
+    let socket = crate::control::client::socket_path(&dir);
+    let server = match crate::control::server::Server::start(
+        &socket,
+        &stack.name,
+        handle,
+        rt.clone(),
+        dir.join("logs"),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            logs.publish(crate::event::StackEvent::warning(
+                None,
+                format!(
+                    "cannot serve the control socket `{}`: {e}; `devstack restart`, `ps` and `wait` will not reach this run",
+                    socket.display()
+                ),
+            ))
+            .await;
+            None
+        }
+    };
+    let outcome = orchestrator::up(rt, req, logs.clone(), signals).await;
+    if let Some(s) = server {
+        s.close().await;
+    }
+    outcome
+}
+
+/// Prints rows under a header, columns padded to the widest cell (the last one unpadded).
+pub(super) fn print_table<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain(std::iter::once(header[i].len()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cols: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
 pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let renderer = Renderer {
         width: log_width(&stack.services.keys().cloned().collect::<Vec<_>>()),
@@ -311,12 +371,10 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
         crate::logs::spawn(Box::new(std::io::stderr()), Format::Text(renderer), 1, None);
     let rt = runtime()?;
     // A running devstack (in the foreground elsewhere, or the background one of `up --wait`)
-    // is asked to stop its services itself, in order; nothing is killed behind its back.
-    let patience = std::time::Duration::from_secs(120);
-    if let Some(pid) = super::project_lock::stop_holder(&state_dir(&stack.name), patience) {
+    // is asked through its control socket to stop its services itself, in order; nothing is
+    // killed behind its back.
+    if let Some(pid) = super::detach::stop_running(stack, &state_dir(&stack.name), env)? {
         writeln!(env.err, "stopped the running devstack (pid {pid})")?;
-    } else if let Some(pid) = super::detach::stop_daemon(&state_dir(&stack.name), patience) {
-        writeln!(env.err, "stopped the background devstack (pid {pid})")?;
     }
     let result = rt.block_on(async {
         // Processes a killed devstack left behind go first (they depend on the containers).
@@ -392,7 +450,7 @@ fn uptime(started_at: Option<i64>) -> String {
 }
 
 /// `1h 5m`, `3m 12s`, `8s`: the two largest units are enough for an uptime.
-fn coarse(secs: u64) -> String {
+pub(super) fn coarse(secs: u64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs))
         .to_string()
         .split(' ')
@@ -418,6 +476,10 @@ fn process_uptime(start_ticks: u64) -> String {
 }
 
 pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    // A running devstack knows the real states; ask it.
+    if let Some(rows) = super::control::live_ps(stack)? {
+        return super::control::print_live_ps(&rows, args.json, env);
+    }
     let rt = runtime()?;
     // A stack of native processes only needs no engine.
     let containers = if stack.services.values().any(|s| s.is_container()) {
@@ -526,41 +588,14 @@ pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> 
         })
         .collect();
     let header = ["SERVICE", "KIND", "STATE", "PORTS", "HEALTH", "UPTIME"];
-    let widths: Vec<usize> = (0..6)
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].len())
-                .chain(std::iter::once(header[i].len()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cols: [&str; 6]| {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            if i == 5 {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    writeln!(env.out, "{}", line(header))?;
-    for r in &table {
-        writeln!(
-            env.out,
-            "{}",
-            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
-        )?;
-    }
-    Ok(())
+    print_table(&header, &table, env.out)
 }
 
-/// `devstack logs`: the per-service log files, merged by time.
+/// `devstack logs`: the per-service log files, merged by time; with `-f`, then the live stream
+/// of the running devstack (the files, polled, when none runs).
 pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Result<(), Error> {
-    use crate::logs::files::{path_of, read, Record};
+    use crate::control::protocol::{Reply, Request};
+    use crate::logs::files::{path_of, select, Filter, Record};
     let dir = state_dir(&stack.name).join("logs");
     let names: Vec<String> = if args.services.is_empty() {
         let mut all: Vec<String> = stack.services.keys().cloned().collect();
@@ -580,6 +615,20 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
         }
         args.services.clone()
     };
+    let grep = match &args.grep {
+        Some(g) => Some(regex::Regex::new(g).map_err(|e| Error::Usage {
+            message: format!("`--grep {g}` is not a regular expression: {e}"),
+            help: None,
+        })?),
+        None => None,
+    };
+    let filter = Filter {
+        since_ms: args
+            .since
+            .map(|d| orchestrator::unix_ms().saturating_sub(d.as_millis() as u64)),
+        grep,
+        tail: args.tail,
+    };
     let renderer = Renderer {
         width: log_width(&names),
         color: color_for(true, env),
@@ -592,15 +641,21 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
             writeln!(out, "{}", renderer.render(&r.to_line()))
         }
     };
-    let mut records: Vec<Record> = Vec::new();
-    for n in &names {
-        let mut rs = read(&dir, n);
-        if let Some(k) = args.tail {
-            let skip = rs.len().saturating_sub(k);
-            rs.drain(..skip);
+    // Subscribed before the files are read, so no line falls between the two.
+    let mut live = None;
+    if args.follow {
+        match crate::control::client::connect(&state_dir(&stack.name), &stack.name) {
+            Ok(mut conn) => {
+                conn.send(Request::Logs {
+                    services: args.services.clone(),
+                })?;
+                live = Some(conn);
+            }
+            Err(Error::NotRunning { .. }) => {}
+            Err(e) => return Err(e),
         }
-        records.extend(rs);
     }
+    let records = select(&dir, &names, &filter);
     if records.is_empty() && !args.follow {
         writeln!(
             env.err,
@@ -610,14 +665,44 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
         )?;
         return Ok(());
     }
-    records.sort_by_key(|r| r.t);
     for r in &records {
         show(r, env.out)?;
     }
     if !args.follow {
         return Ok(());
     }
-    // Follow: read what is appended, polling the files (a few per project; cheap).
+    env.out.flush()?;
+    if let Some(mut conn) = live {
+        // What the files already showed is not shown twice.
+        let shown_until = records.last().map_or(0, |r| r.t);
+        let seen: std::collections::HashSet<(String, String)> = records
+            .iter()
+            .filter(|r| r.t == shown_until)
+            .map(|r| (r.service.clone(), r.text.clone()))
+            .collect();
+        while let Some(reply) = conn.answer()? {
+            let Reply::Record { record } = reply else {
+                continue;
+            };
+            if record.t < shown_until
+                || (record.t == shown_until
+                    && seen.contains(&(record.service.clone(), record.text.clone())))
+                || !filter.matches(&record)
+                || (record.stream == "event" && record.text.is_empty())
+            {
+                continue;
+            }
+            show(&record, env.out)?;
+            env.out.flush()?;
+        }
+        writeln!(
+            env.err,
+            "the devstack of project `{}` has stopped",
+            stack.name
+        )?;
+        return Ok(());
+    }
+    // Follow the files: read what is appended, polling (a few per project; cheap).
     let mut offsets: Vec<(std::path::PathBuf, u64)> = names
         .iter()
         .map(|n| {
@@ -647,7 +732,8 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
             fresh.extend(
                 String::from_utf8_lossy(&new[..end])
                     .lines()
-                    .filter_map(|l| serde_json::from_str::<Record>(l).ok()),
+                    .filter_map(|l| serde_json::from_str::<Record>(l).ok())
+                    .filter(|r| filter.matches(r)),
             );
             *off += end as u64;
         }
@@ -739,6 +825,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         .iter()
         .any(|s| stack.services[s.as_str()].is_container());
 
+    let (handle, inbox) = orchestrator::channel(logs.fanout());
     let command = args.command.clone();
     let test_env = stack.test.environment.clone();
     let then: orchestrator::Then = Box::new(move |ports| {
@@ -775,7 +862,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         watch: false,
         state: StateFile::new(state.join("processes.json")),
         then: Some(then),
-        inbox: None,
+        inbox: Some(inbox),
         build: Default::default(),
     };
     let keep = args.keep_on_failure;
@@ -788,12 +875,13 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
             UpError::Interrupted => Error::Interrupted,
         };
         if !needs_engine {
-            return orchestrator::up(&crate::runtime::NoEngine, req, logs.clone(), &mut signals)
+            let rt = crate::runtime::NoEngine;
+            return serve_and_run(&rt, &throwaway, handle, req, &logs, &mut signals)
                 .await
                 .map_err(map);
         }
         let docker = DockerRuntime::connect().await?;
-        let outcome = orchestrator::up(&docker, req, logs.clone(), &mut signals)
+        let outcome = serve_and_run(&docker, &throwaway, handle, req, &logs, &mut signals)
             .await
             .map_err(map);
         let failed = !matches!(outcome, Ok(UpOutcome::Finished(0)));

@@ -11,7 +11,7 @@ use super::diagnostic::{did_you_mean, Diagnostic};
 use super::dotenv;
 use super::extends;
 use super::interpolate::{interpolate, InterpolateError, Notes};
-use super::keypath::KeyPath;
+use super::keypath::{KeyPath, Seg};
 use super::locate::{self, Finding, SpanIndex};
 use super::model::Stack;
 use super::raw::{RawService, RawStack};
@@ -42,6 +42,9 @@ pub struct LoadOptions {
     pub env_files: Vec<PathBuf>,
     /// `--profile`s; empty means `DEVSTACK_PROFILES` / `COMPOSE_PROFILES`.
     pub profiles: Vec<String>,
+    /// Services named on the command line (`up web`): as in Compose, a named service whose
+    /// profiles are all off has them switched on.
+    pub targets: Vec<String>,
 }
 
 /// Whether a file is read as a Compose file: `compose*.y*ml` or `docker-compose*.y*ml`.
@@ -177,10 +180,15 @@ pub fn load(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
-    let from_env = env("DEVSTACK_FILE")
-        .or_else(|| env("COMPOSE_FILE"))
+    // Compose reads its own variables from the `.env` of the working folder too (or from the
+    // `--env-file`s instead); the shell wins. The file list is needed before any stack file.
+    let mut early_sources: HashMap<PathBuf, String> = HashMap::new();
+    let (workdir_env, workdir_env_error) = workdir_dotenv(opts, env, &mut early_sources);
+    let compose_var = |k: &str| env(k).or_else(|| workdir_env.get(k).cloned());
+    let from_env = compose_var("DEVSTACK_FILE")
+        .or_else(|| compose_var("COMPOSE_FILE"))
         .filter(|v| !v.trim().is_empty())
-        .map(|v| split_file_list(&v, env("COMPOSE_PATH_SEPARATOR")));
+        .map(|v| split_file_list(&v, compose_var("COMPOSE_PATH_SEPARATOR")));
     let paths: Vec<PathBuf> = if !opts.files.is_empty() {
         opts.files.iter().map(|f| opts.cwd.join(f)).collect()
     } else if let Some(files) = from_env {
@@ -201,7 +209,7 @@ pub fn load(
     };
 
     let mut errors = Vec::new();
-    let mut sources: HashMap<PathBuf, String> = HashMap::new();
+    let mut sources: HashMap<PathBuf, String> = early_sources;
     let mut files: Vec<SourceFile> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let shown = shown_path(path, &opts.cwd);
@@ -229,6 +237,11 @@ pub fn load(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| opts.cwd.clone());
+    // The same file beside the stack file (or given with `--env-file`) is read again below,
+    // and its problem reported there.
+    if opts.env_files.is_empty() && !same_dir(&root, &opts.cwd) {
+        errors.extend(workdir_env_error);
+    }
     let fail = |diags: Vec<Diagnostic>, files: &[SourceFile], sources: HashMap<PathBuf, String>| {
         let mut diagnostics: Vec<Diagnostic> =
             diags.into_iter().map(|d| locate_in(d, files)).collect();
@@ -248,7 +261,9 @@ pub fn load(
     };
 
     // `include:` and `extends:` of each file, with the files they name read as stack files.
+    // Their problems do not stop the check: the rest of the file is still read and checked.
     let mut extra_files: Vec<SourceFile> = Vec::new();
+    let mut resolve_errors: Vec<Diagnostic> = Vec::new();
     for f in files.iter_mut() {
         let mut read = |p: &Path| -> Result<Value, Box<Diagnostic>> {
             let shown = shown_path(p, &opts.cwd);
@@ -260,12 +275,20 @@ pub fn load(
                     Ok(v)
                 }
                 Err((diags, text)) => {
-                    if let Some(t) = text {
-                        sources.insert(shown.clone(), t);
-                    }
-                    Err(Box::new(diags.into_iter().next().unwrap_or_else(|| {
+                    let d = diags.into_iter().next().unwrap_or_else(|| {
                         Diagnostic::new(format!("cannot read `{}`", shown.display()))
-                    })))
+                    });
+                    match text {
+                        // A problem inside the other file is shown there.
+                        Some(t) => {
+                            sources.insert(shown.clone(), t);
+                            Err(Box::new(d))
+                        }
+                        // A file that cannot be read is shown where it is named.
+                        None => Err(Box::new(Diagnostic::new(d.message).help(
+                            "check the path; it is relative to the folder of the file that names it",
+                        ))),
+                    }
                 }
             }
         };
@@ -274,11 +297,29 @@ pub fn load(
             &f.dir,
             &mut read,
             merge_service,
-            &mut errors,
+            &mut resolve_errors,
             0,
         );
-        extends::resolve_extends(&mut f.value, &f.dir, &mut read, merge_service, &mut errors);
+        extends::resolve_extends(
+            &mut f.value,
+            &f.dir,
+            &mut read,
+            merge_service,
+            &mut resolve_errors,
+        );
     }
+    // Services whose `extends` failed: reported, and checked on as far as they are written.
+    let unresolved: Vec<String> = resolve_errors
+        .iter()
+        .filter_map(|d| match d.path.as_ref().map(|p| p.0.as_slice()) {
+            Some([Seg::Key(s), Seg::Key(name), Seg::Key(e), ..])
+                if s == "services" && e == "extends" =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
 
     let compose = is_compose_file(&paths[0]);
     let shown = |p: &Path| shown_path(p, &opts.cwd);
@@ -361,18 +402,36 @@ pub fn load(
         &mut errors,
         &mut warnings,
     );
-    if !errors.is_empty() {
+    // Files read for `include:` and `extends:` help to locate problems, after the named ones.
+    files.extend(extra_files);
+    // An env file or a variable that cannot be read leaves text as it was: checking on would
+    // only report what follows from it.
+    let unreadable = !errors.is_empty();
+    errors.extend(resolve_errors);
+    if unreadable {
         return Err(fail(errors, &files, sources));
     }
 
-    // Files read for `include:` and `extends:` help to locate problems, after the named ones.
-    files.extend(extra_files);
-
     let Typed {
         mut raw,
-        broken,
+        mut broken,
         top_level_errors,
     } = typed(merged, &mut errors);
+    if let Some(services) = raw.services.as_mut() {
+        for name in &unresolved {
+            let Some(svc) = services.get_mut(name) else {
+                continue;
+            };
+            // Its own keys are still checked; as a Compose service it is a container even
+            // when the image would have come from the base.
+            if svc.image.is_none() && svc.build.is_none() {
+                svc.image = Some(UNRESOLVED_BASE_IMAGE.to_string());
+            }
+            if !broken.contains(name) {
+                broken.push(name.clone());
+            }
+        }
+    }
 
     // A service's env_files add variables its `environment` does not set; later files win.
     if let Some(services) = raw.services.as_mut() {
@@ -427,13 +486,15 @@ pub fn load(
         }
     }
 
+    // The `.env` beside the stack file first, then the working folder's.
+    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir_env.get(k).cloned());
     let project_override = opts
         .project_name
         .clone()
-        .or_else(|| lookup("COMPOSE_PROJECT_NAME"));
+        .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
     let profiles: Vec<String> = if opts.profiles.is_empty() {
-        lookup("DEVSTACK_PROFILES")
-            .or_else(|| lookup("COMPOSE_PROFILES"))
+        compose_lookup("DEVSTACK_PROFILES")
+            .or_else(|| compose_lookup("COMPOSE_PROFILES"))
             .map(|v| {
                 v.split(',')
                     .map(|p| p.trim().to_string())
@@ -444,6 +505,7 @@ pub fn load(
     } else {
         opts.profiles.clone()
     };
+    let profiles = with_target_profiles(profiles, &opts.targets, raw.services.as_ref());
     let ctx = validate::Context {
         root: &root,
         project_override: project_override.as_deref(),
@@ -466,6 +528,73 @@ pub fn load(
             Err(fail(errors, &files, sources))
         }
     }
+}
+
+/// The active profiles and those of each named service that would otherwise be off, as
+/// Compose enables them: the other services of those profiles become active too, so that a
+/// named service's dependencies in the same profile run with it.
+fn with_target_profiles(
+    mut profiles: Vec<String>,
+    targets: &[String],
+    services: Option<&IndexMap<String, RawService>>,
+) -> Vec<String> {
+    let Some(services) = services else {
+        return profiles;
+    };
+    let active = profiles.clone();
+    for t in targets {
+        let Some(svc) = services.get(t) else {
+            continue; // an unknown name is the command's to report
+        };
+        if svc.profiles.is_empty() || svc.profiles.iter().any(|p| active.contains(p)) {
+            continue;
+        }
+        for p in &svc.profiles {
+            if !profiles.contains(p) {
+                profiles.push(p.clone());
+            }
+        }
+    }
+    profiles
+}
+
+/// The variables of the working folder's `.env` (or of the `--env-file`s, later files
+/// winning), for Compose's own variables, and the first problem reading them.
+fn workdir_dotenv(
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+    sources: &mut HashMap<PathBuf, String>,
+) -> (IndexMap<String, String>, Option<Diagnostic>) {
+    let paths: Vec<PathBuf> = if opts.env_files.is_empty() {
+        vec![opts.cwd.join(".env")]
+    } else {
+        opts.env_files.iter().map(|f| opts.cwd.join(f)).collect()
+    };
+    let mut vars: IndexMap<String, String> = IndexMap::new();
+    let mut problem = None;
+    for p in paths {
+        let read = {
+            let lookup = |k: &str| env(k).or_else(|| vars.get(k).cloned());
+            read_dotenv(&p, &shown_path(&p, &opts.cwd), &lookup, sources)
+        };
+        match read {
+            Ok(Some(v)) => vars.extend(v),
+            // A missing `--env-file` is reported with the other problems.
+            Ok(None) => {}
+            Err(d) => {
+                problem.get_or_insert(d);
+            }
+        }
+    }
+    (vars, problem)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 /// Reads and parses one env file. `Ok(None)`: it does not exist.
@@ -555,6 +684,9 @@ fn strip_extensions(v: &mut Value) {
     }
 }
 
+/// The image a service whose `extends` failed is checked with; it never reaches the stack.
+const UNRESOLVED_BASE_IMAGE: &str = "unresolved-extends-base";
+
 /// What the typed pass made of the merged document.
 struct Typed {
     raw: RawStack,
@@ -632,8 +764,10 @@ fn check_keys(
     ok
 }
 
-/// Reads `map` as `T` key by key, so that every key's problem is reported, not just the first;
-/// keys with problems are removed. Returns whether all were fine.
+/// Reads `map` as `T` key by key, so that every key's problem is reported, not just the first.
+/// Within one key every problem is reported too: the value at fault is taken out and the key
+/// read again, until what is left reads. A key that still cannot be read is removed; otherwise
+/// what is left stays, so that later checks see the rest of it. Returns whether all were fine.
 fn check_values<T: serde::de::DeserializeOwned>(
     map: &mut serde_yaml::Mapping,
     base: &KeyPath,
@@ -641,20 +775,148 @@ fn check_values<T: serde::de::DeserializeOwned>(
 ) -> bool {
     let mut ok = true;
     map.retain(|k, v| {
-        let mut single = serde_yaml::Mapping::new();
-        single.insert(k.clone(), v.clone());
-        match serde_path_to_error::deserialize::<_, T>(Value::Mapping(single)) {
-            Ok(_) => true,
-            Err(e) => {
-                let mut path = base.clone();
-                path.0.extend(KeyPath::from(e.path()).0);
-                errors.push(translate_serde_error(&e.inner().to_string(), path));
-                ok = false;
-                false
+        let (problems, kept) = problems_in_key::<T>(k, v);
+        for (path, message) in problems {
+            let mut full = base.clone();
+            full.0.extend(path.0);
+            errors.push(translate_serde_error(&message, full));
+            ok = false;
+        }
+        match kept {
+            Some(cleaned) => {
+                *v = cleaned;
+                true
             }
+            None => false,
         }
     });
     ok
+}
+
+/// At most this many problems are reported within one key.
+const MAX_PROBLEMS_PER_KEY: usize = 32;
+
+/// Every problem serde finds in `key: value` read as part of `T`, with its path (starting at
+/// `key`) and serde's message, and the value with the faulty parts taken out if what is left
+/// reads (`None`: the key as a whole is at fault).
+fn problems_in_key<T: serde::de::DeserializeOwned>(
+    key: &Value,
+    value: &Value,
+) -> (Vec<(KeyPath, String)>, Option<Value>) {
+    let name = key_name(key);
+    let mut current = value.clone();
+    let mut problems = Vec::new();
+    // Paths taken out so far, as written in the file (indices before any removal).
+    let mut removed: Vec<KeyPath> = Vec::new();
+    let mut keep = true;
+    for _ in 0..MAX_PROBLEMS_PER_KEY {
+        let mut single = serde_yaml::Mapping::new();
+        single.insert(key.clone(), current.clone());
+        let err = match serde_path_to_error::deserialize::<_, T>(Value::Mapping(single)) {
+            Ok(_) => {
+                return (problems, keep.then_some(current));
+            }
+            Err(e) => e,
+        };
+        let message = err.inner().to_string();
+        let exact = err.path().iter().all(|s| {
+            matches!(
+                s,
+                serde_path_to_error::Segment::Map { .. } | serde_path_to_error::Segment::Seq { .. }
+            )
+        });
+        let here = KeyPath::from(err.path());
+        let written = as_written(&here, &removed);
+        // A problem at or above a part already taken out follows from taking it out
+        // (`missing field` once a bad required value is gone): not a problem of its own.
+        let follows = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            Some(field) => removed.contains(&written.key(field)),
+            None => removed.iter().any(|r| r.0.starts_with(&written.0)),
+        };
+        if !follows {
+            let shown = if written.is_root() {
+                KeyPath::root().key(name.clone())
+            } else {
+                written.clone()
+            };
+            problems.push((shown, message));
+        }
+        // The key itself is at fault, or the path cannot be followed: nothing to keep.
+        let inside_key = written.0.len() > 1 && written.0.first() == Some(&Seg::Key(name.clone()));
+        if !exact || !inside_key || !remove_at(&mut current, &here.0[1..]) {
+            return (problems, None);
+        }
+        if matches!(written.0.last(), Some(Seg::Index(_))) {
+            // Later items of that list moved up: what is left would be checked at the wrong
+            // index, so only serde's reading goes on, and nothing is kept.
+            keep = false;
+        }
+        removed.push(written);
+    }
+    (problems, None)
+}
+
+/// `path` in the value as it is now, as the file wrote it: each index moves past the items
+/// of the same list taken out before it.
+fn as_written(path: &KeyPath, removed: &[KeyPath]) -> KeyPath {
+    let mut out = KeyPath::root();
+    for seg in &path.0 {
+        match seg {
+            Seg::Key(k) => out = out.key(k.clone()),
+            Seg::Index(i) => {
+                let mut gone: Vec<usize> = removed
+                    .iter()
+                    .filter(|r| r.0.len() == out.0.len() + 1 && r.0.starts_with(&out.0))
+                    .filter_map(|r| match r.0.last() {
+                        Some(Seg::Index(j)) => Some(*j),
+                        _ => None,
+                    })
+                    .collect();
+                gone.sort_unstable();
+                let mut at = *i;
+                for g in gone {
+                    if g <= at {
+                        at += 1;
+                    }
+                }
+                out = out.index(at);
+            }
+        }
+    }
+    out
+}
+
+/// Takes the value at `path` out of `v`. False when the path leads nowhere.
+fn remove_at(v: &mut Value, path: &[Seg]) -> bool {
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    match (v, first) {
+        (Value::Mapping(m), Seg::Key(k)) => {
+            let Some(found) = m.keys().find(|mk| key_name(mk) == *k).cloned() else {
+                return false;
+            };
+            if rest.is_empty() {
+                m.remove(&found).is_some()
+            } else {
+                m.get_mut(&found)
+                    .is_some_and(|inner| remove_at(inner, rest))
+            }
+        }
+        (Value::Sequence(items), Seg::Index(i)) if *i < items.len() => {
+            if rest.is_empty() {
+                items.remove(*i);
+                true
+            } else {
+                remove_at(&mut items[*i], rest)
+            }
+        }
+        (Value::Tagged(t), _) => remove_at(&mut t.value, path),
+        _ => false,
+    }
 }
 
 /// The typed pass. Every key of the top level and of each service is checked on its own, so
@@ -1656,6 +1918,54 @@ mod tests {
             merge_top(&mut b, yaml(over));
             drop_merge_tags(&mut b);
             assert_eq!(b, yaml(want), "{base} + {over}");
+        }
+    }
+
+    #[test]
+    fn every_problem_within_one_key_is_found() {
+        // (key, value, the problems' paths, whether what is left is kept)
+        let cases: &[(&str, &str, &[&str], bool)] = &[
+            ("image", "nginx", &[], true),
+            // several unknown keys at different depths of one key
+            (
+                "deploy",
+                "{resources: {limits: {pidz: 3, memry: 1g}}, replicas: 2}",
+                &[
+                    "deploy.resources.limits.pidz",
+                    "deploy.resources.limits.memry",
+                    "deploy.replicas",
+                ],
+                true,
+            ),
+            (
+                "healthcheck",
+                "{test: [CMD, x], retriez: 3, intervl: 5s}",
+                &["healthcheck.retriez", "healthcheck.intervl"],
+                true,
+            ),
+            // a bad item of a list: later items keep their index as written
+            (
+                "ports",
+                "[[1, 2], {target: 81, y: 2}, [3], {target: 82, z: 1}]",
+                &["ports[0]", "ports[1].y", "ports[2]", "ports[3].z"],
+                false,
+            ),
+            // a required value of the wrong type is one problem, not two
+            (
+                "ports",
+                "[{target: [1], published: 8080}, {published: 1, x: 1}]",
+                &["ports[0].target", "ports[1].x", "ports[1]"],
+                false,
+            ),
+            // the key as a whole is wrong
+            ("ports", "5432", &["ports"], false),
+        ];
+        for (key, value, want, kept) in cases {
+            let (problems, left) =
+                problems_in_key::<RawService>(&Value::String(key.to_string()), &yaml(value));
+            let paths: Vec<String> = problems.iter().map(|(p, _)| p.to_string()).collect();
+            assert_eq!(&paths, want, "{key}: {value}");
+            assert_eq!(left.is_some(), *kept, "{key}: {value}");
         }
     }
 

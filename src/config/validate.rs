@@ -1728,11 +1728,14 @@ fn readiness(
     .collect();
     match given.len() {
         0 => {
-            c.err(
-                Diagnostic::new(format!("`ready` of service `{name}` has no probe"))
-                    .at(path.clone())
-                    .help(format!("give exactly one of {}", list(PROBE_KINDS))),
-            );
+            // A misspelt probe kind, reported already, leaves a `ready` without one.
+            if !c.ctx.broken.iter().any(|b| b == name) {
+                c.err(
+                    Diagnostic::new(format!("`ready` of service `{name}` has no probe"))
+                        .at(path.clone())
+                        .help(format!("give exactly one of {}", list(PROBE_KINDS))),
+                );
+            }
             return None;
         }
         1 => {}

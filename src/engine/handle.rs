@@ -2,7 +2,7 @@
 //! channel, the current state of every service is a snapshot, and the stream of typed events
 //! (lines included) is a subscription. No shared mutable state: the engine owns everything.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::event::ServiceState;
@@ -10,20 +10,50 @@ use crate::kernel::Command;
 use crate::logs::mux::Published;
 
 /// One service as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub service: String,
     /// `container` or `process`.
-    pub kind: &'static str,
+    pub kind: String,
+    #[serde(flatten)]
     pub state: ServiceState,
     pub restarts: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Which start of the service this is: a restart gives a higher one.
+    pub epoch: u64,
+    /// An instance exists (a process group or a running container).
+    pub running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// Milliseconds since the Unix epoch of the current instance's start.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
+    /// Published ports as they really are on the host (also under `--free-ports`).
+    pub ports: Vec<PortView>,
+}
+
+/// One published port of a running stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    pub host_ip: std::net::IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: crate::config::Protocol,
+}
+
+impl std::fmt::Display for PortView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}",
+            self.host_ip, self.host_port, self.container_port
+        )?;
+        if self.protocol == crate::config::Protocol::Udp {
+            f.write_str("/udp")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone)]

@@ -8,6 +8,7 @@ pub mod build;
 pub mod develop;
 pub mod down;
 pub mod handle;
+pub mod host;
 pub mod prepare;
 pub mod probe;
 #[cfg(test)]
@@ -21,7 +22,8 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 pub use build::{BuildFailure, BuildFlags};
 pub use down::{down, DownReport, DownRequest};
-pub use handle::{channel, Inbox, ServiceStatus, StackHandle};
+pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
+pub use host::{Host, ProcessHost};
 
 use crate::config::{Service, Stack};
 use crate::event::StackEvent;
@@ -82,7 +84,7 @@ pub struct PortConflict {
     pub holder: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotReadyReport {
     pub service: String,
     pub probe: String,
@@ -111,49 +113,10 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn unix_ms() -> u64 {
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Ends what a killed devstack left of this project's processes: the groups in the state file
-/// and anything marked as one of its services. Before the port preflight, so a leftover is
-/// never blamed for holding a port.
-async fn end_leftovers(stack: &Stack, selected: &[String], state: &StateFile, logs: &LogHandle) {
-    for e in crate::process::state::reap_leftovers(state).await {
-        logs.event(
-            &e.service,
-            format!("ended pid {} left running by a previous run", e.pid),
-        )
-        .await;
-    }
-    let marks: Vec<(String, String)> = selected
-        .iter()
-        .filter(|s| !stack.services[s.as_str()].is_container())
-        .map(|s| (s.clone(), crate::process::mark(&stack.name, s)))
-        .collect();
-    let ended = tokio::task::spawn_blocking(move || {
-        marks
-            .into_iter()
-            .map(|(s, m)| {
-                (
-                    s,
-                    crate::process::end_marked(&m, libc::SIGTERM, Duration::from_secs(3), &[]),
-                )
-            })
-            .filter(|(_, n)| *n > 0)
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    for (service, n) in ended {
-        logs.event(
-            &service,
-            format!("ended {n} process(es) left running by a previous run"),
-        )
-        .await;
-    }
 }
 
 /// Things worth saying before start: containers of services no longer in the stack, and ports
@@ -196,8 +159,9 @@ async fn warnings(
     }
 }
 
-struct Units<R> {
+struct Units<R, H> {
     rt: R,
+    host: H,
     stack_name: String,
     ports: HostPorts,
     specs: indexmap::IndexMap<String, crate::runtime::ContainerSpec>,
@@ -209,7 +173,7 @@ struct Units<R> {
     live: HashMap<String, (UnitHandle, JoinHandle<()>)>,
 }
 
-impl<R: ContainerRuntime> Units<R> {
+impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
     fn get(&mut self, svc: &Service) -> &UnitHandle {
         if !self.live.contains_key(&svc.name) {
             let unit = if svc.is_container() {
@@ -226,7 +190,7 @@ impl<R: ContainerRuntime> Units<R> {
                     events: self.events.clone(),
                 })
             } else {
-                unit::process::spawn(unit::process::ProcessSetup {
+                self.host.unit(unit::process::ProcessSetup {
                     project: self.stack_name.clone(),
                     svc: svc.clone(),
                     ports: self.ports.clone(),
@@ -262,6 +226,17 @@ impl<R: ContainerRuntime> Units<R> {
 /// command, the end of `then`, or a failure during start-up (everything started is stopped).
 pub async fn up<R: ContainerRuntime>(
     rt: &R,
+    req: UpRequest<'_>,
+    logs: LogHandle,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<UpOutcome, UpError> {
+    up_with(rt, &Host, req, logs, interrupts).await
+}
+
+/// [`up`] with native services run by `host` (the engine's tests pass a fake).
+pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
+    rt: &R,
+    host: &H,
     mut req: UpRequest<'_>,
     logs: LogHandle,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
@@ -285,7 +260,14 @@ pub async fn up<R: ContainerRuntime>(
         ))));
     }
     if has_processes {
-        end_leftovers(stack, &req.selected, &req.state, &logs).await;
+        let processes: Vec<String> = req
+            .selected
+            .iter()
+            .filter(|s| !stack.services[s.as_str()].is_container())
+            .cloned()
+            .collect();
+        host.end_leftovers(stack, &processes, &req.state, &logs)
+            .await;
     }
     let mut prepared = tokio::select! {
         p = prepare::prepare(rt, stack, &req.selected, req.port_mode, req.build, &logs) => p?,
@@ -293,7 +275,7 @@ pub async fn up<R: ContainerRuntime>(
     };
     warnings(stack, &req.selected, &prepared, &logs).await;
     if has_processes {
-        crate::process::become_subreaper();
+        host.become_subreaper();
     }
 
     let own_files = req.state.path().parent().map(std::path::Path::to_path_buf);
@@ -334,10 +316,10 @@ pub async fn up<R: ContainerRuntime>(
             });
         }
         if !specs.is_empty() {
-            let (w, rx) = crate::watch::Watcher::start(specs).map_err(|e| {
+            let (w, rx) = host.watch(specs).map_err(|e| {
                 UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
             })?;
-            watcher = Some(w);
+            watcher = w;
             changes = Some(rx);
         }
     }
@@ -346,6 +328,7 @@ pub async fn up<R: ContainerRuntime>(
     let (input_tx, mut input_rx) = mpsc::unbounded_channel::<Input>();
     let mut units = Units {
         rt: rt.clone(),
+        host: host.clone(),
         stack_name: stack.name.clone(),
         ports: prepared.ports.clone(),
         specs: prepared.specs.clone(),
@@ -507,12 +490,29 @@ pub async fn up<R: ContainerRuntime>(
                     let inst = instances.get(v.service);
                     ServiceStatus {
                         service: v.service.to_string(),
-                        kind: stack.services[v.service].kind_name(),
+                        kind: stack.services[v.service].kind_name().to_string(),
                         state: v.state.clone(),
                         restarts: v.restarts,
+                        epoch: v.epoch,
+                        running: v.running,
                         pid: inst.and_then(|i| i.0).filter(|_| v.running),
                         container: inst.and_then(|i| i.1.clone()),
                         started_at_ms: inst.map(|i| i.2).filter(|_| v.running),
+                        ports: prepared
+                            .ports
+                            .0
+                            .get(v.service)
+                            .map(|ps| {
+                                ps.iter()
+                                    .map(|p| handle::PortView {
+                                        host_ip: p.host_ip,
+                                        host_port: p.host_port,
+                                        container_port: p.container_port,
+                                        protocol: p.protocol,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     }
                 })
                 .collect();
@@ -703,7 +703,7 @@ pub async fn up<R: ContainerRuntime>(
             }
             _ = reaper.tick() => {
                 if has_processes {
-                    let _ = tokio::task::spawn_blocking(crate::process::reap_orphans).await;
+                    host.reap_orphans().await;
                 }
                 continue;
             }

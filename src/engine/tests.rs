@@ -1,6 +1,9 @@
 //! The engine with a recording fake container runtime and paused time: the order of what it
 //! asks the runtime, and the outcome, for start-up, a crash after start-up, commands, abort and
-//! shutdown. No real time passes and no Docker engine is involved.
+//! shutdown. No real time passes and no Docker engine is involved. Native services run against
+//! a fake process host (`processes`).
+
+mod processes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -238,6 +241,9 @@ impl ContainerRuntime for Fake {
     async fn remove_volume(&self, _name: &str) -> RtResult<()> {
         Ok(())
     }
+    async fn usage(&self, _id: &str) -> RtResult<crate::runtime::UsageSample> {
+        Ok(crate::runtime::UsageSample::default())
+    }
 }
 
 /// A stream that ends when every sender is gone (the container stopped).
@@ -253,19 +259,28 @@ fn logs() -> (LogHandle, std::thread::JoinHandle<()>) {
 
 struct Harness {
     fake: Fake,
+    host: processes::FakeHost,
     handle: StackHandle,
     signals: mpsc::UnboundedSender<()>,
     run: tokio::task::JoinHandle<std::result::Result<UpOutcome, UpError>>,
     events: tokio::sync::broadcast::Receiver<crate::logs::mux::Published>,
+    /// Every event published so far (see [`Harness::outcome`]).
+    seen: Vec<StackEvent>,
 }
 
 fn start(yaml: &str, fake: Fake) -> Harness {
+    start_with(yaml, fake, processes::FakeHost::default(), false)
+}
+
+/// With native services run by `host`, and their file changes sent by it when `watch`.
+fn start_with(yaml: &str, fake: Fake, host: processes::FakeHost, watch: bool) -> Harness {
     let stack = test_stack(yaml);
     let (logs, _writer) = logs();
     let (handle, inbox) = channel(logs.fanout());
     let events = logs.subscribe();
     let (signals, mut sig_rx) = mpsc::unbounded_channel();
     let rt = fake.clone();
+    let processes = host.clone();
     let run = tokio::spawn(async move {
         let selected: Vec<String> = stack.services.keys().cloned().collect();
         let state = tempfile::tempdir().unwrap();
@@ -274,20 +289,22 @@ fn start(yaml: &str, fake: Fake) -> Harness {
             selected,
             wait: false,
             port_mode: PortMode::AsWritten,
-            watch: false,
+            watch,
             state: StateFile::new(state.path().join("processes.json")),
             then: None,
             inbox: Some(inbox),
             build: Default::default(),
         };
-        up(&rt, req, logs, &mut sig_rx).await
+        up_with(&rt, &processes, req, logs, &mut sig_rx).await
     });
     Harness {
         fake,
+        host,
         handle,
         signals,
         run,
         events,
+        seen: Vec::new(),
     }
 }
 
@@ -301,6 +318,7 @@ impl Harness {
     async fn until_with(&mut self, service: &str, name: &str, restarts: u32) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         loop {
+            self.drain();
             if self
                 .handle
                 .snapshot()
@@ -311,12 +329,41 @@ impl Harness {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "`{service}` never got `{name}`: {:?} after {:?}",
+                "`{service}` never got `{name}`: {:?} after {:?} {:?}",
                 self.handle.snapshot(),
-                self.fake.calls()
+                self.fake.calls(),
+                self.host.calls()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// What the snapshot says of `service`.
+    fn status(&self, service: &str) -> ServiceStatus {
+        self.handle
+            .snapshot()
+            .into_iter()
+            .find(|s| s.service == service)
+            .expect("a selected service")
+    }
+
+    fn drain(&mut self) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match self.events.try_recv() {
+                Ok(crate::logs::mux::Published::Event { event, .. }) => self.seen.push(event),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(n)) => panic!("the test lost {n} events"),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Ends the run: the outcome, and every event published.
+    async fn outcome(mut self) -> (std::result::Result<UpOutcome, UpError>, Vec<StackEvent>) {
+        let outcome = (&mut self.run).await.expect("the run did not panic");
+        self.drain();
+        (outcome, self.seen)
     }
 }
 
@@ -369,16 +416,9 @@ async fn starts_in_order_restarts_a_crashed_container_and_stops_dependents_first
     h.until("db", "ready").await;
 
     h.signals.send(()).unwrap();
-    let events_rx = &mut h.events;
-    let mut events = Vec::new();
-    let outcome = h.run.await.unwrap();
+    let (outcome, events) = h.outcome().await;
     assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
     assert_eq!(fake.calls().last().unwrap(), "stop db");
-    while let Ok(p) = events_rx.try_recv() {
-        if let crate::logs::mux::Published::Event { event, .. } = p {
-            events.push(event);
-        }
-    }
     assert!(events
         .iter()
         .any(|e| matches!(e, StackEvent::Backoff { service, code: 137, .. } if service == "db")));

@@ -206,6 +206,8 @@ pub struct NodeView<'a> {
     pub restarts: u32,
     pub running: bool,
     pub started_at: Option<Instant>,
+    /// Which start of the service this is; a restart gives a higher one.
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +292,7 @@ impl Kernel {
             restarts: n.restarts,
             running: n.running,
             started_at: n.started_at,
+            epoch: n.epoch,
         })
     }
 

@@ -54,6 +54,14 @@ pub fn event_records(at: std::time::SystemTime, event: &crate::event::StackEvent
         .collect()
 }
 
+fn stream_name(s: Stream) -> &'static str {
+    match s {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+        Stream::Event => "event",
+    }
+}
+
 impl Record {
     pub fn of(line: &LogLine) -> Self {
         Record {
@@ -63,12 +71,7 @@ impl Record {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             service: line.source.clone(),
-            stream: match line.stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-                Stream::Event => "event",
-            }
-            .to_string(),
+            stream: stream_name(line.stream).to_string(),
             text: line.text.clone(),
             event: None,
         }
@@ -113,19 +116,42 @@ impl LogFiles {
     }
 
     pub fn write(&mut self, line: &LogLine) -> std::io::Result<()> {
-        self.write_record(&Record::of(line))
+        /// A [`Record`] of borrowed parts: no copy of the line to store it.
+        #[derive(Serialize)]
+        struct LineRecord<'a> {
+            t: u64,
+            service: &'a str,
+            stream: &'a str,
+            text: &'a str,
+        }
+        let mut text = serde_json::to_string(&LineRecord {
+            t: line
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            service: &line.source,
+            stream: stream_name(line.stream),
+            text: &line.text,
+        })
+        .map_err(std::io::Error::other)?;
+        text.push('\n');
+        self.append(&line.source, &text)
     }
 
     pub fn write_record(&mut self, rec: &Record) -> std::io::Result<()> {
         let mut text = serde_json::to_string(rec).map_err(std::io::Error::other)?;
         text.push('\n');
-        let source = &rec.service;
-        let path = path_of(&self.dir, source);
+        self.append(&rec.service, &text)
+    }
+
+    fn append(&mut self, source: &str, text: &str) -> std::io::Result<()> {
         if !self.open.contains_key(source) {
+            let path = path_of(&self.dir, source);
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
             self.open.insert(
-                source.clone(),
+                source.to_string(),
                 Open {
                     file: BufWriter::new(file),
                     size,
@@ -136,6 +162,7 @@ impl LogFiles {
             return Ok(());
         };
         if o.size + text.len() as u64 > ROTATE_AT {
+            let path = path_of(&self.dir, source);
             o.file.flush()?;
             fs::rename(&path, path.with_extension("log.1"))?;
             let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -171,6 +198,42 @@ pub fn read(dir: &Path, service: &str) -> Vec<Record> {
     out
 }
 
+/// Which stored records `logs` (and the MCP `logs` tool) show.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only records at or after this time (ms since the epoch).
+    pub since_ms: Option<u64>,
+    /// Only records whose text matches.
+    pub grep: Option<regex::Regex>,
+    /// Only the last N of each service.
+    pub tail: Option<usize>,
+}
+
+impl Filter {
+    /// Whether a record passes the time and text conditions (not `tail`). Pure.
+    pub fn matches(&self, r: &Record) -> bool {
+        self.since_ms.is_none_or(|s| r.t >= s)
+            && self.grep.as_ref().is_none_or(|g| g.is_match(&r.text))
+    }
+}
+
+/// The records of `services` that pass `filter`, merged by time.
+pub fn select(dir: &Path, services: &[String], filter: &Filter) -> Vec<Record> {
+    let mut out = Vec::new();
+    for s in services {
+        let mut rs: Vec<Record> = read(dir, s)
+            .into_iter()
+            .filter(|r| filter.matches(r))
+            .collect();
+        if let Some(k) = filter.tail {
+            rs.drain(..rs.len().saturating_sub(k));
+        }
+        out.extend(rs);
+    }
+    out.sort_by_key(|r| r.t);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +256,57 @@ mod tests {
         assert_eq!(got[0].to_line(), line);
         assert_eq!(got[1].stream, "event");
         assert!(read(dir.path(), "nope").is_empty());
+    }
+
+    #[test]
+    fn select_filters_by_time_text_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = LogFiles::new(dir.path().to_path_buf()).unwrap();
+        for (t, svc, text) in [
+            (1, "a", "boot"),
+            (2, "b", "error: x"),
+            (3, "a", "error: y"),
+            (4, "a", "error: z"),
+        ] {
+            files
+                .write(&LogLine {
+                    at: UNIX_EPOCH + std::time::Duration::from_millis(t),
+                    source: svc.into(),
+                    stream: Stream::Stdout,
+                    text: text.into(),
+                })
+                .unwrap();
+        }
+        files.flush();
+        let both = ["a".to_string(), "b".to_string()];
+        let texts = |f: Filter| -> Vec<String> {
+            select(dir.path(), &both, &f)
+                .into_iter()
+                .map(|r| r.text)
+                .collect()
+        };
+        let grep = Some(regex::Regex::new("^error").unwrap());
+        assert_eq!(
+            texts(Filter {
+                grep: grep.clone(),
+                ..Filter::default()
+            }),
+            ["error: x", "error: y", "error: z"]
+        );
+        assert_eq!(
+            texts(Filter {
+                grep,
+                tail: Some(1),
+                since_ms: None
+            }),
+            ["error: x", "error: z"]
+        );
+        assert_eq!(
+            texts(Filter {
+                since_ms: Some(3),
+                ..Filter::default()
+            }),
+            ["error: y", "error: z"]
+        );
     }
 }

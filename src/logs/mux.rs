@@ -32,6 +32,8 @@ const CHANNEL: usize = 1024;
 
 enum LogMsg {
     Line(LogLine),
+    /// The lines of one chunk of output: one message for many lines.
+    Lines(Vec<LogLine>),
     Event(std::time::SystemTime, StackEvent),
     Tail {
         source: String,
@@ -53,6 +55,13 @@ impl LogHandle {
     pub async fn line(&self, line: LogLine) {
         // The mux only closes at exit, when nobody reads lines any more.
         let _ = self.tx.send(LogMsg::Line(line)).await;
+    }
+
+    /// Sends the lines of one chunk at once (one channel message, however many lines).
+    pub async fn lines(&self, lines: Vec<LogLine>) {
+        if !lines.is_empty() {
+            let _ = self.tx.send(LogMsg::Lines(lines)).await;
+        }
     }
 
     /// devstack's own note about `source` (`devstack` for the whole stack).
@@ -115,6 +124,68 @@ pub enum Format {
     Json,
 }
 
+/// Rendered output is written once it reaches this size, or at the end of a burst: one write
+/// per burst, not per line (stdout is line-buffered, so a write per line is a syscall per line).
+const WRITE_AT: usize = 64 * 1024;
+
+/// What the writer thread owns.
+struct Sink {
+    out: Box<dyn Write + Send>,
+    format: Format,
+    tail_len: usize,
+    tails: HashMap<String, VecDeque<String>>,
+    files: Option<super::files::LogFiles>,
+    fanout: broadcast::Sender<Published>,
+    /// Rendered text not written yet.
+    pending: String,
+    /// The output is gone (stdout piped into `head`): the stack keeps running regardless.
+    broken: bool,
+}
+
+impl Sink {
+    fn write_out(&mut self) {
+        if !self.pending.is_empty() && !self.broken {
+            self.broken = self
+                .out
+                .write_all(self.pending.as_bytes())
+                .and_then(|()| self.out.flush())
+                .is_err();
+        }
+        self.pending.clear();
+    }
+}
+
+fn on_line(line: LogLine, sink: &mut Sink) {
+    if line.stream != Stream::Event {
+        let t = match sink.tails.get_mut(&line.source) {
+            Some(t) => t,
+            None => sink.tails.entry(line.source.clone()).or_default(),
+        };
+        if t.len() == sink.tail_len {
+            t.pop_front();
+        }
+        t.push_back(line.text.clone());
+    }
+    if let Some(f) = sink.files.as_mut() {
+        if let Err(e) = f.write(&line) {
+            tracing::warn!("cannot write log file: {e}; log files are off");
+            sink.files = None;
+        }
+    }
+    if !sink.broken {
+        match &sink.format {
+            Format::Text(r) => r.render_into(&line, &mut sink.pending),
+            Format::Json => sink.pending.push_str(
+                &serde_json::to_string(&super::files::Record::of(&line)).unwrap_or_default(),
+            ),
+        }
+        sink.pending.push('\n');
+    }
+    if sink.fanout.receiver_count() > 0 {
+        let _ = sink.fanout.send(Published::Line(line));
+    }
+}
+
 /// Starts the writer thread. It ends when every handle is dropped. With `files`, every line also
 /// goes to its service's log file in that folder.
 pub fn spawn(
@@ -128,7 +199,7 @@ pub fn spawn(
 
 /// [`spawn`], masking the secret values `redact` knows in every event.
 pub fn spawn_with(
-    mut out: Box<dyn Write + Send>,
+    out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,
     files: Option<std::path::PathBuf>,
@@ -140,15 +211,23 @@ pub fn spawn_with(
     let thread = std::thread::Builder::new()
         .name("devstack-logs".into())
         .spawn(move || {
-            let mut tails: HashMap<String, VecDeque<String>> = HashMap::new();
-            let mut broken = false;
-            let mut files = files.and_then(|dir| match super::files::LogFiles::new(dir.clone()) {
+            let files = files.and_then(|dir| match super::files::LogFiles::new(dir.clone()) {
                 Ok(f) => Some(f),
                 Err(e) => {
                     tracing::warn!("cannot write log files in `{}`: {e}", dir.display());
                     None
                 }
             });
+            let mut sink = Sink {
+                out,
+                format,
+                tail_len,
+                tails: HashMap::new(),
+                files,
+                fanout,
+                pending: String::new(),
+                broken: false,
+            };
             while let Some(msg) = rx.blocking_recv() {
                 let mut next = Some(msg);
                 // Drain what is queued before flushing: one write per burst, not per line.
@@ -156,29 +235,32 @@ pub fn spawn_with(
                     match msg {
                         LogMsg::Event(at, event) => {
                             let stateful = matches!(event, StackEvent::State { .. });
-                            if let Some(f) = files.as_mut().filter(|_| !stateful) {
+                            if let Some(f) = sink.files.as_mut().filter(|_| !stateful) {
                                 for rec in super::files::event_records(at, &event) {
                                     if let Err(e) = f.write_record(&rec) {
                                         tracing::warn!(
                                             "cannot write log file: {e}; log files are off"
                                         );
-                                        files = None;
+                                        sink.files = None;
                                         break;
                                     }
                                 }
                             }
-                            if !broken {
-                                let mut text = String::new();
-                                match &format {
+                            if !sink.broken {
+                                let text = &mut sink.pending;
+                                match &sink.format {
                                     Format::Text(r) => {
                                         let source = event.service().unwrap_or("devstack");
                                         for l in event.text_lines() {
-                                            text.push_str(&r.render(&LogLine {
-                                                at,
-                                                source: source.to_string(),
-                                                stream: Stream::Event,
-                                                text: l,
-                                            }));
+                                            r.render_into(
+                                                &LogLine {
+                                                    at,
+                                                    source: source.to_string(),
+                                                    stream: Stream::Event,
+                                                    text: l,
+                                                },
+                                                text,
+                                            );
                                             text.push('\n');
                                         }
                                     }
@@ -187,72 +269,51 @@ pub fn spawn_with(
                                             .into_iter()
                                             .take(1)
                                         {
-                                            text = serde_json::to_string(&rec).unwrap_or_default();
+                                            text.push_str(
+                                                &serde_json::to_string(&rec).unwrap_or_default(),
+                                            );
                                             text.push('\n');
                                         }
                                     }
                                 }
-                                broken = out.write_all(text.as_bytes()).is_err();
                             }
-                            if fanout.receiver_count() > 0 {
-                                let _ = fanout.send(Published::Event { at, event });
+                            if sink.fanout.receiver_count() > 0 {
+                                let _ = sink.fanout.send(Published::Event { at, event });
                             }
                         }
-                        LogMsg::Line(line) => {
-                            if line.stream != Stream::Event {
-                                let t = tails.entry(line.source.clone()).or_default();
-                                if t.len() == tail_len {
-                                    t.pop_front();
-                                }
-                                t.push_back(line.text.clone());
-                            }
-                            if let Some(f) = files.as_mut() {
-                                if let Err(e) = f.write(&line) {
-                                    tracing::warn!("cannot write log file: {e}; log files are off");
-                                    files = None;
-                                }
-                            }
-                            if !broken {
-                                let mut text = match &format {
-                                    Format::Text(r) => r.render(&line),
-                                    Format::Json => {
-                                        serde_json::to_string(&super::files::Record::of(&line))
-                                            .unwrap_or_default()
-                                    }
-                                };
-                                text.push('\n');
-                                // A closed stdout (piped into `head`) must not stop the stack.
-                                broken = out.write_all(text.as_bytes()).is_err();
-                            }
-                            if fanout.receiver_count() > 0 {
-                                let _ = fanout.send(Published::Line(line));
+                        LogMsg::Line(line) => on_line(line, &mut sink),
+                        LogMsg::Lines(lines) => {
+                            for line in lines {
+                                on_line(line, &mut sink);
                             }
                         }
                         LogMsg::Tail { source, reply } => {
-                            let lines = tails
+                            let lines = sink
+                                .tails
                                 .get(&source)
                                 .map(|t| t.iter().cloned().collect())
                                 .unwrap_or_default();
                             let _ = reply.send(lines);
                         }
                         LogMsg::Flush(reply) => {
-                            let _ = out.flush();
-                            if let Some(f) = files.as_mut() {
+                            sink.write_out();
+                            if let Some(f) = sink.files.as_mut() {
                                 f.flush();
                             }
                             let _ = reply.send(());
                         }
                     }
+                    if sink.pending.len() >= WRITE_AT {
+                        sink.write_out();
+                    }
                     next = rx.try_recv().ok();
                 }
-                if !broken {
-                    broken = out.flush().is_err();
-                }
-                if let Some(f) = files.as_mut() {
+                sink.write_out();
+                if let Some(f) = sink.files.as_mut() {
                     f.flush();
                 }
             }
-            let _ = out.flush();
+            sink.write_out();
         })
         .expect("spawning a thread only fails when the OS is out of resources");
     (

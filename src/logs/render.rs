@@ -42,34 +42,69 @@ pub fn clock(at: SystemTime, utc_offset: i64) -> String {
 
 impl Renderer {
     pub fn render(&self, line: &LogLine) -> String {
-        let time = clock(line.at, self.utc_offset);
-        let name = format!("{:<w$}", line.source, w = self.width);
-        // Control characters other than tab would let a service redraw the terminal.
-        let text: String = line
-            .text
-            .chars()
-            .map(|c| {
-                if c.is_control() && c != '\t' {
-                    '\u{fffd}'
-                } else {
-                    c
-                }
-            })
-            .collect();
+        let mut out = String::with_capacity(line.text.len() + self.width + 32);
+        self.render_into(line, &mut out);
+        out
+    }
+
+    /// Appends the rendered line (no newline) to `out`: the log mux renders a whole burst into
+    /// one buffer, without a new string per line.
+    pub fn render_into(&self, line: &LogLine, out: &mut String) {
+        use std::fmt::Write;
+        let since = line.at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let day = (since.as_secs() as i64 + self.utc_offset).rem_euclid(86_400);
         let bar = match line.stream {
             Stream::Event => "▸",
             Stream::Stdout | Stream::Stderr => "|",
         };
+        let c = color_of(&line.source);
         if self.color {
-            let c = color_of(&line.source);
-            match line.stream {
-                Stream::Event => format!(
-                    "\x1b[2m{time}\x1b[0m \x1b[38;5;{c}m{name}\x1b[0m \x1b[1m{bar} {text}\x1b[0m"
-                ),
-                _ => format!("\x1b[2m{time}\x1b[0m \x1b[38;5;{c}m{name} {bar}\x1b[0m {text}"),
-            }
+            out.push_str("\x1b[2m");
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(
+            out,
+            "{:02}:{:02}:{:02}.{:03}",
+            day / 3600,
+            (day / 60) % 60,
+            day % 60,
+            since.subsec_millis()
+        );
+        if self.color {
+            let _ = write!(out, "\x1b[0m \x1b[38;5;{c}m");
         } else {
-            format!("{time} {name} {bar} {text}")
+            out.push(' ');
+        }
+        out.push_str(&line.source);
+        for _ in line.source.chars().count()..self.width {
+            out.push(' ');
+        }
+        match (self.color, line.stream) {
+            (true, Stream::Event) => {
+                let _ = write!(out, "\x1b[0m \x1b[1m{bar} ");
+            }
+            (true, _) => {
+                let _ = write!(out, " {bar}\x1b[0m ");
+            }
+            (false, _) => {
+                out.push(' ');
+                out.push_str(bar);
+                out.push(' ');
+            }
+        }
+        // Control characters other than tab would let a service redraw the terminal.
+        let unsafe_char = |c: char| c.is_control() && c != '\t';
+        if line.text.chars().any(unsafe_char) {
+            out.extend(
+                line.text
+                    .chars()
+                    .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c }),
+            );
+        } else {
+            out.push_str(&line.text);
+        }
+        if self.color && line.stream == Stream::Event {
+            out.push_str("\x1b[0m");
         }
     }
 }

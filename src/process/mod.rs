@@ -67,6 +67,7 @@ pub enum Stopped {
 /// A shell string runs as `/bin/sh -c <string>`: the shell stays in the group, which is what is
 /// signalled. Argv runs directly. `PYTHONUNBUFFERED=1` is set unless `spec.env` sets it, so Python
 /// services' lines arrive as they are printed. stdin is `/dev/null`; stdout and stderr are piped.
+/// Every signal starts at its default disposition, whatever devstack inherited as ignored.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
     let mut cmd = match &spec.command {
         Command::Shell(line) => {
@@ -93,6 +94,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
         .process_group(0)
         // Our own Drop kills the whole group; tokio's would only kill the leader.
         .kill_on_drop(false);
+    unix::default_signals_in_child(&mut cmd);
     let mut inner = cmd.spawn()?;
     let pid = inner
         .id()
@@ -297,6 +299,12 @@ pub fn end_marked(mark: &str, signal: i32, grace: Duration, except: &[u32]) -> u
     }
     unix::reap_orphans();
     found.len()
+}
+
+/// CPU ticks and resident bytes of each of these process groups (one pass over `/proc`;
+/// blocking: call it off the async workers), and the clock ticks per second.
+pub fn group_usage(pgids: &[u32]) -> (std::collections::HashMap<u32, (u64, u64)>, u64) {
+    (unix::group_usage(pgids), unix::ticks_per_second())
 }
 
 /// Whether process group `pgid` still has a running (non-zombie) process.

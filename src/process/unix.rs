@@ -18,6 +18,10 @@ pub(crate) struct ProcStat {
     /// Field 22: start time in clock ticks after boot. With the pid, it names one process for the
     /// whole uptime of the machine, so a reused pid is told apart from the process we recorded.
     pub start_time: u64,
+    /// Fields 14 + 15: CPU time in user and kernel mode, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Field 24: resident pages.
+    pub rss_pages: u64,
 }
 
 impl ProcStat {
@@ -58,7 +62,33 @@ fn parse_stat(text: &str) -> Option<ProcStat> {
         pgrp: fields.get(2)?.parse().ok()?,
         session: fields.get(3)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
+        cpu_ticks: fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+        rss_pages: fields.get(21)?.parse::<i64>().ok()?.max(0) as u64,
     })
+}
+
+/// CPU ticks and resident bytes summed per process group, for the groups asked for: one pass
+/// over `/proc`. Groups with no process are absent.
+pub(crate) fn group_usage(pgids: &[u32]) -> std::collections::HashMap<u32, (u64, u64)> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let mut out = std::collections::HashMap::new();
+    for pid in pids() {
+        let Some(stat) = proc_stat(pid) else { continue };
+        if !stat.is_running() || !pgids.contains(&stat.pgrp) {
+            continue;
+        }
+        let e = out.entry(stat.pgrp).or_insert((0, 0));
+        e.0 += stat.cpu_ticks;
+        e.1 += stat.rss_pages * page;
+    }
+    out
+}
+
+/// Clock ticks per second (`/proc` times are in these).
+pub(crate) fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64
 }
 
 /// The pgid as a `pid_t` that names exactly one other group: positive (0 means our own group and
@@ -177,6 +207,25 @@ pub(crate) fn signal_pid(pid: u32, signal: i32) {
     unsafe { libc::kill(target, signal) };
 }
 
+/// Has every signal at its default disposition in the child `cmd` spawns. An ignored signal
+/// stays ignored across exec, and a shell cannot even trap it: under `nohup` (SIGHUP ignored) or
+/// as a background job of a script (SIGINT and SIGQUIT ignored), devstack would hand that on to
+/// every service, which then never sees a `stop_signal` it relies on and is killed after its
+/// grace. Handlers are reset by exec anyway; only ignored signals need this.
+pub(crate) fn default_signals_in_child(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec. It only calls `signal`, which
+    // is async-signal-safe, allocates nothing and takes no lock. SIGKILL and SIGSTOP cannot be
+    // changed (EINVAL), which is fine: they cannot be ignored either.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in 1..32 {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Makes devstack the reaper of its orphaned descendants (a service's double-forked daemon
 /// becomes devstack's child, not init's), so that nothing of a service escapes it.
 pub(crate) fn set_child_subreaper() -> io::Result<()> {
@@ -241,6 +290,21 @@ mod tests {
             let got = parse_stat(text).map(|s| (s.state, s.pgrp, s.start_time));
             assert_eq!(got, want, "{text}");
         }
+        // utime 7 + stime 3 ticks; 100 resident pages.
+        let s = parse_stat(
+            "1234 (sleep) S 1 1234 1234 0 -1 4194304 100 0 0 0 7 3 0 0 20 0 1 0 987654 1000 100",
+        )
+        .expect("parses");
+        assert_eq!((s.cpu_ticks, s.rss_pages), (10, 100));
+    }
+
+    #[test]
+    fn sums_own_group_usage() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = u32::try_from(unsafe { libc::getpgrp() }).expect("pgid is positive");
+        let usage = group_usage(&[own]);
+        assert!(usage[&own].1 > 0, "the test process itself is resident");
+        assert!(group_usage(&[u32::MAX]).is_empty());
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn service_value(stack: &Stack, svc: &Service, services: &[&Service]) -> Value {
                 m.insert("working_dir".into(), json!(w));
             }
             if !volumes.is_empty() {
-                let vs: Vec<String> = volumes
+                let vs: Vec<Value> = volumes
                     .iter()
                     .map(|v| {
                         let (src, target, ro) = match v {
@@ -177,10 +177,19 @@ fn service_value(stack: &Stack, svc: &Service, services: &[&Service]) -> Value {
                                 target,
                                 read_only,
                             } => (source.display().to_string(), target, *read_only),
-                            Volume::Anonymous { target } => return target.clone(),
-                            Volume::Tmpfs { target, .. } => return format!("tmpfs:{target}"),
+                            Volume::Anonymous { target } => return json!(target),
+                            // The short form has no tmpfs mount (`tmpfs:/x` is a named volume).
+                            Volume::Tmpfs { target, size } => {
+                                let mut long = Map::new();
+                                long.insert("type".into(), json!("tmpfs"));
+                                long.insert("target".into(), json!(target));
+                                if let Some(size) = size {
+                                    long.insert("tmpfs".into(), json!({ "size": size }));
+                                }
+                                return Value::Object(long);
+                            }
                         };
-                        format!("{src}:{target}{}", if ro { ":ro" } else { "" })
+                        json!(format!("{src}:{target}{}", if ro { ":ro" } else { "" }))
                     })
                     .collect();
                 m.insert("volumes".into(), json!(vs));

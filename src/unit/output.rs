@@ -16,6 +16,8 @@ pub struct Pump {
     logs: LogHandle,
     split: LineSplitter,
     matcher: Option<(Regex, mpsc::UnboundedSender<UnitEvent>)>,
+    /// A line matched the readiness pattern; reported once it is in the mux.
+    matched: bool,
 }
 
 impl Pump {
@@ -33,44 +35,59 @@ impl Pump {
             logs,
             split: LineSplitter::default(),
             matcher,
+            matched: false,
         }
     }
 
+    /// The lines these bytes complete go to the mux as one message.
     pub async fn push(&mut self, bytes: &[u8]) {
-        for text in self.split.push(bytes) {
-            self.emit(text).await;
-        }
+        let at = std::time::SystemTime::now();
+        let lines: Vec<LogLine> = self
+            .split
+            .push(bytes)
+            .into_iter()
+            .map(|text| self.line(at, text))
+            .collect();
+        self.logs.lines(lines).await;
+        self.report_match();
     }
 
     /// The last line, even without a newline.
     pub async fn finish(&mut self) {
         if let Some(text) = self.split.finish() {
-            self.emit(text).await;
+            let line = self.line(std::time::SystemTime::now(), text);
+            self.logs.line(line).await;
+            self.report_match();
         }
     }
 
-    async fn emit(&mut self, text: String) {
-        if self
-            .matcher
-            .as_ref()
-            .is_some_and(|(re, _)| re.is_match(&text))
-        {
-            if let Some((_, tx)) = self.matcher.take() {
-                // The engine outlives its units' pumps.
-                let _ = tx.send(UnitEvent::LogMatched {
-                    service: self.service.clone(),
-                    epoch: self.epoch,
-                });
-            }
+    /// Tells the engine about a match once the matching line is in the mux, so the `ready`
+    /// that follows is never shown before the line that caused it.
+    fn report_match(&mut self) {
+        if let Some((_, tx)) = self.matcher.take_if(|(_, _)| self.matched) {
+            // The engine outlives its units' pumps.
+            let _ = tx.send(UnitEvent::LogMatched {
+                service: self.service.clone(),
+                epoch: self.epoch,
+            });
         }
-        self.logs
-            .line(LogLine {
-                at: std::time::SystemTime::now(),
-                source: self.service.clone(),
-                stream: self.stream,
-                text,
-            })
-            .await;
+    }
+
+    fn line(&mut self, at: std::time::SystemTime, text: String) -> LogLine {
+        if !self.matched
+            && self
+                .matcher
+                .as_ref()
+                .is_some_and(|(re, _)| re.is_match(&text))
+        {
+            self.matched = true;
+        }
+        LogLine {
+            at,
+            source: self.service.clone(),
+            stream: self.stream,
+            text,
+        }
     }
 }
 

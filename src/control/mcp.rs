@@ -1,0 +1,407 @@
+//! `devstack mcp`: a Model Context Protocol server over stdio (JSON-RPC 2.0, one message per
+//! line) for coding agents. Its tools talk to the running devstack through the control socket
+//! like any other client; `logs` reads the per-service log files. Every answer is redacted as
+//! `config` redacts, and `--read-only` offers no tool that changes anything.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client;
+use super::protocol::{Reply, Request};
+use crate::config::Stack;
+use crate::error::Error;
+use crate::logs::files::{select, Filter};
+use crate::redact::Redactor;
+
+/// Protocol revisions this server speaks, newest first.
+const PROTOCOL_VERSIONS: [&str; 3] = ["2025-06-18", "2025-03-26", "2024-11-05"];
+/// Lines `logs` returns when the agent does not say.
+const DEFAULT_LIMIT: usize = 100;
+/// How long `restart`/`start`/`wait` wait for ready when the agent does not say.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Mcp<'a> {
+    stack: &'a Stack,
+    state_dir: PathBuf,
+    read_only: bool,
+    redact: Redactor,
+}
+
+/// Why a tool call failed, told to the agent as a tool result with `isError`.
+struct ToolError(String);
+
+impl From<Error> for ToolError {
+    fn from(e: Error) -> Self {
+        ToolError(e.render(false).trim_end().to_string())
+    }
+}
+
+impl<'a> Mcp<'a> {
+    pub fn new(stack: &'a Stack, state_dir: PathBuf, read_only: bool) -> Self {
+        Self {
+            stack,
+            state_dir,
+            read_only,
+            redact: Redactor::new(stack.secret_values.iter().cloned()),
+        }
+    }
+
+    /// Serves until the input ends.
+    pub fn serve(&self, input: impl BufRead, output: &mut dyn Write) -> Result<(), Error> {
+        for line in input.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let reply = match serde_json::from_str::<Value>(&line) {
+                Ok(msg) => self.handle(&msg),
+                Err(e) => Some(error_reply(
+                    Value::Null,
+                    -32700,
+                    &format!("parse error: {e}"),
+                )),
+            };
+            if let Some(reply) = reply {
+                writeln!(output, "{reply}")?;
+                output.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer to one message; `None` for a notification.
+    pub fn handle(&self, msg: &Value) -> Option<Value> {
+        let id = msg.get("id").cloned();
+        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+        let params = msg.get("params").cloned().unwrap_or(Value::Null);
+        let id = id?;
+        let result = match method {
+            "initialize" => {
+                let asked = params
+                    .get("protocolVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let version = PROTOCOL_VERSIONS
+                    .iter()
+                    .find(|v| **v == asked)
+                    .unwrap_or(&PROTOCOL_VERSIONS[0]);
+                json!({
+                    "protocolVersion": version,
+                    "capabilities": { "tools": { "listChanged": false } },
+                    "serverInfo": { "name": "devstack", "version": env!("CARGO_PKG_VERSION") },
+                    "instructions": format!(
+                        "devstack runs the development stack of project `{}`: {}. Use `ps` to see each service's state, `logs` to read output, and{} `wait` to wait for readiness.",
+                        self.stack.name,
+                        self.stack.services.keys().cloned().collect::<Vec<_>>().join(", "),
+                        if self.read_only { "" } else { " `restart`, `stop`, `start` to act on a service, and" },
+                    ),
+                })
+            }
+            "ping" => json!({}),
+            "tools/list" => json!({ "tools": self.tools() }),
+            "tools/call" => {
+                let name = params.get("name").and_then(Value::as_str).unwrap_or("");
+                let args = params.get("arguments").cloned().unwrap_or(json!({}));
+                if !self.tools().iter().any(|t| t["name"] == name) {
+                    return Some(error_reply(id, -32602, &format!("unknown tool `{name}`")));
+                }
+                let (text, is_error) = match self.call(name, &args) {
+                    Ok(v) => (serde_json::to_string_pretty(&v).unwrap_or_default(), false),
+                    Err(ToolError(m)) => (m, true),
+                };
+                json!({
+                    "content": [{ "type": "text", "text": self.redact.apply(&text) }],
+                    "isError": is_error,
+                })
+            }
+            other => {
+                return Some(error_reply(
+                    id,
+                    -32601,
+                    &format!("method `{other}` not found"),
+                ))
+            }
+        };
+        Some(json!({ "jsonrpc": "2.0", "id": id, "result": result }))
+    }
+
+    fn tools(&self) -> Vec<Value> {
+        let services = json!({
+            "type": "string",
+            "description": "a service name",
+            "enum": self.stack.services.keys().collect::<Vec<_>>(),
+        });
+        let timeout = json!({ "type": "string", "description": "how long to wait, e.g. `30s` (default 120s)" });
+        let read = |readonly: bool| json!({ "readOnlyHint": readonly, "openWorldHint": false });
+        let mut tools = vec![
+            json!({
+                "name": "ps",
+                "description": "Every service of the running stack: state (waiting, starting, probing, ready, completed, stopping, backoff, crashed, exited, failed, stopped), restarts, pid or container, host ports, CPU % and resident memory.",
+                "inputSchema": { "type": "object", "properties": {} },
+                "annotations": read(true),
+            }),
+            json!({
+                "name": "logs",
+                "description": "The most recent log lines (output and devstack's events), merged by time.",
+                "inputSchema": { "type": "object", "properties": {
+                    "service": services,
+                    "grep": { "type": "string", "description": "only lines matching this regular expression" },
+                    "since": { "type": "string", "description": "only lines from this long ago on, e.g. `10m`" },
+                    "limit": { "type": "integer", "minimum": 1, "description": "at most this many lines (default 100)" },
+                } },
+                "annotations": read(true),
+            }),
+            json!({
+                "name": "wait",
+                "description": "Wait until services are ready; fails with the probe's last error and the service's last lines if one does not get ready in time.",
+                "inputSchema": { "type": "object", "properties": {
+                    "services": { "type": "array", "items": services, "description": "default: every service" },
+                    "timeout": timeout,
+                } },
+                "annotations": read(true),
+            }),
+            json!({
+                "name": "config",
+                "description": "The resolved stack configuration (files merged, variables interpolated), secrets masked.",
+                "inputSchema": { "type": "object", "properties": {} },
+                "annotations": read(true),
+            }),
+        ];
+        if !self.read_only {
+            for (name, what) in [
+                (
+                    "restart",
+                    "Stop a service and start it again; returns once it is ready again.",
+                ),
+                (
+                    "stop",
+                    "Stop a service (its dependents keep running); returns once it is gone.",
+                ),
+                (
+                    "start",
+                    "Start a service, and first what it depends on; returns once it is ready.",
+                ),
+            ] {
+                tools.push(json!({
+                    "name": name,
+                    "description": what,
+                    "inputSchema": { "type": "object", "properties": { "service": services, "timeout": timeout }, "required": ["service"] },
+                    "annotations": { "readOnlyHint": false, "destructiveHint": name != "start", "idempotentHint": name != "restart", "openWorldHint": false },
+                }));
+            }
+        }
+        tools
+    }
+
+    fn call(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
+        let str_arg = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+        let timeout = match str_arg("timeout") {
+            Some(t) => humantime::parse_duration(&t)
+                .map_err(|e| ToolError(format!("`timeout`: {e} (write e.g. `30s`)")))?,
+            None => DEFAULT_TIMEOUT,
+        };
+        match name {
+            "config" => Ok(crate::config::show::display_value(self.stack, false)),
+            "logs" => self.logs(args),
+            "ps" => match self.request(Request::Ps)? {
+                Reply::Ps { services } => Ok(serde_json::to_value(services).unwrap_or_default()),
+                other => Err(unexpected(&other)),
+            },
+            "wait" => {
+                let services = args
+                    .get("services")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.until_done(Request::Wait {
+                    services,
+                    timeout_ms: Some(timeout.as_millis() as u64),
+                })
+            }
+            "restart" | "stop" | "start" => {
+                let service =
+                    str_arg("service").ok_or_else(|| ToolError("`service` is required".into()))?;
+                let services = vec![service];
+                let timeout_ms = Some(timeout.as_millis() as u64);
+                let request = match name {
+                    "restart" => Request::Restart {
+                        services,
+                        wait: true,
+                        timeout_ms,
+                    },
+                    "stop" => Request::Stop {
+                        services,
+                        wait: true,
+                    },
+                    _ => Request::Start {
+                        services,
+                        wait: true,
+                        timeout_ms,
+                    },
+                };
+                self.until_done(request)
+            }
+            other => Err(ToolError(format!("unknown tool `{other}`"))),
+        }
+    }
+
+    fn logs(&self, args: &Value) -> Result<Value, ToolError> {
+        let services: Vec<String> = match args.get("service").and_then(Value::as_str) {
+            Some(s) if self.stack.services.contains_key(s) => vec![s.to_string()],
+            Some(s) => return Err(ToolError(format!("no service `{s}` in the stack"))),
+            None => self
+                .stack
+                .services
+                .keys()
+                .cloned()
+                .chain(["devstack".to_string()])
+                .collect(),
+        };
+        let grep = match args.get("grep").and_then(Value::as_str) {
+            Some(g) => Some(regex::Regex::new(g).map_err(|e| ToolError(format!("`grep`: {e}")))?),
+            None => None,
+        };
+        let since_ms = match args.get("since").and_then(Value::as_str) {
+            Some(s) => {
+                let d = humantime::parse_duration(s)
+                    .map_err(|e| ToolError(format!("`since`: {e} (write e.g. `10m`)")))?;
+                Some(crate::engine::unix_ms().saturating_sub(d.as_millis() as u64))
+            }
+            None => None,
+        };
+        let limit = args
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_LIMIT, |l| l.max(1) as usize);
+        let filter = Filter {
+            since_ms,
+            grep,
+            tail: None,
+        };
+        let mut records = select(&self.state_dir.join("logs"), &services, &filter);
+        records.drain(..records.len().saturating_sub(limit));
+        let lines: Vec<Value> = records
+            .iter()
+            .map(|r| json!({ "t": r.t, "service": r.service, "stream": r.stream, "text": r.text }))
+            .collect();
+        Ok(json!({ "lines": lines }))
+    }
+
+    fn request(&self, request: Request) -> Result<Reply, ToolError> {
+        let mut conn = client::connect(&self.state_dir, &self.stack.name)?;
+        conn.send(request)?;
+        loop {
+            match conn.answer()? {
+                Some(Reply::Record { .. }) => continue,
+                Some(reply) => return Ok(reply),
+                None => return Err(ToolError("the devstack closed the connection".into())),
+            }
+        }
+    }
+
+    fn until_done(&self, request: Request) -> Result<Value, ToolError> {
+        match self.request(request)? {
+            Reply::Done { services } => Ok(serde_json::to_value(services).unwrap_or_default()),
+            Reply::Error {
+                message, not_ready, ..
+            } => Err(ToolError(match not_ready {
+                Some(r) => format!(
+                    "{message}\nprobe: {}\nlast lines:\n{}",
+                    r.probe,
+                    r.tail.join("\n")
+                ),
+                None => message,
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> ToolError {
+    ToolError(format!("unexpected answer from devstack: {reply:?}"))
+}
+
+fn error_reply(id: Value, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack() -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("stack.yaml"),
+            "name: mcp-unit\nservices:\n  web:\n    command: sleep 100\n    environment:\n      API_TOKEN: ${API_TOKEN}\n",
+        )
+        .expect("write");
+        let opts = crate::config::LoadOptions {
+            files: vec![dir.path().join("stack.yaml")],
+            project_name: None,
+            cwd: dir.path().to_path_buf(),
+            env_files: Vec::new(),
+            profiles: Vec::new(),
+            targets: Vec::new(),
+        };
+        let vars = |k: &str| (k == "API_TOKEN").then(|| "tok-very-secret".to_string());
+        crate::config::load(&opts, &vars).expect("loads").stack
+    }
+
+    #[test]
+    fn read_only_lists_no_tool_that_changes_anything() {
+        let stack = stack();
+        let names = |m: &Mcp<'_>| -> Vec<String> {
+            let v = m
+                .handle(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+                .expect("a reply");
+            v["result"]["tools"]
+                .as_array()
+                .expect("tools")
+                .iter()
+                .map(|t| t["name"].as_str().expect("name").to_string())
+                .collect()
+        };
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            names(&Mcp::new(&stack, dir.clone(), false)),
+            ["ps", "logs", "wait", "config", "restart", "stop", "start"]
+        );
+        let ro = Mcp::new(&stack, dir, true);
+        assert_eq!(names(&ro), ["ps", "logs", "wait", "config"]);
+        let refused = ro
+            .handle(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restart","arguments":{"service":"web"}}}))
+            .expect("a reply");
+        assert_eq!(refused["error"]["code"], -32602);
+    }
+
+    #[test]
+    fn config_masks_secrets_and_notifications_get_no_answer() {
+        let stack = stack();
+        let m = Mcp::new(&stack, std::env::temp_dir(), false);
+        assert!(m
+            .handle(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .is_none());
+        let v = m
+            .handle(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"config","arguments":{}}}))
+            .expect("a reply");
+        let text = v["result"]["content"][0]["text"].as_str().expect("text");
+        assert!(text.contains("API_TOKEN"), "{text}");
+        assert!(!text.contains("tok-very-secret"), "{text}");
+        let init = m
+            .handle(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26"}}))
+            .expect("a reply");
+        assert_eq!(init["result"]["protocolVersion"], "2025-03-26");
+        let unknown = m
+            .handle(&json!({"jsonrpc":"2.0","id":4,"method":"resources/list"}))
+            .expect("a reply");
+        assert_eq!(unknown["error"]["code"], -32601);
+    }
+}

@@ -1,0 +1,101 @@
+//! Control of running containers from another process, against the real Docker engine:
+//! `restart` gives a new start of the container and waits for its probe, `stop`/`start`,
+//! `exec` into postgres, and the live `ps` with the engine's memory figures.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
+    if !docker_or_skip(&["redis:7-alpine", "postgres:15"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        "services:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }\n    ports: [\"5432\"]\n    ready: { postgres: { user: user, password: pass, database: app }, timeout: 90s }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    ready: { redis: {} }\n",
+    )
+    .unwrap();
+    let project = project("ctl");
+    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec![],
+    };
+    let dev = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(dir.path(), &all, &env)
+    };
+    let row = |service: &str| -> Value {
+        let out = dev(&["ps", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == service)
+            .cloned()
+            .unwrap()
+    };
+    let (mut up, _lines) = spawn_up(dir.path(), &["-p", &project, "up", "--free-ports"], &env);
+    let ready = dev(&["wait", "--timeout", "120s"]);
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+
+    let before = row("cache");
+    assert_eq!(before["state"], "ready", "{before}");
+    assert!(before["container"].as_str().is_some(), "{before}");
+    assert!(
+        before["rss_bytes"].as_u64().unwrap() > 0,
+        "engine stats: {before}"
+    );
+    assert_ne!(
+        before["ports"][0]["host_port"].as_u64().unwrap(),
+        6379,
+        "the real (free) host port: {before}"
+    );
+
+    let restarted = dev(&["restart", "cache"]);
+    assert_eq!(restarted.status.code(), Some(0), "{}", stderr(&restarted));
+    let after = row("cache");
+    assert_eq!(after["state"], "ready", "{after}");
+    assert!(
+        after["epoch"].as_u64() > before["epoch"].as_u64(),
+        "a new start: {before} → {after}"
+    );
+    assert!(after["started_at_ms"].as_u64() > before["started_at_ms"].as_u64());
+    assert_eq!(after["restarts"], 1);
+
+    let stopped = dev(&["stop", "cache"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
+    assert_eq!(row("cache")["state"], "stopped");
+    assert_eq!(
+        row("db")["state"],
+        "ready",
+        "the other service keeps running"
+    );
+    let started = dev(&["start", "cache"]);
+    assert_eq!(started.status.code(), Some(0), "{}", stderr(&started));
+    assert_eq!(row("cache")["state"], "ready");
+
+    let exec = dev(&[
+        "exec", "db", "--", "psql", "-U", "user", "-d", "app", "-tAc", "select 1",
+    ]);
+    assert_eq!(exec.status.code(), Some(0), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec).trim(), "1");
+    let failing = dev(&["exec", "db", "--", "sh", "-c", "exit 4"]);
+    assert_eq!(
+        failing.status.code(),
+        Some(4),
+        "the exit code passes through"
+    );
+
+    interrupt(&up);
+    assert_eq!(exit_within(&mut up, Duration::from_secs(60)), Some(130));
+}
