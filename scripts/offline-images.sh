@@ -11,6 +11,10 @@
 #   zookeeper  confluentinc/cp-zookeeper:latest   Debian bookworm zookeeper 3.8 on default-jre-headless
 #   kafka      confluentinc/cp-kafka:latest       STAND-IN: tansu (Kafka-protocol broker from crates.io)
 #   qdrant     qdrant/qdrant:latest               STAND-IN: minimal Qdrant REST subset in Python stdlib
+#   python     python:3.11-slim                   Debian bookworm python3.11 + pip + venv (pip allowed system-wide)
+#   node       node:20-alpine                     STAND-IN: Debian bookworm nodejs (Node 18) + npm, on Debian
+#
+# python and node are base images for the app Dockerfiles of a Compose file (`build:`).
 #
 # All of them are built FROM devstack/debian-base:bookworm, a `debootstrap --variant=minbase`
 # root filesystem imported with `docker import`. Every image carries the labels
@@ -28,7 +32,7 @@ usage() {
 Usage: scripts/offline-images.sh [options] [IMAGE...]
 
 Builds local images for the stack's infrastructure (no registry needed).
-IMAGE is one or more of: postgres redis zookeeper kafka qdrant (default: all).
+IMAGE is one or more of: postgres redis zookeeper kafka qdrant python node (default: all).
 
 Options:
   -f, --force          rebuild the selected images (and re-import the base image) even if up to date
@@ -42,6 +46,9 @@ Environment:
   DEVSTACK_DEBIAN_MIRROR           Debian mirror (default: the one apt uses on this machine)
   DEVSTACK_DEBIAN_SECURITY_MIRROR  Debian security mirror (default: from apt's sources, if any)
   DEVSTACK_TANSU_VERSION           tansu crate version for the Kafka stand-in (default: 0.6.0)
+  DEVSTACK_EXTRA_CA_DIR            *.crt files added to the python and node images' trust store, so
+                                   that app builds FROM them (pip, npm) work behind a TLS-inspecting
+                                   proxy (default: /usr/local/share/ca-certificates; empty: none)
 EOF
 }
 
@@ -65,14 +72,23 @@ TANSU_VERSION=${DEVSTACK_TANSU_VERSION:-0.6.0}
 # that topics and committed offsets survive a container restart (dynostore alone offers no files).
 TANSU_FEATURES=dynostore,libsql
 BUILT_BY=scripts/offline-images.sh
+# This machine's own CA certificates (a TLS-inspecting egress proxy's, say): the python and node
+# images trust them too, or `pip install` / `npm install` in an app's Dockerfile fails.
+EXTRA_CA_DIR=${DEVSTACK_EXTRA_CA_DIR-/usr/local/share/ca-certificates}
+extra_cas() {   # the *.crt files, sorted
+    [[ -n $EXTRA_CA_DIR && -d $EXTRA_CA_DIR ]] || return 0
+    find "$EXTRA_CA_DIR" -maxdepth 1 -name '*.crt' -type f | LC_ALL=C sort
+}
 
-ALL_IMAGES=(postgres redis zookeeper kafka qdrant)
+ALL_IMAGES=(postgres redis zookeeper kafka qdrant python node)
 declare -A TAG=(
     [postgres]=postgres:15
     [redis]=redis:7-alpine
     [zookeeper]=confluentinc/cp-zookeeper:latest
     [kafka]=confluentinc/cp-kafka:latest
     [qdrant]=qdrant/qdrant:latest
+    [python]=python:3.11-slim
+    [node]=node:20-alpine
 )
 
 # The classic builder: the engine is 20.10 and buildx may be missing; FROM a local image needs no registry.
@@ -184,6 +200,9 @@ image_hash() {
     {
         echo "recipe=$IMAGE_RECIPE base=$BASE_HASH tag=${TAG[$name]}"
         [[ $name == kafka ]] && echo "tansu=$TANSU_VERSION features=$TANSU_FEATURES"
+        if [[ $name == python || $name == node ]]; then
+            while IFS= read -r f; do echo "ca $(basename "$f") $(sha256sum <"$f" | cut -d' ' -f1)"; done < <(extra_cas)
+        fi
         while IFS= read -r -d '' f; do
             printf '%s %s %s\n' "${f#"$dir"/}" "$(stat -c %a "$f")" "$(sha256sum <"$f" | cut -d' ' -f1)"
         done < <(find "$dir" \( -name __pycache__ -o -name '*.pyc' -o -name '*~' -o -name '.*.swp' \) -prune \
@@ -397,6 +416,12 @@ build_image() {
     find "$ctx" -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
     if [[ $name == kafka ]]; then
         mkdir -p "$ctx/bin" && cp "$TANSU_BIN" "$ctx/bin/tansu"
+    fi
+    if [[ $name == python || $name == node ]]; then
+        mkdir -p "$ctx/extra-ca"
+        local crt
+        while IFS= read -r crt; do cp "$crt" "$ctx/extra-ca/"; done < <(extra_cas)
+        info "adding $(find "$ctx/extra-ca" -name '*.crt' | wc -l) CA certificate(s) from ${EXTRA_CA_DIR:-nowhere} to the trust store"
     fi
     old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
     (( FORCE )) && args+=(--no-cache)

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "devstack",
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 9 no devstack running, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -77,6 +77,10 @@ pub enum Command {
 
     /// Stop and remove the project's containers and network; `-v` also its named volumes.
     Down(DownArgs),
+
+    /// Build the images of services that have `build:` (all, or the named ones), even when
+    /// their build hash is unchanged.
+    Build(BuildArgs),
 
     /// Show the project's services: state, restarts, pid or container, ports, uptime, CPU and
     /// memory (live from the running devstack; from Docker and the state file otherwise).
@@ -188,10 +192,34 @@ pub struct UpArgs {
     /// Do not serve the web dashboard.
     #[arg(long)]
     pub no_dashboard: bool,
+
     /// No interactive terminal view (status line and keys), even on a terminal. It is also off
     /// when stdin or stdout is not a terminal, with `--json`, and when `CI` is set.
     #[arg(long)]
     pub no_tty: bool,
+
+    /// Build every image that has `build:` even when its build hash is unchanged.
+    #[arg(long)]
+    pub build: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Only these services (default: every service with `build:`).
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
+    /// Do not use the engine's layer cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Pull newer versions of the base images.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Log lines as JSON objects, for tools.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! The Docker Engine adapter: the only module that talks bollard. It implements
 //! `ContainerRuntime` and turns engine errors into `RuntimeError`s a person can act on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
@@ -12,21 +12,46 @@ use bollard::models::{
     RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StopContainerOptions,
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions, TagImageOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::config::Protocol;
 use crate::runtime::{
-    labels, parse_rfc3339, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, Mount,
-    OutputChunk, OutputStream, Published, Result, RuntimeError, UsageSample,
+    labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
+    ContainerSpec, ContainerStatus, Mount, OutputChunk, OutputStream, Published, Result,
+    RuntimeError, UsageSample,
 };
 
 /// How long the engine gets to answer the first call before devstack says it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ansi_is_stripped() {
+        assert_eq!(super::strip_ansi("\x1b[91moops\x1b[0m done"), "oops done");
+        assert_eq!(super::strip_ansi("plain"), "plain");
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(super::split_tag("app"), ("app", "latest"));
+        assert_eq!(super::split_tag("app:1"), ("app", "1"));
+        assert_eq!(
+            super::split_tag("host:5000/team/app"),
+            ("host:5000/team/app", "latest")
+        );
+        assert_eq!(
+            super::split_tag("host:5000/team/app:v2"),
+            ("host:5000/team/app", "v2")
+        );
+    }
+}
 
 #[derive(Clone)]
 pub struct DockerRuntime {
@@ -187,6 +212,68 @@ fn engine(e: BollardError) -> RuntimeError {
             short(&e)
         )),
         _ => RuntimeError::Engine(short(&e)),
+    }
+}
+
+/// `host:5000/team/app:1.2` → (`host:5000/team/app`, `1.2`); no tag means `latest`.
+fn split_tag(image: &str) -> (&str, &str) {
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => (&image[..i], &image[i + 1..]),
+        _ => (image, "latest"),
+    }
+}
+
+/// Text without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for n in chars.by_ref() {
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Splits build output into lines (a chunk may hold several, or part of one) and recognises
+/// the classic builder's `Step n/m : …` lines.
+struct BuildLines {
+    partial: String,
+}
+
+impl BuildLines {
+    fn push(&mut self, chunk: &str, out: &tokio::sync::mpsc::UnboundedSender<BuildOutput>) {
+        self.partial.push_str(chunk);
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            Self::emit(line.trim_end_matches(['\n', '\r']), out);
+        }
+    }
+
+    fn finish(&mut self, out: &tokio::sync::mpsc::UnboundedSender<BuildOutput>) {
+        let rest = std::mem::take(&mut self.partial);
+        if !rest.trim().is_empty() {
+            Self::emit(rest.trim_end(), out);
+        }
+    }
+
+    fn emit(line: &str, out: &tokio::sync::mpsc::UnboundedSender<BuildOutput>) {
+        // The classic builder colours a `RUN`'s stderr (`ESC[91m` … `ESC[0m`); the log has its own.
+        let line = strip_ansi(line);
+        let line = line.as_str();
+        let item = match crate::build::dockerfile::parse_step(line) {
+            Some((n, of, instruction)) => BuildOutput::Step { n, of, instruction },
+            None => BuildOutput::Line(line.to_string()),
+        };
+        // A closed receiver only means nobody shows progress.
+        let _ = out.send(item);
     }
 }
 
@@ -372,6 +459,122 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(engine(e)),
         }
+    }
+
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some((
+                i.id.unwrap_or_default(),
+                i.config
+                    .and_then(|c| c.labels)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn build(
+        &self,
+        req: BuildRequest,
+        progress: tokio::sync::mpsc::UnboundedSender<BuildOutput>,
+    ) -> Result<String> {
+        let Some(tag) = req.tags.first().cloned() else {
+            return Err(RuntimeError::Engine("a build needs a tag".into()));
+        };
+        let non_empty = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
+        // The classic builder: API 1.41 engines have it, and BuildKit through the API needs a
+        // gRPC session (bollard's `buildkit` feature) that devstack does not carry.
+        let opts = BuildImageOptions {
+            dockerfile: req.dockerfile.clone(),
+            t: Some(tag.clone()),
+            extrahosts: non_empty(&req.extra_hosts).map(|h| h.join(",")),
+            q: false,
+            nocache: req.no_cache,
+            cachefrom: non_empty(&req.cache_from),
+            pull: req.pull.then(|| "1".to_string()),
+            rm: true,
+            forcerm: true,
+            buildargs: (!req.args.is_empty()).then(|| req.args.clone().into_iter().collect()),
+            labels: Some(req.labels.clone().into_iter().collect()),
+            networkmode: req.network.clone(),
+            target: req.target.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let body = bollard::body_full(req.context.into());
+        let mut stream = self.docker.build_image(opts, None, Some(body));
+        let mut lines = BuildLines {
+            partial: String::new(),
+        };
+        let mut built: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.stream.as_deref() {
+                        lines.push(s, &progress);
+                    } else if let Some(status) = info.status.as_deref() {
+                        let line = [info.id.as_deref().unwrap_or_default(), status]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        lines.push(&format!("{line}\n"), &progress);
+                    }
+                    if let Some(id) = info.aux.and_then(|a| a.id) {
+                        built = Some(id);
+                    }
+                }
+                Err(e) => {
+                    lines.finish(&progress);
+                    return Err(match e {
+                        BollardError::DockerStreamError { error } => {
+                            RuntimeError::BuildFailed(error.trim_end().to_string())
+                        }
+                        BollardError::DockerResponseServerError { message, .. } => {
+                            RuntimeError::BuildFailed(message.trim_end().to_string())
+                        }
+                        other => engine(other),
+                    });
+                }
+            }
+        }
+        lines.finish(&progress);
+        let id = match built {
+            Some(id) => id,
+            None => self.image_id(&tag).await?.ok_or_else(|| {
+                RuntimeError::BuildFailed(format!("the engine built no image `{tag}`"))
+            })?,
+        };
+        for extra in req.tags.iter().skip(1) {
+            let (repo, t) = split_tag(extra);
+            self.docker
+                .tag_image(
+                    &id,
+                    Some(TagImageOptions {
+                        repo: Some(repo.to_string()),
+                        tag: Some(t.to_string()),
+                    }),
+                )
+                .await
+                .map_err(engine)?;
+        }
+        Ok(id)
+    }
+
+    async fn copy_into(&self, id: &str, tar: Vec<u8>) -> Result<()> {
+        let opts = UploadToContainerOptions {
+            path: "/".to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(engine)
     }
 
     async fn pull(

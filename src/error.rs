@@ -1,7 +1,7 @@
 //! The top-level error, its exit code, and how each is told to a person.
 
 use crate::config::ConfigError;
-use crate::engine::{NotReadyReport, PortConflict};
+use crate::engine::{BuildFailure, NotReadyReport, PortConflict};
 use crate::runtime::RuntimeError;
 
 /// Exit codes. Stable: scripts and CI branch on them; the README lists them.
@@ -21,6 +21,8 @@ pub mod exit {
     pub const IMAGE_UNAVAILABLE: i32 = 6;
     /// The project is already up: another devstack runs it (its pid is printed).
     pub const ALREADY_UP: i32 = 7;
+    /// An image build failed (the Dockerfile line and the engine's message are printed).
+    pub const BUILD_FAILED: i32 = 8;
     /// No devstack runs the project, so there is nothing to talk to (`restart`, `wait`, ...).
     pub const NOT_RUNNING: i32 = 9;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
@@ -51,6 +53,9 @@ pub enum Error {
 
     #[error("image `{image}` is not available: {reason}")]
     ImageUnavailable { image: String, reason: String },
+
+    #[error("building `{}` failed: {}", .0.image, .0.message)]
+    BuildFailed(Box<BuildFailure>),
 
     #[error("project `{project}` is already up (devstack pid {pid})")]
     AlreadyUp { project: String, pid: u32 },
@@ -99,6 +104,7 @@ impl From<RuntimeError> for Error {
                 Error::ImageUnavailable { image, reason }
             }
             RuntimeError::Engine(m) => Error::Engine(m),
+            RuntimeError::BuildFailed(m) => Error::Engine(format!("an image build failed: {m}")),
         }
     }
 }
@@ -114,6 +120,7 @@ impl Error {
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::AlreadyUp { .. } => exit::ALREADY_UP,
+            Error::BuildFailed(_) => exit::BUILD_FAILED,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
             Error::Exit(code) => *code,
@@ -176,6 +183,32 @@ impl Error {
                 "{}  help: this machine may reach no image registry: build local images with `scripts/offline-images.sh`, then run again\n",
                 head(&format!("image `{image}` is not available: {reason}"))
             ),
+            Error::BuildFailed(f) => {
+                let who = f
+                    .services
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut s = head(&format!(
+                    "building `{}` for {who} failed: {}",
+                    f.image, f.message
+                ));
+                match (f.line, &f.instruction) {
+                    (Some(l), Some(i)) => s.push_str(&format!("  --> {}:{l}\n   | {i}\n", f.dockerfile)),
+                    (Some(l), None) => s.push_str(&format!("  --> {}:{l}\n", f.dockerfile)),
+                    (None, Some(i)) => s.push_str(&format!("  --> {}\n   | {i}\n", f.dockerfile)),
+                    (None, None) => s.push_str(&format!("  --> {}\n", f.dockerfile)),
+                }
+                if !f.tail.is_empty() {
+                    s.push_str(&format!("  last {} lines of the build:\n", f.tail.len()));
+                    for l in &f.tail {
+                        s.push_str(&format!("    | {l}\n"));
+                    }
+                }
+                s.push_str("  help: fix the Dockerfile (or the files it uses) and run again; nothing was started\n");
+                s
+            }
             Error::AlreadyUp { .. } => format!(
                 "{}  help: that devstack runs it already: `devstack logs -f` follows it, `devstack down` stops it\n",
                 head(&self.to_string())

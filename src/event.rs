@@ -140,6 +140,22 @@ pub enum StackEvent {
         services: usize,
         after_ms: u64,
     },
+    /// An image a service needs is there: built, found up to date, pulled, or used as found.
+    Built {
+        /// The first service of the build.
+        service: String,
+        /// Every service that shares the build.
+        services: Vec<String>,
+        image: String,
+        id: String,
+        /// `built`, `up_to_date` (the image's build hash matches), `local` (present, not built
+        /// by devstack, used as `pull_policy` allows) or `pulled`.
+        how: String,
+        /// Bytes of the context tar sent to the engine (when built).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        context_bytes: Option<u64>,
+        after_ms: u64,
+    },
     /// A note from devstack about a service or the stack (`service: None`).
     Note {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,6 +214,7 @@ impl StackEvent {
             Self::State { .. }
             | Self::Ready { .. }
             | Self::Exited { .. }
+            | Self::Built { .. }
             | Self::AllReady { .. } => {}
         }
     }
@@ -212,7 +229,8 @@ impl StackEvent {
             | Self::Exited { service, .. }
             | Self::Stopped { service, .. }
             | Self::Restarting { service, .. }
-            | Self::Backoff { service, .. } => Some(service),
+            | Self::Backoff { service, .. }
+            | Self::Built { service, .. } => Some(service),
             Self::Note { service, .. } | Self::Warning { service, .. } => service.as_deref(),
             Self::AllReady { .. } => None,
         }
@@ -254,9 +272,41 @@ impl StackEvent {
             Self::AllReady { services, after_ms } => {
                 vec![format!("{services} services ready in {after_ms} ms")]
             }
+            Self::Built {
+                image,
+                id,
+                how,
+                context_bytes,
+                after_ms,
+                ..
+            } => {
+                let short = id.trim_start_matches("sha256:");
+                let short = &short[..short.len().min(12)];
+                vec![match how.as_str() {
+                    "built" => format!(
+                        "built `{image}` ({short}) in {:.1} s from a {} context",
+                        *after_ms as f64 / 1000.0,
+                        human_bytes(context_bytes.unwrap_or(0))
+                    ),
+                    "up_to_date" => {
+                        format!("image `{image}` ({short}) is up to date: build skipped")
+                    }
+                    "pulled" => format!("pulled `{image}` ({short})"),
+                    _ => format!("using the local image `{image}` ({short})"),
+                }]
+            }
             Self::Note { text, .. } => vec![text.clone()],
             Self::Warning { text, .. } => vec![format!("warning: {text}")],
         }
+    }
+}
+
+/// `1.2 MB`, `340 kB`, `12 B`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),
+        n => format!("{n} B"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! devstack: one `stack.yaml` runs a whole development stack — infrastructure in containers,
 //! the application's services as native processes.
 
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod config;

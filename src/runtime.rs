@@ -17,6 +17,9 @@ pub mod labels {
     pub const SERVICE: &str = "org.devstack.service";
     pub const CONFIG_HASH: &str = "org.devstack.config-hash";
     pub const VOLUME: &str = "org.devstack.volume";
+    /// On an image devstack built: the hash of its build inputs (context after `.dockerignore`,
+    /// Dockerfile, args, target, labels); equal means the build can be skipped.
+    pub const BUILD_HASH: &str = "org.devstack.build-hash";
 }
 
 /// A port to publish on the host.
@@ -146,6 +149,40 @@ pub struct OutputChunk {
     pub bytes: Vec<u8>,
 }
 
+/// One image build, as the engine receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildRequest {
+    /// The first is the build's tag; the others are added to the built image.
+    pub tags: Vec<String>,
+    /// The context as an uncompressed tar.
+    pub context: Vec<u8>,
+    /// The Dockerfile's path inside the context tar.
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub cache_from: Vec<String>,
+    pub network: Option<String>,
+    /// `HOST:IP` entries.
+    pub extra_hosts: Vec<String>,
+    pub no_cache: bool,
+    /// Pull newer versions of the base images.
+    pub pull: bool,
+}
+
+/// What a build says while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutput {
+    /// The builder started step `n` of `of`: `RUN make`.
+    Step {
+        n: usize,
+        of: usize,
+        instruction: String,
+    },
+    /// One line of output (the builder's or a `RUN` command's).
+    Line(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuntimeError {
     /// The engine does not answer.
@@ -154,12 +191,15 @@ pub enum RuntimeError {
     ImageUnavailable { image: String, reason: String },
     /// Anything else the engine refused.
     Engine(String),
+    /// An image build failed: the engine's message.
+    BuildFailed(String),
 }
 
 impl std::fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unavailable(m) | Self::Engine(m) => f.write_str(m),
+            Self::BuildFailed(m) => write!(f, "the image build failed: {m}"),
             Self::ImageUnavailable { image, reason } => {
                 write!(f, "image `{image}` is not available: {reason}")
             }
@@ -182,6 +222,20 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     fn inspect(&self, id: &str) -> impl Future<Output = Result<ContainerInfo>> + Send;
     /// The local image's id, or `None` when the image is not present.
     fn image_id(&self, image: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The local image's id and labels, or `None` when the image is not present.
+    fn image_labels(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<(String, BTreeMap<String, String>)>>> + Send;
+    /// Builds an image from a context tar; `progress` gets the steps and output lines. Returns
+    /// the built image's id.
+    fn build(
+        &self,
+        req: BuildRequest,
+        progress: tokio::sync::mpsc::UnboundedSender<BuildOutput>,
+    ) -> impl Future<Output = Result<String>> + Send;
+    /// Extracts a tar into the running container at `/` (`develop.watch` sync).
+    fn copy_into(&self, id: &str, tar: Vec<u8>) -> impl Future<Output = Result<()>> + Send;
     /// Pulls an image; `progress` gets short status lines.
     fn pull(
         &self,
@@ -299,6 +353,22 @@ impl ContainerRuntime for NoEngine {
         no_engine()
     }
     async fn image_id(&self, _image: &str) -> Result<Option<String>> {
+        no_engine()
+    }
+    async fn image_labels(
+        &self,
+        _image: &str,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>> {
+        no_engine()
+    }
+    async fn build(
+        &self,
+        _req: BuildRequest,
+        _progress: tokio::sync::mpsc::UnboundedSender<BuildOutput>,
+    ) -> Result<String> {
+        no_engine()
+    }
+    async fn copy_into(&self, _id: &str, _tar: Vec<u8>) -> Result<()> {
         no_engine()
     }
     async fn pull(

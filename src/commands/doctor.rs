@@ -214,11 +214,11 @@ fn inotify(stack: &Stack) -> Vec<Finding> {
 }
 
 async fn engine(stack: &Stack) -> Vec<Finding> {
-    let containers: Vec<(&String, &String)> = stack
+    let containers: Vec<(&String, &String, bool)> = stack
         .services
         .iter()
         .filter_map(|(n, s)| match &s.kind {
-            ServiceKind::Container { image, .. } => Some((n, image)),
+            ServiceKind::Container { image, .. } => Some((n, image, s.options.build.is_some())),
             ServiceKind::Process { .. } => None,
         })
         .collect();
@@ -240,13 +240,15 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
         )),
     }
     let mut seen = Vec::new();
-    for (_, image) in containers {
+    for (_, image, built) in containers {
         if seen.contains(&image) {
             continue;
         }
         seen.push(image);
         match docker.image_id(image).await {
             Ok(Some(_)) => out.push(ok(format!("image `{image}` present"))),
+            // `up` builds it (from `build:`); only the Dockerfile's base images must be there.
+            Ok(None) if built => out.push(ok(format!("image `{image}` is built by `up` (`build:`)"))),
             Ok(None) => out.push(blocker(
                 format!("image `{image}` is missing"),
                 "build the local images: `scripts/offline-images.sh` (no registry here), or `docker pull` it",

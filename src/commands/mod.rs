@@ -69,6 +69,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Graph(args) => graph(&loaded.stack, args, env),
         Command::Up(args) => stack_ops::up(&loaded.stack, args, env),
         Command::Down(args) => stack_ops::down(&loaded.stack, args, env),
+        Command::Build(args) => stack_ops::build(&loaded.stack, args, env),
         Command::Ps(args) => stack_ops::ps(&loaded.stack, args, env),
         Command::Logs(args) => stack_ops::logs(&loaded.stack, args, env),
         Command::Test(args) => stack_ops::test(&loaded.stack, args, env),

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::{selected_services, Env};
-use crate::cli::{DownArgs, PsArgs, UpArgs};
+use crate::cli::{BuildArgs, DownArgs, PsArgs, UpArgs};
 use crate::config::Stack;
 use crate::docker::DockerRuntime;
 use crate::engine::{self as orchestrator, DownRequest, UpError, UpOutcome, UpRequest};
@@ -248,6 +248,10 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         state: StateFile::new(state_dir(&stack.name).join("processes.json")),
         then: None,
         inbox: Some(inbox),
+        build: crate::engine::BuildFlags {
+            force: args.build,
+            ..Default::default()
+        },
     };
     let result = rt.block_on(async {
         let outcome = if needs_engine {
@@ -262,6 +266,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             UpError::PortConflicts(c) => Error::PortConflicts(c),
             UpError::Runtime(e) => e.into(),
             UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Build(f) => Error::BuildFailed(f),
             UpError::Interrupted => Error::Interrupted,
         })
     });
@@ -305,6 +310,63 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         // `up` runs no suite.
         UpOutcome::Finished(code) => Err(Error::Suite(code)),
     }
+}
+
+/// `devstack build`: the images of the named services (all with `build:` when none are named),
+/// built even when their build hash is unchanged.
+pub fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let names: Vec<String> = if args.services.is_empty() {
+        stack
+            .services
+            .iter()
+            .filter(|(_, s)| s.options.build.is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
+    } else {
+        // Checks the names (with "did you mean"); only the named services are built.
+        selected_services(stack, &args.services)?;
+        args.services.clone()
+    };
+    let jobs = crate::build::jobs(stack, &names).map_err(Error::Engine)?;
+    if jobs.is_empty() {
+        writeln!(
+            env.err,
+            "nothing to build: no selected service has `build:`"
+        )?;
+        return Ok(());
+    }
+    let renderer = Renderer {
+        width: log_width(&names),
+        color: color_for(false, env),
+        utc_offset: local_utc_offset(),
+    };
+    let format = if args.json {
+        Format::Json
+    } else {
+        Format::Text(renderer)
+    };
+    let (logs, writer) = crate::logs::spawn(Box::new(std::io::stderr()), format, 1, None);
+    let rt = runtime()?;
+    let flags = crate::engine::BuildFlags {
+        force: true,
+        no_cache: args.no_cache,
+        pull: args.pull,
+    };
+    let result = rt.block_on(async {
+        let docker = DockerRuntime::connect().await?;
+        let r = crate::engine::build::ensure_all(&docker, &jobs, flags, &logs).await;
+        logs.flush().await;
+        r.map_err(|e| match e {
+            UpError::Build(f) => Error::BuildFailed(f),
+            UpError::Runtime(e) => e.into(),
+            UpError::PortConflicts(c) => Error::PortConflicts(c),
+            UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Interrupted => Error::Interrupted,
+        })
+    });
+    drop(logs);
+    let _ = writer.join();
+    result.map(|_| ())
 }
 
 /// Runs the engine with the control socket served beside it for as long as it runs.
@@ -881,6 +943,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         state: StateFile::new(state.join("processes.json")),
         then: Some(then),
         inbox: Some(inbox),
+        build: Default::default(),
     };
     let keep = args.keep_on_failure;
     let result = rt.block_on(async {
@@ -888,6 +951,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
             UpError::PortConflicts(c) => Error::PortConflicts(c),
             UpError::Runtime(e) => e.into(),
             UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Build(f) => Error::BuildFailed(f),
             UpError::Interrupted => Error::Interrupted,
         };
         if !needs_engine {

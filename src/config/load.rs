@@ -1032,7 +1032,6 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "cpu_shares",
     "cpuset",
     "credential_spec",
-    "develop",
     "device_cgroup_rules",
     "devices",
     "dns",

@@ -144,6 +144,39 @@ pub struct ContainerOptions {
     pub expose: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,
+    /// Compose's `develop.watch`: what a file change under a path does to the container.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub develop: Vec<WatchRule>,
+}
+
+/// One `develop.watch` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchRule {
+    /// Absolute after loading.
+    pub path: PathBuf,
+    pub action: WatchAction,
+    /// Where `sync` copies to inside the container (absolute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Gitignore-style patterns relative to `path`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum WatchAction {
+    /// Rebuild the image, recreate the container.
+    #[serde(rename = "rebuild")]
+    Rebuild,
+    /// Copy changed files into the running container.
+    #[serde(rename = "sync")]
+    Sync,
+    /// Restart the container.
+    #[serde(rename = "restart")]
+    Restart,
+    /// Copy, then restart.
+    #[serde(rename = "sync+restart")]
+    SyncRestart,
 }
 
 /// `build:`, kept for the build step.
@@ -151,6 +184,10 @@ pub struct ContainerOptions {
 pub struct Build {
     /// A folder, absolute after loading, or a URL as written.
     pub context: String,
+    /// The service names its `image` (the build's tag, and something a pull may find); else
+    /// the image is `<project>-<service>`, only ever built.
+    #[serde(skip)]
+    pub image_given: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

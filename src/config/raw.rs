@@ -602,6 +602,29 @@ pub struct RawService {
     pub cpus: Option<Scalar>,
     pub pids_limit: Option<i64>,
     pub pull_policy: Option<String>,
+    pub develop: Option<RawDevelop>,
+}
+
+/// Compose's `develop:`: what to do when files change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevelop {
+    #[serde(default)]
+    pub watch: Vec<RawWatchRule>,
+}
+
+/// One `develop.watch` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatchRule {
+    pub path: String,
+    pub action: String,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub ignore: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    pub initial_sync: Option<bool>,
 }
 
 /// `restart:`; `no` is the string here, YAML 1.2 reads it as such.

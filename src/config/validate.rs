@@ -389,11 +389,18 @@ fn service(
     let ready = match &rs.ready {
         Some(r) => readiness(c, r, &path.key("ready"), name, is_container, &env, &ports),
         // Compose's healthcheck is the readiness probe when `ready:` does not name one.
-        None => options
-            .healthcheck
-            .as_ref()
-            .filter(|h| !h.is_disabled())
-            .map(healthcheck_readiness),
+        None => match &options.healthcheck {
+            Some(h) if !h.is_disabled() => Some(healthcheck_readiness(h)),
+            Some(_) => None,
+            // A Compose file says nothing about readiness: the image's protocol preset, when
+            // the image is one devstack knows and the port is published (probes run from the
+            // host).
+            None if c.ctx.compose => match &kind {
+                Some(ServiceKind::Container { image, .. }) => image_preset(image, &env, &ports),
+                _ => None,
+            },
+            None => None,
+        },
     };
     let watch = watch(c, rs.watch.as_ref(), &path.key("watch"), name, &kind);
 
@@ -1044,6 +1051,58 @@ fn healthcheck(c: &mut Checker<'_>, h: &RawHealthcheck, path: &KeyPath) -> Optio
     })
 }
 
+/// The protocol preset for a well-known image (`postgres:15` → a real login), if its port is
+/// published.
+fn image_preset(
+    image: &str,
+    env: &IndexMap<String, String>,
+    ports: &[PortMapping],
+) -> Option<Readiness> {
+    let name = image.split('@').next().unwrap_or(image);
+    let repo = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    let repo = repo
+        .trim_start_matches("docker.io/")
+        .trim_start_matches("library/");
+    let published = |port: u16| ports.iter().any(|p| p.container_port == port);
+    let probe = match repo {
+        "postgres" if published(5432) => {
+            let user = env
+                .get("POSTGRES_USER")
+                .cloned()
+                .unwrap_or_else(|| "postgres".into());
+            Probe::Postgres {
+                port: 5432,
+                password: env.get("POSTGRES_PASSWORD").cloned().unwrap_or_default(),
+                database: env
+                    .get("POSTGRES_DB")
+                    .cloned()
+                    .unwrap_or_else(|| user.clone()),
+                user,
+            }
+        }
+        "redis" if published(6379) => Probe::Redis {
+            port: 6379,
+            password: None,
+        },
+        "qdrant/qdrant" if published(6333) => Probe::Qdrant { port: 6333 },
+        "confluentinc/cp-kafka" | "bitnami/kafka" | "apache/kafka" if published(9092) => {
+            Probe::Kafka { port: 9092 }
+        }
+        "confluentinc/cp-zookeeper" | "zookeeper" if published(2181) => {
+            Probe::Zookeeper { port: 2181 }
+        }
+        _ => return None,
+    };
+    Some(Readiness {
+        probe,
+        timeout: DEFAULT_READY_TIMEOUT,
+        interval: DEFAULT_READY_INTERVAL,
+    })
+}
+
 /// The readiness a Compose healthcheck gives: the container's health, waited on at least as
 /// long as the engine takes to call it unhealthy.
 fn healthcheck_readiness(h: &Healthcheck) -> Readiness {
@@ -1091,6 +1150,7 @@ fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("cpus", rs.cpus.is_some()),
         ("pids_limit", rs.pids_limit.is_some()),
         ("pull_policy", rs.pull_policy.is_some()),
+        ("develop", rs.develop.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -1134,6 +1194,7 @@ fn container_options(
             .and_then(|s| bytes(c, &s.0, &path.key("build").key("shm_size")));
         Build {
             context,
+            image_given: rs.image.is_some(),
             dockerfile: b.dockerfile.clone(),
             dockerfile_inline: b.dockerfile_inline.clone(),
             args: environment(c, &b.args),
@@ -1156,6 +1217,19 @@ fn container_options(
             additional_contexts: b.additional_contexts.0.clone(),
         }
     });
+    let develop = develop_rules(c, rs, path, name);
+    let pull_policy = rs.pull_policy.clone();
+    if let Some(p) = &pull_policy {
+        let known = ["always", "never", "missing", "if_not_present", "build"];
+        let periodic = p == "daily" || p == "weekly" || p.starts_with("every_");
+        if !known.contains(&p.as_str()) && !periodic {
+            c.err(
+                Diagnostic::new(format!("`pull_policy` of `{name}` is `{p}`"))
+                    .at_value(path.key("pull_policy"))
+                    .help("use `missing` (the default), `never`, `always` or `build`"),
+            );
+        }
+    }
     if let Some(cn) = &rs.container_name {
         let mut chars = cn.chars();
         let ok = chars.next().is_some_and(|ch| ch.is_ascii_alphanumeric())
@@ -1385,8 +1459,83 @@ fn container_options(
         reservations,
         healthcheck,
         expose,
-        pull_policy: rs.pull_policy.clone(),
+        pull_policy,
+        develop,
     }
+}
+
+/// `develop.watch`: paths against the stack's folder, known actions, a `target` for `sync`, a
+/// `build` for `rebuild`.
+fn develop_rules(
+    c: &mut Checker<'_>,
+    rs: &RawService,
+    path: &KeyPath,
+    name: &str,
+) -> Vec<WatchRule> {
+    let Some(d) = &rs.develop else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, r) in d.watch.iter().enumerate() {
+        let at = path.key("develop").key("watch").index(i);
+        let action = match r.action.as_str() {
+            "rebuild" => WatchAction::Rebuild,
+            "sync" => WatchAction::Sync,
+            "restart" => WatchAction::Restart,
+            "sync+restart" => WatchAction::SyncRestart,
+            "sync+exec" => {
+                c.err(
+                    Diagnostic::new(
+                        "`sync+exec` is a Compose watch action devstack does not support yet",
+                    )
+                    .at_value(at.key("action"))
+                    .help("use `sync+restart`, or `sync` with the command reloading by itself"),
+                );
+                continue;
+            }
+            other => {
+                c.err(
+                    Diagnostic::new(format!("unknown watch action `{other}`"))
+                        .at_value(at.key("action"))
+                        .help("use `rebuild`, `sync`, `restart` or `sync+restart`"),
+                );
+                continue;
+            }
+        };
+        if matches!(action, WatchAction::Sync | WatchAction::SyncRestart) {
+            match &r.target {
+                Some(t) if t.starts_with('/') => {}
+                Some(_) => c.err(
+                    Diagnostic::new(format!("`target` of a `{}` rule of `{name}` must be an absolute path inside the container", r.action))
+                        .at_value(at.key("target")),
+                ),
+                None => c.err(
+                    Diagnostic::new(format!("a `{}` rule of `{name}` needs a `target`", r.action))
+                        .at(at.clone())
+                        .help("the folder inside the container the files are copied to, e.g. `target: /app`"),
+                ),
+            }
+        }
+        if action == WatchAction::Rebuild && rs.build.is_none() {
+            c.err(
+                Diagnostic::new(format!(
+                    "a `rebuild` rule of `{name}` needs a `build` section"
+                ))
+                .at_value(at.key("action"))
+                .help("add `build:` to the service, or use `restart`"),
+            );
+        }
+        out.push(WatchRule {
+            path: normalize_path(&c.ctx.root.join(&r.path)),
+            action,
+            target: r
+                .target
+                .clone()
+                .map(|t| t.trim_end_matches('/').to_string()),
+            ignore: r.ignore.clone(),
+        });
+    }
+    out
 }
 
 fn volume_defs(c: &mut Checker<'_>, raw: &RawStack, project: &str) -> IndexMap<String, VolumeDef> {

@@ -4,6 +4,8 @@
 //! timers, publishing). Everything a person or a client sees goes through the log mux as typed
 //! events.
 
+pub mod build;
+pub mod develop;
 pub mod down;
 pub mod handle;
 pub mod host;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
+pub use build::{BuildFailure, BuildFlags};
 pub use down::{down, DownReport, DownRequest};
 pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
 pub use host::{Host, ProcessHost};
@@ -55,6 +58,8 @@ pub struct UpRequest<'a> {
     pub then: Option<Then>,
     /// Commands from [`StackHandle`]s; `None` when nobody can send any.
     pub inbox: Option<Inbox>,
+    /// How image builds are asked for (`up --build`).
+    pub build: BuildFlags,
 }
 
 #[derive(Debug)]
@@ -92,6 +97,8 @@ pub enum UpError {
     PortConflicts(Vec<PortConflict>),
     Runtime(RuntimeError),
     NotReady(Box<NotReadyReport>),
+    /// An image build failed; nothing was started.
+    Build(Box<BuildFailure>),
     /// Ctrl-C, SIGTERM or SIGHUP; what was started has been stopped.
     Interrupted,
 }
@@ -262,8 +269,8 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         host.end_leftovers(stack, &processes, &req.state, &logs)
             .await;
     }
-    let prepared = tokio::select! {
-        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, &logs) => p?,
+    let mut prepared = tokio::select! {
+        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, req.build, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
     warnings(stack, &req.selected, &prepared, &logs).await;
@@ -275,7 +282,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let mut watcher = None;
     let mut changes = None;
     if req.watch {
-        let specs: Vec<crate::watch::WatchSpec> = req
+        let mut specs: Vec<crate::watch::WatchSpec> = req
             .selected
             .iter()
             .filter(|s| !stack.services[s.as_str()].is_container())
@@ -289,6 +296,25 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 })
             })
             .collect();
+        // Containers with `develop.watch`: their rules decide what a change does.
+        for name in &req.selected {
+            let svc = &stack.services[name.as_str()];
+            if !svc.is_container() || svc.options.develop.is_empty() {
+                continue;
+            }
+            let mut paths: Vec<std::path::PathBuf> = Vec::new();
+            for r in &svc.options.develop {
+                if !paths.contains(&r.path) {
+                    paths.push(r.path.clone());
+                }
+            }
+            specs.push(crate::watch::WatchSpec {
+                service: name.clone(),
+                paths,
+                ignore: Vec::new(),
+                debounce: crate::config::validate::DEFAULT_DEBOUNCE,
+            });
+        }
         if !specs.is_empty() {
             let (w, rx) = host.watch(specs).map_err(|e| {
                 UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
@@ -323,6 +349,17 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let mut suite_code: Option<i32> = None;
     let mut reaper = tokio::time::interval(REAP_EVERY);
     reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
+    // Starts of built services whose image is not there yet: (service, epoch).
+    let mut deferred: HashMap<String, u64> = HashMap::new();
+    // Services whose build failed, with the reason; and the failure itself, which ends the run.
+    let mut unbuilt: HashMap<String, String> = HashMap::new();
+    let mut build_failure: Option<UpError> = None;
+    // `develop.watch` rebuilds: their results, and the services whose unit must be replaced
+    // (new image, new container) at their next start.
+    let (rebuilt_tx, mut rebuilt_rx) =
+        mpsc::unbounded_channel::<(String, Result<String, UpError>)>();
+    let mut recreate: std::collections::HashSet<String> = Default::default();
     let mut effects = kernel.begin(now());
 
     let outcome = loop {
@@ -332,6 +369,34 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 Effect::Start { service, epoch } => {
                     if let Some(p) = probes.remove(&service) {
                         p.abort();
+                    }
+                    if let Some(reason) = unbuilt.get(&service) {
+                        let _ = input_tx.send(Input::StartFailed {
+                            service,
+                            epoch,
+                            reason: reason.clone(),
+                        });
+                        continue;
+                    }
+                    if builds.waiting.contains(&service) && !units.specs.contains_key(&service) {
+                        // Started as soon as its image is built.
+                        deferred.insert(service, epoch);
+                        continue;
+                    }
+                    if recreate.remove(&service) {
+                        // A rebuilt image: a new unit with the new spec replaces the container
+                        // (stopped by now) of the old one.
+                        if let Some((handle, task)) = units.live.remove(&service) {
+                            drop(handle);
+                            let _ = task.await;
+                        }
+                        let old = instances.get(&service).and_then(|i| i.1.clone());
+                        units.existing.retain(|c| c.service != service);
+                        if let Some(id) = old {
+                            if let Ok(info) = rt.inspect(&id).await {
+                                units.existing.push(info);
+                            }
+                        }
                     }
                     units
                         .get(&stack.services[&service])
@@ -468,6 +533,83 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 UnitEvent::LogMatched { service, epoch } => Input::Ready { service, epoch },
             },
             Some(i) = input_rx.recv() => i,
+            Some((service, result)) = rebuilt_rx.recv() => match result {
+                Ok(id) => {
+                    let svc = &stack.services[service.as_str()];
+                    let Some(spec) = crate::plan::container_spec(&stack.name, svc, &prepared.ports, &id) else {
+                        continue;
+                    };
+                    let hash = |s: &crate::runtime::ContainerSpec| s.labels.get(crate::runtime::labels::CONFIG_HASH).cloned();
+                    if units.specs.get(&service).map(hash) == Some(hash(&spec)) {
+                        continue;
+                    }
+                    let what = format!("image `{}`", spec.image);
+                    units.specs.insert(service.clone(), spec);
+                    recreate.insert(service.clone());
+                    Input::FilesChanged { service, paths: vec![what] }
+                }
+                Err(e) => {
+                    let text = match e {
+                        UpError::Build(f) => format!(
+                            "the rebuild of `{}` failed: {} ({}{}); the container keeps running the previous image",
+                            f.image,
+                            f.message,
+                            f.dockerfile,
+                            f.line.map(|l| format!(":{l}")).unwrap_or_default()
+                        ),
+                        UpError::Runtime(r) => format!("the rebuild failed: {r}"),
+                        _ => "the rebuild failed".to_string(),
+                    };
+                    logs.publish(StackEvent::warning(Some(&service), text)).await;
+                    continue;
+                }
+            },
+            Some(done) = builds.done.recv(), if !builds.waiting.is_empty() => {
+                for s in &done.services {
+                    builds.waiting.remove(s);
+                }
+                match done.result {
+                    Ok(id) => {
+                        for s in &done.services {
+                            let svc = &stack.services[s.as_str()];
+                            if let Some(spec) = crate::plan::container_spec(&stack.name, svc, &prepared.ports, &id) {
+                                units.specs.insert(s.clone(), spec);
+                            }
+                            if let Some(epoch) = deferred.remove(s) {
+                                units.get(svc).send(UnitCommand::Start { epoch });
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let reason = match &e {
+                            UpError::Build(f) => format!("the build of `{}` failed: {}", f.image, f.message),
+                            UpError::Runtime(r) => format!("the image build failed: {r}"),
+                            _ => "the image build failed".to_string(),
+                        };
+                        if build_failure.is_none() {
+                            build_failure = Some(e);
+                        }
+                        for s in &done.services {
+                            unbuilt.insert(s.clone(), reason.clone());
+                        }
+                        // Every start still waiting for an image fails (which ends start-up);
+                        // with none waiting, the run stops.
+                        if deferred.is_empty() {
+                            Input::Command(crate::kernel::Command::Shutdown)
+                        } else {
+                            for (service, epoch) in std::mem::take(&mut deferred) {
+                                let _ = input_tx.send(Input::StartFailed {
+                                    service: service.clone(),
+                                    epoch,
+                                    reason: unbuilt.get(&service).cloned().unwrap_or_else(|| "not started: another image build failed".to_string()),
+                                });
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
             Some(c) = async { match inbox.as_mut() { Some(i) => i.commands.recv().await, None => std::future::pending().await } } => Input::Command(c),
             Some(c) = async { match changes.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
                 // devstack's own files (state, logs) may sit inside a watched tree.
@@ -480,7 +622,72 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 if paths.is_empty() {
                     continue;
                 }
-                Input::FilesChanged { service: c.service, paths }
+                let svc = &stack.services[c.service.as_str()];
+                if svc.is_container() && !svc.options.develop.is_empty() {
+                    let plan = develop::plan(&svc.options.develop, &c.paths, &stack.root, &|p| p.exists());
+                    if plan.is_empty() {
+                        continue;
+                    }
+                    let service = c.service.clone();
+                    if plan.rebuild {
+                        logs.event(&service, format!("files changed: {}; rebuilding", plan.paths.join(", "))).await;
+                        let jobs = crate::build::jobs(stack, std::slice::from_ref(&service)).unwrap_or_default();
+                        if let Some(job) = jobs.into_iter().next() {
+                            let (rt, logs, tx) = (rt.clone(), logs.clone(), rebuilt_tx.clone());
+                            tokio::spawn(async move {
+                                let r = build::ensure(&rt, &job, BuildFlags::default(), &logs).await;
+                                let _ = tx.send((service, r));
+                            });
+                        }
+                        continue;
+                    }
+                    if plan.copy.is_empty() && plan.delete.is_empty() {
+                        Input::FilesChanged { service, paths: plan.paths }
+                    } else {
+                        let Some(id) = instances.get(&service).and_then(|i| i.1.clone()) else {
+                            continue;
+                        };
+                        let (rt, logs, tx) = (rt.clone(), logs.clone(), input_tx.clone());
+                        tokio::spawn(async move {
+                            let copy = plan.copy.clone();
+                            let tar = tokio::task::spawn_blocking(move || crate::build::context::files_tar(&copy)).await;
+                            let mut problems = Vec::new();
+                            match tar {
+                                Ok(Ok(t)) if !plan.copy.is_empty() => {
+                                    if let Err(e) = rt.copy_into(&id, t).await {
+                                        problems.push(e.to_string());
+                                    }
+                                }
+                                Ok(Err(e)) => problems.push(e.to_string()),
+                                _ => {}
+                            }
+                            if !plan.delete.is_empty() {
+                                let mut argv = vec!["rm".to_string(), "-rf".to_string(), "--".to_string()];
+                                argv.extend(plan.delete.iter().cloned());
+                                if let Err(e) = rt.exec(&id, &argv).await {
+                                    problems.push(e.to_string());
+                                }
+                            }
+                            let what = format!(
+                                "synced {} file(s){} into the container: {}",
+                                plan.copy.len(),
+                                if plan.delete.is_empty() { String::new() } else { format!(", removed {}", plan.delete.len()) },
+                                plan.paths.join(", ")
+                            );
+                            if problems.is_empty() {
+                                logs.event(&service, what).await;
+                            } else {
+                                logs.publish(StackEvent::warning(Some(&service), format!("sync failed: {}", problems.join("; ")))).await;
+                            }
+                            if plan.restart {
+                                let _ = tx.send(Input::FilesChanged { service, paths: plan.paths });
+                            }
+                        });
+                        continue;
+                    }
+                } else {
+                    Input::FilesChanged { service: c.service, paths }
+                }
             }
             code = async { match suite.as_mut() { Some(s) => s.await.unwrap_or(1), None => std::future::pending().await } } => {
                 suite = None;
@@ -505,8 +712,16 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     };
 
     drop(watcher);
+    builds.abort();
     for p in probes.into_values().chain(timers) {
         p.abort();
+    }
+    if let Some(failure) = build_failure {
+        if !matches!(outcome, Outcome::Abandoned) {
+            units.close().await;
+        }
+        logs.flush().await;
+        return Err(failure);
     }
     match outcome {
         Outcome::Ready => {

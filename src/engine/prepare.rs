@@ -1,6 +1,8 @@
 //! Before anything starts: host ports decided and checked (naming who holds a taken one),
-//! images present (pulled if not), the project's network and named volumes created. A failure
-//! here leaves nothing behind.
+//! images present (pulled if not), the project's network and named volumes created, and the
+//! image builds started. A failure here leaves nothing behind. Builds keep running after
+//! `prepare` returns: the engine starts what does not need them meanwhile, and each built
+//! service once its image is there.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,7 +24,41 @@ use crate::runtime::{
 pub struct Prepared {
     pub existing: Vec<ContainerInfo>,
     pub ports: HostPorts,
+    /// The container services whose image is known; a built service gets its spec when its
+    /// build is done.
     pub specs: IndexMap<String, ContainerSpec>,
+    pub builds: Builds,
+}
+
+/// One finished build: the services whose image it is, and the image id (or why not).
+pub struct BuildDone {
+    pub services: Vec<String>,
+    pub result: Result<String, UpError>,
+}
+
+/// The builds still running.
+pub struct Builds {
+    /// Services whose image is being built.
+    pub waiting: HashSet<String>,
+    pub done: mpsc::UnboundedReceiver<BuildDone>,
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Builds {
+    pub fn none() -> Self {
+        Self {
+            waiting: HashSet::new(),
+            done: mpsc::unbounded_channel().1,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Stops the builds that still run (the engine cancels a build whose request is dropped).
+    pub fn abort(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }
 
 /// Every fixed host port must be free or held by this project's own container of that service.
@@ -70,35 +106,21 @@ async fn port_preflight<R: ContainerRuntime>(
     }
 }
 
-pub async fn prepare<R: ContainerRuntime>(
+/// Every image of the selected services that is not built: present, or pulled.
+async fn ensure_pulled<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],
-    port_mode: PortMode,
+    built: &HashSet<&str>,
     logs: &LogHandle,
-) -> Result<Prepared, UpError> {
-    let existing = rt.list(&stack.name).await?;
-    let mut taken: HashSet<u16> = HashSet::new();
-    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
-        let p = ports::pick_free(ip, &taken)?;
-        taken.insert(p);
-        Ok(p)
-    })
-    .map_err(|e| {
-        UpError::Runtime(RuntimeError::Engine(format!(
-            "cannot find a free port: {e}"
-        )))
-    })?;
-    port_preflight(rt, selected, &existing, &ports).await?;
-
-    // Images before anything is created, so a missing one leaves nothing behind.
+) -> Result<HashMap<String, String>, UpError> {
     let mut image_ids: HashMap<String, String> = HashMap::new();
     for name in selected {
         let Some(ServiceKind::Container { image, .. }) = stack.services.get(name).map(|s| &s.kind)
         else {
             continue;
         };
-        if image_ids.contains_key(image) {
+        if image_ids.contains_key(image) || built.contains(image.as_str()) {
             continue;
         }
         let id = match rt.image_id(image).await? {
@@ -128,6 +150,67 @@ pub async fn prepare<R: ContainerRuntime>(
         };
         image_ids.insert(image.clone(), id);
     }
+    Ok(image_ids)
+}
+
+pub async fn prepare<R: ContainerRuntime>(
+    rt: &R,
+    stack: &Stack,
+    selected: &[String],
+    port_mode: PortMode,
+    build_flags: super::BuildFlags,
+    logs: &LogHandle,
+) -> Result<Prepared, UpError> {
+    let existing = rt.list(&stack.name).await?;
+    let mut taken: HashSet<u16> = HashSet::new();
+    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
+        let p = ports::pick_free(ip, &taken)?;
+        taken.insert(p);
+        Ok(p)
+    })
+    .map_err(|e| {
+        UpError::Runtime(RuntimeError::Engine(format!(
+            "cannot find a free port: {e}"
+        )))
+    })?;
+    port_preflight(rt, selected, &existing, &ports).await?;
+
+    // Builds start now and run side by side with each other, the pulls and the start of
+    // everything that does not need them. Images to pull are there before anything is
+    // created, so a missing one leaves nothing behind.
+    let jobs = crate::build::jobs(stack, selected)
+        .map_err(|m| UpError::Runtime(RuntimeError::Engine(m)))?;
+    let built: HashSet<&str> = jobs
+        .iter()
+        .flat_map(|j| j.tags.iter().map(String::as_str))
+        .collect();
+    let (done_tx, done) = mpsc::unbounded_channel();
+    let mut builds = Builds {
+        waiting: jobs
+            .iter()
+            .flat_map(|j| j.services.iter().cloned())
+            .collect(),
+        done,
+        tasks: Vec::new(),
+    };
+    for job in jobs.clone() {
+        let (rt, logs, tx) = (rt.clone(), logs.clone(), done_tx.clone());
+        builds.tasks.push(tokio::spawn(async move {
+            let result = super::build::ensure(&rt, &job, build_flags, &logs).await;
+            // The engine may be gone (interrupted); then nobody waits for the image.
+            let _ = tx.send(BuildDone {
+                services: job.services.clone(),
+                result,
+            });
+        }));
+    }
+    let image_ids = match ensure_pulled(rt, stack, selected, &built, logs).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            builds.abort();
+            return Err(e);
+        }
+    };
 
     let mut specs = IndexMap::new();
     for name in selected {
@@ -135,33 +218,51 @@ pub async fn prepare<R: ContainerRuntime>(
         let ServiceKind::Container { image, .. } = &svc.kind else {
             continue;
         };
-        if let Some(spec) = plan::container_spec(&stack.name, svc, &ports, &image_ids[image]) {
+        let Some(id) = image_ids.get(image) else {
+            // Built: its spec comes with its image.
+            continue;
+        };
+        if let Some(spec) = plan::container_spec(&stack.name, svc, &ports, id) {
             specs.insert(name.clone(), spec);
         }
     }
-    if !specs.is_empty() {
-        rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
-            .await?;
-        let mut volumes: Vec<&str> = Vec::new();
-        for name in specs.keys() {
-            if let ServiceKind::Container { volumes: vs, .. } = &stack.services[name].kind {
-                for v in vs {
-                    if let Volume::Named { name, .. } = v {
-                        if !volumes.contains(&name.as_str()) {
-                            volumes.push(name);
+    let containers: Vec<&String> = selected
+        .iter()
+        .filter(|s| stack.services.get(*s).is_some_and(|s| s.is_container()))
+        .collect();
+    if !containers.is_empty() {
+        let created = async {
+            rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
+                .await?;
+            let mut volumes: Vec<&str> = Vec::new();
+            for name in &containers {
+                if let ServiceKind::Container { volumes: vs, .. } =
+                    &stack.services[name.as_str()].kind
+                {
+                    for v in vs {
+                        if let Volume::Named { name, .. } = v {
+                            if !volumes.contains(&name.as_str()) {
+                                volumes.push(name);
+                            }
                         }
                     }
                 }
             }
-        }
-        for v in volumes {
-            rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
-                .await?;
+            for v in volumes {
+                rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
+                    .await?;
+            }
+            Ok::<(), RuntimeError>(())
+        };
+        if let Err(e) = created.await {
+            builds.abort();
+            return Err(e.into());
         }
     }
     Ok(Prepared {
         existing,
         ports,
         specs,
+        builds,
     })
 }

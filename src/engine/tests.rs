@@ -27,6 +27,10 @@ struct FakeState {
     crash_on_start: HashMap<String, i64>,
     /// Services whose containers print this line when they start.
     greeting: HashMap<String, String>,
+    /// Local images and their labels; `None`: every image is present, without labels.
+    images: Option<HashMap<String, std::collections::BTreeMap<String, String>>>,
+    /// Pulls fail (no registry).
+    pull_fails: bool,
 }
 
 struct FakeContainer {
@@ -108,9 +112,48 @@ impl ContainerRuntime for Fake {
         })
     }
     async fn image_id(&self, image: &str) -> RtResult<Option<String>> {
-        Ok(Some(format!("sha256:{image}")))
+        Ok(self.image_labels(image).await?.map(|(id, _)| id))
     }
-    async fn pull(&self, _image: &str, _p: mpsc::UnboundedSender<String>) -> RtResult<()> {
+    async fn image_labels(
+        &self,
+        image: &str,
+    ) -> RtResult<Option<(String, std::collections::BTreeMap<String, String>)>> {
+        let s = self.0.lock().unwrap();
+        let id = format!("sha256:{image}");
+        Ok(match &s.images {
+            None => Some((id, Default::default())),
+            Some(m) => m.get(image).map(|l| (id, l.clone())),
+        })
+    }
+    async fn build(
+        &self,
+        req: crate::runtime::BuildRequest,
+        _p: mpsc::UnboundedSender<crate::runtime::BuildOutput>,
+    ) -> RtResult<String> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("build {}", req.tags.join(",")));
+        if let Some(m) = s.images.as_mut() {
+            for t in &req.tags {
+                m.insert(t.clone(), req.labels.clone());
+            }
+        }
+        Ok(format!("sha256:{}", req.tags[0]))
+    }
+    async fn copy_into(&self, _id: &str, _tar: Vec<u8>) -> RtResult<()> {
+        Ok(())
+    }
+    async fn pull(&self, image: &str, _p: mpsc::UnboundedSender<String>) -> RtResult<()> {
+        let mut s = self.0.lock().unwrap();
+        s.calls.push(format!("pull {image}"));
+        if s.pull_fails {
+            return Err(crate::runtime::RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                reason: "no registry".into(),
+            });
+        }
+        if let Some(m) = s.images.as_mut() {
+            m.insert(image.to_string(), Default::default());
+        }
         Ok(())
     }
     async fn ensure_network(&self, _project: &str, _name: &str) -> RtResult<()> {
@@ -250,6 +293,7 @@ fn start_with(yaml: &str, fake: Fake, host: processes::FakeHost, watch: bool) ->
             state: StateFile::new(state.path().join("processes.json")),
             then: None,
             inbox: Some(inbox),
+            build: Default::default(),
         };
         up_with(&rt, &processes, req, logs, &mut sig_rx).await
     });
@@ -455,4 +499,147 @@ async fn commands_through_the_handle_restart_stop_and_start() {
         fake.calls()[fake.calls().len() - 2..],
         ["stop api", "stop db"]
     );
+}
+
+/// A Compose file with builds, on disk (the build contexts must exist).
+fn build_stack(services: &str) -> (tempfile::TempDir, crate::config::Stack) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(
+        dir.path().join("app/Dockerfile"),
+        "FROM base\nCOPY . /app\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app/main.py"), "print(1)\n").unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!("services:\n{services}"),
+    )
+    .unwrap();
+    let opts = crate::config::LoadOptions {
+        cwd: dir.path().to_path_buf(),
+        project_name: Some("p".into()),
+        ..Default::default()
+    };
+    let stack = crate::config::load(&opts, &|_| None).unwrap().stack;
+    (dir, stack)
+}
+
+/// Runs every build job of the stack against `fake`: the `how` of each `built` event.
+async fn ensure_builds(
+    fake: &Fake,
+    stack: &crate::config::Stack,
+    flags: BuildFlags,
+) -> Vec<String> {
+    let (logs, writer) = logs();
+    let mut rx = logs.subscribe();
+    let selected: Vec<String> = stack.services.keys().cloned().collect();
+    let jobs = crate::build::jobs(stack, &selected).unwrap();
+    build::ensure_all(fake, &jobs, flags, &logs).await.unwrap();
+    logs.flush().await;
+    let mut how = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        if let crate::logs::mux::Published::Event {
+            event: StackEvent::Built { how: h, .. },
+            ..
+        } = p
+        {
+            how.push(h);
+        }
+    }
+    drop(logs);
+    let _ = writer.join();
+    how
+}
+
+fn with_images(images: &[&str], pull_fails: bool) -> Fake {
+    let fake = Fake::default();
+    {
+        let mut s = fake.0.lock().unwrap();
+        s.images = Some(
+            images
+                .iter()
+                .map(|i| (i.to_string(), Default::default()))
+                .collect(),
+        );
+        s.pull_fails = pull_fails;
+    }
+    fake
+}
+
+#[tokio::test]
+async fn pull_policy_decides_between_local_pull_and_build() {
+    let image_and_build = |policy: &str| {
+        format!("  web:\n    image: team/web:1\n    build: ./app\n    pull_policy: {policy}\n")
+    };
+    // (policy, local images, pulls fail, calls, how)
+    type Case<'a> = (&'a str, &'a [&'a str], bool, &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        ("missing", &["team/web:1"], false, &[], "local"),
+        ("missing", &[], false, &["pull team/web:1"], "pulled"),
+        (
+            "missing",
+            &[],
+            true,
+            &["pull team/web:1", "build team/web:1"],
+            "built",
+        ),
+        ("never", &[], false, &["build team/web:1"], "built"),
+        ("never", &["team/web:1"], false, &[], "local"),
+        (
+            "always",
+            &["team/web:1"],
+            true,
+            &["pull team/web:1", "build team/web:1"],
+            "built",
+        ),
+        (
+            "build",
+            &["team/web:1"],
+            false,
+            &["build team/web:1"],
+            "built",
+        ),
+    ];
+    for (policy, images, pull_fails, calls, how) in cases {
+        let (_dir, stack) = build_stack(&image_and_build(policy));
+        let fake = with_images(images, *pull_fails);
+        let got = ensure_builds(&fake, &stack, BuildFlags::default()).await;
+        assert_eq!(
+            fake.calls(),
+            *calls,
+            "pull_policy {policy}, images {images:?}"
+        );
+        assert_eq!(got, [*how], "pull_policy {policy}, images {images:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_build_is_skipped_while_its_hash_matches_and_shared_builds_run_once() {
+    let shared = "    build:\n      context: ./app\n";
+    let (dir, stack) = build_stack(&format!("  web:\n{shared}  worker:\n{shared}"));
+    let fake = with_images(&[], true);
+    let first = ensure_builds(&fake, &stack, BuildFlags::default()).await;
+    assert_eq!(first, ["built"]);
+    assert_eq!(fake.calls(), ["build p-web,p-worker"]);
+
+    let again = ensure_builds(&fake, &stack, BuildFlags::default()).await;
+    assert_eq!(again, ["up_to_date"]);
+    assert_eq!(fake.calls().len(), 1, "no second build");
+
+    let forced = ensure_builds(
+        &fake,
+        &stack,
+        BuildFlags {
+            force: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(forced, ["built"]);
+
+    std::fs::write(dir.path().join("app/main.py"), "print(2)\n").unwrap();
+    let changed = ensure_builds(&fake, &stack, BuildFlags::default()).await;
+    assert_eq!(changed, ["built"]);
+    assert_eq!(fake.calls().len(), 3);
 }

@@ -1,0 +1,380 @@
+//! Runs the builds a run needs, all at once: each decides from its input hash (and
+//! `pull_policy`) whether to build, pull or use the image as it is, sends its context, shows
+//! each step and every output line under its service's name, and on failure says where in the
+//! Dockerfile and what the engine said.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::UpError;
+use crate::build::{self, context, dockerfile, dockerignore::DockerIgnore, BuildJob, PullPolicy};
+use crate::event::{human_bytes, StackEvent};
+use crate::logs::{LogHandle, LogLine, Stream};
+use crate::runtime::{labels, BuildOutput, BuildRequest, ContainerRuntime, RuntimeError};
+
+/// Lines of build output shown with a failure.
+const BUILD_TAIL: usize = 12;
+
+/// How builds are asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildFlags {
+    /// Build even when the image's build hash matches (`up --build`, `devstack build`).
+    pub force: bool,
+    /// Do not use the engine's layer cache.
+    pub no_cache: bool,
+    /// Pull newer base images.
+    pub pull: bool,
+}
+
+/// A build that failed: where, and what the engine said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildFailure {
+    pub services: Vec<String>,
+    pub image: String,
+    /// The Dockerfile's path, or `dockerfile_inline`.
+    pub dockerfile: String,
+    /// 1-based line of the failing instruction, when known.
+    pub line: Option<usize>,
+    pub instruction: Option<String>,
+    pub message: String,
+    /// The last lines of build output.
+    pub tail: Vec<String>,
+}
+
+fn failure(job: &BuildJob, message: String) -> UpError {
+    UpError::Build(Box::new(BuildFailure {
+        services: job.services.clone(),
+        image: job.tags[0].clone(),
+        dockerfile: job
+            .dockerfile_path()
+            .map_or("dockerfile_inline".to_string(), |p| p.display().to_string()),
+        line: None,
+        instruction: None,
+        message,
+        tail: Vec::new(),
+    }))
+}
+
+/// Where the content digests of a context's files are kept between runs:
+/// `$XDG_CACHE_HOME/devstack/build-contexts/<hash of the context's path>.json` (default
+/// `~/.cache`). `None` without a home.
+fn digest_cache_file(context: &std::path::Path) -> Option<std::path::PathBuf> {
+    use sha2::{Digest, Sha256};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    let key = context::hex(&Sha256::digest(context.as_os_str().as_encoded_bytes()));
+    Some(
+        base.join("devstack/build-contexts")
+            .join(format!("{}.json", &key[..16])),
+    )
+}
+
+/// Scans with the digest cache of the context; a cache that cannot be read or written only
+/// means the files are read.
+fn scan_with_cache(
+    dir: &std::path::Path,
+    ignore: &DockerIgnore,
+) -> std::io::Result<context::Context> {
+    let file = digest_cache_file(dir);
+    let mut cache: context::DigestCache = file
+        .as_ref()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let before = cache.clone();
+    let ctx = context::scan_cached(dir, ignore, &mut cache)?;
+    if let Some(f) = file.filter(|_| cache != before) {
+        let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+        let written = f
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&cache).unwrap_or_default()))
+            .and_then(|()| std::fs::rename(&tmp, &f));
+        if let Err(e) = written {
+            tracing::debug!("cannot keep the build digest cache `{}`: {e}", f.display());
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(ctx)
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// Ensures the image of every job; returns image name → id for every tag.
+pub async fn ensure_all<R: ContainerRuntime>(
+    rt: &R,
+    jobs: &[BuildJob],
+    flags: BuildFlags,
+    logs: &LogHandle,
+) -> Result<HashMap<String, String>, UpError> {
+    let results =
+        futures_util::future::join_all(jobs.iter().map(|j| ensure(rt, j, flags, logs))).await;
+    let mut ids = HashMap::new();
+    let mut first_err: Option<UpError> = None;
+    for (job, r) in jobs.iter().zip(results) {
+        match r {
+            Ok(id) => {
+                for t in &job.tags {
+                    ids.insert(t.clone(), id.clone());
+                }
+            }
+            // A failed build is the story to tell over an engine error elsewhere.
+            Err(e) => match (&first_err, &e) {
+                (None, _) | (Some(UpError::Runtime(_)), UpError::Build(_)) => first_err = Some(e),
+                _ => {}
+            },
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(ids),
+    }
+}
+
+/// One job: skip, pull, use as found, or build.
+pub async fn ensure<R: ContainerRuntime>(
+    rt: &R,
+    job: &BuildJob,
+    flags: BuildFlags,
+    logs: &LogHandle,
+) -> Result<String, UpError> {
+    let started = Instant::now();
+    let service = job.services[0].clone();
+    let tag = job.tags[0].clone();
+    let text = match &job.dockerfile {
+        build::DockerfileSource::Inline(t) => t.clone(),
+        build::DockerfileSource::Path(p) => {
+            let path = p.clone();
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+                .await
+                .map_err(|e| failure(job, format!("reading the Dockerfile stopped: {e}")))?
+                .map_err(|e| failure(job, format!("cannot read `{}`: {e}", p.display())))?
+        }
+    };
+    let (df_name, df_extra) = job.dockerfile_in_tar(&text);
+    let ctx_dir = job.context.clone();
+    let keep = df_name.clone();
+    let scanned = tokio::task::spawn_blocking(move || {
+        let mut ignore = match std::fs::read_to_string(ctx_dir.join(".dockerignore")) {
+            Ok(t) => DockerIgnore::parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
+            Err(e) => return Err(e),
+        };
+        // The engine needs these even when the patterns leave them out (as the Docker CLI does).
+        ignore.keep(&keep);
+        ignore.keep(".dockerignore");
+        scan_with_cache(&ctx_dir, &ignore)
+    })
+    .await
+    .map_err(|e| failure(job, format!("the context scan stopped: {e}")))?
+    .map_err(|e| {
+        failure(
+            job,
+            format!(
+                "cannot read the build context `{}`: {e}",
+                job.context.display()
+            ),
+        )
+    })?;
+    let hash = job.input_hash(&text, &scanned.hash);
+
+    let publish = |id: &str, how: &str, context_bytes: Option<u64>| StackEvent::Built {
+        service: service.clone(),
+        services: job.services.clone(),
+        image: tag.clone(),
+        id: id.to_string(),
+        how: how.to_string(),
+        context_bytes,
+        after_ms: ms_since(started),
+    };
+
+    if !flags.force {
+        let local = rt.image_labels(&tag).await?;
+        let mut others_present = true;
+        for t in job.tags.iter().skip(1) {
+            others_present &= rt.image_id(t).await?.is_some();
+        }
+        match &local {
+            Some((id, l)) if others_present && l.get(labels::BUILD_HASH) == Some(&hash) => {
+                logs.publish(publish(id, "up_to_date", None)).await;
+                return Ok(id.clone());
+            }
+            Some((id, l))
+                if others_present
+                    && !l.contains_key(labels::BUILD_HASH)
+                    && job.image_given
+                    && matches!(job.pull_policy, PullPolicy::Missing | PullPolicy::Never) =>
+            {
+                logs.publish(publish(id, "local", None)).await;
+                return Ok(id.clone());
+            }
+            Some(_) if others_present => {
+                logs.event(
+                    &service,
+                    format!("the build inputs of `{tag}` changed: rebuilding"),
+                )
+                .await;
+            }
+            _ => {}
+        }
+        let try_pull = job.image_given
+            && match job.pull_policy {
+                PullPolicy::Always => true,
+                PullPolicy::Missing => local.is_none(),
+                PullPolicy::Never | PullPolicy::Build => false,
+            };
+        if try_pull {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            // Pull progress is noise next to a build; only the outcome is told.
+            let drain = async { while rx.recv().await.is_some() {} };
+            let (pulled, ()) = tokio::join!(rt.pull(&tag, tx), drain);
+            match pulled {
+                Ok(()) => {
+                    if let Some(id) = rt.image_id(&tag).await? {
+                        logs.publish(publish(&id, "pulled", None)).await;
+                        return Ok(id);
+                    }
+                }
+                Err(RuntimeError::Unavailable(m)) => {
+                    return Err(RuntimeError::Unavailable(m).into())
+                }
+                Err(e) => {
+                    logs.event(&service, format!("cannot pull `{tag}` ({e}): building it"))
+                        .await;
+                }
+            }
+        }
+    }
+
+    // Build.
+    let extra: Vec<(String, Vec<u8>)> =
+        df_extra.map(|d| (df_name.clone(), d)).into_iter().collect();
+    let for_tar = scanned.clone();
+    let tar = tokio::task::spawn_blocking(move || context::tar(&for_tar, &extra))
+        .await
+        .map_err(|e| failure(job, format!("packing the context stopped: {e}")))?
+        .map_err(|e| failure(job, format!("cannot pack the build context: {e}")))?;
+    let context_bytes = tar.len() as u64;
+    let shared = if job.services.len() > 1 {
+        format!(" (for {})", job.who())
+    } else {
+        String::new()
+    };
+    logs.event(
+        &service,
+        format!(
+            "building `{tag}`{shared}: {} files, {} context after .dockerignore",
+            scanned
+                .entries
+                .iter()
+                .filter(|e| matches!(e.kind, context::EntryKind::File { .. }))
+                .count(),
+            human_bytes(context_bytes)
+        ),
+    )
+    .await;
+    let mut image_labels = job.labels.clone();
+    image_labels.insert(labels::BUILD_HASH.to_string(), hash);
+    let req = BuildRequest {
+        tags: job.tags.clone(),
+        context: tar,
+        dockerfile: df_name,
+        args: job.args.clone(),
+        target: job.target.clone(),
+        labels: image_labels,
+        cache_from: job.cache_from.clone(),
+        network: job.network.clone(),
+        extra_hosts: job.extra_hosts.clone(),
+        no_cache: flags.no_cache || job.no_cache,
+        pull: flags.pull || job.pull,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut step: Option<(usize, String)> = None;
+    let show = async {
+        while let Some(out) = rx.recv().await {
+            match out {
+                BuildOutput::Step { n, of, instruction } => {
+                    logs.event(&service, format!("step {n}/{of}: {instruction}"))
+                        .await;
+                    tail.push_back(format!("Step {n}/{of} : {instruction}"));
+                    step = Some((n, instruction));
+                }
+                BuildOutput::Line(text) => {
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    tail.push_back(text.clone());
+                    logs.line(LogLine {
+                        at: std::time::SystemTime::now(),
+                        source: service.clone(),
+                        stream: Stream::Stdout,
+                        text,
+                    })
+                    .await;
+                }
+            }
+            while tail.len() > BUILD_TAIL {
+                tail.pop_front();
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(rt.build(req, tx), show);
+    match result {
+        Ok(id) => {
+            logs.publish(publish(&id, "built", Some(context_bytes)))
+                .await;
+            Ok(id)
+        }
+        Err(RuntimeError::BuildFailed(message)) => {
+            // The engine's own location (a parse error) wins; else the step that was running.
+            let (line, instruction) = match dockerfile::line_in_message(&message) {
+                Some(l) if message.to_ascii_lowercase().contains("dockerfile") => {
+                    let ins = dockerfile::instructions(&text)
+                        .into_iter()
+                        .find(|i| i.line == l)
+                        .map(|i| i.text)
+                        .or_else(|| text.lines().nth(l - 1).map(|s| s.trim().to_string()));
+                    (Some(l), ins)
+                }
+                _ => match &step {
+                    Some((n, ins)) => {
+                        let line = dockerfile::step_line(&text, *n, ins);
+                        // The instruction as written (continuations joined), else as printed.
+                        let written = line.and_then(|l| {
+                            dockerfile::instructions(&text)
+                                .into_iter()
+                                .find(|i| i.line == l)
+                                .map(|i| i.text)
+                        });
+                        (line, written.or_else(|| Some(ins.clone())))
+                    }
+                    None => (None, None),
+                },
+            };
+            let mut tail: Vec<String> = tail.into_iter().collect();
+            // The message is shown on its own.
+            if tail.last().is_some_and(|l| l.trim() == message.trim()) {
+                tail.pop();
+            }
+            Err(UpError::Build(Box::new(BuildFailure {
+                services: job.services.clone(),
+                image: tag,
+                dockerfile: job
+                    .dockerfile_path()
+                    .map_or("dockerfile_inline".to_string(), |p| p.display().to_string()),
+                line,
+                instruction,
+                message,
+                tail,
+            })))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
