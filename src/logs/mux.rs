@@ -6,7 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::render::Renderer;
 use super::screen::{Screen, ScreenCommand};
@@ -28,13 +30,27 @@ pub enum Published {
     },
 }
 
-/// Lines in flight between producers and the writer.
+/// Messages in flight between producers and the writer.
 const CHANNEL: usize = 1024;
+
+/// Bytes of lines in flight in batches ([`LogHandle::lines`]): the channel counts messages, and
+/// a batch may hold a whole chunk of output, so without this bound a flood could queue
+/// `CHANNEL` chunks (tens of MiB) instead of `CHANNEL` lines. A batch takes its size from this
+/// budget before it is sent and gives it back once the writer is done with it. 16 chunks of a
+/// pipe read: enough to keep the writer busy (a larger budget is no faster), small beside the
+/// rest of the process.
+const IN_FLIGHT_BYTES: usize = 256 * 1024;
+
+/// What one line in a batch costs of [`IN_FLIGHT_BYTES`]: its text, its source, the struct.
+fn cost(line: &LogLine) -> usize {
+    std::mem::size_of::<LogLine>() + line.source.capacity() + line.text.capacity()
+}
 
 enum LogMsg {
     Line(LogLine),
-    /// The lines of one chunk of output: one message for many lines.
-    Lines(Vec<LogLine>),
+    /// The lines of one chunk of output: one message for many lines, and their share of the
+    /// in-flight budget, released once they are written.
+    Lines(Vec<LogLine>, OwnedSemaphorePermit),
     /// The terminal view's status line, filter and highlight.
     Screen(ScreenCommand),
     Event(std::time::SystemTime, StackEvent),
@@ -51,6 +67,8 @@ pub struct LogHandle {
     tx: mpsc::Sender<LogMsg>,
     subscribers: broadcast::Sender<Published>,
     redact: Redactor,
+    /// [`IN_FLIGHT_BYTES`], shared by every producer.
+    budget: Arc<Semaphore>,
 }
 
 impl LogHandle {
@@ -60,11 +78,19 @@ impl LogHandle {
         let _ = self.tx.send(LogMsg::Line(line)).await;
     }
 
-    /// Sends the lines of one chunk at once (one channel message, however many lines).
+    /// Sends the lines of one chunk at once (one channel message, however many lines), waiting
+    /// while more than [`IN_FLIGHT_BYTES`] of lines are queued.
     pub async fn lines(&self, lines: Vec<LogLine>) {
-        if !lines.is_empty() {
-            let _ = self.tx.send(LogMsg::Lines(lines)).await;
+        if lines.is_empty() {
+            return;
         }
+        // A batch larger than the whole budget waits for all of it.
+        let bytes = lines.iter().map(cost).sum::<usize>().min(IN_FLIGHT_BYTES);
+        // The budget is never closed.
+        let Ok(permit) = self.budget.clone().acquire_many_owned(bytes as u32).await else {
+            return;
+        };
+        let _ = self.tx.send(LogMsg::Lines(lines, permit)).await;
     }
 
     /// A command for the terminal view's part of the output (status line, filter, highlight).
@@ -302,10 +328,11 @@ pub fn spawn_with(
                             }
                         }
                         LogMsg::Line(line) => on_line(line, &mut sink),
-                        LogMsg::Lines(lines) => {
+                        LogMsg::Lines(lines, permit) => {
                             for line in lines {
                                 on_line(line, &mut sink);
                             }
+                            drop(permit);
                         }
                         LogMsg::Tail { source, reply } => {
                             let lines = sink
@@ -351,6 +378,7 @@ pub fn spawn_with(
             tx,
             subscribers,
             redact,
+            budget: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
         },
         thread,
     )
@@ -409,5 +437,66 @@ mod tests {
         );
         assert!(lines[3].ends_with(" db  ▸ ready"), "{}", lines[3]);
         assert_eq!(lines.len(), 4);
+    }
+
+    /// A terminal that takes nothing until it is opened; counts the lines it got.
+    #[derive(Clone, Default)]
+    struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>, Arc<Mutex<usize>>);
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let (open, cv) = &*self.0;
+            let _unused = cv.wait_while(open.lock().unwrap(), |o| !*o).unwrap();
+            *self.1.lock().unwrap() += newlines(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn newlines(b: &[u8]) -> usize {
+        b.iter().filter(|c| **c == b'\n').count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_writer_stops_batches_at_the_byte_budget() {
+        let gate = Gate::default();
+        let (h, thread) = spawn(Box::new(gate.clone()), Format::Json, 2, None);
+        // 100 batches of 100 lines of 1 KB: 10 MB, ten times the budget.
+        let batch = || -> Vec<LogLine> {
+            (0..100)
+                .map(|_| LogLine {
+                    at: std::time::UNIX_EPOCH,
+                    source: "flood".into(),
+                    stream: Stream::Stdout,
+                    text: "x".repeat(1000),
+                })
+                .collect()
+        };
+        let per_batch: usize = batch().iter().map(cost).sum();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let producer = {
+            let (h, sent) = (h.clone(), sent.clone());
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    h.lines(batch()).await;
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Queued: the budget; taken by the stalled writer: what fits before its first write.
+        let queued = sent.load(std::sync::atomic::Ordering::SeqCst) * per_batch;
+        assert!(
+            queued <= IN_FLIGHT_BYTES + WRITE_AT + 2 * per_batch,
+            "{queued} bytes sent to a writer that takes none"
+        );
+        let (open, cv) = &*gate.0;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+        producer.await.unwrap();
+        h.flush().await;
+        drop(h);
+        thread.join().unwrap();
+        assert_eq!(*gate.1.lock().unwrap(), 100 * 100, "every line is written");
     }
 }
