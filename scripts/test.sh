@@ -16,7 +16,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --all-targets
+cargo test --all-targets --no-fail-fast
 
 step "the example app's integration suite, through devstack test"
 cargo build -q

@@ -141,7 +141,8 @@ fn the_guard_refuses_strangers_and_actions_reach_the_stack() {
         .unwrap();
     let mut got = String::new();
     let mut buf = [0u8; 65536];
-    while !got.contains("api sees") {
+    // The service's own line (its command line, in the `started` event, says "api sees" too).
+    while !got.contains("\"x\":\"api sees") {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "the stream ended: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
