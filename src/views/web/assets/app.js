@@ -31,10 +31,12 @@
     for (let i = 0; i < name.length; i++) { h ^= name.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
     return h % 360;
   }
-  const stateName = (r) => (r && r.state && r.state.state) || 'unknown';
+  // A row carries its state flat: `state` is the name, its details (`code`, `reason`,
+  // `restart_in_ms`, `crash_loop`) sit beside it.
+  const stateName = (r) => (r && typeof r.state === 'string' && r.state) || 'unknown';
   function stateText(r) {
-    const s = r.state;
-    switch (s && s.state) {
+    const s = r;
+    switch (stateName(r)) {
       case 'backoff': return `backoff ${s.restart_in_ms} ms` + (s.crash_loop ? ', crash loop' : '');
       case 'crashed': return `crashed (${s.code})`;
       case 'exited': return `exited (${s.code})`;
