@@ -26,8 +26,10 @@ pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// Reloads within [`RELOAD_LOOP_WINDOW`], each caused by the same file, that make a reload loop.
 pub const RELOAD_LOOP_COUNT: usize = 5;
 pub const RELOAD_LOOP_WINDOW: Duration = Duration::from_secs(30);
-/// A change counts towards a reload loop when it comes this soon after the service started.
-pub const RELOAD_LOOP_LAG: Duration = Duration::from_secs(3);
+/// A change counts towards a reload loop when it comes this soon after the service started,
+/// beyond the watch's own debounce: a file written at every start (`devstack up > up.log` in a
+/// watched folder) changes at once, while a person, or an editor's autosave, edits later.
+pub const RELOAD_LOOP_LAG: Duration = Duration::from_millis(500);
 /// Start-up gives a crashing service without `ready:` this long before it fails the wait.
 const DEFAULT_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -196,6 +198,8 @@ struct Node {
     restarts: u32,
     reloads: VecDeque<(Instant, Vec<String>)>,
     ignored_paths: Vec<String>,
+    /// How soon after a start a change counts towards a reload loop.
+    loop_lag: Duration,
 }
 
 /// One service as the kernel sees it, for `ps` and the views.
@@ -258,6 +262,8 @@ impl Kernel {
                     restarts: 0,
                     reloads: VecDeque::new(),
                     ignored_paths: Vec::new(),
+                    loop_lag: svc.watch.as_ref().map_or(Duration::ZERO, |w| w.debounce)
+                        + RELOAD_LOOP_LAG,
                 };
                 Some((name.clone(), node))
             })
@@ -882,7 +888,7 @@ impl Kernel {
         // arrives during a stop is coalesced, and one long after a start breaks the chain.
         let soon_after_start = n
             .started_at
-            .is_some_and(|s| now.duration_since(s) < RELOAD_LOOP_LAG);
+            .is_some_and(|s| now.duration_since(s) < n.loop_lag);
         if n.state == ServiceState::Stopping {
         } else if !soon_after_start {
             n.reloads.clear();
