@@ -227,6 +227,20 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
     };
     // Subscribed before any command is sent, so nothing it causes is missed.
     let mut events = handle.subscribe();
+    // Every request that names services is checked the same way; none named means all.
+    let named = match &envelope.request {
+        Request::Restart { services, .. }
+        | Request::Start { services, .. }
+        | Request::Stop { services, .. }
+        | Request::Wait { services, .. }
+        | Request::Logs { services } => Some(check(services)),
+        Request::Ps | Request::Shutdown => None,
+    };
+    let services = match named {
+        Some(Ok(s)) => s,
+        Some(Err(m)) => return conn.error(exit::CONFIG, m).await,
+        None => Vec::new(),
+    };
     match envelope.request {
         Request::Ps => {
             let rows = ps_rows(&ctx).await;
@@ -250,10 +264,14 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             })
             .await;
         }
-        Request::Logs { services } => {
-            let services = match check(&services) {
-                Ok(s) => s,
-                Err(m) => return conn.error(exit::CONFIG, m).await,
+        Request::Logs {
+            services: ref asked,
+        } => {
+            // None named: everything, devstack's own stack-wide events included.
+            let services = if asked.is_empty() {
+                Vec::new()
+            } else {
+                services
             };
             loop {
                 tokio::select! {
@@ -275,15 +293,13 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             .await;
         }
         Request::Restart {
-            services,
-            wait,
-            timeout_ms,
+            wait, timeout_ms, ..
+        }
+        | Request::Start {
+            wait, timeout_ms, ..
         } => {
-            let services = match check(&services) {
-                Ok(s) => s,
-                Err(m) => return conn.error(exit::CONFIG, m).await,
-            };
-            let targets = bring_up(&handle, &services, true);
+            let restart = matches!(envelope.request, Request::Restart { .. });
+            let targets = bring_up(&handle, &services, restart);
             finish(
                 &ctx,
                 &mut conn,
@@ -295,32 +311,7 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             )
             .await;
         }
-        Request::Start {
-            services,
-            wait,
-            timeout_ms,
-        } => {
-            let services = match check(&services) {
-                Ok(s) => s,
-                Err(m) => return conn.error(exit::CONFIG, m).await,
-            };
-            let targets = bring_up(&handle, &services, false);
-            finish(
-                &ctx,
-                &mut conn,
-                &mut handle,
-                &mut events,
-                targets,
-                wait,
-                timeout_ms,
-            )
-            .await;
-        }
-        Request::Stop { services, wait } => {
-            let services = match check(&services) {
-                Ok(s) => s,
-                Err(m) => return conn.error(exit::CONFIG, m).await,
-            };
+        Request::Stop { wait, .. } => {
             for s in &services {
                 handle.stop(s);
             }
@@ -336,14 +327,7 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             )
             .await;
         }
-        Request::Wait {
-            services,
-            timeout_ms,
-        } => {
-            let services = match check(&services) {
-                Ok(s) => s,
-                Err(m) => return conn.error(exit::CONFIG, m).await,
-            };
+        Request::Wait { timeout_ms, .. } => {
             let targets = services
                 .iter()
                 .map(|s| (s.clone(), Target::Ready { after_epoch: None }))
