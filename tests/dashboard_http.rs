@@ -74,7 +74,9 @@ fn the_guard_refuses_strangers_and_actions_reach_the_stack() {
     let state = dir.path().join("state");
     let (mut up, rx) = common::spawn_up(
         dir.path(),
-        &["up", "--json"],
+        // Its own project: services carry `DEVSTACK_MARK=<project>/<service>`, and an `up`
+        // ends what carries its marks, so two tests must never share a project name.
+        &["-p", &common::project("dash"), "up", "--json"],
         &[("XDG_STATE_HOME", state.to_str().unwrap())],
     );
     let mut seen = Vec::new();
@@ -187,7 +189,7 @@ fn a_taken_dashboard_port_is_refused_before_anything_starts_and_no_dashboard_mea
     let port = held.local_addr().unwrap().port().to_string();
     let out = common::devstack_env(
         dir.path(),
-        &["up", "--json", "--dashboard", &port],
+        &["-p", &common::project("dash"), "up", "--json", "--dashboard", &port],
         &[("XDG_STATE_HOME", state.to_str().unwrap())],
     );
     assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
@@ -204,7 +206,7 @@ fn a_taken_dashboard_port_is_refused_before_anything_starts_and_no_dashboard_mea
 
     let (mut up, rx) = common::spawn_up(
         dir.path(),
-        &["up", "--json", "--no-dashboard"],
+        &["-p", &common::project("dash"), "up", "--json", "--no-dashboard"],
         &[("XDG_STATE_HOME", state.to_str().unwrap())],
     );
     let mut seen = Vec::new();
