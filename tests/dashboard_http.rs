@@ -189,7 +189,14 @@ fn a_taken_dashboard_port_is_refused_before_anything_starts_and_no_dashboard_mea
     let port = held.local_addr().unwrap().port().to_string();
     let out = common::devstack_env(
         dir.path(),
-        &["-p", &common::project("dash"), "up", "--json", "--dashboard", &port],
+        &[
+            "-p",
+            &common::project("dash"),
+            "up",
+            "--json",
+            "--dashboard",
+            &port,
+        ],
         &[("XDG_STATE_HOME", state.to_str().unwrap())],
     );
     assert_eq!(out.status.code(), Some(2), "{}", common::stderr(&out));
@@ -206,7 +213,13 @@ fn a_taken_dashboard_port_is_refused_before_anything_starts_and_no_dashboard_mea
 
     let (mut up, rx) = common::spawn_up(
         dir.path(),
-        &["-p", &common::project("dash"), "up", "--json", "--no-dashboard"],
+        &[
+            "-p",
+            &common::project("dash"),
+            "up",
+            "--json",
+            "--no-dashboard",
+        ],
         &[("XDG_STATE_HOME", state.to_str().unwrap())],
     );
     let mut seen = Vec::new();
