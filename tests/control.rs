@@ -125,6 +125,9 @@ fn verbs_drive_a_running_stack_from_another_process() {
 
     // `wait` times out while `gate` waits for its file (exit 5, with what it waited for), and
     // succeeds once the file is there.
+    // First the devstack itself (it may take a moment to serve under load), then the gate.
+    let base = s.dev(&["wait", "base", "--timeout", "60s"]);
+    assert_eq!(base.status.code(), Some(0), "{}", stderr(&base));
     let late = s.dev(&["wait", "gate", "--timeout", "1s"]);
     assert_eq!(late.status.code(), Some(5), "{}", stderr(&late));
     assert!(
