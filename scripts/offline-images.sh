@@ -25,6 +25,10 @@
 # tansu binary (a 10-25 minute cargo build on 2 cores). A run with everything up to date takes seconds.
 #
 # Usage: scripts/offline-images.sh [options] [IMAGE...]        (IMAGE: see --list; default: all)
+#
+# stack.yaml runs two of its steps as tasks (so `devstack up` alone prepares a fresh machine and
+# builds the images itself from images/*/Dockerfile): `--base` (the base image) and
+# `--tansu DEST` (the Kafka stand-in's broker binary, copied into the kafka image's context).
 set -euo pipefail
 
 usage() {
@@ -39,6 +43,9 @@ Options:
       --refresh-cache  also redo the slow cached steps (debootstrap rootfs, tansu cargo build)
   -l, --list           show each image, its tag and whether it is up to date, then exit
   -v, --verbose        stream build output instead of writing it to log files only
+      --base           only make the base image devstack/debian-base:bookworm, then exit
+      --check-base     exit 0 if the base image is up to date, 1 if not (changes nothing)
+      --tansu DEST     only build (or take from the cache) the tansu binary and copy it to DEST
   -h, --help           this help
 
 Environment:
@@ -130,7 +137,7 @@ run_logged() {
 # ---------------------------------------------------------------------------------------------
 # Arguments
 # ---------------------------------------------------------------------------------------------
-FORCE=0 REFRESH=0 LIST=0 VERBOSE=0
+FORCE=0 REFRESH=0 LIST=0 VERBOSE=0 MODE=images TANSU_DEST=
 SELECTED=()
 while (( $# )); do
     case $1 in
@@ -138,6 +145,9 @@ while (( $# )); do
         --refresh-cache) REFRESH=1 FORCE=1 ;;
         -l|--list) LIST=1 ;;
         -v|--verbose) VERBOSE=1 ;;
+        --base) MODE=base ;;
+        --check-base) MODE=check-base ;;
+        --tansu) MODE=tansu; shift; TANSU_DEST=${1:-}; [[ -n $TANSU_DEST ]] || die "--tansu needs a destination path" ;;
         -h|--help) usage; exit 0 ;;
         -*) usage >&2; die "unknown option: $1" ;;
         *)
@@ -227,10 +237,19 @@ for name in "${SELECTED[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
+# The single steps stack.yaml runs as tasks
+# ---------------------------------------------------------------------------------------------
+if [[ $MODE == check-base ]]; then
+    [[ $(image_label "$BASE_TAG" devstack.input-hash) == "$BASE_HASH" ]]
+    exit
+fi
+
+# ---------------------------------------------------------------------------------------------
 # What is up to date?
 # ---------------------------------------------------------------------------------------------
 declare -A WANT_HASH STATUS
 TODO=()
+if [[ $MODE == images ]]; then
 for name in "${SELECTED[@]}"; do
     WANT_HASH[$name]=$(image_hash "$name")
     have=$(image_label "${TAG[$name]}" devstack.input-hash)
@@ -277,6 +296,7 @@ if ! flock -n 9; then
     flock 9
 fi
 say "To build: ${TODO[*]}   (cache: $CACHE_DIR)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Base image: debootstrap minbase rootfs (cached tarball) -> docker import
@@ -444,6 +464,26 @@ build_image() {
     STATUS[$name]="built in $(elapsed "$t0")"
     ok "$tag built ($(elapsed "$t0"), $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
+
+case $MODE in
+    base)
+        mkdir -p "$CACHE_DIR" "$LOG_DIR"
+        exec 9>"$CACHE_DIR/offline-images.lock"
+        flock 9
+        ensure_base
+        exit 0 ;;
+    tansu)   # a lock of its own: the base image need not wait for a 20-minute cargo build
+        mkdir -p "$CACHE_DIR" "$LOG_DIR"
+        exec 9>"$CACHE_DIR/tansu.lock"
+        flock 9
+        ensure_tansu
+        mkdir -p "$(dirname "$TANSU_DEST")"
+        if ! cmp -s "$TANSU_BIN" "$TANSU_DEST"; then
+            cp "$TANSU_BIN" "$TANSU_DEST.part" && mv "$TANSU_DEST.part" "$TANSU_DEST"
+        fi
+        ok "tansu $TANSU_VERSION at $TANSU_DEST"
+        exit 0 ;;
+esac
 
 ensure_base
 check_mirror_from_containers

@@ -1,7 +1,9 @@
 //! The top-level error, its exit code, and how each is told to a person.
 
 use crate::config::ConfigError;
+use crate::engine::UpError;
 use crate::engine::{BuildFailure, NotReadyReport, PortConflict};
+use crate::program::MissingProgram;
 use crate::runtime::RuntimeError;
 
 /// Exit codes. Stable: scripts and CI branch on them; the README lists them.
@@ -25,6 +27,9 @@ pub mod exit {
     pub const BUILD_FAILED: i32 = 8;
     /// No devstack runs the project, so there is nothing to talk to (`restart`, `wait`, ...).
     pub const NOT_RUNNING: i32 = 9;
+    /// A native service's program is not there, and no task it depends on creates it (the
+    /// message names the program and what provides it); nothing was started.
+    pub const MISSING_PROGRAM: i32 = 10;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -56,6 +61,9 @@ pub enum Error {
 
     #[error("building `{}` failed: {}", .0.image, .0.message)]
     BuildFailed(Box<BuildFailure>),
+
+    #[error("{} native service(s) cannot start: their program is missing", .0.len())]
+    MissingPrograms(Vec<MissingProgram>),
 
     #[error("project `{project}` is already up (devstack pid {pid})")]
     AlreadyUp { project: String, pid: u32 },
@@ -109,6 +117,19 @@ impl From<RuntimeError> for Error {
     }
 }
 
+impl From<UpError> for Error {
+    fn from(e: UpError) -> Self {
+        match e {
+            UpError::PortConflicts(c) => Error::PortConflicts(c),
+            UpError::Runtime(e) => e.into(),
+            UpError::NotReady(r) => Error::NotReady(r),
+            UpError::Build(f) => Error::BuildFailed(f),
+            UpError::Interrupted => Error::Interrupted,
+            UpError::MissingPrograms(m) => Error::MissingPrograms(m),
+        }
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -121,6 +142,7 @@ impl Error {
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::AlreadyUp { .. } => exit::ALREADY_UP,
             Error::BuildFailed(_) => exit::BUILD_FAILED,
+            Error::MissingPrograms(_) => exit::MISSING_PROGRAM,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
             Error::Exit(code) => *code,
@@ -207,6 +229,22 @@ impl Error {
                     }
                 }
                 s.push_str("  help: fix the Dockerfile (or the files it uses) and run again; nothing was started\n");
+                s
+            }
+            Error::MissingPrograms(ms) => {
+                let mut s = String::new();
+                for m in ms {
+                    let at = m
+                        .path
+                        .as_ref()
+                        .map_or_else(|| "on PATH".to_string(), |p| format!("at {}", p.display()));
+                    s.push_str(&head(&format!(
+                        "`{}` runs `{}`, which is not there ({at})",
+                        m.service, m.program
+                    )));
+                    s.push_str(&format!("  help: {}\n", m.help()));
+                }
+                s.push_str("  note: nothing was started; `devstack doctor` checks every service's program\n");
                 s
             }
             Error::AlreadyUp { .. } => format!(

@@ -156,6 +156,22 @@ pub enum StackEvent {
         context_bytes: Option<u64>,
         after_ms: u64,
     },
+    /// An image build started a step of its Dockerfile.
+    BuildStep {
+        service: String,
+        /// 1-based, of `of` steps.
+        step: usize,
+        of: usize,
+        instruction: String,
+    },
+    /// A task (`task:`) was up to date, so it did not run; it counts as completed.
+    Skipped {
+        service: String,
+        /// What said so: `sources unchanged`, `status commands passed`, or both.
+        reason: String,
+        /// How long the check took.
+        after_ms: u64,
+    },
     /// A note from devstack about a service or the stack (`service: None`).
     Note {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,6 +221,10 @@ impl StackEvent {
             Self::Backoff { tail, .. } => tail.iter_mut().for_each(|l| *l = r.apply(l)),
             Self::Restarting { reason: text, .. }
             | Self::Stopped { how: text, .. }
+            | Self::Skipped { reason: text, .. }
+            | Self::BuildStep {
+                instruction: text, ..
+            }
             | Self::Note { text, .. }
             | Self::Warning { text, .. } => *text = r.apply(text),
             Self::State {
@@ -230,7 +250,9 @@ impl StackEvent {
             | Self::Stopped { service, .. }
             | Self::Restarting { service, .. }
             | Self::Backoff { service, .. }
-            | Self::Built { service, .. } => Some(service),
+            | Self::Built { service, .. }
+            | Self::Skipped { service, .. }
+            | Self::BuildStep { service, .. } => Some(service),
             Self::Note { service, .. } | Self::Warning { service, .. } => service.as_deref(),
             Self::AllReady { .. } => None,
         }
@@ -272,6 +294,17 @@ impl StackEvent {
             Self::AllReady { services, after_ms } => {
                 vec![format!("{services} services ready in {after_ms} ms")]
             }
+            Self::BuildStep {
+                step,
+                of,
+                instruction,
+                ..
+            } => vec![format!("step {step}/{of}: {instruction}")],
+            Self::Skipped {
+                reason, after_ms, ..
+            } => vec![format!(
+                "up to date ({reason}): skipped, checked in {after_ms} ms"
+            )],
             Self::Built {
                 image,
                 id,

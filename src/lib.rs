@@ -17,6 +17,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe;
 pub mod process;
+pub mod program;
 pub mod readiness;
 pub mod redact;
 pub mod render;

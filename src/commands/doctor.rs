@@ -2,13 +2,12 @@
 //! Read-only: it starts and changes nothing.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 
 use super::Env;
-use crate::config::{Command, ServiceKind, Stack};
+use crate::config::{ServiceKind, Stack};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
-use crate::plan::shell_words;
+use crate::program::{argv_of, find as find_program};
 use crate::runtime::ContainerRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,31 +48,6 @@ fn blocker(what: impl Into<String>, fix: impl Into<String>) -> Finding {
     }
 }
 
-/// Finds `program` as a shell would: a path (relative to `cwd`) or a name on PATH.
-fn find_program(program: &str, cwd: &Path, path_var: Option<&str>) -> Option<PathBuf> {
-    let is_exec = |p: &Path| {
-        p.is_file()
-            && p.metadata()
-                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        let p = cwd.join(program);
-        return is_exec(&p).then_some(p);
-    }
-    path_var?
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| is_exec(p))
-}
-
-fn argv_of(c: &Command) -> Vec<String> {
-    match c {
-        Command::Shell(s) => shell_words(s),
-        Command::Argv(v) => v.clone(),
-    }
-}
-
 /// What each native service needs to start: its program, and a Python module run with `-m`.
 async fn tools(stack: &Stack, path_var: Option<&str>) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -100,6 +74,17 @@ async fn tools(stack: &Stack, path_var: Option<&str>) -> Vec<Finding> {
             continue;
         };
         let Some(found) = find_program(program, working_dir, path_var) else {
+            let all: Vec<String> = stack.services.keys().cloned().collect();
+            if crate::program::missing(stack, &all, path_var, true)
+                .iter()
+                .all(|m| m.service != *name)
+            {
+                // A task the service depends on creates it: `up` runs that first.
+                out.push(ok(format!(
+                    "`{name}`: `{program}` is created by a task it depends on, when `up` runs"
+                )));
+                continue;
+            }
             let fix = if program.contains(".venv") {
                 "create the virtualenv: `scripts/setup-example.sh` (or your project's setup step)"
                     .to_string()

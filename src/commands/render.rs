@@ -10,6 +10,9 @@ use crate::render;
 use super::{selected_services, Env};
 
 pub fn render(stack: &Stack, what: &RenderCommand, env: &mut Env<'_>) -> Result<(), Error> {
+    // Tasks prepare this machine (a virtualenv, a base image): a cluster or Compose has no use
+    // for them.
+    let stack = &stack.without_tasks();
     match what {
         RenderCommand::K8s(args) => k8s(stack, args, env),
         RenderCommand::Compose(args) => compose(stack, args, env),

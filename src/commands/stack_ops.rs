@@ -262,13 +262,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             let rt = crate::runtime::NoEngine;
             serve_and_run(&rt, stack, handle.clone(), req, &logs, &mut signals).await
         };
-        outcome.map_err(|e| match e {
-            UpError::PortConflicts(c) => Error::PortConflicts(c),
-            UpError::Runtime(e) => e.into(),
-            UpError::NotReady(r) => Error::NotReady(r),
-            UpError::Build(f) => Error::BuildFailed(f),
-            UpError::Interrupted => Error::Interrupted,
-        })
+        outcome.map_err(Error::from)
     });
     // The view ends with the engine; it holds a log handle, so it goes before the writer.
     if let Some(v) = view {
@@ -356,13 +350,7 @@ pub fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Result<(), E
         let docker = DockerRuntime::connect().await?;
         let r = crate::engine::build::ensure_all(&docker, &jobs, flags, &logs).await;
         logs.flush().await;
-        r.map_err(|e| match e {
-            UpError::Build(f) => Error::BuildFailed(f),
-            UpError::Runtime(e) => e.into(),
-            UpError::PortConflicts(c) => Error::PortConflicts(c),
-            UpError::NotReady(r) => Error::NotReady(r),
-            UpError::Interrupted => Error::Interrupted,
-        })
+        r.map_err(Error::from)
     });
     drop(logs);
     let _ = writer.join();
@@ -947,13 +935,7 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
     };
     let keep = args.keep_on_failure;
     let result = rt.block_on(async {
-        let map = |e: UpError| match e {
-            UpError::PortConflicts(c) => Error::PortConflicts(c),
-            UpError::Runtime(e) => e.into(),
-            UpError::NotReady(r) => Error::NotReady(r),
-            UpError::Build(f) => Error::BuildFailed(f),
-            UpError::Interrupted => Error::Interrupted,
-        };
+        let map = Error::from;
         if !needs_engine {
             let rt = crate::runtime::NoEngine;
             return serve_and_run(&rt, &throwaway, handle, req, &logs, &mut signals)

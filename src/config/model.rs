@@ -36,6 +36,25 @@ pub struct Stack {
     pub profiles: Vec<String>,
 }
 
+impl Stack {
+    /// The stack without its tasks (`task:`) and without dependencies on them.
+    pub fn without_tasks(&self) -> Stack {
+        let mut s = self.clone();
+        let tasks: Vec<String> = s
+            .services
+            .iter()
+            .filter(|(_, svc)| svc.task.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        s.services.retain(|n, _| !tasks.contains(n));
+        for svc in s.services.values_mut() {
+            svc.depends_on.retain(|d, _| !tasks.contains(d));
+            svc.restart_with.retain(|d| !tasks.contains(d));
+        }
+        s
+    }
+}
+
 /// A top-level named volume.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VolumeDef {
@@ -341,8 +360,35 @@ pub struct Service {
     /// The profiles that enable this service; empty means always enabled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
+    /// A one-shot preparation step (`task:`): runs to completion, skipped when up to date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
     #[serde(flatten)]
     pub options: ContainerOptions,
+}
+
+/// `task:`: when a one-shot step may be skipped. With neither `sources` nor `status` it always
+/// runs; with both, both must say it is up to date.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Task {
+    /// Files and folders (absolute after loading) whose content, with the command, is hashed;
+    /// the hash of the last successful run is kept, and an equal hash means up to date.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<PathBuf>,
+    /// Files the task creates (absolute): all must exist to be up to date. A native service's
+    /// program listed here is known to come from this task.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub generates: Vec<PathBuf>,
+    /// Shell commands run in the working folder: all exiting 0 means up to date.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<String>,
+}
+
+impl Task {
+    /// Whether anything can say the task is up to date.
+    pub fn skippable(&self) -> bool {
+        !self.sources.is_empty() || !self.status.is_empty()
+    }
 }
 
 impl Service {

@@ -603,6 +603,46 @@ pub struct RawService {
     pub pids_limit: Option<i64>,
     pub pull_policy: Option<String>,
     pub develop: Option<RawDevelop>,
+    pub task: Option<RawTask>,
+}
+
+/// `task:` — `true`, or `{sources, generates, status}`: the service runs once to completion, and
+/// is skipped when it is up to date.
+#[derive(Debug, Clone)]
+pub enum RawTask {
+    Enabled(bool),
+    Spec(RawTaskSpec),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskSpec {
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub generates: Vec<String>,
+    #[serde(default)]
+    pub status: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for RawTask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTask;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`true`, `false` or a map with `sources`, `generates`, `status`")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(RawTask::Enabled(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawTaskSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawTask::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Compose's `develop:`: what to do when files change.

@@ -402,7 +402,22 @@ fn service(
             None => None,
         },
     };
-    let watch = watch(c, rs.watch.as_ref(), &path.key("watch"), name, &kind);
+    let task = task(c, rs, path, name, &kind);
+    // A task runs once: it is not watched unless `watch` says so.
+    let watch = if task.is_some() && rs.watch.is_none() {
+        None
+    } else {
+        watch(c, rs.watch.as_ref(), &path.key("watch"), name, &kind)
+    };
+    if task.is_some() && restart == RestartPolicy::Always {
+        c.err(
+            Diagnostic::new(format!(
+                "`{name}` is a task (it runs once), but `restart` would start it again forever"
+            ))
+            .at_value(path.key("restart"))
+            .help("remove `restart`, or use `restart: on-failure` to retry a failed run"),
+        );
+    }
 
     if c.errors.len() > before {
         return None;
@@ -421,12 +436,66 @@ fn service(
         stop_grace_period,
         k8s: Default::default(),
         profiles: rs.profiles.clone(),
+        task,
         options,
     })
 }
 
+/// `task:`: paths against the service's working folder (the stack's folder for a container).
+fn task(
+    c: &mut Checker<'_>,
+    rs: &RawService,
+    path: &KeyPath,
+    name: &str,
+    kind: &Option<ServiceKind>,
+) -> Option<Task> {
+    let spec = match rs.task.as_ref()? {
+        RawTask::Enabled(false) => return None,
+        RawTask::Enabled(true) => RawTaskSpec::default(),
+        RawTask::Spec(s) => s.clone(),
+    };
+    let base = match kind {
+        Some(ServiceKind::Process { working_dir, .. }) => working_dir.clone(),
+        _ => c.ctx.root.to_path_buf(),
+    };
+    let at = path.key("task");
+    let mut paths = |key: &str, list: &[String]| -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            if p.trim().is_empty() || p.contains(['*', '?', '[']) {
+                c.err(
+                    Diagnostic::new(format!(
+                        "`task.{key}` of `{name}` holds `{p}`, which is not a path"
+                    ))
+                    .at_value(at.key(key).index(i))
+                    .help("list files or folders (a folder counts with everything in it); patterns are not supported"),
+                );
+                continue;
+            }
+            out.push(normalize_path(&base.join(p)));
+        }
+        out
+    };
+    let sources = paths("sources", &spec.sources);
+    let generates = paths("generates", &spec.generates);
+    for (i, s) in spec.status.iter().enumerate() {
+        if s.trim().is_empty() {
+            c.err(
+                Diagnostic::new(format!("`task.status` of `{name}` holds an empty command"))
+                    .at_value(at.key("status").index(i))
+                    .help("write a shell command that exits 0 when the task is up to date"),
+            );
+        }
+    }
+    Some(Task {
+        sources,
+        generates,
+        status: spec.status,
+    })
+}
+
 /// `a/./b/../c` → `a/c`, without touching the filesystem.
-fn normalize_path(p: &Path) -> PathBuf {
+pub fn normalize_path(p: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();
     for comp in p.components() {

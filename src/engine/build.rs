@@ -75,7 +75,7 @@ fn digest_cache_file(context: &std::path::Path) -> Option<std::path::PathBuf> {
 
 /// Scans with the digest cache of the context; a cache that cannot be read or written only
 /// means the files are read.
-fn scan_with_cache(
+pub(crate) fn scan_with_cache(
     dir: &std::path::Path,
     ignore: &DockerIgnore,
 ) -> std::io::Result<context::Context> {
@@ -301,8 +301,13 @@ pub async fn ensure<R: ContainerRuntime>(
         while let Some(out) = rx.recv().await {
             match out {
                 BuildOutput::Step { n, of, instruction } => {
-                    logs.event(&service, format!("step {n}/{of}: {instruction}"))
-                        .await;
+                    logs.publish(StackEvent::BuildStep {
+                        service: service.clone(),
+                        step: n,
+                        of,
+                        instruction: instruction.clone(),
+                    })
+                    .await;
                     tail.push_back(format!("Step {n}/{of} : {instruction}"));
                     step = Some((n, instruction));
                 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::config::Stack;
 use crate::logs::LogHandle;
 use crate::process::state::StateFile;
+use crate::program::MissingProgram;
 use crate::unit::process::ProcessSetup;
 use crate::unit::UnitHandle;
 use crate::watch::{FilesChanged, WatchError, WatchSpec, Watcher};
@@ -42,6 +43,16 @@ pub trait ProcessHost: Clone + Send + Sync + 'static {
         &self,
         specs: Vec<WatchSpec>,
     ) -> Result<(Option<Watcher>, mpsc::Receiver<FilesChanged>), WatchError>;
+
+    /// The native services among `services` whose program is not there. Before the run
+    /// (`before_tasks`), a program that a task the service depends on creates is not missing
+    /// yet; once the tasks have run, it is.
+    fn missing_programs(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        before_tasks: bool,
+    ) -> Vec<MissingProgram>;
 }
 
 /// The real machine: process groups, `/proc`, inotify.
@@ -108,5 +119,15 @@ impl ProcessHost for Host {
         specs: Vec<WatchSpec>,
     ) -> Result<(Option<Watcher>, mpsc::Receiver<FilesChanged>), WatchError> {
         Watcher::start(specs).map(|(w, rx)| (Some(w), rx))
+    }
+
+    fn missing_programs(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        before_tasks: bool,
+    ) -> Vec<MissingProgram> {
+        let path = std::env::var("PATH").ok();
+        crate::program::missing(stack, services, path.as_deref(), before_tasks)
     }
 }

@@ -11,6 +11,7 @@ pub mod handle;
 pub mod host;
 pub mod prepare;
 pub mod probe;
+pub mod task;
 #[cfg(test)]
 mod tests;
 
@@ -101,6 +102,8 @@ pub enum UpError {
     Build(Box<BuildFailure>),
     /// Ctrl-C, SIGTERM or SIGHUP; what was started has been stopped.
     Interrupted,
+    /// Native services whose program is not there, found before anything started.
+    MissingPrograms(Vec<crate::program::MissingProgram>),
 }
 
 impl From<RuntimeError> for UpError {
@@ -259,6 +262,10 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
             names.join(", ")
         ))));
     }
+    let missing = host.missing_programs(stack, &req.selected, true);
+    if !missing.is_empty() {
+        return Err(UpError::MissingPrograms(missing));
+    }
     if has_processes {
         let processes: Vec<String> = req
             .selected
@@ -360,6 +367,12 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let (rebuilt_tx, mut rebuilt_rx) =
         mpsc::unbounded_channel::<(String, Result<String, UpError>)>();
     let mut recreate: std::collections::HashSet<String> = Default::default();
+    // Tasks: the start whose up-to-date check runs, the check's answers, and the hash to
+    // record when a run succeeds.
+    let state_dir = req.state.path().parent().map(std::path::Path::to_path_buf);
+    let mut task_checks: HashMap<String, u64> = HashMap::new();
+    let mut task_hashes: HashMap<String, (u64, String)> = HashMap::new();
+    let (checked_tx, mut checked_rx) = mpsc::unbounded_channel::<(String, u64, task::Check)>();
     let mut effects = kernel.begin(now());
 
     let outcome = loop {
@@ -377,6 +390,37 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                             reason: reason.clone(),
                         });
                         continue;
+                    }
+                    let svc = &stack.services[&service];
+                    if svc.task.as_ref().is_some_and(|t| t.skippable())
+                        && task_checks.get(&service) != Some(&epoch)
+                    {
+                        // Up to date? The answer starts it, or tells the kernel it completed.
+                        task_checks.insert(service.clone(), epoch);
+                        let (svc, dir, tx) = (svc.clone(), state_dir.clone(), checked_tx.clone());
+                        tokio::spawn(async move {
+                            let c = task::check(&svc, dir.as_deref()).await;
+                            let _ = tx.send((svc.name.clone(), epoch, c));
+                        });
+                        continue;
+                    }
+                    if !svc.is_container() {
+                        // A task that was to create the program did not: say so, not exit 127.
+                        if let Some(m) = host
+                            .missing_programs(stack, std::slice::from_ref(&service), false)
+                            .pop()
+                        {
+                            let from = m
+                                .task
+                                .map(|t| format!(" (task `{t}` was to create it)"))
+                                .unwrap_or_default();
+                            let _ = input_tx.send(Input::StartFailed {
+                                service,
+                                epoch,
+                                reason: format!("`{}` is not there{from}", m.program),
+                            });
+                            continue;
+                        }
                     }
                     if builds.waiting.contains(&service) && !units.specs.contains_key(&service) {
                         // Started as soon as its image is built.
@@ -483,6 +527,13 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 Effect::Finish(o) => finished = Some(o),
             }
         }
+        if !builds.after_tasks.is_empty() {
+            let completed: HashMap<&str, bool> = kernel
+                .views()
+                .map(|v| (v.service, *v.state == crate::event::ServiceState::Completed))
+                .collect();
+            builds.start_ready(rt, &logs, &|t| completed.get(t).copied().unwrap_or(false));
+        }
         if let Some(inbox) = &inbox {
             let snapshot = kernel
                 .views()
@@ -529,10 +580,39 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                     Input::Started { service, epoch, pid, container, detail: redact.apply(&detail) }
                 }
                 UnitEvent::StartFailed { service, epoch, reason } => Input::StartFailed { service, epoch, reason: redact.apply(&reason) },
-                UnitEvent::Exited { service, epoch, code, how } => Input::Exited { service, epoch, code, how },
+                UnitEvent::Exited { service, epoch, code, how } => {
+                    if let Some((e, hash)) = task_hashes.remove(&service) {
+                        if e == epoch && code == 0 && how.is_none() {
+                            if let Some(dir) = &state_dir {
+                                if let Err(err) = task::record(dir, &service, &hash) {
+                                    tracing::debug!("cannot record the run of task `{service}`: {err}");
+                                }
+                            }
+                        }
+                    }
+                    Input::Exited { service, epoch, code, how }
+                }
                 UnitEvent::LogMatched { service, epoch } => Input::Ready { service, epoch },
             },
             Some(i) = input_rx.recv() => i,
+            Some((service, epoch, check)) = checked_rx.recv() => {
+                if task_checks.get(&service) != Some(&epoch) {
+                    continue;
+                }
+                match check {
+                    task::Check::UpToDate { reason, after_ms } => {
+                        logs.publish(StackEvent::Skipped { service: service.clone(), reason, after_ms }).await;
+                        Input::Skipped { service, epoch }
+                    }
+                    task::Check::Run { hash } => {
+                        if let Some(h) = hash {
+                            task_hashes.insert(service.clone(), (epoch, h));
+                        }
+                        effects.push(Effect::Start { service, epoch });
+                        continue;
+                    }
+                }
+            }
             Some((service, result)) = rebuilt_rx.recv() => match result {
                 Ok(id) => {
                     let svc = &stack.services[service.as_str()];

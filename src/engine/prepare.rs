@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use tokio::sync::mpsc;
 
 use super::{PortConflict, UpError};
+use crate::build::BuildJob;
 use crate::config::Stack;
 use crate::config::{ServiceKind, Volume};
 use crate::logs::LogHandle;
@@ -36,20 +37,59 @@ pub struct BuildDone {
     pub result: Result<String, UpError>,
 }
 
-/// The builds still running.
+/// The builds still running, and those waiting for tasks.
 pub struct Builds {
-    /// Services whose image is being built.
+    /// Services whose image is being built, or will be.
     pub waiting: HashSet<String>,
     pub done: mpsc::UnboundedReceiver<BuildDone>,
+    done_tx: mpsc::UnboundedSender<BuildDone>,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Builds that start once these tasks (`condition: completed` dependencies of their
+    /// services) have completed: a task may make what the build sends (a binary in its context,
+    /// a base image).
+    pub after_tasks: Vec<(BuildJob, Vec<String>)>,
+    flags: super::BuildFlags,
 }
 
 impl Builds {
     pub fn none() -> Self {
+        let (done_tx, done) = mpsc::unbounded_channel();
         Self {
             waiting: HashSet::new(),
-            done: mpsc::unbounded_channel().1,
+            done,
+            done_tx,
             tasks: Vec::new(),
+            after_tasks: Vec::new(),
+            flags: Default::default(),
+        }
+    }
+
+    /// Starts a build; its result comes on `done`.
+    pub fn start<R: ContainerRuntime>(&mut self, rt: &R, job: BuildJob, logs: &LogHandle) {
+        let (rt, logs, tx, flags) = (rt.clone(), logs.clone(), self.done_tx.clone(), self.flags);
+        self.tasks.push(tokio::spawn(async move {
+            let result = super::build::ensure(&rt, &job, flags, &logs).await;
+            // The engine may be gone (interrupted); then nobody waits for the image.
+            let _ = tx.send(BuildDone {
+                services: job.services.clone(),
+                result,
+            });
+        }));
+    }
+
+    /// Starts the builds whose tasks have all completed (`completed` says which have).
+    pub fn start_ready<R: ContainerRuntime>(
+        &mut self,
+        rt: &R,
+        logs: &LogHandle,
+        completed: &dyn Fn(&str) -> bool,
+    ) {
+        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.after_tasks)
+            .into_iter()
+            .partition(|(_, tasks)| tasks.iter().all(|t| completed(t)));
+        self.after_tasks = later;
+        for (job, _) in ready {
+            self.start(rt, job, logs);
         }
     }
 
@@ -184,25 +224,29 @@ pub async fn prepare<R: ContainerRuntime>(
         .iter()
         .flat_map(|j| j.tags.iter().map(String::as_str))
         .collect();
-    let (done_tx, done) = mpsc::unbounded_channel();
-    let mut builds = Builds {
-        waiting: jobs
-            .iter()
-            .flat_map(|j| j.services.iter().cloned())
-            .collect(),
-        done,
-        tasks: Vec::new(),
-    };
+    let mut builds = Builds::none();
+    builds.flags = build_flags;
+    builds.waiting = jobs
+        .iter()
+        .flat_map(|j| j.services.iter().cloned())
+        .collect();
     for job in jobs.clone() {
-        let (rt, logs, tx) = (rt.clone(), logs.clone(), done_tx.clone());
-        builds.tasks.push(tokio::spawn(async move {
-            let result = super::build::ensure(&rt, &job, build_flags, &logs).await;
-            // The engine may be gone (interrupted); then nobody waits for the image.
-            let _ = tx.send(BuildDone {
-                services: job.services.clone(),
-                result,
-            });
-        }));
+        let mut tasks: Vec<String> = Vec::new();
+        for s in &job.services {
+            for (dep, c) in &stack.services[s.as_str()].depends_on {
+                if *c == crate::config::Condition::Completed
+                    && selected.contains(dep)
+                    && !tasks.contains(dep)
+                {
+                    tasks.push(dep.clone());
+                }
+            }
+        }
+        if tasks.is_empty() {
+            builds.start(rt, job, logs);
+        } else {
+            builds.after_tasks.push((job, tasks));
+        }
     }
     let image_ids = match ensure_pulled(rt, stack, selected, &built, logs).await {
         Ok(ids) => ids,

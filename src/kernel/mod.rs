@@ -105,6 +105,11 @@ pub enum Input {
         code: i64,
         how: Option<String>,
     },
+    /// A task was up to date, so it was not run: it completed without running.
+    Skipped {
+        service: String,
+        epoch: u64,
+    },
     /// A timer armed by [`Effect::ArmTimer`] ran out.
     Timer {
         service: String,
@@ -347,6 +352,14 @@ impl Kernel {
                 code,
                 how,
             } => self.on_exited(now, &service, epoch, code, how, &mut out),
+            Input::Skipped { service, epoch } => {
+                if let Some(n) = self.nodes.get_mut(&service) {
+                    if n.epoch == epoch && n.running && n.state == ServiceState::Starting {
+                        n.running = false;
+                        self.set_state(&service, ServiceState::Completed, &mut out);
+                    }
+                }
+            }
             Input::Timer { service, epoch } => {
                 let due = self.nodes.get(&service).is_some_and(|n| {
                     n.epoch == epoch && matches!(n.state, ServiceState::Backoff { .. })

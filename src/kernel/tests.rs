@@ -126,6 +126,32 @@ fn published(effects: &[Effect]) -> Vec<&StackEvent> {
 }
 
 #[test]
+fn a_skipped_task_completes_without_running_and_releases_what_waits_on_it() {
+    let (mut r, first) = Run::new(YAML);
+    assert_eq!(acts(&first), ["start zk", "start db"]);
+    r.started("db");
+    assert_eq!(acts(&r.ready("db")), ["start migrate"]);
+    let epoch = r.epoch("migrate");
+    // A stale answer (an older epoch) changes nothing.
+    assert!(acts(&r.on(Input::Skipped {
+        service: "migrate".into(),
+        epoch: epoch - 1
+    }))
+    .is_empty());
+    assert_eq!(r.state("migrate"), ServiceState::Starting);
+    let e = r.on(Input::Skipped {
+        service: "migrate".into(),
+        epoch,
+    });
+    assert_eq!(acts(&e), ["start api"]);
+    assert_eq!(r.state("migrate"), ServiceState::Completed);
+    // Not running: no exit is told, and no stop is needed at shutdown.
+    assert!(!published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::Exited { .. })));
+}
+
+#[test]
 fn starts_follow_conditions_and_nothing_waits_on_unrelated_services() {
     let (mut r, first) = Run::new(YAML);
     assert_eq!(acts(&first), ["start zk", "start db"]);

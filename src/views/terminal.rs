@@ -147,6 +147,8 @@ pub struct View {
     highlight: Option<String>,
     /// The last error of each service, as a person reads it.
     errors: HashMap<String, String>,
+    /// Image builds under way: the step each has reached, of how many.
+    building: std::collections::BTreeMap<String, (usize, usize)>,
     color: bool,
 }
 
@@ -172,6 +174,7 @@ impl View {
             filter: None,
             highlight: None,
             errors: HashMap::new(),
+            building: std::collections::BTreeMap::new(),
             color,
         }
     }
@@ -185,6 +188,25 @@ impl View {
 
     /// Remembers errors, for `e`.
     pub fn event(&mut self, e: &StackEvent) {
+        match e {
+            StackEvent::BuildStep {
+                service, step, of, ..
+            } => {
+                self.building.insert(service.clone(), (*step, *of));
+            }
+            StackEvent::Built { services, .. } => {
+                for s in services {
+                    self.building.remove(s);
+                }
+            }
+            StackEvent::State {
+                service,
+                state: ServiceState::Failed { .. },
+            } => {
+                self.building.remove(service);
+            }
+            _ => {}
+        }
         let said = match e {
             StackEvent::NotReady {
                 service,
@@ -471,6 +493,17 @@ impl View {
                     format!(" {ready}/{} ready", self.services.len()),
                     Some(Color::White),
                 ));
+                if !self.building.is_empty() {
+                    let steps: Vec<String> = self
+                        .building
+                        .iter()
+                        .map(|(s, (n, of))| format!("{s} {n}/{of}"))
+                        .collect();
+                    pieces.push((
+                        format!(" · building {}", steps.join(", ")),
+                        Some(Color::Cyan),
+                    ));
+                }
                 if let Some(f) = &self.filter {
                     pieces.push((format!(" · filter: {}", f.join(",")), Some(Color::Cyan)));
                 }
@@ -695,6 +728,39 @@ mod tests {
             st("ai-service", ServiceState::Stopped),
         ]);
         v
+    }
+
+    #[test]
+    fn the_status_line_shows_each_build_step_until_the_image_is_there() {
+        let mut v = view();
+        let step = |service: &str, step| StackEvent::BuildStep {
+            service: service.into(),
+            step,
+            of: 12,
+            instruction: "RUN apt-get install -y postgresql-15".into(),
+        };
+        v.event(&step("postgres", 3));
+        v.event(&step("redis", 1));
+        v.event(&step("postgres", 4));
+        let s = v.status(200);
+        assert!(
+            s.starts_with("●●○ 2/3 ready · building postgres 4/12, redis 1/12 · r restart"),
+            "{s}"
+        );
+        v.event(&StackEvent::Built {
+            service: "postgres".into(),
+            services: vec!["postgres".into()],
+            image: "postgres:15".into(),
+            id: "sha256:1".into(),
+            how: "built".into(),
+            context_bytes: Some(1),
+            after_ms: 1,
+        });
+        let s = v.status(200);
+        assert!(
+            s.starts_with("●●○ 2/3 ready · building redis 1/12 · r restart"),
+            "{s}"
+        );
     }
 
     #[test]

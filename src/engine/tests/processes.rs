@@ -129,6 +129,15 @@ impl ProcessHost for FakeHost {
 
     async fn reap_orphans(&self) {}
 
+    fn missing_programs(
+        &self,
+        _stack: &crate::config::Stack,
+        _services: &[String],
+        _before_tasks: bool,
+    ) -> Vec<crate::program::MissingProgram> {
+        Vec::new()
+    }
+
     fn watch(
         &self,
         _specs: Vec<WatchSpec>,

@@ -1,0 +1,207 @@
+//! One-shot tasks (`task:`): whether one is up to date, so that a run skips it — its sources
+//! hashed as they were at its last successful run, the files it generates present, its status
+//! commands passing — and the record of a successful run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::build::context;
+use crate::build::dockerignore::DockerIgnore;
+use crate::config::{Service, ServiceKind, Task};
+
+/// A status command that takes longer than this counts as "not up to date".
+const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Skip the run; why, and how long the check took.
+    UpToDate { reason: String, after_ms: u64 },
+    /// Run it; on success, record this hash of its sources (when it has sources).
+    Run { hash: Option<String> },
+}
+
+/// Where the hash of a task's last successful run is kept: `<state dir>/tasks/<service>`.
+pub fn stamp_file(state_dir: &Path, service: &str) -> PathBuf {
+    state_dir.join("tasks").join(service)
+}
+
+/// The hash of everything that decides what the task does: its command, working folder, the
+/// content of its sources (a folder with everything in it) and the list of what it generates.
+fn sources_hash(svc: &Service, task: &Task) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    h.update(b"devstack-task-1\0");
+    match &svc.kind {
+        ServiceKind::Process {
+            command,
+            working_dir,
+        } => {
+            h.update(format!("{command:?}\0{}\0", working_dir.display()));
+        }
+        ServiceKind::Container { image, command, .. } => {
+            h.update(format!("{image}\0{command:?}\0"));
+        }
+    }
+    for p in &task.generates {
+        h.update(format!("generates {}\0", p.display()));
+    }
+    for p in &task.sources {
+        h.update(format!("source {}\0", p.display()));
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let ctx = super::build::scan_with_cache(p, &DockerIgnore::default())?;
+                h.update(format!("dir {}\0", ctx.hash));
+            }
+            Ok(_) => {
+                let bytes = std::fs::read(p)?;
+                h.update(format!("file {}\0", context::hex(&Sha256::digest(&bytes))));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => h.update(b"missing\0"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(context::hex(&h.finalize()))
+}
+
+/// Whether `svc` (a task) is up to date. Never fails: what cannot be checked means "run it".
+pub async fn check(svc: &Service, state_dir: Option<&Path>) -> Check {
+    let Some(task) = svc.task.clone() else {
+        return Check::Run { hash: None };
+    };
+    let started = Instant::now();
+    let mut reasons = Vec::new();
+    let mut hash = None;
+    if !task.sources.is_empty() {
+        let (svc2, task2) = (svc.clone(), task.clone());
+        let computed = tokio::task::spawn_blocking(move || sources_hash(&svc2, &task2))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let Some(computed) = computed else {
+            return Check::Run { hash: None };
+        };
+        let recorded = state_dir
+            .map(|d| stamp_file(d, &svc.name))
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        let generated = task.generates.iter().all(|p| p.exists());
+        let fresh = recorded.as_deref().map(str::trim) == Some(computed.as_str()) && generated;
+        hash = Some(computed);
+        if !fresh {
+            return Check::Run { hash };
+        }
+        reasons.push("sources unchanged");
+    } else if !task.generates.is_empty() && !task.generates.iter().all(|p| p.exists()) {
+        return Check::Run { hash: None };
+    }
+    if !task.status.is_empty() {
+        let cwd = match &svc.kind {
+            ServiceKind::Process { working_dir, .. } => working_dir.clone(),
+            ServiceKind::Container { .. } => std::env::current_dir().unwrap_or_default(),
+        };
+        for cmd in &task.status {
+            let run = tokio::process::Command::new("sh")
+                .args(["-c", cmd])
+                .current_dir(&cwd)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status();
+            match tokio::time::timeout(STATUS_TIMEOUT, run).await {
+                Ok(Ok(s)) if s.success() => {}
+                _ => return Check::Run { hash },
+            }
+        }
+        reasons.push("status commands passed");
+    }
+    if reasons.is_empty() {
+        return Check::Run { hash };
+    }
+    Check::UpToDate {
+        reason: reasons.join(", "),
+        after_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// Keeps the hash of a successful run.
+pub fn record(state_dir: &Path, service: &str, hash: &str) -> std::io::Result<()> {
+    let f = stamp_file(state_dir, service);
+    if let Some(d) = f.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, format!("{hash}\n"))?;
+    std::fs::rename(&tmp, &f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(dir: &Path, yaml: &str) -> crate::config::Stack {
+        std::fs::write(dir.join(crate::config::DEFAULT_FILE), yaml).unwrap();
+        let opts = crate::config::LoadOptions {
+            cwd: dir.to_path_buf(),
+            ..Default::default()
+        };
+        crate::config::load(&opts, &|_| None).unwrap().stack
+    }
+
+    #[tokio::test]
+    async fn a_task_runs_until_a_success_is_recorded_then_skips_until_a_source_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::write(dir.path().join("requirements.txt"), "flask==3\n").unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/a.py"), "x = 1\n").unwrap();
+        let stack = load(
+            dir.path(),
+            "services:\n  setup:\n    command: ./setup.sh\n    task: { sources: [requirements.txt, src], generates: [out/done] }\n",
+        );
+        let svc = &stack.services["setup"];
+        // Never run: run it.
+        let Check::Run { hash: Some(h) } = check(svc, Some(&state)).await else {
+            panic!("a task never run must run with a hash to record");
+        };
+        // A success recorded, but what it generates is not there: run it.
+        record(&state, "setup", &h).unwrap();
+        assert!(matches!(check(svc, Some(&state)).await, Check::Run { .. }));
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("out/done"), "").unwrap();
+        match check(svc, Some(&state)).await {
+            Check::UpToDate { reason, .. } => assert_eq!(reason, "sources unchanged"),
+            other => panic!("expected up to date, got {other:?}"),
+        }
+        // A file inside a source folder changes: run it, with a new hash.
+        std::fs::write(dir.path().join("src/a.py"), "x = 2\n").unwrap();
+        match check(svc, Some(&state)).await {
+            Check::Run { hash: Some(h2) } => assert_ne!(h2, h),
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn status_commands_decide_when_there_are_no_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = load(
+            dir.path(),
+            "services:\n  a:\n    command: ./a.sh\n    task: { status: [\"test -f marker\"] }\n  b:\n    command: ./b.sh\n    task: true\n",
+        );
+        assert!(matches!(
+            check(&stack.services["a"], None).await,
+            Check::Run { hash: None }
+        ));
+        std::fs::write(dir.path().join("marker"), "").unwrap();
+        match check(&stack.services["a"], None).await {
+            Check::UpToDate { reason, .. } => assert_eq!(reason, "status commands passed"),
+            other => panic!("expected up to date, got {other:?}"),
+        }
+        // `task: true` always runs.
+        assert!(matches!(
+            check(&stack.services["b"], None).await,
+            Check::Run { hash: None }
+        ));
+    }
+}
