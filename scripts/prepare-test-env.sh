@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Makes this machine able to run every test: the Docker engine answering, the locally built
-# images, the client tools the tests drive (psql, redis-cli, redis-server, curl, docker-compose,
-# kubernetes-validate), and the example app's virtualenv. Idempotent and quick when everything
-# is there; run by scripts/test.sh.
+# Makes this machine able to run every test: the Docker engine answering, the base images of the
+# example's Compose file, and the client tools the tests drive (psql, redis-cli, redis-server,
+# curl, docker-compose, kubernetes-validate, the MCP SDK, chromium and selenium). Idempotent and
+# quick when everything is there; run by scripts/test.sh. What the stack itself needs (its
+# images, the example's virtualenv) is not here: `devstack up` prepares it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,11 +41,11 @@ if ! docker version >/dev/null 2>&1; then
 fi
 say "Docker engine $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 
-# Local images for the reference stack (no registry is reachable here).
-scripts/offline-images.sh
-
-# The example app's virtualenv (also holds kafka-python for the Kafka client test).
-scripts/setup-example.sh
+# The base images of the example's Compose file (`build:` FROM python:3.11-slim and node:20-alpine;
+# no registry is reachable here). The infrastructure images and the example's virtualenv are the
+# stack's own preparation: scripts/test.sh runs the README's first command (`devstack up`), which
+# builds and makes them.
+scripts/offline-images.sh python node
 
 # kubernetes-validate (PyPI, with the official schemas bundled) for the `render k8s` schema test;
 # tests/render.rs looks for it here.

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "prepare: Docker engine, local images, client tools, example virtualenv"
+step "prepare: Docker engine, the Compose example's base images, client tools"
 scripts/prepare-test-env.sh
 
 step "cargo fmt --check"
@@ -14,6 +14,10 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+step "the README's first command: devstack up (it prepares this machine: images, virtualenv)"
+cargo build -q
+scripts/main-job-check.sh target/debug/devstack
 
 step "cargo test"
 cargo test --all-targets --no-fail-fast

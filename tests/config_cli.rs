@@ -12,7 +12,7 @@ fn the_reference_stack_validates() {
     let out = devstack(&root(), &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("9 services (5 containers, 4 processes)"),
+        stdout(&out).contains("12 services (5 containers, 4 processes, 3 tasks)"),
         "{}",
         stdout(&out)
     );
@@ -46,6 +46,10 @@ fn graph_orders_the_reference_stack() {
         ("qdrant", "ai-service"),
         ("core-service", "frontend"),
         ("ai-service", "frontend"),
+        ("debian-base", "postgres"),
+        ("kafka-broker", "kafka"),
+        ("venv", "core-service"),
+        ("venv", "ai-service"),
     ] {
         assert!(
             level_of(before) < level_of(after),
@@ -56,7 +60,7 @@ fn graph_orders_the_reference_stack() {
     let stop = v["stop_order"].as_array().unwrap();
     assert!(position(stop, "frontend") < position(stop, "core-service"));
     assert!(position(stop, "kafka") < position(stop, "zookeeper"));
-    assert_eq!(start.len(), 9);
+    assert_eq!(start.len(), 12);
 }
 
 #[test]
@@ -66,7 +70,7 @@ fn graph_of_a_subset_includes_its_dependencies() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["start_order"],
-        serde_json::json!(["postgres", "redis", "core-service"])
+        serde_json::json!(["debian-base", "venv", "postgres", "redis", "core-service"])
     );
 }
 
@@ -245,6 +249,9 @@ fn config_services_lists_names() {
     assert_eq!(
         stdout(&out).lines().collect::<Vec<_>>(),
         [
+            "debian-base",
+            "kafka-broker",
+            "venv",
             "zookeeper",
             "kafka",
             "postgres",

@@ -526,7 +526,9 @@ fn secret_values_never_show_in_devstacks_own_output() {
 fn a_missing_program_fails_the_wait_at_once_without_retrying() {
     let env = Env::new(
         "missing-program",
-        "services:\n  app:\n    command: ../../.venv/bin/python app.py\n    restart: on-failure\n    ready: { log: never }\n    watch: false\n",
+        // `exec` hides the program from the check before start (tests/tasks.rs has that one):
+        // this is the exit 127 of a command the shell cannot find.
+        "services:\n  app:\n    command: exec ../../.venv/bin/python app.py\n    restart: on-failure\n    ready: { log: never }\n    watch: false\n",
     );
     let t = Instant::now();
     let (mut child, mut ev) = env.up(&[]);

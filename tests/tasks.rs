@@ -115,7 +115,10 @@ fn a_task_runs_first_then_is_skipped_until_a_source_changes() {
         })
         .collect();
     assert_eq!(order.len(), 2, "{events:#?}");
-    assert_eq!(order[0]["service"], "setup", "the task ends before `app` starts");
+    assert_eq!(
+        order[0]["service"], "setup",
+        "the task ends before `app` starts"
+    );
     assert_eq!(order[0]["event"]["code"], 0);
 
     // Second run: nothing changed, so the task is skipped, and `app` still starts.
@@ -179,13 +182,22 @@ services:
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(10), "{err}");
     // Each missing program, where it was looked for, and what provides it.
-    assert!(err.contains("`api` runs `bin/api-server`, which is not there"), "{err}");
+    assert!(
+        err.contains("`api` runs `bin/api-server`, which is not there"),
+        "{err}"
+    );
     assert!(
         err.contains("task `build-api` creates it: add `depends_on: { build-api: { condition: completed } }` to `api`"),
         "{err}"
     );
-    assert!(err.contains("`tool` runs `no-such-program-devstack-test`, which is not there (on PATH)"), "{err}");
-    assert!(err.contains("install `no-such-program-devstack-test`"), "{err}");
+    assert!(
+        err.contains("`tool` runs `no-such-program-devstack-test`, which is not there (on PATH)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("install `no-such-program-devstack-test`"),
+        "{err}"
+    );
     assert!(err.contains("nothing was started"), "{err}");
     // Nothing started: `web`, whose program is there, never printed its marker.
     assert!(!stdout(&out).contains(&marker), "{}", stdout(&out));
@@ -215,7 +227,11 @@ services:
     assert_eq!(code, Some(5), "{events:#?}");
     let failed = events
         .iter()
-        .find(|v| v["service"] == "app" && v["event"]["type"] == "state" && v["event"]["state"]["state"] == "failed")
+        .find(|v| {
+            v["service"] == "app"
+                && v["event"]["type"] == "state"
+                && v["event"]["state"]["state"] == "failed"
+        })
         .unwrap_or_else(|| panic!("no failed state for app: {events:#?}"));
     let reason = failed["event"]["state"]["reason"].as_str().unwrap();
     assert!(

@@ -116,7 +116,18 @@ fn targets(command: &Command) -> Vec<String> {
 
 fn validate(loaded: &Loaded, env: &mut Env<'_>) -> Result<(), Error> {
     let stack = &loaded.stack;
-    let containers = stack.services.values().filter(|s| s.is_container()).count();
+    let tasks = stack.services.values().filter(|s| s.task.is_some()).count();
+    let containers = stack
+        .services
+        .values()
+        .filter(|s| s.is_container() && s.task.is_none())
+        .count();
+    let processes = stack.services.len() - containers - tasks;
+    let tasks = if tasks == 0 {
+        String::new()
+    } else {
+        format!(", {tasks} task{}", if tasks == 1 { "" } else { "s" })
+    };
     let files: Vec<String> = stack
         .files
         .iter()
@@ -124,12 +135,12 @@ fn validate(loaded: &Loaded, env: &mut Env<'_>) -> Result<(), Error> {
         .collect();
     writeln!(
         env.out,
-        "{}: ok — project `{}`, {} services ({} containers, {} processes)",
+        "{}: ok — project `{}`, {} services ({} containers, {} processes{tasks})",
         files.join(" + "),
         stack.name,
         stack.services.len(),
         containers,
-        stack.services.len() - containers
+        processes,
     )?;
     Ok(())
 }

@@ -397,6 +397,9 @@ impl Service {
     }
 
     pub fn kind_name(&self) -> &'static str {
+        if self.task.is_some() {
+            return "task";
+        }
         match self.kind {
             ServiceKind::Container { .. } => "container",
             ServiceKind::Process { .. } => "process",
