@@ -23,9 +23,15 @@ fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let name = e.file_name();
-        if [".venv", "node_modules", "__pycache__", ".pytest_cache"]
-            .iter()
-            .any(|n| name == *n)
+        if [
+            ".venv",
+            "node_modules",
+            "__pycache__",
+            ".pytest_cache",
+            "bin",
+        ]
+        .iter()
+        .any(|n| name == *n)
         {
             continue;
         }
@@ -81,6 +87,9 @@ fn the_example_stack_runs_reloads_and_stops_cleanly() {
     copy_tree(&root().join("examples/ensurestudy"), &app);
     std::os::unix::fs::symlink(&venv, app.join(".venv")).unwrap();
     fs::copy(root().join("stack.yaml"), tmp.path().join("stack.yaml")).unwrap();
+    // What the stack's preparation tasks and image builds use (each is up to date here).
+    copy_tree(&root().join("scripts"), &tmp.path().join("scripts"));
+    copy_tree(&root().join("images"), &tmp.path().join("images"));
     let state = tempfile::tempdir().unwrap();
     let state_s = state.path().display().to_string();
     let project = project("example");
@@ -98,7 +107,8 @@ fn the_example_stack_runs_reloads_and_stops_cleanly() {
     let mut seen = Vec::new();
     wait_for(
         &rx,
-        "9 services ready in",
+        // Nine services and the three preparation tasks.
+        "12 services ready in",
         Duration::from_secs(240),
         &mut seen,
     );

@@ -116,9 +116,11 @@ fn already_up(project: &str, pid: u32) -> Error {
 pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let selected = selected_services(stack, &args.services)?;
     let dir = state_dir(&stack.name);
+    // Tasks run to completion before `--wait` returns: only long-running processes need a
+    // supervisor.
     let has_processes = selected
         .iter()
-        .any(|s| !stack.services[s.as_str()].is_container());
+        .any(|s| stack.services[s.as_str()].is_supervised_process());
     let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
     if has_processes && !detached_copy && args.wait {
         // Processes need a supervisor that outlives this command: a background copy.

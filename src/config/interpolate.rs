@@ -197,7 +197,9 @@ fn expand_braced(
             }
         });
     }
-    let (sigil, arg) = op.split_at(1);
+    // The operator is one character, which need not be one byte (`${X€…}` is refused below).
+    let sigil_len = op.chars().next().map_or(0, char::len_utf8);
+    let (sigil, arg) = op.split_at(sigil_len);
     match sigil {
         "-" if present => Ok(escape(&value.unwrap_or_default())),
         "-" => interpolate(arg, lookup, notes),
@@ -348,6 +350,13 @@ mod tests {
                 "input {input:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_multibyte_character_after_a_name_is_refused_not_a_panic() {
+        let mut notes = Notes::default();
+        let r = interpolate("${po€rt:db:5432}", &|_| None, &mut notes);
+        assert!(matches!(r, Err(InterpolateError::BadName(b)) if b == "po€rt:db:5432"));
     }
 
     #[test]

@@ -396,6 +396,12 @@ impl Service {
         matches!(self.kind, ServiceKind::Container { .. })
     }
 
+    /// A native process that runs until it is stopped (not a task): it needs a devstack to
+    /// supervise it for as long as it runs.
+    pub fn is_supervised_process(&self) -> bool {
+        !self.is_container() && self.task.is_none()
+    }
+
     pub fn kind_name(&self) -> &'static str {
         if self.task.is_some() {
             return "task";

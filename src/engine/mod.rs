@@ -250,11 +250,15 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         .selected
         .iter()
         .any(|s| !stack.services[s.as_str()].is_container());
-    if req.wait && has_processes {
+    let supervised = req
+        .selected
+        .iter()
+        .any(|s| stack.services[s.as_str()].is_supervised_process());
+    if req.wait && supervised {
         let names: Vec<String> = req
             .selected
             .iter()
-            .filter(|s| !stack.services[s.as_str()].is_container())
+            .filter(|s| stack.services[s.as_str()].is_supervised_process())
             .map(|s| format!("`{s}`"))
             .collect();
         return Err(UpError::Runtime(RuntimeError::Engine(format!(
