@@ -3,12 +3,12 @@
 # run changes nothing). It
 #   1. builds devstack,
 #   2. writes .env from .env.example with generated secrets (an existing .env is never touched),
-#   3. installs the example app's dependencies (its virtualenv),
-#   4. makes the images available: present, pulled, or built locally (no registry here),
-#   5. runs `devstack doctor` and stops on a blocker,
-#   6. brings the whole stack up with `devstack up --wait` and leaves it running (the app
-#      processes under a background devstack, with hot reload; `devstack down` stops it all),
-#   7. prints the URLs.
+#   3. runs `devstack doctor` and stops on a blocker,
+#   4. brings the whole stack up with `devstack up --wait` and leaves it running (the app
+#      processes under a background devstack, with hot reload; `devstack down` stops it all);
+#      the stack's own preparation tasks and image builds make what is missing (the example
+#      app's virtualenv, the images) and skip what is up to date,
+#   5. prints the URLs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,23 +36,6 @@ PY
 else
   echo "no .env.example: nothing to do"
 fi
-
-say "dependencies"
-scripts/setup-example.sh
-
-say "images"
-missing=0
-for image in $("$devstack" config --json | python3 -c 'import json,sys; print("\n".join(sorted({s["image"] for s in json.load(sys.stdin)["services"].values() if s.get("kind") == "container"})))'); do
-  if docker image inspect "$image" >/dev/null 2>&1; then
-    echo "present: $image"
-  elif docker pull -q "$image" >/dev/null 2>&1; then
-    echo "pulled: $image"
-  else
-    echo "cannot pull $image: will build local images"
-    missing=1
-  fi
-done
-if [ "$missing" = 1 ]; then scripts/offline-images.sh; fi
 
 say "devstack doctor"
 "$devstack" doctor
