@@ -375,7 +375,12 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
     }
     let case = Case::new(
         "build-watch",
-        "  web:\n    build: ./app\n    init: true\n    develop:\n      watch:\n        - path: ./app/static\n          action: sync\n          target: /srv/static\n        - path: ./app/hello.txt\n          action: rebuild\n",
+        &format!(
+            "  web:\n    build: ./app\n    init: true\n    develop:\n      watch:\n        - path: ./app/static\n          action: sync\n          target: /srv/static\n        - path: ./app/hello.txt\n          action: rebuild\n{}{}",
+            // Restarted when `web` is rebuilt (`restart: true`), and not (without it).
+            format!("  dep:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started, restart: true }}\n"),
+            format!("  other:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started }}\n"),
+        ),
     );
     fs::create_dir_all(case.app("static")).unwrap();
     fs::write(case.app("static/index.txt"), "v1\n").unwrap();
@@ -397,6 +402,19 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     let first_image = image_of(&container);
+    let started_at = |c: &str| {
+        let o = Command::new("docker")
+            .args(["inspect", "--format", "{{.State.StartedAt}}", c])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let (dep, other) = (
+        format!("{}-dep", case.project),
+        format!("{}-other", case.project),
+    );
+    let (dep_started, other_started) = (started_at(&dep), started_at(&other));
+    assert!(!dep_started.is_empty() && !other_started.is_empty());
 
     // sync: a changed file is copied into the running container (same container, no restart).
     fs::write(case.app("static/index.txt"), "v2\n").unwrap();
@@ -419,6 +437,17 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
                 && cat_in(&container, "/hello.txt").is_some_and(|t| t.starts_with("rebuilt"))
         },
     );
+    // The dependent with `restart: true` starts again once the new `web` runs; the other one,
+    // without it, keeps its start.
+    poll(
+        "`dep` restarted after the rebuild",
+        std::time::Duration::from_secs(60),
+        || {
+            let now = started_at(&dep);
+            !now.is_empty() && now != dep_started
+        },
+    );
+    assert_eq!(started_at(&other), other_started);
     interrupt(&up);
     let code = exit_within(&mut up, std::time::Duration::from_secs(60));
     while let Ok(l) = rx.try_recv() {

@@ -44,7 +44,7 @@ def test_example_stack_in_the_dashboard(tmp_path):
             tasks = {"debian-base": "completed", "kafka-broker": "completed", "venv": "completed"}
             t.wait_for(lambda: t.states(driver) == {**{s: "ready" for s in t.SERVICES}, **tasks},
                        "the example's nine services ready and its three tasks completed in the table")
-            assert driver.find_element(By.ID, "summary").text == "12/12 ready""
+            assert driver.find_element(By.ID, "summary").text == "12/12 ready"
             kinds = driver.execute_script(
                 "return Object.fromEntries([...document.querySelectorAll('#services tr[data-service]')]"
                 ".map(tr => [tr.dataset.service, tr.querySelector('td.kind').textContent]));")

@@ -132,7 +132,9 @@ def test_terminal_view_screenshot(tmp_path):
         # A few more ticks so a highlighted `tick …5` is on screen.
         wait_for(lambda: re.search(r"tick \d*5$", tmux("capture-pane", "-p", "-t", "t").stdout, re.M),
                  "a highlighted line")
-        colored = tmux("capture-pane", "-p", "-e", "-t", "t").stdout
+        # The status line is redrawn after each burst of lines: capture a frame that has it.
+        colored = wait_for(lambda: (lambda c: "9/9 ready" in c and c)(
+            tmux("capture-pane", "-p", "-e", "-t", "t").stdout), "a frame with the status line")
         assert "\x1b[" in colored, "the pane has colours"
         page = tmp_path / "terminal.html"
         page.write_text(
