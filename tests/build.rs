@@ -376,10 +376,11 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
     let case = Case::new(
         "build-watch",
         &format!(
-            "  web:\n    build: ./app\n    init: true\n    develop:\n      watch:\n        - path: ./app/static\n          action: sync\n          target: /srv/static\n        - path: ./app/hello.txt\n          action: rebuild\n{}{}",
-            // Restarted when `web` is rebuilt (`restart: true`), and not (without it).
-            format!("  dep:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started, restart: true }}\n"),
-            format!("  other:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started }}\n"),
+            "  web:\n    build: ./app\n    init: true\n    develop:\n      watch:\n        - path: ./app/static\n          action: sync\n          target: /srv/static\n        - path: ./app/hello.txt\n          action: rebuild\n\
+             # restarted when `web` is rebuilt (`restart: true`)\n\
+             \x20 dep:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started, restart: true }}\n\
+             # not restarted (no `restart: true`)\n\
+             \x20 other:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    depends_on:\n      web: {{ condition: service_started }}\n"
         ),
     );
     fs::create_dir_all(case.app("static")).unwrap();
