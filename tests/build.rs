@@ -395,21 +395,17 @@ fn develop_watch_syncs_files_and_rebuilds_on_change() {
         &mut seen,
     );
     let container = format!("{}-web", case.project);
-    let image_of = |c: &str| {
+    // A field of a container (empty while there is no such container).
+    let field = |c: &str, format: &str| {
         let o = Command::new("docker")
-            .args(["inspect", "--format", "{{.Image}}", c])
+            .args(["inspect", "--format", format, c])
             .output()
             .unwrap();
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
+    let image_of = |c: &str| field(c, "{{.Image}}");
+    let started_at = |c: &str| field(c, "{{.State.StartedAt}}");
     let first_image = image_of(&container);
-    let started_at = |c: &str| {
-        let o = Command::new("docker")
-            .args(["inspect", "--format", "{{.State.StartedAt}}", c])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
     let (dep, other) = (
         format!("{}-dep", case.project),
         format!("{}-other", case.project),
