@@ -447,10 +447,11 @@ fn a_container_that_exits_fails_the_wait_at_once() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // The host port is devstack's pick at start (`"80"`): a port picked here could be taken by a
+    // parallel test before the container binds it.
     small_stack(
         dir.path(),
-        &format!("services:\n  crash:\n    image: devstack/debian-base:bookworm\n    command: [sh, -c, \"echo about to fail; sleep 1; echo boom >&2; exit 3\"]\n    ports: [\"{port}:80\"]\n    ready: {{ tcp: 80, timeout: 60s }}\n  after:\n    image: devstack/debian-base:bookworm\n    command: [sleep, \"600\"]\n    depends_on: [crash]\n"),
+        "services:\n  crash:\n    image: devstack/debian-base:bookworm\n    command: [sh, -c, \"echo about to fail; sleep 1; echo boom >&2; exit 3\"]\n    ports: [\"80\"]\n    ready: { tcp: 80, timeout: 60s }\n  after:\n    image: devstack/debian-base:bookworm\n    command: [sleep, \"600\"]\n    depends_on: [crash]\n",
     );
     let project = project("exit");
     let _down = Teardown {
