@@ -25,6 +25,10 @@ for arg in "$@"; do
 done
 
 say() { echo "setup-example: $*"; }
+
+# One run at a time (two stacks may run this task at once): a lock on this script itself.
+exec 9<"${BASH_SOURCE[0]}"
+flock 9
 die() { echo "setup-example: error: $*" >&2; exit 1; }
 
 [ -f "$requirements" ] || die "$requirements not found"
