@@ -277,6 +277,124 @@ impl BuildLines {
     }
 }
 
+/// Which builder a build asks for, negotiated as the Docker CLI does: `DOCKER_BUILDKIT=1` or `0`
+/// decides; else the engine's own preference, the `Builder-Version` header of `/_ping` (`2`:
+/// BuildKit; Docker 23 and later send it, 20.10 does not unless BuildKit is its default); else the
+/// classic builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    Classic,
+    BuildKit,
+}
+
+pub fn choose_builder(docker_buildkit: Option<&str>, engine_prefers: Option<&str>) -> Builder {
+    match docker_buildkit.map(str::trim) {
+        Some("1") | Some("true") => return Builder::BuildKit,
+        Some("0") | Some("false") => return Builder::Classic,
+        _ => {}
+    }
+    if engine_prefers.map(str::trim) == Some("2") {
+        Builder::BuildKit
+    } else {
+        Builder::Classic
+    }
+}
+
+/// The `Builder-Version` header of the engine's `/_ping`, over its Unix socket (`None` for an
+/// engine over TCP, or when the header is absent). bollard's ping does not return headers.
+async fn engine_builder_version() -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let path = if host.is_empty() {
+        "/var/run/docker.sock".to_string()
+    } else {
+        host.strip_prefix("unix://")?.to_string()
+    };
+    let ask = async {
+        let mut s = tokio::net::UnixStream::connect(&path).await.ok()?;
+        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        text.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("builder-version")
+                    .then(|| v.trim().to_string())
+            })
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// BuildKit's progress (`moby.buildkit.trace`) as the classic builder's: a step when a numbered
+/// vertex (`[2/5] RUN make`, `[builder 2/5] …`) starts, again when it fails (so the failing step
+/// is the last one told), and each vertex's log lines.
+#[derive(Default)]
+struct BuildKitTrace {
+    told: std::collections::HashSet<String>,
+    /// The vertex of the last step told.
+    last: String,
+    logs: HashMap<String, BuildLines>,
+}
+
+/// `[2/5] RUN make` or `[stage 2/5] RUN make` → (2, 5, "RUN make"); `[internal] …` → None.
+fn buildkit_step(name: &str) -> Option<(usize, usize, String)> {
+    let rest = name.strip_prefix('[')?;
+    let (counts, instruction) = rest.split_once("] ")?;
+    let counts = counts.rsplit(' ').next()?;
+    let (n, of) = counts.split_once('/')?;
+    Some((
+        n.parse().ok()?,
+        of.parse().ok()?,
+        instruction.trim().to_string(),
+    ))
+}
+
+impl BuildKitTrace {
+    fn push(
+        &mut self,
+        status: bollard::moby::buildkit::v1::StatusResponse,
+        out: &tokio::sync::mpsc::UnboundedSender<BuildOutput>,
+    ) {
+        for v in status.vertexes {
+            let Some((n, of, instruction)) = buildkit_step(&v.name) else {
+                continue;
+            };
+            let failed = !v.error.is_empty() && self.last != v.digest;
+            if (v.started.is_some() && self.told.insert(v.digest.clone())) || failed {
+                self.last = v.digest.clone();
+                let _ = out.send(BuildOutput::Step { n, of, instruction });
+            }
+            if v.cached && v.completed.is_some() && self.told.insert(format!("{}-cached", v.digest))
+            {
+                let _ = out.send(BuildOutput::Line(" ---> Using cache".into()));
+            }
+        }
+        for log in status.logs {
+            let text = String::from_utf8_lossy(&log.msg).into_owned();
+            self.logs
+                .entry(log.vertex)
+                .or_insert_with(|| BuildLines {
+                    partial: String::new(),
+                })
+                .push(&text, out);
+        }
+    }
+
+    fn finish(&mut self, out: &tokio::sync::mpsc::UnboundedSender<BuildOutput>) {
+        for lines in self.logs.values_mut() {
+            lines.finish(out);
+        }
+    }
+}
+
 fn is_not_found(e: &BollardError) -> bool {
     matches!(
         e,
@@ -427,7 +545,8 @@ impl ContainerRuntime for DockerRuntime {
                     .log
                     .unwrap_or_default()
                     .last()
-                    .and_then(|r| r.start.as_deref().and_then(parse_rfc3339));
+                    .and_then(|r| r.start.map(|t| t.unix_timestamp()))
+                    .filter(|t| *t > 0);
                 let fresh = matches!((newest, started_at), (Some(n), Some(s)) if n >= s);
                 (st.map(|s| s.to_string()), fresh)
             }
@@ -488,9 +607,21 @@ impl ContainerRuntime for DockerRuntime {
             return Err(RuntimeError::Engine("a build needs a tag".into()));
         };
         let non_empty = |v: &[String]| (!v.is_empty()).then(|| v.to_vec());
-        // The classic builder: API 1.41 engines have it, and BuildKit through the API needs a
-        // gRPC session (bollard's `buildkit` feature) that devstack does not carry.
+        let builder = choose_builder(
+            std::env::var("DOCKER_BUILDKIT").ok().as_deref(),
+            engine_builder_version().await.as_deref(),
+        );
+        let (version, session) = match builder {
+            Builder::Classic => (bollard::query_parameters::BuilderVersion::BuilderV1, None),
+            // BuildKit through the API: a gRPC session beside the build (bollard runs it).
+            Builder::BuildKit => (
+                bollard::query_parameters::BuilderVersion::BuilderBuildKit,
+                Some(format!("devstack-{}", crate::engine::unix_ms())),
+            ),
+        };
         let opts = BuildImageOptions {
+            version,
+            session,
             dockerfile: req.dockerfile.clone(),
             t: Some(tag.clone()),
             extrahosts: non_empty(&req.extra_hosts).map(|h| h.join(",")),
@@ -512,6 +643,7 @@ impl ContainerRuntime for DockerRuntime {
             partial: String::new(),
         };
         let mut built: Option<String> = None;
+        let mut trace = BuildKitTrace::default();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
@@ -525,12 +657,21 @@ impl ContainerRuntime for DockerRuntime {
                             .join(" ");
                         lines.push(&format!("{line}\n"), &progress);
                     }
-                    if let Some(id) = info.aux.and_then(|a| a.id) {
-                        built = Some(id);
+                    match info.aux {
+                        Some(bollard::models::BuildInfoAux::Default(i)) => {
+                            if let Some(id) = i.id {
+                                built = Some(id);
+                            }
+                        }
+                        Some(bollard::models::BuildInfoAux::BuildKit(status)) => {
+                            trace.push(status, &progress);
+                        }
+                        None => {}
                     }
                 }
                 Err(e) => {
                     lines.finish(&progress);
+                    trace.finish(&progress);
                     return Err(match e {
                         BollardError::DockerStreamError { error } => {
                             RuntimeError::BuildFailed(error.trim_end().to_string())
@@ -544,6 +685,7 @@ impl ContainerRuntime for DockerRuntime {
             }
         }
         lines.finish(&progress);
+        trace.finish(&progress);
         let id = match built {
             Some(id) => id,
             None => self.image_id(&tag).await?.ok_or_else(|| {
@@ -1026,5 +1168,39 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(engine(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_is_negotiated_as_the_docker_cli_does() {
+        // DOCKER_BUILDKIT decides when set.
+        assert_eq!(choose_builder(Some("1"), None), Builder::BuildKit);
+        assert_eq!(choose_builder(Some("0"), Some("2")), Builder::Classic);
+        // Else the engine's preference.
+        assert_eq!(choose_builder(None, Some("2")), Builder::BuildKit);
+        assert_eq!(choose_builder(Some(""), Some("1")), Builder::Classic);
+        // An engine that says nothing (20.10): the classic builder.
+        assert_eq!(choose_builder(None, None), Builder::Classic);
+    }
+
+    #[test]
+    fn buildkit_vertex_names_are_steps() {
+        assert_eq!(
+            buildkit_step("[2/5] RUN make"),
+            Some((2, 5, "RUN make".to_string()))
+        );
+        assert_eq!(
+            buildkit_step("[builder 3/4] COPY . /src"),
+            Some((3, 4, "COPY . /src".to_string()))
+        );
+        assert_eq!(
+            buildkit_step("[internal] load build definition from Dockerfile"),
+            None
+        );
+        assert_eq!(buildkit_step("exporting to image"), None);
     }
 }

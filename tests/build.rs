@@ -50,9 +50,13 @@ impl Case {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all = vec!["-p", &self.project];
         all.extend_from_slice(args);
-        devstack(self.path(), &all)
+        devstack_env(self.path(), &all, env)
     }
 
     fn image(&self, service: &str) -> String {
@@ -266,6 +270,78 @@ fn a_failing_run_is_located_with_its_output_and_exits_8() {
     // `devstack build` fails the same way.
     let build = case.run(&["build"]);
     assert_eq!(build.status.code(), Some(8), "{}", stderr(&build));
+}
+
+#[test]
+fn buildkit_is_used_when_asked_and_its_failures_are_located_too() {
+    if !docker_or_skip(&[BASE]) {
+        return;
+    }
+    let case = Case::new("build-kit", ONE);
+    // `RUN --mount` is BuildKit-only syntax.
+    fs::write(
+        case.app("Dockerfile"),
+        "FROM devstack/debian-base:bookworm\n\
+         COPY hello.txt /hello.txt\n\
+         RUN --mount=type=tmpfs,target=/scratch echo kit > /scratch/x && cp /scratch/x /kit.txt\n",
+    )
+    .unwrap();
+    // The classic builder (what this engine prefers: it sends no `Builder-Version: 2`) refuses
+    // it, at that line.
+    let classic = case.run_env(&["build"], &[("DOCKER_BUILDKIT", "0")]);
+    assert_eq!(classic.status.code(), Some(8), "{}", stderr(&classic));
+    assert!(
+        stderr(&classic).contains("app/Dockerfile:3"),
+        "{}",
+        stderr(&classic)
+    );
+    // `DOCKER_BUILDKIT=1`, as the Docker CLI reads it: BuildKit builds it, with its steps, and
+    // the image carries the build hash like any other.
+    let kit = case.run_env(&["build", "--json"], &[("DOCKER_BUILDKIT", "1")]);
+    assert_eq!(kit.status.code(), Some(0), "{}", stderr(&kit));
+    let built = built_events(&kit);
+    assert_eq!(built.len(), 1, "{}", stderr(&kit));
+    assert_eq!(built[0]["how"], "built");
+    let steps: Vec<Value> = stderr(&kit)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("event").cloned())
+        .filter(|e| e["type"] == "build_step")
+        .collect();
+    assert_eq!(steps.len(), 3, "{}", stderr(&kit));
+    assert_eq!(
+        (steps[2]["step"].as_u64(), steps[2]["of"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(steps[2]["instruction"]
+        .as_str()
+        .unwrap()
+        .starts_with("RUN --mount=type=tmpfs"));
+    assert!(!inspect(
+        &case.image("web"),
+        "{{index .Config.Labels \"org.devstack.build-hash\"}}"
+    )
+    .is_empty());
+    let run = Command::new("docker")
+        .args(["run", "--rm", &case.image("web"), "cat", "/kit.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "kit\n");
+
+    // A failing RUN under BuildKit: located, with its output.
+    fs::write(
+        case.app("Dockerfile"),
+        "FROM devstack/debian-base:bookworm\n\
+         COPY hello.txt /hello.txt\n\
+         RUN echo before-failing && echo oops >&2 && exit 3\n",
+    )
+    .unwrap();
+    let failed = case.run_env(&["build"], &[("DOCKER_BUILDKIT", "1")]);
+    let err = stderr(&failed);
+    assert_eq!(failed.status.code(), Some(8), "{err}");
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(err.contains("app/Dockerfile:3"), "{err}");
+    assert!(err.contains("| oops"), "{err}");
 }
 
 #[test]
