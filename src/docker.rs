@@ -300,6 +300,23 @@ pub fn choose_builder(docker_buildkit: Option<&str>, engine_prefers: Option<&str
     }
 }
 
+/// The builder `build:` will use on this engine, and why (for `doctor`).
+pub async fn negotiated_builder() -> (Builder, String) {
+    let env = std::env::var("DOCKER_BUILDKIT")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let engine = engine_builder_version().await;
+    let chosen = choose_builder(env.as_deref(), engine.as_deref());
+    let why = match (&env, &engine) {
+        (Some(v), _) => format!("DOCKER_BUILDKIT={v}"),
+        (None, Some(v)) => format!("the engine's Builder-Version is {v}"),
+        (None, None) => {
+            "the engine states no preference; DOCKER_BUILDKIT=1 asks for BuildKit".into()
+        }
+    };
+    (chosen, why)
+}
+
 /// The `Builder-Version` header of the engine's `/_ping`, over its Unix socket (`None` for an
 /// engine over TCP, or when the header is absent). bollard's ping does not return headers.
 async fn engine_builder_version() -> Option<String> {

@@ -224,6 +224,14 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
             "check the engine",
         )),
     }
+    if containers.iter().any(|(_, _, built)| *built) {
+        let (builder, why) = crate::docker::negotiated_builder().await;
+        let name = match builder {
+            crate::docker::Builder::Classic => "the classic builder",
+            crate::docker::Builder::BuildKit => "BuildKit",
+        };
+        out.push(ok(format!("image builds use {name} ({why})")));
+    }
     let mut seen = Vec::new();
     for (_, image, built) in containers {
         if seen.contains(&image) {
