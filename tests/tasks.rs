@@ -243,3 +243,30 @@ services:
     assert!(!has(&events, "started", "app"), "{events:#?}");
     assert!(started.elapsed() < SECS_30);
 }
+
+#[test]
+fn a_task_that_would_run_forever_or_names_a_pattern_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("stack.yaml"),
+        "services:\n  setup:\n    command: ./setup.sh\n    restart: always\n    task: { sources: [\"src/*.py\"] }\n",
+    )
+    .unwrap();
+    let out = devstack(dir.path(), &["validate"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "`setup` is a task (it runs once), but `restart` would start it again forever"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("`task.sources` of `setup` holds `src/*.py`, which is not a path"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2 problems"),
+        "both are reported at once: {err}"
+    );
+}

@@ -608,11 +608,7 @@ pub struct RawService {
 
 /// `task:` — `true`, or `{sources, generates, status}`: the service runs once to completion, and
 /// is skipped when it is up to date.
-#[derive(Debug, Clone)]
-pub enum RawTask {
-    Enabled(bool),
-    Spec(RawTaskSpec),
-}
+pub type RawTask = BoolOr<RawTaskSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -625,24 +621,8 @@ pub struct RawTaskSpec {
     pub status: Vec<String>,
 }
 
-impl<'de> Deserialize<'de> for RawTask {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawTask;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`true`, `false` or a map with `sources`, `generates`, `status`")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(RawTask::Enabled(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawTaskSpec::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawTask::Spec)
-            }
-        }
-        d.deserialize_any(V)
-    }
+impl MapKeys for RawTaskSpec {
+    const KEYS: &'static str = "`sources`, `generates`, `status`";
 }
 
 /// Compose's `develop:`: what to do when files change.
@@ -984,10 +964,37 @@ pub struct RawPortProbe {
 }
 
 /// `watch:` — `false`, `true`, or `{paths, ignore, debounce}`.
+pub type RawWatch = BoolOr<RawWatchSpec>;
+
+/// A key that is `true`, `false`, or a map of settings (`watch`, `task`).
 #[derive(Debug, Clone)]
-pub enum RawWatch {
+pub enum BoolOr<T> {
     Enabled(bool),
-    Spec(RawWatchSpec),
+    Spec(T),
+}
+
+/// The keys of a [`BoolOr`]'s map, for the message when something else is written.
+pub trait MapKeys {
+    const KEYS: &'static str;
+}
+
+impl<'de, T: Deserialize<'de> + MapKeys> Deserialize<'de> for BoolOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + MapKeys> Visitor<'de> for V<T> {
+            type Value = BoolOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "`true`, `false` or a map with {}", T::KEYS)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BoolOr::Enabled(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(BoolOr::Spec)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -999,22 +1006,6 @@ pub struct RawWatchSpec {
     pub debounce: Option<Scalar>,
 }
 
-impl<'de> Deserialize<'de> for RawWatch {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawWatch;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`true`, `false` or a map with `paths`, `ignore`, `debounce`")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(RawWatch::Enabled(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawWatchSpec::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawWatch::Spec)
-            }
-        }
-        d.deserialize_any(V)
-    }
+impl MapKeys for RawWatchSpec {
+    const KEYS: &'static str = "`paths`, `ignore`, `debounce`";
 }
