@@ -36,6 +36,9 @@ pub const HELP: &[&str] = &[
     "  q  stop everything and quit, as Ctrl-C does (Ctrl-C again kills at once)",
 ];
 
+/// How much of a build step's instruction the status line shows.
+const BUILD_STEP_CHARS: usize = 28;
+
 /// The marks of the status line, in the order their counts are shown.
 const MARKS: [(&str, Color); 5] = [
     ("●", Color::Green),
@@ -147,8 +150,8 @@ pub struct View {
     highlight: Option<String>,
     /// The last error of each service, as a person reads it.
     errors: HashMap<String, String>,
-    /// Image builds under way: the step each has reached, of how many.
-    building: std::collections::BTreeMap<String, (usize, usize)>,
+    /// Image builds under way: the step each has reached, of how many, and its instruction.
+    building: std::collections::BTreeMap<String, (usize, usize, String)>,
     color: bool,
 }
 
@@ -190,9 +193,13 @@ impl View {
     pub fn event(&mut self, e: &StackEvent) {
         match e {
             StackEvent::BuildStep {
-                service, step, of, ..
+                service,
+                step,
+                of,
+                instruction,
             } => {
-                self.building.insert(service.clone(), (*step, *of));
+                self.building
+                    .insert(service.clone(), (*step, *of, instruction.clone()));
             }
             StackEvent::Built { services, .. } => {
                 for s in services {
@@ -497,7 +504,19 @@ impl View {
                     let steps: Vec<String> = self
                         .building
                         .iter()
-                        .map(|(s, (n, of))| format!("{s} {n}/{of}"))
+                        .map(|(s, (n, of, ins))| {
+                            // The current step's instruction, shortened: the log has it whole.
+                            let ins: String = ins.split_whitespace().collect::<Vec<_>>().join(" ");
+                            let short: String = if ins.chars().count() > BUILD_STEP_CHARS {
+                                ins.chars()
+                                    .take(BUILD_STEP_CHARS - 1)
+                                    .chain(['…'])
+                                    .collect()
+                            } else {
+                                ins
+                            };
+                            format!("{s} {n}/{of} {short}")
+                        })
                         .collect();
                     pieces.push((
                         format!(" · building {}", steps.join(", ")),
