@@ -763,7 +763,7 @@ mod tests {
         v.event(&step("postgres", 4));
         let s = v.status(200);
         assert!(
-            s.starts_with("●●○ 2/3 ready · building postgres 4/12, redis 1/12 · r restart"),
+            s.starts_with("●●○ 2/3 ready · building postgres 4/12 RUN apt-get install -y post…, redis 1/12 RUN apt-get install -y post… · r restart"),
             "{s}"
         );
         v.event(&StackEvent::Built {
@@ -777,7 +777,9 @@ mod tests {
         });
         let s = v.status(200);
         assert!(
-            s.starts_with("●●○ 2/3 ready · building redis 1/12 · r restart"),
+            s.starts_with(
+                "●●○ 2/3 ready · building redis 1/12 RUN apt-get install -y post… · r restart"
+            ),
             "{s}"
         );
     }
