@@ -1,6 +1,8 @@
-//! One devstack per project: `up` holds an exclusive `flock` on `<state>/up.lock` for as long
-//! as it runs, with its pid written inside. The kernel drops the lock when the process dies,
-//! however it dies, so a stale lock cannot exist.
+//! One devstack per project: `up` holds an exclusive open-file-description lock (`F_OFD_SETLK`)
+//! on `<state>/up.lock` for as long as it runs, with its pid written inside. The kernel drops the
+//! lock when the process dies, however it dies, so a stale lock cannot exist. Asking who holds it
+//! (`F_OFD_GETLK`) never takes it: a `flock` probe did, for an instant, and an `up` starting in
+//! that instant took the probing client for another devstack.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -23,9 +25,28 @@ fn open(dir: &Path) -> std::io::Result<File> {
         .open(dir.join("up.lock"))
 }
 
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is plain data; all-zero is a valid value, filled in below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0; // to the end, however long
+    fl
+}
+
 fn try_lock(f: &File) -> bool {
-    // SAFETY: flock on a file descriptor we own; no memory is touched.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    let fl = whole_file(libc::F_WRLCK);
+    // SAFETY: fcntl on a file descriptor we own, with a valid `flock`.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) == 0 }
+}
+
+/// Whether someone holds the lock; asks without taking it.
+fn is_locked(f: &File) -> bool {
+    let mut fl = whole_file(libc::F_WRLCK);
+    // SAFETY: fcntl on a file descriptor we own, with a valid `flock` it may write.
+    let asked = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) == 0 };
+    asked && fl.l_type != libc::F_UNLCK as libc::c_short
 }
 
 /// Takes the project's lock, or says which devstack holds it.
@@ -51,9 +72,45 @@ fn read_pid(f: &mut File) -> Option<u32> {
 /// The pid of the devstack that runs this project, if one does.
 pub fn holder(dir: &Path) -> Option<u32> {
     let mut f = open(dir).ok()?;
-    if try_lock(&f) {
-        // Nobody holds it; ours drops with `f`.
+    if !is_locked(&f) {
         return None;
     }
     Some(read_pid(&mut f).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn asking_who_holds_the_lock_never_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let asker = {
+            let (dir, stop) = (dir.path().to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                let mut asked = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = holder(&dir);
+                    asked += 1;
+                }
+                asked
+            })
+        };
+        // A client asking all the while never makes an `up` think the project is taken.
+        for _ in 0..2000 {
+            let lock = acquire(dir.path()).unwrap();
+            assert!(lock.is_ok(), "taken by a question: {:?}", lock.err());
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(asker.join().unwrap() > 0);
+        // While held, the holder is named and a second `up` is refused.
+        let held = acquire(dir.path()).unwrap().unwrap();
+        assert_eq!(holder(dir.path()), Some(std::process::id()));
+        assert_eq!(acquire(dir.path()).unwrap().err(), Some(std::process::id()));
+        drop(held);
+        assert_eq!(holder(dir.path()), None);
+    }
 }
