@@ -600,7 +600,11 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
             },
             Some(i) = input_rx.recv() => i,
             Some((service, epoch, check)) = checked_rx.recv() => {
-                if task_checks.get(&service) != Some(&epoch) {
+                // Only the start the kernel still wants (not one a stop or a newer start overtook).
+                let wanted = kernel.views().any(|v| {
+                    v.service == service && v.epoch == epoch && *v.state == crate::event::ServiceState::Starting
+                });
+                if task_checks.get(&service) != Some(&epoch) || !wanted {
                     continue;
                 }
                 match check {
