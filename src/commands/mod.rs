@@ -9,7 +9,7 @@ use serde_json::json;
 mod control;
 mod detach;
 mod doctor;
-mod project_lock;
+pub mod project_lock;
 mod render;
 mod stack_ops;
 mod tty;
