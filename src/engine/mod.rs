@@ -270,6 +270,13 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     if !missing.is_empty() {
         return Err(UpError::MissingPrograms(missing));
     }
+    // Programs a task is to create: checked again at their service's start (only these; the
+    // rest were just found).
+    let from_tasks: std::collections::HashSet<String> = host
+        .missing_programs(stack, &req.selected, false)
+        .into_iter()
+        .map(|m| m.service)
+        .collect();
     if has_processes {
         let processes: Vec<String> = req
             .selected
@@ -408,7 +415,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                         });
                         continue;
                     }
-                    if !svc.is_container() {
+                    if from_tasks.contains(&service) {
                         // A task that was to create the program did not: say so, not exit 127.
                         if let Some(m) = host
                             .missing_programs(stack, std::slice::from_ref(&service), false)
