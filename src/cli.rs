@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
     name = "devstack",
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n10 a service's program is missing, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -18,6 +18,7 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 pub mod program;
+pub mod project;
 pub mod readiness;
 pub mod redact;
 pub mod render;

@@ -10,11 +10,19 @@ use crate::config::validate::normalize_path;
 use crate::config::{Command, ServiceKind, Stack};
 use crate::plan::shell_words;
 
-/// Words a shell runs itself, or that start something other than a program.
+/// Words a shell runs itself, or that start something other than a program: every POSIX
+/// special built-in (XCU 2.14), the utilities POSIX requires built in (`cd`, `read`, `wait`,
+/// …), the reserved words (XCU 2.4), and the common built-ins of sh, dash and bash.
 const NOT_A_PROGRAM: &[&str] = &[
-    "cd", "exec", "export", "set", "source", ".", "eval", "if", "for", "while", "until", "case",
-    "{", "(", "!", "true", "false", "test", "[", "echo", "printf", "read", "trap", "ulimit",
-    "umask", "wait", "command", "builtin",
+    // special built-ins
+    "break", ":", "continue", ".", "eval", "exec", "exit", "export", "readonly", "return", "set",
+    "shift", "times", "trap", "unset", // intrinsic utilities
+    "alias", "bg", "cd", "command", "false", "fc", "fg", "getopts", "hash", "jobs", "kill",
+    "newgrp", "pwd", "read", "true", "type", "ulimit", "umask", "unalias", "wait",
+    // reserved words
+    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in", "then",
+    "until", "while", "(", // common built-ins
+    "source", "test", "[", "echo", "printf", "builtin", "local", "let", "declare", "typeset",
 ];
 
 /// Finds `program` as a shell would: a path (relative to `cwd`) or a name on PATH.
@@ -46,6 +54,10 @@ pub fn argv_of(c: &Command) -> Vec<String> {
 /// assignment or a word with shell syntax in it.
 pub fn program_of(c: &Command) -> Option<String> {
     let first = argv_of(c).into_iter().next()?;
+    // A list is executed as it is: no shell runs its first word.
+    if matches!(c, Command::Argv(_)) {
+        return Some(first);
+    }
     let shell_syntax = first.contains([
         '$', '`', '=', '*', '?', '(', ')', '{', '}', ';', '&', '|', '<', '>',
     ]);
@@ -181,6 +193,20 @@ mod tests {
         assert_eq!(p("exec npm run dev"), None);
         assert_eq!(p("FOO=1 npm run dev"), None);
         assert_eq!(p("$HOME/bin/x"), None);
+        // Every POSIX special built-in is the shell's own, never a program on PATH.
+        for builtin in [
+            "break", ":", "continue", ".", "eval", "exec", "exit", "export", "readonly", "return",
+            "set", "shift", "times", "trap", "unset",
+        ] {
+            assert_eq!(p(&format!("{builtin} 1")), None, "{builtin}");
+        }
+        assert_eq!(p("exit 1"), None);
+        assert_eq!(p("sleep 1; exit 1").as_deref(), Some("sleep"));
+        // A list runs without a shell: its first word is a program, even one named `exit`.
+        let argv =
+            |v: &[&str]| program_of(&Command::Argv(v.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(argv(&["exit", "1"]).as_deref(), Some("exit"));
+        assert_eq!(argv(&["sleep", "1"]).as_deref(), Some("sleep"));
     }
 
     #[test]

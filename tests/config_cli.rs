@@ -264,3 +264,31 @@ fn config_services_lists_names() {
         ]
     );
 }
+
+/// `--help` names every exit code devstack uses.
+#[test]
+fn help_lists_every_exit_code() {
+    use devstack::error::exit;
+    let out = devstack(&root(), &["--help"]);
+    let help = stdout(&out);
+    let codes = [
+        (exit::OK, "ok"),
+        (exit::FAILURE, "failure"),
+        (exit::CONFIG, "usage or config error"),
+        (exit::DOCKER_UNAVAILABLE, "Docker unavailable"),
+        (exit::PORT_CONFLICT, "port conflict"),
+        (exit::NOT_READY, "service not ready"),
+        (exit::IMAGE_UNAVAILABLE, "image unavailable"),
+        (exit::ALREADY_UP, "already up"),
+        (exit::BUILD_FAILED, "image build failed"),
+        (exit::NOT_RUNNING, "no devstack running"),
+        (exit::MISSING_PROGRAM, "a service's program is missing"),
+        (exit::INTERRUPTED, "interrupted"),
+    ];
+    for (code, what) in codes {
+        assert!(
+            help.contains(&format!("{code} {what}")),
+            "{code} {what}:\n{help}"
+        );
+    }
+}

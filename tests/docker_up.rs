@@ -555,3 +555,105 @@ fn a_missing_image_offline_is_named_and_nothing_is_created() {
         "{containers:?} {volumes:?}"
     );
 }
+
+/// `up --wait` with containers and a process, two of whose host ports another program holds:
+/// the background copy refuses to start, and the waiting side says so (exit 4, both holders
+/// named) instead of "ready" with nothing running.
+#[test]
+fn up_wait_with_processes_and_held_ports_fails_instead_of_saying_ready() {
+    if !docker_or_skip(&["redis:7-alpine", "postgres:15"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // Real foreign listeners: programs of their own, not this test's sockets.
+    let hold = |port: u16| {
+        let code = format!(
+            "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1',{port}))\ns.listen(1)\nprint('held',flush=True)\ntime.sleep(120)\n"
+        );
+        let mut child = Command::new("python3")
+            .args(["-c", &code])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "held");
+        KillOnDrop(child)
+    };
+    let (redis_port, pg_port, app_port) = (free_port(), free_port(), free_port());
+    let redis_holder = hold(redis_port);
+    let app_holder = hold(app_port);
+    small_stack(
+        dir.path(),
+        &format!(
+            r#"services:
+  redis: {{ image: redis:7-alpine, ports: ["{redis_port}:6379"], ready: {{ redis: {{}}, timeout: 30s }} }}
+  pg:
+    image: postgres:15
+    environment: {{ POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: d }}
+    ports: ["{pg_port}:5432"]
+    volumes: ["pgdata:/var/lib/postgresql/data"]
+    ready: {{ postgres: {{}}, timeout: 60s }}
+  app: {{ command: [sleep, "1000"], ports: ["{app_port}"], depends_on: [redis], watch: false }}
+"#
+        ),
+    );
+    let project = project("heldwait");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec![],
+    };
+    let st = state.path().display().to_string();
+    let out = devstack_env(
+        dir.path(),
+        &["-p", &project, "up", "--wait"],
+        &[("XDG_STATE_HOME", &st)],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(!err.contains("ready;"), "never says ready: {err}");
+    for (port, service, holder) in [
+        (redis_port, "redis", &redis_holder),
+        (app_port, "app", &app_holder),
+    ] {
+        assert!(
+            err.contains(&format!(
+                "host port 127.0.0.1:{port} for `{service}` is taken by pid {}",
+                holder.0.id()
+            )),
+            "{err}"
+        );
+    }
+    // Nothing was left running: no background devstack holds the project.
+    let ps = devstack_env(
+        dir.path(),
+        &["-p", &project, "ps", "--json"],
+        &[("XDG_STATE_HOME", &st)],
+    );
+    assert_eq!(ps.status.code(), Some(0), "{}", stderr(&ps));
+    let rows: Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let rows = rows.as_array().expect("ps --json is a list");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|s| s["state"] != "running" && s["pid"].is_null()),
+        "nothing runs: {rows:?}"
+    );
+    let (containers, _) = leftovers(&project);
+    assert!(containers.is_empty(), "nothing created: {containers:?}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -537,3 +537,474 @@ fn up_wait_leaves_processes_running_under_a_background_devstack_until_down() {
         "nothing left running"
     );
 }
+
+/// `up --wait` with only processes, one of whose ports another program holds: exit 4 with the
+/// holder named, every time (it used to race with the background copy's refusal and say
+/// "ready"). Five runs, since the fault was a race.
+#[test]
+fn up_wait_with_a_held_port_fails_every_time() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let env = Env::new(
+        "heldproc",
+        &format!(
+            "services:\n  app: {{ command: [sleep, \"1000\"], ports: [\"{port}\"], watch: false }}\n"
+        ),
+    );
+    let state = env.state.path().display().to_string();
+    for run in 0..5 {
+        let out = devstack_env(
+            env.path(),
+            &["-p", &env.project, "up", "--wait"],
+            &[("XDG_STATE_HOME", &state)],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(4), "run {run}: {err}");
+        assert!(
+            err.contains(&format!(
+                "host port 127.0.0.1:{port} for `app` is taken by pid {}",
+                std::process::id()
+            )),
+            "run {run}: {err}"
+        );
+        assert!(!err.contains("ready;"), "run {run}: {err}");
+    }
+    // The positive control: with the port free, the same stack gets ready.
+    drop(held);
+    let out = devstack_env(
+        env.path(),
+        &["-p", &env.project, "up", "--wait"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let down = devstack_env(
+        env.path(),
+        &["-p", &env.project, "down"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+}
+
+/// `/proc/PID/stat`'s state and parent, if the process exists.
+fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Zombies whose parent is `parent`.
+fn zombies_of(parent: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| state_and_parent(*p) == Some(('Z', parent)))
+        .collect()
+}
+
+/// devstack reaps each orphan as it exits: a double-forking service, a crash-looping one and one
+/// that never reaps its own children run side by side, and every zombie whose parent is devstack
+/// is gone within moments (it used to wait for a sweep every 2 s). The hoarder's own zombies
+/// (their parent is the hoarder) are the positive control that zombies are seen at all.
+#[test]
+fn devstack_never_holds_a_zombie() {
+    let env = Env::new(
+        "zombie",
+        r#"services:
+  forker:
+    command: [python3, -c, "import os,time\nwhile True:\n    pid = os.fork()\n    if pid == 0:\n        if os.fork() == 0:\n            time.sleep(0.05)\n            open('grandchildren', 'a').write('x')\n            os._exit(0)\n        os._exit(0)\n    os.waitpid(pid, 0)\n    time.sleep(0.05)\n"]
+    watch: false
+  flaky:
+    command: "sleep 0.2; exit 1"
+    restart: always
+    watch: false
+  hoarder:
+    command: [python3, -c, "import os,time\nfor _ in range(20):\n    if os.fork() == 0:\n        os._exit(0)\nprint('hoarded', os.getpid(), flush=True)\ntime.sleep(600)\n"]
+    watch: false
+"#,
+    );
+    let state = env.state.path().display().to_string();
+    let (mut child, rx) = spawn_up(
+        env.path(),
+        &["-p", &env.project, "up", "--json"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    let devstack_pid = child.id();
+    let mut hoarder: Option<u32> = None;
+    let mut flaky_starts = 0;
+    // Each zombie of devstack's, with when it was first seen.
+    let mut seen: std::collections::HashMap<u32, Instant> = std::collections::HashMap::new();
+    let mut lingering: Vec<(u32, Duration)> = Vec::new();
+    let grandchildren = || fs::read(env.path().join("grandchildren")).map_or(0, |b| b.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flaky_starts < 6 || grandchildren() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "the workers did not run: {flaky_starts} starts of flaky, {} grandchildren",
+            grandchildren()
+        );
+        while let Ok(line) = rx.try_recv() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let event = &v["event"];
+            if event["type"] == "started" && event["service"] == "flaky" {
+                flaky_starts += 1;
+            }
+            if let Some(pid) = v["text"].as_str().and_then(|t| t.strip_prefix("hoarded ")) {
+                hoarder = pid.trim().parse().ok();
+            }
+        }
+        let now = Instant::now();
+        let zombies = zombies_of(devstack_pid);
+        for z in &zombies {
+            seen.entry(*z).or_insert(now);
+        }
+        // A zombie no longer seen was reaped; one seen for long was not.
+        seen.retain(|z, since| {
+            let age = now - *since;
+            if zombies.contains(z) && age > Duration::from_millis(500) {
+                lingering.push((*z, age));
+                return false;
+            }
+            zombies.contains(z)
+        });
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        lingering.is_empty(),
+        "zombies of devstack (pid {devstack_pid}) left unreaped: {lingering:?}"
+    );
+    let hoarder = hoarder.expect("the hoarder said its pid");
+    assert_eq!(
+        zombies_of(hoarder).len(),
+        20,
+        "the hoarder's own children are zombies, and are seen as such"
+    );
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+}
+
+/// A file system mounted for one test (root only), unmounted when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    /// A tmpfs at `at` with these mount options, or `None` when this user cannot mount.
+    fn tmpfs(at: &Path, options: &str) -> Option<Mount> {
+        fs::create_dir_all(at).unwrap();
+        // SAFETY: getuid cannot fail.
+        if unsafe { libc::getuid() } != 0 {
+            return None;
+        }
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// With the state folder on a read-only file system, `up` still starts and runs the stack: one
+/// warning names the folder and where its files went instead, and `ps`, `logs` and `down` from
+/// another command reach the run.
+#[test]
+fn a_read_only_state_folder_does_not_stop_the_stack() {
+    let env = Env::new(
+        "rostate",
+        "services:\n  app:\n    command: [python3, -c, \"import time\\nprint('app up', flush=True)\\ntime.sleep(600)\"]\n    watch: false\n    ready: { log: app up }\n",
+    );
+    let ro = env.state.path().join("ro");
+    let runtime = tempfile::tempdir().unwrap();
+    let _mount = match Mount::tmpfs(&ro, "ro,size=1m") {
+        Some(m) => Some(m),
+        None => {
+            // Not root: a folder this user may not write in.
+            fs::create_dir_all(&ro).unwrap();
+            fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+            None
+        }
+    };
+    assert!(
+        fs::write(ro.join("probe"), "x").is_err(),
+        "the state folder is not writable"
+    );
+    let vars = [
+        ("XDG_STATE_HOME", ro.to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", runtime.path().to_str().unwrap()),
+    ];
+    let (mut child, rx) = spawn_up(env.path(), &["-p", &env.project, "up", "--json"], &vars);
+    let mut seen = Vec::new();
+    wait_for(
+        &rx,
+        "\"type\":\"all_ready\"",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    let warnings: Vec<&String> = seen
+        .iter()
+        .filter(|l| {
+            l.contains("\"type\":\"warning\"") && l.contains("cannot write the state folder")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {seen:#?}");
+    assert!(
+        warnings[0].contains(&ro.display().to_string())
+            && warnings[0].contains(&runtime.path().display().to_string())
+            && warnings[0].contains("log files"),
+        "names the folder, where the files went and what: {}",
+        warnings[0]
+    );
+    let ps = devstack_env(env.path(), &["-p", &env.project, "ps", "--json"], &vars);
+    assert_eq!(ps.status.code(), Some(0), "{}", stderr(&ps));
+    let rows: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(rows[0]["service"], "app", "{rows}");
+    assert_eq!(rows[0]["state"], "ready", "the live ps of the run: {rows}");
+    let logs = devstack_env(env.path(), &["-p", &env.project, "logs", "app"], &vars);
+    assert!(stdout(&logs).contains("app up"), "{}", stdout(&logs));
+    let down = devstack_env(env.path(), &["-p", &env.project, "down"], &vars);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(exit_within(&mut child, Duration::from_secs(20)).is_some());
+}
+
+/// The disk of the state folder fills during a run: the log files pause with one warning and
+/// resume with one note when space returns; the service is never stopped and the live view
+/// loses no line.
+#[test]
+fn a_full_disk_pauses_the_log_files_and_nothing_else() {
+    let env = Env::new(
+        "fulldisk",
+        "services:\n  app:\n    command: [python3, -u, -c, \"import itertools,time\\nfor i in itertools.count():\\n    print('line', i, 'x' * 100)\\n    time.sleep(0.005)\"]\n    watch: false\n",
+    );
+    let small = env.state.path().join("small");
+    let Some(_mount) = Mount::tmpfs(&small, "size=2m") else {
+        eprintln!("not root: cannot mount a small file system; skipping");
+        return;
+    };
+    let vars = [("XDG_STATE_HOME", small.to_str().unwrap())];
+    let (mut child, rx) = spawn_up(env.path(), &["-p", &env.project, "up", "--json"], &vars);
+    let mut seen = Vec::new();
+    wait_for(
+        &rx,
+        "\"type\":\"all_ready\"",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // Fill the disk to the last byte.
+    let filler = small.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    wait_for(
+        &rx,
+        "log files are paused",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    fs::remove_file(&filler).unwrap();
+    wait_for(&rx, "resumed", Duration::from_secs(30), &mut seen);
+    // Lines after the resume: the next numbers the service prints.
+    let resumed_at = seen.len();
+    wait_for(
+        &rx,
+        "\"stream\":\"stdout\"",
+        Duration::from_secs(10),
+        &mut seen,
+    );
+    let last_live: u64 = seen[resumed_at..]
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str()?.split(' ').nth(1)?.parse().ok())
+        .next_back()
+        .expect("a line after the resume");
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+    while let Ok(l) = rx.try_recv() {
+        seen.push(l);
+    }
+    let values: Vec<serde_json::Value> = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pauses = values
+        .iter()
+        .filter(|v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("log files are paused"))
+        })
+        .count();
+    assert_eq!(pauses, 1, "one warning for the pause");
+    // Every line reached the live view, in order, with no gap.
+    let numbers: Vec<u64> = values
+        .iter()
+        .filter(|v| v["stream"] == "stdout")
+        .filter_map(|v| v["text"].as_str()?.split(' ').nth(1)?.parse().ok())
+        .collect();
+    assert!(numbers.len() as u64 > last_live, "{} lines", numbers.len());
+    assert!(
+        numbers.iter().enumerate().all(|(i, n)| *n == i as u64),
+        "the live view lost no line"
+    );
+    // Never stopped or restarted before the interrupt: one start.
+    let starts = values
+        .iter()
+        .filter(|v| v["event"]["type"] == "started")
+        .count();
+    assert_eq!(starts, 1, "started once");
+    // The files have lines again after the resume.
+    let logs = devstack_env(
+        env.path(),
+        &["-p", &env.project, "logs", "app", "--json"],
+        &vars,
+    );
+    let stored: Vec<u64> = stdout(&logs)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str()?.split(' ').nth(1)?.parse().ok())
+        .collect();
+    assert!(
+        stored.iter().any(|n| *n >= last_live.saturating_sub(50)),
+        "lines written after the resume: last stored {:?}, live {last_live}",
+        stored.last()
+    );
+}
+
+/// `devstack up > up.log` in the stack's own (watched) folder: the file is devstack's own
+/// output, ignored from the start with one note, and 0 restarts; an edit of the service's code
+/// still restarts it once (the positive control).
+#[test]
+fn output_redirected_into_the_watched_folder_restarts_nothing() {
+    let env = Env::new(
+        "outfile",
+        "services:\n  app:\n    command: python3 -u app.py\n    watch: { debounce: 100ms }\n    ready: { log: \"app started\" }\n",
+    );
+    fs::write(
+        env.path().join("app.py"),
+        "import time\nprint('app started')\nwhile True:\n    print('tick')\n    time.sleep(0.05)\n",
+    )
+    .unwrap();
+    let log = env.path().join("up.log");
+    let out = fs::File::create(&log).unwrap();
+    let state = env.state.path().display().to_string();
+    let mut child = Running(
+        std::process::Command::new(env!("CARGO_BIN_EXE_devstack"))
+            .args(["-p", &env.project, "up", "--json"])
+            .current_dir(env.path())
+            .env("XDG_STATE_HOME", &state)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let records = || -> Vec<serde_json::Value> {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let count = |rs: &[serde_json::Value], what: &dyn Fn(&serde_json::Value) -> bool| {
+        rs.iter().filter(|r| what(r)).count()
+    };
+    let ticks = |r: &serde_json::Value| r["text"] == "tick";
+    let restarts = |r: &serde_json::Value| r["event"]["type"] == "restarting";
+    // Forty ticks written into the watched folder: each was a change of up.log.
+    wait_until("40 ticks in up.log", Duration::from_secs(30), || {
+        count(&records(), &ticks) >= 40
+    });
+    let rs = records();
+    let notes: Vec<&serde_json::Value> = rs
+        .iter()
+        .filter(|r| {
+            r["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("devstack's output goes to"))
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "one note: {notes:?}");
+    assert!(notes[0]["text"].as_str().unwrap().contains("up.log"));
+    assert_eq!(count(&rs, &restarts), 0, "up.log restarted the service");
+    // The positive control: the service's own code still reloads it.
+    fs::write(
+        env.path().join("app.py"),
+        "import time\nprint('app started')\nwhile True:\n    print('tick')\n    time.sleep(0.05)\n# edited\n",
+    )
+    .unwrap();
+    wait_until("a restart for app.py", Duration::from_secs(20), || {
+        count(&records(), &restarts) >= 1
+    });
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+    let rs = records();
+    let causes: Vec<&serde_json::Value> = rs.iter().filter(|r| restarts(r)).collect();
+    assert_eq!(causes.len(), 1, "one restart, for app.py: {causes:?}");
+    assert!(causes[0].to_string().contains("app.py"), "{}", causes[0]);
+}
+
+/// `wait` on a crash-looping service answers with the last lines of its last run, its final
+/// line included: the report is built from the log's own queue, after everything the run
+/// printed (its log file may lag behind). Asked ten times over the control protocol, typed.
+#[test]
+fn a_crash_report_ends_with_the_runs_last_line() {
+    use devstack::control::protocol::{Reply, Request};
+    let env = Env::new(
+        "lastwords",
+        "services:\n  steady:\n    command: [python3, -c, \"import time\\nprint('steady up', flush=True)\\ntime.sleep(600)\"]\n    watch: false\n    ready: { log: steady up }\n  crashy:\n    command: [sh, -c, \"n=$$(cat n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > n; i=0; while [ $$i -lt 50 ]; do echo \\\"output $$i of run $$n\\\"; i=$$((i+1)); done; echo \\\"FINAL LINE OF RUN $$n\\\"; exit 1\"]\n    restart: on-failure\n    watch: false\n    depends_on: [steady]\n",
+    );
+    let (mut child, rx) = env.up();
+    let mut seen = Vec::new();
+    wait_for(&rx, "crash loop", Duration::from_secs(60), &mut seen);
+    let state = env.state.path().join("devstack").join(&env.project);
+    let mut reports = 0;
+    for _ in 0..10 {
+        let mut conn = devstack::control::client::connect(&state, &env.project).unwrap();
+        conn.send(Request::Wait {
+            services: vec!["crashy".into()],
+            timeout_ms: Some(5000),
+        })
+        .unwrap();
+        let report = loop {
+            match conn.answer().unwrap() {
+                Some(Reply::Error { not_ready, .. }) => break not_ready.expect("a report"),
+                Some(Reply::Done { .. }) => panic!("crashy never gets ready"),
+                Some(_) => {}
+                None => panic!("the connection ended without an answer"),
+            }
+        };
+        let last = report.tail.last().expect("the report has lines");
+        let run = last
+            .strip_prefix("FINAL LINE OF RUN ")
+            .unwrap_or_else(|| panic!("the last line is the run's final one: {:?}", report.tail));
+        assert!(
+            report
+                .tail
+                .iter()
+                .rev()
+                .nth(1)
+                .is_some_and(|l| l == &format!("output 49 of run {run}")),
+            "the lines before it are of the same run: {:?}",
+            report.tail
+        );
+        reports += 1;
+    }
+    assert_eq!(reports, 10);
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+}

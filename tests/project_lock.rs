@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use devstack::commands::project_lock::{acquire, holder};
+use devstack::project::lock::{acquire, holder};
 
 #[test]
 fn asking_who_holds_the_lock_never_takes_it() {

@@ -12,6 +12,7 @@ use super::Env;
 use crate::config::Stack;
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{Reply, Request};
+use crate::engine::ServiceStatus;
 use crate::error::Error;
 use crate::logs::render::Renderer;
 
@@ -21,13 +22,13 @@ pub const DETACHED_ENV: &str = "DEVSTACK_DETACHED";
 /// How long a devstack that was asked to stop gets to let go of the project.
 const STOP_PATIENCE: Duration = Duration::from_secs(120);
 
-/// Relays the answers to a request until `done` (`Ok`), an error (`Err`), or the end of the
-/// connection (`Ok(None)`).
+/// Relays the answers to a request until `done` (`Ok` with the services it names), an error
+/// (`Err`), or the end of the connection (`Ok(None)`).
 fn relay(
     conn: &mut Connection,
     renderer: &Renderer,
     env: &mut Env<'_>,
-) -> Result<Option<()>, Error> {
+) -> Result<Option<Vec<ServiceStatus>>, Error> {
     loop {
         match conn.answer()? {
             Some(Reply::Record { record }) => {
@@ -35,7 +36,7 @@ fn relay(
                     writeln!(env.err, "{}", renderer.render(&record.to_line()))?;
                 }
             }
-            Some(Reply::Done { .. }) => return Ok(Some(())),
+            Some(Reply::Done { services }) => return Ok(Some(services)),
             Some(Reply::Error {
                 message, not_ready, ..
             }) => {
@@ -59,7 +60,7 @@ pub fn up_detached(
     renderer: Renderer,
     env: &mut Env<'_>,
 ) -> Result<(), Error> {
-    if let Some(pid) = super::project_lock::holder(state_dir) {
+    if let Some(pid) = crate::project::lock::holder(state_dir) {
         writeln!(
             env.err,
             "already up: devstack pid {pid} runs project `{project}`; waiting until it is ready"
@@ -70,7 +71,7 @@ pub fn up_detached(
             timeout_ms: None,
         })?;
         return match relay(&mut conn, &renderer, env)? {
-            Some(()) => Ok(()),
+            Some(_) => Ok(()),
             None => Err(Error::Engine(format!(
                 "the devstack of project `{project}` stopped"
             ))),
@@ -128,8 +129,16 @@ pub fn up_detached(
         services: Vec::new(),
         timeout_ms: None,
     })?;
-    match relay(&mut conn, &renderer, env) {
-        Ok(Some(())) => {
+    // A wait answered about no service at all is no stack that is ready: the copy ended (or is
+    // ending) before it started anything.
+    let answer = relay(&mut conn, &renderer, env).and_then(|done| match done {
+        Some(services) if services.is_empty() => Err(Error::Engine(
+            "the background devstack answered before it knew any service".into(),
+        )),
+        done => Ok(done),
+    });
+    match answer {
+        Ok(Some(_)) => {
             writeln!(env.err, "ready; devstack keeps running in the background (pid {}); `devstack down` stops it, `devstack logs -f` follows the log", child.id())?;
             Ok(())
         }
@@ -171,7 +180,7 @@ pub fn stop_running(
     };
     relay(&mut conn, &renderer, env)?;
     let deadline = Instant::now() + STOP_PATIENCE;
-    while super::project_lock::holder(state_dir).is_some() {
+    while crate::project::lock::holder(state_dir).is_some() {
         if Instant::now() >= deadline {
             return Err(Error::Engine(format!(
                 "devstack pid {pid} was asked to stop but still runs project `{}` after {}s",

@@ -265,7 +265,7 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
 fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
     let mut out = Vec::new();
     let own_processes = crate::process::state::StateFile::new(
-        super::stack_ops::state_dir(&stack.name).join("processes.json"),
+        crate::project::state_dir(&stack.name).join("processes.json"),
     )
     .load();
     for (name, svc) in &stack.services {

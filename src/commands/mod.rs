@@ -9,17 +9,11 @@ use serde_json::json;
 mod control;
 mod detach;
 mod doctor;
-pub mod project_lock;
 mod render;
 mod stack_ops;
 mod tty;
 
-pub use stack_ops::state_dir;
-
-/// The pid of the devstack that holds the project lock of `state_dir`, if one does.
-pub fn lock_holder(state_dir: &std::path::Path) -> Option<u32> {
-    project_lock::holder(state_dir)
-}
+pub use crate::project::state_dir;
 
 /// The service names of the stack file found from the current folder (for shell completion);
 /// none when there is no valid one.

@@ -19,18 +19,7 @@ use crate::plan::{container_name, PortMode};
 use crate::process::state::StateFile;
 use crate::runtime::ContainerRuntime;
 
-/// Where devstack keeps what must outlive one run of a project: the native processes it started
-/// (so a later run can end what a killed one left) and the per-service log files.
-pub fn state_dir(project: &str) -> std::path::PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
-        })
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("devstack").join(project)
-}
+pub use crate::project::state_dir;
 
 pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -129,17 +118,25 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             color: color_for(false, env),
             utc_offset: local_utc_offset(),
         };
+        if let Some(note) = crate::project::fallback_note(&stack.name) {
+            writeln!(env.err, "warning: {note}")?;
+        }
         return super::detach::up_detached(&stack.name, &dir, renderer, env);
     }
     if !detached_copy {
-        if let Some(pid) = super::project_lock::holder(&dir) {
+        if let Some(pid) = crate::project::lock::holder(&dir) {
             return Err(already_up(&stack.name, pid));
         }
     }
     // Held until `up` returns: one devstack per project.
-    let _lock = match super::project_lock::acquire(&dir)? {
-        Ok(lock) => lock,
-        Err(pid) => return Err(already_up(&stack.name, pid)),
+    // Without a folder to hold it in (see `project::fallback_note`), the run goes on unlocked.
+    let _lock = match crate::project::lock::acquire(&dir) {
+        Ok(Ok(lock)) => Some(lock),
+        Ok(Err(pid)) => return Err(already_up(&stack.name, pid)),
+        Err(e) => {
+            tracing::debug!("no project lock in `{}`: {e}", dir.display());
+            None
+        }
     };
     // With --wait the caller is a script: progress goes to stderr, stdout stays clean.
     let to_stdout = !args.wait;
@@ -158,13 +155,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
     } else {
         Format::Text(renderer)
     };
-    let files = Some(state_dir(&stack.name).join("logs"));
-    if let Err(e) = std::fs::create_dir_all(state_dir(&stack.name)) {
-        tracing::warn!(
-            "cannot create the state folder `{}`: {e}",
-            state_dir(&stack.name).display()
-        );
-    }
+    let files = Some(dir.join("logs"));
     let (logs, writer) = crate::logs::mux::spawn_with(
         out,
         format,
@@ -173,6 +164,9 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
         crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     );
     let rt = runtime()?;
+    if let Some(note) = crate::project::fallback_note(&stack.name) {
+        rt.block_on(logs.publish(crate::event::StackEvent::warning(None, note)));
+    }
     let (interrupt, mut signals) = interrupts(&rt);
     let needs_engine = selected
         .iter()
@@ -247,7 +241,7 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             PortMode::AsWritten
         },
         watch: !args.no_watch,
-        state: StateFile::new(state_dir(&stack.name).join("processes.json")),
+        state: StateFile::new(dir.join("processes.json")),
         then: None,
         inbox: Some(inbox),
         build: crate::engine::BuildFlags {
@@ -376,6 +370,7 @@ async fn serve_and_run<R: ContainerRuntime>(
         handle,
         rt.clone(),
         dir.join("logs"),
+        logs.clone(),
     ) {
         Ok(s) => Some(s),
         Err(e) => {

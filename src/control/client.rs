@@ -37,7 +37,7 @@ pub fn connect(state_dir: &Path, project: &str) -> Result<Connection, Error> {
             )))
         }
         Err(e) => {
-            let holder = crate::commands::lock_holder(state_dir);
+            let holder = crate::project::lock::holder(state_dir);
             return Err(match holder {
                 None => {
                     if path.exists() {

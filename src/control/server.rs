@@ -19,6 +19,7 @@ use crate::error::exit;
 use crate::event::{ServiceState, StackEvent};
 use crate::logs::files::{event_records, Record};
 use crate::logs::mux::Published;
+use crate::logs::LogHandle;
 use crate::runtime::{ContainerRuntime, UsageSample};
 
 /// How long a client gets to send its request after connecting.
@@ -34,6 +35,8 @@ struct Ctx<R> {
     handle: StackHandle,
     rt: R,
     logs_dir: PathBuf,
+    /// The run's log mux: its tails hold every line a unit sent before it reported an exit.
+    logs: LogHandle,
 }
 
 /// A running server. [`Server::close`] stops it and removes the socket.
@@ -67,6 +70,7 @@ impl Server {
         handle: StackHandle,
         rt: R,
         logs_dir: PathBuf,
+        logs: LogHandle,
     ) -> std::io::Result<Server> {
         let listener = bind(socket)?;
         let ctx = std::sync::Arc::new(Ctx {
@@ -74,6 +78,7 @@ impl Server {
             handle,
             rt,
             logs_dir,
+            logs,
         });
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let accept = tokio::spawn(async move {
@@ -199,10 +204,13 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
         return;
     }
     let mut handle = ctx.handle.clone();
-    // Until the engine's first turn the snapshot is empty: no service is known yet.
+    // Until the engine's first turn the snapshot is empty: no service is known yet. An engine
+    // that ends before it (a port already held, a refused start) has started nothing: that is
+    // never "ready", whatever was asked.
     while handle.snapshot().is_empty() {
         if !handle.changed().await {
-            break;
+            let message = format!("the devstack of project `{}` stopped", ctx.project);
+            return conn.error(exit::NOT_RUNNING, message).await;
         }
     }
     let known: Vec<String> = handle.snapshot().into_iter().map(|s| s.service).collect();
@@ -475,7 +483,10 @@ async fn finish<R: ContainerRuntime>(
         let status = |s: &str| snapshot.iter().find(|x| x.service == s);
         let mut all = true;
         for (s, t) in &targets {
-            let Some(st) = status(s) else { continue };
+            let Some(st) = status(s) else {
+                all = false;
+                continue;
+            };
             if let Some(reason) = failure(st, *t) {
                 let report = diagnose(ctx, s, reason, probe_failures.remove(s)).await;
                 conn.send(&Reply::Error {
@@ -572,9 +583,26 @@ async fn diagnose<R>(
         r.reason = format!("{reason}; the probe said: {}", r.reason);
         return r;
     }
-    let dir = ctx.logs_dir.clone();
-    let name = service.to_string();
-    let tail = tokio::task::spawn_blocking(move || {
+    // The mux's own tail, asked through its queue: it has every line the service's unit sent
+    // before it reported the exit this answer is about (the files may not be written yet). The
+    // files only for a service that printed nothing in this run.
+    let live = ctx.logs.tail(service).await;
+    let tail = if !live.is_empty() {
+        live[live.len().saturating_sub(TAIL_LINES)..].to_vec()
+    } else {
+        from_files(ctx.logs_dir.clone(), service.to_string()).await
+    };
+    NotReadyReport {
+        service: service.to_string(),
+        probe: "-".to_string(),
+        reason,
+        tail,
+    }
+}
+
+/// The last lines of a service's log file, devstack's own events left out.
+async fn from_files(dir: PathBuf, name: String) -> Vec<String> {
+    tokio::task::spawn_blocking(move || {
         let records = crate::logs::files::read(&dir, &name);
         let own: Vec<String> = records
             .into_iter()
@@ -584,13 +612,7 @@ async fn diagnose<R>(
         own[own.len().saturating_sub(TAIL_LINES)..].to_vec()
     })
     .await
-    .unwrap_or_default();
-    NotReadyReport {
-        service: service.to_string(),
-        probe: "-".to_string(),
-        reason,
-        tail,
-    }
+    .unwrap_or_default()
 }
 
 /// Every service with its CPU % and resident memory.

@@ -38,6 +38,11 @@ pub trait ProcessHost: Clone + Send + Sync + 'static {
     /// Reaps the zombies of those orphans.
     fn reap_orphans(&self) -> impl Future<Output = ()> + Send;
 
+    /// The regular files devstack's own output goes to: changes to them are never a service's.
+    fn own_output(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// Starts watching files; the watcher (if any) watches until dropped.
     fn watch(
         &self,
@@ -112,6 +117,10 @@ impl ProcessHost for Host {
     async fn reap_orphans(&self) {
         // A reap that panicked has reaped nothing; the next tick tries again.
         let _ = tokio::task::spawn_blocking(crate::process::reap_orphans).await;
+    }
+
+    fn own_output(&self) -> Vec<std::path::PathBuf> {
+        crate::process::own_output_files()
     }
 
     fn watch(

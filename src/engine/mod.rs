@@ -41,7 +41,8 @@ use crate::unit::{self, UnitCommand, UnitEvent, UnitHandle};
 pub const TAIL_LINES: usize = 20;
 /// Lines shown with a crash loop.
 const CRASH_TAIL: usize = 5;
-/// How often zombies of orphaned descendants are reaped.
+/// How often zombies of orphaned descendants are looked for besides SIGCHLD (a backstop: each
+/// exit of a child is reaped as its signal arrives).
 const REAP_EVERY: Duration = Duration::from_secs(2);
 
 pub struct UpRequest<'a> {
@@ -333,6 +334,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 debounce: crate::config::validate::DEFAULT_DEBOUNCE,
             });
         }
+        ignore_own_output(&host.own_output(), &mut specs, &logs).await;
         if !specs.is_empty() {
             let (w, rx) = host.watch(specs).map_err(|e| {
                 UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}")))
@@ -367,6 +369,10 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let mut suite_code: Option<i32> = None;
     let mut reaper = tokio::time::interval(REAP_EVERY);
     reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // An orphan that ends is reaped at once: devstack never holds a zombie.
+    let mut child_exits = has_processes
+        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok())
+        .flatten();
     let mut builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
     // Starts of built services whose image is not there yet: (service, epoch).
     let mut deferred: HashMap<String, u64> = HashMap::new();
@@ -802,6 +808,10 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
                 }
                 continue;
             }
+            Some(()) = async { match child_exits.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                host.reap_orphans().await;
+                continue;
+            }
         };
         effects = kernel.handle(now(), input);
     };
@@ -862,4 +872,49 @@ fn describe_probe(stack: &Stack, service: &str, ports: &HostPorts) -> String {
         .as_ref()
         .map(|r| readiness::describe(&r.probe, service, ports))
         .unwrap_or_else(|| "start".to_string())
+}
+
+/// Where devstack's own output is redirected (`up > up.log`) inside a watched folder, that
+/// file is ignored by the watch of each service that watches it (before any debounce, so the
+/// stream of its changes never holds a real change back), with one note.
+async fn ignore_own_output(
+    own: &[std::path::PathBuf],
+    specs: &mut [crate::watch::WatchSpec],
+    logs: &crate::logs::LogHandle,
+) {
+    for file in own {
+        let mut services: Vec<String> = Vec::new();
+        for spec in specs.iter_mut() {
+            let inside = spec.paths.iter().find_map(|p| {
+                let root = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                file.strip_prefix(root)
+                    .ok()
+                    .map(std::path::Path::to_path_buf)
+            });
+            if let Some(relative) = inside {
+                // Anchored to the watched folder, special characters taken literally.
+                let literal: String = relative
+                    .to_string_lossy()
+                    .chars()
+                    .flat_map(|c| {
+                        let escape = matches!(c, '*' | '?' | '[' | ']' | '\\' | '!' | '#');
+                        escape.then_some('\\').into_iter().chain([c])
+                    })
+                    .collect();
+                spec.ignore.push(format!("/{literal}"));
+                services.push(format!("`{}`", spec.service));
+            }
+        }
+        if !services.is_empty() {
+            logs.event(
+                "devstack",
+                format!(
+                    "devstack's output goes to `{}`, inside what {} watch: its changes are ignored",
+                    file.display(),
+                    services.join(", ")
+                ),
+            )
+            .await;
+        }
+    }
 }

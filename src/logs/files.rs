@@ -1,5 +1,10 @@
 //! Per-service log files: one JSON line per log line, `<dir>/<service>.log`, rotated at a size
 //! cap so a chatty service cannot fill the disk. Written only by the mux thread.
+//!
+//! A write that fails (a full disk, a folder gone read-only) pauses the files, never the stack:
+//! the lines of the pause are counted and dropped from the files only (the live view and the
+//! subscribers get every one), and writing is tried again every [`RETRY_EVERY`] until it works.
+//! The mux says each pause and each resume once ([`Notice`]).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -92,14 +97,51 @@ impl Record {
     }
 }
 
+/// How often writing is tried again while paused.
+pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Open {
     file: BufWriter<File>,
     size: u64,
+    /// Lines written into the buffer since the last flush that worked.
+    unflushed: u64,
+}
+
+/// Writing failed at `since`; `dropped` lines were not written since.
+struct Paused {
+    retry_at: std::time::Instant,
+    dropped: u64,
+}
+
+/// A change of the files' state, for the mux to tell once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Writing failed: files paused.
+    Paused { dir: PathBuf, error: String },
+    /// Writing works again; this many lines were not written meanwhile.
+    Resumed { dir: PathBuf, dropped: u64 },
+}
+
+impl Notice {
+    /// The sentence for the log.
+    pub fn text(&self) -> String {
+        match self {
+            Notice::Paused { dir, error } => format!(
+                "cannot write the log files in `{}`: {error}; log files are paused (the live log and `devstack logs -f` keep every line; the services keep running) and resume when writing works again",
+                dir.display()
+            ),
+            Notice::Resumed { dir, dropped } => format!(
+                "log files in `{}` resumed; up to {dropped} line(s) of the pause are not in them",
+                dir.display()
+            ),
+        }
+    }
 }
 
 pub struct LogFiles {
     dir: PathBuf,
     open: HashMap<String, Open>,
+    paused: Option<Paused>,
 }
 
 /// The file of one service (service names are validated: no slashes).
@@ -113,10 +155,68 @@ impl LogFiles {
         Ok(Self {
             dir,
             open: HashMap::new(),
+            paused: None,
         })
     }
 
-    pub fn write(&mut self, line: &LogLine) -> std::io::Result<()> {
+    /// Writes one line (if not paused); a pause or resume it caused.
+    pub fn write(&mut self, line: &LogLine) -> Option<Notice> {
+        self.guarded(|f| f.write_line(line))
+    }
+
+    /// Writes one record (if not paused); a pause or resume it caused.
+    pub fn write_record(&mut self, rec: &Record) -> Option<Notice> {
+        self.guarded(|f| f.put_record(rec))
+    }
+
+    /// Runs one write unless paused (then counts it dropped), pausing on failure and resuming
+    /// on the first success after a retry time.
+    fn guarded(&mut self, op: impl FnOnce(&mut Self) -> std::io::Result<()>) -> Option<Notice> {
+        if let Some(p) = &mut self.paused {
+            if std::time::Instant::now() < p.retry_at {
+                p.dropped += 1;
+                return None;
+            }
+        }
+        match op(self) {
+            Ok(()) => {
+                let p = self.paused.take()?;
+                Some(Notice::Resumed {
+                    dir: self.dir.clone(),
+                    dropped: p.dropped,
+                })
+            }
+            Err(e) => self.pause(e),
+        }
+    }
+
+    /// Drops the open files (what their buffers could not write is lost with them) and waits
+    /// for the next retry. A notice only for the first failure of a pause.
+    fn pause(&mut self, e: std::io::Error) -> Option<Notice> {
+        let lost: u64 = self.open.values().map(|o| o.unflushed).sum();
+        // Dropping a writer tries its buffer once more; what fails is lost with it.
+        self.open.clear();
+        let retry_at = std::time::Instant::now() + RETRY_EVERY;
+        match &mut self.paused {
+            Some(p) => {
+                p.dropped += 1 + lost;
+                p.retry_at = retry_at;
+                None
+            }
+            None => {
+                self.paused = Some(Paused {
+                    retry_at,
+                    dropped: 1 + lost,
+                });
+                Some(Notice::Paused {
+                    dir: self.dir.clone(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &LogLine) -> std::io::Result<()> {
         /// A [`Record`] of borrowed parts: no copy of the line to store it.
         #[derive(Serialize)]
         struct LineRecord<'a> {
@@ -140,7 +240,7 @@ impl LogFiles {
         self.append(&line.source, &text)
     }
 
-    pub fn write_record(&mut self, rec: &Record) -> std::io::Result<()> {
+    fn put_record(&mut self, rec: &Record) -> std::io::Result<()> {
         let mut text = serde_json::to_string(rec).map_err(std::io::Error::other)?;
         text.push('\n');
         self.append(&rec.service, &text)
@@ -153,15 +253,26 @@ impl LogFiles {
             // dashboard's token.
             let file = OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .mode(0o600)
                 .open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut file = BufWriter::new(file);
+            // A pause may have cut the last line short: the next one starts on a line of its own.
+            let mut last = [0u8];
+            if size > 0
+                && std::os::unix::fs::FileExt::read_at(file.get_ref(), &mut last, size - 1)
+                    .is_ok_and(|n| n == 1 && last[0] != b'\n')
+            {
+                file.write_all(b"\n")?;
+            }
             self.open.insert(
                 source.to_string(),
                 Open {
-                    file: BufWriter::new(file),
+                    file,
                     size,
+                    unflushed: 0,
                 },
             );
         }
@@ -180,18 +291,25 @@ impl LogFiles {
             *o = Open {
                 file: BufWriter::new(file),
                 size: 0,
+                unflushed: 0,
             };
         }
         o.file.write_all(text.as_bytes())?;
         o.size += text.len() as u64;
+        o.unflushed += 1;
         Ok(())
     }
 
-    pub fn flush(&mut self) {
+    /// Writes what is buffered; a failure pauses the files like a failed write.
+    pub fn flush(&mut self) -> Option<Notice> {
+        let mut failed = None;
         for o in self.open.values_mut() {
-            // A full disk must not stop the stack; the terminal still shows everything.
-            let _ = o.file.flush();
+            match o.file.flush() {
+                Ok(()) => o.unflushed = 0,
+                Err(e) => failed = Some(e),
+            }
         }
+        self.pause(failed?)
     }
 }
 
@@ -259,9 +377,9 @@ mod tests {
             stream: Stream::Stderr,
             text: "oops \"quoted\"".into(),
         };
-        files.write(&line).unwrap();
-        files.write(&LogLine::event("web", "ready")).unwrap();
-        files.flush();
+        assert_eq!(files.write(&line), None);
+        assert_eq!(files.write(&LogLine::event("web", "ready")), None);
+        assert_eq!(files.flush(), None);
         let got = read(dir.path(), "web");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].to_line(), line);
@@ -279,16 +397,15 @@ mod tests {
             (3, "a", "error: y"),
             (4, "a", "error: z"),
         ] {
-            files
-                .write(&LogLine {
-                    at: UNIX_EPOCH + std::time::Duration::from_millis(t),
-                    source: svc.into(),
-                    stream: Stream::Stdout,
-                    text: text.into(),
-                })
-                .unwrap();
+            let notice = files.write(&LogLine {
+                at: UNIX_EPOCH + std::time::Duration::from_millis(t),
+                source: svc.into(),
+                stream: Stream::Stdout,
+                text: text.into(),
+            });
+            assert_eq!(notice, None);
         }
-        files.flush();
+        assert_eq!(files.flush(), None);
         let both = ["a".to_string(), "b".to_string()];
         let texts = |f: Filter| -> Vec<String> {
             select(dir.path(), &both, &f)

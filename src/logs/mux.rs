@@ -208,11 +208,8 @@ fn on_line(line: LogLine, sink: &mut Sink) {
         }
         t.push_back(line.text.clone());
     }
-    if let Some(f) = sink.files.as_mut() {
-        if let Err(e) = f.write(&line) {
-            tracing::warn!("cannot write log file: {e}; log files are off");
-            sink.files = None;
-        }
+    if let Some(notice) = sink.files.as_mut().and_then(|f| f.write(&line)) {
+        tell(notice, sink);
     }
     if !sink.broken && sink.screen.shows(Some(&line.source)) {
         match &sink.format {
@@ -228,6 +225,65 @@ fn on_line(line: LogLine, sink: &mut Sink) {
     }
     if sink.fanout.receiver_count() > 0 {
         let _ = sink.fanout.send(Published::Line(line));
+    }
+}
+
+/// One event to the files (not a bare state change), the output and the subscribers.
+fn on_event(at: std::time::SystemTime, event: StackEvent, sink: &mut Sink) {
+    let stateful = matches!(event, StackEvent::State { .. });
+    if let Some(f) = sink.files.as_mut().filter(|_| !stateful) {
+        let notice = super::files::event_records(at, &event)
+            .iter()
+            .find_map(|rec| f.write_record(rec));
+        if let Some(notice) = notice {
+            tell(notice, sink);
+        }
+    }
+    if !sink.broken && sink.screen.shows(event.service()) {
+        let text = &mut sink.pending;
+        match &sink.format {
+            Format::Text(r) => {
+                let source = event.service().unwrap_or("devstack");
+                for l in event.text_lines() {
+                    text.push_str(&r.render_with(
+                        &LogLine {
+                            at,
+                            source: source.to_string(),
+                            stream: Stream::Event,
+                            text: l,
+                        },
+                        sink.screen.highlight(),
+                    ));
+                    text.push('\n');
+                }
+            }
+            Format::Json => {
+                for rec in super::files::event_records(at, &event).into_iter().take(1) {
+                    text.push_str(&serde_json::to_string(&rec).unwrap_or_default());
+                    text.push('\n');
+                }
+            }
+        }
+    }
+    if sink.fanout.receiver_count() > 0 {
+        let _ = sink.fanout.send(Published::Event { at, event });
+    }
+}
+
+/// Says a pause or resume of the log files once, as devstack's own warning or note. A notice
+/// that telling it causes (its own write failing) is not told again.
+fn tell(notice: super::files::Notice, sink: &mut Sink) {
+    let event = match notice {
+        super::files::Notice::Paused { .. } => StackEvent::warning(None, notice.text()),
+        super::files::Notice::Resumed { .. } => StackEvent::note(None, notice.text()),
+    };
+    on_event(std::time::SystemTime::now(), event, sink);
+}
+
+/// Writes the files' buffers; a pause that causes is told.
+fn flush_files(sink: &mut Sink) {
+    if let Some(notice) = sink.files.as_mut().and_then(super::files::LogFiles::flush) {
+        tell(notice, sink);
     }
 }
 
@@ -279,54 +335,7 @@ pub fn spawn_with(
                 // Drain what is queued before flushing: one write per burst, not per line.
                 while let Some(msg) = next.take() {
                     match msg {
-                        LogMsg::Event(at, event) => {
-                            let stateful = matches!(event, StackEvent::State { .. });
-                            if let Some(f) = sink.files.as_mut().filter(|_| !stateful) {
-                                for rec in super::files::event_records(at, &event) {
-                                    if let Err(e) = f.write_record(&rec) {
-                                        tracing::warn!(
-                                            "cannot write log file: {e}; log files are off"
-                                        );
-                                        sink.files = None;
-                                        break;
-                                    }
-                                }
-                            }
-                            if !sink.broken && sink.screen.shows(event.service()) {
-                                let text = &mut sink.pending;
-                                match &sink.format {
-                                    Format::Text(r) => {
-                                        let source = event.service().unwrap_or("devstack");
-                                        for l in event.text_lines() {
-                                            text.push_str(&r.render_with(
-                                                &LogLine {
-                                                    at,
-                                                    source: source.to_string(),
-                                                    stream: Stream::Event,
-                                                    text: l,
-                                                },
-                                                sink.screen.highlight(),
-                                            ));
-                                            text.push('\n');
-                                        }
-                                    }
-                                    Format::Json => {
-                                        for rec in super::files::event_records(at, &event)
-                                            .into_iter()
-                                            .take(1)
-                                        {
-                                            text.push_str(
-                                                &serde_json::to_string(&rec).unwrap_or_default(),
-                                            );
-                                            text.push('\n');
-                                        }
-                                    }
-                                }
-                            }
-                            if sink.fanout.receiver_count() > 0 {
-                                let _ = sink.fanout.send(Published::Event { at, event });
-                            }
-                        }
+                        LogMsg::Event(at, event) => on_event(at, event, &mut sink),
                         LogMsg::Line(line) => on_line(line, &mut sink),
                         LogMsg::Lines(lines, permit) => {
                             for line in lines {
@@ -350,10 +359,8 @@ pub fn spawn_with(
                             }
                         }
                         LogMsg::Flush(reply) => {
+                            flush_files(&mut sink);
                             sink.settle();
-                            if let Some(f) = sink.files.as_mut() {
-                                f.flush();
-                            }
                             let _ = reply.send(());
                         }
                     }
@@ -362,10 +369,8 @@ pub fn spawn_with(
                     }
                     next = rx.try_recv().ok();
                 }
+                flush_files(&mut sink);
                 sink.settle();
-                if let Some(f) = sink.files.as_mut() {
-                    f.flush();
-                }
             }
             sink.write_out();
             // The run is over: no status line stays behind.

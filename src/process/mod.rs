@@ -254,6 +254,11 @@ pub fn become_subreaper() {
     }
 }
 
+/// The regular files devstack's own standard output and error are redirected to.
+pub fn own_output_files() -> Vec<std::path::PathBuf> {
+    unix::own_output_files()
+}
+
 /// Reaps zombies of orphaned descendants (see [`become_subreaper`]). Blocking (`/proc`).
 pub fn reap_orphans() -> usize {
     unix::reap_orphans()

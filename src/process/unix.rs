@@ -171,6 +171,40 @@ fn pids() -> Vec<u32> {
         .collect()
 }
 
+/// The regular files devstack's own standard output and error go to (`devstack up > up.log`),
+/// as the kernel names them.
+pub(crate) fn own_output_files() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: `stat` is plain data; fstat fills it for a descriptor that may or may not be
+        // open (then it fails and the value is not read).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        if let Ok(p) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// devstack's own children, from each of its threads' `children` list (a handful of small
+/// files instead of every process on the machine); `None` where the kernel does not offer them.
+fn own_children() -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    Some(out)
+}
+
 /// The value of `var` in a process's environment (as it was at exec), if readable and set.
 fn environ_value(pid: u32, var: &str) -> Option<String> {
     let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -247,7 +281,7 @@ pub(crate) fn reap_orphans() -> usize {
         return 0;
     };
     let mut reaped = 0;
-    for pid in pids() {
+    for pid in own_children().unwrap_or_else(pids) {
         let Some(st) = proc_stat(pid) else { continue };
         if st.ppid != me || st.is_running() {
             continue;

@@ -1,0 +1,118 @@
+//! A project's places on this machine: its state folder (per-service log files, the record of
+//! the processes it started, task stamps), and in it the project's lock (`lock`) and control
+//! socket. Every other module asks here for those paths.
+//!
+//! The state folder is `$XDG_STATE_HOME/devstack/<project>` (`~/.local/state/…`). When that
+//! cannot be written (a read-only file system, a folder of another user, a full disk), a run
+//! keeps working from a folder of this user's in `$XDG_RUNTIME_DIR` (or the temporary folder)
+//! instead, and `up` says so once ([`fallback_note`]): the system may clear that folder, so log
+//! files and the crash-recovery record do not outlive a reboot there.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+pub mod lock;
+
+/// The preferred state folder of `project`, whether or not it can be written.
+pub fn preferred_state_dir(project: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("devstack").join(project)
+}
+
+/// The folder of this user's that takes over when the preferred one cannot be written; none
+/// when the temporary one is another user's.
+fn fallback_state_dir(project: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|v| !v.is_empty())
+        .map(|d| PathBuf::from(d).join("devstack"))
+        .filter(|d| usable(d))
+        .unwrap_or_else(|| {
+            // In a folder every user shares: made owner-only, and never one another user made.
+            // SAFETY: getuid cannot fail.
+            let own = std::env::temp_dir().join(format!("devstack-{}", unsafe { libc::getuid() }));
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&own);
+            own
+        });
+    (!owned_by_another_user(&base)).then(|| base.join(project))
+}
+
+/// Whether `dir` exists (made if missing) and this user may write in it. (The control server
+/// makes the project's own folder owner-only.)
+fn usable(dir: &Path) -> bool {
+    let made = std::fs::create_dir_all(dir).is_ok();
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: access on a NUL-terminated path; it only reads. W_OK also fails on a read-only
+    // file system (EROFS).
+    made && unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0
+}
+
+/// Whether `dir` exists and belongs to another user.
+fn owned_by_another_user(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid cannot fail.
+    std::fs::metadata(dir).is_ok_and(|m| m.uid() != unsafe { libc::getuid() })
+}
+
+/// Where devstack keeps what must outlive one run of a project: the native processes it started
+/// (so a later run can end what a killed one left), the per-service log files, the project's
+/// lock and control socket. The preferred folder, or the fallback when that cannot be written;
+/// every command of the same user finds the same one.
+pub fn state_dir(project: &str) -> PathBuf {
+    let preferred = preferred_state_dir(project);
+    // Another user's folder is theirs: the commands that use it say so ("another user").
+    if usable(&preferred) || owned_by_another_user(&preferred) {
+        return preferred;
+    }
+    match fallback_state_dir(project) {
+        Some(fallback) if usable(&fallback) => fallback,
+        _ => preferred,
+    }
+}
+
+/// One warning for `up` when the state folder is not the preferred one: which folder, why, and
+/// what follows.
+pub fn fallback_note(project: &str) -> Option<String> {
+    let preferred = preferred_state_dir(project);
+    let used = state_dir(project);
+    if used == preferred {
+        if usable(&used) || owned_by_another_user(&used) {
+            return None;
+        }
+        return Some(format!(
+            "cannot write the state folder `{}` nor a temporary one: this run keeps no log files, no crash-recovery record and no control socket (`devstack ps`, `logs`, `down` from another terminal will not reach it); make the folder writable or set XDG_STATE_HOME",
+            preferred.display()
+        ));
+    }
+    Some(format!(
+        "cannot write the state folder `{}`: this run keeps its log files, crash-recovery record and control socket in `{}`, which the system may clear (they do not outlive a reboot); make the folder writable or set XDG_STATE_HOME",
+        preferred.display(),
+        used.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_folder_is_made_and_usable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b");
+        assert!(usable(&dir));
+        assert!(dir.is_dir());
+    }
+
+    #[test]
+    fn a_path_under_a_file_is_not_usable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(!usable(&file.join("sub")));
+    }
+}
