@@ -594,7 +594,10 @@ fn a_dependency_restart_restarts_dependents_with_restart_true() {
 }
 
 #[test]
-fn output_redirected_into_a_watched_folder_is_detected_as_a_restart_loop() {
+/// A service that writes into its own watched folder at every start (its output redirected
+/// there): a restart loop, named, then ignored. (devstack's own output, `up > up.log`, is
+/// ignored from the start: tests/processes.rs.)
+fn a_file_written_at_every_start_is_detected_as_a_restart_loop() {
     let dir = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     fs::write(
@@ -604,10 +607,10 @@ fn output_redirected_into_a_watched_folder_is_detected_as_a_restart_loop() {
     .unwrap();
     fs::write(
         dir.path().join("app.py"),
-        "import time\nprint('app up', flush=True)\ntime.sleep(600)\n",
+        "import time\nopen('run.log', 'a').write('started\\n')\nprint('app up', flush=True)\ntime.sleep(600)\n",
     )
     .unwrap();
-    let log = dir.path().join("up.log");
+    let log = state.path().join("up.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
         .args(["-p", &project("redirect-loop"), "up"])
         .current_dir(dir.path())
@@ -620,11 +623,11 @@ fn output_redirected_into_a_watched_folder_is_detected_as_a_restart_loop() {
     let read = || fs::read_to_string(&log).unwrap_or_default();
     let restarts = |t: &str| t.lines().filter(|l| l.contains("restarting:")).count();
     wait_until("the loop is named", Duration::from_secs(60), || {
-        read().contains("restart loop: `up.log` changed before each of the last")
+        read().contains("restart loop: `run.log` changed before each of the last")
     });
     let text = read();
     assert!(
-        text.contains("add `up.log` to `watch.ignore` of `app`"),
+        text.contains("add `run.log` to `watch.ignore` of `app`"),
         "{text}"
     );
     // It stops looping ...
@@ -635,7 +638,7 @@ fn output_redirected_into_a_watched_folder_is_detected_as_a_restart_loop() {
     // ... and a real edit still restarts it (the positive control).
     fs::write(
         dir.path().join("app.py"),
-        "import time\nprint('app up', flush=True)\ntime.sleep(601)\n",
+        "import time\nopen('run.log', 'a').write('started\\n')\nprint('app up', flush=True)\ntime.sleep(601)\n",
     )
     .unwrap();
     wait_until("an edit restarts it", Duration::from_secs(10), || {

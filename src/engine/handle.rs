@@ -17,6 +17,10 @@ pub struct ServiceStatus {
     pub kind: String,
     #[serde(flatten)]
     pub state: ServiceState,
+    /// What a start waits for (`waiting for image`, `checking task`), or why it cannot happen
+    /// (`build failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub restarts: u32,
     /// Which start of the service this is: a restart gives a higher one.
     pub epoch: u64,

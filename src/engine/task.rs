@@ -1,6 +1,8 @@
 //! One-shot tasks (`task:`): whether one is up to date, so that a run skips it — its sources
 //! hashed as they were at its last successful run, the files it generates present, its status
-//! commands passing — and the record of a successful run.
+//! commands passing — and the record of a successful run. [`Checks`] is the engine's part that
+//! runs the checks the kernel asks for ([`crate::kernel::Effect::CheckTask`]) and keeps the hash
+//! to record once the run it allowed succeeds.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -122,6 +124,72 @@ pub async fn check(svc: &Service, state_dir: Option<&Path>) -> Check {
     Check::UpToDate {
         reason: reasons.join(", "),
         after_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// The engine's task checks: each runs as a tracked job, its answer comes back on the channel
+/// [`Checks::new`] returns, to be turned into the kernel's input by [`Checks::answer`].
+pub struct Checks {
+    state_dir: Option<PathBuf>,
+    answers: tokio::sync::mpsc::UnboundedSender<(String, u64, Check)>,
+    /// The sources' hash of each start a check let run, recorded when that run exits 0.
+    hashes: std::collections::HashMap<String, (u64, String)>,
+}
+
+/// A check's answer: service, epoch, what it found.
+pub type Answer = (String, u64, Check);
+
+impl Checks {
+    pub fn new(state_dir: Option<PathBuf>) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Answer>) {
+        let (answers, rx) = tokio::sync::mpsc::unbounded_channel();
+        let checks = Self {
+            state_dir,
+            answers,
+            hashes: Default::default(),
+        };
+        (checks, rx)
+    }
+
+    /// Starts the check of one start of `svc`.
+    pub fn ask(&self, svc: &Service, epoch: u64, jobs: &mut tokio::task::JoinSet<()>) {
+        let (svc, dir, tx) = (svc.clone(), self.state_dir.clone(), self.answers.clone());
+        jobs.spawn(async move {
+            let c = check(&svc, dir.as_deref()).await;
+            // The engine may have ended meanwhile; then nobody needs the answer.
+            let _ = tx.send((svc.name.clone(), epoch, c));
+        });
+    }
+
+    /// The kernel's input for an answer; the hash is kept for the run it lets go ahead.
+    pub fn answer(&mut self, (service, epoch, check): Answer) -> crate::kernel::Input {
+        let verdict = match check {
+            Check::UpToDate { reason, after_ms } => {
+                crate::kernel::TaskVerdict::UpToDate { reason, after_ms }
+            }
+            Check::Run { hash } => {
+                if let Some(h) = hash {
+                    self.hashes.insert(service.clone(), (epoch, h));
+                }
+                crate::kernel::TaskVerdict::Run
+            }
+        };
+        crate::kernel::Input::TaskChecked {
+            service,
+            epoch,
+            verdict,
+        }
+    }
+
+    /// A run ended: a clean exit 0 of the start a check allowed records its hash.
+    pub fn exited(&mut self, service: &str, epoch: u64, clean: bool) {
+        let Some((e, hash)) = self.hashes.remove(service) else {
+            return;
+        };
+        if let (true, true, Some(dir)) = (e == epoch, clean, &self.state_dir) {
+            if let Err(err) = record(dir, service, &hash) {
+                tracing::debug!("cannot record the run of task `{service}`: {err}");
+            }
+        }
     }
 }
 

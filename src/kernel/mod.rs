@@ -105,11 +105,6 @@ pub enum Input {
         code: i64,
         how: Option<String>,
     },
-    /// A task was up to date, so it was not run: it completed without running.
-    Skipped {
-        service: String,
-        epoch: u64,
-    },
     /// A timer armed by [`Effect::ArmTimer`] ran out.
     Timer {
         service: String,
@@ -123,6 +118,60 @@ pub enum Input {
     },
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupt,
+    /// The answer to [`Effect::CheckTask`] for that start.
+    TaskChecked {
+        service: String,
+        epoch: u64,
+        verdict: TaskVerdict,
+    },
+    /// A build these services wait for ended: built, or failed for `failure`.
+    ImageBuilt {
+        services: Vec<String>,
+        failure: Option<String>,
+    },
+    /// A service's image was built again (`develop.watch` rebuild) and differs: its container
+    /// must be recreated from it.
+    ImageRebuilt {
+        service: String,
+        image: String,
+    },
+}
+
+/// What a task's up-to-date check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskVerdict {
+    /// Nothing it depends on changed since its last successful run: it completes unrun.
+    UpToDate { reason: String, after_ms: u64 },
+    /// It runs.
+    Run,
+}
+
+/// Why a start has not reached its unit yet: a state detail a person can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Its image is being built.
+    Image,
+    /// Its task's up-to-date check runs.
+    Check,
+}
+
+impl Pending {
+    pub fn detail(self) -> &'static str {
+        match self {
+            Pending::Image => "waiting for image",
+            Pending::Check => "checking task",
+        }
+    }
+}
+
+/// Where a built service's image stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Image {
+    /// There (or not built by devstack).
+    Ready,
+    Building,
+    /// The build failed: every start fails with this reason.
+    Failed(String),
 }
 
 /// How a run ends.
@@ -166,6 +215,16 @@ pub enum Effect {
         epoch: u64,
         after: Duration,
     },
+    /// Check whether the task is up to date; answer with [`Input::TaskChecked`].
+    CheckTask {
+        service: String,
+        epoch: u64,
+    },
+    /// Replace the service's container with one from its rebuilt image, then start it.
+    Recreate {
+        service: String,
+        epoch: u64,
+    },
     Publish(StackEvent),
     Finish(Outcome),
 }
@@ -205,6 +264,13 @@ struct Node {
     ignored_paths: Vec<String>,
     /// How soon after a start a change counts towards a reload loop.
     loop_lag: Duration,
+    /// A task whose run is skipped when it is up to date.
+    checked: bool,
+    image: Image,
+    /// Its container must be recreated at its next start (a rebuilt image).
+    recreate: bool,
+    /// A start that has not reached the unit yet, and why.
+    pending: Option<Pending>,
 }
 
 /// One service as the kernel sees it, for `ps` and the views.
@@ -217,6 +283,9 @@ pub struct NodeView<'a> {
     pub started_at: Option<Instant>,
     /// Which start of the service this is; a restart gives a higher one.
     pub epoch: u64,
+    /// What a start is waiting for (`waiting for image`, `checking task`), or why it cannot
+    /// happen (`build failed`).
+    pub detail: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -269,6 +338,10 @@ impl Kernel {
                     ignored_paths: Vec::new(),
                     loop_lag: svc.watch.as_ref().map_or(Duration::ZERO, |w| w.debounce)
                         + RELOAD_LOOP_LAG,
+                    checked: svc.task.as_ref().is_some_and(|t| t.skippable()),
+                    image: Image::Ready,
+                    recreate: false,
+                    pending: None,
                 };
                 Some((name.clone(), node))
             })
@@ -304,7 +377,21 @@ impl Kernel {
             running: n.running,
             started_at: n.started_at,
             epoch: n.epoch,
+            detail: match (&n.pending, &n.image) {
+                (Some(p), _) => Some(p.detail()),
+                (None, Image::Failed(_)) => Some("build failed"),
+                _ => None,
+            },
         })
+    }
+
+    /// These services' images are being built: their starts wait for [`Input::ImageBuilt`].
+    pub fn building(&mut self, services: &[String]) {
+        for s in services {
+            if let Some(n) = self.nodes.get_mut(s) {
+                n.image = Image::Building;
+            }
+        }
     }
 
     /// Starts what can start right away.
@@ -352,14 +439,6 @@ impl Kernel {
                 code,
                 how,
             } => self.on_exited(now, &service, epoch, code, how, &mut out),
-            Input::Skipped { service, epoch } => {
-                if let Some(n) = self.nodes.get_mut(&service) {
-                    if n.epoch == epoch && n.running && n.state == ServiceState::Starting {
-                        n.running = false;
-                        self.set_state(&service, ServiceState::Completed, &mut out);
-                    }
-                }
-            }
             Input::Timer { service, epoch } => {
                 let due = self.nodes.get(&service).is_some_and(|n| {
                     n.epoch == epoch && matches!(n.state, ServiceState::Backoff { .. })
@@ -373,6 +452,20 @@ impl Kernel {
                 self.on_files_changed(now, &service, paths, &mut out)
             }
             Input::Interrupt => self.on_interrupt(&mut out),
+            Input::TaskChecked {
+                service,
+                epoch,
+                verdict,
+            } => self.on_task_checked(&service, epoch, verdict, &mut out),
+            Input::ImageBuilt { services, failure } => {
+                self.on_image_built(now, &services, failure, &mut out)
+            }
+            Input::ImageRebuilt { service, image } => {
+                if let Some(n) = self.nodes.get_mut(&service) {
+                    n.recreate = true;
+                }
+                self.on_files_changed(now, &service, vec![format!("image `{image}`")], &mut out)
+            }
         }
         if self.phase != Phase::ShuttingDown {
             self.schedule(now, &mut out);
@@ -402,18 +495,125 @@ impl Kernel {
             return;
         };
         n.epoch += 1;
-        n.running = true;
         n.started_at = Some(now);
         n.probe_started = None;
         if starting_up && n.first_start.is_none() {
             n.first_start = Some(now);
         }
-        let epoch = n.epoch;
         self.set_state(name, ServiceState::Starting, out);
-        out.push(Effect::Start {
-            service: name.to_string(),
-            epoch,
-        });
+        self.launch(name, true, out);
+    }
+
+    /// Takes a start of the current epoch as far as it can go: a failed image fails it, a
+    /// build or a task check makes it wait, else the unit gets it. `check`: a skippable task is
+    /// checked first (not again once its check said run).
+    fn launch(&mut self, name: &str, check: bool, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        let (service, epoch) = (name.to_string(), n.epoch);
+        n.pending = None;
+        match &n.image {
+            Image::Failed(reason) => {
+                let reason = reason.clone();
+                self.not_ready(name, reason, out);
+                return;
+            }
+            Image::Building => {
+                n.pending = Some(Pending::Image);
+                return;
+            }
+            Image::Ready => {}
+        }
+        if check && n.checked {
+            n.pending = Some(Pending::Check);
+            out.push(Effect::CheckTask { service, epoch });
+            return;
+        }
+        n.running = true;
+        if std::mem::take(&mut n.recreate) {
+            out.push(Effect::Recreate { service, epoch });
+        } else {
+            out.push(Effect::Start { service, epoch });
+        }
+    }
+
+    /// A task check's answer, for the start it was asked for: anything else (a stop, a newer
+    /// start, a shutdown overtook it) is stale.
+    fn on_task_checked(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        verdict: TaskVerdict,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(n) = self.nodes.get_mut(name) else {
+            return;
+        };
+        if n.epoch != epoch || n.pending != Some(Pending::Check) {
+            return;
+        }
+        n.pending = None;
+        match verdict {
+            TaskVerdict::Run => self.launch(name, false, out),
+            TaskVerdict::UpToDate { reason, after_ms } => {
+                out.push(Effect::Publish(StackEvent::Skipped {
+                    service: name.to_string(),
+                    reason,
+                    after_ms,
+                }));
+                self.set_state(name, ServiceState::Completed, out);
+            }
+        }
+    }
+
+    /// A build ended. Built: the starts waiting for it go ahead. Failed: its services cannot
+    /// start; every start still waiting for an image fails (which ends start-up), and with none
+    /// waiting the run stops.
+    fn on_image_built(
+        &mut self,
+        now: Instant,
+        services: &[String],
+        failure: Option<String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(reason) = failure else {
+            for s in services {
+                if let Some(n) = self.nodes.get_mut(s) {
+                    n.image = Image::Ready;
+                    if n.pending == Some(Pending::Image) {
+                        self.launch(s, true, out);
+                    }
+                }
+            }
+            return;
+        };
+        for s in services {
+            if let Some(n) = self.nodes.get_mut(s) {
+                n.image = Image::Failed(reason.clone());
+            }
+        }
+        let waiting: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.pending == Some(Pending::Image))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if waiting.is_empty() {
+            self.on_command(now, Command::Shutdown, out);
+            return;
+        }
+        for s in waiting {
+            let Some(n) = self.nodes.get_mut(&s) else {
+                continue;
+            };
+            n.pending = None;
+            let why = match &n.image {
+                Image::Failed(r) => r.clone(),
+                _ => "not started: another image build failed".to_string(),
+            };
+            self.not_ready(&s, why, out);
+        }
     }
 
     fn satisfied(&self, dep: &str, cond: Condition) -> bool {
@@ -780,8 +980,9 @@ impl Kernel {
                         });
                     }
                 } else {
-                    // A pending backoff timer must not start it again.
+                    // A pending backoff timer, build or task check must not start it again.
                     n.epoch += 1;
+                    n.pending = None;
                     self.set_state(&name, ServiceState::Stopped, out);
                 }
             }
@@ -1017,16 +1218,18 @@ impl Kernel {
             .iter()
             .filter(|(_, n)| !n.running && !matches!(n.state, ServiceState::Completed))
             .filter(|(_, n)| {
-                matches!(
-                    n.state,
-                    ServiceState::Waiting | ServiceState::Backoff { .. }
-                )
+                n.pending.is_some()
+                    || matches!(
+                        n.state,
+                        ServiceState::Waiting | ServiceState::Backoff { .. }
+                    )
             })
             .map(|(k, _)| k.clone())
             .collect();
         for name in idle {
             if let Some(n) = self.nodes.get_mut(&name) {
                 n.epoch += 1;
+                n.pending = None;
             }
             self.set_state(&name, ServiceState::Stopped, out);
         }

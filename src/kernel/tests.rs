@@ -110,6 +110,8 @@ fn acts(effects: &[Effect]) -> Vec<String> {
                 Some(format!("timer {service} {}ms", after.as_millis()))
             }
             Effect::Finish(o) => Some(format!("finish {o:?}")),
+            Effect::CheckTask { service, .. } => Some(format!("check {service}")),
+            Effect::Recreate { service, .. } => Some(format!("recreate {service}")),
             Effect::Publish(_) => None,
         })
         .collect()
@@ -123,32 +125,6 @@ fn published(effects: &[Effect]) -> Vec<&StackEvent> {
             _ => None,
         })
         .collect()
-}
-
-#[test]
-fn a_skipped_task_completes_without_running_and_releases_what_waits_on_it() {
-    let (mut r, first) = Run::new(YAML);
-    assert_eq!(acts(&first), ["start zk", "start db"]);
-    r.started("db");
-    assert_eq!(acts(&r.ready("db")), ["start migrate"]);
-    let epoch = r.epoch("migrate");
-    // A stale answer (an older epoch) changes nothing.
-    assert!(acts(&r.on(Input::Skipped {
-        service: "migrate".into(),
-        epoch: epoch - 1
-    }))
-    .is_empty());
-    assert_eq!(r.state("migrate"), ServiceState::Starting);
-    let e = r.on(Input::Skipped {
-        service: "migrate".into(),
-        epoch,
-    });
-    assert_eq!(acts(&e), ["start api"]);
-    assert_eq!(r.state("migrate"), ServiceState::Completed);
-    // Not running: no exit is told, and no stop is needed at shutdown.
-    assert!(!published(&e)
-        .iter()
-        .any(|ev| matches!(ev, StackEvent::Exited { .. })));
 }
 
 #[test]
@@ -618,4 +594,225 @@ fn a_person_saving_the_same_file_again_and_again_is_not_a_loop() {
         r.stopped("web");
         r.started("web");
     }
+}
+
+// ---- Images, builds and task checks: the decisions the engine used to take itself. ----
+
+const TASKS: &str = "
+services:
+  db: { image: pg, ready: { log: ok } }
+  migrate: { command: ./migrate, depends_on: [db], task: { sources: [m.sql] } }
+  api: { command: ./api, depends_on: { db: ready, migrate: completed } }
+";
+
+fn checked(r: &mut Run, s: &str, verdict: TaskVerdict) -> Vec<Effect> {
+    let epoch = r.epoch(s);
+    r.on(Input::TaskChecked {
+        service: s.into(),
+        epoch,
+        verdict,
+    })
+}
+
+fn up_to_date() -> TaskVerdict {
+    TaskVerdict::UpToDate {
+        reason: "sources unchanged".into(),
+        after_ms: 3,
+    }
+}
+
+fn detail(r: &Run, s: &str) -> Option<&'static str> {
+    r.k.views().find(|v| v.service == s).and_then(|v| v.detail)
+}
+
+#[test]
+fn a_task_is_checked_before_it_runs_and_an_up_to_date_one_completes_unrun() {
+    let (mut r, _) = Run::new(TASKS);
+    r.up("db");
+    // The start of a skippable task is a check first, with a readable detail; nothing runs.
+    let migrate_epoch = r.epoch("migrate");
+    assert_eq!(detail(&r, "migrate"), Some("checking task"));
+    assert_eq!(r.state("migrate"), ServiceState::Starting);
+    assert!(!r.k.views().any(|v| v.service == "migrate" && v.running));
+    // A stale answer (an older epoch) changes nothing.
+    let stale = r.on(Input::TaskChecked {
+        service: "migrate".into(),
+        epoch: migrate_epoch - 1,
+        verdict: up_to_date(),
+    });
+    assert!(acts(&stale).is_empty());
+    let e = checked(&mut r, "migrate", up_to_date());
+    assert_eq!(acts(&e), ["start api"]);
+    assert_eq!(r.state("migrate"), ServiceState::Completed);
+    assert!(published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::Skipped { service, .. } if service == "migrate")));
+    // Not running: no exit is told, and no stop is needed at shutdown.
+    assert!(!published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::Exited { .. })));
+}
+
+#[test]
+fn a_task_that_must_run_starts_once_its_check_says_so() {
+    let (mut r, _) = Run::new(TASKS);
+    r.started("db");
+    assert_eq!(acts(&r.ready("db")), ["check migrate"]);
+    let e = checked(&mut r, "migrate", TaskVerdict::Run);
+    assert_eq!(acts(&e), ["start migrate"]);
+    assert_eq!(detail(&r, "migrate"), None);
+    r.started("migrate");
+    assert_eq!(acts(&r.exited("migrate", 0)), ["start api"]);
+}
+
+/// The race "a task's up-to-date answer starts it only if the kernel still wants that start"
+/// patched in the engine: a check overtaken by a stop, by a newer start or by a shutdown.
+#[test]
+fn a_check_overtaken_by_a_stop_a_restart_or_a_shutdown_is_stale() {
+    type Overtake = fn(&mut Run) -> Vec<Effect>;
+    let table: [(&str, Overtake); 3] = [
+        ("stop", |r| {
+            r.on(Input::Command(Command::Stop("migrate".into())))
+        }),
+        ("restart", |r| {
+            r.on(Input::Command(Command::Restart("migrate".into())))
+        }),
+        ("shutdown", |r| r.on(Input::Command(Command::Shutdown))),
+    ];
+    for (what, overtake) in table {
+        let (mut r, _) = Run::new(TASKS);
+        r.up("db");
+        let asked = r.epoch("migrate");
+        let e = overtake(&mut r);
+        assert!(
+            !acts(&e).contains(&"start migrate".to_string()),
+            "{what}: {:?}",
+            acts(&e)
+        );
+        let late = r.on(Input::TaskChecked {
+            service: "migrate".into(),
+            epoch: asked,
+            verdict: TaskVerdict::Run,
+        });
+        assert!(
+            acts(&late).is_empty(),
+            "{what}: the old answer starts nothing"
+        );
+        match what {
+            "stop" => assert_eq!(r.state("migrate"), ServiceState::Stopped),
+            // The restart asked again, under a new epoch, and that answer counts.
+            "restart" => {
+                assert_eq!(detail(&r, "migrate"), Some("checking task"));
+                assert_eq!(
+                    acts(&checked(&mut r, "migrate", TaskVerdict::Run)),
+                    ["start migrate"]
+                );
+            }
+            _ => assert_eq!(r.state("migrate"), ServiceState::Stopped),
+        }
+    }
+}
+
+const BUILT: &str = "
+services:
+  db: { image: pg, ready: { log: ok } }
+  api: { image: api, build: ., depends_on: [db] }
+  web: { image: web, build: ./web }
+";
+
+fn building(yaml: &str, services: &[&str]) -> (Run, Vec<Effect>) {
+    let s = stack(yaml);
+    let mut k = Kernel::new(&s, &all(&s), false);
+    k.building(&services.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let now = Instant::now();
+    let first = k.begin(now);
+    (Run { k, now }, first)
+}
+
+fn built(r: &mut Run, services: &[&str], failure: Option<&str>) -> Vec<Effect> {
+    r.on(Input::ImageBuilt {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        failure: failure.map(str::to_string),
+    })
+}
+
+#[test]
+fn a_start_waits_for_its_image_and_goes_ahead_once_built() {
+    let (mut r, first) = building(BUILT, &["api", "web"]);
+    assert_eq!(acts(&first), ["start db"], "web waits for its image");
+    assert_eq!(detail(&r, "web"), Some("waiting for image"));
+    r.started("db");
+    assert_eq!(acts(&r.ready("db")), Vec::<String>::new(), "api waits too");
+    assert_eq!(acts(&built(&mut r, &["web"], None)), ["start web"]);
+    assert_eq!(acts(&built(&mut r, &["api"], None)), ["start api"]);
+    assert_eq!(detail(&r, "api"), None);
+}
+
+#[test]
+fn a_failed_build_fails_the_starts_waiting_for_an_image_and_ends_start_up() {
+    let (mut r, _) = building(BUILT, &["api", "web"]);
+    r.up("db");
+    let e = built(
+        &mut r,
+        &["web"],
+        Some("the build of `web` failed: RUN exit 1"),
+    );
+    let failed: Vec<(&str, &str)> = published(&e)
+        .iter()
+        .filter_map(|ev| match ev {
+            StackEvent::NotReady {
+                service, reason, ..
+            } => Some((service.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("api", "not started: another image build failed"),
+            ("web", "the build of `web` failed: RUN exit 1")
+        ]
+    );
+    assert_eq!(acts(&e), ["stop db"], "start-up ends: what runs is stopped");
+    assert_eq!(detail(&r, "web"), Some("build failed"));
+}
+
+#[test]
+fn a_failed_build_with_no_start_waiting_stops_the_run() {
+    let (mut r, _) = building("services:\n  db: { image: pg }\n  late: { image: l, build: ., depends_on: { db: ready } }\n", &["late"]);
+    // `late` has not been asked to start (db is not ready): nothing waits for the image.
+    let e = built(&mut r, &["late"], Some("the build of `l` failed"));
+    assert_eq!(acts(&e), ["stop db"]);
+    r.stopped("db");
+    assert_eq!(r.state("late"), ServiceState::Stopped);
+}
+
+#[test]
+fn a_shutdown_while_a_start_waits_for_its_image_stops_nothing_that_never_ran() {
+    let (mut r, _) = building(BUILT, &["api", "web"]);
+    let e = r.on(Input::Command(Command::Shutdown));
+    assert_eq!(acts(&e), ["stop db"], "web never ran: no stop for it");
+    assert_eq!(r.state("web"), ServiceState::Stopped);
+    // The build that ends afterwards starts nothing.
+    assert!(acts(&built(&mut r, &["web"], None)).is_empty());
+    assert_eq!(acts(&r.stopped("db")), ["finish Interrupted"]);
+}
+
+#[test]
+fn a_rebuilt_image_recreates_the_container_at_the_restart() {
+    let (mut r, _) = Run::new("services:\n  web: { image: web, build: . }\n");
+    r.up("web");
+    let e = r.on(Input::ImageRebuilt {
+        service: "web".into(),
+        image: "web".into(),
+    });
+    assert_eq!(acts(&e), ["stop web"]);
+    assert!(published(&e).iter().any(
+        |ev| matches!(ev, StackEvent::Restarting { reason, .. } if reason.contains("image `web`"))
+    ));
+    assert_eq!(acts(&r.stopped("web")), ["recreate web"]);
+    // Only that once: a later restart reuses the new container.
+    r.up("web");
+    r.on(Input::Command(Command::Restart("web".into())));
+    assert_eq!(acts(&r.stopped("web")), ["start web"]);
 }

@@ -733,6 +733,7 @@ mod tests {
             service: s.into(),
             kind: "process".to_string(),
             state,
+            detail: None,
             restarts: 0,
             pid: None,
             container: None,
@@ -807,6 +808,7 @@ mod tests {
                     } else {
                         ServiceState::Crashed { code: 1 }
                     },
+                    detail: None,
                     restarts: 0,
                     pid: None,
                     container: None,
