@@ -145,140 +145,20 @@ pub async fn ensure<R: ContainerRuntime>(
     logs: &LogHandle,
 ) -> Result<String, UpError> {
     let started = Instant::now();
-    let service = job.services[0].clone();
-    let tag = job.tags[0].clone();
-    let text = match &job.dockerfile {
-        build::DockerfileSource::Inline(t) => t.clone(),
-        build::DockerfileSource::Path(p) => {
-            let path = p.clone();
-            tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
-                .await
-                .map_err(|e| failure(job, format!("reading the Dockerfile stopped: {e}")))?
-                .map_err(|e| failure(job, format!("cannot read `{}`: {e}", p.display())))?
-        }
-    };
+    let text = read_dockerfile(job).await?;
     let (df_name, df_extra) = job.dockerfile_in_tar(&text);
-    let ctx_dir = job.context.clone();
-    let keep = df_name.clone();
-    let scanned = tokio::task::spawn_blocking(move || {
-        let mut ignore = match std::fs::read_to_string(ctx_dir.join(".dockerignore")) {
-            Ok(t) => DockerIgnore::parse(&t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
-            Err(e) => return Err(e),
-        };
-        // The engine needs these even when the patterns leave them out (as the Docker CLI does).
-        ignore.keep(&keep);
-        ignore.keep(".dockerignore");
-        scan_with_cache(&ctx_dir, &ignore)
-    })
-    .await
-    .map_err(|e| failure(job, format!("the context scan stopped: {e}")))?
-    .map_err(|e| {
-        failure(
-            job,
-            format!(
-                "cannot read the build context `{}`: {e}",
-                job.context.display()
-            ),
-        )
-    })?;
+    let scanned = scan_context(job, &df_name).await?;
     let hash = job.input_hash(&text, &scanned.hash);
-
-    let publish = |id: &str, how: &str, context_bytes: Option<u64>| StackEvent::Built {
-        service: service.clone(),
-        services: job.services.clone(),
-        image: tag.clone(),
-        id: id.to_string(),
-        how: how.to_string(),
-        context_bytes,
-        after_ms: ms_since(started),
-    };
-
+    let told = Told { job, started, logs };
     if !flags.force {
-        let local = rt.image_labels(&tag).await?;
-        let mut others_present = true;
-        for t in job.tags.iter().skip(1) {
-            others_present &= rt.image_id(t).await?.is_some();
-        }
-        match &local {
-            Some((id, l)) if others_present && l.get(labels::BUILD_HASH) == Some(&hash) => {
-                logs.publish(publish(id, "up_to_date", None)).await;
-                return Ok(id.clone());
-            }
-            Some((id, l))
-                if others_present
-                    && !l.contains_key(labels::BUILD_HASH)
-                    && job.image_given
-                    && matches!(job.pull_policy, PullPolicy::Missing | PullPolicy::Never) =>
-            {
-                logs.publish(publish(id, "local", None)).await;
-                return Ok(id.clone());
-            }
-            Some(_) if others_present => {
-                logs.event(
-                    &service,
-                    format!("the build inputs of `{tag}` changed: rebuilding"),
-                )
-                .await;
-            }
-            _ => {}
-        }
-        let try_pull = job.image_given
-            && match job.pull_policy {
-                PullPolicy::Always => true,
-                PullPolicy::Missing => local.is_none(),
-                PullPolicy::Never | PullPolicy::Build => false,
-            };
-        if try_pull {
-            let (tx, mut rx) = mpsc::unbounded_channel();
-            // Pull progress is noise next to a build; only the outcome is told.
-            let drain = async { while rx.recv().await.is_some() {} };
-            let (pulled, ()) = tokio::join!(rt.pull(&tag, tx), drain);
-            match pulled {
-                Ok(()) => {
-                    if let Some(id) = rt.image_id(&tag).await? {
-                        logs.publish(publish(&id, "pulled", None)).await;
-                        return Ok(id);
-                    }
-                }
-                Err(RuntimeError::Unavailable(m)) => {
-                    return Err(RuntimeError::Unavailable(m).into())
-                }
-                Err(e) => {
-                    logs.event(&service, format!("cannot pull `{tag}` ({e}): building it"))
-                        .await;
-                }
-            }
+        if let Some(id) = reuse_or_pull(rt, job, &hash, &told).await? {
+            return Ok(id);
         }
     }
-
-    // Build.
     let extra: Vec<(String, Vec<u8>)> =
         df_extra.map(|d| (df_name.clone(), d)).into_iter().collect();
-    let for_tar = scanned.clone();
-    let tar = tokio::task::spawn_blocking(move || context::tar(&for_tar, &extra))
-        .await
-        .map_err(|e| failure(job, format!("packing the context stopped: {e}")))?
-        .map_err(|e| failure(job, format!("cannot pack the build context: {e}")))?;
+    let tar = pack(job, &scanned, extra, logs).await?;
     let context_bytes = tar.len() as u64;
-    let shared = if job.services.len() > 1 {
-        format!(" (for {})", job.who())
-    } else {
-        String::new()
-    };
-    logs.event(
-        &service,
-        format!(
-            "building `{tag}`{shared}: {} files, {} context after .dockerignore",
-            scanned
-                .entries
-                .iter()
-                .filter(|e| matches!(e.kind, context::EntryKind::File { .. }))
-                .count(),
-            human_bytes(context_bytes)
-        ),
-    )
-    .await;
     let mut image_labels = job.labels.clone();
     image_labels.insert(labels::BUILD_HASH.to_string(), hash);
     let req = BuildRequest {
@@ -294,92 +174,265 @@ pub async fn ensure<R: ContainerRuntime>(
         no_cache: flags.no_cache || job.no_cache,
         pull: flags.pull || job.pull,
     };
+    let (result, shown) = run_build(rt, req, &job.services[0], logs).await;
+    match result {
+        Ok(id) => {
+            logs.publish(told.built(&id, "built", Some(context_bytes)))
+                .await;
+            Ok(id)
+        }
+        Err(RuntimeError::BuildFailed(message)) => Err(located(job, &text, message, shown)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a job's outcome is told: one `Built` event.
+struct Told<'a> {
+    job: &'a BuildJob,
+    started: Instant,
+    logs: &'a LogHandle,
+}
+
+impl Told<'_> {
+    fn built(&self, id: &str, how: &str, context_bytes: Option<u64>) -> StackEvent {
+        StackEvent::Built {
+            service: self.job.services[0].clone(),
+            services: self.job.services.clone(),
+            image: self.job.tags[0].clone(),
+            id: id.to_string(),
+            how: how.to_string(),
+            context_bytes,
+            after_ms: ms_since(self.started),
+        }
+    }
+}
+
+/// The Dockerfile's text, inline or read from its file.
+async fn read_dockerfile(job: &BuildJob) -> Result<String, UpError> {
+    match &job.dockerfile {
+        build::DockerfileSource::Inline(t) => Ok(t.clone()),
+        build::DockerfileSource::Path(p) => {
+            let path = p.clone();
+            tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+                .await
+                .map_err(|e| failure(job, format!("reading the Dockerfile stopped: {e}")))?
+                .map_err(|e| failure(job, format!("cannot read `{}`: {e}", p.display())))
+        }
+    }
+}
+
+/// The context as the engine will get it: `.dockerignore` applied (the Dockerfile and the
+/// `.dockerignore` itself always kept, as the Docker CLI does), each file's digest.
+async fn scan_context(job: &BuildJob, dockerfile: &str) -> Result<context::Context, UpError> {
+    let ctx_dir = job.context.clone();
+    let keep = dockerfile.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut ignore = match std::fs::read_to_string(ctx_dir.join(".dockerignore")) {
+            Ok(t) => DockerIgnore::parse(&t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
+            Err(e) => return Err(e),
+        };
+        ignore.keep(&keep);
+        ignore.keep(".dockerignore");
+        scan_with_cache(&ctx_dir, &ignore)
+    })
+    .await
+    .map_err(|e| failure(job, format!("the context scan stopped: {e}")))?
+    .map_err(|e| {
+        let dir = job.context.display();
+        failure(job, format!("cannot read the build context `{dir}`: {e}"))
+    })
+}
+
+/// The image as it is when its build hash is unchanged (or it was given and is local under
+/// `pull_policy: missing|never`), else pulled when the policy says so; `None`: build it.
+async fn reuse_or_pull<R: ContainerRuntime>(
+    rt: &R,
+    job: &BuildJob,
+    hash: &str,
+    told: &Told<'_>,
+) -> Result<Option<String>, UpError> {
+    let (service, tag, logs) = (&job.services[0], &job.tags[0], told.logs);
+    let local = rt.image_labels(tag).await?;
+    let mut others_present = true;
+    for t in job.tags.iter().skip(1) {
+        others_present &= rt.image_id(t).await?.is_some();
+    }
+    match &local {
+        Some((id, l))
+            if others_present && l.get(labels::BUILD_HASH).map(String::as_str) == Some(hash) =>
+        {
+            logs.publish(told.built(id, "up_to_date", None)).await;
+            return Ok(Some(id.clone()));
+        }
+        Some((id, l))
+            if others_present
+                && !l.contains_key(labels::BUILD_HASH)
+                && job.image_given
+                && matches!(job.pull_policy, PullPolicy::Missing | PullPolicy::Never) =>
+        {
+            logs.publish(told.built(id, "local", None)).await;
+            return Ok(Some(id.clone()));
+        }
+        Some(_) if others_present => {
+            let text = format!("the build inputs of `{tag}` changed: rebuilding");
+            logs.event(service, text).await;
+        }
+        _ => {}
+    }
+    let try_pull = job.image_given
+        && match job.pull_policy {
+            PullPolicy::Always => true,
+            PullPolicy::Missing => local.is_none(),
+            PullPolicy::Never | PullPolicy::Build => false,
+        };
+    if !try_pull {
+        return Ok(None);
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut tail: VecDeque<String> = VecDeque::new();
-    let mut step: Option<(usize, String)> = None;
+    // Pull progress is noise next to a build; only the outcome is told.
+    let drain = async { while rx.recv().await.is_some() {} };
+    let (pulled, ()) = tokio::join!(rt.pull(tag, tx), drain);
+    match pulled {
+        Ok(()) => {
+            let id = rt.image_id(tag).await?;
+            if let Some(id) = &id {
+                logs.publish(told.built(id, "pulled", None)).await;
+            }
+            Ok(id)
+        }
+        Err(RuntimeError::Unavailable(m)) => Err(RuntimeError::Unavailable(m).into()),
+        Err(e) => {
+            let text = format!("cannot pull `{tag}` ({e}): building it");
+            logs.event(service, text).await;
+            Ok(None)
+        }
+    }
+}
+
+/// The context as a tar, announced with its size.
+async fn pack(
+    job: &BuildJob,
+    scanned: &context::Context,
+    extra: Vec<(String, Vec<u8>)>,
+    logs: &LogHandle,
+) -> Result<Vec<u8>, UpError> {
+    let for_tar = scanned.clone();
+    let tar = tokio::task::spawn_blocking(move || context::tar(&for_tar, &extra))
+        .await
+        .map_err(|e| failure(job, format!("packing the context stopped: {e}")))?
+        .map_err(|e| failure(job, format!("cannot pack the build context: {e}")))?;
+    let shared = if job.services.len() > 1 {
+        format!(" (for {})", job.who())
+    } else {
+        String::new()
+    };
+    let files = scanned
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, context::EntryKind::File { .. }))
+        .count();
+    let text = format!(
+        "building `{}`{shared}: {files} files, {} context after .dockerignore",
+        job.tags[0],
+        human_bytes(tar.len() as u64)
+    );
+    logs.event(&job.services[0], text).await;
+    Ok(tar)
+}
+
+/// What a build showed: its last lines, and the step that ran last.
+#[derive(Default)]
+struct Shown {
+    tail: VecDeque<String>,
+    step: Option<(usize, String)>,
+}
+
+/// Runs the build, each step and output line shown under the service's name.
+async fn run_build<R: ContainerRuntime>(
+    rt: &R,
+    req: BuildRequest,
+    service: &str,
+    logs: &LogHandle,
+) -> (Result<String, RuntimeError>, Shown) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut shown = Shown::default();
     let show = async {
         while let Some(out) = rx.recv().await {
             match out {
                 BuildOutput::Step { n, of, instruction } => {
-                    logs.publish(StackEvent::BuildStep {
-                        service: service.clone(),
+                    let step = StackEvent::BuildStep {
+                        service: service.to_string(),
                         step: n,
                         of,
                         instruction: instruction.clone(),
-                    })
-                    .await;
-                    tail.push_back(format!("Step {n}/{of} : {instruction}"));
-                    step = Some((n, instruction));
+                    };
+                    logs.publish(step).await;
+                    shown
+                        .tail
+                        .push_back(format!("Step {n}/{of} : {instruction}"));
+                    shown.step = Some((n, instruction));
                 }
+                BuildOutput::Line(text) if text.trim().is_empty() => {}
                 BuildOutput::Line(text) => {
-                    if text.trim().is_empty() {
-                        continue;
-                    }
-                    tail.push_back(text.clone());
+                    shown.tail.push_back(text.clone());
+                    let at = std::time::SystemTime::now();
+                    let source = service.to_string();
+                    let stream = Stream::Stdout;
                     logs.line(LogLine {
-                        at: std::time::SystemTime::now(),
-                        source: service.clone(),
-                        stream: Stream::Stdout,
+                        at,
+                        source,
+                        stream,
                         text,
                     })
                     .await;
                 }
             }
-            while tail.len() > BUILD_TAIL {
-                tail.pop_front();
+            while shown.tail.len() > BUILD_TAIL {
+                shown.tail.pop_front();
             }
         }
     };
     let (result, ()) = tokio::join!(rt.build(req, tx), show);
-    match result {
-        Ok(id) => {
-            logs.publish(publish(&id, "built", Some(context_bytes)))
-                .await;
-            Ok(id)
+    (result, shown)
+}
+
+/// A failed build, located: the engine's own location (a parse error) wins; else the step that
+/// was running, as written in the Dockerfile (continuations joined), else as printed.
+fn located(job: &BuildJob, text: &str, message: String, shown: Shown) -> UpError {
+    let written = |l: usize| {
+        dockerfile::instructions(text)
+            .into_iter()
+            .find(|i| i.line == l)
+            .map(|i| i.text)
+    };
+    let (line, instruction) = match dockerfile::line_in_message(&message) {
+        Some(l) if message.to_ascii_lowercase().contains("dockerfile") => {
+            let ins = written(l).or_else(|| text.lines().nth(l - 1).map(|s| s.trim().to_string()));
+            (Some(l), ins)
         }
-        Err(RuntimeError::BuildFailed(message)) => {
-            // The engine's own location (a parse error) wins; else the step that was running.
-            let (line, instruction) = match dockerfile::line_in_message(&message) {
-                Some(l) if message.to_ascii_lowercase().contains("dockerfile") => {
-                    let ins = dockerfile::instructions(&text)
-                        .into_iter()
-                        .find(|i| i.line == l)
-                        .map(|i| i.text)
-                        .or_else(|| text.lines().nth(l - 1).map(|s| s.trim().to_string()));
-                    (Some(l), ins)
-                }
-                _ => match &step {
-                    Some((n, ins)) => {
-                        let line = dockerfile::step_line(&text, *n, ins);
-                        // The instruction as written (continuations joined), else as printed.
-                        let written = line.and_then(|l| {
-                            dockerfile::instructions(&text)
-                                .into_iter()
-                                .find(|i| i.line == l)
-                                .map(|i| i.text)
-                        });
-                        (line, written.or_else(|| Some(ins.clone())))
-                    }
-                    None => (None, None),
-                },
-            };
-            let mut tail: Vec<String> = tail.into_iter().collect();
-            // The message is shown on its own.
-            if tail.last().is_some_and(|l| l.trim() == message.trim()) {
-                tail.pop();
+        _ => match &shown.step {
+            Some((n, ins)) => {
+                let line = dockerfile::step_line(text, *n, ins);
+                (line, line.and_then(written).or_else(|| Some(ins.clone())))
             }
-            Err(UpError::Build(Box::new(BuildFailure {
-                services: job.services.clone(),
-                image: tag,
-                dockerfile: job
-                    .dockerfile_path()
-                    .map_or("dockerfile_inline".to_string(), |p| p.display().to_string()),
-                line,
-                instruction,
-                message,
-                tail,
-            })))
-        }
-        Err(e) => Err(e.into()),
+            None => (None, None),
+        },
+    };
+    let mut tail: Vec<String> = shown.tail.into_iter().collect();
+    // The message is shown on its own.
+    if tail.last().is_some_and(|l| l.trim() == message.trim()) {
+        tail.pop();
     }
+    UpError::Build(Box::new(BuildFailure {
+        services: job.services.clone(),
+        image: job.tags[0].clone(),
+        dockerfile: job
+            .dockerfile_path()
+            .map_or("dockerfile_inline".to_string(), |p| p.display().to_string()),
+        line,
+        instruction,
+        message,
+        tail,
+    }))
 }

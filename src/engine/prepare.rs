@@ -220,17 +220,61 @@ pub async fn prepare<R: ContainerRuntime>(
     // created, so a missing one leaves nothing behind.
     let jobs = crate::build::jobs(stack, selected)
         .map_err(|m| UpError::Runtime(RuntimeError::Engine(m)))?;
-    let built: HashSet<&str> = jobs
-        .iter()
-        .flat_map(|j| j.tags.iter().map(String::as_str))
-        .collect();
+    let built: HashSet<String> = jobs.iter().flat_map(|j| j.tags.iter().cloned()).collect();
+    let builds = start_builds(rt, stack, selected, jobs, build_flags, logs);
+    let built: HashSet<&str> = built.iter().map(String::as_str).collect();
+    let ready = async {
+        let image_ids = ensure_pulled(rt, stack, selected, &built, logs).await?;
+        create_network_and_volumes(rt, stack, selected).await?;
+        Ok::<_, UpError>(image_ids)
+    };
+    let image_ids = match ready.await {
+        Ok(ids) => ids,
+        Err(e) => {
+            builds.abort();
+            return Err(e);
+        }
+    };
+    let mut specs = IndexMap::new();
+    for name in selected {
+        let svc = &stack.services[name];
+        let ServiceKind::Container { image, .. } = &svc.kind else {
+            continue;
+        };
+        // A built service's spec comes with its image.
+        let spec = image_ids
+            .get(image)
+            .and_then(|id| plan::container_spec(&stack.name, svc, &ports, id));
+        if let Some(spec) = spec {
+            specs.insert(name.clone(), spec);
+        }
+    }
+    Ok(Prepared {
+        existing,
+        ports,
+        specs,
+        builds,
+    })
+}
+
+/// Starts every build now, except those whose services depend on a task being `completed`:
+/// a task may make what the build sends (a binary in its context, a base image), so those
+/// start once it has.
+fn start_builds<R: ContainerRuntime>(
+    rt: &R,
+    stack: &Stack,
+    selected: &[String],
+    jobs: Vec<crate::build::BuildJob>,
+    flags: super::BuildFlags,
+    logs: &LogHandle,
+) -> Builds {
     let mut builds = Builds::none();
-    builds.flags = build_flags;
+    builds.flags = flags;
     builds.waiting = jobs
         .iter()
         .flat_map(|j| j.services.iter().cloned())
         .collect();
-    for job in jobs.clone() {
+    for job in jobs {
         let mut tasks: Vec<String> = Vec::new();
         for s in &job.services {
             for (dep, c) in &stack.services[s.as_str()].depends_on {
@@ -248,65 +292,40 @@ pub async fn prepare<R: ContainerRuntime>(
             builds.after_tasks.push((job, tasks));
         }
     }
-    let image_ids = match ensure_pulled(rt, stack, selected, &built, logs).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            builds.abort();
-            return Err(e);
-        }
-    };
+    builds
+}
 
-    let mut specs = IndexMap::new();
-    for name in selected {
-        let svc = &stack.services[name];
-        let ServiceKind::Container { image, .. } = &svc.kind else {
-            continue;
-        };
-        let Some(id) = image_ids.get(image) else {
-            // Built: its spec comes with its image.
-            continue;
-        };
-        if let Some(spec) = plan::container_spec(&stack.name, svc, &ports, id) {
-            specs.insert(name.clone(), spec);
-        }
-    }
+/// The project's network and the named volumes of the selected containers.
+async fn create_network_and_volumes<R: ContainerRuntime>(
+    rt: &R,
+    stack: &Stack,
+    selected: &[String],
+) -> Result<(), RuntimeError> {
     let containers: Vec<&String> = selected
         .iter()
         .filter(|s| stack.services.get(*s).is_some_and(|s| s.is_container()))
         .collect();
-    if !containers.is_empty() {
-        let created = async {
-            rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
-                .await?;
-            let mut volumes: Vec<&str> = Vec::new();
-            for name in &containers {
-                if let ServiceKind::Container { volumes: vs, .. } =
-                    &stack.services[name.as_str()].kind
-                {
-                    for v in vs {
-                        if let Volume::Named { name, .. } = v {
-                            if !volumes.contains(&name.as_str()) {
-                                volumes.push(name);
-                            }
-                        }
-                    }
+    if containers.is_empty() {
+        return Ok(());
+    }
+    rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
+        .await?;
+    let mut volumes: Vec<&str> = Vec::new();
+    for name in &containers {
+        let ServiceKind::Container { volumes: vs, .. } = &stack.services[name.as_str()].kind else {
+            continue;
+        };
+        for v in vs {
+            if let Volume::Named { name, .. } = v {
+                if !volumes.contains(&name.as_str()) {
+                    volumes.push(name);
                 }
             }
-            for v in volumes {
-                rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
-                    .await?;
-            }
-            Ok::<(), RuntimeError>(())
-        };
-        if let Err(e) = created.await {
-            builds.abort();
-            return Err(e.into());
         }
     }
-    Ok(Prepared {
-        existing,
-        ports,
-        specs,
-        builds,
-    })
+    for v in volumes {
+        rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
+            .await?;
+    }
+    Ok(())
 }
