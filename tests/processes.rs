@@ -958,53 +958,64 @@ fn output_redirected_into_the_watched_folder_restarts_nothing() {
     assert!(causes[0].to_string().contains("app.py"), "{}", causes[0]);
 }
 
-/// `wait` on a crash-looping service answers with the last lines of its last run, its final
-/// line included: the report is built from the log's own queue, after everything the run
-/// printed (its log file may lag behind). Asked ten times over the control protocol, typed.
+/// A service that floods its output and crashes until it is a crash loop: the report `wait`
+/// answers with the moment it becomes one ends with the run's own last line. It is built from
+/// the log's queue, after everything the run printed, not from its log file (which may still be
+/// being written then). Asked over the control protocol, typed.
 #[test]
 fn a_crash_report_ends_with_the_runs_last_line() {
     use devstack::control::protocol::{Reply, Request};
     let env = Env::new(
         "lastwords",
-        "services:\n  steady:\n    command: [python3, -c, \"import time\\nprint('steady up', flush=True)\\ntime.sleep(600)\"]\n    watch: false\n    ready: { log: steady up }\n  crashy:\n    command: [sh, -c, \"n=$$(cat n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > n; i=0; while [ $$i -lt 50 ]; do echo \\\"output $$i of run $$n\\\"; i=$$((i+1)); done; echo \\\"FINAL LINE OF RUN $$n\\\"; exit 1\"]\n    restart: on-failure\n    watch: false\n    depends_on: [steady]\n",
+        "services:\n  crashy:\n    command: [python3, -u, crashy.py]\n    ready: { log: ready }\n    restart: on-failure\n    watch: false\n",
     );
+    fs::write(
+        env.path().join("crashy.py"),
+        "import os, sys, time\nn = int(open('n').read()) + 1 if os.path.exists('n') else 1\nopen('n', 'w').write(str(n))\nif n == 1:\n    print('ready')\n    while not os.path.exists('go'):\n        time.sleep(0.02)\n    sys.exit(1)\nfor i in range(20000):\n    print(f'output {i} of run {n}')\nprint(f'FINAL LINE OF RUN {n}')\nsys.exit(1)\n",
+    )
+    .unwrap();
     let (mut child, rx) = env.up();
     let mut seen = Vec::new();
-    wait_for(&rx, "crash loop", Duration::from_secs(60), &mut seen);
+    wait_for(
+        &rx,
+        "press Ctrl-C to stop",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // The first crash (after start-up: it belongs to the service) ...
+    fs::write(env.path().join("go"), "").unwrap();
+    wait_for(
+        &rx,
+        "crashy   ▸ restarting in",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    // ... then a wait, answered the moment the crashes become a crash loop.
     let state = env.state.path().join("devstack").join(&env.project);
-    let mut reports = 0;
-    for _ in 0..10 {
-        let mut conn = devstack::control::client::connect(&state, &env.project).unwrap();
-        conn.send(Request::Wait {
-            services: vec!["crashy".into()],
-            timeout_ms: Some(5000),
-        })
-        .unwrap();
-        let report = loop {
-            match conn.answer().unwrap() {
-                Some(Reply::Error { not_ready, .. }) => break not_ready.expect("a report"),
-                Some(Reply::Done { .. }) => panic!("crashy never gets ready"),
-                Some(_) => {}
-                None => panic!("the connection ended without an answer"),
-            }
-        };
-        let last = report.tail.last().expect("the report has lines");
-        let run = last
-            .strip_prefix("FINAL LINE OF RUN ")
-            .unwrap_or_else(|| panic!("the last line is the run's final one: {:?}", report.tail));
-        assert!(
-            report
-                .tail
-                .iter()
-                .rev()
-                .nth(1)
-                .is_some_and(|l| l == &format!("output 49 of run {run}")),
-            "the lines before it are of the same run: {:?}",
-            report.tail
-        );
-        reports += 1;
-    }
-    assert_eq!(reports, 10);
+    let mut conn = devstack::control::client::connect(&state, &env.project).unwrap();
+    conn.send(Request::Wait {
+        services: vec!["crashy".into()],
+        timeout_ms: Some(60_000),
+    })
+    .unwrap();
+    let report = loop {
+        match conn.answer().unwrap() {
+            Some(Reply::Error { not_ready, .. }) => break not_ready.expect("a report"),
+            Some(Reply::Done { .. }) => panic!("crashy never gets ready again"),
+            Some(_) => {}
+            None => panic!("the connection ended without an answer"),
+        }
+    };
+    assert!(report.reason.contains("crash loop"), "{}", report.reason);
+    let last = report.tail.last().expect("the report has lines");
+    let run = last
+        .strip_prefix("FINAL LINE OF RUN ")
+        .unwrap_or_else(|| panic!("the run's final line ends the report: {:?}", report.tail));
+    assert_eq!(
+        report.tail.iter().rev().nth(1),
+        Some(&format!("output 19999 of run {run}")),
+        "the lines before it are of the same run"
+    );
     interrupt(&child);
     assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
 }

@@ -250,6 +250,58 @@ mod tests {
         }
     }
 
+    /// The engine's part: a check asked for one start answers as that start's verdict, and its
+    /// hash is recorded only when that start's run exits cleanly (not a stale or failed one).
+    #[tokio::test(start_paused = true)]
+    async fn checks_answer_for_their_start_and_record_only_its_clean_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::write(dir.path().join("in.txt"), "1\n").unwrap();
+        let stack = load(
+            dir.path(),
+            "services:\n  setup:\n    command: ./setup.sh\n    task: { sources: [in.txt] }\n",
+        );
+        let svc = &stack.services["setup"];
+        let (mut checks, mut answers) = Checks::new(Some(state.clone()));
+        let mut jobs = tokio::task::JoinSet::new();
+        checks.ask(svc, 7, &mut jobs);
+        let answer = answers.recv().await.expect("an answer");
+        assert_eq!((answer.0.as_str(), answer.1), ("setup", 7));
+        let input = checks.answer(answer);
+        assert!(matches!(
+            input,
+            crate::kernel::Input::TaskChecked {
+                epoch: 7,
+                verdict: crate::kernel::TaskVerdict::Run,
+                ..
+            }
+        ));
+        // A failed run, then the exit of another start: nothing recorded.
+        checks.exited("setup", 7, false);
+        checks.ask(svc, 8, &mut jobs);
+        let input = checks.answer(answers.recv().await.unwrap());
+        assert!(matches!(
+            input,
+            crate::kernel::Input::TaskChecked { epoch: 8, .. }
+        ));
+        checks.exited("setup", 7, true);
+        assert!(!stamp_file(&state, "setup").exists());
+        // The clean run of the start that was checked: recorded, and the next check skips.
+        checks.ask(svc, 9, &mut jobs);
+        checks.answer(answers.recv().await.unwrap());
+        checks.exited("setup", 9, true);
+        assert!(stamp_file(&state, "setup").exists());
+        checks.ask(svc, 10, &mut jobs);
+        let input = checks.answer(answers.recv().await.unwrap());
+        assert!(matches!(
+            input,
+            crate::kernel::Input::TaskChecked {
+                verdict: crate::kernel::TaskVerdict::UpToDate { .. },
+                ..
+            }
+        ));
+    }
+
     #[tokio::test]
     async fn status_commands_decide_when_there_are_no_sources() {
         let dir = tempfile::tempdir().unwrap();
