@@ -6,18 +6,19 @@ use std::io::IsTerminal;
 
 use clap::CommandFactory;
 
-use super::stack_ops::{color_for, log_width, runtime, state_dir};
+use super::output::{color_for, log_width};
 use super::Env;
 use crate::cli::{Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
 use crate::config::{diagnostic::did_you_mean, Stack};
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{PsRow, Reply, Request};
-use crate::docker::DockerRuntime;
 use crate::engine::ServiceStatus;
 use crate::error::{exit, Error};
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::plan::HostPorts;
+use crate::project::state_dir;
 use crate::runtime::ContainerRuntime;
+use crate::session::{runtime, ContainerEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -230,7 +231,7 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
             };
             let uptime = s.started_at_ms.map_or_else(
                 || "-".to_string(),
-                |t| super::stack_ops::coarse(now.saturating_sub(t) / 1000),
+                |t| super::output::coarse(now.saturating_sub(t) / 1000),
             );
             [
                 s.service.clone(),
@@ -254,7 +255,7 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
     let header = [
         "SERVICE", "KIND", "STATE", "RESTARTS", "PID/ID", "PORTS", "UPTIME", "CPU MEM",
     ];
-    super::stack_ops::print_table(&header, &table, env.out)
+    super::output::print_table(&header, &table, env.out)
 }
 
 fn mebibytes(b: u64) -> String {
@@ -272,7 +273,11 @@ pub fn exec(stack: &Stack, args: &ExecArgs, env: &mut Env<'_>) -> Result<(), Err
         let attach_stdin = tty || args.interactive;
         let rt = runtime()?;
         let result = rt.block_on(async {
-            let docker = DockerRuntime::connect().await?;
+            let service = std::slice::from_ref(&args.service);
+            let engine = ContainerEngine::for_services(stack, service).await?;
+            let docker = engine
+                .docker()
+                .expect("a container service is picked Docker");
             let container = docker
                 .list(&stack.name)
                 .await?

@@ -174,8 +174,8 @@ pub fn stop_running(
     conn.send(Request::Shutdown)?;
     let names: Vec<String> = stack.services.keys().cloned().collect();
     let renderer = Renderer {
-        width: super::stack_ops::log_width(&names),
-        color: super::stack_ops::color_for(false, env),
+        width: super::output::log_width(&names),
+        color: super::output::color_for(false, env),
         utc_offset: crate::logs::render::local_utc_offset(),
     };
     relay(&mut conn, &renderer, env)?;
