@@ -2,8 +2,9 @@
 //! runtime, the signal handling, the log mux and the stack's handle; it picks the container
 //! engine ([`ContainerEngine`]), serves the control socket beside the engine for as long as it
 //! runs, and takes the terminal view and the web dashboard as optional subscribers. It decides
-//! nothing about services: the engine does. Commands that need no running stack (`down`, `ps`,
-//! `build`, the control verbs) only borrow its [`runtime`].
+//! nothing about services: the engine does. The project's lock stays with `up`, which takes it
+//! before anything starts (`test`'s throwaway project needs none). Commands that need no running
+//! stack (`down`, `ps`, `build`, the control verbs) only borrow its [`runtime`].
 
 use std::io::Write;
 use std::path::PathBuf;
