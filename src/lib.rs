@@ -23,6 +23,7 @@ pub mod readiness;
 pub mod redact;
 pub mod render;
 pub mod runtime;
+pub mod session;
 pub mod unit;
 pub mod views;
 pub mod watch;

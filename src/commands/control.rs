@@ -6,18 +6,19 @@ use std::io::IsTerminal;
 
 use clap::CommandFactory;
 
-use super::stack_ops::{color_for, log_width, runtime, state_dir};
+use super::output::{color_for, log_width};
 use super::Env;
 use crate::cli::{Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
 use crate::config::{diagnostic::did_you_mean, Stack};
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{PsRow, Reply, Request};
-use crate::docker::DockerRuntime;
 use crate::engine::ServiceStatus;
 use crate::error::{exit, Error};
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::plan::HostPorts;
+use crate::project::state_dir;
 use crate::runtime::ContainerRuntime;
+use crate::session::{runtime, ContainerEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -230,7 +231,7 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
             };
             let uptime = s.started_at_ms.map_or_else(
                 || "-".to_string(),
-                |t| super::stack_ops::coarse(now.saturating_sub(t) / 1000),
+                |t| super::output::coarse(now.saturating_sub(t) / 1000),
             );
             [
                 s.service.clone(),
@@ -254,7 +255,7 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
     let header = [
         "SERVICE", "KIND", "STATE", "RESTARTS", "PID/ID", "PORTS", "UPTIME", "CPU MEM",
     ];
-    super::stack_ops::print_table(&header, &table, env.out)
+    super::output::print_table(&header, &table, env.out)
 }
 
 fn mebibytes(b: u64) -> String {
@@ -268,104 +269,120 @@ pub fn exec(stack: &Stack, args: &ExecArgs, env: &mut Env<'_>) -> Result<(), Err
     known(stack, std::slice::from_ref(&args.service))?;
     let svc = &stack.services[&args.service];
     let code = if svc.is_container() {
-        let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let attach_stdin = tty || args.interactive;
-        let rt = runtime()?;
-        let result = rt.block_on(async {
-            let docker = DockerRuntime::connect().await?;
-            let container = docker
-                .list(&stack.name)
-                .await?
-                .into_iter()
-                .find(|c| {
-                    c.service == args.service
-                        && c.status == crate::runtime::ContainerStatus::Running
-                })
-                .ok_or_else(|| Error::Usage {
-                    message: format!(
-                        "service `{}` of project `{}` has no running container",
-                        args.service, stack.name
-                    ),
-                    help: Some(format!("`devstack up {}` starts it", args.service)),
-                })?;
-            let _raw = if tty {
-                super::tty::RawMode::enter()
-            } else {
-                None
-            };
-            docker
-                .exec_attached(
-                    &container.id,
-                    &args.command,
-                    tty,
-                    attach_stdin,
-                    super::tty::size(),
-                )
-                .await
-                .map_err(Error::from)
-        });
-        // A stdin reader may still wait for a key: do not wait for it.
-        rt.shutdown_background();
-        result?
+        exec_in_container(stack, args)?
     } else {
-        let ports = match live_ps(stack)? {
-            Some(rows) => HostPorts(
-                rows.into_iter()
-                    .map(|r| {
-                        let ports = r
-                            .status
-                            .ports
-                            .iter()
-                            .map(|p| crate::runtime::Published {
-                                host_ip: p.host_ip,
-                                host_port: p.host_port,
-                                container_port: p.container_port,
-                                protocol: p.protocol,
-                            })
-                            .collect();
-                        (r.status.service, ports)
-                    })
-                    .collect(),
-            ),
-            None => crate::plan::assign_ports(
-                stack,
-                &[],
-                crate::plan::PortMode::AsWritten,
-                &mut |_| Ok(0),
-            )?,
-        };
-        let spec = crate::unit::process::spawn_spec(&stack.name, svc, &ports)
-            .expect("a service without image is a process");
-        let (program, rest) = args.command.split_first().expect("clap requires a command");
-        env.out.flush()?;
-        let status = std::process::Command::new(program)
-            .args(rest)
-            .current_dir(&spec.cwd)
-            // As the service itself gets it (`SpawnSpec` leaves it to the spawner).
-            .env("PYTHONUNBUFFERED", "1")
-            // Not the service's mark: stopping the service must not end this command.
-            .envs(
-                spec.env
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != crate::process::MARK_VAR)
-                    .map(|(k, v)| (k, v)),
-            )
-            .status()
-            .map_err(|e| Error::Usage {
-                message: format!("cannot run `{program}` in `{}`: {e}", spec.cwd.display()),
-                help: None,
-            })?;
-        match status.code() {
-            Some(c) => i64::from(c),
-            None => {
-                128 + i64::from(std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0))
-            }
-        }
+        exec_as_process(stack, svc, args, env)?
     };
     match code {
         0 => Ok(()),
         c => Err(Error::Exit(i32::try_from(c).unwrap_or(exit::FAILURE))),
     }
+}
+
+/// `exec` in the service's running container, through Docker's exec API. Its exit code.
+fn exec_in_container(stack: &Stack, args: &ExecArgs) -> Result<i64, Error> {
+    let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let attach_stdin = tty || args.interactive;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let service = std::slice::from_ref(&args.service);
+        let engine = ContainerEngine::for_services(stack, service).await?;
+        let docker = engine
+            .docker()
+            .expect("a container service is picked Docker");
+        let container = docker
+            .list(&stack.name)
+            .await?
+            .into_iter()
+            .find(|c| {
+                c.service == args.service && c.status == crate::runtime::ContainerStatus::Running
+            })
+            .ok_or_else(|| Error::Usage {
+                message: format!(
+                    "service `{}` of project `{}` has no running container",
+                    args.service, stack.name
+                ),
+                help: Some(format!("`devstack up {}` starts it", args.service)),
+            })?;
+        let _raw = if tty {
+            super::tty::RawMode::enter()
+        } else {
+            None
+        };
+        docker
+            .exec_attached(
+                &container.id,
+                &args.command,
+                tty,
+                attach_stdin,
+                super::tty::size(),
+            )
+            .await
+            .map_err(Error::from)
+    });
+    // A stdin reader may still wait for a key: do not wait for it.
+    rt.shutdown_background();
+    result
+}
+
+/// `exec` for a native process: in its working folder with its environment (port references
+/// as the running devstack resolved them, or as written). Its exit code.
+fn exec_as_process(
+    stack: &Stack,
+    svc: &crate::config::Service,
+    args: &ExecArgs,
+    env: &mut Env<'_>,
+) -> Result<i64, Error> {
+    let ports = match live_ps(stack)? {
+        Some(rows) => HostPorts(
+            rows.into_iter()
+                .map(|r| {
+                    let ports = r
+                        .status
+                        .ports
+                        .iter()
+                        .map(|p| crate::runtime::Published {
+                            host_ip: p.host_ip,
+                            host_port: p.host_port,
+                            container_port: p.container_port,
+                            protocol: p.protocol,
+                        })
+                        .collect();
+                    (r.status.service, ports)
+                })
+                .collect(),
+        ),
+        None => {
+            crate::plan::assign_ports(stack, &[], crate::plan::PortMode::AsWritten, &mut |_| Ok(0))?
+        }
+    };
+    let spec = crate::unit::process::spawn_spec(&stack.name, svc, &ports)
+        .expect("a service without image is a process");
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
+    env.out.flush()?;
+    let status = std::process::Command::new(program)
+        .args(rest)
+        .current_dir(&spec.cwd)
+        // As the service itself gets it (`SpawnSpec` leaves it to the spawner).
+        .env("PYTHONUNBUFFERED", "1")
+        // Not the service's mark: stopping the service must not end this command.
+        .envs(
+            spec.env
+                .iter()
+                .filter(|(k, _)| k.as_str() != crate::process::MARK_VAR)
+                .map(|(k, v)| (k, v)),
+        )
+        .status()
+        .map_err(|e| Error::Usage {
+            message: format!("cannot run `{program}` in `{}`: {e}", spec.cwd.display()),
+            help: None,
+        })?;
+    Ok(match status.code() {
+        Some(c) => i64::from(c),
+        None => {
+            128 + i64::from(std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0))
+        }
+    })
 }
 
 /// `devstack mcp [--read-only]`.

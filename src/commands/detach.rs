@@ -80,26 +80,7 @@ pub fn up_detached(
     std::fs::create_dir_all(state_dir)?;
     let err_path = state_dir.join("devstack.stderr");
     let err_file = std::fs::File::create(&err_path)?;
-    let exe = std::env::current_exe()?;
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--wait").collect();
-    let mut cmd = Command::new(exe);
-    // Its log goes to the per-service files; `devstack logs` and the socket serve it.
-    cmd.args(&args)
-        .env(DETACHED_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(err_file);
-    // SAFETY: setsid is async-signal-safe; it makes the copy a session leader, away from the
-    // terminal's signals.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
+    let mut child = spawn_copy(err_file)?;
     let ended = |child: &mut std::process::Child, env: &mut Env<'_>| -> Result<(), Error> {
         // It ended before the stack was ready: its own error message is in its stderr.
         let status = child.wait()?;
@@ -174,8 +155,8 @@ pub fn stop_running(
     conn.send(Request::Shutdown)?;
     let names: Vec<String> = stack.services.keys().cloned().collect();
     let renderer = Renderer {
-        width: super::stack_ops::log_width(&names),
-        color: super::stack_ops::color_for(false, env),
+        width: super::output::log_width(&names),
+        color: super::output::color_for(false, env),
         utc_offset: crate::logs::render::local_utc_offset(),
     };
     relay(&mut conn, &renderer, env)?;
@@ -191,4 +172,29 @@ pub fn stop_running(
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(Some(pid))
+}
+
+/// Starts this devstack again with the same arguments minus `--wait`, in a session of its own,
+/// its stderr to `err_file`.
+fn spawn_copy(err_file: std::fs::File) -> std::io::Result<std::process::Child> {
+    let exe = std::env::current_exe()?;
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--wait").collect();
+    let mut cmd = Command::new(exe);
+    // Its log goes to the per-service files; `devstack logs` and the socket serve it.
+    cmd.args(&args)
+        .env(DETACHED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err_file);
+    // SAFETY: setsid is async-signal-safe; it makes the copy a session leader, away from the
+    // terminal's signals.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
 }

@@ -210,6 +210,8 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
     if containers.is_empty() {
         return vec![ok("no container services: no Docker engine needed")];
     }
+    // Its own connection, not `session::ContainerEngine`: doctor reports on the engine itself
+    // (why it cannot be reached, its version, its builder), which only Docker's own API tells.
     let docker = match DockerRuntime::connect().await {
         Ok(d) => d,
         Err(e) => {

@@ -1,17 +1,24 @@
-//! What each subcommand does, on top of the loaded stack. Output goes to the writers given, so
-//! tests can read it.
+//! The dispatcher: loads the stack and hands each subcommand to its own file (`up.rs`,
+//! `down.rs`, `ps.rs`, …); the pure ones (`validate`, `config`, `graph`) live here. Output goes
+//! to the writers given, so tests can read it. A running stack is wired in `crate::session`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::json;
 
+mod build;
 mod control;
 mod detach;
 mod doctor;
+mod down;
+mod logs;
+mod output;
+mod ps;
 mod render;
-mod stack_ops;
+mod test;
 mod tty;
+mod up;
 
 pub use crate::project::state_dir;
 
@@ -61,12 +68,12 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
-        Command::Up(args) => stack_ops::up(&loaded.stack, args, env),
-        Command::Down(args) => stack_ops::down(&loaded.stack, args, env),
-        Command::Build(args) => stack_ops::build(&loaded.stack, args, env),
-        Command::Ps(args) => stack_ops::ps(&loaded.stack, args, env),
-        Command::Logs(args) => stack_ops::logs(&loaded.stack, args, env),
-        Command::Test(args) => stack_ops::test(&loaded.stack, args, env),
+        Command::Up(args) => up::up(&loaded.stack, args, env),
+        Command::Down(args) => down::down(&loaded.stack, args, env),
+        Command::Build(args) => build::build(&loaded.stack, args, env),
+        Command::Ps(args) => ps::ps(&loaded.stack, args, env),
+        Command::Logs(args) => logs::logs(&loaded.stack, args, env),
+        Command::Test(args) => test::test(&loaded.stack, args, env),
         Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
         Command::Render(what) => render::render(&loaded.stack, what, env),
         Command::Restart(args) => control::verb(&loaded.stack, control::Verb::Restart, args, env),

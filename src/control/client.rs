@@ -1,19 +1,15 @@
-//! The control socket's client: finds the project's running devstack, sends one request and
-//! reads the answers. Synchronous, as the CLI verbs are. A socket left by a killed devstack is
-//! removed and reported as "no devstack is running", never as a hang or a raw `ECONNREFUSED`.
+//! The control socket's client: finds the project's running devstack (its socket at
+//! `project::socket_path`), sends one request and reads the answers. Synchronous, as the CLI
+//! verbs are. A socket left by a killed devstack is removed and reported as "no devstack is
+//! running", never as a hang or a raw `ECONNREFUSED`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::protocol::{Envelope, Reply, Request, PROTOCOL_VERSION};
 use crate::error::Error;
-
-/// The socket of the project whose state folder is `state_dir`.
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("control.sock")
-}
 
 /// How long the server gets to greet.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +23,7 @@ pub struct Connection {
 /// Connects to the devstack that runs `project`. `Error::NotRunning` when none does (a stale
 /// socket is removed on the way).
 pub fn connect(state_dir: &Path, project: &str) -> Result<Connection, Error> {
-    let path = socket_path(state_dir);
+    let path = crate::project::socket_path(state_dir);
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

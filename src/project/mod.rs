@@ -75,6 +75,12 @@ pub fn state_dir(project: &str) -> PathBuf {
     }
 }
 
+/// The control socket of the project whose state folder is `state_dir` (the running devstack
+/// serves it; the CLI verbs, `logs -f` and the MCP server connect to it).
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("control.sock")
+}
+
 /// One warning for `up` when the state folder is not the preferred one: which folder, why, and
 /// what follows.
 pub fn fallback_note(project: &str) -> Option<String> {

@@ -51,10 +51,15 @@ struct Batch<'a> {
 
 /// Starts the hub; it keeps the last `keep` log items and ends with the engine. Services' own
 /// lines are masked with `redact` (devstack's events already are): a page is easier to share
-/// than a terminal.
-pub fn spawn(handle: StackHandle, keep: usize, redact: Redactor) -> mpsc::Sender<HubCommand> {
+/// than a terminal. CPU and memory are sampled from `usage` while a page is open.
+pub fn spawn(
+    handle: StackHandle,
+    keep: usize,
+    redact: Redactor,
+    usage: super::UsageSource,
+) -> mpsc::Sender<HubCommand> {
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(run(handle, keep, redact, rx));
+    tokio::spawn(run(handle, keep, redact, usage, rx));
     tx
 }
 
@@ -80,6 +85,7 @@ async fn run(
     handle: StackHandle,
     keep: usize,
     redact: Redactor,
+    usage_source: super::UsageSource,
     mut commands: mpsc::Receiver<HubCommand>,
 ) {
     let mut events = handle.subscribe();
@@ -140,9 +146,10 @@ async fn run(
                 sampling = true;
                 let snapshot = handle.snapshot();
                 let tx = usage_tx.clone();
+                let sample = usage_source(snapshot);
                 tokio::spawn(async move {
                     // The hub may be gone by then; the figures are simply dropped.
-                    let _ = tx.send(super::usage(snapshot).await).await;
+                    let _ = tx.send(sample.await).await;
                 });
             }
             Some(u) = usage_rx.recv() => {
@@ -225,7 +232,13 @@ mod tests {
     async fn a_flood_is_cut_said_masked_and_the_recent_log_bounded() {
         let (events, _) = broadcast::channel(8192);
         let (handle, inbox) = crate::engine::channel(events.clone());
-        let hub = spawn(handle, 100, Redactor::new(["hunter22".to_string()]));
+        let no_usage: super::super::UsageSource = Arc::new(|_| Box::pin(async { HashMap::new() }));
+        let hub = spawn(
+            handle,
+            100,
+            Redactor::new(["hunter22".to_string()]),
+            no_usage,
+        );
         let mut page = join(&hub).await;
         for i in 0..250 {
             events.send(line(i)).unwrap();

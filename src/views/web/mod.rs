@@ -2,7 +2,8 @@
 //! services with restart/stop/start, the merged log (filter, search, pause), and the dependency
 //! graph with each node's state. Every asset is embedded; nothing is fetched from elsewhere.
 //! A subscriber of the stack's events and a caller of its handle, nothing more: it must not
-//! hold state about services of its own, nor ever show a secret value.
+//! hold state about services of its own, nor ever show a secret value, nor connect to a
+//! container engine (CPU and memory come from the [`UsageSource`] it is given).
 
 mod auth;
 mod hub;
@@ -11,7 +12,9 @@ mod server;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 
 pub use auth::new_token;
@@ -35,18 +38,19 @@ impl Drop for Dashboard {
     }
 }
 
-/// CPU and memory of every running service, for the table's CPU and RSS columns: the same
-/// sampling as the live `ps` (the engine's stats for containers, through a connection of its
-/// own when the stack has containers).
-pub async fn usage(snapshot: Vec<crate::engine::ServiceStatus>) -> HashMap<String, Usage> {
-    let containers = snapshot.iter().any(|s| s.pid.is_none() && s.running);
-    let docker = if containers {
-        crate::docker::DockerRuntime::connect().await.ok()
-    } else {
-        None
-    };
-    crate::control::server::usage_of(docker.as_ref(), &snapshot)
-        .await
+/// Where the dashboard reads the CPU and memory of the running services in a snapshot, for the
+/// table's CPU and RSS columns. Handed in by whoever starts the dashboard (the session samples
+/// through the engine it already has): the dashboard never connects to an engine itself.
+pub type UsageSource = Arc<
+    dyn Fn(Vec<crate::engine::ServiceStatus>) -> BoxFuture<'static, HashMap<String, Usage>>
+        + Send
+        + Sync,
+>;
+
+/// The dashboard's figures from one sampling of the live `ps` (`control::server::usage_of`):
+/// a service without a memory reading is left out, a missing CPU figure shows as 0.
+pub fn usage(sampled: HashMap<String, (Option<f64>, Option<u64>)>) -> HashMap<String, Usage> {
+    sampled
         .into_iter()
         .filter_map(|(service, (cpu, rss))| {
             Some((
@@ -74,12 +78,14 @@ pub fn secrets(stack: &crate::config::Stack) -> crate::redact::Redactor {
 }
 
 /// Binds 127.0.0.1:`port` (a free one when `None`) and serves the dashboard of `handle`'s
-/// stack until dropped. Must run inside the tokio runtime that runs the engine.
+/// stack until dropped, its CPU and memory figures read from `usage`. Must run inside the tokio
+/// runtime that runs the engine.
 pub async fn start(
     handle: StackHandle,
     info: StackInfo,
     port: Option<u16>,
     redact: crate::redact::Redactor,
+    usage: UsageSource,
 ) -> std::io::Result<Dashboard> {
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port.unwrap_or(0))).await?;
     let port = listener.local_addr()?.port();
@@ -87,7 +93,7 @@ pub async fn start(
     let state = server::AppState {
         token: token.clone().into(),
         port,
-        hub: hub::spawn(handle.clone(), KEEP_LINES, redact),
+        hub: hub::spawn(handle.clone(), KEEP_LINES, redact, usage),
         handle,
         info: serde_json::to_string(&info)
             .map_err(std::io::Error::other)?
