@@ -19,7 +19,6 @@ pub mod probe;
 pub mod process;
 pub mod program;
 pub mod project;
-pub mod readiness;
 pub mod redact;
 pub mod render;
 pub mod runtime;

@@ -32,7 +32,6 @@ use crate::kernel::{Effect, Input, Kernel, Outcome};
 use crate::logs::LogHandle;
 use crate::plan::{HostPorts, PortMode};
 use crate::process::state::StateFile;
-use crate::readiness;
 use crate::redact::Redactor;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::unit::{self, UnitCommand, UnitEvent, UnitHandle};
@@ -870,7 +869,7 @@ fn describe_probe(stack: &Stack, service: &str, ports: &HostPorts) -> String {
     stack.services[service]
         .ready
         .as_ref()
-        .map(|r| readiness::describe(&r.probe, service, ports))
+        .map(|r| probe::describe(&r.probe, service, ports))
         .unwrap_or_else(|| "start".to_string())
 }
 
