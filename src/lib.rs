@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod control;

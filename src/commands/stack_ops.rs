@@ -690,7 +690,7 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
     let filter = Filter {
         since_ms: args
             .since
-            .map(|d| orchestrator::unix_ms().saturating_sub(d.as_millis() as u64)),
+            .map(|d| crate::clock::unix_ms().saturating_sub(d.as_millis() as u64)),
         grep,
         tail: args.tail,
     };

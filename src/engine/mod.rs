@@ -26,6 +26,7 @@ pub use down::{down, DownReport, DownRequest};
 pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
 pub use host::{Host, ProcessHost};
 
+use crate::clock::unix_ms;
 use crate::config::{Service, Stack};
 use crate::event::StackEvent;
 use crate::kernel::{Effect, Input, Kernel, Outcome};
@@ -114,12 +115,6 @@ impl From<RuntimeError> for UpError {
 
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Things worth saying before start: containers of services no longer in the stack, and ports
