@@ -1,8 +1,9 @@
 //! The web dashboard, served by the running devstack on 127.0.0.1: a live table of the
 //! services with restart/stop/start, the merged log (filter, search, pause), and the dependency
 //! graph with each node's state. Every asset is embedded; nothing is fetched from elsewhere.
-//! A subscriber of the stack's events and a caller of its handle, nothing more: it must not
-//! hold state about services of its own, nor ever show a secret value.
+//! A subscriber of the stack's events and a caller of its handle; beside them it only samples
+//! CPU and memory as the live `ps` does ([`usage`]). It must not hold state about services of
+//! its own, nor ever show a secret value.
 
 mod auth;
 mod hub;
