@@ -1,5 +1,9 @@
-//! The Docker Engine adapter: the only module that talks bollard. It implements
-//! `ContainerRuntime` and turns engine errors into `RuntimeError`s a person can act on.
+//! The Docker Engine adapter: the only module that talks bollard, and the only one that talks
+//! to the engine at all (the builder negotiation reads `/_ping` on its socket itself, for a
+//! header bollard does not return). It implements `ContainerRuntime`, turns engine errors into
+//! `RuntimeError`s a person can act on, and turns classic and BuildKit build output into steps.
+//! Beside the trait, what only commands need: an attached exec (`devstack exec`), and the
+//! engine's version and builder choice (`doctor`). It decides nothing about services.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -175,7 +179,7 @@ impl DockerRuntime {
         Ok(inspected.exit_code.unwrap_or(-1))
     }
 
-    /// The engine's version and API version, for `doctor` and `-v`.
+    /// The engine's version and API version, for `doctor`.
     pub async fn version(&self) -> Result<(String, String)> {
         let v = self.docker.version().await.map_err(engine)?;
         Ok((
@@ -633,7 +637,7 @@ impl ContainerRuntime for DockerRuntime {
             // BuildKit through the API: a gRPC session beside the build (bollard runs it).
             Builder::BuildKit => (
                 bollard::query_parameters::BuilderVersion::BuilderBuildKit,
-                Some(format!("devstack-{}", crate::engine::unix_ms())),
+                Some(format!("devstack-{}", crate::clock::unix_ms())),
             ),
         };
         let opts = BuildImageOptions {

@@ -1,4 +1,5 @@
-//! The top-level error, its exit code, and how each is told to a person.
+//! The top-level error: every way a command fails, its exit code, and how each is told to a
+//! person (`render`). The exit codes are stable and listed in docs/commands.md.
 
 use crate::config::ConfigError;
 use crate::engine::UpError;
@@ -6,7 +7,7 @@ use crate::engine::{BuildFailure, NotReadyReport, PortConflict};
 use crate::program::MissingProgram;
 use crate::runtime::RuntimeError;
 
-/// Exit codes. Stable: scripts and CI branch on them; the README lists them.
+/// Exit codes. Stable: scripts and CI branch on them; docs/commands.md lists them.
 pub mod exit {
     pub const OK: i32 = 0;
     /// An unexpected failure (I/O, an engine error): the message says what.

@@ -1,11 +1,19 @@
 //! The one vocabulary every client reads: typed, serde-serialisable, versioned events about the
-//! stack and its services, and the state of a service as a person reads it. Pure data; the
-//! terminal, the log files, `--json` and (later) the control socket all render these.
+//! stack and its services ([`StackEvent`]), the state of a service as a person reads it
+//! ([`ServiceState`]), and the lines a person reads for each event. Pure: no I/O, no clock, no
+//! decisions (the kernel and the engine publish these). The log mux (terminal, `--json`, the
+//! log files), the control socket and the terminal and web views render them; imports nothing
+//! from the kernel or the engine.
 
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a field changes meaning or goes away (new fields and new events do not bump it).
 pub const EVENT_VERSION: u32 = 1;
+
+/// Crashes within the kernel's `CRASH_WINDOW` that make a crash loop. Here, not in the kernel,
+/// because a [`StackEvent::Backoff`] reads as a crash loop from this count on; the kernel
+/// re-exports it.
+pub const CRASH_LOOP_COUNT: usize = 3;
 
 /// Where a service is in its life. Readable as it is: `ps` and the status line show these names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,7 +289,7 @@ impl StackEvent {
             } => {
                 let pause =
                     humantime::format_duration(std::time::Duration::from_millis(*restart_in_ms));
-                if *crashes >= crate::kernel::CRASH_LOOP_COUNT {
+                if *crashes >= CRASH_LOOP_COUNT {
                     let mut out = vec![format!(
                         "crash loop: exited {crashes} times in the last minute; next start in {pause}; last lines:"
                     )];

@@ -1,5 +1,5 @@
 //! What devstack needs from a container engine, as data and one trait. The Docker adapter
-//! (`docker.rs`) implements it; orchestrator tests implement it with a recording fake.
+//! (`docker.rs`) implements it; the engine's tests implement it with a recording fake.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -212,7 +212,7 @@ impl std::error::Error for RuntimeError {}
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 pub type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 
-/// The container engine, as the orchestrator sees it. Cheap to clone.
+/// The container engine (Docker), as devstack's engine sees it. Cheap to clone.
 pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Containers with this project's label (all states).
     fn list(&self, project: &str) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;

@@ -2,7 +2,7 @@
 //!
 //! It owns what gets watched (heavy folders, `.gitignore`d paths and the spec's `ignore` globs are
 //! left out before any watch is added) and the debounce; it must not decide what a change means
-//! (restarting a service is the orchestrator's job).
+//! (the engine and its `develop` part turn it into a kernel input).
 //!
 //! Two actors: a thread owns the notify backend and does the blocking filesystem work (walking,
 //! adding watches, reading `.gitignore` files, filtering events); a tokio task owns the debounce

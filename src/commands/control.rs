@@ -210,7 +210,7 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
         writeln!(env.out, "{text}")?;
         return Ok(());
     }
-    let now = crate::engine::unix_ms();
+    let now = crate::clock::unix_ms();
     let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {

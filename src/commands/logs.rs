@@ -104,7 +104,7 @@ fn filter_of(args: &crate::cli::LogsArgs) -> Result<Filter, Error> {
     Ok(Filter {
         since_ms: args
             .since
-            .map(|d| crate::engine::unix_ms().saturating_sub(d.as_millis() as u64)),
+            .map(|d| crate::clock::unix_ms().saturating_sub(d.as_millis() as u64)),
         grep,
         tail: args.tail,
     })

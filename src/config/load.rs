@@ -1,5 +1,12 @@
-//! Reads stack files: finds them, parses YAML, merges several `-f` files, interpolates
-//! variables, and hands the result to `validate`. The only module that knows the YAML crates.
+//! Reads stack files: finds them (from the current folder upward, devstack's name before
+//! Compose's), parses YAML, resolves `include:` and `extends:` (through `extends`), merges
+//! several `-f` files, reads `.env` files, interpolates variables, checks keys and types the tree,
+//! and hands the result to `validate`. Problems carry their file, line and column.
+//!
+//! One of the three readers of the YAML crates, all in `config/`: this one (serde_yaml: parse,
+//! merge, type), `extends` (serde_yaml trees of other files) and `locate` (yaml_rust2 events,
+//! for line and column). Outside `config/`, only `devstack config` touches serde_yaml, to write
+//! its output (`commands/mod.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -272,7 +272,7 @@ impl<'a> Mcp<'a> {
             Some(s) => {
                 let d = humantime::parse_duration(s)
                     .map_err(|e| ToolError(format!("`since`: {e} (write e.g. `10m`)")))?;
-                Some(crate::engine::unix_ms().saturating_sub(d.as_millis() as u64))
+                Some(crate::clock::unix_ms().saturating_sub(d.as_millis() as u64))
             }
             None => None,
         };

@@ -1,7 +1,8 @@
 //! The control protocol: versioned JSON lines over the project's Unix socket. One request per
 //! connection: the server greets (`hello`), the client sends one request line, the server
-//! answers with lines (`record`s of the live stream, then `done` or `error`) and closes. Pure
-//! data; the README documents it for other clients.
+//! answers with lines (one `ps` line for `ps`; else `record`s of the live stream, then `done`
+//! or `error`) and closes. Pure data; docs/control.md documents it for other clients, so a
+//! change here is a change there.
 
 use serde::{Deserialize, Serialize};
 

@@ -27,13 +27,13 @@ pub use down::{down, DownReport, DownRequest};
 pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
 pub use host::{Host, ProcessHost};
 
+use crate::clock::unix_ms;
 use crate::config::{Service, Stack};
 use crate::event::StackEvent;
 use crate::kernel::{Input, Kernel};
 use crate::logs::LogHandle;
 use crate::plan::{HostPorts, PortMode};
 use crate::process::state::StateFile;
-use crate::readiness;
 use crate::redact::Redactor;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::unit::{self, UnitCommand, UnitEvent, UnitHandle};
@@ -116,12 +116,6 @@ impl From<RuntimeError> for UpError {
 
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Things worth saying before start: containers of services no longer in the stack, and ports
@@ -434,7 +428,7 @@ fn describe_probe(stack: &Stack, service: &str, ports: &HostPorts) -> String {
     stack.services[service]
         .ready
         .as_ref()
-        .map(|r| readiness::describe(&r.probe, service, ports))
+        .map(|r| probe::describe(&r.probe, service, ports))
         .unwrap_or_else(|| "start".to_string())
 }
 

@@ -21,7 +21,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A run this long counts as stable: the backoff starts over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop.
-pub const CRASH_LOOP_COUNT: usize = 3;
+pub use crate::event::CRASH_LOOP_COUNT;
 pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// Reloads within [`RELOAD_LOOP_WINDOW`], each caused by the same file, that make a reload loop.
 pub const RELOAD_LOOP_COUNT: usize = 5;

@@ -1,4 +1,7 @@
-//! Readiness probes run from the host: one attempt each, no retry (the caller schedules).
+//! The protocol clients of readiness probes, run from the host: one attempt each, no retry.
+//! `tcp` and `qdrant` are here; `http`, `postgres`, `redis`, `kafka` and `zookeeper` have a file
+//! each. The engine's probe task (`engine/probe.rs`) schedules the attempts, paced by
+//! [`Backoff`] from here, and keeps the service's deadline.
 //!
 //! Every attempt is bounded by [`ATTEMPT_TIMEOUT`] and every read is capped, so a silent or
 //! hostile peer costs at most one timeout and a little memory; nothing here panics on peer bytes.

@@ -1,8 +1,9 @@
 //! The interactive terminal view of `devstack up`: the merged log keeps streaming in the normal
 //! screen (scrollback, copy and paste and `less` habits keep working), one status line is
-//! pinned under it, and single keys act on the stack through its handle. A subscriber of the
-//! stack's events and a caller of its handle: what it decides is only what to show. The log
-//! writer owns the terminal; this view only sends it [`ScreenCommand`]s.
+//! pinned under it, and single keys act on the stack through its handle (`o` hands the
+//! dashboard's URL to `xdg-open`); the keys are listed in [`HELP`] and docs/control.md. A
+//! subscriber of the stack's events and a caller of its handle: what it decides is only what
+//! to show. The log writer owns the terminal; this view only sends it [`ScreenCommand`]s.
 //!
 //! Terminal modes: canonical input and echo go off (keys arrive one by one, unseen); signals
 //! stay on, so Ctrl-C is the same interrupt as without the view. The modes are restored on
@@ -23,7 +24,7 @@ use crate::logs::mux::Published;
 use crate::logs::screen::ScreenCommand;
 use crate::logs::LogHandle;
 
-/// The key list, shown by `?` (and in the README).
+/// The key list, shown by `?` (and in docs/control.md, "The terminal view").
 pub const HELP: &[&str] = &[
     "keys:",
     "  r  restart a service (type to narrow the list, Enter picks, Esc cancels)",
