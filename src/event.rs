@@ -156,9 +156,7 @@ pub enum StackEvent {
         services: Vec<String>,
         image: String,
         id: String,
-        /// `built`, `up_to_date` (the image's build hash matches), `local` (present, not built
-        /// by devstack, used as `pull_policy` allows) or `pulled`.
-        how: String,
+        how: BuildHow,
         /// Bytes of the context tar sent to the engine (when built).
         #[serde(skip_serializing_if = "Option::is_none")]
         context_bytes: Option<u64>,
@@ -323,23 +321,36 @@ impl StackEvent {
             } => {
                 let short = id.trim_start_matches("sha256:");
                 let short = &short[..short.len().min(12)];
-                vec![match how.as_str() {
-                    "built" => format!(
+                vec![match how {
+                    BuildHow::Built => format!(
                         "built `{image}` ({short}) in {:.1} s from a {} context",
                         *after_ms as f64 / 1000.0,
                         human_bytes(context_bytes.unwrap_or(0))
                     ),
-                    "up_to_date" => {
+                    BuildHow::UpToDate => {
                         format!("image `{image}` ({short}) is up to date: build skipped")
                     }
-                    "pulled" => format!("pulled `{image}` ({short})"),
-                    _ => format!("using the local image `{image}` ({short})"),
+                    BuildHow::Pulled => format!("pulled `{image}` ({short})"),
+                    BuildHow::Local => format!("using the local image `{image}` ({short})"),
                 }]
             }
             Self::Note { text, .. } => vec![text.clone()],
             Self::Warning { text, .. } => vec![format!("warning: {text}")],
         }
     }
+}
+
+/// How an image a service needs came to be there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildHow {
+    /// Built now.
+    Built,
+    /// Its build hash matches: the build was skipped.
+    UpToDate,
+    /// Present, not built by devstack, used as `pull_policy` allows.
+    Local,
+    Pulled,
 }
 
 /// `1.2 MB`, `340 kB`, `12 B`.

@@ -235,8 +235,11 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
             );
             [
                 s.service.clone(),
-                s.kind.clone(),
-                s.state.to_string(),
+                s.kind.to_string(),
+                match &s.detail {
+                    Some(d) => format!("{} ({d})", s.state),
+                    None => s.state.to_string(),
+                },
                 s.restarts.to_string(),
                 id,
                 ports,

@@ -403,12 +403,17 @@ impl Service {
     }
 
     pub fn kind_name(&self) -> &'static str {
+        self.kind_of().as_str()
+    }
+
+    /// What kind of thing it is, as `ps`, the views and the handle's snapshot say it.
+    pub fn kind_of(&self) -> Kind {
         if self.task.is_some() {
-            return "task";
+            return Kind::Task;
         }
         match self.kind {
-            ServiceKind::Container { .. } => "container",
-            ServiceKind::Process { .. } => "process",
+            ServiceKind::Container { .. } => Kind::Container,
+            ServiceKind::Process { .. } => Kind::Process,
         }
     }
 
@@ -514,6 +519,32 @@ pub enum Condition {
     Ready,
     Started,
     Completed,
+}
+
+/// What kind of thing a service is, for people and clients: `container`, `process`, or `task`
+/// (a one-shot, either kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Container,
+    Process,
+    Task,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Process => "process",
+            Kind::Task => "task",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::UpError;
 use crate::build::{self, context, dockerfile, dockerignore::DockerIgnore, BuildJob, PullPolicy};
-use crate::event::{human_bytes, StackEvent};
+use crate::event::{human_bytes, BuildHow, StackEvent};
 use crate::logs::{LogHandle, LogLine, Stream};
 use crate::runtime::{labels, BuildOutput, BuildRequest, ContainerRuntime, RuntimeError};
 
@@ -177,7 +177,7 @@ pub async fn ensure<R: ContainerRuntime>(
     let (result, shown) = run_build(rt, req, &job.services[0], logs).await;
     match result {
         Ok(id) => {
-            logs.publish(told.built(&id, "built", Some(context_bytes)))
+            logs.publish(told.built(&id, BuildHow::Built, Some(context_bytes)))
                 .await;
             Ok(id)
         }
@@ -194,13 +194,13 @@ struct Told<'a> {
 }
 
 impl Told<'_> {
-    fn built(&self, id: &str, how: &str, context_bytes: Option<u64>) -> StackEvent {
+    fn built(&self, id: &str, how: BuildHow, context_bytes: Option<u64>) -> StackEvent {
         StackEvent::Built {
             service: self.job.services[0].clone(),
             services: self.job.services.clone(),
             image: self.job.tags[0].clone(),
             id: id.to_string(),
-            how: how.to_string(),
+            how,
             context_bytes,
             after_ms: ms_since(self.started),
         }
@@ -262,7 +262,7 @@ async fn reuse_or_pull<R: ContainerRuntime>(
         Some((id, l))
             if others_present && l.get(labels::BUILD_HASH).map(String::as_str) == Some(hash) =>
         {
-            logs.publish(told.built(id, "up_to_date", None)).await;
+            logs.publish(told.built(id, BuildHow::UpToDate, None)).await;
             return Ok(Some(id.clone()));
         }
         Some((id, l))
@@ -271,7 +271,7 @@ async fn reuse_or_pull<R: ContainerRuntime>(
                 && job.image_given
                 && matches!(job.pull_policy, PullPolicy::Missing | PullPolicy::Never) =>
         {
-            logs.publish(told.built(id, "local", None)).await;
+            logs.publish(told.built(id, BuildHow::Local, None)).await;
             return Ok(Some(id.clone()));
         }
         Some(_) if others_present => {
@@ -297,7 +297,7 @@ async fn reuse_or_pull<R: ContainerRuntime>(
         Ok(()) => {
             let id = rt.image_id(tag).await?;
             if let Some(id) = &id {
-                logs.publish(told.built(id, "pulled", None)).await;
+                logs.publish(told.built(id, BuildHow::Pulled, None)).await;
             }
             Ok(id)
         }

@@ -531,7 +531,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
         });
         ServiceStatus {
             service: v.service.to_string(),
-            kind: self.p.stack.services[v.service].kind_name().to_string(),
+            kind: self.p.stack.services[v.service].kind_of(),
             state: v.state.clone(),
             detail: v.detail.map(str::to_string),
             restarts: v.restarts,

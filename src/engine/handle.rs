@@ -13,8 +13,7 @@ use crate::logs::mux::Published;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub service: String,
-    /// `container` or `process`.
-    pub kind: String,
+    pub kind: crate::config::Kind,
     #[serde(flatten)]
     pub state: ServiceState,
     /// What a start waits for (`waiting for image`, `checking task`), or why it cannot happen

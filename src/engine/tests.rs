@@ -544,7 +544,14 @@ async fn ensure_builds(
             ..
         } = p
         {
-            how.push(h);
+            // As `--json` names it.
+            how.push(
+                serde_json::to_value(h)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
         }
     }
     drop(logs);

@@ -732,7 +732,7 @@ mod tests {
         );
         let st = |s: &str, state| ServiceStatus {
             service: s.into(),
-            kind: "process".to_string(),
+            kind: crate::config::Kind::Process,
             state,
             detail: None,
             restarts: 0,
@@ -773,7 +773,7 @@ mod tests {
             services: vec!["postgres".into()],
             image: "postgres:15".into(),
             id: "sha256:1".into(),
-            how: "built".into(),
+            how: crate::event::BuildHow::Built,
             context_bytes: Some(1),
             after_ms: 1,
         });
@@ -803,7 +803,7 @@ mod tests {
             &(0..100)
                 .map(|i| ServiceStatus {
                     service: format!("s{i}"),
-                    kind: "process".to_string(),
+                    kind: crate::config::Kind::Process,
                     state: if i < 97 {
                         ServiceState::Ready
                     } else {
