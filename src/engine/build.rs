@@ -43,8 +43,9 @@ pub struct BuildFailure {
     pub tail: Vec<String>,
 }
 
-fn failure(job: &BuildJob, message: String) -> UpError {
-    UpError::Build(Box::new(BuildFailure {
+/// A failure of `job` with `message`, not located in its Dockerfile.
+fn unlocated(job: &BuildJob, message: String) -> BuildFailure {
+    BuildFailure {
         services: job.services.clone(),
         image: job.tags[0].clone(),
         dockerfile: job
@@ -54,7 +55,11 @@ fn failure(job: &BuildJob, message: String) -> UpError {
         instruction: None,
         message,
         tail: Vec::new(),
-    }))
+    }
+}
+
+fn failure(job: &BuildJob, message: String) -> UpError {
+    UpError::Build(Box::new(unlocated(job, message)))
 }
 
 /// Where the content digests of a context's files are kept between runs:
@@ -425,14 +430,9 @@ fn located(job: &BuildJob, text: &str, message: String, shown: Shown) -> UpError
         tail.pop();
     }
     UpError::Build(Box::new(BuildFailure {
-        services: job.services.clone(),
-        image: job.tags[0].clone(),
-        dockerfile: job
-            .dockerfile_path()
-            .map_or("dockerfile_inline".to_string(), |p| p.display().to_string()),
         line,
         instruction,
-        message,
         tail,
+        ..unlocated(job, message)
     }))
 }
