@@ -209,8 +209,7 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
     // never "ready", whatever was asked.
     while handle.snapshot().is_empty() {
         if !handle.changed().await {
-            let message = format!("the devstack of project `{}` stopped", ctx.project);
-            return conn.error(exit::NOT_RUNNING, message).await;
+            return ended_before_start(&ctx.project, &envelope.request, &mut conn).await;
         }
     }
     let known: Vec<String> = handle.snapshot().into_iter().map(|s| s.service).collect();
@@ -350,6 +349,29 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
                 timeout_ms,
             )
             .await;
+        }
+    }
+}
+
+/// The answer of a run that ended before it started anything: what asks for a stop or the
+/// states is answered (nothing runs); what waits for services is an error, never "ready".
+async fn ended_before_start(project: &str, request: &Request, conn: &mut Conn) {
+    match request {
+        Request::Shutdown => {
+            conn.send(&Reply::Done {
+                services: Vec::new(),
+            })
+            .await;
+        }
+        Request::Ps => {
+            conn.send(&Reply::Ps {
+                services: Vec::new(),
+            })
+            .await;
+        }
+        _ => {
+            let message = format!("the devstack of project `{project}` stopped");
+            conn.error(exit::NOT_RUNNING, message).await;
         }
     }
 }

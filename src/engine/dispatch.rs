@@ -3,8 +3,9 @@
 //! builds and rebuilds, handle commands, file changes, the suite, signals, the reaper — into one
 //! [`Event`]; [`Engine::on_event`] turns that into the kernel's input (doing the mechanism it
 //! needs: recording an instance, a task's hash, a new image's spec); the kernel decides; and
-//! [`Engine::apply`] carries out each effect it returns. Every task the engine spawns is a
-//! tracked job, aborted when the run ends.
+//! [`Engine::apply`] carries out each effect it returns. Every task the engine spawns is owned:
+//! timers, task checks, rebuilds and syncs in one `JoinSet`, probes by their abort handles, the
+//! suite by its join handle; all are cancelled, and the jobs awaited, when the run ends.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -548,10 +549,10 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
     /// interrupt), the log flushed; the outcome, or the error it is.
     async fn end(mut self, outcome: Outcome) -> Result<UpOutcome, UpError> {
         self.p.builds.abort();
-        self.jobs.abort_all();
         for (_, p) in self.probes.drain() {
             p.abort();
         }
+        self.jobs.shutdown().await;
         let Parts {
             units,
             logs,

@@ -1,8 +1,7 @@
-//! The engine: one async loop, the only place where events are put in order. It receives unit
-//! events, probe results, timers, commands from handles, file changes and signals; stamps
-//! `now`; asks the kernel; and carries out the effects it returns (start, stop, kill, probe,
-//! timers, publishing). Everything a person or a client sees goes through the log mux as typed
-//! events.
+//! The engine: brings a run up (preflight, preparation, the watch) and hands it to the
+//! dispatcher (`dispatch.rs`), the only place where events are put in order: it turns each
+//! source into one event, asks the kernel, and carries out the effects it returns. Everything a
+//! person or a client sees goes through the log mux as typed events.
 
 pub mod build;
 pub mod develop;

@@ -167,7 +167,9 @@ impl Checks {
                 crate::kernel::TaskVerdict::UpToDate { reason, after_ms }
             }
             Check::Run { hash } => {
-                if let Some(h) = hash {
+                // An older start's late answer never replaces a newer one's.
+                let newer = self.hashes.get(&service).is_some_and(|(e, _)| *e > epoch);
+                if let (Some(h), false) = (hash, newer) {
                     self.hashes.insert(service.clone(), (epoch, h));
                 }
                 crate::kernel::TaskVerdict::Run
@@ -300,6 +302,15 @@ mod tests {
                 ..
             }
         ));
+        // An older start's late answer does not replace the newer start's hash.
+        let run = |h: &str| Check::Run {
+            hash: Some(h.to_string()),
+        };
+        checks.answer(("setup".into(), 12, run("h12")));
+        checks.answer(("setup".into(), 11, run("h11")));
+        checks.exited("setup", 12, true);
+        let stamp = std::fs::read_to_string(stamp_file(&state, "setup")).unwrap();
+        assert_eq!(stamp.trim(), "h12");
     }
 
     #[tokio::test]

@@ -593,18 +593,25 @@ impl Kernel {
                 n.image = Image::Failed(reason.clone());
             }
         }
-        let waiting: Vec<String> = self
+        // The failed build's own services first: their reason is the story.
+        let mut waiting: Vec<String> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.pending == Some(Pending::Image))
             .map(|(k, _)| k.clone())
             .collect();
+        waiting.sort_by_key(|s| !services.contains(s));
         if waiting.is_empty() {
             self.on_command(now, Command::Shutdown, out);
             return;
         }
         for s in waiting {
-            let Some(n) = self.nodes.get_mut(&s) else {
+            // The first failure ends start-up: the shutdown has stopped the other waiting ones.
+            let Some(n) = self
+                .nodes
+                .get_mut(&s)
+                .filter(|n| n.pending == Some(Pending::Image))
+            else {
                 continue;
             };
             n.pending = None;

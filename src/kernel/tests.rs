@@ -749,7 +749,7 @@ fn a_start_waits_for_its_image_and_goes_ahead_once_built() {
 }
 
 #[test]
-fn a_failed_build_fails_the_starts_waiting_for_an_image_and_ends_start_up() {
+fn a_failed_build_fails_its_waiting_start_and_ends_start_up() {
     let (mut r, _) = building(BUILT, &["api", "web"]);
     r.up("db");
     let e = built(
@@ -766,14 +766,11 @@ fn a_failed_build_fails_the_starts_waiting_for_an_image_and_ends_start_up() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        failed,
-        [
-            ("api", "not started: another image build failed"),
-            ("web", "the build of `web` failed: RUN exit 1")
-        ]
-    );
+    // The failed build's own service fails, with its reason; that ends start-up, and the start
+    // still waiting for another image is stopped with everything else.
+    assert_eq!(failed, [("web", "the build of `web` failed: RUN exit 1")]);
     assert_eq!(acts(&e), ["stop db"], "start-up ends: what runs is stopped");
+    assert_eq!(r.state("api"), ServiceState::Stopped);
     assert_eq!(detail(&r, "web"), Some("build failed"));
 }
 

@@ -179,13 +179,19 @@ impl LogFiles {
             }
         }
         match op(self) {
-            Ok(()) => {
-                let p = self.paused.take()?;
-                Some(Notice::Resumed {
-                    dir: self.dir.clone(),
-                    dropped: p.dropped,
-                })
-            }
+            Ok(()) if self.paused.is_none() => None,
+            // A retry: resumed only once what it wrote has reached the disk, so a disk that is
+            // still full does not say "resumed" and "paused" again every second.
+            Ok(()) => match self.flush_open() {
+                Err(e) => self.pause(e),
+                Ok(()) => {
+                    let p = self.paused.take()?;
+                    Some(Notice::Resumed {
+                        dir: self.dir.clone(),
+                        dropped: p.dropped,
+                    })
+                }
+            },
             Err(e) => self.pause(e),
         }
     }
@@ -302,14 +308,19 @@ impl LogFiles {
 
     /// Writes what is buffered; a failure pauses the files like a failed write.
     pub fn flush(&mut self) -> Option<Notice> {
-        let mut failed = None;
+        self.flush_open().err().and_then(|e| self.pause(e))
+    }
+
+    /// Writes every open file's buffer; the last failure, if one did.
+    fn flush_open(&mut self) -> std::io::Result<()> {
+        let mut failed = Ok(());
         for o in self.open.values_mut() {
             match o.file.flush() {
                 Ok(()) => o.unflushed = 0,
-                Err(e) => failed = Some(e),
+                Err(e) => failed = Err(e),
             }
         }
-        self.pause(failed?)
+        failed
     }
 }
 

@@ -232,9 +232,11 @@ fn on_line(line: LogLine, sink: &mut Sink) {
 fn on_event(at: std::time::SystemTime, event: StackEvent, sink: &mut Sink) {
     let stateful = matches!(event, StackEvent::State { .. });
     if let Some(f) = sink.files.as_mut().filter(|_| !stateful) {
+        // Every record written (or counted as dropped); the first notice told.
         let notice = super::files::event_records(at, &event)
             .iter()
-            .find_map(|rec| f.write_record(rec));
+            .map(|rec| f.write_record(rec))
+            .fold(None, |first, n| first.or(n));
         if let Some(notice) = notice {
             tell(notice, sink);
         }

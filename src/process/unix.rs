@@ -196,7 +196,12 @@ pub(crate) fn own_output_files() -> Vec<std::path::PathBuf> {
 fn own_children() -> Option<Vec<u32>> {
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        let text = match std::fs::read_to_string(task.path().join("children")) {
+            Ok(t) => t,
+            // A thread that has just ended.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => return None,
+        };
         out.extend(
             text.split_whitespace()
                 .filter_map(|p| p.parse::<u32>().ok()),

@@ -3,10 +3,11 @@
 //! socket. Every other module asks here for those paths.
 //!
 //! The state folder is `$XDG_STATE_HOME/devstack/<project>` (`~/.local/state/…`). When that
-//! cannot be written (a read-only file system, a folder of another user, a full disk), a run
-//! keeps working from a folder of this user's in `$XDG_RUNTIME_DIR` (or the temporary folder)
+//! cannot be written (a read-only file system, a folder this user may not write in), a run keeps
+//! working from a folder of this user's alone in `$XDG_RUNTIME_DIR` (or the temporary folder)
 //! instead, and `up` says so once ([`fallback_note`]): the system may clear that folder, so log
-//! files and the crash-recovery record do not outlive a reboot there.
+//! files and the crash-recovery record do not outlive a reboot there. (A disk that fills during
+//! a run pauses the log files instead: `logs::files`.)
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -24,20 +25,37 @@ pub fn preferred_state_dir(project: &str) -> PathBuf {
 }
 
 /// The folder of this user's that takes over when the preferred one cannot be written; none
-/// when the temporary one is another user's.
+/// when it is not safely this user's alone.
 fn fallback_state_dir(project: &str) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|v| !v.is_empty())
         .map(|d| PathBuf::from(d).join("devstack"))
         .filter(|d| usable(d))
         .unwrap_or_else(|| {
-            // In a folder every user shares: made owner-only, and never one another user made.
             // SAFETY: getuid cannot fail.
             let own = std::env::temp_dir().join(format!("devstack-{}", unsafe { libc::getuid() }));
             let _ = std::fs::DirBuilder::new().mode(0o700).create(&own);
             own
         });
-    (!owned_by_another_user(&base)).then(|| base.join(project))
+    let dir = base.join(project);
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    (only_mine(&base) && only_mine(&dir)).then_some(dir)
+}
+
+/// Whether `dir` is a real folder (not a symlink) of this user that no one else may enter; a
+/// folder of ours that others may enter is made owner-only first. In a folder every user shares
+/// (`/tmp`), another user could otherwise have made it, or a link in its place.
+fn only_mine(dir: &Path) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(m) = std::fs::symlink_metadata(dir) else {
+        return false;
+    };
+    // SAFETY: getuid cannot fail.
+    if !m.is_dir() || m.uid() != unsafe { libc::getuid() } {
+        return false;
+    }
+    m.mode() & 0o077 == 0
+        || std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok()
 }
 
 /// Whether `dir` exists (made if missing) and this user may write in it. (The control server
