@@ -106,18 +106,22 @@ pub fn up_detached(
             Err(e) => return Err(e),
         }
     };
-    conn.send(Request::Wait {
+    // A copy that ends right after it answered the connection resets it: like any failed
+    // answer, its own exit code and message tell what happened. A wait answered about no service
+    // at all is no stack that is ready: the copy ended (or is ending) before it started anything.
+    let wait = Request::Wait {
         services: Vec::new(),
         timeout_ms: None,
-    })?;
-    // A wait answered about no service at all is no stack that is ready: the copy ended (or is
-    // ending) before it started anything.
-    let answer = relay(&mut conn, &renderer, env).and_then(|done| match done {
-        Some(services) if services.is_empty() => Err(Error::Engine(
-            "the background devstack answered before it knew any service".into(),
-        )),
-        done => Ok(done),
-    });
+    };
+    let answer = conn
+        .send(wait)
+        .and_then(|()| relay(&mut conn, &renderer, env))
+        .and_then(|done| match done {
+            Some(services) if services.is_empty() => Err(Error::Engine(
+                "the background devstack answered before it knew any service".into(),
+            )),
+            done => Ok(done),
+        });
     match answer {
         Ok(Some(_)) => {
             writeln!(env.err, "ready; devstack keeps running in the background (pid {}); `devstack down` stops it, `devstack logs -f` follows the log", child.id())?;
