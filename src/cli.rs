@@ -332,7 +332,7 @@ pub struct CompletionsArgs {
 /// Service names for shell completion, from the stack file found from the current folder.
 fn service_candidates() -> clap_complete::engine::ArgValueCandidates {
     clap_complete::engine::ArgValueCandidates::new(|| {
-        crate::commands::service_names_here()
+        crate::config::service_names_here()
             .into_iter()
             .map(clap_complete::CompletionCandidate::new)
             .collect()

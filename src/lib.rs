@@ -23,7 +23,7 @@ pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod event;
-pub mod graph;
+pub use config::graph;
 pub mod kernel;
 pub mod logs;
 pub mod plan;

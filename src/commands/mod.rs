@@ -22,25 +22,6 @@ mod up;
 
 pub use crate::project::state_dir;
 
-/// The service names of the stack file found from the current folder (for shell completion);
-/// none when there is no valid one.
-pub fn service_names_here() -> Vec<String> {
-    let Ok(cwd) = std::env::current_dir() else {
-        return Vec::new();
-    };
-    let opts = LoadOptions {
-        files: Vec::new(),
-        project_name: None,
-        cwd,
-        env_files: Vec::new(),
-        profiles: Vec::new(),
-        targets: Vec::new(),
-    };
-    config::load(&opts, &|k| std::env::var(k).ok())
-        .map(|l| l.stack.services.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
 use crate::cli::{Cli, Command, ConfigArgs, GraphArgs, RenderCommand};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
 use crate::error::Error;

@@ -1,8 +1,10 @@
-//! The stack file: schema, loading, interpolation, validation and display.
+//! The stack file: schema, loading, interpolation, validation, display, and its dependency
+//! graph (`graph`: start levels, stop order, cycles).
 
 pub mod diagnostic;
 pub mod dotenv;
 pub mod extends;
+pub mod graph;
 pub mod interpolate;
 pub mod k8s;
 pub mod keypath;
@@ -34,4 +36,23 @@ pub fn test_stack(yaml: &str) -> Stack {
     load(&opts, &|_| None)
         .expect("the test stack is valid")
         .stack
+}
+
+/// The service names of the stack file found from the current folder (for shell completion);
+/// none when there is no valid one.
+pub fn service_names_here() -> Vec<String> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let opts = LoadOptions {
+        files: Vec::new(),
+        project_name: None,
+        cwd,
+        env_files: Vec::new(),
+        profiles: Vec::new(),
+        targets: Vec::new(),
+    };
+    load(&opts, &|k| std::env::var(k).ok())
+        .map(|l| l.stack.services.keys().cloned().collect())
+        .unwrap_or_default()
 }
