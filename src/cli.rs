@@ -104,6 +104,11 @@ pub enum Command {
     /// does not get ready in time).
     Wait(WaitArgs),
 
+    /// Apply the stack files as they are now to the running stack: only what changed is
+    /// restarted, recreated, started or stopped. Exit 2 when the files are invalid (nothing
+    /// changes), 9 when nothing runs.
+    Apply(ApplyArgs),
+
     /// Run a command in a service: inside its container, or for a process in its working
     /// folder with its environment.
     Exec(ExecArgs),
@@ -174,6 +179,10 @@ pub struct UpArgs {
     /// Do not restart processes when their files change.
     #[arg(long)]
     pub no_watch: bool,
+
+    /// Do not apply the stack files when they change (`devstack apply` still does).
+    #[arg(long)]
+    pub no_watch_config: bool,
 
     /// Publish every port on a free host port instead of the written one (a second copy of a
     /// stack beside the first; `${port:…}` references follow).
@@ -294,6 +303,17 @@ pub struct WaitArgs {
     /// Give up after this long (exit 5), e.g. `30s`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Only print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

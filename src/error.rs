@@ -73,6 +73,11 @@ pub enum Error {
     #[error("service `{}` did not become ready: {}", .0.service, .0.reason)]
     NotReadyLive(Box<NotReadyReport>),
 
+    /// `devstack apply`: the files are valid but cannot run as written (a port taken, an image
+    /// missing); the running stack did not change.
+    #[error("not applied: {reason}")]
+    ApplyRefused { code: i32, reason: String },
+
     #[error("no devstack is running for project `{project}`")]
     NotRunning { project: String },
 
@@ -139,6 +144,7 @@ impl Error {
             Error::PortConflicts(_) => exit::PORT_CONFLICT,
             Error::NotReady(_) | Error::NotReadyLive(_) => exit::NOT_READY,
             Error::NotRunning { .. } => exit::NOT_RUNNING,
+            Error::ApplyRefused { code, .. } => *code,
             Error::ImageUnavailable { .. } => exit::IMAGE_UNAVAILABLE,
             Error::Interrupted | Error::Stopped => exit::INTERRUPTED,
             Error::AlreadyUp { .. } => exit::ALREADY_UP,
@@ -198,6 +204,10 @@ impl Error {
                 }
                 s
             }
+            Error::ApplyRefused { .. } => format!(
+                "{}  help: the running stack did not change; fix it and save again, or `devstack apply`\n",
+                head(&self.to_string())
+            ),
             Error::NotRunning { project } => format!(
                 "{}  help: `devstack up` starts it (`up --wait` in the background)\n",
                 head(&format!("no devstack is running for project `{project}`"))

@@ -178,6 +178,18 @@ pub enum StackEvent {
         /// How long the check took.
         after_ms: u64,
     },
+    /// The stack files changed and were applied (or, `dry_run`, only planned): what each
+    /// service does about it.
+    ConfigApplied {
+        changes: Vec<ConfigChange>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dry_run: bool,
+    },
+    /// The stack files changed and are invalid: nothing changed. `error` is what `validate`
+    /// prints (file:line:col and a snippet); it stands until a later edit is valid.
+    ConfigInvalid {
+        error: String,
+    },
     /// A note from devstack about a service or the stack (`service: None`).
     Note {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -232,7 +244,8 @@ impl StackEvent {
                 instruction: text, ..
             }
             | Self::Note { text, .. }
-            | Self::Warning { text, .. } => *text = r.apply(text),
+            | Self::Warning { text, .. }
+            | Self::ConfigInvalid { error: text } => *text = r.apply(text),
             Self::State {
                 state: ServiceState::Failed { reason },
                 ..
@@ -241,6 +254,7 @@ impl StackEvent {
             | Self::Ready { .. }
             | Self::Exited { .. }
             | Self::Built { .. }
+            | Self::ConfigApplied { .. }
             | Self::AllReady { .. } => {}
         }
     }
@@ -260,7 +274,7 @@ impl StackEvent {
             | Self::Skipped { service, .. }
             | Self::BuildStep { service, .. } => Some(service),
             Self::Note { service, .. } | Self::Warning { service, .. } => service.as_deref(),
-            Self::AllReady { .. } => None,
+            Self::AllReady { .. } | Self::ConfigApplied { .. } | Self::ConfigInvalid { .. } => None,
         }
     }
 
@@ -336,8 +350,89 @@ impl StackEvent {
             }
             Self::Note { text, .. } => vec![text.clone()],
             Self::Warning { text, .. } => vec![format!("warning: {text}")],
+            Self::ConfigApplied { changes, dry_run } => vec![format!(
+                "config {}: {}",
+                if *dry_run { "plan" } else { "applied" },
+                plan_summary(changes)
+            )],
+            Self::ConfigInvalid { error } => {
+                let mut out = vec!["config not applied: the stack files are invalid; the stack keeps running as it was".to_string()];
+                out.extend(error.lines().map(str::to_string));
+                out
+            }
         }
     }
+}
+
+/// What a change of the stack files does to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    Unchanged,
+    /// A process whose command, environment or working folder changed: stopped and started.
+    Restart,
+    /// A container whose effective config changed: replaced by a new one.
+    Recreate,
+    /// New in the stack.
+    Start,
+    /// Gone from the stack: stopped (a container also removed, its volumes kept).
+    Stop,
+}
+
+impl ChangeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchanged => "unchanged",
+            Self::Restart => "restart",
+            Self::Recreate => "recreate",
+            Self::Start => "start",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+/// One service in a config plan, with the fields that cause the change
+/// (`environment.LOG_LEVEL`, `ports[0]`, `image`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub service: String,
+    pub action: ChangeAction,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
+}
+
+/// The one-line summary a person reads: `api restart (environment.LOG_LEVEL), worker and 6
+/// others unchanged`.
+pub fn plan_summary(changes: &[ConfigChange]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut unchanged: Vec<&str> = Vec::new();
+    for c in changes {
+        if c.action == ChangeAction::Unchanged {
+            unchanged.push(&c.service);
+            continue;
+        }
+        let causes = if c.causes.is_empty() {
+            String::new()
+        } else if c.causes.len() > 3 {
+            format!(
+                " ({} and {} more)",
+                c.causes[..3].join(", "),
+                c.causes.len() - 3
+            )
+        } else {
+            format!(" ({})", c.causes.join(", "))
+        };
+        parts.push(format!("{} {}{causes}", c.service, c.action.as_str()));
+    }
+    match unchanged.len() {
+        0 => {}
+        1 => parts.push(format!("{} unchanged", unchanged[0])),
+        n => parts.push(format!("{} and {} others unchanged", unchanged[0], n - 1)),
+    }
+    if parts.is_empty() {
+        return "nothing to change".to_string();
+    }
+    parts.join(", ")
 }
 
 /// How an image a service needs came to be there.

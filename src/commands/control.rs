@@ -8,12 +8,13 @@ use clap::CommandFactory;
 
 use super::output::{color_for, log_width};
 use super::Env;
-use crate::cli::{Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
+use crate::cli::{ApplyArgs, Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
 use crate::config::{diagnostic::did_you_mean, Stack};
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{PsRow, Reply, Request};
 use crate::engine::ServiceStatus;
 use crate::error::{exit, Error};
+use crate::event::ChangeAction;
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::plan::HostPorts;
 use crate::project::state_dir;
@@ -29,6 +30,10 @@ pub enum Verb {
 
 /// Refuses names that are not services of the stack, with a did-you-mean.
 fn known(stack: &Stack, names: &[String]) -> Result<(), Error> {
+    if stack.services.is_empty() {
+        // Reached while the files do not load: the running devstack checks the names.
+        return Ok(());
+    }
     for n in names {
         if !stack.services.contains_key(n) {
             return Err(Error::Usage {
@@ -68,7 +73,7 @@ fn until_done(
                 message,
                 not_ready,
             }) => return Err(answer_error(code, message, not_ready)),
-            Some(Reply::Hello { .. } | Reply::Ps { .. }) => {}
+            Some(Reply::Hello { .. } | Reply::Ps { .. } | Reply::Apply { .. }) => {}
             None => {
                 return Err(Error::Engine(
                     "the running devstack closed the connection before answering".into(),
@@ -414,4 +419,59 @@ pub fn completions(args: &CompletionsArgs, env: &mut Env<'_>) -> Result<(), Erro
 pub fn man(env: &mut Env<'_>) -> Result<(), Error> {
     clap_mangen::Man::new(Cli::command()).render(env.out)?;
     Ok(())
+}
+
+/// `devstack apply [--dry-run] [--json]`: the running stack takes the stack files as they are
+/// now. Exit 2 when they are invalid, 4 when a port they need is taken, 9 when nothing runs.
+pub fn apply(stack: &Stack, args: &ApplyArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    use crate::engine::apply::ApplyAnswer;
+    let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
+    conn.send(Request::Apply {
+        dry_run: args.dry_run,
+    })?;
+    let answer = loop {
+        match conn.answer()? {
+            Some(Reply::Apply { answer }) => break answer,
+            Some(Reply::Error {
+                code,
+                message,
+                not_ready,
+            }) => return Err(answer_error(code, message, not_ready)),
+            Some(_) => {}
+            None => {
+                return Err(Error::Engine(
+                    "the running devstack closed the connection before answering".into(),
+                ))
+            }
+        }
+    };
+    if args.json {
+        let text =
+            serde_json::to_string_pretty(&answer).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+    }
+    match answer {
+        ApplyAnswer::Applied { changes, dry_run } => {
+            if !args.json {
+                let what = if dry_run { "plan" } else { "applied" };
+                writeln!(env.out, "{what}: {}", crate::event::plan_summary(&changes))?;
+                for c in changes.iter().filter(|c| c.action != ChangeAction::Unchanged) {
+                    let causes = c.causes.join(", ");
+                    writeln!(env.out, "  {:<9} {}  {causes}", c.action.as_str(), c.service)?;
+                }
+            }
+            Ok(())
+        }
+        ApplyAnswer::Invalid { error } => Err(Error::Usage {
+            message: format!("the stack files are invalid; nothing changed\n{error}"),
+            help: None,
+        }),
+        ApplyAnswer::Refused { code, reason } => Err(Error::ApplyRefused { code, reason }),
+        ApplyAnswer::Stopping => Err(Error::NotRunning {
+            project: stack.name.clone(),
+        }),
+        ApplyAnswer::Unsupported => Err(Error::Engine(
+            "this run does not follow its stack files (`devstack test` keeps the stack it started with)".into(),
+        )),
+    }
 }

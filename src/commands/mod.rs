@@ -44,12 +44,23 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Man => return control::man(env),
         _ => {}
     }
-    let loaded = load(cli, env)?;
+    let loaded = match load(cli, env) {
+        Ok(l) => l,
+        Err(e) => match running_project(cli, env) {
+            // The files do not load (an edit under way): the running stack is still reached,
+            // and says what is wrong (`ps`, `apply`).
+            Some(stack) => Loaded {
+                stack,
+                warnings: Vec::new(),
+            },
+            None => return Err(e),
+        },
+    };
     match &cli.command {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
-        Command::Up(args) => up::up(&loaded.stack, args, env),
+        Command::Up(args) => up::up(&loaded.stack, args, env, reloader(cli, env)),
         Command::Down(args) => down::down(&loaded.stack, args, env),
         Command::Build(args) => build::build(&loaded.stack, args, env),
         Command::Ps(args) => ps::ps(&loaded.stack, args, env),
@@ -62,20 +73,84 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Start(args) => control::verb(&loaded.stack, control::Verb::Start, args, env),
         Command::Wait(args) => control::wait(&loaded.stack, args, env),
         Command::Exec(args) => control::exec(&loaded.stack, args, env),
+        Command::Apply(args) => control::apply(&loaded.stack, args, env),
         Command::Mcp(args) => control::mcp(&loaded.stack, args, env),
         Command::Completions(_) | Command::Man => unreachable!("handled before loading"),
     }
 }
 
-fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
-    let opts = LoadOptions {
+/// For the verbs that talk to a running stack, when its files do not load: the project a
+/// devstack runs here (`-p`, `COMPOSE_PROJECT_NAME`, the first file's `name:`, or its folder).
+fn running_project(cli: &Cli, env: &Env<'_>) -> Option<Stack> {
+    let live = matches!(
+        cli.command,
+        Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Apply(_)
+            | Command::Restart(_)
+            | Command::Stop(_)
+            | Command::Start(_)
+            | Command::Wait(_)
+    );
+    if !live {
+        return None;
+    }
+    let file = match cli.global.files.first() {
+        Some(f) => env.cwd.join(f),
+        None => config::find_stack_file(&env.cwd)?,
+    };
+    let root = file.parent()?.to_path_buf();
+    let written = || {
+        let text = std::fs::read_to_string(&file).ok()?;
+        let line = text.lines().find(|l| l.starts_with("name:"))?;
+        let name = line["name:".len()..].trim().trim_matches(['"', '\'']);
+        Some(config::validate::normalize_project(name))
+    };
+    let name = cli
+        .global
+        .project_name
+        .clone()
+        .or_else(|| (env.vars)("COMPOSE_PROJECT_NAME"))
+        .filter(|n| !n.is_empty())
+        .or_else(written)
+        .or_else(|| {
+            let dir = root.file_name()?.to_string_lossy().into_owned();
+            Some(config::validate::normalize_project(&dir))
+        })?;
+    crate::project::lock::holder(&crate::project::state_dir(&name))?;
+    Some(Stack::named(name, root))
+}
+
+fn load_options(cli: &Cli, env: &Env<'_>) -> LoadOptions {
+    LoadOptions {
         files: cli.global.files.clone(),
         project_name: cli.global.project_name.clone(),
         cwd: env.cwd.clone(),
         env_files: cli.global.env_files.clone(),
         profiles: cli.global.profiles.clone(),
         targets: targets(&cli.command),
-    };
+    }
+}
+
+/// Loads the stack files again as this command did (the environment as it is now, the same
+/// options and named services), for a run that follows its stack files.
+fn reloader(cli: &Cli, env: &Env<'_>) -> crate::engine::apply::Reload {
+    let opts = load_options(cli, env);
+    let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    Box::new(move || {
+        let loaded = config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
+        let selected =
+            selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;
+        Ok(crate::engine::apply::Reloaded {
+            stack: loaded.stack,
+            selected,
+            warnings: loaded.warnings,
+        })
+    })
+}
+
+fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {
+    let opts = load_options(cli, env);
     let loaded = config::load(&opts, env.vars)?;
     for w in &loaded.warnings {
         writeln!(env.err, "warning: {w}")?;

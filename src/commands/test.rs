@@ -87,6 +87,8 @@ pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Re
         then: Some(suite(args.command.clone(), stack.test.environment.clone())),
         inbox: session.take_inbox(),
         build: Default::default(),
+        reload: None,
+        watch_config: false,
     };
     let outcome = session.run(&throwaway, req);
     // A stack of native processes only leaves nothing in an engine to tear down.

@@ -23,7 +23,12 @@ fn already_up(project: &str, pid: u32) -> Error {
     }
 }
 
-pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub fn up(
+    stack: &Stack,
+    args: &UpArgs,
+    env: &mut Env<'_>,
+    reload: crate::engine::apply::Reload,
+) -> Result<(), Error> {
     let selected = selected_services(stack, &args.services)?;
     let dir = state_dir(&stack.name);
     // Tasks run to completion before `--wait` returns: only long-running processes need a
@@ -80,6 +85,8 @@ pub fn up(stack: &Stack, args: &UpArgs, env: &mut Env<'_>) -> Result<(), Error> 
             force: args.build,
             ..Default::default()
         },
+        reload: Some(reload),
+        watch_config: !args.no_watch_config,
     };
     let result = session.run(stack, req);
     session.finish();

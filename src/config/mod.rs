@@ -24,6 +24,26 @@ pub use load::{
 };
 pub use model::*;
 
+/// A stack from YAML text in one folder per test thread: the same text gives the same stack
+/// (working folders included), for tests that compare two versions of a stack file.
+#[cfg(test)]
+pub fn test_stack_here(yaml: &str) -> Stack {
+    thread_local! {
+        static DIR: tempfile::TempDir = tempfile::tempdir().expect("a temp folder");
+    }
+    DIR.with(|dir| {
+        std::fs::write(dir.path().join(DEFAULT_FILE), yaml).expect("writing the stack file");
+        let opts = LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            project_name: Some("stack".into()),
+            ..Default::default()
+        };
+        load(&opts, &|_| None)
+            .expect("the test stack is valid")
+            .stack
+    })
+}
+
 /// A stack from YAML text, for unit tests of the modules that work on stacks.
 #[cfg(test)]
 pub fn test_stack(yaml: &str) -> Stack {

@@ -37,6 +37,24 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack known only by its project name (a running stack reached while its files do
+    /// not load).
+    pub fn named(name: String, root: PathBuf) -> Stack {
+        Stack {
+            name,
+            root,
+            files: Vec::new(),
+            services: IndexMap::new(),
+            test: TestSettings::default(),
+            secret_values: Vec::new(),
+            k8s: Default::default(),
+            volumes: IndexMap::new(),
+            networks: IndexMap::new(),
+            secrets: IndexMap::new(),
+            profiles: Vec::new(),
+        }
+    }
+
     /// The stack without its tasks (`task:`) and without dependencies on them.
     pub fn without_tasks(&self) -> Stack {
         let mut s = self.clone();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::client;
 use super::protocol::{Reply, Request};
 use crate::config::Stack;
+use crate::engine::apply::ApplyAnswer;
 use crate::error::Error;
 use crate::logs::files::{select, Filter};
 use crate::redact::Redactor;
@@ -96,7 +97,7 @@ impl<'a> Mcp<'a> {
                         "devstack runs the development stack of project `{}`: {}. Use `ps` to see each service's state, `logs` to read output, and{} `wait` to wait for readiness.",
                         self.stack.name,
                         self.stack.services.keys().cloned().collect::<Vec<_>>().join(", "),
-                        if self.read_only { "" } else { " `restart`, `stop`, `start` to act on a service, and" },
+                        if self.read_only { "" } else { " `restart`, `stop`, `start` to act on a service, `apply` to apply an edit of the stack files, and" },
                     ),
                 })
             }
@@ -192,6 +193,14 @@ impl<'a> Mcp<'a> {
                     "annotations": { "readOnlyHint": false, "destructiveHint": name != "start", "idempotentHint": name != "restart", "openWorldHint": false },
                 }));
             }
+            tools.push(json!({
+                "name": "apply",
+                "description": "Apply the stack files as they are now to the running stack: only what changed restarts, is recreated, starts or stops. Returns the plan (per service: unchanged, restart, recreate, start or stop, with the changed fields), or the located errors when the files are invalid (then nothing changes). With `dry_run`, only plans.",
+                "inputSchema": { "type": "object", "properties": {
+                    "dry_run": { "type": "boolean", "description": "only return the plan; change nothing" },
+                } },
+                "annotations": { "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false },
+            }));
         }
         tools
     }
@@ -224,6 +233,31 @@ impl<'a> Mcp<'a> {
                     services,
                     timeout_ms: Some(timeout.as_millis() as u64),
                 })
+            }
+            "apply" => {
+                let dry_run = args
+                    .get("dry_run")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                match self.request(Request::Apply { dry_run })? {
+                    Reply::Apply { answer } => match answer {
+                        ApplyAnswer::Applied { .. } => {
+                            Ok(serde_json::to_value(answer).unwrap_or_default())
+                        }
+                        ApplyAnswer::Invalid { error } => Err(ToolError(format!(
+                            "the stack files are invalid; nothing changed:\n{error}"
+                        ))),
+                        ApplyAnswer::Refused { reason, .. } => {
+                            Err(ToolError(format!("not applied: {reason}")))
+                        }
+                        ApplyAnswer::Stopping => Err(ToolError("the stack is stopping".into())),
+                        ApplyAnswer::Unsupported => {
+                            Err(ToolError("this run does not follow its stack files".into()))
+                        }
+                    },
+                    Reply::Error { message, .. } => Err(ToolError(message)),
+                    other => Err(unexpected(&other)),
+                }
             }
             "restart" | "stop" | "start" => {
                 let service =
@@ -372,7 +406,7 @@ mod tests {
         let dir = std::env::temp_dir();
         assert_eq!(
             names(&Mcp::new(&stack, dir.clone(), false)),
-            ["ps", "logs", "wait", "config", "restart", "stop", "start"]
+            ["ps", "logs", "wait", "config", "restart", "stop", "start", "apply"]
         );
         let ro = Mcp::new(&stack, dir, true);
         assert_eq!(names(&ro), ["ps", "logs", "wait", "config"]);

@@ -50,6 +50,12 @@ pub enum Request {
     Logs { services: Vec<String> },
     /// Stop everything, dependents first, and end the run; answers once it has ended.
     Shutdown,
+    /// Apply the stack files as they are now (`dry_run`: only plan); answers with the plan, or
+    /// why nothing changed.
+    Apply {
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 /// A request as sent: the protocol version beside it.
@@ -70,6 +76,9 @@ pub struct PsRow {
     pub cpu_percent: Option<f64>,
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// While the stack files are invalid: what `validate` says (the stack runs as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
 }
 
 /// A line from the server.
@@ -90,6 +99,10 @@ pub enum Reply {
     },
     Ps {
         services: Vec<PsRow>,
+    },
+    /// What an `apply` did.
+    Apply {
+        answer: crate::engine::apply::ApplyAnswer,
     },
     /// The request is done; the services' states at that moment.
     Done {

@@ -241,7 +241,7 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
         | Request::Stop { services, .. }
         | Request::Wait { services, .. }
         | Request::Logs { services } => Some(check(services)),
-        Request::Ps | Request::Shutdown => None,
+        Request::Ps | Request::Shutdown | Request::Apply { .. } => None,
     };
     let services = match named {
         Some(Ok(s)) => s,
@@ -253,6 +253,15 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             let rows = ps_rows(&ctx).await;
             conn.send(&Reply::Ps { services: rows }).await;
         }
+        Request::Apply { dry_run } => match handle.apply(dry_run).await {
+            Some(answer) => {
+                conn.send(&Reply::Apply { answer }).await;
+            }
+            None => {
+                let message = format!("the devstack of project `{}` stopped", ctx.project);
+                conn.error(exit::NOT_RUNNING, message).await;
+            }
+        },
         Request::Shutdown => {
             handle.shutdown();
             // Relay everything until the engine has ended.
@@ -640,6 +649,7 @@ async fn from_files(dir: PathBuf, name: String) -> Vec<String> {
 /// Every service with its CPU % and resident memory.
 async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
     let snapshot = ctx.handle.snapshot();
+    let config_error = ctx.handle.config_error();
     let usage = usage_of(Some(&ctx.rt), &snapshot).await;
     snapshot
         .into_iter()
@@ -649,6 +659,7 @@ async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
                 status,
                 cpu_percent,
                 rss_bytes,
+                config_error: config_error.clone(),
             }
         })
         .collect()

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
+use super::apply::{self, ApplyRequest, Reload};
 use super::develop::{self, Develop};
 use super::handle::{self, ServiceStatus};
 use super::prepare::{BuildDone, Builds};
@@ -26,13 +27,17 @@ use crate::plan::HostPorts;
 use crate::redact::Redactor;
 use crate::runtime::ContainerRuntime;
 use crate::unit::{UnitCommand, UnitEvent};
-use crate::watch::FilesChanged;
+use crate::watch::{FilesChanged, WatchSpec};
 
 use super::host::ProcessHost;
+
+mod live;
 
 /// One thing that happened, from whichever source.
 pub(super) enum Event {
     Unit(UnitEvent),
+    /// Apply the stack files as they are now (`devstack apply`).
+    Apply(ApplyRequest),
     /// From the engine's own jobs: probes, timers, syncs.
     Input(Input),
     Checked(task::Answer),
@@ -56,6 +61,7 @@ pub(super) struct Sources<'i> {
     pub checked: mpsc::UnboundedReceiver<task::Answer>,
     pub rebuilt: mpsc::UnboundedReceiver<develop::Rebuilt>,
     pub commands: Option<mpsc::UnboundedReceiver<Command>>,
+    pub applies: Option<mpsc::UnboundedReceiver<ApplyRequest>>,
     pub changes: Option<mpsc::Receiver<FilesChanged>>,
     pub interrupts: &'i mut mpsc::UnboundedReceiver<()>,
     pub reaper: Option<Reaper>,
@@ -73,8 +79,17 @@ pub(super) struct Reaper {
 type Instance = (Option<u32>, Option<String>, u64);
 
 /// Everything one run needs, set up by [`super::up_with`].
-pub(super) struct Parts<'a, R, H> {
-    pub stack: &'a Stack,
+pub(super) struct Parts<R, H> {
+    /// The stack as last applied (a removed service stays until it is gone).
+    pub stack: Stack,
+    pub selected: Vec<String>,
+    pub reload: Option<Reload>,
+    /// What is watched now, to know when a new config changes it.
+    pub watching: Vec<WatchSpec>,
+    pub watch_services: bool,
+    pub watch_config: bool,
+    /// Why the stack files are not applied, for the handles.
+    pub config_error: Option<tokio::sync::watch::Sender<Option<String>>>,
     pub rt: R,
     pub host: H,
     pub logs: LogHandle,
@@ -94,8 +109,14 @@ pub(super) struct Parts<'a, R, H> {
     pub own_files: Option<PathBuf>,
 }
 
-pub(super) struct Engine<'a, R, H> {
-    p: Parts<'a, R, H>,
+pub(super) struct Engine<R, H> {
+    p: Parts<R, H>,
+    /// A new watcher (after a config changed what is watched), for the loop to take.
+    rewatch: Option<super::Watching>,
+    /// Why the stack files as they are now are not applied.
+    config_error: Option<String>,
+    /// The loader's warnings at the last apply (each said once).
+    config_warnings: Vec<String>,
     probes: HashMap<String, AbortHandle>,
     jobs: JoinSet<()>,
     instances: HashMap<String, Instance>,
@@ -106,10 +127,13 @@ pub(super) struct Engine<'a, R, H> {
     finished: Option<Outcome>,
 }
 
-impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
-    pub fn new(parts: Parts<'a, R, H>) -> Self {
+impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
+    pub fn new(parts: Parts<R, H>) -> Self {
         Self {
             p: parts,
+            rewatch: None,
+            config_error: None,
+            config_warnings: Vec::new(),
             probes: HashMap::new(),
             jobs: JoinSet::new(),
             instances: HashMap::new(),
@@ -132,6 +156,10 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
             if let Some(input) = self.on_event(event).await {
                 let effects = self.p.kernel.handle(now(), input);
                 self.turn(effects).await;
+            }
+            if let Some((watcher, changes)) = self.rewatch.take() {
+                src._watcher = watcher;
+                src.changes = changes;
             }
         };
         drop(src);
@@ -157,6 +185,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
             Some(r) = src.rebuilt.recv() => Event::Rebuilt(r),
             Some(done) = self.p.builds.done.recv(), if building => Event::Built(done),
             Some(c) = recv_command(&mut src.commands) => Event::Command(c),
+            Some(a) = recv_command(&mut src.applies) => Event::Apply(a),
             Some(c) = recv_change(&mut src.changes) => Event::Files(c),
             code = suite_end(&mut self.suite) => Event::SuiteEnded(code),
             Some(()) = src.interrupts.recv() => Event::Interrupt,
@@ -175,6 +204,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
             Event::Rebuilt(r) => self.on_rebuilt(r).await,
             Event::Built(done) => Some(self.on_built(done)),
             Event::Command(c) => Some(Input::Command(c)),
+            Event::Apply(req) => self.on_apply(req).await,
             Event::Files(c) => self.on_files(c).await,
             Event::SuiteEnded(code) => {
                 self.suite = None;
@@ -257,6 +287,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
                     let svc = &self.p.stack.services[s.as_str()];
                     let name = &self.p.stack.name;
                     if let Some(spec) = crate::plan::container_spec(name, svc, &self.p.ports, &id) {
+                        self.p.kernel.identify(s, config_hash(&spec));
                         self.p.units.specs.insert(s.clone(), spec);
                     }
                 }
@@ -293,13 +324,11 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
         };
         let svc = &self.p.stack.services[service.as_str()];
         let spec = crate::plan::container_spec(&self.p.stack.name, svc, &self.p.ports, &id)?;
-        let hash = |s: &crate::runtime::ContainerSpec| {
-            s.labels.get(crate::runtime::labels::CONFIG_HASH).cloned()
-        };
-        if self.p.units.specs.get(&service).map(hash) == Some(hash(&spec)) {
+        if self.p.units.specs.get(&service).map(config_hash) == Some(config_hash(&spec)) {
             return None;
         }
         let image = spec.image.clone();
+        self.p.kernel.identify(&service, config_hash(&spec));
         self.p.units.specs.insert(service.clone(), spec);
         Some(Input::ImageRebuilt { service, image })
     }
@@ -307,7 +336,14 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
     /// Changed files of one service: devstack's own files left out; a container with
     /// `develop.watch` rules follows them.
     async fn on_files(&mut self, c: FilesChanged) -> Option<Input> {
-        let stack = self.p.stack;
+        if c.service == apply::CONFIG_WATCH {
+            let req = ApplyRequest {
+                dry_run: false,
+                reply: None,
+            };
+            return self.on_apply(req).await;
+        }
+        let stack = &self.p.stack;
         let own = self.p.own_files.as_ref();
         // devstack's own files (state, logs) may sit inside a watched tree.
         let paths: Vec<String> = c
@@ -381,6 +417,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
                 let svc = &self.p.stack.services[&service];
                 self.p.tasks.ask(svc, epoch, &mut self.jobs);
             }
+            Effect::Remove { service } => self.remove(&service).await,
             Effect::Publish(event) => self.publish(event).await,
             Effect::Finish(o) => self.finished = Some(o),
         }
@@ -416,7 +453,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
         if !self.p.from_tasks.contains(service) {
             return None;
         }
-        let stack = self.p.stack;
+        let stack = &self.p.stack;
         let m = self
             .p
             .host
@@ -470,7 +507,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
                 tail,
                 ..
             } => {
-                *probe = super::describe_probe(self.p.stack, service, &self.p.ports);
+                *probe = super::describe_probe(&self.p.stack, service, &self.p.ports);
                 *tail = logs.tail(service).await;
             }
             StackEvent::Backoff {
@@ -581,7 +618,7 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
             Outcome::NotReady { service, reason } => {
                 let tail = logs.tail(&service).await;
                 Err(UpError::NotReady(Box::new(NotReadyReport {
-                    probe: redact.apply(&super::describe_probe(stack, &service, &ports)),
+                    probe: redact.apply(&super::describe_probe(&stack, &service, &ports)),
                     reason: redact.apply(&reason),
                     tail,
                     service,
@@ -592,7 +629,13 @@ impl<'a, R: ContainerRuntime, H: ProcessHost> Engine<'a, R, H> {
     }
 }
 
-async fn recv_command(rx: &mut Option<mpsc::UnboundedReceiver<Command>>) -> Option<Command> {
+fn config_hash(spec: &crate::runtime::ContainerSpec) -> Option<String> {
+    spec.labels
+        .get(crate::runtime::labels::CONFIG_HASH)
+        .cloned()
+}
+
+async fn recv_command<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx.as_mut() {
         Some(r) => r.recv().await,
         None => std::future::pending().await,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::apply::{ApplyAnswer, ApplyRequest};
 use crate::event::ServiceState;
 use crate::kernel::Command;
 use crate::logs::mux::Published;
@@ -62,29 +63,40 @@ impl std::fmt::Display for PortView {
 #[derive(Clone)]
 pub struct StackHandle {
     commands: mpsc::UnboundedSender<Command>,
+    applies: mpsc::UnboundedSender<ApplyRequest>,
     snapshot: watch::Receiver<Vec<ServiceStatus>>,
+    config_error: watch::Receiver<Option<String>>,
     events: broadcast::Sender<Published>,
 }
 
 /// The engine's end of a [`StackHandle`].
 pub struct Inbox {
     pub commands: mpsc::UnboundedReceiver<Command>,
+    pub applies: mpsc::UnboundedReceiver<ApplyRequest>,
     pub snapshot: watch::Sender<Vec<ServiceStatus>>,
+    /// Why the stack files as they are now are not applied (invalid), if they are not.
+    pub config_error: watch::Sender<Option<String>>,
 }
 
 /// A handle and the inbox the engine reads it from. `events` is the log mux's fan-out.
 pub fn channel(events: broadcast::Sender<Published>) -> (StackHandle, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (apply_tx, apply_rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Vec::new());
+    let (err_tx, err_rx) = watch::channel(None);
     (
         StackHandle {
             commands: tx,
+            applies: apply_tx,
             snapshot: snap_rx,
+            config_error: err_rx,
             events,
         },
         Inbox {
             commands: rx,
+            applies: apply_rx,
             snapshot: snap_tx,
+            config_error: err_tx,
         },
     )
 }
@@ -112,6 +124,23 @@ impl StackHandle {
     /// Stops everything, dependents first, and ends the run.
     pub fn shutdown(&self) -> bool {
         self.send(Command::Shutdown)
+    }
+
+    /// Applies the stack files as they are now (`dry_run`: only plans); the answer says what
+    /// changed, or why nothing did. `None` once the engine has ended.
+    pub async fn apply(&self, dry_run: bool) -> Option<ApplyAnswer> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let req = ApplyRequest {
+            dry_run,
+            reply: Some(reply),
+        };
+        self.applies.send(req).ok()?;
+        answer.await.ok()
+    }
+
+    /// Why the stack files as they are now are not applied, while they are invalid.
+    pub fn config_error(&self) -> Option<String> {
+        self.config_error.borrow().clone()
     }
 
     /// Every service's state now.

@@ -3,6 +3,7 @@
 //! source into one event, asks the kernel, and carries out the effects it returns. Everything a
 //! person or a client sees goes through the log mux as typed events.
 
+pub mod apply;
 pub mod build;
 pub mod develop;
 mod dispatch;
@@ -44,6 +45,9 @@ const CRASH_TAIL: usize = 5;
 /// How often zombies of orphaned descendants are looked for besides SIGCHLD (a backstop: each
 /// exit of a child is reaped as its signal arrives).
 const REAP_EVERY: Duration = Duration::from_secs(2);
+/// How long the stack's own files must be quiet before a change is applied: an editor's
+/// truncate-then-write, or a `git checkout` of several files, is one change.
+const CONFIG_DEBOUNCE: Duration = Duration::from_millis(150);
 
 pub struct UpRequest<'a> {
     pub stack: &'a Stack,
@@ -62,6 +66,11 @@ pub struct UpRequest<'a> {
     pub inbox: Option<Inbox>,
     /// How image builds are asked for (`up --build`).
     pub build: BuildFlags,
+    /// Loads the stack files again, for `devstack apply` and the watch of the stack's own
+    /// files; `None`: this run keeps the stack it started with.
+    pub reload: Option<apply::Reload>,
+    /// Apply the stack files whenever they change (`up --no-watch-config` turns it off).
+    pub watch_config: bool,
 }
 
 #[derive(Debug)]
@@ -253,11 +262,9 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     if has_processes {
         host.become_subreaper();
     }
-    let (watcher, changes) = if req.watch {
-        watch(host, stack, &req.selected, &logs).await?
-    } else {
-        (None, None)
-    };
+    let watch_config = req.watch_config && req.reload.is_some();
+    let watching = watch_specs(stack, &req.selected, req.watch, watch_config);
+    let (watcher, changes) = watch(host, watching.clone(), &logs).await?;
     let redact = Redactor::new(stack.secret_values.iter().cloned());
     let (unit_tx, units_rx) = mpsc::unbounded_channel::<UnitEvent>();
     let (inputs, inputs_rx) = mpsc::unbounded_channel::<Input>();
@@ -265,11 +272,24 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let (tasks, checked) = task::Checks::new(state_dir.clone());
     let (develop, rebuilt) = develop::Develop::new();
     let builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
-    let mut kernel = Kernel::new(stack, &req.selected, req.wait);
+    let mut kernel = Kernel::with_specs(
+        kernel_specs(stack, &req.selected, &prepared.ports, &prepared.specs),
+        req.wait,
+    );
     kernel.building(&builds.waiting.iter().cloned().collect::<Vec<_>>());
-    let (commands, snapshot) = match req.inbox.take() {
-        Some(Inbox { commands, snapshot }) => (Some(commands), Some(snapshot)),
-        None => (None, None),
+    let (commands, applies, snapshot, config_error) = match req.inbox.take() {
+        Some(Inbox {
+            commands,
+            applies,
+            snapshot,
+            config_error,
+        }) => (
+            Some(commands),
+            Some(applies),
+            Some(snapshot),
+            Some(config_error),
+        ),
+        None => (None, None, None, None),
     };
     let units = Units {
         rt: rt.clone(),
@@ -285,7 +305,13 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         live: HashMap::new(),
     };
     let parts = dispatch::Parts {
-        stack,
+        stack: stack.clone(),
+        selected: req.selected.clone(),
+        reload: req.reload.take(),
+        watching,
+        watch_services: req.watch,
+        watch_config,
+        config_error,
         rt: rt.clone(),
         host: host.clone(),
         logs,
@@ -309,6 +335,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         checked,
         rebuilt,
         commands,
+        applies,
         changes,
         interrupts,
         reaper: has_processes.then(reaper),
@@ -368,22 +395,16 @@ async fn preflight<H: ProcessHost>(
     Ok(from_tasks)
 }
 
-/// The watch of every selected process with `watch`, and of every container with
-/// `develop.watch` rules; devstack's own output file left out of it.
-async fn watch<H: ProcessHost>(
-    host: &H,
+/// What to watch: every selected process with `watch`, every container with `develop.watch`
+/// rules (with `services`), and the stack's own files (with `config`).
+fn watch_specs(
     stack: &Stack,
     selected: &[String],
-    logs: &LogHandle,
-) -> Result<
-    (
-        Option<crate::watch::Watcher>,
-        Option<mpsc::Receiver<crate::watch::FilesChanged>>,
-    ),
-    UpError,
-> {
+    services: bool,
+    config: bool,
+) -> Vec<crate::watch::WatchSpec> {
     let mut specs: Vec<crate::watch::WatchSpec> = Vec::new();
-    for name in selected {
+    for name in selected.iter().filter(|_| services) {
         let svc = &stack.services[name.as_str()];
         if !svc.is_container() {
             if let Some(w) = &svc.watch {
@@ -399,7 +420,7 @@ async fn watch<H: ProcessHost>(
         if svc.options.develop.is_empty() {
             continue;
         }
-        // Containers with `develop.watch`: their rules decide what a change does.
+        // One watch per service: its rules' paths (a change is matched to its rule later).
         let mut paths: Vec<std::path::PathBuf> = Vec::new();
         for r in &svc.options.develop {
             if !paths.contains(&r.path) {
@@ -413,6 +434,30 @@ async fn watch<H: ProcessHost>(
             debounce: crate::config::validate::DEFAULT_DEBOUNCE,
         });
     }
+    let inputs = apply::inputs(stack);
+    if config && !inputs.is_empty() {
+        specs.push(crate::watch::WatchSpec {
+            service: apply::CONFIG_WATCH.to_string(),
+            paths: inputs,
+            ignore: Vec::new(),
+            debounce: CONFIG_DEBOUNCE,
+        });
+    }
+    specs
+}
+
+/// A watcher and the changes it reports, when there is anything to watch.
+type Watching = (
+    Option<crate::watch::Watcher>,
+    Option<mpsc::Receiver<crate::watch::FilesChanged>>,
+);
+
+/// Starts watching `specs`, devstack's own output file left out of them.
+async fn watch<H: ProcessHost>(
+    host: &H,
+    mut specs: Vec<crate::watch::WatchSpec>,
+    logs: &LogHandle,
+) -> Result<Watching, UpError> {
     ignore_own_output(&host.own_output(), &mut specs, logs).await;
     if specs.is_empty() {
         return Ok((None, None));
@@ -421,6 +466,27 @@ async fn watch<H: ProcessHost>(
         .watch(specs)
         .map_err(|e| UpError::Runtime(RuntimeError::Engine(format!("cannot watch files: {e}"))))?;
     Ok((w, Some(rx)))
+}
+
+/// Every selected service as the kernel is to run it, a container with its config hash (known
+/// once its image is: a built one's comes with its build).
+fn kernel_specs(
+    stack: &Stack,
+    selected: &[String],
+    ports: &HostPorts,
+    specs: &indexmap::IndexMap<String, crate::runtime::ContainerSpec>,
+) -> indexmap::IndexMap<String, crate::kernel::Spec> {
+    selected
+        .iter()
+        .map(|name| {
+            let identity = specs
+                .get(name)
+                .and_then(|s| s.labels.get(crate::runtime::labels::CONFIG_HASH).cloned());
+            let svc = &stack.services[name.as_str()];
+            let spec = crate::kernel::Spec::of(svc, selected, ports, identity);
+            (name.clone(), spec)
+        })
+        .collect()
 }
 
 fn describe_probe(stack: &Stack, service: &str, ports: &HostPorts) -> String {

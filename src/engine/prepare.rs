@@ -147,7 +147,7 @@ async fn port_preflight<R: ContainerRuntime>(
 }
 
 /// Every image of the selected services that is not built: present, or pulled.
-async fn ensure_pulled<R: ContainerRuntime>(
+pub(super) async fn ensure_pulled<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],
@@ -296,7 +296,7 @@ fn start_builds<R: ContainerRuntime>(
 }
 
 /// The project's network and the named volumes of the selected containers.
-async fn create_network_and_volumes<R: ContainerRuntime>(
+pub(super) async fn create_network_and_volumes<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::apply::ApplyAnswer;
 use super::*;
 use crate::config::test_stack;
+use crate::event::ChangeAction;
 use crate::logs::{Format, LogHandle};
 use crate::runtime::{
     ContainerInfo, ContainerSpec, ContainerStatus, OutputChunk, OutputStream, Published,
@@ -274,7 +276,53 @@ fn start(yaml: &str, fake: Fake) -> Harness {
 
 /// With native services run by `host`, and their file changes sent by it when `watch`.
 fn start_with(yaml: &str, fake: Fake, host: processes::FakeHost, watch: bool) -> Harness {
-    let stack = test_stack(yaml);
+    start_full(yaml, fake, host, watch, None)
+}
+
+/// The stack files as a test edits them: `apply` loads whatever they hold now.
+type Files = std::sync::Arc<std::sync::Mutex<String>>;
+
+fn start_live(yaml: &str, fake: Fake) -> (Harness, Files) {
+    let files: Files = std::sync::Arc::new(std::sync::Mutex::new(yaml.to_string()));
+    let now = files.clone();
+    let reload: super::apply::Reload = Box::new(move || {
+        let text = now.lock().unwrap().clone();
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("stack.yaml"), text).map_err(|e| e.to_string())?;
+        let opts = crate::config::LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            project_name: Some("stack".into()),
+            ..Default::default()
+        };
+        let loaded = crate::config::load(&opts, &|_| None).map_err(|e| e.render(false))?;
+        let selected = loaded.stack.services.keys().cloned().collect();
+        Ok(super::apply::Reloaded {
+            stack: loaded.stack,
+            selected,
+            warnings: Vec::new(),
+        })
+    });
+    let h = start_full(
+        yaml,
+        fake,
+        processes::FakeHost::default(),
+        false,
+        Some(reload),
+    );
+    (h, files)
+}
+
+fn start_full(
+    yaml: &str,
+    fake: Fake,
+    host: processes::FakeHost,
+    watch: bool,
+    reload: Option<super::apply::Reload>,
+) -> Harness {
+    let mut stack = test_stack(yaml);
+    if reload.is_some() {
+        stack.name = "stack".into();
+    }
     let (logs, _writer) = logs();
     let (handle, inbox) = channel(logs.fanout());
     let events = logs.subscribe();
@@ -294,6 +342,8 @@ fn start_with(yaml: &str, fake: Fake, host: processes::FakeHost, watch: bool) ->
             then: None,
             inbox: Some(inbox),
             build: Default::default(),
+            reload,
+            watch_config: false,
         };
         up_with(&rt, &processes, req, logs, &mut sig_rx).await
     });
@@ -649,4 +699,127 @@ async fn a_build_is_skipped_while_its_hash_matches_and_shared_builds_run_once() 
     let changed = ensure_builds(&fake, &stack, BuildFlags::default()).await;
     assert_eq!(changed, ["built"]);
     assert_eq!(fake.calls().len(), 3);
+}
+
+// ---- The stack file is live ----
+
+#[tokio::test(start_paused = true)]
+async fn apply_recreates_only_the_changed_container_removes_the_gone_one_and_starts_the_new() {
+    let fake = Fake::default();
+    greeting(&fake, "db", "db ready");
+    let yaml = "
+services:
+  db: { image: pg, ready: { log: 'db ready' } }
+  api: { image: api, depends_on: [db], environment: { LOG: info } }
+  cache: { image: redis }
+";
+    let (mut h, files) = start_live(yaml, fake.clone());
+    h.until("api", "ready").await;
+    h.until("cache", "ready").await;
+    let before = fake.calls().len();
+
+    // A no-op: the same file. Nothing is touched.
+    let answer = h.handle.apply(false).await.expect("an answer");
+    let ApplyAnswer::Applied { changes, .. } = answer else {
+        panic!("{answer:?}")
+    };
+    assert!(changes.iter().all(|c| c.action == ChangeAction::Unchanged));
+    assert_eq!(fake.calls().len(), before, "{:?}", fake.calls());
+
+    // api's environment changes, cache goes, worker comes.
+    *files.lock().unwrap() = "
+services:
+  db: { image: pg, ready: { log: 'db ready' } }
+  api: { image: api, depends_on: [db], environment: { LOG: debug } }
+  worker: { image: worker, depends_on: [db] }
+"
+    .to_string();
+    let dry = h.handle.apply(true).await.expect("an answer");
+    assert!(matches!(dry, ApplyAnswer::Applied { dry_run: true, .. }));
+    assert_eq!(fake.calls().len(), before, "a dry run changes nothing");
+    let answer = h.handle.apply(false).await.expect("an answer");
+    let ApplyAnswer::Applied { changes, .. } = answer else {
+        panic!("{answer:?}")
+    };
+    let plan: Vec<(&str, ChangeAction)> = changes
+        .iter()
+        .map(|c| (c.service.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            ("cache", ChangeAction::Stop),
+            ("db", ChangeAction::Unchanged),
+            ("api", ChangeAction::Recreate),
+            ("worker", ChangeAction::Start),
+        ]
+    );
+    h.until("worker", "ready").await;
+    h.until_with("api", "ready", 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while h.handle.snapshot().iter().any(|s| s.service == "cache") {
+        assert!(tokio::time::Instant::now() < deadline, "cache never left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after: Vec<String> = fake.calls()[before..].to_vec();
+    for call in [
+        "stop api",
+        "create api",
+        "start api",
+        "stop cache",
+        "create worker",
+    ] {
+        assert!(after.iter().any(|c| c == call), "no `{call}` in {after:?}");
+    }
+    assert!(
+        !after.iter().any(|c| c.ends_with(" db")),
+        "db untouched: {after:?}"
+    );
+    assert!(
+        !fake
+            .0
+            .lock()
+            .unwrap()
+            .containers
+            .keys()
+            .any(|k| k.starts_with("cache")),
+        "the removed service's container is removed"
+    );
+
+    // An invalid file: refused, nothing changes, the error is kept for `ps` until fixed.
+    let calls = fake.calls().len();
+    *files.lock().unwrap() = "services:\n  api: { image: api, depends_on: [nope] }\n".to_string();
+    let answer = h.handle.apply(false).await.expect("an answer");
+    assert!(
+        matches!(&answer, ApplyAnswer::Invalid { error } if error.contains("nope")),
+        "{answer:?}"
+    );
+    assert!(h.handle.config_error().is_some_and(|e| e.contains("nope")));
+    assert_eq!(fake.calls().len(), calls);
+    *files.lock().unwrap() = yaml.to_string();
+    let answer = h.handle.apply(true).await.expect("an answer");
+    assert!(matches!(answer, ApplyAnswer::Applied { .. }), "{answer:?}");
+    assert_eq!(
+        h.handle.config_error(),
+        None,
+        "a valid file clears the error"
+    );
+
+    h.signals.send(()).unwrap();
+    let (outcome, events) = h.outcome().await;
+    assert!(
+        matches!(outcome, Err(UpError::Interrupted) | Ok(UpOutcome::Stopped)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, StackEvent::ConfigApplied { .. }))
+            .count(),
+        2,
+        "one event per apply that was carried out (not the dry runs)"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StackEvent::ConfigInvalid { error } if error.contains("nope"))));
 }

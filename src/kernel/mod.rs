@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 
 use crate::config::{Condition, RestartPolicy, Stack};
-use crate::event::{ServiceState, StackEvent};
+use crate::event::{ChangeAction, ConfigChange, ServiceState, StackEvent};
+
+pub mod plan;
+pub use plan::Spec;
 
 /// First pause before restarting a crashed service; doubles up to [`BACKOFF_CAP`].
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -30,8 +33,6 @@ pub const RELOAD_LOOP_WINDOW: Duration = Duration::from_secs(30);
 /// beyond the watch's own debounce: a file written at every start (`devstack up > up.log` in a
 /// watched folder) changes at once, while a person, or an editor's autosave, edits later.
 pub const RELOAD_LOOP_LAG: Duration = Duration::from_millis(500);
-/// Start-up gives a crashing service without `ready:` this long before it fails the wait.
-const DEFAULT_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The next pause after `failures` crashes in a row. Pure.
 pub fn backoff(failures: u32) -> Duration {
@@ -131,6 +132,8 @@ pub enum Input {
     },
     /// A service's image was built again (`develop.watch` rebuild) and differs: its container
     /// must be recreated from it.
+    /// The stack files changed: every service as it is to run now (see [`plan::diff`]).
+    Desired(IndexMap<String, Spec>),
     ImageRebuilt {
         service: String,
         image: String,
@@ -225,6 +228,11 @@ pub enum Effect {
         service: String,
         epoch: u64,
     },
+    /// The service is gone from the stack file and has stopped: drop its unit (a container is
+    /// removed, its volumes kept).
+    Remove {
+        service: String,
+    },
     Publish(StackEvent),
     Finish(Outcome),
 }
@@ -238,13 +246,8 @@ enum Phase {
 
 #[derive(Debug, Clone)]
 struct Node {
-    deps: Vec<(String, Condition)>,
-    restart_with: Vec<String>,
-    has_probe: bool,
-    policy: RestartPolicy,
-    grace: Duration,
-    ready_timeout: Duration,
-
+    /// What the stack file says, as of the last applied config.
+    spec: Spec,
     state: ServiceState,
     epoch: u64,
     /// An instance of the current epoch exists (from `Start` until `Exited`/`StartFailed`).
@@ -262,15 +265,39 @@ struct Node {
     restarts: u32,
     reloads: VecDeque<(Instant, Vec<String>)>,
     ignored_paths: Vec<String>,
-    /// How soon after a start a change counts towards a reload loop.
-    loop_lag: Duration,
-    /// A task whose run is skipped when it is up to date.
-    checked: bool,
     image: Image,
     /// Its container must be recreated at its next start (a rebuilt image).
     recreate: bool,
     /// A start that has not reached the unit yet, and why.
     pending: Option<Pending>,
+    /// Gone from the stack file: stopped, then removed.
+    removing: bool,
+}
+
+impl Node {
+    fn new(spec: Spec) -> Self {
+        Node {
+            spec,
+            state: ServiceState::Waiting,
+            epoch: 0,
+            running: false,
+            after_stop: None,
+            held: false,
+            failures: 0,
+            crashes: VecDeque::new(),
+            started_at: None,
+            first_start: None,
+            probe_started: None,
+            ever_ready: false,
+            restarts: 0,
+            reloads: VecDeque::new(),
+            ignored_paths: Vec::new(),
+            image: Image::Ready,
+            recreate: false,
+            pending: None,
+            removing: false,
+        }
+    }
 }
 
 /// One service as the kernel sees it, for `ps` and the views.
@@ -303,57 +330,43 @@ impl Kernel {
     /// `selected`: the services to run, their dependencies included. With `leave_running`, the
     /// run finishes as [`Outcome::Ready`] once everything is ready (`up --wait`).
     pub fn new(stack: &Stack, selected: &[String], leave_running: bool) -> Self {
-        let nodes = selected
+        let none = crate::plan::HostPorts::default();
+        let specs = selected
             .iter()
             .filter_map(|name| {
                 let svc = stack.services.get(name)?;
-                let node = Node {
-                    deps: svc
-                        .depends_on
-                        .iter()
-                        .filter(|(d, _)| selected.contains(d))
-                        .map(|(d, c)| (d.clone(), *c))
-                        .collect(),
-                    restart_with: svc.restart_with.clone(),
-                    has_probe: svc.ready.is_some(),
-                    policy: svc.restart,
-                    grace: svc.stop_grace_period,
-                    ready_timeout: svc
-                        .ready
-                        .as_ref()
-                        .map_or(DEFAULT_STARTUP_DEADLINE, |r| r.timeout),
-                    state: ServiceState::Waiting,
-                    epoch: 0,
-                    running: false,
-                    after_stop: None,
-                    held: false,
-                    failures: 0,
-                    crashes: VecDeque::new(),
-                    started_at: None,
-                    first_start: None,
-                    probe_started: None,
-                    ever_ready: false,
-                    restarts: 0,
-                    reloads: VecDeque::new(),
-                    ignored_paths: Vec::new(),
-                    loop_lag: svc.watch.as_ref().map_or(Duration::ZERO, |w| w.debounce)
-                        + RELOAD_LOOP_LAG,
-                    checked: svc.task.as_ref().is_some_and(|t| t.skippable()),
-                    image: Image::Ready,
-                    recreate: false,
-                    pending: None,
-                };
-                Some((name.clone(), node))
+                Some((name.clone(), Spec::of(svc, selected, &none, None)))
             })
             .collect();
+        Self::with_specs(specs, leave_running)
+    }
+
+    /// A kernel for these services, as [`Spec::of`] makes them.
+    pub fn with_specs(specs: IndexMap<String, Spec>, leave_running: bool) -> Self {
         Self {
-            nodes,
+            nodes: specs
+                .into_iter()
+                .map(|(name, spec)| (name, Node::new(spec)))
+                .collect(),
             phase: Phase::StartingUp,
             outcome: None,
             interrupts: 0,
             leave_running,
             began: None,
             finished: false,
+        }
+    }
+
+    /// Whether a new config can still be applied (not once the stack is stopping).
+    pub fn follows_config(&self) -> bool {
+        self.phase != Phase::ShuttingDown && !self.finished
+    }
+
+    /// The config hash a container runs with now (known once its image is built or rebuilt):
+    /// what the next config plan compares with.
+    pub fn identify(&mut self, service: &str, identity: Option<String>) {
+        if let Some(n) = self.nodes.get_mut(service) {
+            n.spec.identity = identity;
         }
     }
 
@@ -460,6 +473,7 @@ impl Kernel {
             Input::ImageBuilt { services, failure } => {
                 self.on_image_built(now, &services, failure, &mut out)
             }
+            Input::Desired(specs) => self.on_desired(now, specs, &mut out),
             Input::ImageRebuilt { service, image } => {
                 if let Some(n) = self.nodes.get_mut(&service) {
                     n.recreate = true;
@@ -467,13 +481,125 @@ impl Kernel {
                 self.on_files_changed(now, &service, vec![format!("image `{image}`")], &mut out)
             }
         }
+        self.remove_stopped(&mut out);
         if self.phase != Phase::ShuttingDown {
+            self.stop_removed(&mut out);
             self.schedule(now, &mut out);
             self.check_all_ready(now, &mut out);
         } else {
             self.cascade(&mut out);
         }
         out
+    }
+
+    /// What applying `desired` would change, service by service (see [`plan::diff`]).
+    pub fn plan(&self, desired: &IndexMap<String, Spec>) -> Vec<ConfigChange> {
+        let current: IndexMap<String, &Spec> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.removing)
+            .map(|(k, n)| (k.clone(), &n.spec))
+            .collect();
+        plan::diff(&current, desired)
+    }
+
+    /// A new config: its plan is published, then carried out. Removed services stop
+    /// (dependents first) and go; new ones wait for their dependencies like any start; changed
+    /// ones stop and start again on a new unit (their next start, when a person stopped them);
+    /// every other service takes its new settings in place. During shutdown it is ignored.
+    fn on_desired(
+        &mut self,
+        now: Instant,
+        mut desired: IndexMap<String, Spec>,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.phase == Phase::ShuttingDown {
+            return;
+        }
+        let changes = self.plan(&desired);
+        out.push(Effect::Publish(StackEvent::ConfigApplied {
+            changes: changes.clone(),
+            dry_run: false,
+        }));
+        for c in changes {
+            let name = c.service;
+            match c.action {
+                ChangeAction::Stop => {
+                    if let Some(n) = self.nodes.get_mut(&name) {
+                        n.removing = true;
+                        n.after_stop = None;
+                        n.held = true;
+                    }
+                }
+                ChangeAction::Start => {
+                    let spec = desired.swap_remove(&name).expect("planned from desired");
+                    self.nodes.insert(name.clone(), Node::new(spec));
+                    out.push(Effect::Publish(StackEvent::State {
+                        service: name,
+                        state: ServiceState::Waiting,
+                    }));
+                }
+                ChangeAction::Unchanged => {
+                    let spec = desired.swap_remove(&name).expect("planned from desired");
+                    if let Some(n) = self.nodes.get_mut(&name) {
+                        n.spec = spec;
+                    }
+                }
+                ChangeAction::Restart | ChangeAction::Recreate => {
+                    let spec = desired.swap_remove(&name).expect("planned from desired");
+                    let Some(n) = self.nodes.get_mut(&name) else {
+                        continue;
+                    };
+                    let own = n.spec.fields != spec.fields || n.spec.identity != spec.identity;
+                    n.spec = spec;
+                    if !own {
+                        // Only after a dependency that restarts: `became_ready` restarts it.
+                        continue;
+                    }
+                    n.recreate = true;
+                    let why = format!("config changed: {}", c.causes.join(", "));
+                    self.restart(now, &name, why, false, out);
+                }
+            }
+        }
+    }
+
+    /// Stops each running removed service whose running removed dependents are gone.
+    fn stop_removed(&mut self, out: &mut Vec<Effect>) {
+        let due: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.removing && n.running && n.state != ServiceState::Stopping)
+            .filter(|(name, _)| {
+                !self
+                    .nodes
+                    .values()
+                    .any(|d| d.running && d.spec.deps.iter().any(|(dep, _)| dep == *name))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in due {
+            let grace = self.nodes[&name].spec.grace;
+            self.set_state(&name, ServiceState::Stopping, out);
+            out.push(Effect::Stop {
+                service: name,
+                grace,
+            });
+        }
+    }
+
+    /// Removed services that no longer run leave the kernel; their units go.
+    fn remove_stopped(&mut self, out: &mut Vec<Effect>) {
+        let gone: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.removing && !n.running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in gone {
+            self.nodes.shift_remove(&name);
+            out.push(Effect::Remove { service: name });
+        }
     }
 
     fn set_state(&mut self, name: &str, state: ServiceState, out: &mut Vec<Effect>) {
@@ -525,7 +651,7 @@ impl Kernel {
             }
             Image::Ready => {}
         }
-        if check && n.checked {
+        if check && n.spec.checked {
             n.pending = Some(Pending::Check);
             out.push(Effect::CheckTask { service, epoch });
             return;
@@ -647,7 +773,7 @@ impl Kernel {
             .filter(|(_, n)| {
                 n.state == ServiceState::Waiting
                     && !n.running
-                    && n.deps.iter().all(|(d, c)| self.satisfied(d, *c))
+                    && n.spec.deps.iter().all(|(d, c)| self.satisfied(d, *c))
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -705,7 +831,7 @@ impl Kernel {
         if n.epoch != epoch || n.state != ServiceState::Starting {
             return;
         }
-        let (has_probe, timeout) = (n.has_probe, n.ready_timeout);
+        let (has_probe, timeout) = (n.spec.has_probe, n.spec.ready_timeout);
         out.push(Effect::Publish(StackEvent::Started {
             service: name.to_string(),
             pid,
@@ -757,7 +883,7 @@ impl Kernel {
         let dependents: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, d)| d.restart_with.iter().any(|r| r == name) && !d.held)
+            .filter(|(_, d)| d.spec.restart_with.iter().any(|r| r == name) && !d.held)
             .map(|(k, _)| k.clone())
             .collect();
         for d in dependents {
@@ -823,7 +949,8 @@ impl Kernel {
         let starting_up = self.phase == Phase::StartingUp;
         let shutting_down = self.phase == Phase::ShuttingDown;
         let waited_for = self.nodes.values().any(|n| {
-            n.deps
+            n.spec
+                .deps
                 .iter()
                 .any(|(d, c)| d == name && *c == Condition::Completed)
         });
@@ -881,7 +1008,7 @@ impl Kernel {
             return;
         }
         let n = self.nodes.get_mut(name).expect("looked up above");
-        if restarts(n.policy, code) {
+        if restarts(n.spec.policy, code) {
             if n.started_at
                 .is_some_and(|s| now.duration_since(s) >= STABLE_AFTER)
             {
@@ -900,8 +1027,8 @@ impl Kernel {
             let pause = backoff(n.failures);
             let crashes = n.crashes.len();
             let crash_loop = crashes >= CRASH_LOOP_COUNT;
-            let deadline = n.first_start.map(|f| f + n.ready_timeout);
-            let (policy, epoch, timeout) = (n.policy, n.epoch, n.ready_timeout);
+            let deadline = n.first_start.map(|f| f + n.spec.ready_timeout);
+            let (policy, epoch, timeout) = (n.spec.policy, n.epoch, n.spec.ready_timeout);
             if starting_up && (crash_loop || deadline.is_some_and(|d| now + pause >= d)) {
                 let reason = if crash_loop {
                     format!("crash loop: exited {crashes} times in the last minute, last with code {code}")
@@ -939,7 +1066,8 @@ impl Kernel {
             });
             return;
         }
-        let completed = code == 0 && (before == ServiceState::Ready || waited_for || !n.has_probe);
+        let completed =
+            code == 0 && (before == ServiceState::Ready || waited_for || !n.spec.has_probe);
         if completed {
             self.set_state(name, ServiceState::Completed, out);
             return;
@@ -978,7 +1106,7 @@ impl Kernel {
                 n.held = true;
                 n.after_stop = None;
                 if n.running {
-                    let grace = n.grace;
+                    let grace = n.spec.grace;
                     if n.state != ServiceState::Stopping {
                         self.set_state(&name, ServiceState::Stopping, out);
                         out.push(Effect::Stop {
@@ -996,7 +1124,7 @@ impl Kernel {
             Command::Start(name) => {
                 let closure = self.closure(&name);
                 for s in closure {
-                    let Some(n) = self.nodes.get_mut(&s) else {
+                    let Some(n) = self.nodes.get_mut(&s).filter(|n| !n.removing) else {
                         continue;
                     };
                     n.held = false;
@@ -1032,7 +1160,7 @@ impl Kernel {
             if out.contains(&s) || !self.nodes.contains_key(&s) {
                 continue;
             }
-            todo.extend(self.nodes[&s].deps.iter().map(|(d, _)| d.clone()));
+            todo.extend(self.nodes[&s].spec.deps.iter().map(|(d, _)| d.clone()));
             out.push(s);
         }
         out
@@ -1049,7 +1177,7 @@ impl Kernel {
         let Some(n) = self.nodes.get_mut(name) else {
             return;
         };
-        if n.held && !by_person {
+        if (n.held && !by_person) || n.removing {
             return;
         }
         n.failures = 0;
@@ -1065,7 +1193,7 @@ impl Kernel {
             }
             _ if n.running => {
                 n.after_stop = Some(why.clone());
-                let grace = n.grace;
+                let grace = n.spec.grace;
                 out.push(Effect::Publish(StackEvent::Restarting {
                     service: name.to_string(),
                     reason: why,
@@ -1109,7 +1237,7 @@ impl Kernel {
         // arrives during a stop is coalesced, and one long after a start breaks the chain.
         let soon_after_start = n
             .started_at
-            .is_some_and(|s| now.duration_since(s) < n.loop_lag);
+            .is_some_and(|s| now.duration_since(s) < n.spec.loop_lag);
         if n.state == ServiceState::Stopping {
         } else if !soon_after_start {
             n.reloads.clear();
@@ -1257,12 +1385,12 @@ impl Kernel {
                 !self
                     .nodes
                     .values()
-                    .any(|d| d.running && d.deps.iter().any(|(dep, _)| dep == *name))
+                    .any(|d| d.running && d.spec.deps.iter().any(|(dep, _)| dep == *name))
             })
             .map(|(k, _)| k.clone())
             .collect();
         for name in ready_to_stop {
-            let grace = self.nodes[&name].grace;
+            let grace = self.nodes[&name].spec.grace;
             if let Some(n) = self.nodes.get_mut(&name) {
                 n.after_stop = None;
             }

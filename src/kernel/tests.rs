@@ -112,6 +112,7 @@ fn acts(effects: &[Effect]) -> Vec<String> {
             Effect::Finish(o) => Some(format!("finish {o:?}")),
             Effect::CheckTask { service, .. } => Some(format!("check {service}")),
             Effect::Recreate { service, .. } => Some(format!("recreate {service}")),
+            Effect::Remove { service } => Some(format!("remove {service}")),
             Effect::Publish(_) => None,
         })
         .collect()
@@ -812,4 +813,252 @@ fn a_rebuilt_image_recreates_the_container_at_the_restart() {
     r.up("web");
     r.on(Input::Command(Command::Restart("web".into())));
     assert_eq!(acts(&r.stopped("web")), ["start web"]);
+}
+
+// ---- The stack file is live: a new config in, its plan carried out. ----
+
+const LIVE: &str = "
+services:
+  db: { image: pg, ready: { log: ok } }
+  api: { command: api, depends_on: { db: { condition: ready, restart: true } }, environment: { LOG: info } }
+  web: { command: web, depends_on: [api] }
+  worker: { command: worker }
+";
+
+/// Every service of `yaml` as the kernel is to run it (identity: the fields, as a hash would).
+fn desired(yaml: &str) -> IndexMap<String, Spec> {
+    let s = crate::config::test_stack_here(yaml);
+    let all = all(&s);
+    let none = crate::plan::HostPorts::default();
+    s.services
+        .iter()
+        .map(|(n, svc)| {
+            let identity = svc
+                .is_container()
+                .then(|| format!("{:?}", plan::fields(svc, &none)));
+            (n.clone(), Spec::of(svc, &all, &none, identity))
+        })
+        .collect()
+}
+
+/// `LIVE`, everything up, with the kernel's specs as `desired` makes them.
+fn live() -> Run {
+    let mut k = Kernel::with_specs(desired(LIVE), false);
+    let now = Instant::now();
+    k.begin(now);
+    let mut r = Run { k, now };
+    r.up("db");
+    r.started("api");
+    r.started("web");
+    r.started("worker");
+    assert!(!r.k.is_starting_up());
+    r
+}
+
+fn applied(effects: &[Effect]) -> Vec<(String, ChangeAction)> {
+    published(effects)
+        .iter()
+        .find_map(|e| match e {
+            StackEvent::ConfigApplied { changes, .. } => Some(
+                changes
+                    .iter()
+                    .map(|c| (c.service.clone(), c.action))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .expect("the plan is published")
+}
+
+#[test]
+fn config_a_no_op_save_publishes_the_plan_and_bounces_nothing() {
+    let mut r = live();
+    let epochs: Vec<u64> = ["db", "api", "web", "worker"].map(|s| r.epoch(s)).to_vec();
+    let e = r.on(Input::Desired(desired(LIVE)));
+    assert_eq!(acts(&e), Vec::<String>::new());
+    assert!(applied(&e)
+        .iter()
+        .all(|(_, a)| *a == ChangeAction::Unchanged));
+    assert_eq!(
+        ["db", "api", "web", "worker"].map(|s| r.epoch(s)).to_vec(),
+        epochs
+    );
+    // Positive control: a real change does act.
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: debug"),
+    )));
+    assert_eq!(acts(&e), ["stop api"]);
+}
+
+#[test]
+fn config_a_changed_process_stops_then_starts_on_a_new_unit() {
+    let mut r = live();
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: debug"),
+    )));
+    assert_eq!(
+        applied(&e),
+        [
+            ("db".to_string(), ChangeAction::Unchanged),
+            ("api".to_string(), ChangeAction::Restart),
+            ("web".to_string(), ChangeAction::Unchanged),
+            ("worker".to_string(), ChangeAction::Unchanged),
+        ]
+    );
+    assert_eq!(acts(&e), ["stop api"]);
+    assert!(published(&e).iter().any(|ev| matches!(ev,
+        StackEvent::Restarting { service, reason } if service == "api" && reason == "config changed: environment.LOG")));
+    assert_eq!(acts(&r.stopped("api")), ["recreate api"]);
+    // Only once: the next start is a plain one.
+    r.started("api");
+    let e = r.on(Input::Command(Command::Restart("api".into())));
+    assert_eq!(acts(&e), ["stop api"]);
+    assert_eq!(acts(&r.stopped("api")), ["start api"]);
+}
+
+#[test]
+fn config_a_recreated_container_restarts_the_dependents_that_asked_once_it_is_ready() {
+    let mut r = live();
+    let new = LIVE.replace("image: pg", "image: pg, environment: { X: \"1\" }");
+    let e = r.on(Input::Desired(desired(&new)));
+    let plan = applied(&e);
+    assert_eq!(plan[0], ("db".to_string(), ChangeAction::Recreate));
+    assert_eq!(plan[1], ("api".to_string(), ChangeAction::Restart));
+    assert_eq!(plan[2], ("web".to_string(), ChangeAction::Unchanged));
+    assert_eq!(acts(&e), ["stop db"], "api waits for db to be ready again");
+    assert_eq!(acts(&r.stopped("db")), ["recreate db"]);
+    assert_eq!(acts(&r.started("db")), ["probe db"]);
+    assert_eq!(acts(&r.ready("db")), ["stop api"], "`restart: true`");
+    // web has no `restart: true`: untouched.
+    assert_eq!(r.state("web"), ServiceState::Ready);
+}
+
+#[test]
+fn config_a_new_service_starts_once_its_dependencies_are_ready() {
+    let mut r = live();
+    let new = format!("{LIVE}  beat: {{ command: beat, depends_on: [db] }}\n");
+    let e = r.on(Input::Desired(desired(&new)));
+    assert_eq!(
+        applied(&e).last().unwrap(),
+        &("beat".to_string(), ChangeAction::Start)
+    );
+    assert_eq!(acts(&e), ["start beat"]);
+    assert_eq!(r.state("beat"), ServiceState::Starting);
+}
+
+#[test]
+fn config_removed_services_stop_dependents_first_then_go() {
+    let mut r = live();
+    let e = r.on(Input::Desired(desired(
+        "services:\n  worker: { command: worker }\n",
+    )));
+    assert_eq!(
+        applied(&e)[..3],
+        [
+            ("web".to_string(), ChangeAction::Stop),
+            ("api".to_string(), ChangeAction::Stop),
+            ("db".to_string(), ChangeAction::Stop),
+        ]
+    );
+    assert_eq!(acts(&e), ["stop web"], "dependents first");
+    assert_eq!(acts(&r.stopped("web")), ["remove web", "stop api"]);
+    assert_eq!(acts(&r.stopped("api")), ["remove api", "stop db"]);
+    assert_eq!(acts(&r.stopped("db")), ["remove db"]);
+    assert!(r.k.state("db").is_none());
+    assert_eq!(r.state("worker"), ServiceState::Ready);
+    // A removed service cannot be started by a person any more.
+    assert_eq!(
+        acts(&r.on(Input::Command(Command::Start("db".into())))),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn config_a_later_plan_supersedes_one_still_carrying_out() {
+    let mut r = live();
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: debug"),
+    )));
+    assert_eq!(acts(&e), ["stop api"]);
+    // A second edit while api is still stopping: one start, of the newest definition.
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: trace"),
+    )));
+    assert_eq!(
+        acts(&e),
+        Vec::<String>::new(),
+        "already stopping: coalesced"
+    );
+    assert_eq!(acts(&r.stopped("api")), ["recreate api"]);
+    let epoch = r.epoch("api");
+    // A third one after it started: a new epoch, the old instance's answers are stale.
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: warn"),
+    )));
+    assert_eq!(acts(&e), ["stop api"]);
+    let stale = r.on(Input::Started {
+        service: "api".into(),
+        epoch: epoch - 1,
+        pid: Some(9),
+        container: None,
+        detail: String::new(),
+    });
+    assert_eq!(acts(&stale), Vec::<String>::new());
+    assert_eq!(acts(&r.stopped("api")), ["recreate api"]);
+    assert_eq!(r.epoch("api"), epoch + 1);
+}
+
+#[test]
+fn config_a_service_a_person_stopped_changes_but_stays_stopped() {
+    let mut r = live();
+    r.on(Input::Command(Command::Stop("worker".into())));
+    r.stopped("worker");
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("command: worker", "command: worker2"),
+    )));
+    assert_eq!(
+        applied(&e)[3],
+        ("worker".to_string(), ChangeAction::Restart)
+    );
+    assert_eq!(acts(&e), Vec::<String>::new());
+    assert_eq!(r.state("worker"), ServiceState::Stopped);
+    // Started again by a person: the new definition, on a new unit.
+    let e = r.on(Input::Command(Command::Start("worker".into())));
+    assert_eq!(acts(&e), ["recreate worker"]);
+}
+
+#[test]
+fn config_an_apply_during_shutdown_is_ignored() {
+    let mut r = live();
+    let e = r.on(Input::Interrupt);
+    assert!(!acts(&e).is_empty());
+    let e = r.on(Input::Desired(desired(
+        &LIVE.replace("LOG: info", "LOG: debug"),
+    )));
+    assert!(e.is_empty(), "{e:?}");
+}
+
+#[test]
+fn config_an_apply_during_start_up_joins_it() {
+    let mut k = Kernel::with_specs(desired(LIVE), false);
+    let now = Instant::now();
+    let first = k.begin(now);
+    assert_eq!(acts(&first), ["start db", "start worker"]);
+    let mut r = Run { k, now };
+    let new = format!("{LIVE}  beat: {{ command: beat, depends_on: [db] }}\n");
+    let e = r.on(Input::Desired(desired(&new)));
+    assert_eq!(acts(&e), Vec::<String>::new(), "beat waits for db");
+    let e = r.up("db");
+    assert_eq!(acts(&e), ["probe db", "start api", "start beat"]);
+    r.started("api");
+    r.started("web");
+    let e = r.started("worker");
+    assert!(
+        published(&e).is_empty() || r.k.is_starting_up(),
+        "beat not started yet"
+    );
+    let e = r.started("beat");
+    assert!(published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::AllReady { services: 5, .. })));
 }

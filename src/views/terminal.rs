@@ -19,7 +19,7 @@ use crossterm::style::{Color, Stylize};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::engine::{ServiceStatus, StackHandle};
-use crate::event::{ServiceState, StackEvent};
+use crate::event::{ChangeAction, ServiceState, StackEvent};
 use crate::logs::mux::Published;
 use crate::logs::screen::ScreenCommand;
 use crate::logs::LogHandle;
@@ -153,6 +153,8 @@ pub struct View {
     errors: HashMap<String, String>,
     /// Image builds under way: the step each has reached, of how many, and its instruction.
     building: std::collections::BTreeMap<String, (usize, usize, String)>,
+    /// The first line of the stack files' error, while they are invalid.
+    config_error: Option<String>,
     color: bool,
 }
 
@@ -179,6 +181,7 @@ impl View {
             highlight: None,
             errors: HashMap::new(),
             building: std::collections::BTreeMap::new(),
+            config_error: None,
             color,
         }
     }
@@ -212,6 +215,26 @@ impl View {
                 state: ServiceState::Failed { .. },
             } => {
                 self.building.remove(service);
+            }
+            StackEvent::ConfigInvalid { error } => {
+                let first = error.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                let first = first.trim().trim_start_matches("error: ").to_string();
+                self.config_error = Some(first);
+            }
+            StackEvent::ConfigApplied {
+                changes,
+                dry_run: false,
+            } => {
+                self.config_error = None;
+                for c in changes {
+                    match c.action {
+                        ChangeAction::Start if !self.services.contains(&c.service) => {
+                            self.services.push(c.service.clone());
+                        }
+                        ChangeAction::Stop => self.services.retain(|s| s != &c.service),
+                        _ => {}
+                    }
+                }
             }
             _ => {}
         }
@@ -524,6 +547,9 @@ impl View {
                         Some(Color::Cyan),
                     ));
                 }
+                if let Some(e) = &self.config_error {
+                    pieces.push((format!(" · config not applied: {e}"), Some(Color::Red)));
+                }
                 if let Some(f) = &self.filter {
                     pieces.push((format!(" · filter: {}", f.join(",")), Some(Color::Cyan)));
                 }
@@ -784,6 +810,34 @@ mod tests {
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn the_status_line_says_when_the_stack_files_are_not_applied_and_follows_the_plan() {
+        let mut v = view();
+        v.event(&StackEvent::ConfigInvalid {
+            error: "error: `services.api.ports[0]`: `80800` is not a port\n  --> stack.yaml:4:14\n"
+                .into(),
+        });
+        let s = v.status(200);
+        assert!(
+            s.starts_with("●●○ 2/3 ready · config not applied: `services.api.ports[0]`: `80800` is not a port · r restart"),
+            "{s}"
+        );
+        let change = |service: &str, action| crate::event::ConfigChange {
+            service: service.into(),
+            action,
+            causes: Vec::new(),
+        };
+        v.event(&StackEvent::ConfigApplied {
+            changes: vec![
+                change("ai-service", ChangeAction::Stop),
+                change("worker", ChangeAction::Start),
+            ],
+            dry_run: false,
+        });
+        let s = v.status(200);
+        assert!(s.starts_with("●●◐ 2/3 ready · r restart"), "{s}");
     }
 
     #[test]
