@@ -315,3 +315,172 @@ fn apply_from_another_terminal_plans_applies_and_a_no_op_bounces_nothing() {
     let out = s.dev(&["apply"]);
     assert_eq!(out.status.code(), Some(9), "{}", stderr(&out));
 }
+
+#[test]
+fn a_new_port_held_by_another_program_refuses_the_whole_change() {
+    let s = Live::new("apply-port");
+    let (mut up, _rx) = s.up(&["--no-watch-config"]);
+    s.wait_all();
+    let api = s.pid("api");
+    // A real listener holds the port the edit asks for.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    s.edit(
+        "LOG_LEVEL: info }",
+        &format!("LOG_LEVEL: debug }}\n    ports: [\"{port}:{port}\"]"),
+    );
+    let out = s.dev(&["apply", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["outcome"], "refused", "{answer}");
+    assert!(answer["reason"]
+        .as_str()
+        .unwrap()
+        .contains(&port.to_string()));
+    assert_eq!(
+        s.pid("api"),
+        api,
+        "nothing changed, not even the environment"
+    );
+    // Freed: the same change applies (positive control).
+    drop(holder);
+    let out = s.dev(&["apply", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    until("api restarted", Duration::from_secs(20), || {
+        s.pid("api").is_some_and(|p| Some(p) != api)
+    });
+    interrupt(&up.0);
+    assert_eq!(exit_within(&mut up.0, Duration::from_secs(20)), Some(130));
+}
+
+#[test]
+fn containers_follow_the_file_recreated_when_changed_removed_with_their_volumes_kept() {
+    if !docker_or_skip(&["redis:7-alpine"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let project = project("apply-docker");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        format!(
+            r#"services:
+  redis:
+    image: redis:7-alpine
+    ports: ["{port}:6379"]
+    environment: {{ MODE: a }}
+    volumes: [data:/data]
+    ready: {{ tcp: 6379 }}
+  app:
+    command: sh -c 'echo app up; exec sleep 600'
+    ready: {{ log: "app up" }}
+volumes:
+  data: {{}}
+"#
+        ),
+    )
+    .unwrap();
+    let _teardown = Teardown {
+        dir: dir.path().to_path_buf(),
+        project: project.clone(),
+        files: Vec::new(),
+    };
+    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
+    let dev = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(dir.path(), &all, &env)
+    };
+    let row = |service: &str| -> Option<Value> {
+        let out = dev(&["ps", "--json"]);
+        let rows: Value = serde_json::from_slice(&out.stdout).ok()?;
+        rows.as_array()?
+            .iter()
+            .find(|r| r["service"] == service)
+            .cloned()
+    };
+    let (mut up, rx) = spawn_up(
+        dir.path(),
+        &["-p", &project, "up", "--json", "--no-watch"],
+        &env,
+    );
+    let out = dev(&["wait", "--timeout", "120s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = row("redis").unwrap()["container"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let app = row("app").unwrap()["pid"].as_u64();
+
+    let file = dir.path().join("stack.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("MODE: a", "MODE: b")).unwrap();
+    let plan = next_plan(&rx);
+    assert_eq!(
+        plan.iter().find(|c| c.0 == "redis").unwrap(),
+        &(
+            "redis".to_string(),
+            "recreate".to_string(),
+            vec!["environment.MODE".to_string()]
+        )
+    );
+    assert_eq!(action_of(&plan, "app"), "unchanged");
+    until("redis recreated and ready", Duration::from_secs(60), || {
+        row("redis").is_some_and(|r| {
+            r["state"] == "ready" && r["container"].as_str().is_some_and(|c| c != first)
+        })
+    });
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            &format!("{project}-redis"),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("MODE=b"));
+    assert_eq!(row("app").unwrap()["pid"].as_u64(), app, "app untouched");
+
+    // Removed from the file: stopped and removed; its named volume stays.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let start = text.find("  redis:").unwrap();
+    let end = text.find("  app:").unwrap();
+    std::fs::write(&file, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let plan = next_plan(&rx);
+    assert_eq!(action_of(&plan, "redis"), "stop");
+    until(
+        "the redis container is gone",
+        Duration::from_secs(60),
+        || {
+            !std::process::Command::new("docker")
+                .args(["inspect", &format!("{project}-redis")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        },
+    );
+    let volume = std::process::Command::new("docker")
+        .args(["volume", "inspect", &format!("{project}_data")])
+        .output()
+        .unwrap();
+    assert!(volume.status.success(), "the named volume is kept");
+    assert_eq!(row("app").unwrap()["pid"].as_u64(), app, "app untouched");
+
+    interrupt(&up.0);
+    assert_eq!(exit_within(&mut up.0, Duration::from_secs(60)), Some(130));
+}
