@@ -29,7 +29,6 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
     if let Some(pid) = super::detach::stop_running(stack, &state_dir(&stack.name), env)? {
         writeln!(env.err, "stopped the running devstack (pid {pid})")?;
     }
-    let all: Vec<String> = stack.services.keys().cloned().collect();
     let result = rt.block_on(async {
         // Processes a killed devstack left behind go first (they depend on the containers).
         let state = StateFile::new(state_dir(&stack.name).join("processes.json"));
@@ -40,7 +39,7 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
             )
             .await;
         }
-        let engine = ContainerEngine::for_services(stack, &all).await?;
+        let engine = ContainerEngine::for_cleanup(stack).await?;
         if engine.docker().is_none() {
             return Ok((DownReport::default(), None));
         }

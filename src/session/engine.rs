@@ -33,6 +33,19 @@ impl ContainerEngine {
         Ok(Self::Docker(DockerRuntime::connect().await?))
     }
 
+    /// For `down`: Docker when the stack has containers (connected now, or the error); else
+    /// Docker if it answers (a file edited while the stack ran may have dropped the services
+    /// whose containers and volumes are left), else no engine.
+    pub async fn for_cleanup(stack: &Stack) -> Result<Self> {
+        let all: Vec<String> = stack.services.keys().cloned().collect();
+        match Self::for_services(stack, &all).await? {
+            Self::None(n) => Ok(DockerRuntime::connect()
+                .await
+                .map_or(Self::None(n), Self::Docker)),
+            docker => Ok(docker),
+        }
+    }
+
     /// The Docker connection, for what only Docker offers (an attached `exec`).
     pub fn docker(&self) -> Option<&DockerRuntime> {
         match self {
