@@ -1,7 +1,7 @@
 """Drives `devstack mcp` with the official MCP Python SDK client, against a running stack.
 
 Usage: client.py DEVSTACK_BIN PROJECT SECRET [--read-only]
-Lists the tools, calls ps, restart, logs, wait and config, checks every answer for the secret
+Lists the tools, calls ps, restart, logs, wait, apply (a dry run) and config, checks every answer for the secret
 value, and prints one JSON line with what it saw. Exits non-zero on any failed check.
 """
 
@@ -49,7 +49,7 @@ async def main():
                 else:
                     raise AssertionError(f"restart answered read-only: {text_of(refused)}")
             else:
-                assert tools == ["config", "logs", "ps", "restart", "start", "stop", "wait"], tools
+                assert tools == ["apply", "config", "logs", "ps", "restart", "start", "stop", "wait"], tools
                 rows = {r["service"]: r for r in json.loads(await call("ps", {}))}
                 assert rows["core-service"]["state"] == "ready", rows
                 assert rows["postgres"]["state"] == "ready", rows
@@ -62,6 +62,13 @@ async def main():
                 logs = json.loads(await call("logs", {"service": "core-service", "grep": "restart", "limit": 20}))
                 assert any("restarting" in l["text"] for l in logs["lines"]), logs
                 await call("wait", {"services": ["core-service"], "timeout": "30s"})
+                # The stack files as they are: a plan in which nothing changes, and nothing does.
+                plan = json.loads(await call("apply", {"dry_run": True}))
+                assert plan["outcome"] == "applied" and plan["dry_run"], plan
+                assert {c["service"] for c in plan["changes"]} >= {"core-service", "postgres"}, plan
+                assert all(c["action"] == "unchanged" for c in plan["changes"]), plan
+                rows = {r["service"]: r for r in json.loads(await call("ps", {}))}
+                assert rows["core-service"]["pid"] == seen["pids"][1], rows
             config = await call("config", {})
             assert "JWT_SECRET_KEY" in config, "the key is shown"
             await call("logs", {"limit": 200})
