@@ -136,7 +136,8 @@ pub enum StackEvent {
         service: String,
         code: i64,
         restart_in_ms: u64,
-        policy: String,
+        #[serde(with = "policy_label")]
+        policy: crate::config::RestartPolicy,
         /// Crashed this many times within a minute (a crash loop from 3 on).
         crashes: usize,
         /// With a crash loop: its last lines.
@@ -308,7 +309,7 @@ impl StackEvent {
                     out.extend(tail.iter().map(|l| format!("  {l}")));
                     out
                 } else {
-                    vec![format!("restarting in {pause} ({policy})")]
+                    vec![format!("restarting in {pause} ({})", policy.label())]
                 }
             }
             Self::AllReady { services, after_ms } => {
@@ -448,6 +449,22 @@ pub enum BuildHow {
     Pulled,
 }
 
+/// A restart policy in an event as the log shows it (`restart: on-failure`), typed in memory.
+mod policy_label {
+    use crate::config::RestartPolicy;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &RestartPolicy, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(p.label())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RestartPolicy, D::Error> {
+        let text = String::deserialize(d)?;
+        RestartPolicy::from_label(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown restart policy `{text}`")))
+    }
+}
+
 /// `1.2 MB`, `340 kB`, `12 B`.
 pub fn human_bytes(n: u64) -> String {
     match n {
@@ -481,7 +498,7 @@ mod tests {
             service: "db".into(),
             code: 1,
             restart_in_ms: 100,
-            policy: "restart: on-failure".into(),
+            policy: crate::config::RestartPolicy::OnFailure,
             crashes: 1,
             tail: Vec::new(),
         };

@@ -573,6 +573,24 @@ pub enum RestartPolicy {
     Always,
 }
 
+impl RestartPolicy {
+    /// As a person reads it in the log: `restart: on-failure`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "restart: no",
+            RestartPolicy::OnFailure => "restart: on-failure",
+            RestartPolicy::Always => "restart: always",
+        }
+    }
+
+    /// The policy a [`RestartPolicy::label`] names.
+    pub fn from_label(label: &str) -> Option<Self> {
+        [Self::No, Self::OnFailure, Self::Always]
+            .into_iter()
+            .find(|p| p.label() == label)
+    }
+}
+
 /// A stop signal, kept by its conventional name (`SIGTERM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signal {

@@ -51,14 +51,6 @@ pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
     }
 }
 
-pub fn policy_name(p: RestartPolicy) -> &'static str {
-    match p {
-        RestartPolicy::No => "restart: no",
-        RestartPolicy::OnFailure => "restart: on-failure",
-        RestartPolicy::Always => "restart: always",
-    }
-}
-
 /// A request from a person or a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -1055,7 +1047,7 @@ impl Kernel {
                 service: name.to_string(),
                 code,
                 restart_in_ms,
-                policy: policy_name(policy).to_string(),
+                policy,
                 crashes,
                 tail: Vec::new(),
             }));
