@@ -17,6 +17,12 @@ pub struct Stack {
     pub root: PathBuf,
     #[serde(skip)]
     pub files: Vec<PathBuf>,
+    /// Every file the loader read to build the stack, absolute, each once, in the order first
+    /// read: the stack files, `extends` and `include` files, the project `.env` or
+    /// `--env-file`s, the top-level `env_file`s and each service's `env_file`s (those that do
+    /// not exist yet too, so that creating one can be noticed).
+    #[serde(skip)]
+    pub inputs: Vec<PathBuf>,
     pub services: IndexMap<String, Service>,
     pub test: TestSettings,
     /// Values of secret-looking variables the files interpolate: redacted wherever they show.

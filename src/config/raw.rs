@@ -779,6 +779,13 @@ impl<'de> Deserialize<'de> for Environment {
                 let mut out = IndexMap::new();
                 while let Some(item) = seq.next_element::<String>()? {
                     match item.split_once('=') {
+                        // Compose refuses `DEBUG = true`: the name would end in a space.
+                        Some((k, _)) if k.ends_with(char::is_whitespace) => {
+                            return Err(de::Error::custom(format!(
+                                "environment variable `{}` has a space before `=`",
+                                k.trim_end()
+                            )));
+                        }
                         Some((k, v)) => out.insert(k.to_string(), Some(v.to_string())),
                         None => out.insert(item, None),
                     };

@@ -160,6 +160,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             name,
             root: ctx.root.to_path_buf(),
             files: Vec::new(),
+            inputs: Vec::new(),
             services,
             test,
             secret_values: Vec::new(),
@@ -192,16 +193,14 @@ fn project_name(c: &mut Checker<'_>, written: Option<&str>) -> String {
         return n;
     }
     if let Some(w) = written {
+        // A `name:` read from the file is normalised, as Compose does (`myProject` is
+        // `myproject`); only a name that leaves nothing is refused.
         let n = normalize_project(w);
-        if n.is_empty() || n != w {
+        if n.is_empty() {
             c.err(
                 Diagnostic::new(format!("invalid project name `{w}`"))
                     .at_value(KeyPath::root().key("name"))
-                    .help(if n.is_empty() {
-                        "use lowercase letters, digits, `-` and `_`, starting with a letter or digit".to_string()
-                    } else {
-                        format!("use lowercase letters, digits, `-` and `_`: `{n}`")
-                    }),
+                    .help("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"),
             );
         }
         return n;
@@ -677,6 +676,10 @@ fn ports(
         match parsed {
             Ok(ms) => {
                 for m in ms {
+                    // The same mapping written twice is one mapping, as Compose reads it.
+                    if out.contains(&m) {
+                        continue;
+                    }
                     if out
                         .iter()
                         .any(|o| o.container_port == m.container_port && o.protocol == m.protocol)
@@ -820,7 +823,7 @@ fn service_volume(
 
 /// Volume options after the second `:` (`ro`, `rw`, `z`, `Z`, `nocopy`, propagation,
 /// consistency), comma-separated. Returns whether the mount is read-only.
-fn volume_mode(mode: Option<&str>) -> Result<bool, String> {
+fn volume_mode(mode: Option<&str>) -> bool {
     let mut read_only = false;
     for opt in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
         match opt {
@@ -830,10 +833,11 @@ fn volume_mode(mode: Option<&str>) -> Result<bool, String> {
             // hints: accepted; the engine gets the mount without them.
             "z" | "Z" | "nocopy" | "shared" | "slave" | "private" | "rshared" | "rslave"
             | "rprivate" | "cached" | "delegated" | "consistent" => {}
-            other => return Err(other.to_string()),
+            // Compose ignores an option it does not know (`name:/target:bogus`); so does devstack.
+            _ => {}
         }
     }
-    Ok(read_only)
+    read_only
 }
 
 fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Option<Volume> {
@@ -856,13 +860,7 @@ fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Optio
             return None;
         }
     };
-    let read_only = match volume_mode(mode) {
-        Ok(ro) => ro,
-        Err(m) => {
-            c.err(bad(format!("unknown volume mode `{m}` in `{spec}`")));
-            return None;
-        }
-    };
+    let read_only = volume_mode(mode);
     mount(c, source, target, read_only, spec, path, root)
 }
 
