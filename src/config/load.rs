@@ -447,6 +447,7 @@ pub fn load(
         return Err(fail(errors, &files, sources));
     }
 
+    accepted_and_ignored(&mut merged, &mut warnings);
     let Typed {
         mut raw,
         mut broken,
@@ -635,10 +636,10 @@ fn workdir_dotenv(
     };
     let mut vars: IndexMap<String, String> = IndexMap::new();
     let mut problem = None;
-    for p in paths.iter().cloned() {
+    for p in &paths {
         let read = {
             let lookup = |k: &str| env(k).or_else(|| vars.get(k).cloned());
-            read_dotenv(&p, &shown_path(&p, &opts.cwd), &lookup, sources)
+            read_dotenv(p, &shown_path(p, &opts.cwd), &lookup, sources)
         };
         match read {
             Ok(Some(v)) => vars.extend(v),
@@ -758,6 +759,67 @@ fn strip_extensions(v: &mut Value) {
             }
         }
     }
+}
+
+/// Compose keys that this engine has no use for, accepted as Compose accepts them and taken out
+/// before the typed pass, with one warning per key naming where it was ignored:
+/// `external_links` (containers outside the project are not put on its network),
+/// `networks.*.ipam` (every service joins the one project network, created with the engine's
+/// addresses) and the retry limit of `restart: on-failure:N` (devstack restarts with backoff and
+/// stops at a crash loop).
+fn accepted_and_ignored(merged: &mut Value, warnings: &mut Vec<String>) {
+    let mut external: Vec<String> = Vec::new();
+    let mut retries: Vec<String> = Vec::new();
+    if let Some(Value::Mapping(services)) = merged.get_mut("services") {
+        for (name, svc) in services.iter_mut() {
+            let Some(m) = svc.as_mapping_mut() else {
+                continue;
+            };
+            let name = key_name(name);
+            if m.remove("external_links").is_some() {
+                external.push(format!("`{name}`"));
+            }
+            let limited = m
+                .get("restart")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("on-failure:"))
+                .is_some_and(|n| n.trim().parse::<u32>().is_ok());
+            if limited {
+                m.insert("restart".into(), Value::String("on-failure".into()));
+                retries.push(format!("`{name}`"));
+            }
+        }
+    }
+    let mut ipam: Vec<String> = Vec::new();
+    if let Some(Value::Mapping(networks)) = merged.get_mut("networks") {
+        for (name, net) in networks.iter_mut() {
+            if let Some(m) = net.as_mapping_mut() {
+                if m.remove("ipam").is_some() {
+                    ipam.push(format!("`{}`", key_name(name)));
+                }
+            }
+        }
+    }
+    let mut warn = |what: &str, list: Vec<String>, why: &str| {
+        if !list.is_empty() {
+            warnings.push(format!("{what} ignored ({}): {why}", list.join(", ")));
+        }
+    };
+    warn(
+        "`external_links`",
+        external,
+        "containers outside the project are not joined to its network",
+    );
+    warn(
+        "`ipam` of networks",
+        ipam,
+        "every service joins the one project network, with the engine's own addresses",
+    );
+    warn(
+        "the retry limit of `restart: on-failure:N`",
+        retries,
+        "devstack restarts with backoff and stops a service that crash-loops",
+    );
 }
 
 /// The image a service whose `extends` failed is checked with; it never reaches the stack.
@@ -1114,13 +1176,11 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "dns_opt",
     "dns_search",
     "driver_opts",
-    "external_links",
     "gpus",
     "group_add",
     "ipc",
     "isolation",
     "label_file",
-    "links",
     "logging",
     "mac_address",
     "mem_reservation",
@@ -1129,18 +1189,16 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "pid",
     "post_start",
+    "pre_start",
     "pre_stop",
     "provider",
-    "runtime",
     "scale",
     "security_opt",
     "storage_opt",
     "use_api_socket",
     "userns_mode",
     "uts",
-    "volumes_from",
 ];
 
 /// Keys of nested Compose maps that devstack does not read yet, by the map they sit in.
@@ -1189,7 +1247,7 @@ fn compose_nested_unsupported(parent: &KeyPath, field: &str) -> bool {
         [Some("services"), _, Some("volumes"), None, Some("volume")] => &[],
         [Some("services"), _, Some("volumes"), None, Some("bind")] => &["recursive"],
         [Some("volumes"), Some(_)] => &[],
-        [Some("networks"), Some(_)] => &["enable_ipv4", "enable_ipv6", "ipam"],
+        [Some("networks"), Some(_)] => &["enable_ipv4", "enable_ipv6"],
         [Some("secrets"), Some(_)] => &[
             "driver",
             "driver_opts",
@@ -1313,7 +1371,7 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         return Err((diags, Some(text)));
     }
 
-    let mut value: Value = match serde_yaml::from_str(&text) {
+    let mut value: Value = match documents(&text) {
         Ok(v) => v,
         Err(e) => {
             let span = e
@@ -1321,12 +1379,8 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
                 .map(|l| locate::span_of_offset(&text, l.index()));
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let (msg, help) = if msg.contains("more than one document") {
-                (
-                    "the file holds more than one YAML document (`---`)".to_string(),
-                    "keep one document per file; to combine files, pass each with its own `-f`",
-                )
-            } else if msg.contains("repetition limit") || msg.contains("recursion limit") {
+            let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit")
+            {
                 (
                     "the YAML expands too far (aliases nested too deep or repeated too often)"
                         .to_string(),
@@ -1384,6 +1438,31 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         index,
         value,
     })
+}
+
+/// The documents of a file (`---` between them), merged in order as Compose merges them: a
+/// later document over an earlier one, as a later `-f` file.
+fn documents(text: &str) -> Result<Value, serde_yaml::Error> {
+    use serde::Deserialize;
+    let mut docs = serde_yaml::Deserializer::from_str(text)
+        .map(Value::deserialize)
+        .collect::<Result<Vec<Value>, _>>()?;
+    if docs.len() <= 1 {
+        return Ok(docs.pop().unwrap_or(Value::Null));
+    }
+    let mut merged = Value::Null;
+    for mut doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        doc.apply_merge()?;
+        if merged.is_null() {
+            merged = doc;
+        } else {
+            merge_top(&mut merged, doc);
+        }
+    }
+    Ok(merged)
 }
 
 fn describe(v: &Value) -> &'static str {
@@ -2301,5 +2380,77 @@ mod tests {
             assert!(text.contains(want), "{yaml}: {text}");
             assert!(text.contains("compose.yaml:"), "located: {text}");
         }
+    }
+
+    /// Several YAML documents in one file are merged in order, as compose-go's loader does
+    /// (loader/multidoc_test.go).
+    #[test]
+    fn several_documents_merge_in_order() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\n    environment: {A: \"1\", B: \"1\"}\n---\nservices:\n  web:\n    environment: {B: \"2\"}\n  db:\n    image: postgres:15\n",
+            )],
+            &[],
+        );
+        let names: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(env_of(&stack, "web", "A").as_deref(), Some("1"));
+        assert_eq!(env_of(&stack, "web", "B").as_deref(), Some("2"));
+    }
+
+    /// Keys this engine has no use for are accepted with one warning each, naming where.
+    #[test]
+    fn accepted_and_ignored_keys_warn_once() {
+        let (_d, l) = load_files(
+            &[(
+                "compose.yaml",
+                "services:\n  a:\n    image: nginx\n    external_links: [redis_1, \"project_db_1:mysql\"]\n    restart: \"on-failure:3\"\n  b:\n    image: nginx\n    external_links: [x]\nnetworks:\n  front:\n    ipam:\n      driver: default\n      config: [{subnet: 172.28.0.0/16}]\n",
+            )],
+            &[],
+            |_| {},
+        );
+        let l = l.unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let w = l.warnings.join("\n");
+        assert!(w.contains("`external_links` ignored (`a`, `b`)"), "{w}");
+        assert!(w.contains("`ipam` of networks ignored (`front`)"), "{w}");
+        assert!(w.contains("on-failure:N` ignored (`a`)"), "{w}");
+        assert_eq!(l.warnings.len(), 3, "{w}");
+        assert_eq!(
+            l.stack.services["a"].restart,
+            crate::config::RestartPolicy::OnFailure
+        );
+    }
+
+    /// Compose keys refused with their reason, located.
+    #[test]
+    fn refused_compose_keys_say_why() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "    provider: {type: model}\n",
+                "`provider` services are not supported",
+            ),
+            ("    models: [llm]\n", "`models` is not supported"),
+            ("    post_start: [{command: echo hi}]\n", "lifecycle hooks"),
+            ("    pre_stop: [{command: echo bye}]\n", "lifecycle hooks"),
+            ("    pre_start: [{command: migrate}]\n", "lifecycle hooks"),
+        ];
+        for (extra, want) in cases {
+            let yaml = format!("services:\n  web:\n    image: nginx\n{extra}");
+            let (_d, l) = load_files(&[("compose.yaml", &yaml)], &[], |_| {});
+            let text = l.expect_err(&yaml).render(false);
+            assert!(text.contains(want), "{yaml}: {text}");
+            assert!(text.contains("compose.yaml:4:5"), "{yaml}: {text}");
+        }
+        let (_d, l) = load_files(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\nmodels:\n  llm:\n    model: ai/smollm2\n",
+            )],
+            &[],
+            |_| {},
+        );
+        let text = l.expect_err("models").render(false);
+        assert!(text.contains("`models` is not supported"), "{text}");
     }
 }

@@ -8,6 +8,11 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
 
+/// The name of a service's container when `container_name` does not give one.
+pub fn default_container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
 /// A validated stack.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stack {
@@ -169,6 +174,20 @@ pub struct ContainerOptions {
     pub expose: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,
+    /// The process namespace: `host` or `container:NAME` (a service's resolved to its container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// Containers whose volumes are mounted too, `NAME[:ro|:rw]` (services resolved to their
+    /// containers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// The engine's OCI runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// More names of this container on the project network: the aliases other services'
+    /// `links` give it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_aliases: Vec<String>,
     /// Compose's `develop.watch`: what a file change under a path does to the container.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub develop: Vec<WatchRule>,

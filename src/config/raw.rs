@@ -589,6 +589,16 @@ pub struct RawService {
     pub read_only: Option<bool>,
     pub platform: Option<String>,
     pub network_mode: Option<String>,
+    /// Compose's `links`: `SERVICE` or `SERVICE:ALIAS`.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// `host`, `service:NAME` or `container:NAME`.
+    pub pid: Option<String>,
+    /// `SERVICE[:ro|:rw]` or `container:NAME[:ro|:rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// The engine's OCI runtime (`runc`, `runsc`, …).
+    pub runtime: Option<String>,
     pub networks: Option<RawServiceNetworks>,
     #[serde(default)]
     pub secrets: Vec<ServiceSecret>,

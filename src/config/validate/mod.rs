@@ -14,6 +14,8 @@ use super::keypath::KeyPath;
 use super::model::*;
 use super::raw::*;
 
+mod sharing;
+
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_secs(1);
@@ -95,6 +97,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
     let secrets = secret_defs(&mut c, raw);
     let top = TopLevel {
         project: &name,
+        raw_services,
         volumes: &volumes,
         networks: &networks,
         secrets: &secrets,
@@ -134,6 +137,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    sharing::links(&mut c, raw_services, &names, &mut services);
     let k8s = super::k8s::validate(raw, &mut services, ctx.env, &mut c.errors);
 
     // Checks across services need every service parsed.
@@ -240,6 +244,7 @@ fn valid_service_name(n: &str) -> bool {
 /// What services may refer to at the top level.
 struct TopLevel<'a> {
     project: &'a str,
+    raw_services: &'a IndexMap<String, RawService>,
     volumes: &'a IndexMap<String, VolumeDef>,
     networks: &'a IndexMap<String, NetworkDef>,
     secrets: &'a IndexMap<String, SecretDef>,
@@ -1024,6 +1029,25 @@ fn long_volume(
 
 /// "`KEY` is a Compose key devstack does not support yet", pointing at the README's list.
 pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
+    // Keys refused for a reason of their own say why.
+    let why = match key {
+        "provider" => Some((
+            "`provider` services are not supported: Compose hands them to a provider plugin (a program it runs instead of a container), and devstack runs no plugins",
+            "run what the provider sets up as a container or a native process (`image:` or `command:`)",
+        )),
+        "models" => Some((
+            "`models` is not supported: Compose runs the models on Docker Model Runner, which devstack does not drive",
+            "run the model server as a service of its own (an `image:` that serves the model) and pass its URL in `environment`",
+        )),
+        "post_start" | "pre_stop" | "pre_start" => Some((
+            "lifecycle hooks (`post_start`, `pre_stop`, `pre_start`) are not supported yet",
+            "for now, run the command from the service's own entrypoint, or as a task service it `depends_on` with `condition: service_completed_successfully`",
+        )),
+        _ => None,
+    };
+    if let Some((message, help)) = why {
+        return Diagnostic::new(message).at(path.clone()).help(help);
+    }
     Diagnostic::new(format!(
         "`{key}` is a Compose key devstack does not support yet"
     ))
@@ -1218,6 +1242,10 @@ fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("pids_limit", rs.pids_limit.is_some()),
         ("pull_policy", rs.pull_policy.is_some()),
         ("develop", rs.develop.is_some()),
+        ("links", !rs.links.is_empty()),
+        ("pid", rs.pid.is_some()),
+        ("volumes_from", !rs.volumes_from.is_empty()),
+        ("runtime", rs.runtime.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -1358,6 +1386,7 @@ fn container_options(
         limits.pids = rs.pids_limit;
     }
 
+    let shared = sharing::namespaces(c, rs, path, name, names, top.project, top.raw_services);
     if let Some(mode) = &rs.network_mode {
         if rs.networks.is_some() {
             c.err(
@@ -1528,6 +1557,10 @@ fn container_options(
         expose,
         pull_policy,
         develop,
+        pid: shared.pid,
+        volumes_from: shared.volumes_from,
+        runtime: rs.runtime.clone(),
+        link_aliases: Vec::new(),
     }
 }
 
