@@ -908,6 +908,8 @@ impl ContainerRuntime for DockerRuntime {
         for n in o.networks.values() {
             aliases.extend(n.aliases.iter().cloned());
         }
+        // Other services' `links` name this container by these aliases too.
+        aliases.extend(o.link_aliases.iter().cloned());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.cmd.clone(),
@@ -954,6 +956,9 @@ impl ContainerRuntime for DockerRuntime {
                 memory: bytes(o.limits.memory),
                 memory_reservation: bytes(o.reservations.memory),
                 pids_limit: o.limits.pids,
+                pid_mode: o.pid.clone(),
+                volumes_from: non_empty(&o.volumes_from),
+                runtime: o.runtime.clone(),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -90,7 +90,7 @@ pub fn assign_ports(
 }
 
 pub fn container_name(project: &str, service: &str) -> String {
-    format!("{project}-{service}")
+    crate::config::default_container_name(project, service)
 }
 
 pub fn network_name(project: &str) -> String {

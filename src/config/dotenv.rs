@@ -53,8 +53,10 @@ struct Parser<'a> {
     out: IndexMap<String, String>,
 }
 
+/// Compose's key characters: letters and digits of any script, `_`, `.`, `-`, and `[`, `]`
+/// for indexed names (`a[1]`). A key may start with a digit.
 fn is_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'
+    c.is_alphanumeric() || matches!(c, '_' | '.' | '-' | '[' | ']')
 }
 
 impl Parser<'_> {
@@ -118,10 +120,11 @@ impl Parser<'_> {
             self.pos += key_len;
             self.skip_blank();
             let next = self.rest().chars().next();
-            if key.is_empty() || key.starts_with(|c: char| c.is_ascii_digit()) {
+            // `="value"` is read by Compose as the empty name; anything else needs a name.
+            if key.is_empty() && next != Some('=') {
                 return Err(self.err(
                     key_start,
-                    "expected a variable name (letters, digits, `_`, `.`, `-`, not starting with a digit)",
+                    "expected a variable name (letters, digits, `_`, `.`, `-`, `[`, `]`)",
                 ));
             }
             match next {
@@ -160,12 +163,14 @@ impl Parser<'_> {
         let (raw, expand) = match quote {
             Some(q) => {
                 let body = &rest[1..];
+                // A backslash escapes the next character in either kind of quote, so
+                // `'value\'` is never closed, as in Compose.
                 let mut end = None;
                 let mut escaped = false;
                 for (i, c) in body.char_indices() {
                     if escaped {
                         escaped = false;
-                    } else if c == '\\' && q == '"' {
+                    } else if c == '\\' {
                         escaped = true;
                     } else if c == q {
                         end = Some(i);
@@ -185,19 +190,17 @@ impl Parser<'_> {
                 self.pos += 1 + end + 1;
                 self.skip_blank();
                 let tail = self.rest();
-                if !(tail.is_empty()
+                // Text after the closing quote starts the next statement, as Compose reads it;
+                // a comment or the end of the line ends this one.
+                if tail.is_empty()
                     || tail.starts_with('\n')
                     || tail.starts_with("\r\n")
-                    || tail.starts_with('#'))
+                    || tail.starts_with('#')
                 {
-                    return Err(self.err(
-                        self.pos,
-                        format!("unexpected text after the closing quote of `{key}`"),
-                    ));
+                    self.skip_line();
                 }
-                self.skip_line();
                 if q == '\'' {
-                    return Ok(inner.to_string());
+                    return Ok(unescape_single(inner));
                 }
                 (unescape_double(inner), true)
             }
@@ -228,24 +231,66 @@ impl Parser<'_> {
     }
 }
 
-/// `\n`, `\r`, `\t`, `\"`, `\\` and `\$` inside double quotes; `\$` stays a literal dollar.
+/// Inside single quotes only an escaped quote loses its backslash.
+fn unescape_single(s: &str) -> String {
+    s.replace("\\'", "'")
+}
+
+/// The escapes of double quotes, as compose-go's `dotenv` has them (those of POSIX `echo`):
+/// `\a \b \f \n \r \t \v`, `\"`, `\\`, `\$` (a literal dollar, written `$$` for the
+/// interpolation that follows) and `\0` with three octal digits (`\0123` is `S`). Any other
+/// backslash (`\x07`, `\u12e4`, `\ `) is kept as written.
 fn unescape_double(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(c) = after.chars().next() else {
+            out.push('\\');
+            rest = after;
+            break;
+        };
+        let simple = match c {
+            'a' => Some("\u{7}"),
+            'b' => Some("\u{8}"),
+            'f' => Some("\u{c}"),
+            'n' => Some("\n"),
+            'r' => Some("\r"),
+            't' => Some("\t"),
+            'v' => Some("\u{b}"),
+            '"' => Some("\""),
+            '\\' => Some("\\"),
+            '$' => Some("$$"),
+            _ => None,
+        };
+        if let Some(text) = simple {
+            out.push_str(text);
+            rest = &after[1..];
             continue;
         }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('t') => out.push('\t'),
-            Some('$') => out.push_str("$$"),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+        if c == '0' {
+            // compose-go takes up to three digits after `\0`; three octal ones make a byte.
+            let digits: String = after[1..]
+                .chars()
+                .take(3)
+                .take_while(char::is_ascii_digit)
+                .collect();
+            match u8::from_str_radix(&digits, 8) {
+                Ok(b) if digits.len() == 3 => out.push(char::from(b)),
+                _ => {
+                    out.push('\\');
+                    out.push('0');
+                    out.push_str(&digits);
+                }
+            }
+            rest = &after[1 + digits.len()..];
+            continue;
         }
+        out.push('\\');
+        rest = after;
     }
+    out.push_str(rest);
     out
 }
 
@@ -385,14 +430,7 @@ mod tests {
                 "the value of `A` opens a single quote that is never closed",
             ),
             ("MY KEY=1", 1, 4, "expected `=` after `MY`, found `K`"),
-            (
-                "A=\"x\" y",
-                1,
-                7,
-                "unexpected text after the closing quote of `A`",
-            ),
-            ("=1", 1, 1, "expected a variable name"),
-            ("1A=1", 1, 1, "expected a variable name"),
+            ("%x=1", 1, 1, "expected a variable name"),
             (
                 "A=${X:?need it}",
                 1,
@@ -405,6 +443,121 @@ mod tests {
             let e = parse(text, &env).expect_err(text);
             assert_eq!((e.line, e.col), (*line, *col), "{text:?}: {e}");
             assert!(e.message.starts_with(msg), "{text:?}: {e}");
+        }
+    }
+
+    /// Cases transcribed from compose-go's own tests of its `dotenv` package
+    /// (dotenv/godotenv_test.go, dotenv/parser_test.go); the test function is named on each.
+    #[test]
+    fn compose_go_dotenv_cases() {
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
+            // TestParsing: the shell escape sequences of double quotes.
+            (
+                "TestParsing",
+                r#"KEY="Z\aZ\bZ\fZ\nZ\rZ\tZ\vZ\\Z\0123Z""#,
+                &[("KEY", "Z\u{7}Z\u{8}Z\u{c}Z\nZ\rZ\tZ\u{b}Z\\ZSZ")],
+            ),
+            ("TestParsing", r#"KEY="\0123""#, &[("KEY", "S")]),
+            ("TestParsing", r#"KEY="\x07""#, &[("KEY", r"\x07")]),
+            ("TestParsing", r#"KEY="\u12e4""#, &[("KEY", r"\u12e4")]),
+            (
+                "TestParsing",
+                r#"KEY="\U00101234""#,
+                &[("KEY", r"\U00101234")],
+            ),
+            (
+                "TestParsing",
+                r#"FOO="bar\n\ b\az""#,
+                &[("FOO", "bar\n\\ b\u{7}z")],
+            ),
+            (
+                "TestParsing",
+                r#"FOO="bar\\\n\ b\az""#,
+                &[("FOO", "bar\\\n\\ b\u{7}z")],
+            ),
+            (
+                "TestParsing",
+                r#"FOO="bar\\r\ b\az""#,
+                &[("FOO", "bar\\r\\ b\u{7}z")],
+            ),
+            (
+                "TestParsing",
+                r#"FOO="bar\nbaz\\""#,
+                &[("FOO", "bar\nbaz\\")],
+            ),
+            (
+                "TestParsing",
+                r#"FOO="\"quoted\"""#,
+                &[("FOO", "\"quoted\"")],
+            ),
+            ("TestParsing", r#"FOO=a\tb"#, &[("FOO", r"a\tb")]),
+            ("TestParsing", r##"FOO="bar#baz"#"##, &[("FOO", "bar#baz")]),
+            ("TestParsing", r#"="value""#, &[("", "value")]),
+            (
+                "TestParsing",
+                "FOO=123#not-an-inline-comment",
+                &[("FOO", "123#not-an-inline-comment")],
+            ),
+            // TestParseBytes: indexed and non-ASCII names.
+            (
+                "TestParseBytes",
+                "a=b\na[1]=c\na.propertyKey=d\nárvíztűrő-TÜKÖRFÚRÓGÉP=ÁRVÍZTŰRŐ-tükörfúrógép\n",
+                &[
+                    ("a", "b"),
+                    ("a[1]", "c"),
+                    ("a.propertyKey", "d"),
+                    ("árvíztűrő-TÜKÖRFÚRÓGÉP", "ÁRVÍZTŰRŐ-tükörfúrógép"),
+                ],
+            ),
+            // TestReadPlainEnv / TestUTF8BOM (their fixtures hold a key starting with a digit).
+            (
+                "TestReadPlainEnv",
+                "OPTION_A=1\nOPTION_C= 3\n456 = ABC\nOPTION_H = my string # Inline comment\n",
+                &[
+                    ("OPTION_A", "1"),
+                    ("OPTION_C", "3"),
+                    ("456", "ABC"),
+                    ("OPTION_H", "my string"),
+                ],
+            ),
+            // TestLoadQuotedEnv: an escaped quote inside single quotes, and a quoted value with
+            // more text after it on its line (read as the next statement).
+            (
+                "TestLoadQuotedEnv",
+                "OPTION_K='line one\nthis is \\'quoted\\'\none more line'\n",
+                &[("OPTION_K", "line one\nthis is 'quoted'\none more line")],
+            ),
+            (
+                "TestLoadQuotedEnv",
+                "OPTION_A='1' OPTION_B=\"2\"\nOPTION_C=\"x\"  # note\n",
+                &[("OPTION_A", "1"), ("OPTION_B", "2"), ("OPTION_C", "x")],
+            ),
+        ];
+        for (test, text, want) in cases {
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(parsed(text), want, "{test}: {text:?}");
+        }
+    }
+
+    /// TestUnterminatedQuotes: a backslash before the closing quote escapes it, in either kind.
+    #[test]
+    fn compose_go_unterminated_quotes() {
+        for text in [
+            r#"KEY=""#,
+            r#"KEY="value"#,
+            r#"KEY="value\""#,
+            r#"KEY="value'"#,
+            "KEY='",
+            "KEY='value",
+            r"KEY='value\'",
+            r#"KEY='value""#,
+        ] {
+            let e = parse(text, &env).expect_err(text);
+            assert!(e.message.contains("is never closed"), "{text:?}: {e}");
         }
     }
 }

@@ -105,8 +105,12 @@ pub fn resolve_extends(
         return;
     };
     let mut resolved = Mapping::new();
-    for (name, _) in &services {
-        let Some(n) = name.as_str() else { continue };
+    for (name, v) in &services {
+        // A name that is not a string is the typed pass's to report.
+        let Some(n) = name.as_str() else {
+            resolved.insert(name.clone(), v.clone());
+            continue;
+        };
         let mut chain = Vec::new();
         let path = KeyPath::root().key("services").key(n);
         match resolve_one(n, &services, dir, read, merge_service, &mut chain, &path) {

@@ -190,7 +190,8 @@ pub fn load(
     // Compose reads its own variables from the `.env` of the working folder too (or from the
     // `--env-file`s instead); the shell wins. The file list is needed before any stack file.
     let mut early_sources: HashMap<PathBuf, String> = HashMap::new();
-    let (workdir_env, workdir_env_error) = workdir_dotenv(opts, env, &mut early_sources);
+    let (workdir_env, workdir_env_error, workdir_env_paths) =
+        workdir_dotenv(opts, env, &mut early_sources);
     let compose_var = |k: &str| env(k).or_else(|| workdir_env.get(k).cloned());
     let from_env = compose_var("DEVSTACK_FILE")
         .or_else(|| compose_var("COMPOSE_FILE"))
@@ -215,6 +216,11 @@ pub fn load(
         }
     };
 
+    // Every file read, for `Stack::inputs`: the stack files first.
+    let mut inputs: Vec<PathBuf> = Vec::new();
+    for p in &paths {
+        note_input(&mut inputs, p);
+    }
     let mut errors = Vec::new();
     let mut sources: HashMap<PathBuf, String> = early_sources;
     let mut files: Vec<SourceFile> = Vec::new();
@@ -273,6 +279,7 @@ pub fn load(
     let mut resolve_errors: Vec<Diagnostic> = Vec::new();
     for f in files.iter_mut() {
         let mut read = |p: &Path| -> Result<Value, Box<Diagnostic>> {
+            note_input(&mut inputs, p);
             let shown = shown_path(p, &opts.cwd);
             match read_one(p, &shown, true) {
                 Ok(sf) => {
@@ -341,7 +348,11 @@ pub fn load(
             .map(|f| (opts.cwd.join(f), true))
             .collect()
     };
+    for p in &workdir_env_paths {
+        note_input(&mut inputs, p);
+    }
     for (p, required) in env_files {
+        note_input(&mut inputs, &p);
         let read = {
             let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
             read_dotenv(&p, &shown(&p), &lookup, &mut sources)
@@ -359,7 +370,9 @@ pub fn load(
             Err(d) => errors.push(d),
         }
     }
-    // The `env_file`s named at the top level (devstack's extension) fill in what is still unset.
+    // The `env_file`s named at the top level (devstack's extension) fill in what the shell and
+    // `.env` leave unset; among them, a later file wins, as with `--env-file a --env-file b`.
+    let mut top_level: IndexMap<String, String> = IndexMap::new();
     for f in &files {
         let Some(list) = f.value.get("env_file") else {
             continue;
@@ -371,24 +384,30 @@ pub fn load(
         };
         for name in names {
             let p = f.dir.join(name);
+            note_input(&mut inputs, &p);
             let read = {
-                let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+                let lookup = |k: &str| {
+                    env(k)
+                        .or_else(|| dotenv.get(k).cloned())
+                        .or_else(|| top_level.get(k).cloned())
+                };
                 read_dotenv(&p, &shown(&p), &lookup, &mut sources)
             };
             // A checkout without `.env` still runs on the stack's defaults: a missing top-level
             // env_file is not an error (a service's own env_file is).
             match read {
-                Ok(Some(vars)) => {
-                    for (k, v) in vars {
-                        dotenv.entry(k).or_insert(v);
-                    }
-                }
+                Ok(Some(vars)) => top_level.extend(vars),
                 Ok(None) => {}
                 Err(d) => errors.push(d),
             }
         }
     }
+    for (k, v) in top_level {
+        dotenv.entry(k).or_insert(v);
+    }
     let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+    // The `.env` beside the stack file first, then the working folder's.
+    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir_env.get(k).cloned());
 
     let mut merged = Value::Mapping(Default::default());
     for f in &files {
@@ -402,10 +421,19 @@ pub fn load(
     }
 
     let mut warnings = Vec::new();
+    // As in Compose, `${COMPOSE_PROJECT_NAME}` is the project name however it was given.
+    let project_var = project_name_for_variables(opts, &compose_lookup, &merged, &root);
+    let interpolate_lookup = |k: &str| {
+        if k == "COMPOSE_PROJECT_NAME" {
+            Some(project_var.clone())
+        } else {
+            lookup(k)
+        }
+    };
     interpolate_tree(
         &mut merged,
         &KeyPath::root(),
-        &lookup,
+        &interpolate_lookup,
         &mut errors,
         &mut warnings,
     );
@@ -419,6 +447,7 @@ pub fn load(
         return Err(fail(errors, &files, sources));
     }
 
+    accepted_and_ignored(&mut merged, &mut warnings);
     let Typed {
         mut raw,
         mut broken,
@@ -449,6 +478,7 @@ pub fn load(
             let mut vars: IndexMap<String, String> = IndexMap::new();
             for (i, f) in list.0.iter().enumerate() {
                 let p = root.join(&f.path);
+                note_input(&mut inputs, &p);
                 let path = KeyPath::root()
                     .key("services")
                     .key(name.clone())
@@ -483,7 +513,8 @@ pub fn load(
                     Err(d) => errors.push(d),
                 }
             }
-            for (k, v) in vars {
+            // `="value"` names no variable: Compose reads it, a process cannot have it.
+            for (k, v) in vars.into_iter().filter(|(k, _)| !k.is_empty()) {
                 // Values from files are literal: a `$` in them must not be read again.
                 svc.environment
                     .0
@@ -493,8 +524,6 @@ pub fn load(
         }
     }
 
-    // The `.env` beside the stack file first, then the working folder's.
-    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir_env.get(k).cloned());
     let project_override = opts
         .project_name
         .clone()
@@ -525,6 +554,7 @@ pub fn load(
     match validate::validate(&raw, &ctx) {
         Ok(mut stack) if errors.is_empty() => {
             stack.files = paths;
+            stack.inputs = inputs;
             let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
             stack.secret_values = super::secrets::interpolated_secret_values(&texts, &lookup);
             Ok(Loaded { stack, warnings })
@@ -535,6 +565,33 @@ pub fn load(
             Err(fail(errors, &files, sources))
         }
     }
+}
+
+/// The project name as `${COMPOSE_PROJECT_NAME}` gives it: `-p`, the variable, the file's
+/// `name:` (itself interpolated), else the stack file's folder; normalised as the name is.
+fn project_name_for_variables(
+    opts: &LoadOptions,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    merged: &Value,
+    root: &Path,
+) -> String {
+    let written = || {
+        let name = merged.get("name")?.as_str()?;
+        let mut notes = Notes::default();
+        interpolate(name, lookup, &mut notes).ok()
+    };
+    let folder = || root.file_name().map(|s| s.to_string_lossy().into_owned());
+    [
+        opts.project_name.clone(),
+        lookup("COMPOSE_PROJECT_NAME"),
+        written(),
+        folder(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|n| validate::normalize_project(&n))
+    .find(|n| !n.is_empty())
+    .unwrap_or_else(|| "devstack".to_string())
 }
 
 /// The active profiles and those of each named service that would otherwise be off, as
@@ -571,7 +628,7 @@ fn workdir_dotenv(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
     sources: &mut HashMap<PathBuf, String>,
-) -> (IndexMap<String, String>, Option<Diagnostic>) {
+) -> (IndexMap<String, String>, Option<Diagnostic>, Vec<PathBuf>) {
     let paths: Vec<PathBuf> = if opts.env_files.is_empty() {
         vec![opts.cwd.join(".env")]
     } else {
@@ -579,10 +636,10 @@ fn workdir_dotenv(
     };
     let mut vars: IndexMap<String, String> = IndexMap::new();
     let mut problem = None;
-    for p in paths {
+    for p in &paths {
         let read = {
             let lookup = |k: &str| env(k).or_else(|| vars.get(k).cloned());
-            read_dotenv(&p, &shown_path(&p, &opts.cwd), &lookup, sources)
+            read_dotenv(p, &shown_path(p, &opts.cwd), &lookup, sources)
         };
         match read {
             Ok(Some(v)) => vars.extend(v),
@@ -593,7 +650,20 @@ fn workdir_dotenv(
             }
         }
     }
-    (vars, problem)
+    (vars, problem, paths)
+}
+
+/// Adds `p` to the files the stack was built from: absolute, lexically normal, each once.
+fn note_input(inputs: &mut Vec<PathBuf>, p: &Path) {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let p = validate::normalize_path(&abs);
+    if !inputs.contains(&p) {
+        inputs.push(p);
+    }
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -689,6 +759,67 @@ fn strip_extensions(v: &mut Value) {
             }
         }
     }
+}
+
+/// Compose keys that this engine has no use for, accepted as Compose accepts them and taken out
+/// before the typed pass, with one warning per key naming where it was ignored:
+/// `external_links` (containers outside the project are not put on its network),
+/// `networks.*.ipam` (every service joins the one project network, created with the engine's
+/// addresses) and the retry limit of `restart: on-failure:N` (devstack restarts with backoff and
+/// stops at a crash loop).
+fn accepted_and_ignored(merged: &mut Value, warnings: &mut Vec<String>) {
+    let mut external: Vec<String> = Vec::new();
+    let mut retries: Vec<String> = Vec::new();
+    if let Some(Value::Mapping(services)) = merged.get_mut("services") {
+        for (name, svc) in services.iter_mut() {
+            let Some(m) = svc.as_mapping_mut() else {
+                continue;
+            };
+            let name = key_name(name);
+            if m.remove("external_links").is_some() {
+                external.push(format!("`{name}`"));
+            }
+            let limited = m
+                .get("restart")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("on-failure:"))
+                .is_some_and(|n| n.trim().parse::<u32>().is_ok());
+            if limited {
+                m.insert("restart".into(), Value::String("on-failure".into()));
+                retries.push(format!("`{name}`"));
+            }
+        }
+    }
+    let mut ipam: Vec<String> = Vec::new();
+    if let Some(Value::Mapping(networks)) = merged.get_mut("networks") {
+        for (name, net) in networks.iter_mut() {
+            if let Some(m) = net.as_mapping_mut() {
+                if m.remove("ipam").is_some() {
+                    ipam.push(format!("`{}`", key_name(name)));
+                }
+            }
+        }
+    }
+    let mut warn = |what: &str, list: Vec<String>, why: &str| {
+        if !list.is_empty() {
+            warnings.push(format!("{what} ignored ({}): {why}", list.join(", ")));
+        }
+    };
+    warn(
+        "`external_links`",
+        external,
+        "containers outside the project are not joined to its network",
+    );
+    warn(
+        "`ipam` of networks",
+        ipam,
+        "every service joins the one project network, with the engine's own addresses",
+    );
+    warn(
+        "the retry limit of `restart: on-failure:N`",
+        retries,
+        "devstack restarts with backoff and stops a service that crash-loops",
+    );
 }
 
 /// The image a service whose `extends` failed is checked with; it never reaches the stack.
@@ -961,7 +1092,7 @@ fn typed(mut merged: Value, errors: &mut Vec<Diagnostic>) -> Typed {
             let base = root.key("services").key(name.clone());
             if !matches!(k, Value::String(_)) {
                 errors.push(
-                    Diagnostic::new(format!("service name `{name}` must be a string"))
+                    Diagnostic::new(format!("non-string key in `services`: `{name}`"))
                         .at(base.clone())
                         .help("quote it, e.g. `\"{name}\":`"),
                 );
@@ -1045,13 +1176,11 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "dns_opt",
     "dns_search",
     "driver_opts",
-    "external_links",
     "gpus",
     "group_add",
     "ipc",
     "isolation",
     "label_file",
-    "links",
     "logging",
     "mac_address",
     "mem_reservation",
@@ -1060,18 +1189,16 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "pid",
     "post_start",
+    "pre_start",
     "pre_stop",
     "provider",
-    "runtime",
     "scale",
     "security_opt",
     "storage_opt",
     "use_api_socket",
     "userns_mode",
     "uts",
-    "volumes_from",
 ];
 
 /// Keys of nested Compose maps that devstack does not read yet, by the map they sit in.
@@ -1120,7 +1247,7 @@ fn compose_nested_unsupported(parent: &KeyPath, field: &str) -> bool {
         [Some("services"), _, Some("volumes"), None, Some("volume")] => &[],
         [Some("services"), _, Some("volumes"), None, Some("bind")] => &["recursive"],
         [Some("volumes"), Some(_)] => &[],
-        [Some("networks"), Some(_)] => &["enable_ipv4", "enable_ipv6", "ipam"],
+        [Some("networks"), Some(_)] => &["enable_ipv4", "enable_ipv6"],
         [Some("secrets"), Some(_)] => &[
             "driver",
             "driver_opts",
@@ -1244,7 +1371,7 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         return Err((diags, Some(text)));
     }
 
-    let mut value: Value = match serde_yaml::from_str(&text) {
+    let mut value: Value = match documents(&text) {
         Ok(v) => v,
         Err(e) => {
             let span = e
@@ -1252,12 +1379,8 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
                 .map(|l| locate::span_of_offset(&text, l.index()));
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let (msg, help) = if msg.contains("more than one document") {
-                (
-                    "the file holds more than one YAML document (`---`)".to_string(),
-                    "keep one document per file; to combine files, pass each with its own `-f`",
-                )
-            } else if msg.contains("repetition limit") || msg.contains("recursion limit") {
+            let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit")
+            {
                 (
                     "the YAML expands too far (aliases nested too deep or repeated too often)"
                         .to_string(),
@@ -1315,6 +1438,31 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         index,
         value,
     })
+}
+
+/// The documents of a file (`---` between them), merged in order as Compose merges them: a
+/// later document over an earlier one, as a later `-f` file.
+fn documents(text: &str) -> Result<Value, serde_yaml::Error> {
+    use serde::Deserialize;
+    let mut docs = serde_yaml::Deserializer::from_str(text)
+        .map(Value::deserialize)
+        .collect::<Result<Vec<Value>, _>>()?;
+    if docs.len() <= 1 {
+        return Ok(docs.pop().unwrap_or(Value::Null));
+    }
+    let mut merged = Value::Null;
+    for mut doc in docs {
+        if doc.is_null() {
+            continue;
+        }
+        doc.apply_merge()?;
+        if merged.is_null() {
+            merged = doc;
+        } else {
+            merge_top(&mut merged, doc);
+        }
+    }
+    Ok(merged)
 }
 
 fn describe(v: &Value) -> &'static str {
@@ -1473,6 +1621,15 @@ fn names_as_map(v: Value) -> Value {
 
 /// Appends the entries of `over` whose key is new and replaces those whose key is known.
 fn merge_list_by(base: &mut Value, over: Value, key: fn(&Value) -> Option<String>) {
+    // `env_file: a.env` in one file and a list in the other: a string is a list of one.
+    let one = |v: Value| match v {
+        Value::String(_) => Value::Sequence(vec![v]),
+        other => other,
+    };
+    let over = one(over);
+    if matches!(base, Value::String(_)) {
+        *base = one(std::mem::take(base));
+    }
     let (Value::Sequence(b), Value::Sequence(o)) = (&mut *base, &over) else {
         *base = over;
         return;
@@ -2003,5 +2160,297 @@ mod tests {
             d.message,
             "`services.db.ports` must be a list, not the number `5432`"
         );
+    }
+
+    /// Writes `files` into a fresh folder and loads the first with `opts`' other settings.
+    fn load_files(
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut LoadOptions),
+    ) -> (tempfile::TempDir, Result<Loaded, ConfigError>) {
+        let dir = tempfile::tempdir().expect("a temp folder");
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().expect("a parent")).expect("a folder");
+            std::fs::write(p, text).expect("writing a test file");
+        }
+        let mut opts = LoadOptions {
+            files: vec![PathBuf::from(files[0].0)],
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        tweak(&mut opts);
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let loaded = load(&opts, &|k| env.get(k).cloned());
+        (dir, loaded)
+    }
+
+    fn loaded(files: &[(&str, &str)], env: &[(&str, &str)]) -> (tempfile::TempDir, Stack) {
+        let (dir, l) = load_files(files, env, |_| {});
+        let l = l.unwrap_or_else(|e| panic!("{files:?}: {}", e.render(false)));
+        (dir, l.stack)
+    }
+
+    fn env_of(stack: &Stack, svc: &str, key: &str) -> Option<String> {
+        stack.services[svc].environment.get(key).cloned()
+    }
+
+    #[test]
+    fn inputs_list_every_file_read_once_in_order() {
+        let (dir, stack) = loaded(
+            &[
+                (
+                    "compose.yaml",
+                    "include: [inc/more.yaml]\nenv_file: [top.env]\nservices:\n  web:\n    image: nginx\n    env_file: [web.env, {path: later.env, required: false}, web.env]\n  child:\n    extends: {file: base.yaml, service: base}\n",
+                ),
+                ("override.yaml", "services:\n  web:\n    environment: {A: b}\n"),
+                ("base.yaml", "services:\n  base:\n    image: redis\n"),
+                ("inc/more.yaml", "services:\n  other:\n    image: redis\n"),
+                (".env", "X=1\n"),
+                ("top.env", "Y=2\n"),
+                ("web.env", "Z=3\n"),
+            ],
+            &[],
+        );
+        let d = dir.path();
+        let want: Vec<PathBuf> = [
+            "compose.yaml",
+            "inc/more.yaml",
+            "base.yaml",
+            ".env",
+            "top.env",
+            "web.env",
+            "later.env",
+        ]
+        .iter()
+        .map(|f| d.join(f))
+        .collect();
+        assert_eq!(stack.inputs, want);
+        assert!(stack.inputs.iter().all(|p| p.is_absolute()));
+        assert_eq!(stack.files, vec![d.join("compose.yaml")]);
+    }
+
+    #[test]
+    fn inputs_follow_env_files_and_every_stack_file() {
+        let (dir, l) = load_files(
+            &[
+                ("compose.yaml", "services:\n  web:\n    image: nginx\n"),
+                (
+                    "override.yaml",
+                    "services:\n  web:\n    environment: {A: b}\n",
+                ),
+                ("a.env", "X=1\n"),
+                ("sub/keep", ""),
+            ],
+            &[],
+            |o| {
+                o.files.push(PathBuf::from("sub/../override.yaml"));
+                o.env_files = vec![PathBuf::from("a.env")];
+            },
+        );
+        let stack = l.expect("loads").stack;
+        let d = dir.path();
+        assert_eq!(
+            stack.inputs,
+            vec![
+                d.join("compose.yaml"),
+                d.join("override.yaml"),
+                d.join("a.env")
+            ]
+        );
+    }
+
+    /// The top-level `env_file` list: a later file wins, as `--env-file a --env-file b` does;
+    /// the shell wins over all (issue 24).
+    #[test]
+    fn top_level_env_files_later_wins_shell_wins_over_all() {
+        let files = [
+            (
+                "compose.yaml",
+                "env_file: [a.env, b.env]\nservices:\n  web:\n    image: nginx\n    environment: {P: \"${PORT}\", Q: \"${ONLY_A}\"}\n",
+            ),
+            ("a.env", "PORT=8000\nONLY_A=a\n"),
+            ("b.env", "PORT=9000\n"),
+        ];
+        let (_d, stack) = loaded(&files, &[]);
+        assert_eq!(env_of(&stack, "web", "P").as_deref(), Some("9000"));
+        assert_eq!(env_of(&stack, "web", "Q").as_deref(), Some("a"));
+        let (_d, stack) = loaded(&files, &[("PORT", "1")]);
+        assert_eq!(env_of(&stack, "web", "P").as_deref(), Some("1"));
+    }
+
+    /// Compose's merge of a service's `env_file` written as a string in one file and as a list
+    /// in the other keeps both (compose-go loader/merge_test.go).
+    #[test]
+    fn env_file_string_and_list_merge() {
+        let (_d, l) = load_files(
+            &[
+                (
+                    "compose.yaml",
+                    "services:\n  web:\n    image: nginx\n    env_file: a.env\n",
+                ),
+                (
+                    "override.yaml",
+                    "services:\n  web:\n    env_file: [b.env]\n",
+                ),
+                ("a.env", "A=1\n"),
+                ("b.env", "B=2\n"),
+            ],
+            &[],
+            |o| o.files.push(PathBuf::from("override.yaml")),
+        );
+        let stack = l.expect("loads").stack;
+        assert_eq!(env_of(&stack, "web", "A").as_deref(), Some("1"));
+        assert_eq!(env_of(&stack, "web", "B").as_deref(), Some("2"));
+    }
+
+    /// A service's env_file read as Compose reads it: keys starting with a digit, indexed and
+    /// non-ASCII keys, escapes kept as written (compose-go dotenv TestParseBytes, TestParsing).
+    #[test]
+    fn service_env_file_in_compose_dialect() {
+        let (_d, stack) = loaded(
+            &[
+                (
+                    "compose.yaml",
+                    "services:\n  web:\n    image: nginx\n    env_file: web.env\n",
+                ),
+                (
+                    "web.env",
+                    "456 = ABC\na[1]=c\nárvíztűrő-TÜKÖRFÚRÓGÉP=x\n=\"nameless\"\nE=\"\\x07\\a\"\n",
+                ),
+            ],
+            &[],
+        );
+        assert_eq!(env_of(&stack, "web", "456").as_deref(), Some("ABC"));
+        assert_eq!(env_of(&stack, "web", "a[1]").as_deref(), Some("c"));
+        assert_eq!(
+            env_of(&stack, "web", "árvíztűrő-TÜKÖRFÚRÓGÉP").as_deref(),
+            Some("x")
+        );
+        assert_eq!(env_of(&stack, "web", ""), None);
+        assert_eq!(env_of(&stack, "web", "E").as_deref(), Some("\\x07\u{7}"));
+    }
+
+    /// Loader rules of Compose (compose-go loader tests; `TestNonStringKeys` for the service
+    /// named by a number).
+    #[test]
+    fn compose_loader_rules() {
+        let svc =
+            |extra: &str| format!("name: myProject\nservices:\n  web:\n    image: nginx\n{extra}");
+        // A name from the file is normalised; `${COMPOSE_PROJECT_NAME}` is the project name.
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                &svc("    environment: {P: \"${COMPOSE_PROJECT_NAME}\"}\n"),
+            )],
+            &[],
+        );
+        assert_eq!(stack.name, "myproject");
+        assert_eq!(env_of(&stack, "web", "P").as_deref(), Some("myproject"));
+        // The same short port twice is one port; an unknown volume option is ignored.
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                &format!(
+                    "{}volumes:\n  data:\n",
+                    svc("    ports: [\"9080:80\", \"9080:80\"]\n    volumes: [\"data:/target:bogus\"]\n")
+                ),
+            )],
+            &[],
+        );
+        assert_eq!(stack.services["web"].ports.len(), 1);
+        // Errors, with what Compose names.
+        let cases: &[(&str, &str)] = &[
+            (
+                "services:\n  web:\n    image: nginx\n    environment: [\"DEBUG = true\"]\n",
+                "environment variable `DEBUG` has a space before `=`",
+            ),
+            (
+                "services:\n  foo:\n    image: busybox\n  123:\n    image: busybox\n",
+                "non-string key in `services`: `123`",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let (_d, l) = load_files(&[("compose.yaml", yaml)], &[], |_| {});
+            let e = l.expect_err(yaml);
+            let text = e.render(false);
+            assert!(text.contains(want), "{yaml}: {text}");
+            assert!(text.contains("compose.yaml:"), "located: {text}");
+        }
+    }
+
+    /// Several YAML documents in one file are merged in order, as compose-go's loader does
+    /// (loader/multidoc_test.go).
+    #[test]
+    fn several_documents_merge_in_order() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\n    environment: {A: \"1\", B: \"1\"}\n---\nservices:\n  web:\n    environment: {B: \"2\"}\n  db:\n    image: postgres:15\n",
+            )],
+            &[],
+        );
+        let names: Vec<&str> = stack.services.keys().map(String::as_str).collect();
+        assert_eq!(names, ["web", "db"]);
+        assert_eq!(env_of(&stack, "web", "A").as_deref(), Some("1"));
+        assert_eq!(env_of(&stack, "web", "B").as_deref(), Some("2"));
+    }
+
+    /// Keys this engine has no use for are accepted with one warning each, naming where.
+    #[test]
+    fn accepted_and_ignored_keys_warn_once() {
+        let (_d, l) = load_files(
+            &[(
+                "compose.yaml",
+                "services:\n  a:\n    image: nginx\n    external_links: [redis_1, \"project_db_1:mysql\"]\n    restart: \"on-failure:3\"\n  b:\n    image: nginx\n    external_links: [x]\nnetworks:\n  front:\n    ipam:\n      driver: default\n      config: [{subnet: 172.28.0.0/16}]\n",
+            )],
+            &[],
+            |_| {},
+        );
+        let l = l.unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let w = l.warnings.join("\n");
+        assert!(w.contains("`external_links` ignored (`a`, `b`)"), "{w}");
+        assert!(w.contains("`ipam` of networks ignored (`front`)"), "{w}");
+        assert!(w.contains("on-failure:N` ignored (`a`)"), "{w}");
+        assert_eq!(l.warnings.len(), 3, "{w}");
+        assert_eq!(
+            l.stack.services["a"].restart,
+            crate::config::RestartPolicy::OnFailure
+        );
+    }
+
+    /// Compose keys refused with their reason, located.
+    #[test]
+    fn refused_compose_keys_say_why() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "    provider: {type: model}\n",
+                "`provider` services are not supported",
+            ),
+            ("    models: [llm]\n", "`models` is not supported"),
+            ("    post_start: [{command: echo hi}]\n", "lifecycle hooks"),
+            ("    pre_stop: [{command: echo bye}]\n", "lifecycle hooks"),
+            ("    pre_start: [{command: migrate}]\n", "lifecycle hooks"),
+        ];
+        for (extra, want) in cases {
+            let yaml = format!("services:\n  web:\n    image: nginx\n{extra}");
+            let (_d, l) = load_files(&[("compose.yaml", &yaml)], &[], |_| {});
+            let text = l.expect_err(&yaml).render(false);
+            assert!(text.contains(want), "{yaml}: {text}");
+            assert!(text.contains("compose.yaml:4:5"), "{yaml}: {text}");
+        }
+        let (_d, l) = load_files(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\nmodels:\n  llm:\n    model: ai/smollm2\n",
+            )],
+            &[],
+            |_| {},
+        );
+        let text = l.expect_err("models").render(false);
+        assert!(text.contains("`models` is not supported"), "{text}");
     }
 }

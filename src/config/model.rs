@@ -8,6 +8,11 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Serialize, Serializer};
 
+/// The name of a service's container when `container_name` does not give one.
+pub fn default_container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
 /// A validated stack.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stack {
@@ -17,6 +22,12 @@ pub struct Stack {
     pub root: PathBuf,
     #[serde(skip)]
     pub files: Vec<PathBuf>,
+    /// Every file the loader read to build the stack, absolute, each once, in the order first
+    /// read: the stack files, `extends` and `include` files, the project `.env` or
+    /// `--env-file`s, the top-level `env_file`s and each service's `env_file`s (those that do
+    /// not exist yet too, so that creating one can be noticed).
+    #[serde(skip)]
+    pub inputs: Vec<PathBuf>,
     pub services: IndexMap<String, Service>,
     pub test: TestSettings,
     /// Values of secret-looking variables the files interpolate: redacted wherever they show.
@@ -181,6 +192,20 @@ pub struct ContainerOptions {
     pub expose: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,
+    /// The process namespace: `host` or `container:NAME` (a service's resolved to its container).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// Containers whose volumes are mounted too, `NAME[:ro|:rw]` (services resolved to their
+    /// containers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// The engine's OCI runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// More names of this container on the project network: the aliases other services'
+    /// `links` give it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_aliases: Vec<String>,
     /// Compose's `develop.watch`: what a file change under a path does to the container.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub develop: Vec<WatchRule>,

@@ -589,6 +589,16 @@ pub struct RawService {
     pub read_only: Option<bool>,
     pub platform: Option<String>,
     pub network_mode: Option<String>,
+    /// Compose's `links`: `SERVICE` or `SERVICE:ALIAS`.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// `host`, `service:NAME` or `container:NAME`.
+    pub pid: Option<String>,
+    /// `SERVICE[:ro|:rw]` or `container:NAME[:ro|:rw]`.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
+    /// The engine's OCI runtime (`runc`, `runsc`, …).
+    pub runtime: Option<String>,
     pub networks: Option<RawServiceNetworks>,
     #[serde(default)]
     pub secrets: Vec<ServiceSecret>,
@@ -779,6 +789,13 @@ impl<'de> Deserialize<'de> for Environment {
                 let mut out = IndexMap::new();
                 while let Some(item) = seq.next_element::<String>()? {
                     match item.split_once('=') {
+                        // Compose refuses `DEBUG = true`: the name would end in a space.
+                        Some((k, _)) if k.ends_with(char::is_whitespace) => {
+                            return Err(de::Error::custom(format!(
+                                "environment variable `{}` has a space before `=`",
+                                k.trim_end()
+                            )));
+                        }
                         Some((k, v)) => out.insert(k.to_string(), Some(v.to_string())),
                         None => out.insert(item, None),
                     };

@@ -14,6 +14,8 @@ use super::keypath::KeyPath;
 use super::model::*;
 use super::raw::*;
 
+mod sharing;
+
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_secs(1);
@@ -95,6 +97,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
     let secrets = secret_defs(&mut c, raw);
     let top = TopLevel {
         project: &name,
+        raw_services,
         volumes: &volumes,
         networks: &networks,
         secrets: &secrets,
@@ -134,6 +137,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    sharing::links(&mut c, raw_services, &names, &mut services);
     let k8s = super::k8s::validate(raw, &mut services, ctx.env, &mut c.errors);
 
     // Checks across services need every service parsed.
@@ -160,6 +164,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             name,
             root: ctx.root.to_path_buf(),
             files: Vec::new(),
+            inputs: Vec::new(),
             services,
             test,
             secret_values: Vec::new(),
@@ -192,16 +197,14 @@ fn project_name(c: &mut Checker<'_>, written: Option<&str>) -> String {
         return n;
     }
     if let Some(w) = written {
+        // A `name:` read from the file is normalised, as Compose does (`myProject` is
+        // `myproject`); only a name that leaves nothing is refused.
         let n = normalize_project(w);
-        if n.is_empty() || n != w {
+        if n.is_empty() {
             c.err(
                 Diagnostic::new(format!("invalid project name `{w}`"))
                     .at_value(KeyPath::root().key("name"))
-                    .help(if n.is_empty() {
-                        "use lowercase letters, digits, `-` and `_`, starting with a letter or digit".to_string()
-                    } else {
-                        format!("use lowercase letters, digits, `-` and `_`: `{n}`")
-                    }),
+                    .help("use lowercase letters, digits, `-` and `_`, starting with a letter or digit"),
             );
         }
         return n;
@@ -241,6 +244,7 @@ fn valid_service_name(n: &str) -> bool {
 /// What services may refer to at the top level.
 struct TopLevel<'a> {
     project: &'a str,
+    raw_services: &'a IndexMap<String, RawService>,
     volumes: &'a IndexMap<String, VolumeDef>,
     networks: &'a IndexMap<String, NetworkDef>,
     secrets: &'a IndexMap<String, SecretDef>,
@@ -677,6 +681,10 @@ fn ports(
         match parsed {
             Ok(ms) => {
                 for m in ms {
+                    // The same mapping written twice is one mapping, as Compose reads it.
+                    if out.contains(&m) {
+                        continue;
+                    }
                     if out
                         .iter()
                         .any(|o| o.container_port == m.container_port && o.protocol == m.protocol)
@@ -820,7 +828,7 @@ fn service_volume(
 
 /// Volume options after the second `:` (`ro`, `rw`, `z`, `Z`, `nocopy`, propagation,
 /// consistency), comma-separated. Returns whether the mount is read-only.
-fn volume_mode(mode: Option<&str>) -> Result<bool, String> {
+fn volume_mode(mode: Option<&str>) -> bool {
     let mut read_only = false;
     for opt in mode.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
         match opt {
@@ -830,10 +838,11 @@ fn volume_mode(mode: Option<&str>) -> Result<bool, String> {
             // hints: accepted; the engine gets the mount without them.
             "z" | "Z" | "nocopy" | "shared" | "slave" | "private" | "rshared" | "rslave"
             | "rprivate" | "cached" | "delegated" | "consistent" => {}
-            other => return Err(other.to_string()),
+            // Compose ignores an option it does not know (`name:/target:bogus`); so does devstack.
+            _ => {}
         }
     }
-    Ok(read_only)
+    read_only
 }
 
 fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Option<Volume> {
@@ -856,13 +865,7 @@ fn volume(c: &mut Checker<'_>, spec: &str, path: &KeyPath, root: &Path) -> Optio
             return None;
         }
     };
-    let read_only = match volume_mode(mode) {
-        Ok(ro) => ro,
-        Err(m) => {
-            c.err(bad(format!("unknown volume mode `{m}` in `{spec}`")));
-            return None;
-        }
-    };
+    let read_only = volume_mode(mode);
     mount(c, source, target, read_only, spec, path, root)
 }
 
@@ -1026,6 +1029,25 @@ fn long_volume(
 
 /// "`KEY` is a Compose key devstack does not support yet", pointing at the README's list.
 pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
+    // Keys refused for a reason of their own say why.
+    let why = match key {
+        "provider" => Some((
+            "`provider` services are not supported: Compose hands them to a provider plugin (a program it runs instead of a container), and devstack runs no plugins",
+            "run what the provider sets up as a container or a native process (`image:` or `command:`)",
+        )),
+        "models" => Some((
+            "`models` is not supported: Compose runs the models on Docker Model Runner, which devstack does not drive",
+            "run the model server as a service of its own (an `image:` that serves the model) and pass its URL in `environment`",
+        )),
+        "post_start" | "pre_stop" | "pre_start" => Some((
+            "lifecycle hooks (`post_start`, `pre_stop`, `pre_start`) are not supported yet",
+            "for now, run the command from the service's own entrypoint, or as a task service it `depends_on` with `condition: service_completed_successfully`",
+        )),
+        _ => None,
+    };
+    if let Some((message, help)) = why {
+        return Diagnostic::new(message).at(path.clone()).help(help);
+    }
     Diagnostic::new(format!(
         "`{key}` is a Compose key devstack does not support yet"
     ))
@@ -1220,6 +1242,10 @@ fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("pids_limit", rs.pids_limit.is_some()),
         ("pull_policy", rs.pull_policy.is_some()),
         ("develop", rs.develop.is_some()),
+        ("links", !rs.links.is_empty()),
+        ("pid", rs.pid.is_some()),
+        ("volumes_from", !rs.volumes_from.is_empty()),
+        ("runtime", rs.runtime.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -1360,6 +1386,7 @@ fn container_options(
         limits.pids = rs.pids_limit;
     }
 
+    let shared = sharing::namespaces(c, rs, path, name, names, top.project, top.raw_services);
     if let Some(mode) = &rs.network_mode {
         if rs.networks.is_some() {
             c.err(
@@ -1530,6 +1557,10 @@ fn container_options(
         expose,
         pull_policy,
         develop,
+        pid: shared.pid,
+        volumes_from: shared.volumes_from,
+        runtime: rs.runtime.clone(),
+        link_aliases: Vec::new(),
     }
 }
 
