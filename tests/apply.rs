@@ -484,3 +484,62 @@ volumes:
     interrupt(&up.0);
     assert_eq!(exit_within(&mut up.0, Duration::from_secs(60)), Some(130));
 }
+
+#[test]
+fn an_edit_of_dot_env_or_of_an_env_file_applies_like_one_of_the_stack_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let project = project("apply-env-files");
+    std::fs::write(dir.path().join(".env"), "LEVEL=info\n").unwrap();
+    std::fs::write(dir.path().join("worker.env"), "QUEUE=a\n").unwrap();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        r#"services:
+  api:
+    command: sh -c 'echo "$$LOG_LEVEL" > api.env; echo api up; exec sleep 600'
+    environment: { LOG_LEVEL: "${LEVEL}" }
+    ready: { log: "api up" }
+  worker:
+    command: sh -c 'echo "$$QUEUE" > worker.out; echo worker up; exec sleep 600'
+    env_file: [worker.env]
+    ready: { log: "worker up" }
+"#,
+    )
+    .unwrap();
+    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
+    let (mut up, rx) = spawn_up(
+        dir.path(),
+        &["-p", &project, "up", "--json", "--no-watch"],
+        &env,
+    );
+    let out = devstack_env(
+        dir.path(),
+        &["-p", &project, "wait", "--timeout", "60s"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join(".env"), "LEVEL=debug\n").unwrap();
+    let plan = next_plan(&rx);
+    assert_eq!(
+        plan.iter().find(|c| c.0 == "api").unwrap().2,
+        ["environment.LOG_LEVEL"]
+    );
+    assert_eq!(action_of(&plan, "worker"), "unchanged");
+    until("api sees the new .env", Duration::from_secs(20), || {
+        std::fs::read_to_string(dir.path().join("api.env")).is_ok_and(|t| t.trim() == "debug")
+    });
+
+    std::fs::write(dir.path().join("worker.env"), "QUEUE=b\n").unwrap();
+    let plan = next_plan(&rx);
+    assert_eq!(action_of(&plan, "worker"), "restart");
+    assert_eq!(action_of(&plan, "api"), "unchanged");
+    until(
+        "worker sees its new env_file",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(dir.path().join("worker.out")).is_ok_and(|t| t.trim() == "b"),
+    );
+
+    interrupt(&up.0);
+    assert_eq!(exit_within(&mut up.0, Duration::from_secs(20)), Some(130));
+}

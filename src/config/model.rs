@@ -55,6 +55,7 @@ impl Stack {
             name,
             root,
             files: Vec::new(),
+            inputs: Vec::new(),
             services: IndexMap::new(),
             test: TestSettings::default(),
             secret_values: Vec::new(),

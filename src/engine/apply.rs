@@ -69,16 +69,12 @@ pub(super) struct Ready {
     pub desired: IndexMap<String, Spec>,
 }
 
-/// The files the stack was read from, to watch: every stack file and the `.env` beside the
-/// first (each only when it exists: a file that does not exist yet is not watched).
+/// The files the stack was read from, to watch: every stack file, `extends` and `include`
+/// file, `.env`, `--env-file` and `env_file` (each only when it exists: a file that does not
+/// exist yet is not watched).
 pub fn inputs(stack: &Stack) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
-    let dotenv = stack
-        .files
-        .first()
-        .and_then(|f| f.parent())
-        .map(|d| d.join(".env"));
-    for f in stack.files.iter().chain(dotenv.as_ref()) {
+    for f in stack.files.iter().chain(&stack.inputs) {
         if f.is_file() && !out.contains(f) {
             out.push(f.clone());
         }

@@ -435,6 +435,7 @@ fn watch_specs(
         });
     }
     let inputs = apply::inputs(stack);
+    tracing::debug!("the stack's own files: {inputs:?}");
     if config && !inputs.is_empty() {
         specs.push(crate::watch::WatchSpec {
             service: apply::CONFIG_WATCH.to_string(),
