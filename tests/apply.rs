@@ -543,3 +543,30 @@ fn an_edit_of_dot_env_or_of_an_env_file_applies_like_one_of_the_stack_file() {
     interrupt(&up.0);
     assert_eq!(exit_within(&mut up.0, Duration::from_secs(20)), Some(130));
 }
+
+#[test]
+fn a_file_saved_half_written_stops_nothing_and_the_full_save_bounces_nothing() {
+    let s = Live::new("apply-half");
+    let (mut up, rx) = s.up(&[]);
+    s.wait_all();
+    let before: Vec<Option<u64>> = ["api", "worker", "web"].map(|x| s.pid(x)).to_vec();
+    // An editor's truncate, seen on its own: the files are invalid for a moment.
+    let file = s.path().join("stack.yaml");
+    std::fs::write(&file, &STACK[..STACK.len() / 2]).unwrap();
+    until("the half file is reported", Duration::from_secs(20), || {
+        s.ps().iter().all(|r| r["config_error"].is_string())
+    });
+    assert_eq!(
+        ["api", "worker", "web"].map(|x| s.pid(x)).to_vec(),
+        before,
+        "nothing stopped"
+    );
+    // Then the write of the whole (unchanged) file: valid again, nothing bounces.
+    std::fs::write(&file, STACK).unwrap();
+    let plan = next_plan(&rx);
+    assert!(plan.iter().all(|c| c.1 == "unchanged"), "{plan:?}");
+    assert!(s.ps().iter().all(|r| r.get("config_error").is_none()));
+    assert_eq!(["api", "worker", "web"].map(|x| s.pid(x)).to_vec(), before);
+    interrupt(&up.0);
+    assert_eq!(exit_within(&mut up.0, Duration::from_secs(20)), Some(130));
+}
