@@ -657,3 +657,55 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Compose's `links`, `pid`, `volumes_from` and `runtime` reach the engine: the linked
+/// service answers by its alias, and the container shares the other's process namespace and
+/// volumes (issue 24).
+#[test]
+fn compose_links_pid_volumes_from_and_runtime_reach_the_engine() {
+    if !docker_or_skip(&["redis:7-alpine"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db:\n    image: redis:7-alpine\n    volumes: [/shared]\n  web:\n    image: redis:7-alpine\n    links: [\"db:database\"]\n    pid: \"service:db\"\n    volumes_from: [\"db:ro\"]\n    runtime: runc\n",
+    )
+    .unwrap();
+    let project = project("links");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec!["compose.yaml".into()],
+    };
+    let out = devstack(
+        dir.path(),
+        &["-f", "compose.yaml", "-p", &project, "up", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let web = format!("{project}-web");
+    let db = format!("{project}-db");
+    let (ok, host) = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidMode}} {{json .HostConfig.VolumesFrom}} {{.HostConfig.Runtime}}",
+        &web,
+    ]));
+    assert!(ok, "{host}");
+    // The engine keeps the other container's id for the pid namespace.
+    let (ok, db_id) = run(Command::new("docker").args(["inspect", "-f", "{{.Id}}", &db]));
+    assert!(ok, "{db_id}");
+    assert_eq!(
+        host.trim(),
+        format!("container:{} [\"{db}:ro\"] runc", db_id.trim()),
+        "{host}"
+    );
+    let (ok, pong) =
+        run(Command::new("docker").args(["exec", &web, "redis-cli", "-h", "database", "ping"]));
+    assert!(
+        ok && pong.trim() == "PONG",
+        "the link alias resolves: {pong}"
+    );
+    let (ok, mounts) = run(Command::new("docker").args(["exec", &web, "ls", "-d", "/shared"]));
+    assert!(ok, "the volume of `db` is mounted in `web`: {mounts}");
+}
