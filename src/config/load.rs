@@ -1329,9 +1329,7 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "post_start",
     "pre_start",
-    "pre_stop",
     "provider",
     "scale",
     "security_opt",
@@ -2571,16 +2569,22 @@ mod tests {
                 "`provider` services are not supported",
             ),
             ("    models: [llm]\n", "`models` is not supported"),
-            ("    post_start: [{command: echo hi}]\n", "lifecycle hooks"),
-            ("    pre_stop: [{command: echo bye}]\n", "lifecycle hooks"),
-            ("    pre_start: [{command: migrate}]\n", "lifecycle hooks"),
+            (
+                "    pre_start: [{command: migrate}]\n",
+                "`pre_start` hooks (init containers) are not supported yet",
+            ),
+            (
+                "    post_start: [{command: x, working_dir: rel}]\n",
+                "`working_dir` of a hook of `web` must be an absolute path",
+            ),
+            ("    pre_stop: [{command: x, usr: root}]\n", "unknown"),
         ];
         for (extra, want) in cases {
             let yaml = format!("services:\n  web:\n    image: nginx\n{extra}");
             let (_d, l) = load_files(&[("compose.yaml", &yaml)], &[], |_| {});
             let text = l.expect_err(&yaml).render(false);
             assert!(text.contains(want), "{yaml}: {text}");
-            assert!(text.contains("compose.yaml:4:5"), "{yaml}: {text}");
+            assert!(text.contains("compose.yaml:4:"), "{yaml}: {text}");
         }
         let (_d, l) = load_files(
             &[(
@@ -2592,5 +2596,32 @@ mod tests {
         );
         let text = l.expect_err("models").render(false);
         assert!(text.contains("`models` is not supported"), "{text}");
+    }
+
+    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md).
+    #[test]
+    fn lifecycle_hooks_are_read() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\n    post_start:\n      - command: chown -R 1001:1001 /data\n        user: root\n        privileged: true\n    pre_stop:\n      - command: [\"./data_flush.sh\", \"--all\"]\n        working_dir: /app\n        environment: {MODE: fast}\n",
+            )],
+            &[],
+        );
+        let o = &stack.services["web"].options;
+        assert_eq!(
+            o.post_start,
+            vec![crate::config::Hook {
+                command: crate::config::Command::Shell("chown -R 1001:1001 /data".into()),
+                user: Some("root".into()),
+                privileged: true,
+                working_dir: None,
+                environment: IndexMap::new(),
+            }]
+        );
+        let exec = crate::plan::hook_exec(&o.pre_stop[0]);
+        assert_eq!(exec.argv, ["./data_flush.sh", "--all"]);
+        assert_eq!(exec.working_dir.as_deref(), Some("/app"));
+        assert_eq!(exec.env, ["MODE=fast"]);
     }
 }

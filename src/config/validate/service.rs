@@ -254,6 +254,8 @@ pub(super) fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("pid", rs.pid.is_some()),
         ("volumes_from", !rs.volumes_from.is_empty()),
         ("runtime", rs.runtime.is_some()),
+        ("post_start", !rs.post_start.is_empty()),
+        ("pre_stop", !rs.pre_stop.is_empty()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -357,7 +359,37 @@ pub(super) fn container_options(
         volumes_from: shared.volumes_from,
         runtime: rs.runtime.clone(),
         link_aliases: Vec::new(),
+        post_start: hooks(c, &rs.post_start, &path.key("post_start"), name),
+        pre_stop: hooks(c, &rs.pre_stop, &path.key("pre_stop"), name),
     }
+}
+
+/// Lifecycle hooks: each a command, and a `working_dir` inside the container.
+fn hooks(c: &mut Checker<'_>, raw: &[RawHook], path: &KeyPath, name: &str) -> Vec<Hook> {
+    let mut out = Vec::new();
+    for (i, h) in raw.iter().enumerate() {
+        let hpath = path.index(i);
+        if let Some(w) = h.working_dir.as_deref().filter(|w| !w.starts_with('/')) {
+            c.err(
+                Diagnostic::new(format!(
+                    "`working_dir` of a hook of `{name}` must be an absolute path inside the container"
+                ))
+                .at_value(hpath.key("working_dir"))
+                .help(format!("write `/{}`", w.trim_start_matches("./"))),
+            );
+        }
+        let Some(command) = command(c, &h.command, &hpath.key("command"), name) else {
+            continue;
+        };
+        out.push(Hook {
+            command,
+            user: h.user.clone(),
+            privileged: h.privileged.unwrap_or(false),
+            working_dir: h.working_dir.clone(),
+            environment: environment(c, &h.environment),
+        });
+    }
+    out
 }
 
 /// `pull_policy` is one Compose knows, `container_name` one the engine takes.
