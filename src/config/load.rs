@@ -1472,69 +1472,14 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
     }
 
     let (index, findings) = locate::index(&text);
-    let mut diags = Vec::new();
-    for f in findings {
-        diags.push(match f {
-            Finding::Tab { span } => Diagnostic::new("tab character in indentation")
-                .help("YAML indents with spaces only; replace the tab with spaces")
-                .in_file(shown, Some(span)),
-            Finding::DuplicateKey {
-                path,
-                first,
-                second,
-            } => {
-                let key = path.last_key().unwrap_or("?").to_string();
-                Diagnostic::new(format!(
-                    "duplicate key `{key}` (first defined at line {})",
-                    first.line
-                ))
-                .at(path)
-                .help("remove one of the two; YAML keys must be unique within a map")
-                .in_file(shown, Some(second))
-            }
-            Finding::Syntax { message, span } => {
-                Diagnostic::new(format!("invalid YAML: {message}"))
-                    .help("check the indentation and quoting around this spot")
-                    .in_file(shown, Some(span))
-            }
-        });
-    }
+    let diags = structural_problems(findings, shown);
     if !diags.is_empty() {
-        // One syntax error usually causes the rest; tabs explain a syntax error better.
-        let has_tab = diags.iter().any(|d| d.message.starts_with("tab"));
-        if has_tab {
-            diags.retain(|d| !d.message.starts_with("invalid YAML"));
-        }
-        diags.truncate(5);
         return Err((diags, Some(text)));
     }
 
     let mut value: Value = match documents(&text) {
         Ok(v) => v,
-        Err(e) => {
-            let span = e
-                .location()
-                .map(|l| locate::span_of_offset(&text, l.index()));
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit")
-            {
-                (
-                    "the YAML expands too far (aliases nested too deep or repeated too often)"
-                        .to_string(),
-                    "expand the anchors by hand; a stack file needs no deep alias nesting",
-                )
-            } else {
-                (
-                    format!("invalid YAML: {msg}"),
-                    "check the indentation and quoting around this spot",
-                )
-            };
-            return Err((
-                vec![Diagnostic::new(msg).help(help).in_file(shown, span)],
-                Some(text),
-            ));
-        }
+        Err(e) => return Err((vec![yaml_problem(&e, &text, shown)], Some(text))),
     };
     if let Err(e) = value.apply_merge() {
         return Err((
@@ -1576,6 +1521,68 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         index,
         value,
     })
+}
+
+/// The structural faults `locate` found, as problems: at most five, tabs before the syntax
+/// errors they explain.
+fn structural_problems(findings: Vec<Finding>, shown: &Path) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for f in findings {
+        diags.push(match f {
+            Finding::Tab { span } => Diagnostic::new("tab character in indentation")
+                .help("YAML indents with spaces only; replace the tab with spaces")
+                .in_file(shown, Some(span)),
+            Finding::DuplicateKey {
+                path,
+                first,
+                second,
+            } => {
+                let key = path.last_key().unwrap_or("?").to_string();
+                Diagnostic::new(format!(
+                    "duplicate key `{key}` (first defined at line {})",
+                    first.line
+                ))
+                .at(path)
+                .help("remove one of the two; YAML keys must be unique within a map")
+                .in_file(shown, Some(second))
+            }
+            Finding::Syntax { message, span } => {
+                Diagnostic::new(format!("invalid YAML: {message}"))
+                    .help("check the indentation and quoting around this spot")
+                    .in_file(shown, Some(span))
+            }
+        });
+    }
+    if !diags.is_empty() {
+        // One syntax error usually causes the rest; tabs explain a syntax error better.
+        let has_tab = diags.iter().any(|d| d.message.starts_with("tab"));
+        if has_tab {
+            diags.retain(|d| !d.message.starts_with("invalid YAML"));
+        }
+        diags.truncate(5);
+    }
+    diags
+}
+
+/// A YAML parse error as a problem at its place in the file.
+fn yaml_problem(e: &serde_yaml::Error, text: &str, shown: &Path) -> Diagnostic {
+    let span = e
+        .location()
+        .map(|l| locate::span_of_offset(text, l.index()));
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit") {
+        (
+            "the YAML expands too far (aliases nested too deep or repeated too often)".to_string(),
+            "expand the anchors by hand; a stack file needs no deep alias nesting",
+        )
+    } else {
+        (
+            format!("invalid YAML: {msg}"),
+            "check the indentation and quoting around this spot",
+        )
+    };
+    Diagnostic::new(msg).help(help).in_file(shown, span)
 }
 
 /// The documents of a file (`---` between them), merged in order as Compose merges them: a
