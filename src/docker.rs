@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use crate::config::Protocol;
 use crate::runtime::{
     labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
-    ContainerSpec, ContainerStatus, Mount, OutputChunk, OutputStream, Published, Result,
+    ContainerSpec, ContainerStatus, HookExec, Mount, OutputChunk, OutputStream, Published, Result,
     RuntimeError, UsageSample,
 };
 
@@ -70,6 +70,42 @@ fn describe_engine() -> String {
 }
 
 impl DockerRuntime {
+    /// Runs a command in a container, attached: its exit code and the tail of its output.
+    async fn exec_with(
+        &self,
+        id: &str,
+        mut opts: bollard::exec::CreateExecOptions<String>,
+    ) -> Result<(i64, String)> {
+        use bollard::exec::StartExecResults;
+        opts.attach_stdout = Some(true);
+        opts.attach_stderr = Some(true);
+        let created = self.docker.create_exec(id, opts).await.map_err(engine)?;
+        let mut output = String::new();
+        if let StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(engine)?
+        {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(engine)?;
+                // Keep the tail only: it is for error messages.
+                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                if output.len() > 4096 {
+                    output = output.split_off(output.len() - 2048);
+                }
+            }
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(engine)?;
+        Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+
     /// Connects and negotiates the API version (engines as old as API 1.41 answer here).
     /// Fails within about a second when nothing answers.
     pub async fn connect() -> Result<Self> {
@@ -1062,44 +1098,29 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String)> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        let created = self
-            .docker
-            .create_exec(
-                id,
-                CreateExecOptions {
-                    cmd: Some(argv.to_vec()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(engine)?;
-        let mut output = String::new();
-        if let StartExecResults::Attached {
-            output: mut stream, ..
-        } = self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(engine)?
-        {
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(engine)?;
-                // Keep the tail only: it is for error messages.
-                output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
-                if output.len() > 4096 {
-                    output = output.split_off(output.len() - 2048);
-                }
-            }
-        }
-        let inspected = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(engine)?;
-        Ok((inspected.exit_code.unwrap_or(-1), output))
+        self.exec_with(
+            id,
+            bollard::exec::CreateExecOptions {
+                cmd: Some(argv.to_vec()),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn exec_hook(&self, id: &str, hook: &HookExec) -> Result<(i64, String)> {
+        self.exec_with(
+            id,
+            bollard::exec::CreateExecOptions {
+                cmd: Some(hook.argv.clone()),
+                user: hook.user.clone(),
+                privileged: Some(hook.privileged),
+                working_dir: hook.working_dir.clone(),
+                env: (!hook.env.is_empty()).then(|| hook.env.clone()),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     async fn usage(&self, id: &str) -> Result<UsageSample> {

@@ -8,8 +8,8 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use crate::config::interpolate::resolve_port_refs;
-use crate::config::{Command, ContainerOptions, Service, ServiceKind, Stack, Volume};
-use crate::runtime::{labels, ContainerInfo, ContainerSpec, Mount, Published};
+use crate::config::{Command, ContainerOptions, Hook, Service, ServiceKind, Stack, Volume};
+use crate::runtime::{labels, ContainerInfo, ContainerSpec, HookExec, Mount, Published};
 
 /// Every published port of every service, with its host port decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +99,27 @@ pub fn network_name(project: &str) -> String {
 
 pub fn volume_name(project: &str, volume: &str) -> String {
     format!("{project}_{volume}")
+}
+
+/// A lifecycle hook as the engine runs it: a string command split as a service's `command` is
+/// (no shell runs), its environment as `KEY=value`, `$$` a literal `$` (hooks run after the
+/// ports are known, but name none: a `${port:…}` is kept as written).
+pub fn hook_exec(hook: &Hook) -> HookExec {
+    let resolve = |s: &str| resolve_port_refs(s, |_| None);
+    HookExec {
+        argv: match &hook.command {
+            Command::Shell(s) => shell_words(&resolve(s)),
+            Command::Argv(v) => v.iter().map(|a| resolve(a)).collect(),
+        },
+        user: hook.user.clone(),
+        privileged: hook.privileged,
+        working_dir: hook.working_dir.clone(),
+        env: hook
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={}", resolve(v)))
+            .collect(),
+    }
 }
 
 /// Splits a command string into words as a POSIX shell would, for containers (no shell runs).

@@ -212,6 +212,17 @@ impl std::error::Error for RuntimeError {}
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 pub type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 
+/// A lifecycle hook as the engine runs it (`docker exec` with its options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookExec {
+    pub argv: Vec<String>,
+    pub user: Option<String>,
+    pub privileged: bool,
+    pub working_dir: Option<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+}
+
 /// The container engine (Docker), as devstack's engine sees it. Cheap to clone.
 pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Containers with this project's label (all states).
@@ -258,6 +269,12 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Runs `argv` inside the container; its exit code and combined output.
     fn exec(&self, id: &str, argv: &[String])
         -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// Runs a lifecycle hook in the container: exit code and the tail of its output.
+    fn exec_hook(
+        &self,
+        id: &str,
+        hook: &HookExec,
+    ) -> impl Future<Output = Result<(i64, String)>> + Send;
     /// Output from `since` (seconds since the epoch) on, following until the container stops.
     fn logs(&self, id: &str, since: i64) -> OutputStream;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
@@ -400,6 +417,9 @@ impl ContainerRuntime for NoEngine {
         no_engine()
     }
     async fn exec(&self, _id: &str, _argv: &[String]) -> Result<(i64, String)> {
+        no_engine()
+    }
+    async fn exec_hook(&self, _id: &str, _hook: &HookExec) -> Result<(i64, String)> {
         no_engine()
     }
     fn logs(&self, _id: &str, _since: i64) -> OutputStream {

@@ -657,3 +657,116 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Compose's `links`, `pid`, `volumes_from` and `runtime` reach the engine: the linked
+/// service answers by its alias, and the container shares the other's process namespace and
+/// volumes (issue 24).
+#[test]
+fn compose_links_pid_volumes_from_and_runtime_reach_the_engine() {
+    if !docker_or_skip(&["redis:7-alpine"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db:\n    image: redis:7-alpine\n    volumes: [/shared]\n  web:\n    image: redis:7-alpine\n    links: [\"db:database\"]\n    pid: \"service:db\"\n    volumes_from: [\"db:ro\"]\n    runtime: runc\n",
+    )
+    .unwrap();
+    let project = project("links");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec!["compose.yaml".into()],
+    };
+    let out = devstack(
+        dir.path(),
+        &["-f", "compose.yaml", "-p", &project, "up", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let web = format!("{project}-web");
+    let db = format!("{project}-db");
+    let (ok, host) = run(Command::new("docker").args([
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidMode}} {{json .HostConfig.VolumesFrom}} {{.HostConfig.Runtime}}",
+        &web,
+    ]));
+    assert!(ok, "{host}");
+    // The engine keeps the other container's id for the pid namespace.
+    let (ok, db_id) = run(Command::new("docker").args(["inspect", "-f", "{{.Id}}", &db]));
+    assert!(ok, "{db_id}");
+    assert_eq!(
+        host.trim(),
+        format!("container:{} [\"{db}:ro\"] runc", db_id.trim()),
+        "{host}"
+    );
+    let (ok, pong) =
+        run(Command::new("docker").args(["exec", &web, "redis-cli", "-h", "database", "ping"]));
+    assert!(
+        ok && pong.trim() == "PONG",
+        "the link alias resolves: {pong}"
+    );
+    let (ok, mounts) = run(Command::new("docker").args(["exec", &web, "ls", "-d", "/shared"]));
+    assert!(ok, "the volume of `db` is mounted in `web`: {mounts}");
+}
+
+/// Compose's `post_start` runs in the started container (as the user it names) and `pre_stop`
+/// before it stops; a failing `post_start` fails the start with the hook's output.
+#[test]
+fn compose_lifecycle_hooks_run_in_the_container() {
+    if !docker_or_skip(&["redis:7-alpine"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("out")).unwrap();
+    fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: redis:7-alpine\n    user: redis\n    volumes: [./out:/out]\n    post_start:\n      - command: sh -c \"id -un > /tmp/started\"\n        user: root\n    pre_stop:\n      - command: [sh, -c, \"echo $$GREETING > /out/stopped\"]\n        user: root\n        environment: {GREETING: bye}\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("failing.yaml"),
+        "services:\n  web:\n    post_start: !override\n      - command: sh -c \"echo no such thing >&2; exit 3\"\n",
+    )
+    .unwrap();
+    let project = project("hooks");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec!["compose.yaml".into()],
+    };
+    let out = devstack(
+        dir.path(),
+        &["-f", "compose.yaml", "-p", &project, "up", "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let web = format!("{project}-web");
+    let (ok, who) = run(Command::new("docker").args(["exec", &web, "cat", "/tmp/started"]));
+    assert!(ok && who.trim() == "root", "post_start ran as root: {who}");
+    let out = devstack(dir.path(), &["-f", "compose.yaml", "-p", &project, "down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stopped = fs::read_to_string(dir.path().join("out/stopped")).unwrap_or_default();
+    assert_eq!(stopped.trim(), "bye", "pre_stop ran before the stop");
+
+    let out = devstack(
+        dir.path(),
+        &[
+            "-f",
+            "compose.yaml",
+            "-f",
+            "failing.yaml",
+            "-p",
+            &project,
+            "up",
+            "--wait",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("post_start hook")
+            && err.contains("exited with 3")
+            && err.contains("no such thing"),
+        "{err}"
+    );
+}

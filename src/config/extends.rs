@@ -255,39 +255,8 @@ pub fn resolve_include(
     };
     for (i, item) in items.into_iter().enumerate() {
         let at = ipath.index(i);
-        let paths: Vec<String> = match &item {
-            Value::String(s) => vec![s.clone()],
-            Value::Mapping(e) => {
-                for key in e.keys().filter_map(Value::as_str) {
-                    if key != "path" {
-                        errors.push(super::validate::unsupported(&at.key(key), key));
-                    }
-                }
-                match e.get("path") {
-                    Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Sequence(ps)) => ps
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect(),
-                    _ => {
-                        errors.push(
-                            Diagnostic::new("`include` entry has no `path`")
-                                .at(at.clone())
-                                .help("write `- path: other/compose.yaml`"),
-                        );
-                        continue;
-                    }
-                }
-            }
-            _ => {
-                errors.push(
-                    Diagnostic::new("`include` takes paths")
-                        .at_value(at.clone())
-                        .help("write `include: [other/compose.yaml]`"),
-                );
-                continue;
-            }
+        let Some(paths) = include_paths(&item, &at, errors) else {
+            continue;
         };
         if depth > 8 {
             errors.push(
@@ -299,15 +268,11 @@ pub fn resolve_include(
         }
         // Several paths in one entry merge in order, like `-f` files.
         let mut included = Value::Mapping(Mapping::new());
-        let mut inc_dir = dir.to_path_buf();
-        for (j, p) in paths.iter().enumerate() {
+        for p in &paths {
             let full = PathBuf::from(join(dir, p));
             match read(&full) {
                 Ok(mut v) => {
                     let d = full.parent().map(Path::to_path_buf).unwrap_or_default();
-                    if j == 0 {
-                        inc_dir = d.clone();
-                    }
                     resolve_include(&mut v, &d, read, merge_service, errors, depth + 1);
                     resolve_extends(&mut v, &d, read, merge_service, errors);
                     if let Some(Value::Mapping(svcs)) = v.get_mut("services") {
@@ -327,39 +292,84 @@ pub fn resolve_include(
                 Err(d) => errors.push(d.at_value(at.clone())),
             }
         }
-        let _ = inc_dir;
-        let Some(top) = doc.as_mapping_mut() else {
-            return;
+        add_included(doc, included, errors);
+    }
+}
+
+/// The services, volumes, networks and secrets of an included file, added to `doc`; a name
+/// defined in both is an error, as in Compose.
+fn add_included(doc: &mut Value, included: Value, errors: &mut Vec<Diagnostic>) {
+    let Some(top) = doc.as_mapping_mut() else {
+        return;
+    };
+    for section in ["services", "volumes", "networks", "secrets"] {
+        let Some(Value::Mapping(theirs)) = included.get(section).cloned() else {
+            continue;
         };
-        for section in ["services", "volumes", "networks", "secrets"] {
-            let Some(Value::Mapping(theirs)) = included.get(section).cloned() else {
+        let ours = top
+            .entry(section.into())
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if ours.is_null() {
+            *ours = Value::Mapping(Mapping::new());
+        }
+        let Some(ours) = ours.as_mapping_mut() else {
+            continue;
+        };
+        for (k, v) in theirs {
+            if ours.contains_key(&k) {
+                let name = k.as_str().unwrap_or("?").to_string();
+                errors.push(
+                    Diagnostic::new(format!(
+                        "`{section}.{name}` is defined both here and in an included file"
+                    ))
+                    .at(KeyPath::root().key(section).key(name.clone()))
+                    .help("rename one of them; an included file's names cannot be overridden, as in Compose"),
+                );
                 continue;
-            };
-            let ours = top
-                .entry(section.into())
-                .or_insert_with(|| Value::Mapping(Mapping::new()));
-            if ours.is_null() {
-                *ours = Value::Mapping(Mapping::new());
             }
-            let Some(ours) = ours.as_mapping_mut() else {
-                continue;
-            };
-            for (k, v) in theirs {
-                if ours.contains_key(&k) {
-                    let name = k.as_str().unwrap_or("?").to_string();
-                    errors.push(
-                        Diagnostic::new(format!(
-                            "`{section}.{name}` is defined both here and in an included file"
-                        ))
-                        .at(KeyPath::root().key(section).key(name.clone()))
-                        .help("rename one of them; an included file's names cannot be overridden, as in Compose"),
-                    );
-                    continue;
-                }
-                ours.insert(k, v);
-            }
+            ours.insert(k, v);
         }
     }
+}
+
+/// The paths of one `include` entry: a string, or `{path}` with one or several; none (and a
+/// problem) when the entry names none.
+fn include_paths(item: &Value, at: &KeyPath, errors: &mut Vec<Diagnostic>) -> Option<Vec<String>> {
+    let paths = match item {
+        Value::String(s) => vec![s.clone()],
+        Value::Mapping(e) => {
+            for key in e.keys().filter_map(Value::as_str) {
+                if key != "path" {
+                    errors.push(super::validate::unsupported(&at.key(key), key));
+                }
+            }
+            match e.get("path") {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Sequence(ps)) => ps
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => {
+                    errors.push(
+                        Diagnostic::new("`include` entry has no `path`")
+                            .at(at.clone())
+                            .help("write `- path: other/compose.yaml`"),
+                    );
+                    return None;
+                }
+            }
+        }
+        _ => {
+            errors.push(
+                Diagnostic::new("`include` takes paths")
+                    .at_value(at.clone())
+                    .help("write `include: [other/compose.yaml]`"),
+            );
+            return None;
+        }
+    };
+    Some(paths)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::interpolate::{interpolate, InterpolateError, Notes};
 use super::keypath::{KeyPath, Seg};
 use super::locate::{self, Finding, SpanIndex};
 use super::model::Stack;
-use super::raw::{RawService, RawStack};
+use super::raw::{RawEnvFile, RawService, RawStack};
 use super::validate::{self, PROBE_KINDS};
 
 /// The file devstack looks for first, from the current folder upward, when no `-f` is given.
@@ -183,69 +183,27 @@ fn shown_path(path: &Path, cwd: &Path) -> PathBuf {
 }
 
 /// Loads, merges, interpolates and validates the stack. `env` is devstack's own environment.
+///
+/// The steps, in order: discover the stack files, read them, resolve their `include` and
+/// `extends`, read the project's env files, merge the files, interpolate, type the tree, add
+/// each service's env files, and validate (which normalises).
 pub fn load(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
     // Compose reads its own variables from the `.env` of the working folder too (or from the
     // `--env-file`s instead); the shell wins. The file list is needed before any stack file.
-    let mut early_sources: HashMap<PathBuf, String> = HashMap::new();
-    let (workdir_env, workdir_env_error, workdir_env_paths) =
-        workdir_dotenv(opts, env, &mut early_sources);
-    let compose_var = |k: &str| env(k).or_else(|| workdir_env.get(k).cloned());
-    let from_env = compose_var("DEVSTACK_FILE")
-        .or_else(|| compose_var("COMPOSE_FILE"))
-        .filter(|v| !v.trim().is_empty())
-        .map(|v| split_file_list(&v, compose_var("COMPOSE_PATH_SEPARATOR")));
-    let paths: Vec<PathBuf> = if !opts.files.is_empty() {
-        opts.files.iter().map(|f| opts.cwd.join(f)).collect()
-    } else if let Some(files) = from_env {
-        files.iter().map(|f| opts.cwd.join(f)).collect()
-    } else {
-        match find_stack_file(&opts.cwd) {
-            Some(p) => vec![p],
-            None => {
-                return Err(ConfigError::one(
-                    Diagnostic::new(format!(
-                        "no `{DEFAULT_FILE}` (or `compose.yaml`, `docker-compose.yml`) in `{}` or any parent folder",
-                        opts.cwd.display()
-                    ))
-                    .help(format!("run devstack inside a checkout that has a `{DEFAULT_FILE}` or a Compose file, or pass one with `-f FILE`")),
-                ))
-            }
-        }
+    let mut r = Reading {
+        opts,
+        env,
+        sources: HashMap::new(),
+        inputs: Vec::new(),
+        errors: Vec::new(),
     };
-
-    // Every file read, for `Stack::inputs`: the stack files first.
-    let mut inputs: Vec<PathBuf> = Vec::new();
-    for p in &paths {
-        note_input(&mut inputs, p);
-    }
-    let mut errors = Vec::new();
-    let mut sources: HashMap<PathBuf, String> = early_sources;
-    let mut files: Vec<SourceFile> = Vec::new();
-    for (i, path) in paths.iter().enumerate() {
-        let shown = shown_path(path, &opts.cwd);
-        match read_one(path, &shown, i == 0) {
-            Ok(sf) => {
-                sources.insert(sf.shown.clone(), sf.text.clone());
-                files.push(sf);
-            }
-            Err((diags, text)) => {
-                if let Some(t) = text {
-                    sources.insert(shown.clone(), t);
-                }
-                errors.extend(diags);
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ConfigError {
-            diagnostics: errors,
-            sources,
-        });
-    }
-
+    let workdir = workdir_dotenv(opts, env, &mut r.sources);
+    let compose_var = |k: &str| env(k).or_else(|| workdir.vars.get(k).cloned());
+    let paths = discover(opts, &compose_var)?;
+    let mut files = r.read_stack_files(&paths)?;
     let root = paths[0]
         .parent()
         .map(Path::to_path_buf)
@@ -253,173 +211,18 @@ pub fn load(
     // The same file beside the stack file (or given with `--env-file`) is read again below,
     // and its problem reported there.
     if opts.env_files.is_empty() && !same_dir(&root, &opts.cwd) {
-        errors.extend(workdir_env_error);
+        r.errors.extend(workdir.problem);
     }
-    let fail = |diags: Vec<Diagnostic>, files: &[SourceFile], sources: HashMap<PathBuf, String>| {
-        let mut diagnostics: Vec<Diagnostic> =
-            diags.into_iter().map(|d| locate_in(d, files)).collect();
-        // In the order a person reads the files: by file, then by position.
-        diagnostics.sort_by_key(|d| {
-            let file = d
-                .file
-                .as_ref()
-                .and_then(|f| files.iter().position(|sf| &sf.shown == f))
-                .unwrap_or(usize::MAX);
-            (file, d.span.map_or(usize::MAX, |s| s.offset))
-        });
-        ConfigError {
-            diagnostics,
-            sources,
-        }
-    };
-
-    // `include:` and `extends:` of each file, with the files they name read as stack files.
-    // Their problems do not stop the check: the rest of the file is still read and checked.
-    let mut extra_files: Vec<SourceFile> = Vec::new();
-    let mut resolve_errors: Vec<Diagnostic> = Vec::new();
-    for f in files.iter_mut() {
-        let mut read = |p: &Path| -> Result<Value, Box<Diagnostic>> {
-            note_input(&mut inputs, p);
-            let shown = shown_path(p, &opts.cwd);
-            match read_one(p, &shown, true) {
-                Ok(sf) => {
-                    let v = sf.value.clone();
-                    sources.insert(sf.shown.clone(), sf.text.clone());
-                    extra_files.push(sf);
-                    Ok(v)
-                }
-                Err((diags, text)) => {
-                    let d = diags.into_iter().next().unwrap_or_else(|| {
-                        Diagnostic::new(format!("cannot read `{}`", shown.display()))
-                    });
-                    match text {
-                        // A problem inside the other file is shown there.
-                        Some(t) => {
-                            sources.insert(shown.clone(), t);
-                            Err(Box::new(d))
-                        }
-                        // A file that cannot be read is shown where it is named.
-                        None => Err(Box::new(Diagnostic::new(d.message).help(
-                            "check the path; it is relative to the folder of the file that names it",
-                        ))),
-                    }
-                }
-            }
-        };
-        extends::resolve_include(
-            &mut f.value,
-            &f.dir,
-            &mut read,
-            merge_service,
-            &mut resolve_errors,
-            0,
-        );
-        extends::resolve_extends(
-            &mut f.value,
-            &f.dir,
-            &mut read,
-            merge_service,
-            &mut resolve_errors,
-        );
+    let resolved = r.resolve_references(&mut files);
+    for p in &workdir.paths {
+        note_input(&mut r.inputs, p);
     }
-    // Services whose `extends` failed: reported, and checked on as far as they are written.
-    let unresolved: Vec<String> = resolve_errors
-        .iter()
-        .filter_map(|d| match d.path.as_ref().map(|p| p.0.as_slice()) {
-            Some([Seg::Key(s), Seg::Key(name), Seg::Key(e), ..])
-                if s == "services" && e == "extends" =>
-            {
-                Some(name.clone())
-            }
-            _ => None,
-        })
-        .collect();
-
-    let compose = is_compose_file(&paths[0]);
-    let shown = |p: &Path| shown_path(p, &opts.cwd);
-
-    // `.env` beside the first file, or the `--env-file`s instead; the shell wins over both.
-    let mut dotenv: IndexMap<String, String> = IndexMap::new();
-    let env_files: Vec<(PathBuf, bool)> = if opts.env_files.is_empty() {
-        vec![(root.join(".env"), false)]
-    } else {
-        opts.env_files
-            .iter()
-            .map(|f| (opts.cwd.join(f), true))
-            .collect()
-    };
-    for p in &workdir_env_paths {
-        note_input(&mut inputs, p);
-    }
-    for (p, required) in env_files {
-        note_input(&mut inputs, &p);
-        let read = {
-            let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
-            read_dotenv(&p, &shown(&p), &lookup, &mut sources)
-        };
-        match read {
-            Ok(Some(vars)) => dotenv.extend(vars),
-            Ok(None) if !required => {}
-            Ok(None) => errors.push(
-                Diagnostic::new(format!(
-                    "cannot read env file `{}`: no such file",
-                    shown(&p).display()
-                ))
-                .help("check the path given with `--env-file`"),
-            ),
-            Err(d) => errors.push(d),
-        }
-    }
-    // The `env_file`s named at the top level (devstack's extension) fill in what the shell and
-    // `.env` leave unset; among them, a later file wins, as with `--env-file a --env-file b`.
-    let mut top_level: IndexMap<String, String> = IndexMap::new();
-    for f in &files {
-        let Some(list) = f.value.get("env_file") else {
-            continue;
-        };
-        let names: Vec<&str> = match list {
-            Value::String(s) => vec![s.as_str()],
-            Value::Sequence(items) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(), // a wrong type is reported by the typed pass
-        };
-        for name in names {
-            let p = f.dir.join(name);
-            note_input(&mut inputs, &p);
-            let read = {
-                let lookup = |k: &str| {
-                    env(k)
-                        .or_else(|| dotenv.get(k).cloned())
-                        .or_else(|| top_level.get(k).cloned())
-                };
-                read_dotenv(&p, &shown(&p), &lookup, &mut sources)
-            };
-            // A checkout without `.env` still runs on the stack's defaults: a missing top-level
-            // env_file is not an error (a service's own env_file is).
-            match read {
-                Ok(Some(vars)) => top_level.extend(vars),
-                Ok(None) => {}
-                Err(d) => errors.push(d),
-            }
-        }
-    }
-    for (k, v) in top_level {
-        dotenv.entry(k).or_insert(v);
-    }
+    let dotenv = r.project_env(&root, &files);
     let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
     // The `.env` beside the stack file first, then the working folder's.
-    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir_env.get(k).cloned());
+    let compose_lookup = |k: &str| lookup(k).or_else(|| workdir.vars.get(k).cloned());
 
-    let mut merged = Value::Mapping(Default::default());
-    for f in &files {
-        let mut v = f.value.clone();
-        strip_extensions(&mut v);
-        merge_top(&mut merged, v);
-    }
-    drop_merge_tags(&mut merged);
-    if merged.get("version").is_some() {
-        tracing::debug!("`version` is obsolete in Compose files and ignored");
-    }
-
+    let mut merged = merge_files(&files);
     let mut warnings = Vec::new();
     // As in Compose, `${COMPOSE_PROJECT_NAME}` is the project name however it was given.
     let project_var = project_name_for_variables(opts, &compose_lookup, &merged, &root);
@@ -434,17 +237,17 @@ pub fn load(
         &mut merged,
         &KeyPath::root(),
         &interpolate_lookup,
-        &mut errors,
+        &mut r.errors,
         &mut warnings,
     );
     // Files read for `include:` and `extends:` help to locate problems, after the named ones.
-    files.extend(extra_files);
+    files.extend(resolved.files);
     // An env file or a variable that cannot be read leaves text as it was: checking on would
     // only report what follows from it.
-    let unreadable = !errors.is_empty();
-    errors.extend(resolve_errors);
+    let unreadable = !r.errors.is_empty();
+    r.errors.extend(resolved.errors);
     if unreadable {
-        return Err(fail(errors, &files, sources));
+        return Err(located_error(r.errors, &files, r.sources));
     }
 
     accepted_and_ignored(&mut merged, &mut warnings);
@@ -452,33 +255,302 @@ pub fn load(
         mut raw,
         mut broken,
         top_level_errors,
-    } = typed(merged, &mut errors);
-    if let Some(services) = raw.services.as_mut() {
-        for name in &unresolved {
-            let Some(svc) = services.get_mut(name) else {
-                continue;
-            };
-            // Its own keys are still checked; as a Compose service it is a container even
-            // when the image would have come from the base.
-            if svc.image.is_none() && svc.build.is_none() {
-                svc.image = Some(UNRESOLVED_BASE_IMAGE.to_string());
+    } = typed(merged, &mut r.errors);
+    keep_unresolved(&mut raw, &mut broken, &resolved.unresolved);
+    r.service_env_files(&mut raw, &root, &lookup);
+
+    let project_override = opts
+        .project_name
+        .clone()
+        .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
+    let profiles = active_profiles(opts, &compose_lookup, &raw);
+    let ctx = validate::Context {
+        root: &root,
+        project_override: project_override.as_deref(),
+        env: &lookup,
+        compose: is_compose_file(&paths[0]),
+        profiles: &profiles,
+        broken: &broken,
+        top_level_errors,
+    };
+    let Reading {
+        mut errors,
+        sources,
+        inputs,
+        ..
+    } = r;
+    match validate::validate(&raw, &ctx) {
+        Ok(mut stack) if errors.is_empty() => {
+            stack.files = paths;
+            stack.inputs = inputs;
+            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
+            stack.secret_values = super::secrets::interpolated_secret_values(&texts, &lookup);
+            Ok(Loaded { stack, warnings })
+        }
+        Ok(_) => Err(located_error(errors, &files, sources)),
+        Err(diags) => {
+            errors.extend(diags);
+            Err(located_error(errors, &files, sources))
+        }
+    }
+}
+
+/// What one load collects as it reads: the texts of the files (for snippets), every file read
+/// (`Stack::inputs`) and the problems found.
+struct Reading<'a> {
+    opts: &'a LoadOptions,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    sources: HashMap<PathBuf, String>,
+    inputs: Vec<PathBuf>,
+    errors: Vec<Diagnostic>,
+}
+
+/// What resolving `include` and `extends` gave besides the files' own trees.
+struct Resolved {
+    /// The files they named, read as stack files.
+    files: Vec<SourceFile>,
+    /// Their problems, which do not stop the check.
+    errors: Vec<Diagnostic>,
+    /// Services whose `extends` failed: reported, and checked on as far as they are written.
+    unresolved: Vec<String>,
+}
+
+/// Step 1, discover: the `-f` files, else `DEVSTACK_FILE` / `COMPOSE_FILE`, else the nearest
+/// stack file from the working folder upward.
+fn discover(
+    opts: &LoadOptions,
+    compose_var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let from_env = compose_var("DEVSTACK_FILE")
+        .or_else(|| compose_var("COMPOSE_FILE"))
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| split_file_list(&v, compose_var("COMPOSE_PATH_SEPARATOR")));
+    if !opts.files.is_empty() {
+        return Ok(opts.files.iter().map(|f| opts.cwd.join(f)).collect());
+    }
+    if let Some(files) = from_env {
+        return Ok(files.iter().map(|f| opts.cwd.join(f)).collect());
+    }
+    match find_stack_file(&opts.cwd) {
+        Some(p) => Ok(vec![p]),
+        None => Err(ConfigError::one(
+            Diagnostic::new(format!(
+                "no `{DEFAULT_FILE}` (or `compose.yaml`, `docker-compose.yml`) in `{}` or any parent folder",
+                opts.cwd.display()
+            ))
+            .help(format!("run devstack inside a checkout that has a `{DEFAULT_FILE}` or a Compose file, or pass one with `-f FILE`")),
+        )),
+    }
+}
+
+impl Reading<'_> {
+    fn shown(&self, p: &Path) -> PathBuf {
+        shown_path(p, &self.opts.cwd)
+    }
+
+    /// Step 2, read: every stack file, all problems of all of them at once.
+    fn read_stack_files(&mut self, paths: &[PathBuf]) -> Result<Vec<SourceFile>, ConfigError> {
+        // Every file read, for `Stack::inputs`: the stack files first.
+        for p in paths {
+            note_input(&mut self.inputs, p);
+        }
+        let mut files = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let shown = self.shown(path);
+            match read_one(path, &shown, i == 0) {
+                Ok(sf) => {
+                    self.sources.insert(sf.shown.clone(), sf.text.clone());
+                    files.push(sf);
+                }
+                Err((diags, text)) => {
+                    if let Some(t) = text {
+                        self.sources.insert(shown.clone(), t);
+                    }
+                    self.errors.extend(diags);
+                }
             }
-            if !broken.contains(name) {
-                broken.push(name.clone());
+        }
+        if self.errors.is_empty() {
+            Ok(files)
+        } else {
+            Err(ConfigError {
+                diagnostics: std::mem::take(&mut self.errors),
+                sources: std::mem::take(&mut self.sources),
+            })
+        }
+    }
+
+    /// Step 3, extend and include: `include:` and `extends:` of each file, with the files they
+    /// name read as stack files. Their problems do not stop the check: the rest of the file is
+    /// still read and checked.
+    fn resolve_references(&mut self, files: &mut [SourceFile]) -> Resolved {
+        let mut extra: Vec<SourceFile> = Vec::new();
+        let mut errors: Vec<Diagnostic> = Vec::new();
+        for f in files.iter_mut() {
+            let mut read = |p: &Path| self.read_named_file(p, &mut extra);
+            extends::resolve_include(
+                &mut f.value,
+                &f.dir,
+                &mut read,
+                merge_service,
+                &mut errors,
+                0,
+            );
+            extends::resolve_extends(&mut f.value, &f.dir, &mut read, merge_service, &mut errors);
+        }
+        let unresolved = errors
+            .iter()
+            .filter_map(|d| match d.path.as_ref().map(|p| p.0.as_slice()) {
+                Some([Seg::Key(s), Seg::Key(name), Seg::Key(e), ..])
+                    if s == "services" && e == "extends" =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        Resolved {
+            files: extra,
+            errors,
+            unresolved,
+        }
+    }
+
+    /// A file named by `include` or `extends`, read as a stack file.
+    fn read_named_file(
+        &mut self,
+        p: &Path,
+        extra: &mut Vec<SourceFile>,
+    ) -> Result<Value, Box<Diagnostic>> {
+        note_input(&mut self.inputs, p);
+        let shown = self.shown(p);
+        match read_one(p, &shown, true) {
+            Ok(sf) => {
+                let v = sf.value.clone();
+                self.sources.insert(sf.shown.clone(), sf.text.clone());
+                extra.push(sf);
+                Ok(v)
+            }
+            Err((diags, text)) => {
+                let d = diags.into_iter().next().unwrap_or_else(|| {
+                    Diagnostic::new(format!("cannot read `{}`", shown.display()))
+                });
+                match text {
+                    // A problem inside the other file is shown there.
+                    Some(t) => {
+                        self.sources.insert(shown.clone(), t);
+                        Err(Box::new(d))
+                    }
+                    // A file that cannot be read is shown where it is named.
+                    None => Err(Box::new(Diagnostic::new(d.message).help(
+                        "check the path; it is relative to the folder of the file that names it",
+                    ))),
+                }
             }
         }
     }
 
-    // A service's env_files add variables its `environment` does not set; later files win.
-    if let Some(services) = raw.services.as_mut() {
+    /// Step 4, the project's variables: the `.env` beside the first file, or the
+    /// `--env-file`s instead (a later file winning), then the top-level `env_file`s for what is
+    /// still unset. The shell wins over all of them; the caller asks it first.
+    fn project_env(&mut self, root: &Path, files: &[SourceFile]) -> IndexMap<String, String> {
+        let env = self.env;
+        let mut dotenv: IndexMap<String, String> = IndexMap::new();
+        let env_files: Vec<(PathBuf, bool)> = if self.opts.env_files.is_empty() {
+            vec![(root.join(".env"), false)]
+        } else {
+            let cwd = &self.opts.cwd;
+            self.opts
+                .env_files
+                .iter()
+                .map(|f| (cwd.join(f), true))
+                .collect()
+        };
+        for (p, required) in env_files {
+            note_input(&mut self.inputs, &p);
+            let shown = self.shown(&p);
+            let read = {
+                let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+                read_dotenv(&p, &shown, &lookup, &mut self.sources)
+            };
+            match read {
+                Ok(Some(vars)) => dotenv.extend(vars),
+                Ok(None) if !required => {}
+                Ok(None) => self.errors.push(
+                    Diagnostic::new(format!(
+                        "cannot read env file `{}`: no such file",
+                        shown.display()
+                    ))
+                    .help("check the path given with `--env-file`"),
+                ),
+                Err(d) => self.errors.push(d),
+            }
+        }
+        for (k, v) in self.top_level_env_files(files, &dotenv) {
+            dotenv.entry(k).or_insert(v);
+        }
+        dotenv
+    }
+
+    /// The `env_file`s named at the top level (devstack's extension), for what the shell and
+    /// `.env` leave unset; among them, a later file wins, as with `--env-file a --env-file b`.
+    fn top_level_env_files(
+        &mut self,
+        files: &[SourceFile],
+        dotenv: &IndexMap<String, String>,
+    ) -> IndexMap<String, String> {
+        let env = self.env;
+        let mut top_level: IndexMap<String, String> = IndexMap::new();
+        for f in files {
+            let Some(list) = f.value.get("env_file") else {
+                continue;
+            };
+            let names: Vec<&str> = match list {
+                Value::String(s) => vec![s.as_str()],
+                Value::Sequence(items) => items.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(), // a wrong type is reported by the typed pass
+            };
+            for name in names {
+                let p = f.dir.join(name);
+                note_input(&mut self.inputs, &p);
+                let shown = self.shown(&p);
+                let read = {
+                    let lookup = |k: &str| {
+                        env(k)
+                            .or_else(|| dotenv.get(k).cloned())
+                            .or_else(|| top_level.get(k).cloned())
+                    };
+                    read_dotenv(&p, &shown, &lookup, &mut self.sources)
+                };
+                // A checkout without `.env` still runs on the stack's defaults: a missing
+                // top-level env_file is not an error (a service's own env_file is).
+                match read {
+                    Ok(Some(vars)) => top_level.extend(vars),
+                    Ok(None) => {}
+                    Err(d) => self.errors.push(d),
+                }
+            }
+        }
+        top_level
+    }
+
+    /// Step 7, each service's env_files: they add variables its `environment` does not set;
+    /// later files win.
+    fn service_env_files(
+        &mut self,
+        raw: &mut RawStack,
+        root: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) {
+        let Some(services) = raw.services.as_mut() else {
+            return;
+        };
         for (name, svc) in services.iter_mut() {
             let Some(list) = svc.env_file.clone() else {
                 continue;
             };
             let mut vars: IndexMap<String, String> = IndexMap::new();
             for (i, f) in list.0.iter().enumerate() {
-                let p = root.join(&f.path);
-                note_input(&mut inputs, &p);
                 let path = KeyPath::root()
                     .key("services")
                     .key(name.clone())
@@ -488,30 +560,7 @@ pub fn load(
                 } else {
                     path
                 };
-                if f.format.as_deref().is_some_and(|fmt| fmt != "raw") {
-                    errors.push(
-                        Diagnostic::new(format!(
-                            "unknown env file format `{}`",
-                            f.format.as_deref().unwrap_or_default()
-                        ))
-                        .at(path.clone())
-                        .help("leave `format` out for the usual `KEY=value` syntax"),
-                    );
-                    continue;
-                }
-                match read_dotenv(&p, &shown(&p), &lookup, &mut sources) {
-                    Ok(Some(v)) => vars.extend(v),
-                    Ok(None) if !f.required => {}
-                    Ok(None) => errors.push(
-                        Diagnostic::new(format!(
-                            "cannot read env file `{}`: no such file",
-                            f.path
-                        ))
-                        .at_value(path)
-                        .help("create the file (paths are relative to the first stack file), mark it `required: false`, or remove it from `env_file`"),
-                    ),
-                    Err(d) => errors.push(d),
-                }
+                vars.extend(self.service_env_file(f, &path, root, lookup));
             }
             // `="value"` names no variable: Compose reads it, a process cannot have it.
             for (k, v) in vars.into_iter().filter(|(k, _)| !k.is_empty()) {
@@ -524,13 +573,93 @@ pub fn load(
         }
     }
 
-    let project_override = opts
-        .project_name
-        .clone()
-        .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
+    /// One entry of a service's `env_file` at `path`: its variables, or none and a problem.
+    fn service_env_file(
+        &mut self,
+        f: &RawEnvFile,
+        path: &KeyPath,
+        root: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> IndexMap<String, String> {
+        let p = root.join(&f.path);
+        note_input(&mut self.inputs, &p);
+        if f.format.as_deref().is_some_and(|fmt| fmt != "raw") {
+            self.errors.push(
+                Diagnostic::new(format!(
+                    "unknown env file format `{}`",
+                    f.format.as_deref().unwrap_or_default()
+                ))
+                .at(path.clone())
+                .help("leave `format` out for the usual `KEY=value` syntax"),
+            );
+            return IndexMap::new();
+        }
+        let shown = self.shown(&p);
+        match read_dotenv(&p, &shown, lookup, &mut self.sources) {
+            Ok(Some(v)) => v,
+            Ok(None) if !f.required => IndexMap::new(),
+            Ok(None) => {
+                self.errors.push(
+                    Diagnostic::new(format!("cannot read env file `{}`: no such file", f.path))
+                        .at_value(path.clone())
+                        .help("create the file (paths are relative to the first stack file), mark it `required: false`, or remove it from `env_file`"),
+                );
+                IndexMap::new()
+            }
+            Err(d) => {
+                self.errors.push(d);
+                IndexMap::new()
+            }
+        }
+    }
+}
+
+/// Step 5, merge: the files in order, a later one over an earlier one, without extension
+/// fields and merge tags.
+fn merge_files(files: &[SourceFile]) -> Value {
+    let mut merged = Value::Mapping(Default::default());
+    for f in files {
+        let mut v = f.value.clone();
+        strip_extensions(&mut v);
+        merge_top(&mut merged, v);
+    }
+    drop_merge_tags(&mut merged);
+    if merged.get("version").is_some() {
+        tracing::debug!("`version` is obsolete in Compose files and ignored");
+    }
+    merged
+}
+
+/// Services whose `extends` failed are reported already; their own keys are still checked,
+/// and as a Compose service each is a container even when the image would have come from the
+/// base.
+fn keep_unresolved(raw: &mut RawStack, broken: &mut Vec<String>, unresolved: &[String]) {
+    let Some(services) = raw.services.as_mut() else {
+        return;
+    };
+    for name in unresolved {
+        let Some(svc) = services.get_mut(name) else {
+            continue;
+        };
+        if svc.image.is_none() && svc.build.is_none() {
+            svc.image = Some(UNRESOLVED_BASE_IMAGE.to_string());
+        }
+        if !broken.contains(name) {
+            broken.push(name.clone());
+        }
+    }
+}
+
+/// `--profile`s, else `DEVSTACK_PROFILES` / `COMPOSE_PROFILES`, with those of the services
+/// named on the command line.
+fn active_profiles(
+    opts: &LoadOptions,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    raw: &RawStack,
+) -> Vec<String> {
     let profiles: Vec<String> = if opts.profiles.is_empty() {
-        compose_lookup("DEVSTACK_PROFILES")
-            .or_else(|| compose_lookup("COMPOSE_PROFILES"))
+        lookup("DEVSTACK_PROFILES")
+            .or_else(|| lookup("COMPOSE_PROFILES"))
             .map(|v| {
                 v.split(',')
                     .map(|p| p.trim().to_string())
@@ -541,29 +670,28 @@ pub fn load(
     } else {
         opts.profiles.clone()
     };
-    let profiles = with_target_profiles(profiles, &opts.targets, raw.services.as_ref());
-    let ctx = validate::Context {
-        root: &root,
-        project_override: project_override.as_deref(),
-        env: &lookup,
-        compose,
-        profiles: &profiles,
-        broken: &broken,
-        top_level_errors,
-    };
-    match validate::validate(&raw, &ctx) {
-        Ok(mut stack) if errors.is_empty() => {
-            stack.files = paths;
-            stack.inputs = inputs;
-            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
-            stack.secret_values = super::secrets::interpolated_secret_values(&texts, &lookup);
-            Ok(Loaded { stack, warnings })
-        }
-        Ok(_) => Err(fail(errors, &files, sources)),
-        Err(diags) => {
-            errors.extend(diags);
-            Err(fail(errors, &files, sources))
-        }
+    with_target_profiles(profiles, &opts.targets, raw.services.as_ref())
+}
+
+/// The problems located in the files, in the order a person reads them: by file, then by
+/// position.
+fn located_error(
+    diags: Vec<Diagnostic>,
+    files: &[SourceFile],
+    sources: HashMap<PathBuf, String>,
+) -> ConfigError {
+    let mut diagnostics: Vec<Diagnostic> = diags.into_iter().map(|d| locate_in(d, files)).collect();
+    diagnostics.sort_by_key(|d| {
+        let file = d
+            .file
+            .as_ref()
+            .and_then(|f| files.iter().position(|sf| &sf.shown == f))
+            .unwrap_or(usize::MAX);
+        (file, d.span.map_or(usize::MAX, |s| s.offset))
+    });
+    ConfigError {
+        diagnostics,
+        sources,
     }
 }
 
@@ -628,7 +756,7 @@ fn workdir_dotenv(
     opts: &LoadOptions,
     env: &dyn Fn(&str) -> Option<String>,
     sources: &mut HashMap<PathBuf, String>,
-) -> (IndexMap<String, String>, Option<Diagnostic>, Vec<PathBuf>) {
+) -> WorkdirEnv {
     let paths: Vec<PathBuf> = if opts.env_files.is_empty() {
         vec![opts.cwd.join(".env")]
     } else {
@@ -650,7 +778,19 @@ fn workdir_dotenv(
             }
         }
     }
-    (vars, problem, paths)
+    WorkdirEnv {
+        vars,
+        problem,
+        paths,
+    }
+}
+
+/// The working folder's `.env` (or the `--env-file`s): its variables, its first problem, and
+/// the files it was read from.
+struct WorkdirEnv {
+    vars: IndexMap<String, String>,
+    problem: Option<Diagnostic>,
+    paths: Vec<PathBuf>,
 }
 
 /// Adds `p` to the files the stack was built from: absolute, lexically normal, each once.
@@ -1189,9 +1329,7 @@ pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "post_start",
     "pre_start",
-    "pre_stop",
     "provider",
     "scale",
     "security_opt",
@@ -1334,69 +1472,14 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
     }
 
     let (index, findings) = locate::index(&text);
-    let mut diags = Vec::new();
-    for f in findings {
-        diags.push(match f {
-            Finding::Tab { span } => Diagnostic::new("tab character in indentation")
-                .help("YAML indents with spaces only; replace the tab with spaces")
-                .in_file(shown, Some(span)),
-            Finding::DuplicateKey {
-                path,
-                first,
-                second,
-            } => {
-                let key = path.last_key().unwrap_or("?").to_string();
-                Diagnostic::new(format!(
-                    "duplicate key `{key}` (first defined at line {})",
-                    first.line
-                ))
-                .at(path)
-                .help("remove one of the two; YAML keys must be unique within a map")
-                .in_file(shown, Some(second))
-            }
-            Finding::Syntax { message, span } => {
-                Diagnostic::new(format!("invalid YAML: {message}"))
-                    .help("check the indentation and quoting around this spot")
-                    .in_file(shown, Some(span))
-            }
-        });
-    }
+    let diags = structural_problems(findings, shown);
     if !diags.is_empty() {
-        // One syntax error usually causes the rest; tabs explain a syntax error better.
-        let has_tab = diags.iter().any(|d| d.message.starts_with("tab"));
-        if has_tab {
-            diags.retain(|d| !d.message.starts_with("invalid YAML"));
-        }
-        diags.truncate(5);
         return Err((diags, Some(text)));
     }
 
     let mut value: Value = match documents(&text) {
         Ok(v) => v,
-        Err(e) => {
-            let span = e
-                .location()
-                .map(|l| locate::span_of_offset(&text, l.index()));
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit")
-            {
-                (
-                    "the YAML expands too far (aliases nested too deep or repeated too often)"
-                        .to_string(),
-                    "expand the anchors by hand; a stack file needs no deep alias nesting",
-                )
-            } else {
-                (
-                    format!("invalid YAML: {msg}"),
-                    "check the indentation and quoting around this spot",
-                )
-            };
-            return Err((
-                vec![Diagnostic::new(msg).help(help).in_file(shown, span)],
-                Some(text),
-            ));
-        }
+        Err(e) => return Err((vec![yaml_problem(&e, &text, shown)], Some(text))),
     };
     if let Err(e) = value.apply_merge() {
         return Err((
@@ -1438,6 +1521,68 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
         index,
         value,
     })
+}
+
+/// The structural faults `locate` found, as problems: at most five, tabs before the syntax
+/// errors they explain.
+fn structural_problems(findings: Vec<Finding>, shown: &Path) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for f in findings {
+        diags.push(match f {
+            Finding::Tab { span } => Diagnostic::new("tab character in indentation")
+                .help("YAML indents with spaces only; replace the tab with spaces")
+                .in_file(shown, Some(span)),
+            Finding::DuplicateKey {
+                path,
+                first,
+                second,
+            } => {
+                let key = path.last_key().unwrap_or("?").to_string();
+                Diagnostic::new(format!(
+                    "duplicate key `{key}` (first defined at line {})",
+                    first.line
+                ))
+                .at(path)
+                .help("remove one of the two; YAML keys must be unique within a map")
+                .in_file(shown, Some(second))
+            }
+            Finding::Syntax { message, span } => {
+                Diagnostic::new(format!("invalid YAML: {message}"))
+                    .help("check the indentation and quoting around this spot")
+                    .in_file(shown, Some(span))
+            }
+        });
+    }
+    if !diags.is_empty() {
+        // One syntax error usually causes the rest; tabs explain a syntax error better.
+        let has_tab = diags.iter().any(|d| d.message.starts_with("tab"));
+        if has_tab {
+            diags.retain(|d| !d.message.starts_with("invalid YAML"));
+        }
+        diags.truncate(5);
+    }
+    diags
+}
+
+/// A YAML parse error as a problem at its place in the file.
+fn yaml_problem(e: &serde_yaml::Error, text: &str, shown: &Path) -> Diagnostic {
+    let span = e
+        .location()
+        .map(|l| locate::span_of_offset(text, l.index()));
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let (msg, help) = if msg.contains("repetition limit") || msg.contains("recursion limit") {
+        (
+            "the YAML expands too far (aliases nested too deep or repeated too often)".to_string(),
+            "expand the anchors by hand; a stack file needs no deep alias nesting",
+        )
+    } else {
+        (
+            format!("invalid YAML: {msg}"),
+            "check the indentation and quoting around this spot",
+        )
+    };
+    Diagnostic::new(msg).help(help).in_file(shown, span)
 }
 
 /// The documents of a file (`---` between them), merged in order as Compose merges them: a
@@ -2431,16 +2576,22 @@ mod tests {
                 "`provider` services are not supported",
             ),
             ("    models: [llm]\n", "`models` is not supported"),
-            ("    post_start: [{command: echo hi}]\n", "lifecycle hooks"),
-            ("    pre_stop: [{command: echo bye}]\n", "lifecycle hooks"),
-            ("    pre_start: [{command: migrate}]\n", "lifecycle hooks"),
+            (
+                "    pre_start: [{command: migrate}]\n",
+                "`pre_start` hooks (init containers) are not supported yet",
+            ),
+            (
+                "    post_start: [{command: x, working_dir: rel}]\n",
+                "`working_dir` of a hook of `web` must be an absolute path",
+            ),
+            ("    pre_stop: [{command: x, usr: root}]\n", "unknown"),
         ];
         for (extra, want) in cases {
             let yaml = format!("services:\n  web:\n    image: nginx\n{extra}");
             let (_d, l) = load_files(&[("compose.yaml", &yaml)], &[], |_| {});
             let text = l.expect_err(&yaml).render(false);
             assert!(text.contains(want), "{yaml}: {text}");
-            assert!(text.contains("compose.yaml:4:5"), "{yaml}: {text}");
+            assert!(text.contains("compose.yaml:4:"), "{yaml}: {text}");
         }
         let (_d, l) = load_files(
             &[(
@@ -2452,5 +2603,32 @@ mod tests {
         );
         let text = l.expect_err("models").render(false);
         assert!(text.contains("`models` is not supported"), "{text}");
+    }
+
+    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md).
+    #[test]
+    fn lifecycle_hooks_are_read() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  web:\n    image: nginx\n    post_start:\n      - command: chown -R 1001:1001 /data\n        user: root\n        privileged: true\n    pre_stop:\n      - command: [\"./data_flush.sh\", \"--all\"]\n        working_dir: /app\n        environment: {MODE: fast}\n",
+            )],
+            &[],
+        );
+        let o = &stack.services["web"].options;
+        assert_eq!(
+            o.post_start,
+            vec![crate::config::Hook {
+                command: crate::config::Command::Shell("chown -R 1001:1001 /data".into()),
+                user: Some("root".into()),
+                privileged: true,
+                working_dir: None,
+                environment: IndexMap::new(),
+            }]
+        );
+        let exec = crate::plan::hook_exec(&o.pre_stop[0]);
+        assert_eq!(exec.argv, ["./data_flush.sh", "--all"]);
+        assert_eq!(exec.working_dir.as_deref(), Some("/app"));
+        assert_eq!(exec.env, ["MODE=fast"]);
     }
 }

@@ -207,9 +207,29 @@ pub struct ContainerOptions {
     /// `links` give it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link_aliases: Vec<String>,
+    /// Commands run in the container once it has started, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<Hook>,
+    /// Commands run in the container before it is stopped, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<Hook>,
     /// Compose's `develop.watch`: what a file change under a path does to the container.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub develop: Vec<WatchRule>,
+}
+
+/// A lifecycle hook: a command run in the service's container (`docker exec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    pub command: Command,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub environment: IndexMap<String, String>,
 }
 
 /// One `develop.watch` rule.

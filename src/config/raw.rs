@@ -599,6 +599,12 @@ pub struct RawService {
     pub volumes_from: Vec<String>,
     /// The engine's OCI runtime (`runc`, `runsc`, …).
     pub runtime: Option<String>,
+    /// Compose's lifecycle hooks: commands run in the container after it starts and before it
+    /// stops.
+    #[serde(default)]
+    pub post_start: Vec<RawHook>,
+    #[serde(default)]
+    pub pre_stop: Vec<RawHook>,
     pub networks: Option<RawServiceNetworks>,
     #[serde(default)]
     pub secrets: Vec<ServiceSecret>,
@@ -759,6 +765,18 @@ impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(ScalarVisitor)
     }
+}
+
+/// One lifecycle hook (`post_start`, `pre_stop`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    pub command: RawCommand,
+    pub user: Option<String>,
+    pub privileged: Option<bool>,
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub environment: Environment,
 }
 
 /// `environment:` as a map (`KEY: value`) or a list (`- KEY=value`). A value of `null` (or a

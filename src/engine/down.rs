@@ -54,6 +54,17 @@ pub async fn down<R: ContainerRuntime>(
                 .get(&c.service)
                 .map_or(Duration::from_secs(5), |s| s.stop_grace_period);
             if c.status == ContainerStatus::Running {
+                // A failed `pre_stop` hook is shown; the container is stopped all the same.
+                if let Some(s) = stack.services.get(&c.service) {
+                    let hooks = &s.options.pre_stop;
+                    let ran = crate::unit::container::run_hooks(
+                        rt, &c.id, hooks, "pre_stop", logs, &c.service,
+                    )
+                    .await;
+                    if let Err(why) = ran {
+                        logs.event(&c.service, why).await;
+                    }
+                }
                 rt.stop(&c.id, grace).await?;
             }
             rt.remove(&c.id).await?;

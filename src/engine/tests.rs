@@ -218,6 +218,13 @@ impl ContainerRuntime for Fake {
     async fn exec(&self, _id: &str, _argv: &[String]) -> RtResult<(i64, String)> {
         Ok((0, String::new()))
     }
+    async fn exec_hook(
+        &self,
+        _id: &str,
+        _hook: &crate::runtime::HookExec,
+    ) -> RtResult<(i64, String)> {
+        Ok((0, String::new()))
+    }
     fn logs(&self, id: &str, _since: i64) -> OutputStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = self.0.lock().unwrap();

@@ -125,6 +125,9 @@ impl ContainerRuntime for ContainerEngine {
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String)> {
         forward!(self, rt => rt.exec(id, argv))
     }
+    async fn exec_hook(&self, id: &str, hook: &crate::runtime::HookExec) -> Result<(i64, String)> {
+        forward!(self, rt => rt.exec_hook(id, hook))
+    }
     fn logs(&self, id: &str, since: i64) -> OutputStream {
         match self {
             Self::Docker(rt) => rt.logs(id, since),

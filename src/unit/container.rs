@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::output::Pump;
 use super::{stopped_how, UnitCommand, UnitEvent, UnitHandle};
-use crate::config::{Probe, Service};
+use crate::config::{Hook, Probe, Service};
 use crate::logs::{LogHandle, Stream};
 use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
@@ -132,6 +132,20 @@ async fn run<R: ContainerRuntime>(
                 });
                 continue;
             }
+            // Compose runs `post_start` when it starts the container; a failed hook fails the
+            // start, so the container does not run on without it.
+            let hooks = &svc.options.post_start;
+            if let Err(reason) = run_hooks(&rt, &cid, hooks, "post_start", &logs, &name).await {
+                if let Err(e) = rt.kill(&cid).await {
+                    logs.event(&name, format!("could not stop: {e}")).await;
+                }
+                send(UnitEvent::StartFailed {
+                    service: name.clone(),
+                    epoch,
+                    reason,
+                });
+                continue;
+            }
         }
         let since = match rt.inspect(&cid).await {
             Ok(info) => info.started_at.unwrap_or(0),
@@ -176,6 +190,14 @@ async fn run<R: ContainerRuntime>(
                         return;
                     }
                 };
+                if !by_kill {
+                    // A failed `pre_stop` hook is shown; the container is stopped all the same,
+                    // as Compose does.
+                    let hooks = &svc.options.pre_stop;
+                    if let Err(why) = run_hooks(&rt, &cid, hooks, "pre_stop", &logs, &name).await {
+                        logs.event(&name, why).await;
+                    }
+                }
                 let result = if by_kill {
                     rt.kill(&cid).await
                 } else {
@@ -207,6 +229,33 @@ async fn run<R: ContainerRuntime>(
             how,
         });
     }
+}
+
+/// Runs lifecycle hooks in order in the container; the first that fails ends the run, with why.
+pub(crate) async fn run_hooks<R: ContainerRuntime>(
+    rt: &R,
+    cid: &str,
+    hooks: &[Hook],
+    what: &str,
+    logs: &LogHandle,
+    name: &str,
+) -> Result<(), String> {
+    for hook in hooks {
+        let exec = crate::plan::hook_exec(hook);
+        let shown = exec.argv.join(" ");
+        logs.event(name, format!("{what} hook `{shown}`")).await;
+        match rt.exec_hook(cid, &exec).await {
+            Ok((0, _)) => {}
+            Ok((code, out)) => {
+                return Err(format!(
+                    "{what} hook `{shown}` exited with {code}: {}",
+                    out.trim()
+                ))
+            }
+            Err(e) => return Err(format!("{what} hook `{shown}` could not run: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Streams a container's output into the mux until it stops; then sends its exit code.
