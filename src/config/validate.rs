@@ -155,6 +155,8 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    let logs = log_settings(&mut c, raw.logs.as_ref());
+
     if c.errors.is_empty() {
         Ok(Stack {
             name,
@@ -162,6 +164,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             files: Vec::new(),
             services,
             test,
+            logs,
             secret_values: Vec::new(),
             k8s,
             volumes,
@@ -172,6 +175,22 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
     } else {
         Err(c.errors)
     }
+}
+
+/// `logs:`, checked: at least one run is kept.
+fn log_settings(c: &mut Checker<'_>, raw: Option<&super::raw::RawLogs>) -> LogSettings {
+    let mut s = LogSettings::default();
+    if let Some(n) = raw.and_then(|r| r.keep_runs) {
+        match usize::try_from(n) {
+            Ok(n) if n >= 1 => s.keep_runs = n,
+            _ => c.err(
+                Diagnostic::new(format!("`logs.keep_runs` is {n}; at least one run is kept"))
+                    .at_value(KeyPath::root().key("logs").key("keep_runs"))
+                    .help("e.g. `logs: { keep_runs: 10 }` (the default); the current run counts"),
+            ),
+        }
+    }
+    s
 }
 
 fn project_name(c: &mut Checker<'_>, written: Option<&str>) -> String {

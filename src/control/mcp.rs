@@ -13,7 +13,7 @@ use super::client;
 use super::protocol::{Reply, Request};
 use crate::config::Stack;
 use crate::error::Error;
-use crate::logs::files::{select, Filter};
+use crate::logs::query::{field_arg, resolve_run, select, Filter, RunSelector};
 use crate::redact::Redactor;
 
 /// Protocol revisions this server speaks, newest first.
@@ -145,11 +145,15 @@ impl<'a> Mcp<'a> {
             }),
             json!({
                 "name": "logs",
-                "description": "The most recent log lines (output and devstack's events), merged by time.",
+                "description": "The most recent log lines (output and devstack's events) of the current run, merged by time; each with its level and fields when the line has them (JSON, logfmt or a leading level word). With `search`, the best matches first instead.",
                 "inputSchema": { "type": "object", "properties": {
                     "service": services,
                     "grep": { "type": "string", "description": "only lines matching this regular expression" },
-                    "since": { "type": "string", "description": "only lines from this long ago on, e.g. `10m`" },
+                    "since": { "type": "string", "description": "only lines from this long ago on, e.g. `10m` (of every run unless `run` is given)" },
+                    "level": { "type": "string", "enum": ["trace", "debug", "info", "warn", "error", "fatal"], "description": "only lines of this level and above" },
+                    "field": { "type": "array", "items": { "type": "string" }, "description": "only lines with these fields, each `key=value` (JSON keys, logfmt pairs)" },
+                    "run": { "type": ["integer", "string"], "description": "which run (`up`): 0 the current or last (default), -1 the one before, a run id, or `all`" },
+                    "search": { "type": "string", "description": "words to look for: lines with any of them, ranked by how many match, then level (errors first), then how recent; each with its `score`" },
                     "limit": { "type": "integer", "minimum": 1, "description": "at most this many lines (default 100)" },
                 } },
                 "annotations": read(true),
@@ -280,17 +284,79 @@ impl<'a> Mcp<'a> {
             .get("limit")
             .and_then(Value::as_u64)
             .map_or(DEFAULT_LIMIT, |l| l.max(1) as usize);
+        let level = match args.get("level").and_then(Value::as_str) {
+            Some(l) => Some(
+                l.parse::<crate::logs::Level>()
+                    .map_err(|e| ToolError(format!("`level`: {e}")))?,
+            ),
+            None => None,
+        };
+        let fields = match args.get("field") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => {
+                vec![field_arg(s).map_err(|e| ToolError(format!("`field`: {e}")))?]
+            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| "a field is a string `key=value`".to_string())
+                        .and_then(field_arg)
+                        .map_err(|e| ToolError(format!("`field`: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ToolError("`field`: write `key=value` strings".into())),
+        };
+        let selector = match args.get("run") {
+            None | Some(Value::Null) if since_ms.is_some() => RunSelector::All,
+            None | Some(Value::Null) => RunSelector::Relative(0),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| ToolError(format!("`run`: {e}")))?,
+            Some(Value::String(s)) => s.parse().map_err(|e| ToolError(format!("`run`: {e}")))?,
+            Some(_) => return Err(ToolError("`run`: a number or `all`".into())),
+        };
+        let dir = self.state_dir.join("logs");
+        let run = resolve_run(selector, &crate::logs::files::runs(&dir))
+            .map_err(|e| ToolError(format!("`run`: {e}")))?;
         let filter = Filter {
             since_ms,
             grep,
             tail: None,
+            level,
+            fields,
+            run,
         };
-        let mut records = select(&self.state_dir.join("logs"), &services, &filter);
-        records.drain(..records.len().saturating_sub(limit));
-        let lines: Vec<Value> = records
-            .iter()
-            .map(|r| json!({ "t": r.t, "service": r.service, "stream": r.stream, "text": r.text }))
-            .collect();
+        let records = select(&dir, &services, &filter);
+        let line = |r: &crate::logs::files::Record| {
+            let r = r.clone().with_fields();
+            let mut v =
+                json!({ "t": r.t, "service": r.service, "stream": r.stream, "text": r.text });
+            if let Some(l) = r.level {
+                v["level"] = json!(l);
+            }
+            if let Some(f) = r.fields {
+                v["fields"] = Value::Object(f);
+            }
+            v
+        };
+        let lines: Vec<Value> = match args.get("search").and_then(Value::as_str) {
+            Some(q) => crate::logs::search::rank(&records, q, limit)
+                .into_iter()
+                .map(|(r, score)| {
+                    let mut v = line(r);
+                    v["score"] = json!((score * 100.0).round() / 100.0);
+                    v
+                })
+                .collect(),
+            None => records[records.len().saturating_sub(limit)..]
+                .iter()
+                .map(line)
+                .collect(),
+        };
         Ok(json!({ "lines": lines }))
     }
 
