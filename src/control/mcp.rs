@@ -449,6 +449,85 @@ mod tests {
     }
 
     #[test]
+    fn logs_takes_level_field_run_and_ranks_a_search() {
+        use crate::logs::files::{FileSetup, LogFiles};
+        use crate::logs::{LogLine, Stream};
+        let stack = stack();
+        let state = tempfile::tempdir().expect("tempdir");
+        let setup = FileSetup {
+            dir: state.path().join("logs"),
+            keep_runs: 10,
+        };
+        for (start, lines) in [
+            (1_000u64, &["ERROR:root:old run db error"][..]),
+            (
+                2_000,
+                &[
+                    r#"{"level":"error","msg":"db connection refused","db":"main"}"#,
+                    r#"{"level":"info","msg":"db pool ready","db":"main"}"#,
+                    "level=warn msg=\"slow db query\" db=replica",
+                    "request served",
+                ][..],
+            ),
+        ] {
+            let mut files = LogFiles::for_run(setup.clone(), start).expect("files");
+            for (i, text) in lines.iter().enumerate() {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(start + i as u64);
+                let notice = files.write(&LogLine::output(
+                    at,
+                    "web",
+                    Stream::Stdout,
+                    text.to_string(),
+                ));
+                assert_eq!(notice, None);
+            }
+            assert_eq!(files.flush(), None);
+        }
+        let m = Mcp::new(&stack, state.path().to_path_buf(), true);
+        let call = |args: Value| -> Value {
+            let v = m
+                .handle(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"logs","arguments":args}}))
+                .expect("a reply");
+            let text = v["result"]["content"][0]["text"].as_str().expect("text");
+            serde_json::from_str(text).expect("json")
+        };
+        let texts = |v: &Value| -> Vec<String> {
+            v["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .map(|l| l["text"].as_str().expect("text").to_string())
+                .collect()
+        };
+        let warn = call(json!({"level": "warn"}));
+        assert_eq!(texts(&warn).len(), 2, "{warn}");
+        assert_eq!(warn["lines"][0]["level"], "error");
+        assert_eq!(warn["lines"][0]["fields"]["db"], "main");
+        let replica = call(json!({"field": ["db=replica"]}));
+        assert_eq!(
+            texts(&replica),
+            ["level=warn msg=\"slow db query\" db=replica"]
+        );
+        assert_eq!(
+            texts(&call(json!({"run": -1}))),
+            ["ERROR:root:old run db error"]
+        );
+        assert_eq!(
+            texts(&call(json!({"run": "all", "level": "error"}))).len(),
+            2
+        );
+        let ranked = call(json!({"search": "db connection"}));
+        let got = texts(&ranked);
+        assert_eq!(got.len(), 3, "{ranked}");
+        assert!(got[0].contains("connection refused"), "{ranked}");
+        assert!(ranked["lines"][0]["score"].as_f64().expect("score") > 4.0);
+        let bad = m
+            .handle(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"logs","arguments":{"run": -7}}}))
+            .expect("a reply");
+        assert_eq!(bad["result"]["isError"], true, "{bad}");
+    }
+
+    #[test]
     fn config_masks_secrets_and_notifications_get_no_answer() {
         let stack = stack();
         let m = Mcp::new(&stack, std::env::temp_dir(), false);

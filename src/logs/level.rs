@@ -180,9 +180,14 @@ impl<'de> Deserialize<'de> for LevelValue {
 /// The value of a logfmt `level=` (or `lvl=`) key: a key of its own (start of line or after a
 /// space), so `error_count=0` and `log_level=debug` are not levels.
 fn logfmt_level(t: &str) -> Option<Level> {
+    static KEYS: std::sync::LazyLock<[memmem::Finder<'static>; 2]> =
+        std::sync::LazyLock::new(|| [memmem::Finder::new("level="), memmem::Finder::new("lvl=")]);
     let b = t.as_bytes();
-    for key in [&b"level="[..], b"lvl="] {
-        for at in memmem::find_iter(b, key) {
+    // Most lines have no `=` at all: one fast scan, then none for the keys.
+    memchr::memchr(b'=', b)?;
+    for finder in KEYS.iter() {
+        let key = finder.needle();
+        for at in finder.find_iter(b) {
             if at == 0 || b[at - 1] == b' ' || b[at - 1] == b'\t' {
                 let v = &t[at + key.len()..];
                 let v = v.strip_prefix('"').unwrap_or(v);

@@ -62,6 +62,12 @@ async def main():
                 logs = json.loads(await call("logs", {"service": "core-service", "grep": "restart", "limit": 20}))
                 assert any("restarting" in l["text"] for l in logs["lines"]), logs
                 await call("wait", {"services": ["core-service"], "timeout": "30s"})
+                # Levels, runs and a ranked search (the restart's events are `info`).
+                ranked = json.loads(await call("logs", {"search": "restarting core", "run": 0, "limit": 5}))
+                assert ranked["lines"] and all("score" in l for l in ranked["lines"]), ranked
+                scores = [l["score"] for l in ranked["lines"]]
+                assert scores == sorted(scores, reverse=True), scores
+                json.loads(await call("logs", {"level": "warn", "field": [], "run": "all"}))
             config = await call("config", {})
             assert "JWT_SECRET_KEY" in config, "the key is shown"
             await call("logs", {"limit": 200})
