@@ -269,9 +269,23 @@ pub struct LogsArgs {
     #[arg(long, value_name = "REGEX")]
     pub grep: Option<String>,
 
-    /// Only lines from this long ago on (`10m`, `1h 30m`).
+    /// Only lines from this long ago on (`10m`, `1h 30m`); without `--run`, of every run.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub since: Option<std::time::Duration>,
+
+    /// Only lines of this level and above (trace, debug, info, warn, error, fatal), as the
+    /// line says it: JSON `level`, logfmt `level=`, or a leading `ERROR`, `[warn]`, `INFO:`.
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<crate::logs::Level>,
+
+    /// Only lines with this field (a JSON key or logfmt pair); repeat for several.
+    #[arg(long = "field", value_name = "KEY=VALUE", value_parser = crate::logs::query::field_arg)]
+    pub fields: Vec<(String, String)>,
+
+    /// Which run (`up`): 0 the current or last one (the default), -1 the one before, a run id,
+    /// or `all`.
+    #[arg(long, value_name = "RUN", allow_hyphen_values = true)]
+    pub run: Option<crate::logs::query::RunSelector>,
 }
 
 #[derive(Debug, Args)]

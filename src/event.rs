@@ -206,6 +206,19 @@ pub enum StackEvent {
 }
 
 impl StackEvent {
+    /// How severe the event is, as a line's level: warnings and crashes stand out in
+    /// `logs --level warn`.
+    pub fn level(&self) -> Option<crate::logs::Level> {
+        use crate::logs::Level;
+        match self {
+            StackEvent::Warning { .. } | StackEvent::NotReady { .. } => Some(Level::Warn),
+            StackEvent::Backoff { .. } => Some(Level::Error),
+            StackEvent::Exited { code, .. } if *code != 0 => Some(Level::Error),
+            StackEvent::State { .. } => None,
+            _ => Some(Level::Info),
+        }
+    }
+
     pub fn note(service: Option<&str>, text: impl Into<String>) -> Self {
         Self::Note {
             service: service.map(str::to_string),

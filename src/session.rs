@@ -7,7 +7,6 @@
 //! stack (`down`, `ps`, `build`, the control verbs) only borrow its [`runtime`].
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ pub struct LogSetup {
     pub out: Box<dyn Write + Send>,
     pub format: Format,
     /// The folder of the per-service log files; none keeps no files.
-    pub files: Option<PathBuf>,
+    pub files: Option<crate::logs::files::FileSetup>,
     /// The secret values masked in every line.
     pub redact: Redactor,
 }

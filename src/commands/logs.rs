@@ -9,7 +9,8 @@ use crate::config::Stack;
 use crate::control::client::Connection;
 use crate::control::protocol::{Reply, Request};
 use crate::error::Error;
-use crate::logs::files::{path_of, select, Filter, Record};
+use crate::logs::files::{path_of, Record};
+use crate::logs::query::{resolve_run, select, Filter, RunSelector};
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::project::state_dir;
 
@@ -21,7 +22,7 @@ type Show<'a> = dyn Fn(&Record, &mut dyn Write) -> std::io::Result<()> + 'a;
 pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let dir = state_dir(&stack.name).join("logs");
     let names = log_names(stack, args)?;
-    let filter = filter_of(args)?;
+    let filter = filter_of(args, &dir)?;
     let renderer = Renderer {
         width: log_width(&names),
         color: color_for(true, env),
@@ -29,7 +30,8 @@ pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Re
     };
     let show = |r: &Record, out: &mut dyn Write| -> std::io::Result<()> {
         if args.json {
-            writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())
+            let r = r.clone().with_fields();
+            writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default())
         } else {
             writeln!(out, "{}", renderer.render(&r.to_line()))
         }
@@ -92,8 +94,19 @@ fn log_names(stack: &Stack, args: &crate::cli::LogsArgs) -> Result<Vec<String>, 
     Ok(args.services.clone())
 }
 
-/// `--since`, `--grep` and `--tail` as one filter.
-fn filter_of(args: &crate::cli::LogsArgs) -> Result<Filter, Error> {
+/// `--since`, `--grep`, `--tail`, `--level`, `--field` and `--run` as one filter. Without
+/// `--run`, the current (or last) run; with `--since` alone, every run in that time.
+fn filter_of(args: &crate::cli::LogsArgs, dir: &std::path::Path) -> Result<Filter, Error> {
+    let selector = args.run.unwrap_or(if args.since.is_some() {
+        RunSelector::All
+    } else {
+        RunSelector::Relative(0)
+    });
+    let run =
+        resolve_run(selector, &crate::logs::files::runs(dir)).map_err(|message| Error::Usage {
+            message,
+            help: Some("`devstack logs --run all` shows every run kept".to_string()),
+        })?;
     let grep = match &args.grep {
         Some(g) => Some(regex::Regex::new(g).map_err(|e| Error::Usage {
             message: format!("`--grep {g}` is not a regular expression: {e}"),
@@ -107,6 +120,9 @@ fn filter_of(args: &crate::cli::LogsArgs) -> Result<Filter, Error> {
             .map(|d| crate::clock::unix_ms().saturating_sub(d.as_millis() as u64)),
         grep,
         tail: args.tail,
+        level: args.level,
+        fields: args.fields.clone(),
+        run,
     })
 }
 

@@ -135,7 +135,10 @@ fn log_setup(stack: &Stack, args: &UpArgs, selected: &[String], env: &Env<'_>) -
         } else {
             Format::Text(renderer)
         },
-        files: Some(state_dir(&stack.name).join("logs")),
+        files: Some(crate::logs::files::FileSetup {
+            dir: state_dir(&stack.name).join("logs"),
+            keep_runs: stack.logs.keep_runs,
+        }),
         redact: crate::redact::Redactor::new(stack.secret_values.iter().cloned()),
     }
 }

@@ -1960,6 +1960,7 @@ fn context_noun(path: &KeyPath) -> &'static str {
         (_, Some("services"), Some("depends_on")) => "dependency key",
         (_, Some("services"), Some("watch")) => "`watch` key",
         (_, Some("test"), _) => "`test` key",
+        (_, Some("logs"), _) => "`logs` key",
         _ => "key",
     }
 }

@@ -30,6 +30,8 @@ pub struct Stack {
     pub inputs: Vec<PathBuf>,
     pub services: IndexMap<String, Service>,
     pub test: TestSettings,
+    #[serde(skip_serializing_if = "LogSettings::is_default")]
+    pub logs: LogSettings,
     /// Values of secret-looking variables the files interpolate: redacted wherever they show.
     #[serde(skip)]
     pub secret_values: Vec<String>,
@@ -58,6 +60,7 @@ impl Stack {
             inputs: Vec::new(),
             services: IndexMap::new(),
             test: TestSettings::default(),
+            logs: LogSettings::default(),
             secret_values: Vec::new(),
             k8s: Default::default(),
             volumes: IndexMap::new(),
@@ -387,6 +390,27 @@ impl Healthcheck {
         self.test
             .as_deref()
             .is_some_and(|t| t.first().map(String::as_str) == Some("NONE"))
+    }
+}
+
+/// `logs:`: what the per-service log files keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogSettings {
+    /// The lines of this many runs (`up`s) are kept; older ones are removed as a run starts.
+    pub keep_runs: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            keep_runs: crate::logs::files::KEEP_RUNS,
+        }
+    }
+}
+
+impl LogSettings {
+    pub fn is_default(&self) -> bool {
+        *self == LogSettings::default()
     }
 }
 

@@ -17,6 +17,7 @@ pub struct RawStack {
     pub env_file: Option<OneOrMany>,
     pub services: Option<IndexMap<String, RawService>>,
     pub test: Option<RawTest>,
+    pub logs: Option<RawLogs>,
     pub k8s: Option<super::k8s::RawStackK8s>,
     /// Compose's top-level named volumes; `null` entries are volumes with defaults.
     pub volumes: Option<IndexMap<String, Option<RawVolumeDef>>>,
@@ -532,6 +533,13 @@ pub struct RawLimits {
 pub struct RawReservations {
     pub cpus: Option<Scalar>,
     pub memory: Option<Scalar>,
+}
+
+/// The top-level `logs:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs {
+    pub keep_runs: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,7 +14,7 @@ use super::protocol::{Reply, Request};
 use crate::config::Stack;
 use crate::engine::apply::ApplyAnswer;
 use crate::error::Error;
-use crate::logs::files::{select, Filter};
+use crate::logs::query::{field_arg, resolve_run, select, Filter, RunSelector};
 use crate::redact::Redactor;
 
 /// Protocol revisions this server speaks, newest first.
@@ -146,11 +146,15 @@ impl<'a> Mcp<'a> {
             }),
             json!({
                 "name": "logs",
-                "description": "The most recent log lines (output and devstack's events), merged by time.",
+                "description": "The most recent log lines (output and devstack's events) of the current run, merged by time; each with its level and fields when the line has them (JSON, logfmt or a leading level word). With `search`, the best matches first instead.",
                 "inputSchema": { "type": "object", "properties": {
                     "service": services,
                     "grep": { "type": "string", "description": "only lines matching this regular expression" },
-                    "since": { "type": "string", "description": "only lines from this long ago on, e.g. `10m`" },
+                    "since": { "type": "string", "description": "only lines from this long ago on, e.g. `10m` (of every run unless `run` is given)" },
+                    "level": { "type": "string", "enum": ["trace", "debug", "info", "warn", "error", "fatal"], "description": "only lines of this level and above" },
+                    "field": { "type": "array", "items": { "type": "string" }, "description": "only lines with these fields, each `key=value` (JSON keys, logfmt pairs)" },
+                    "run": { "type": ["integer", "string"], "description": "which run (`up`): 0 the current or last (default), -1 the one before, a run id, or `all`" },
+                    "search": { "type": "string", "description": "words to look for: lines with any of them, ranked by how many match, then level (errors first), then how recent; each with its `score`" },
                     "limit": { "type": "integer", "minimum": 1, "description": "at most this many lines (default 100)" },
                 } },
                 "annotations": read(true),
@@ -314,17 +318,79 @@ impl<'a> Mcp<'a> {
             .get("limit")
             .and_then(Value::as_u64)
             .map_or(DEFAULT_LIMIT, |l| l.max(1) as usize);
+        let level = match args.get("level").and_then(Value::as_str) {
+            Some(l) => Some(
+                l.parse::<crate::logs::Level>()
+                    .map_err(|e| ToolError(format!("`level`: {e}")))?,
+            ),
+            None => None,
+        };
+        let fields = match args.get("field") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => {
+                vec![field_arg(s).map_err(|e| ToolError(format!("`field`: {e}")))?]
+            }
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| "a field is a string `key=value`".to_string())
+                        .and_then(field_arg)
+                        .map_err(|e| ToolError(format!("`field`: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(ToolError("`field`: write `key=value` strings".into())),
+        };
+        let selector = match args.get("run") {
+            None | Some(Value::Null) if since_ms.is_some() => RunSelector::All,
+            None | Some(Value::Null) => RunSelector::Relative(0),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| ToolError(format!("`run`: {e}")))?,
+            Some(Value::String(s)) => s.parse().map_err(|e| ToolError(format!("`run`: {e}")))?,
+            Some(_) => return Err(ToolError("`run`: a number or `all`".into())),
+        };
+        let dir = self.state_dir.join("logs");
+        let run = resolve_run(selector, &crate::logs::files::runs(&dir))
+            .map_err(|e| ToolError(format!("`run`: {e}")))?;
         let filter = Filter {
             since_ms,
             grep,
             tail: None,
+            level,
+            fields,
+            run,
         };
-        let mut records = select(&self.state_dir.join("logs"), &services, &filter);
-        records.drain(..records.len().saturating_sub(limit));
-        let lines: Vec<Value> = records
-            .iter()
-            .map(|r| json!({ "t": r.t, "service": r.service, "stream": r.stream, "text": r.text }))
-            .collect();
+        let records = select(&dir, &services, &filter);
+        let line = |r: &crate::logs::files::Record| {
+            let r = r.clone().with_fields();
+            let mut v =
+                json!({ "t": r.t, "service": r.service, "stream": r.stream, "text": r.text });
+            if let Some(l) = r.level {
+                v["level"] = json!(l);
+            }
+            if let Some(f) = r.fields {
+                v["fields"] = Value::Object(f);
+            }
+            v
+        };
+        let lines: Vec<Value> = match args.get("search").and_then(Value::as_str) {
+            Some(q) => crate::logs::search::rank(&records, q, limit)
+                .into_iter()
+                .map(|(r, score)| {
+                    let mut v = line(r);
+                    v["score"] = json!((score * 100.0).round() / 100.0);
+                    v
+                })
+                .collect(),
+            None => records[records.len().saturating_sub(limit)..]
+                .iter()
+                .map(line)
+                .collect(),
+        };
         Ok(json!({ "lines": lines }))
     }
 
@@ -414,6 +480,85 @@ mod tests {
             .handle(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restart","arguments":{"service":"web"}}}))
             .expect("a reply");
         assert_eq!(refused["error"]["code"], -32602);
+    }
+
+    #[test]
+    fn logs_takes_level_field_run_and_ranks_a_search() {
+        use crate::logs::files::{FileSetup, LogFiles};
+        use crate::logs::{LogLine, Stream};
+        let stack = stack();
+        let state = tempfile::tempdir().expect("tempdir");
+        let setup = FileSetup {
+            dir: state.path().join("logs"),
+            keep_runs: 10,
+        };
+        for (start, lines) in [
+            (1_000u64, &["ERROR:root:old run db error"][..]),
+            (
+                2_000,
+                &[
+                    r#"{"level":"error","msg":"db connection refused","db":"main"}"#,
+                    r#"{"level":"info","msg":"db pool ready","db":"main"}"#,
+                    "level=warn msg=\"slow db query\" db=replica",
+                    "request served",
+                ][..],
+            ),
+        ] {
+            let mut files = LogFiles::for_run(setup.clone(), start).expect("files");
+            for (i, text) in lines.iter().enumerate() {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(start + i as u64);
+                let notice = files.write(&LogLine::output(
+                    at,
+                    "web",
+                    Stream::Stdout,
+                    text.to_string(),
+                ));
+                assert_eq!(notice, None);
+            }
+            assert_eq!(files.flush(), None);
+        }
+        let m = Mcp::new(&stack, state.path().to_path_buf(), true);
+        let call = |args: Value| -> Value {
+            let v = m
+                .handle(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"logs","arguments":args}}))
+                .expect("a reply");
+            let text = v["result"]["content"][0]["text"].as_str().expect("text");
+            serde_json::from_str(text).expect("json")
+        };
+        let texts = |v: &Value| -> Vec<String> {
+            v["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .map(|l| l["text"].as_str().expect("text").to_string())
+                .collect()
+        };
+        let warn = call(json!({"level": "warn"}));
+        assert_eq!(texts(&warn).len(), 2, "{warn}");
+        assert_eq!(warn["lines"][0]["level"], "error");
+        assert_eq!(warn["lines"][0]["fields"]["db"], "main");
+        let replica = call(json!({"field": ["db=replica"]}));
+        assert_eq!(
+            texts(&replica),
+            ["level=warn msg=\"slow db query\" db=replica"]
+        );
+        assert_eq!(
+            texts(&call(json!({"run": -1}))),
+            ["ERROR:root:old run db error"]
+        );
+        assert_eq!(
+            texts(&call(json!({"run": "all", "level": "error"}))).len(),
+            2
+        );
+        let ranked = call(json!({"search": "db connection"}));
+        let got = texts(&ranked);
+        assert_eq!(got.len(), 3, "{ranked}");
+        assert!(got[0].contains("connection refused"), "{ranked}");
+        assert!(ranked["lines"][0]["score"].as_f64().expect("score") > 4.0);
+        let bad = m
+            .handle(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"logs","arguments":{"run": -7}}}))
+            .expect("a reply");
+        assert_eq!(bad["result"]["isError"], true, "{bad}");
     }
 
     #[test]

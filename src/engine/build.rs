@@ -384,13 +384,7 @@ async fn run_build<R: ContainerRuntime>(
                     let at = std::time::SystemTime::now();
                     let source = service.to_string();
                     let stream = Stream::Stdout;
-                    logs.line(LogLine {
-                        at,
-                        source,
-                        stream,
-                        text,
-                    })
-                    .await;
+                    logs.line(LogLine::output(at, &source, stream, text)).await;
                 }
             }
             while shown.tail.len() > BUILD_TAIL {

@@ -5,6 +5,11 @@
 //! the lines of the pause are counted and dropped from the files only (the live view and the
 //! subscribers get every one), and writing is tried again every [`RETRY_EVERY`] until it works.
 //! The mux says each pause and each resume once ([`Notice`]).
+//!
+//! Runs: each `up` is a run with an id (1, 2, …) and a start time, listed in `<dir>/runs`; every
+//! file opened during a run starts with that run's boundary record (`{"run":7,…}`), again after
+//! a rotation or a pause, so each file says which run each of its lines belongs to. At the start
+//! of a run, the lines of runs beyond `keep_runs` are removed.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -15,20 +20,31 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LogLine, Stream};
+use super::{Level, LogLine, Stream};
 
 /// A file is moved to `<service>.log.1` (replacing the previous one) beyond this size.
 pub const ROTATE_AT: u64 = 20 * 1024 * 1024;
 
 /// One line as stored, and as `devstack logs --json` and `up --json` print it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// A run boundary: the lines after it (in this file) belong to this run. First, so a
+    /// reader knows one by the line's first bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
     /// Milliseconds since the Unix epoch.
     pub t: u64,
     pub service: String,
-    /// `stdout`, `stderr` or `event` (devstack's own).
+    /// `stdout`, `stderr`, `event` (devstack's own) or `run` (a boundary).
     pub stream: String,
+    /// The level the line's text says (stored); before the text so a query finds it early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
     pub text: String,
+    /// The line's fields (JSON keys or logfmt pairs), for `logs --json`; never stored, they
+    /// are read from the text when shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
     /// devstack's own events carry the typed event too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<crate::event::StackEvent>,
@@ -51,10 +67,13 @@ pub fn event_records(at: std::time::SystemTime, event: &crate::event::StackEvent
         .into_iter()
         .enumerate()
         .map(|(i, text)| Record {
+            run: None,
             t,
             service: service.clone(),
             stream: "event".to_string(),
+            level: event.level(),
             text,
+            fields: None,
             event: (i == 0).then(|| event.clone()),
         })
         .collect()
@@ -71,6 +90,7 @@ fn stream_name(s: Stream) -> &'static str {
 impl Record {
     pub fn of(line: &LogLine) -> Self {
         Record {
+            run: None,
             t: line
                 .at
                 .duration_since(UNIX_EPOCH)
@@ -78,9 +98,42 @@ impl Record {
                 .unwrap_or(0),
             service: line.source.clone(),
             stream: stream_name(line.stream).to_string(),
+            level: line.level,
             text: line.text.clone(),
+            fields: None,
             event: None,
         }
+    }
+
+    /// A run's boundary record in `service`'s file.
+    pub fn boundary(run: Run, service: &str) -> Self {
+        Record {
+            run: Some(run.id),
+            t: run.start_ms,
+            service: service.to_string(),
+            stream: "run".to_string(),
+            level: None,
+            text: format!("run {}", run.id),
+            fields: None,
+            event: None,
+        }
+    }
+
+    /// Whether this is a run boundary, not a line.
+    pub fn is_boundary(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// The record with its text's fields (JSON or logfmt) filled in, for `--json`.
+    pub fn with_fields(mut self) -> Self {
+        if self.stream != "event" && self.fields.is_none() {
+            let p = super::level::parse(&self.text);
+            if !p.fields.is_empty() {
+                self.fields = Some(p.fields);
+            }
+            self.level = self.level.or(p.level);
+        }
+        self
     }
 
     pub fn to_line(&self) -> LogLine {
@@ -93,9 +146,127 @@ impl Record {
                 _ => Stream::Stdout,
             },
             text: self.text.clone(),
+            level: self.level,
         }
     }
 }
+
+/// One `up`: its id (1, 2, … per project) and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    #[serde(rename = "run")]
+    pub id: u64,
+    #[serde(rename = "t")]
+    pub start_ms: u64,
+}
+
+/// The list of runs, oldest first, in the logs folder.
+fn runs_path(dir: &Path) -> PathBuf {
+    dir.join("runs")
+}
+
+/// The runs whose lines the files keep, oldest first (none before the first run with runs).
+pub fn runs(dir: &Path) -> Vec<Run> {
+    fs::read_to_string(runs_path(dir))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts a new run: lists it (keeping the last `keep_runs`) and returns it.
+fn begin_run(dir: &Path, start_ms: u64, keep_runs: usize) -> std::io::Result<Run> {
+    let mut all = runs(dir);
+    let run = Run {
+        id: all.last().map_or(1, |r| r.id + 1),
+        start_ms,
+    };
+    all.push(run);
+    all.drain(..all.len().saturating_sub(keep_runs.max(1)));
+    let mut text = String::new();
+    for r in &all {
+        text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    let tmp = dir.join("runs.tmp");
+    fs::write(&tmp, text)?;
+    fs::rename(tmp, runs_path(dir))?;
+    Ok(run)
+}
+
+/// The run id of a stored line that is a boundary, by its first bytes (no parse of the rest).
+pub fn boundary_id(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"run\":")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// Removes from one file the lines of runs before `first_kept`. Lines before any boundary
+/// (written before runs existed) count as older than every run. Reads only the first line
+/// when nothing is to go.
+fn prune_file(path: &Path, first_kept: u64) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut first = String::new();
+    std::io::BufReader::new(&file).read_line(&mut first)?;
+    if first.is_empty() || boundary_id(&first).is_some_and(|id| id >= first_kept) {
+        return Ok(());
+    }
+    let text = fs::read_to_string(path)?;
+    let mut at = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if boundary_id(line).is_some_and(|id| id >= first_kept) {
+            at = Some(offset);
+            break;
+        }
+        offset += line.len();
+    }
+    match at {
+        None => fs::remove_file(path),
+        Some(at) => {
+            let tmp = path.with_extension("prune");
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&text.as_bytes()[at..])?;
+            drop(f);
+            fs::rename(tmp, path)
+        }
+    }
+}
+
+/// Prunes every log file in `dir` to the runs from `first_kept` on.
+fn prune(dir: &Path, first_kept: u64) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".log") || name.ends_with(".log.1") {
+            prune_file(&path, first_kept)?;
+        }
+    }
+    Ok(())
+}
+
+/// The files of one run: where, and how many runs to keep.
+#[derive(Debug, Clone)]
+pub struct FileSetup {
+    pub dir: PathBuf,
+    /// Lines of older runs are removed when a run starts.
+    pub keep_runs: usize,
+}
+
+/// Runs kept when the stack file does not say (`logs: { keep_runs: N }`).
+pub const KEEP_RUNS: usize = 10;
 
 /// How often writing is tried again while paused.
 pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -142,6 +313,8 @@ pub struct LogFiles {
     dir: PathBuf,
     open: HashMap<String, Open>,
     paused: Option<Paused>,
+    /// The run whose boundary opens every file opened; none writes no boundaries.
+    run: Option<Run>,
 }
 
 /// The file of one service (service names are validated: no slashes).
@@ -156,7 +329,27 @@ impl LogFiles {
             dir,
             open: HashMap::new(),
             paused: None,
+            run: None,
         })
+    }
+
+    /// The files of a new run: listed, its boundary at the start of each file it opens, the
+    /// lines of runs beyond `keep_runs` removed.
+    pub fn for_run(setup: FileSetup, start_ms: u64) -> std::io::Result<Self> {
+        let mut files = Self::new(setup.dir)?;
+        let run = begin_run(&files.dir, start_ms, setup.keep_runs)?;
+        let first_kept = (run.id + 1).saturating_sub(setup.keep_runs.max(1) as u64);
+        if let Err(e) = prune(&files.dir, first_kept) {
+            // The run goes on; old lines stay until a later start can remove them.
+            tracing::warn!("cannot remove old runs from `{}`: {e}", files.dir.display());
+        }
+        files.run = Some(run);
+        Ok(files)
+    }
+
+    /// The run these files belong to (none for files opened outside a run).
+    pub fn run(&self) -> Option<Run> {
+        self.run
     }
 
     /// Writes one line (if not paused); a pause or resume it caused.
@@ -229,6 +422,8 @@ impl LogFiles {
             t: u64,
             service: &'a str,
             stream: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            level: Option<Level>,
             text: &'a str,
         }
         let mut text = serde_json::to_string(&LineRecord {
@@ -239,6 +434,7 @@ impl LogFiles {
                 .unwrap_or(0),
             service: &line.source,
             stream: stream_name(line.stream),
+            level: line.level,
             text: &line.text,
         })
         .map_err(std::io::Error::other)?;
@@ -273,6 +469,7 @@ impl LogFiles {
             {
                 file.write_all(b"\n")?;
             }
+            let size = size + boundary_of(self.run, &mut file, source)?;
             self.open.insert(
                 source.to_string(),
                 Open {
@@ -294,9 +491,11 @@ impl LogFiles {
                 .append(true)
                 .mode(0o600)
                 .open(&path)?;
+            let mut file = BufWriter::new(file);
+            let size = boundary_of(self.run, &mut file, source)?;
             *o = Open {
-                file: BufWriter::new(file),
-                size: 0,
+                file,
+                size,
                 unflushed: 0,
             };
         }
@@ -324,6 +523,18 @@ impl LogFiles {
     }
 }
 
+/// Writes `run`'s boundary record for `source`; its size in bytes (0 without a run).
+fn boundary_of(run: Option<Run>, file: &mut BufWriter<File>, source: &str) -> std::io::Result<u64> {
+    let Some(run) = run else {
+        return Ok(0);
+    };
+    let mut text =
+        serde_json::to_string(&Record::boundary(run, source)).map_err(std::io::Error::other)?;
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
+    Ok(text.len() as u64)
+}
+
 /// Every record of `service`'s file (and its rotated predecessor), oldest first; unreadable lines
 /// are skipped.
 pub fn read(dir: &Path, service: &str) -> Vec<Record> {
@@ -335,42 +546,6 @@ pub fn read(dir: &Path, service: &str) -> Vec<Record> {
         };
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
-    out
-}
-
-/// Which stored records `logs` (and the MCP `logs` tool) show.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only records at or after this time (ms since the epoch).
-    pub since_ms: Option<u64>,
-    /// Only records whose text matches.
-    pub grep: Option<regex::Regex>,
-    /// Only the last N of each service.
-    pub tail: Option<usize>,
-}
-
-impl Filter {
-    /// Whether a record passes the time and text conditions (not `tail`). Pure.
-    pub fn matches(&self, r: &Record) -> bool {
-        self.since_ms.is_none_or(|s| r.t >= s)
-            && self.grep.as_ref().is_none_or(|g| g.is_match(&r.text))
-    }
-}
-
-/// The records of `services` that pass `filter`, merged by time.
-pub fn select(dir: &Path, services: &[String], filter: &Filter) -> Vec<Record> {
-    let mut out = Vec::new();
-    for s in services {
-        let mut rs: Vec<Record> = read(dir, s)
-            .into_iter()
-            .filter(|r| filter.matches(r))
-            .collect();
-        if let Some(k) = filter.tail {
-            rs.drain(..rs.len().saturating_sub(k));
-        }
-        out.extend(rs);
-    }
-    out.sort_by_key(|r| r.t);
     out
 }
 
@@ -387,6 +562,7 @@ mod tests {
             source: "web".into(),
             stream: Stream::Stderr,
             text: "oops \"quoted\"".into(),
+            level: None,
         };
         assert_eq!(files.write(&line), None);
         assert_eq!(files.write(&LogLine::event("web", "ready")), None);
@@ -396,56 +572,5 @@ mod tests {
         assert_eq!(got[0].to_line(), line);
         assert_eq!(got[1].stream, "event");
         assert!(read(dir.path(), "nope").is_empty());
-    }
-
-    #[test]
-    fn select_filters_by_time_text_and_tail() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut files = LogFiles::new(dir.path().to_path_buf()).unwrap();
-        for (t, svc, text) in [
-            (1, "a", "boot"),
-            (2, "b", "error: x"),
-            (3, "a", "error: y"),
-            (4, "a", "error: z"),
-        ] {
-            let notice = files.write(&LogLine {
-                at: UNIX_EPOCH + std::time::Duration::from_millis(t),
-                source: svc.into(),
-                stream: Stream::Stdout,
-                text: text.into(),
-            });
-            assert_eq!(notice, None);
-        }
-        assert_eq!(files.flush(), None);
-        let both = ["a".to_string(), "b".to_string()];
-        let texts = |f: Filter| -> Vec<String> {
-            select(dir.path(), &both, &f)
-                .into_iter()
-                .map(|r| r.text)
-                .collect()
-        };
-        let grep = Some(regex::Regex::new("^error").unwrap());
-        assert_eq!(
-            texts(Filter {
-                grep: grep.clone(),
-                ..Filter::default()
-            }),
-            ["error: x", "error: y", "error: z"]
-        );
-        assert_eq!(
-            texts(Filter {
-                grep,
-                tail: Some(1),
-                since_ms: None
-            }),
-            ["error: x", "error: z"]
-        );
-        assert_eq!(
-            texts(Filter {
-                since_ms: Some(3),
-                ..Filter::default()
-            }),
-            ["error: y", "error: z"]
-        );
     }
 }

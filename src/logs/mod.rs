@@ -1,13 +1,17 @@
 //! The merged log stream: every line of every service and devstack's own events, in one order.
 
 pub mod files;
+pub mod level;
 pub mod mux;
+pub mod query;
 pub mod render;
 pub mod screen;
+pub mod search;
 pub mod split;
 
 use std::time::SystemTime;
 
+pub use level::Level;
 pub use mux::{spawn, Format, LogHandle};
 
 /// Where a line came from.
@@ -26,6 +30,8 @@ pub struct LogLine {
     pub source: String,
     pub stream: Stream,
     pub text: String,
+    /// The level the text says it has ([`level::detect`], once, where the line is read).
+    pub level: Option<Level>,
 }
 
 impl LogLine {
@@ -35,6 +41,18 @@ impl LogLine {
             source: source.to_string(),
             stream: Stream::Event,
             text: text.into(),
+            level: None,
+        }
+    }
+
+    /// A line of a service's output, its level read from its text.
+    pub fn output(at: SystemTime, source: &str, stream: Stream, text: String) -> Self {
+        Self {
+            at,
+            source: source.to_string(),
+            stream,
+            level: level::detect(&text),
+            text,
         }
     }
 }

@@ -253,6 +253,7 @@ fn on_event(at: std::time::SystemTime, event: StackEvent, sink: &mut Sink) {
                             source: source.to_string(),
                             stream: Stream::Event,
                             text: l,
+                            level: None,
                         },
                         sink.screen.highlight(),
                     ));
@@ -289,13 +290,13 @@ fn flush_files(sink: &mut Sink) {
     }
 }
 
-/// Starts the writer thread. It ends when every handle is dropped. With `files`, every line also
-/// goes to its service's log file in that folder.
+/// Starts the writer thread. It ends when every handle is dropped. With `files`, this is a run:
+/// every line also goes to its service's log file in that folder.
 pub fn spawn(
     out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,
-    files: Option<std::path::PathBuf>,
+    files: Option<super::files::FileSetup>,
 ) -> (LogHandle, std::thread::JoinHandle<()>) {
     spawn_with(out, format, tail_len, files, Redactor::default())
 }
@@ -305,7 +306,7 @@ pub fn spawn_with(
     out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,
-    files: Option<std::path::PathBuf>,
+    files: Option<super::files::FileSetup>,
     redact: Redactor,
 ) -> (LogHandle, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LogMsg>(CHANNEL);
@@ -314,11 +315,14 @@ pub fn spawn_with(
     let thread = std::thread::Builder::new()
         .name("devstack-logs".into())
         .spawn(move || {
-            let files = files.and_then(|dir| match super::files::LogFiles::new(dir.clone()) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    tracing::warn!("cannot write log files in `{}`: {e}", dir.display());
-                    None
+            let files = files.and_then(|setup| {
+                let dir = setup.dir.clone();
+                match super::files::LogFiles::for_run(setup, crate::clock::unix_ms()) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        tracing::warn!("cannot write log files in `{}`: {e}", dir.display());
+                        None
+                    }
                 }
             });
             let mut sink = Sink {
@@ -423,6 +427,7 @@ mod tests {
                 source: "db".into(),
                 stream: Stream::Stdout,
                 text: format!("l{i}"),
+                level: None,
             })
             .await;
         }
@@ -476,6 +481,7 @@ mod tests {
                     source: "flood".into(),
                     stream: Stream::Stdout,
                     text: "x".repeat(1000),
+                    level: None,
                 })
                 .collect()
         };

@@ -1,9 +1,10 @@
 //! One log line as text: `HH:MM:SS.mmm service | line`, names aligned, a colour per service on a
-//! terminal. Pure: the clock offset and width come in.
+//! terminal, and the text of a line with a level coloured by it (errors red, warnings yellow,
+//! debug and trace dim). Pure: the clock offset and width come in.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{LogLine, Stream};
+use super::{Level, LogLine, Stream};
 
 /// Colours for service names (ANSI 256-colour codes that read on dark and light terminals).
 const PALETTE: &[u8] = &[39, 208, 77, 170, 214, 45, 203, 141, 112, 220, 81, 197];
@@ -113,6 +114,19 @@ impl Renderer {
         } else {
             line.text.as_str().into()
         };
+        let level_color = match line
+            .level
+            .filter(|_| self.color && line.stream != Stream::Event)
+        {
+            Some(Level::Fatal) => Some("\x1b[1;31m"),
+            Some(Level::Error) => Some("\x1b[31m"),
+            Some(Level::Warn) => Some("\x1b[33m"),
+            Some(Level::Debug | Level::Trace) => Some("\x1b[2m"),
+            Some(Level::Info) | None => None,
+        };
+        if let Some(c) = level_color {
+            out.push_str(c);
+        }
         match highlight.filter(|_| self.color) {
             Some(re) => out.push_str(&re.replace_all(&clean, |m: &regex::Captures<'_>| {
                 format!(
@@ -124,7 +138,7 @@ impl Renderer {
             })),
             None => out.push_str(&clean),
         }
-        if self.color && line.stream == Stream::Event {
+        if (self.color && line.stream == Stream::Event) || level_color.is_some() {
             out.push_str("\x1b[0m");
         }
     }
@@ -157,6 +171,7 @@ mod tests {
             at: UNIX_EPOCH + Duration::from_millis(45_296_789),
             source: source.into(),
             stream,
+            level: crate::logs::level::detect(text),
             text: text.into(),
         }
     }
@@ -206,6 +221,31 @@ mod tests {
         assert_eq!(
             plain.render_with(&line("x", Stream::Stdout, "an error"), Some(&re)),
             plain.render(&line("x", Stream::Stdout, "an error"))
+        );
+    }
+
+    #[test]
+    fn levels_colour_the_text_on_a_terminal_only() {
+        let r = Renderer {
+            width: 3,
+            color: true,
+            utc_offset: 0,
+        };
+        let shown: Vec<String> = [
+            r#"{"level":"error","msg":"boom"}"#,
+            "WARNING:root:careful",
+            "[2024-01-01 12:00:00,000: INFO/MainProcess] ready",
+            "level=debug msg=tick",
+            "error_count=0",
+        ]
+        .iter()
+        .map(|t| format!("{:?}", r.render(&line("api", Stream::Stdout, t))))
+        .collect();
+        insta::assert_snapshot!(shown.join("\n"));
+        let plain = Renderer { color: false, ..r };
+        assert_eq!(
+            plain.render(&line("api", Stream::Stdout, "ERROR x")),
+            "12:34:56.789 api | ERROR x"
         );
     }
 

@@ -82,12 +82,7 @@ impl Pump {
         {
             self.matched = true;
         }
-        LogLine {
-            at,
-            source: self.service.clone(),
-            stream: self.stream,
-            text,
-        }
+        LogLine::output(at, &self.service, self.stream, text)
     }
 }
 

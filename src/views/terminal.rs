@@ -31,7 +31,7 @@ pub const HELP: &[&str] = &[
     "  s  stop a running service, or start a stopped one",
     "  f  show only some services from now on (names or parts of names; empty: all)",
     "  /  highlight a regex in what is printed from now on;  c  clear the highlight",
-    "  e  print the last error of a crashed service again, with its last lines",
+    "  e  print the last error of a service (a crash, or its last error-level line), with its last lines",
     "  o  open the dashboard in a browser (or print its URL)",
     "  ?  this help",
     "  q  stop everything and quit, as Ctrl-C does (Ctrl-C again kills at once)",
@@ -151,6 +151,8 @@ pub struct View {
     highlight: Option<String>,
     /// The last error of each service, as a person reads it.
     errors: HashMap<String, String>,
+    /// The last line of each service whose level is error or fatal.
+    error_lines: HashMap<String, String>,
     /// Image builds under way: the step each has reached, of how many, and its instruction.
     building: std::collections::BTreeMap<String, (usize, usize, String)>,
     /// The first line of the stack files' error, while they are invalid.
@@ -180,6 +182,7 @@ impl View {
             filter: None,
             highlight: None,
             errors: HashMap::new(),
+            error_lines: HashMap::new(),
             building: std::collections::BTreeMap::new(),
             config_error: None,
             color,
@@ -268,15 +271,46 @@ impl View {
         }
     }
 
+    /// Remembers a service's lines of level error and above, for `e`.
+    pub fn line(&mut self, l: &crate::logs::LogLine) {
+        if l.level >= Some(crate::logs::Level::Error) && l.stream != crate::logs::Stream::Event {
+            self.error_lines.insert(l.source.clone(), l.text.clone());
+        }
+    }
+
     pub fn last_error(&self, service: &str) -> Option<&str> {
         self.errors.get(service).map(String::as_str)
+    }
+
+    /// The service's last line of level error or above.
+    pub fn last_error_line(&self, service: &str) -> Option<&str> {
+        self.error_lines.get(service).map(String::as_str)
+    }
+
+    /// What `e` prints first about `service`: its last error and its last error line.
+    pub fn error_report(&self, service: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(e) = self.last_error(service) {
+            lines.push(format!("{service}: {e}"));
+        }
+        if let Some(l) = self.last_error_line(service) {
+            lines.push(format!("{service}: last error line: {l}"));
+        }
+        if lines.is_empty() {
+            lines.push(format!("{service}: no error recorded"));
+        }
+        lines
     }
 
     /// Services a pick can choose from now.
     fn candidates(&self, what: Pick) -> Vec<&str> {
         self.services
             .iter()
-            .filter(|s| what != Pick::Error || self.errors.contains_key(*s))
+            .filter(|s| {
+                what != Pick::Error
+                    || self.errors.contains_key(*s)
+                    || self.error_lines.contains_key(*s)
+            })
             .map(String::as_str)
             .collect()
     }
@@ -367,7 +401,11 @@ impl View {
             'e' => {
                 let with_errors = self.candidates(Pick::Error);
                 match with_errors.as_slice() {
-                    [] => return vec![Effect::Print(vec!["no service has failed".into()])],
+                    [] => {
+                        return vec![Effect::Print(vec![
+                            "no service has failed or logged an error".into(),
+                        ])]
+                    }
                     [one] => return vec![Effect::ShowError(one.to_string())],
                     _ => self.mode = pick(Pick::Error),
                 }
@@ -654,7 +692,8 @@ pub async fn run(s: Setup) {
             }
             got = events.recv() => match got {
                 Ok(Published::Event { event, .. }) => view.event(&event),
-                Ok(Published::Line(_)) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(Published::Line(line)) => view.line(&line),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             Some(ev) = keys.recv() => match ev {
@@ -679,10 +718,7 @@ pub async fn run(s: Setup) {
                     let _ = interrupt.send(());
                 }
                 Effect::ShowError(s) => {
-                    let mut lines = vec![format!(
-                        "{s}: {}",
-                        view.last_error(&s).unwrap_or("no error recorded")
-                    )];
+                    let mut lines = view.error_report(&s);
                     let tail = logs.tail(&s).await;
                     if !tail.is_empty() {
                         lines.push(format!("{s}: last {} lines:", tail.len()));
@@ -978,6 +1014,32 @@ mod tests {
         typed(&mut v, "post");
         assert!(
             matches!(&v.key(code(KeyCode::Enter))[..], [Effect::ShowError(s)] if s == "postgres")
+        );
+    }
+
+    #[test]
+    fn e_also_finds_a_running_service_s_last_error_level_line() {
+        let mut v = view();
+        let out = |text: &str| {
+            crate::logs::LogLine::output(
+                std::time::UNIX_EPOCH,
+                "core-service",
+                crate::logs::Stream::Stdout,
+                text.into(),
+            )
+        };
+        v.line(&out("error_count=0 all good"));
+        v.line(&out("[info] fine"));
+        assert!(
+            matches!(&v.key(key('e'))[..], [Effect::Print(_)]),
+            "no level error yet"
+        );
+        v.line(&out(r#"{"level":"error","msg":"db down"}"#));
+        v.line(&out("WARNING: slow"));
+        assert!(matches!(&v.key(key('e'))[..], [Effect::ShowError(s)] if s == "core-service"));
+        assert_eq!(
+            v.error_report("core-service"),
+            [r#"core-service: last error line: {"level":"error","msg":"db down"}"#]
         );
     }
 

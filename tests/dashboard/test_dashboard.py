@@ -246,6 +246,20 @@ def test_log_filter_shows_only_the_chosen_service(stack, browser):
     wait_for(lambda: len({s for s, _ in visible_lines(browser)}) > 3, "all services again")
 
 
+def test_level_filter_keeps_warnings_and_above(stack, browser):
+    levels = lambda: browser.execute_script(
+        "return [...document.querySelectorAll('#log .l:not(.hide)')].map(e => [e.dataset.s, e.dataset.l || '']);"
+    )
+    Select(browser.find_element(By.ID, "level-filter")).select_by_value("warn")
+    # celery-worker says WARNING every other tick (Celery's own format); plain ticks have no level.
+    wait_for(lambda: any(s == "celery-worker" and l == "warn" for s, l in levels()),
+             "a celery warning shown")
+    shown = levels()
+    assert all(l in ("warn", "error", "fatal") for _, l in shown), shown[:10]
+    Select(browser.find_element(By.ID, "level-filter")).select_by_value("")
+    wait_for(lambda: any(l == "" for _, l in levels()), "lines without a level again")
+
+
 def test_pause_keeps_the_log_where_it_is(stack, browser):
     log = browser.find_element(By.ID, "log")
     pause = browser.find_element(By.ID, "pause")

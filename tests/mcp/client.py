@@ -69,6 +69,12 @@ async def main():
                 assert all(c["action"] == "unchanged" for c in plan["changes"]), plan
                 rows = {r["service"]: r for r in json.loads(await call("ps", {}))}
                 assert rows["core-service"]["pid"] == seen["pids"][1], rows
+                # Levels, runs and a ranked search (the restart's events are `info`).
+                ranked = json.loads(await call("logs", {"search": "restarting core", "run": 0, "limit": 5}))
+                assert ranked["lines"] and all("score" in l for l in ranked["lines"]), ranked
+                scores = [l["score"] for l in ranked["lines"]]
+                assert scores == sorted(scores, reverse=True), scores
+                json.loads(await call("logs", {"level": "warn", "field": [], "run": "all"}))
             config = await call("config", {})
             assert "JWT_SECRET_KEY" in config, "the key is shown"
             await call("logs", {"limit": 200})

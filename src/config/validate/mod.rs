@@ -182,6 +182,8 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         }
     }
 
+    let logs = top_level::log_settings(&mut c, raw.logs.as_ref());
+
     if c.errors.is_empty() {
         Ok(Stack {
             name,
@@ -190,6 +192,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
             inputs: Vec::new(),
             services,
             test,
+            logs,
             secret_values: Vec::new(),
             k8s,
             volumes,

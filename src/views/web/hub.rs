@@ -71,6 +71,7 @@ fn warning(text: String) -> Item {
         s: "devstack".into(),
         k: "warn",
         x: text,
+        l: Some(crate::logs::Level::Warn),
     }
 }
 
@@ -219,6 +220,7 @@ mod tests {
             source: "db".into(),
             stream: Stream::Stdout,
             text: format!("l{i} pw=hunter22"),
+            level: None,
         })
     }
 

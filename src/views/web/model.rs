@@ -201,6 +201,9 @@ pub struct Item {
     /// `out`, `err`, `ev` (devstack's event) or `warn`.
     pub k: &'static str,
     pub x: String,
+    /// The line's level, when it says one (the page filters by it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l: Option<crate::logs::Level>,
 }
 
 /// The log items of one published item (a bare state change has none: the table shows it).
@@ -219,6 +222,7 @@ pub fn items(p: &Published) -> Vec<Item> {
                 Stream::Event => "ev",
             },
             x: l.text.clone(),
+            l: l.level,
         }],
         Published::Event { at, event } => {
             let k = match event {
@@ -228,6 +232,7 @@ pub fn items(p: &Published) -> Vec<Item> {
                 _ => "ev",
             };
             let s = event.service().unwrap_or("devstack").to_string();
+            let l = event.level();
             event
                 .text_lines()
                 .into_iter()
@@ -236,6 +241,7 @@ pub fn items(p: &Published) -> Vec<Item> {
                     s: s.clone(),
                     k,
                     x,
+                    l,
                 })
                 .collect()
         }
@@ -300,7 +306,8 @@ mod tests {
                 t: 1234,
                 s: "db".into(),
                 k: "ev",
-                x: "ready in 5 ms".into()
+                x: "ready in 5 ms".into(),
+                l: Some(crate::logs::Level::Info),
             }]
         );
         assert!(items(&ev(StackEvent::State {
@@ -315,6 +322,7 @@ mod tests {
             source: "api".into(),
             stream: Stream::Stderr,
             text: "boom".into(),
+            level: None,
         }));
         assert_eq!((line[0].k, line[0].x.as_str()), ("err", "boom"));
     }

@@ -181,18 +181,23 @@
     }
   }
 
-  const visible = (s, x) => (!filterSvc || s === filterSvc) && (!matcher || matcher(x));
+  // A line's level (`l`, when it has one) against the level select: that level and above.
+  const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+  let minLevel = -1;
+  const levelOk = (l) => minLevel < 0 || LEVELS.indexOf(l) >= minLevel;
+  const visible = (s, x, l) => (!filterSvc || s === filterSvc) && levelOk(l) && (!matcher || matcher(x));
 
   function lineEl(it) {
-    const e = el('div', { class: `l k-${it.k}` },
+    const e = el('div', { class: `l k-${it.k}` + (it.l ? ` lv-${it.l}` : '') },
       el('span', { class: 't' }, clock(it.t), ' '),
       el('span', { class: 's' }, it.s), ' ',
       el('span', { class: 'x' }, (it.k === 'out' || it.k === 'err' ? '| ' : '▸ ') + it.x));
     e.querySelector('.s').style.color = `hsl(${hue(it.s)} 70% 65%)`;
     e.dataset.s = it.s;
+    if (it.l) e.dataset.l = it.l;
     e._x = it.x;
     e._t = it.t;
-    if (!visible(it.s, it.x)) e.classList.add('hide');
+    if (!visible(it.s, it.x, it.l)) e.classList.add('hide');
     return e;
   }
 
@@ -207,7 +212,7 @@
   }
 
   function refilter() {
-    for (const e of logEl.children) e.classList.toggle('hide', !visible(e.dataset.s, e._x));
+    for (const e of logEl.children) e.classList.toggle('hide', !visible(e.dataset.s, e._x, e.dataset.l));
     if (!paused) logEl.scrollTop = logEl.scrollHeight;
   }
 
@@ -230,6 +235,7 @@
   $('search').addEventListener('input', () => { clearTimeout(searchTimer); searchTimer = setTimeout(readSearch, 120); });
   $('regex').addEventListener('change', readSearch);
   $('svc-filter').addEventListener('change', (e) => { filterSvc = e.target.value; refilter(); });
+  $('level-filter').addEventListener('change', (e) => { minLevel = e.target.value ? LEVELS.indexOf(e.target.value) : -1; refilter(); });
   $('pause').addEventListener('click', (e) => {
     paused = !paused;
     e.target.textContent = paused ? 'resume' : 'pause';
