@@ -2392,3 +2392,32 @@ mod tests {
         assert_eq!(Signal::parse("SIGTREM"), None);
     }
 }
+
+#[cfg(test)]
+mod log_settings_tests {
+    use super::super::{load, LoadOptions, DEFAULT_FILE};
+
+    fn try_load(yaml: &str) -> Result<crate::config::Stack, String> {
+        let dir = tempfile::tempdir().expect("a temp folder");
+        std::fs::write(dir.path().join(DEFAULT_FILE), yaml).expect("writing the stack file");
+        let opts = LoadOptions {
+            cwd: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        load(&opts, &|_| None)
+            .map(|l| l.stack)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn keep_runs_defaults_to_ten_and_must_keep_one() {
+        let svc = "services:\n  a: { command: [sleep, '1'] }\n";
+        assert_eq!(try_load(svc).expect("valid").logs.keep_runs, 10);
+        let three = try_load(&format!("{svc}logs: {{ keep_runs: 3 }}\n")).expect("valid");
+        assert_eq!(three.logs.keep_runs, 3);
+        let zero = try_load(&format!("{svc}logs: {{ keep_runs: 0 }}\n")).unwrap_err();
+        assert!(zero.contains("`logs.keep_runs` is 0"), "{zero}");
+        let typo = try_load(&format!("{svc}logs: {{ keep_run: 3 }}\n")).unwrap_err();
+        assert!(typo.contains("keep_run"), "{typo}");
+    }
+}
