@@ -261,7 +261,7 @@ pub struct LogsArgs {
     #[arg(short = 'n', long = "tail", value_name = "N")]
     pub tail: Option<usize>,
 
-    /// The stored JSON lines as they are.
+    /// The stored JSON records, with each line's `level` and `fields` when it has them.
     #[arg(long)]
     pub json: bool,
 
