@@ -309,3 +309,43 @@ def test_requests_without_the_token_or_from_a_foreign_host_are_refused(stack):
     assert SECRET not in body
     assert json.loads(body)["project"] == stack.project
     assert request(stack, "POST", "/api/services/nosuch/restart", {**host, **tok})[0] == 404
+
+
+def test_an_edit_of_the_stack_file_shows_its_plan_and_an_invalid_one_a_banner(tmp_path):
+    """The stack file is live: an invalid save shows the located error in a banner (nothing
+    changes), a valid one hides it, shows the plan in the log and a new service in the table."""
+    fixture = tmp_path / "stack.yaml"
+    text = FIXTURE.read_text()
+    fixture.write_text(text)
+    s = Stack(tmp_path, fixture=fixture)
+    opts = Options()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1400,950", "--no-first-run", "--no-proxy-server"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=opts)
+    try:
+        driver.get(s.url)
+        wait_for(lambda: states(driver).get("redis") == "ready", "the table")
+        banner = lambda: driver.execute_script(
+            "const b = document.getElementById('config-error');"
+            " return b.hidden ? null : b.querySelector('pre').textContent;")
+        assert banner() is None
+        before = pid_of(driver, "redis")
+        fixture.write_text(text + "  broken: { command: [sleep, '1'], depends_on: [nowhere] }\n")
+        err = wait_for(banner, "the config banner")
+        assert "nowhere" in err and "stack.yaml" in err, err
+        shot(driver, "dashboard-config-error.png")
+        assert pid_of(driver, "redis") == before, "an invalid edit changes nothing"
+        fixture.write_text(text + "  beat: { <<: *svc, environment: { SVC: beat }, depends_on: [redis] }\n")
+        wait_for(lambda: banner() is None, "the banner gone")
+        wait_for(lambda: any("config applied" in (x or "") and "beat start" in (x or "")
+                             for _, x in visible_lines(driver)), "the plan in the log")
+        wait_for(lambda: states(driver).get("beat") == "ready", "the new service in the table")
+        assert pid_of(driver, "redis") == before, "the others untouched"
+        plan = s.find(lambda e: e["type"] == "config_applied")
+        assert {c["service"]: c["action"] for c in plan["changes"]}["beat"] == "start", plan
+        shot(driver, "dashboard-config-applied.png")
+    finally:
+        driver.quit()
+        s.stop()

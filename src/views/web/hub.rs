@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::model::{self, Item, Row};
 use crate::engine::StackHandle;
+use crate::event::StackEvent;
 use crate::logs::mux::Published;
 use crate::redact::Redactor;
 
@@ -38,6 +39,8 @@ struct Init<'a> {
     services: &'a [Row],
     log: &'a VecDeque<Item>,
     ended: bool,
+    /// Why the stack files as they are now are not applied (`null` when they are).
+    config_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +50,9 @@ struct Batch<'a> {
     #[serde(skip_serializing_if = "<[Item]>::is_empty")]
     log: &'a [Item],
     ended: bool,
+    /// With the table: the stack files' error, or `null` once they are valid again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_error: Option<Option<String>>,
 }
 
 /// Starts the hub; it keeps the last `keep` log items and ends with the engine. Services' own
@@ -123,6 +129,14 @@ async fn run(
         tokio::select! {
             got = events.recv() => match got {
                 Ok(p) => {
+                    // The config banner goes out with the next table.
+                    table_changed |= matches!(
+                        &p,
+                        Published::Event {
+                            event: StackEvent::ConfigInvalid { .. } | StackEvent::ConfigApplied { .. },
+                            ..
+                        }
+                    );
                     for mut item in model::items(&p) {
                         if !redact.is_empty() && matches!(p, Published::Line(_)) {
                             item.x = redact.apply(&item.x);
@@ -161,7 +175,7 @@ async fn run(
             Some(cmd) = commands.recv() => match cmd {
                 HubCommand::Join(reply) => {
                     rows = table(&handle, &usage);
-                    let init = serde_json::to_string(&Init { services: &rows, log: &recent, ended })
+                    let init = serde_json::to_string(&Init { services: &rows, log: &recent, ended, config_error: handle.config_error() })
                         .unwrap_or_default();
                     let (tx, rx) = mpsc::channel(PAGE_BACKLOG);
                     pages.push(tx);
@@ -194,6 +208,7 @@ async fn run(
                     services: send_table.then_some(rows.as_slice()),
                     log: fresh.make_contiguous(),
                     ended,
+                    config_error: send_table.then(|| handle.config_error()),
                 })
                 .unwrap_or_default()
                 .into();

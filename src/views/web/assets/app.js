@@ -77,9 +77,15 @@
   }
 
   function buildTable(info) {
+    for (const s of info.services) addRow(s);
+    $('svc-filter').append(el('option', { value: 'devstack' }, 'devstack'));
+  }
+
+  /** One service's row (and its entry in the log filter). */
+  function addRow(s) {
     const body = document.querySelector('#services tbody');
     const select = $('svc-filter');
-    for (const s of info.services) {
+    {
       const cell = (cls) => el('td', { class: cls || '' });
       const r = {
         name: el('td', { class: 'name' }, s.name), kind: cell('kind'), state: cell('state st-unknown'),
@@ -105,9 +111,8 @@
         r.ports, r.cpu, r.rss, r.actions);
       body.append(r.tr);
       rows.set(s.name, r);
-      select.append(el('option', { value: s.name }, s.name));
+      select.insertBefore(el('option', { value: s.name }, s.name), select.querySelector('option[value=devstack]'));
     }
-    select.append(el('option', { value: 'devstack' }, 'devstack'));
   }
 
   function buildGraph(g) {
@@ -142,9 +147,14 @@
   }
 
   function applyServices(list) {
+    // The stack file is live: a service added to it gets a row, a removed one loses its own.
+    const now = new Set(list.map((st) => st.service));
+    for (const [name, r] of rows) {
+      if (list.length && !now.has(name)) { r.tr.remove(); rows.delete(name); }
+    }
     for (const st of list) {
+      if (!rows.has(st.service)) addRow({ name: st.service, kind: st.kind, image: null, ports: [] });
       const r = rows.get(st.service);
-      if (!r) continue;
       r.status = st;
       const name = stateName(st);
       r.state.className = 'state st-' + name;
@@ -249,6 +259,12 @@
     c.textContent = { live: 'live', lost: 'reconnecting…', ended: 'stack stopped' }[state] || state;
   }
 
+  function showConfig(error) {
+    const box = $('config-error');
+    box.hidden = !error;
+    box.querySelector('pre').textContent = error || '';
+  }
+
   function connect() {
     const es = new EventSource('/api/events');
     es.addEventListener('init', (e) => {
@@ -256,11 +272,13 @@
       logEl.replaceChildren();
       applyServices(m.services);
       addItems(m.log);
+      showConfig(m.config_error);
       setConn(m.ended ? 'ended' : 'live');
     });
     es.addEventListener('batch', (e) => {
       const m = JSON.parse(e.data);
       if (m.services) applyServices(m.services);
+      if ('config_error' in m) showConfig(m.config_error);
       addItems(m.log);
       if (m.ended) { setConn('ended'); es.close(); }
     });
