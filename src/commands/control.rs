@@ -190,15 +190,28 @@ pub fn live_ps(stack: &Stack) -> Result<Option<Vec<PsRow>>, Error> {
         Err(e) => return Err(e),
     };
     conn.send(Request::Ps)?;
+    answer_of(&mut conn, |r| match r {
+        Reply::Ps { services } => Some(services),
+        _ => None,
+    })
+    .map(Some)
+}
+
+/// The first answer `pick` takes; an error answer, or the end of the connection, as the error
+/// it is.
+fn answer_of<T>(conn: &mut Connection, pick: impl Fn(Reply) -> Option<T>) -> Result<T, Error> {
     loop {
         match conn.answer()? {
-            Some(Reply::Ps { services }) => return Ok(Some(services)),
             Some(Reply::Error {
                 code,
                 message,
                 not_ready,
             }) => return Err(answer_error(code, message, not_ready)),
-            Some(_) => {}
+            Some(reply) => {
+                if let Some(t) = pick(reply) {
+                    return Ok(t);
+                }
+            }
             None => {
                 return Err(Error::Engine(
                     "the running devstack closed the connection before answering".into(),
@@ -429,22 +442,10 @@ pub fn apply(stack: &Stack, args: &ApplyArgs, env: &mut Env<'_>) -> Result<(), E
     conn.send(Request::Apply {
         dry_run: args.dry_run,
     })?;
-    let answer = loop {
-        match conn.answer()? {
-            Some(Reply::Apply { answer }) => break answer,
-            Some(Reply::Error {
-                code,
-                message,
-                not_ready,
-            }) => return Err(answer_error(code, message, not_ready)),
-            Some(_) => {}
-            None => {
-                return Err(Error::Engine(
-                    "the running devstack closed the connection before answering".into(),
-                ))
-            }
-        }
-    };
+    let answer = answer_of(&mut conn, |r| match r {
+        Reply::Apply { answer } => Some(answer),
+        _ => None,
+    })?;
     if args.json {
         let text =
             serde_json::to_string_pretty(&answer).map_err(|e| Error::Encode(e.to_string()))?;

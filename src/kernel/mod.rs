@@ -558,19 +558,7 @@ impl Kernel {
 
     /// Stops each running removed service whose running removed dependents are gone.
     fn stop_removed(&mut self, out: &mut Vec<Effect>) {
-        let due: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.removing && n.running && n.state != ServiceState::Stopping)
-            .filter(|(name, _)| {
-                !self
-                    .nodes
-                    .values()
-                    .any(|d| d.running && d.spec.deps.iter().any(|(dep, _)| dep == *name))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for name in due {
+        for name in self.free_to_stop(|n| n.removing) {
             let grace = self.nodes[&name].spec.grace;
             self.set_state(&name, ServiceState::Stopping, out);
             out.push(Effect::Stop {
@@ -578,6 +566,22 @@ impl Kernel {
                 grace,
             });
         }
+    }
+
+    /// The running services of `which` that are not stopping yet and that no running service
+    /// depends on: those a dependents-first stop can stop now.
+    fn free_to_stop(&self, which: impl Fn(&Node) -> bool) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| which(n) && n.running && n.state != ServiceState::Stopping)
+            .filter(|(name, _)| {
+                !self
+                    .nodes
+                    .values()
+                    .any(|d| d.running && d.spec.deps.iter().any(|(dep, _)| dep == *name))
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Removed services that no longer run leave the kernel; their units go.
@@ -1369,19 +1373,7 @@ impl Kernel {
         if self.phase != Phase::ShuttingDown || self.finished {
             return;
         }
-        let ready_to_stop: Vec<String> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.running && n.state != ServiceState::Stopping)
-            .filter(|(name, _)| {
-                !self
-                    .nodes
-                    .values()
-                    .any(|d| d.running && d.spec.deps.iter().any(|(dep, _)| dep == *name))
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for name in ready_to_stop {
+        for name in self.free_to_stop(|_| true) {
             let grace = self.nodes[&name].spec.grace;
             if let Some(n) = self.nodes.get_mut(&name) {
                 n.after_stop = None;
