@@ -27,7 +27,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVSTACK = os.environ.get("DEVSTACK_BIN") or os.path.join(ROOT, "target/release/devstack")
 APP = (
-    "import http.server, os\n"
+    "import http.server, os, signal, sys\n"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
     "class H(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
     "        b = os.environ.get('MARK', '').encode()\n"

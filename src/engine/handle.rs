@@ -101,6 +101,26 @@ pub fn channel(events: broadcast::Sender<Published>) -> (StackHandle, Inbox) {
     )
 }
 
+/// The engine's receiving ends of an inbox, each `None` when nobody can send.
+pub(super) type InboxParts = (
+    Option<mpsc::UnboundedReceiver<Command>>,
+    Option<mpsc::UnboundedReceiver<ApplyRequest>>,
+    Option<watch::Sender<Vec<ServiceStatus>>>,
+    Option<watch::Sender<Option<String>>>,
+);
+
+pub(super) fn split(inbox: Option<Inbox>) -> InboxParts {
+    match inbox {
+        Some(i) => (
+            Some(i.commands),
+            Some(i.applies),
+            Some(i.snapshot),
+            Some(i.config_error),
+        ),
+        None => (None, None, None, None),
+    }
+}
+
 impl StackHandle {
     fn send(&self, c: Command) -> bool {
         self.commands.send(c).is_ok()

@@ -255,13 +255,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
     warnings(stack, &req.selected, &prepared, &logs).await;
-    let has_processes = req
-        .selected
-        .iter()
-        .any(|s| !stack.services[s.as_str()].is_container());
-    if has_processes {
-        host.become_subreaper();
-    }
+    let has_processes = become_subreaper(host, stack, &req.selected);
     let watch_config = req.watch_config && req.reload.is_some();
     let watching = watch_specs(stack, &req.selected, req.watch, watch_config);
     let (watcher, changes) = watch(host, watching.clone(), &logs).await?;
@@ -272,25 +266,10 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let (tasks, checked) = task::Checks::new(state_dir.clone());
     let (develop, rebuilt) = develop::Develop::new();
     let builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
-    let mut kernel = Kernel::with_specs(
-        kernel_specs(stack, &req.selected, &prepared.ports, &prepared.specs),
-        req.wait,
-    );
+    let specs = kernel_specs(stack, &req.selected, &prepared.ports, &prepared.specs);
+    let mut kernel = Kernel::with_specs(specs, req.wait);
     kernel.building(&builds.waiting.iter().cloned().collect::<Vec<_>>());
-    let (commands, applies, snapshot, config_error) = match req.inbox.take() {
-        Some(Inbox {
-            commands,
-            applies,
-            snapshot,
-            config_error,
-        }) => (
-            Some(commands),
-            Some(applies),
-            Some(snapshot),
-            Some(config_error),
-        ),
-        None => (None, None, None, None),
-    };
+    let (commands, applies, snapshot, config_error) = handle::split(req.inbox.take());
     let units = Units {
         rt: rt.clone(),
         host: host.clone(),
@@ -342,6 +321,18 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         _watcher: watcher,
     };
     dispatch::Engine::new(parts).run(sources).await
+}
+
+/// With native processes among `selected`, devstack adopts their orphans (to reap them);
+/// whether there are any.
+fn become_subreaper<H: ProcessHost>(host: &H, stack: &Stack, selected: &[String]) -> bool {
+    let processes = selected
+        .iter()
+        .any(|s| !stack.services[s.as_str()].is_container());
+    if processes {
+        host.become_subreaper();
+    }
+    processes
 }
 
 /// devstack as subreaper: every SIGCHLD reaps at once (it never holds a zombie), a slow tick
