@@ -228,6 +228,13 @@ pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<()
         writeln!(env.out, "{text}")?;
         return Ok(());
     }
+    if let Some(error) = rows.iter().find_map(|r| r.config_error.as_deref()) {
+        writeln!(
+            env.err,
+            "the stack files are not applied (the stack runs as it was):\n{}",
+            error.trim_end()
+        )?;
+    }
     let now = crate::clock::unix_ms();
     let table: Vec<[String; 8]> = rows
         .iter()
