@@ -236,11 +236,16 @@ fn two_worktrees_run_side_by_side_on_ports_that_stay() {
             .join("logs/devstack.log"),
     )
     .unwrap_or_default();
-    let said = stderr(&out) + &log;
     assert!(
-        said.contains(&format!("host port {port_a}"))
-            && said.contains(&format!("moves to {moved}")),
-        "the move is said: {said}"
+        log.contains(&format!("host port {port_a}")) && log.contains(&format!("moves to {moved}")),
+        "the move is in the log: {log}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: port 8000 of `web` was recorded on host port {port_a}"
+        )) && err.contains(&format!("moved to {moved}")),
+        "and `up --wait` says it: {err}"
     );
 
     // `down --instance` from a folder without a stack file, by the name `ls` shows.

@@ -55,7 +55,21 @@ pub fn up(
         if let Some(note) = crate::project::fallback_note(&stack.name) {
             writeln!(env.err, "warning: {note}")?;
         }
-        return super::detach::up_detached(&stack.name, &dir, renderer, env);
+        // The background copy says in its log when a recorded port had to move; this command
+        // may have started following it after that, so it says so again.
+        let recorded = crate::project::ports::path(&dir);
+        let before = crate::project::ports::load(&recorded);
+        super::detach::up_detached(&stack.name, &dir, renderer, env)?;
+        if identity.is_instance() {
+            for m in before.moved_to(&crate::project::ports::load(&recorded)) {
+                writeln!(
+                    env.err,
+                    "warning: port {} of `{}` was recorded on host port {}, which something else holds now: it moved to {} (and stays there)",
+                    m.container_port, m.service, m.from, m.to
+                )?;
+            }
+        }
+        return Ok(());
     }
     // Held until `up` returns: one devstack per project.
     let _lock = lock_project(&stack.name, &dir, detached_copy)?;

@@ -66,18 +66,32 @@ impl RecordedPorts {
 
     /// The recorded ports `ports` does not keep, for the warning. Pure.
     pub fn moved(&self, ports: &HostPorts) -> Vec<Moved> {
-        ports
-            .all()
-            .filter_map(|(service, p)| {
-                let from = self.get(service, p.container_port, p.protocol)?;
-                (from != p.host_port).then(|| Moved {
-                    service: service.to_string(),
-                    container_port: p.container_port,
-                    from,
-                    to: p.host_port,
-                })
+        self.moved_in(
+            ports
+                .all()
+                .map(|(service, p)| (service, p.container_port, p.protocol, p.host_port)),
+        )
+    }
+
+    /// The ports of this record that `later` (the record after a run) has elsewhere. Pure.
+    pub fn moved_to(&self, later: &RecordedPorts) -> Vec<Moved> {
+        self.moved_in(later.0.iter().flat_map(|(service, ps)| {
+            ps.iter()
+                .map(move |p| (service.as_str(), p.container_port, p.protocol, p.host_port))
+        }))
+    }
+
+    fn moved_in<'a>(&self, now: impl Iterator<Item = (&'a str, u16, Protocol, u16)>) -> Vec<Moved> {
+        now.filter_map(|(service, container_port, protocol, to)| {
+            let from = self.get(service, container_port, protocol)?;
+            (from != to).then(|| Moved {
+                service: service.to_string(),
+                container_port,
+                from,
+                to,
             })
-            .collect()
+        })
+        .collect()
     }
 }
 
@@ -135,6 +149,7 @@ mod tests {
             }]
         );
         let new = old.updated(&now);
+        assert_eq!(old.moved_to(&new), old.moved(&now));
         assert_eq!(new.get("web", 9000, Protocol::Tcp), Some(42001));
         assert_eq!(new.get("db", 5432, Protocol::Tcp), Some(41001), "kept");
 
