@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{devstack_env, docker_or_skip, leftovers, project, stderr, stdout};
+use common::{docker_or_skip, leftovers, project, stderr, stdout};
 use serde_json::Value;
 
 const WEB: &str = "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n";
@@ -85,10 +85,21 @@ impl Repo {
         self.bare(dir, &all)
     }
 
-    /// `devstack ARGS` in `dir`, no `-p`.
+    /// `devstack ARGS` in `dir`, no `-p`; unlike the other tests' helpers, the instance is the
+    /// worktree's (no `DEVSTACK_INSTANCE`).
     fn bare(&self, dir: &Path, args: &[&str]) -> Output {
-        let state = self.state();
-        devstack_env(dir, args, &[("XDG_STATE_HOME", state.as_str())])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devstack"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.state());
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.output().expect("the devstack binary runs")
     }
 
     fn ports(&self, dir: &Path) -> Vec<Value> {
