@@ -53,6 +53,13 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Ok(mut l) => {
             let identity = identity(cli, env, &l.stack.name, &l.stack.root)?;
             instance::rename(&mut l.stack, &identity);
+            if identity.is_instance() {
+                let recorded = crate::project::ports::path(&state_dir(&l.stack.name));
+                instance::with_recorded_ports(
+                    &mut l.stack,
+                    &crate::project::ports::load(&recorded),
+                );
+            }
             (l, identity)
         }
         Err(e) => {
@@ -282,7 +289,11 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
         };
         instance::rename(&mut loaded.stack, &identity);
         if identity.is_instance() {
-            loaded.stack = instance::without_written_ports(&loaded.stack);
+            let recorded = crate::project::ports::path(&state_dir(&loaded.stack.name));
+            instance::with_recorded_ports(
+                &mut loaded.stack,
+                &crate::project::ports::load(&recorded),
+            );
         }
         let selected =
             selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;

@@ -30,13 +30,6 @@ pub fn up(
     env: &mut Env<'_>,
     reload: crate::engine::apply::Reload,
 ) -> Result<(), Error> {
-    let unpinned;
-    let stack = if identity.is_instance() {
-        unpinned = instance::without_written_ports(stack);
-        &unpinned
-    } else {
-        stack
-    };
     let selected = selected_services(stack, &args.services)?;
     let dir = state_dir(&stack.name);
     // Tasks run to completion before `--wait` returns: only long-running processes need a

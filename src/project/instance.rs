@@ -167,16 +167,16 @@ pub fn rename(stack: &mut Stack, identity: &Identity) {
     stack.name = project;
 }
 
-/// An instance's stack as its run sees it: no written host port (those are the main
-/// instance's), so a port a live edit adds gets a free one, never the main instance's.
-pub fn without_written_ports(stack: &Stack) -> Stack {
-    let mut out = stack.clone();
-    for svc in out.services.values_mut() {
+/// An instance's stack as its commands see it: every host port as recorded for the instance,
+/// none where nothing is recorded yet (the written ones are the main instance's). `config`
+/// shows them, and a port a live edit adds or changes gets a free one, never the main
+/// instance's.
+pub fn with_recorded_ports(stack: &mut Stack, recorded: &super::ports::RecordedPorts) {
+    for (name, svc) in stack.services.iter_mut() {
         for p in &mut svc.ports {
-            p.host_port = None;
+            p.host_port = recorded.get(name, p.container_port, p.protocol);
         }
     }
-    out
 }
 
 /// What `up` records about an instance in its state folder.
@@ -359,6 +359,26 @@ mod tests {
             super::super::preferred_state_dir(&main.name),
             super::super::preferred_state_dir(&stack.name)
         );
+        let mut recorded = crate::project::ports::RecordedPorts::default();
+        recorded.0.insert(
+            "db".into(),
+            vec![crate::project::ports::RecordedPort {
+                container_port: 5432,
+                protocol: crate::config::Protocol::Tcp,
+                host_port: 41234,
+            }],
+        );
+        let mut pinned = crate::config::test_stack(
+            "services:\n  db:\n    image: postgres:15\n    ports: [\"5432:5432\", \"9187:9187\"]\n",
+        );
+        with_recorded_ports(&mut pinned, &recorded);
+        let hosts: Vec<Option<u16>> = pinned.services["db"]
+            .ports
+            .iter()
+            .map(|p| p.host_port)
+            .collect();
+        assert_eq!(hosts, [Some(41234), None], "recorded, else chosen at start");
+
         let mut same = main.clone();
         rename(&mut same, &Identity::main("shop"));
         assert_eq!(same.name, main.name);
