@@ -72,7 +72,7 @@ pub fn ls(args: &LsArgs, env: &mut Env<'_>) -> Result<(), Error> {
         let mut row = Row::new(project);
         row.pid = pid;
         row.running = pid.is_some();
-        fill_from_state(&mut row, record, &dir)?;
+        fill_from_state(&mut row, record, &dir);
         rows.push(row);
     }
     let docker = fill_from_engine(&mut rows);
@@ -91,11 +91,7 @@ pub fn ls(args: &LsArgs, env: &mut Env<'_>) -> Result<(), Error> {
 
 /// What the state folder knows: where it runs from, and (running) the live states and ports,
 /// else the recorded ports.
-fn fill_from_state(
-    row: &mut Row,
-    record: Option<Record>,
-    dir: &std::path::Path,
-) -> Result<(), Error> {
+fn fill_from_state(row: &mut Row, record: Option<Record>, dir: &std::path::Path) {
     if let Some(r) = &record {
         row.instance = r.instance.clone();
         row.path = Some(r.path.clone());
@@ -138,7 +134,6 @@ fn fill_from_state(
             }
         }
     }
-    Ok(())
 }
 
 /// The containers and volumes of every project in the engine; projects known only there get a
