@@ -80,6 +80,7 @@ pub fn up(
         base: identity.base.clone(),
         instance: identity.instance.clone(),
         path: stack.root.clone(),
+        checkout: instance::checkout_of(&stack.root),
         dashboard: session.dashboard_url().map(str::to_string),
     };
     if let Err(e) = instance::save_record(&dir, &record) {

@@ -188,6 +188,10 @@ pub struct Record {
     pub instance: Option<String>,
     /// The folder of the stack file it was started from (in its worktree).
     pub path: PathBuf,
+    /// The checkout it was started from (the folder with its `.git`), when in one: another
+    /// stack file of the same checkout is the same instance, not a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout: Option<PathBuf>,
     /// The dashboard of the last run, with its access token (the folder is the user's alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard: Option<String>,
@@ -207,11 +211,27 @@ pub fn save_record(state_dir: &Path, record: &Record) -> std::io::Result<()> {
     super::write_whole(&state_dir.join(RECORD_FILE), text.as_bytes())
 }
 
-/// Another checkout that already uses the name: the record's folder when it is not `path` and
-/// still exists (a worktree removed since frees its name). Pure but for the existence check.
-pub fn claimed_elsewhere(record: Option<&Record>, path: &Path) -> Option<PathBuf> {
+/// The git checkout (main or linked worktree) `dir` is in: the nearest folder above it with a
+/// `.git`, if any.
+pub fn checkout_of(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+/// Another checkout that already uses the name: the record's checkout (else its folder) when it
+/// is not `here`'s and still exists (a worktree removed since frees its name). Pure but for the
+/// existence check.
+pub fn claimed_elsewhere(record: Option<&Record>, here: &Path) -> Option<PathBuf> {
     let r = record?;
-    (r.path != path && r.path.exists()).then(|| r.path.clone())
+    let theirs = r.checkout.as_ref().unwrap_or(&r.path);
+    let ours = checkout_of(here);
+    let ours = if r.checkout.is_some() {
+        ours.as_deref().unwrap_or(here)
+    } else {
+        here
+    };
+    (theirs != ours && theirs.exists()).then(|| theirs.clone())
 }
 
 /// Which known project `--instance NAME` names when no stack file is at hand: the project of
@@ -396,6 +416,7 @@ mod tests {
             base: "shop".into(),
             instance: Some("x".into()),
             path: p.to_path_buf(),
+            checkout: None,
             dashboard: None,
         };
         let here = tmp.path().join("here");
@@ -410,6 +431,20 @@ mod tests {
             None,
             "a removed worktree frees its name"
         );
+        // Another stack file of the same checkout is the same instance.
+        let wt = tmp.path().join("wt");
+        std::fs::create_dir_all(wt.join("sub")).unwrap();
+        std::fs::write(wt.join(".git"), "gitdir: /x/.git/worktrees/wt\n").unwrap();
+        let started = Record {
+            checkout: checkout_of(&wt),
+            ..rec(&wt)
+        };
+        assert_eq!(claimed_elsewhere(Some(&started), &wt.join("sub")), None);
+        assert_eq!(
+            claimed_elsewhere(Some(&started), &here),
+            Some(wt.clone()),
+            "a folder of another checkout"
+        );
     }
 
     #[test]
@@ -419,6 +454,7 @@ mod tests {
             base: "b".into(),
             instance: instance.map(str::to_string),
             path: "/".into(),
+            checkout: None,
             dashboard: None,
         };
         let known = vec![
