@@ -197,6 +197,14 @@ fn two_worktrees_run_side_by_side_on_ports_that_stay() {
     assert_ne!(port_a, 8000);
     assert!(answers(port_a) && answers(port_b));
 
+    // The files as they are change nothing: the run's ports are the instance's, not new ones
+    // (this is each instance's first run, when nothing was recorded before it).
+    for dir in [&a, &b] {
+        let out = repo.dev(dir, &["apply", "--dry-run", "--json"]);
+        let plan: Value = serde_json::from_slice(&out.stdout).expect(&stderr(&out));
+        assert_eq!(plan["changes"][0]["action"], "unchanged", "{plan}");
+    }
+
     // `ls` from anywhere lists both, running, with where they run from.
     let ls = repo.ls();
     for (project, dir, port) in [(&pa, &a, port_a), (&pb, &b, port_b)] {

@@ -279,6 +279,11 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
     let opts = load_options(cli, env);
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     let identity = identity.clone();
+    // The record as the run started (before it chose its ports): the stack a reload compares
+    // with was pinned to it, so an unchanged port reads as unchanged.
+    let recorded = crate::project::ports::load(&crate::project::ports::path(&state_dir(
+        &identity.project(),
+    )));
     Box::new(move || {
         let mut loaded =
             config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
@@ -289,11 +294,7 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
         };
         instance::rename(&mut loaded.stack, &identity);
         if identity.is_instance() {
-            let recorded = crate::project::ports::path(&state_dir(&loaded.stack.name));
-            instance::with_recorded_ports(
-                &mut loaded.stack,
-                &crate::project::ports::load(&recorded),
-            );
+            instance::with_recorded_ports(&mut loaded.stack, &recorded);
         }
         let selected =
             selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;
