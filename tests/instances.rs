@@ -201,7 +201,8 @@ fn two_worktrees_run_side_by_side_on_ports_that_stay() {
     // (this is each instance's first run, when nothing was recorded before it).
     for dir in [&a, &b] {
         let out = repo.dev(dir, &["apply", "--dry-run", "--json"]);
-        let plan: Value = serde_json::from_slice(&out.stdout).expect(&stderr(&out));
+        let plan: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
         assert_eq!(plan["changes"][0]["action"], "unchanged", "{plan}");
     }
 
