@@ -268,7 +268,18 @@ fn two_worktrees_run_side_by_side_on_ports_that_stay() {
         "and `up --wait` says it: {err}"
     );
 
-    // `down --instance` from a folder without a stack file, by the name `ls` shows.
+    // From a folder without a stack file, `--instance` names an instance as `ls` shows it.
+    let ps = repo.bare(repo.tmp.path(), &["ps", "--json", "--instance", "wt-b"]);
+    let ps: Value =
+        serde_json::from_slice(&ps.stdout).unwrap_or_else(|_| panic!("{}", stderr(&ps)));
+    assert_eq!(ps[0]["service"], "web", "{ps}");
+    assert_eq!(ps[0]["state"], "ready", "{ps}");
+    let logs = repo.bare(
+        repo.tmp.path(),
+        &["logs", "--instance", &pb, "web", "-n", "5"],
+    );
+    assert_eq!(logs.status.code(), Some(0), "{}", stderr(&logs));
+    assert!(stdout(&logs).contains("GET / HTTP"), "{}", stdout(&logs));
     let down = repo.bare(repo.tmp.path(), &["down", "--instance", &pb]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
     assert!(

@@ -220,6 +220,31 @@ fn running_project(cli: &Cli, env: &Env<'_>) -> Result<Option<(Stack, Identity)>
     Ok(Some((Stack::named(name, root), identity)))
 }
 
+/// The stack of a recorded instance, loaded from the folder it was started from (default
+/// options), so that `logs` and `ps` know its services and `down` stops them in order; known
+/// by its name alone when those files no longer load as that project.
+fn recorded_stack(r: &instance::Record, identity: &Identity, env: &Env<'_>) -> Stack {
+    let opts = LoadOptions {
+        cwd: r.path.clone(),
+        project_name: Some(r.base.clone()),
+        ..Default::default()
+    };
+    match config::load(&opts, env.vars) {
+        Ok(mut l) if l.stack.name == r.base => {
+            instance::rename(&mut l.stack, identity);
+            if identity.is_instance() {
+                let recorded = crate::project::ports::path(&state_dir(&l.stack.name));
+                instance::with_recorded_ports(
+                    &mut l.stack,
+                    &crate::project::ports::load(&recorded),
+                );
+            }
+            l.stack
+        }
+        _ => Stack::named(r.project.clone(), r.path.clone()),
+    }
+}
+
 /// `--instance NAME` with no stack file here: the instance as `devstack ls` shows it (its
 /// project name, or its own name when only one project has an instance of that name), for the
 /// verbs that need no stack file (`down`, `ps`, `logs`, `ports`).
@@ -243,10 +268,7 @@ fn elsewhere(cli: &Cli, env: &Env<'_>) -> Result<Option<(Stack, Identity)>, Erro
                 instance: r.instance.clone(),
                 source: Some(Source::Flag),
             };
-            Ok(Some((
-                Stack::named(r.project.clone(), r.path.clone()),
-                identity,
-            )))
+            Ok(Some((recorded_stack(r, &identity, env), identity)))
         }
         Err(several) if !several.is_empty() => Err(Error::Usage {
             message: format!(
