@@ -52,14 +52,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
     let (loaded, identity) = match load(cli, env) {
         Ok(mut l) => {
             let identity = identity(cli, env, &l.stack.name, &l.stack.root)?;
-            instance::rename(&mut l.stack, &identity);
-            if identity.is_instance() {
-                let recorded = crate::project::ports::path(&state_dir(&l.stack.name));
-                instance::with_recorded_ports(
-                    &mut l.stack,
-                    &crate::project::ports::load(&recorded),
-                );
-            }
+            instance::apply(&mut l.stack, &identity, &recorded_ports(&identity));
             (l, identity)
         }
         Err(e) => {
@@ -147,6 +140,16 @@ fn claimed_elsewhere(cli: &Cli, stack: &Stack, identity: &Identity) -> Option<Pa
     instance::claimed_elsewhere(record.as_ref(), &stack.root)
 }
 
+/// The host ports recorded for the instance (none for the main one: its ports are written).
+fn recorded_ports(identity: &Identity) -> crate::project::ports::RecordedPorts {
+    if !identity.is_instance() {
+        return Default::default();
+    }
+    crate::project::ports::load(&crate::project::ports::path(&state_dir(
+        &identity.project(),
+    )))
+}
+
 /// How `up` chooses host ports: every one free with `--free-ports`; an instance's as recorded;
 /// the main instance's as written.
 pub(crate) fn port_mode(stack: &Stack, identity: &Identity, free_ports: bool) -> PortMode {
@@ -231,14 +234,7 @@ fn recorded_stack(r: &instance::Record, identity: &Identity, env: &Env<'_>) -> S
     };
     match config::load(&opts, env.vars) {
         Ok(mut l) if l.stack.name == r.base => {
-            instance::rename(&mut l.stack, identity);
-            if identity.is_instance() {
-                let recorded = crate::project::ports::path(&state_dir(&l.stack.name));
-                instance::with_recorded_ports(
-                    &mut l.stack,
-                    &crate::project::ports::load(&recorded),
-                );
-            }
+            instance::apply(&mut l.stack, identity, &recorded_ports(identity));
             l.stack
         }
         _ => Stack::named(r.project.clone(), r.path.clone()),
@@ -303,9 +299,7 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
     let identity = identity.clone();
     // The record as the run started (before it chose its ports): the stack a reload compares
     // with was pinned to it, so an unchanged port reads as unchanged.
-    let recorded = crate::project::ports::load(&crate::project::ports::path(&state_dir(
-        &identity.project(),
-    )));
+    let recorded = recorded_ports(&identity);
     Box::new(move || {
         let mut loaded =
             config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
@@ -314,10 +308,7 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
             base: loaded.stack.name.clone(),
             ..identity.clone()
         };
-        instance::rename(&mut loaded.stack, &identity);
-        if identity.is_instance() {
-            instance::with_recorded_ports(&mut loaded.stack, &recorded);
-        }
+        instance::apply(&mut loaded.stack, &identity, &recorded);
         let selected =
             selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;
         Ok(crate::engine::apply::Reloaded {

@@ -179,6 +179,16 @@ pub fn with_recorded_ports(stack: &mut Stack, recorded: &super::ports::RecordedP
     }
 }
 
+/// Makes a loaded stack the stack of `identity`'s instance: its name and outright names
+/// ([`rename`]) and, for an instance beside the main one, its host ports as recorded
+/// ([`with_recorded_ports`]). The one place a stack becomes an instance's.
+pub fn apply(stack: &mut Stack, identity: &Identity, recorded: &super::ports::RecordedPorts) {
+    rename(stack, identity);
+    if identity.is_instance() {
+        with_recorded_ports(stack, recorded);
+    }
+}
+
 /// What `up` records about an instance in its state folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
