@@ -37,6 +37,14 @@ pub struct GlobalArgs {
     )]
     pub project_name: Option<String>,
 
+    /// Act on this instance of the project (`<project>-NAME`: its own containers, volumes,
+    /// network, state folder and recorded host ports). Default: in a linked git worktree, the
+    /// worktree's name; elsewhere the main instance. An empty NAME is the main instance. Without
+    /// a stack file at hand (`down`, `ps`, `ports`, `logs` from anywhere), NAME is an instance as
+    /// `devstack ls` shows it.
+    #[arg(long = "instance", value_name = "NAME", global = true)]
+    pub instance: Option<String>,
+
     /// Variables for interpolation from this file instead of the `.env` beside the stack file;
     /// repeat for several (later files win). The shell environment still wins over them.
     #[arg(long = "env-file", value_name = "FILE", global = true)]
@@ -115,6 +123,14 @@ pub enum Command {
 
     /// Serve the running stack to coding agents: a Model Context Protocol server on stdio.
     Mcp(McpArgs),
+
+    /// Print the published ports of the project (this instance): service, container port, host
+    /// port and URL, from the running devstack, else as recorded or written.
+    Ports(PortsArgs),
+
+    /// List every instance of every project on this machine: where it was started from,
+    /// whether it runs, services ready, ports, dashboard, containers and volumes left.
+    Ls(LsArgs),
 
     /// Print a shell completion script (service names complete from the stack file).
     Completions(CompletionsArgs),
@@ -386,6 +402,20 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PortsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,

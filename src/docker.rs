@@ -106,6 +106,42 @@ impl DockerRuntime {
         Ok((inspected.exit_code.unwrap_or(-1), output))
     }
 
+    /// Every project that has containers (any state) or volumes here: the values of the
+    /// project label, each once, sorted (`devstack ls`).
+    pub async fn projects(&self) -> Result<Vec<String>> {
+        let filter = HashMap::from([("label".to_string(), vec![labels::PROJECT.to_string()])]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filter.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(engine)?;
+        let volumes = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filter),
+            }))
+            .await
+            .map_err(engine)?;
+        let mut out: Vec<String> = containers
+            .into_iter()
+            .filter_map(|c| c.labels?.get(labels::PROJECT).cloned())
+            .chain(
+                volumes
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|v| v.labels.get(labels::PROJECT).cloned()),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Connects and negotiates the API version (engines as old as API 1.41 answer here).
     /// Fails within about a second when nothing answers.
     pub async fn connect() -> Result<Self> {

@@ -81,6 +81,14 @@ pub enum Error {
     #[error("no devstack is running for project `{project}`")]
     NotRunning { project: String },
 
+    /// This checkout's instance name is already another checkout's.
+    #[error("instance `{project}` belongs to another checkout")]
+    InstanceTaken {
+        project: String,
+        here: std::path::PathBuf,
+        other: std::path::PathBuf,
+    },
+
     #[error("interrupted")]
     Interrupted,
 
@@ -139,7 +147,7 @@ impl From<UpError> for Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config(_) | Error::Usage { .. } => exit::CONFIG,
+            Error::Config(_) | Error::Usage { .. } | Error::InstanceTaken { .. } => exit::CONFIG,
             Error::DockerUnavailable(_) => exit::DOCKER_UNAVAILABLE,
             Error::PortConflicts(_) => exit::PORT_CONFLICT,
             Error::NotReady(_) | Error::NotReadyLive(_) => exit::NOT_READY,
@@ -207,6 +215,15 @@ impl Error {
             Error::ApplyRefused { .. } => format!(
                 "{}  help: the running stack did not change; fix it and save again, or `devstack apply`\n",
                 head(&self.to_string())
+            ),
+            Error::InstanceTaken { project, here, other } => format!(
+                "{}  help: give this checkout an instance name of its own (`devstack --instance NAME …` or `DEVSTACK_INSTANCE`), or remove `{}` and `devstack down --instance {project}`\n",
+                head(&format!(
+                    "instance `{project}` of `{}` is already the instance of `{}`",
+                    here.display(),
+                    other.display()
+                )),
+                other.display()
             ),
             Error::NotRunning { project } => format!(
                 "{}  help: `devstack up` starts it (`up --wait` in the background)\n",

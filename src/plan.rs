@@ -1,7 +1,7 @@
 //! From a validated stack to what will run: the host port of every published port, and the
 //! exact container specs (with their config hash). Pure: free ports come from a function.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use indexmap::IndexMap;
@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::interpolate::resolve_port_refs;
 use crate::config::{Command, ContainerOptions, Hook, Service, ServiceKind, Stack, Volume};
+use crate::project::ports::RecordedPorts;
 use crate::runtime::{labels, ContainerInfo, ContainerSpec, HookExec, Mount, Published};
 
 /// Every published port of every service, with its host port decided.
@@ -37,20 +38,34 @@ impl HostPorts {
 }
 
 /// How host ports are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortMode {
     /// As written; `"CONTAINER"` alone gets a free port (kept across runs while the container lives).
     AsWritten,
     /// Every port on a free host port (`devstack test`).
     AllFree,
+    /// An instance beside the main one: every port on the host port recorded for it, else a
+    /// free one (then recorded).
+    Recorded(Recorded),
+}
+
+/// The recorded ports of an instance, and which of them something else holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// Where the record is kept (`project::ports::path`).
+    pub path: std::path::PathBuf,
+    pub ports: RecordedPorts,
+    /// Recorded host ports taken by something other than this instance: chosen again.
+    pub busy: BTreeSet<u16>,
 }
 
 /// Decides every host port. `existing` are this project's containers: an automatic port keeps
 /// the host port its container already has, so a warm `up` does not change the config.
+/// `pick_free` must not hand out a port recorded for another service (`Recorded` mode).
 pub fn assign_ports(
     stack: &Stack,
     existing: &[ContainerInfo],
-    mode: PortMode,
+    mode: &PortMode,
     pick_free: &mut dyn FnMut(IpAddr) -> std::io::Result<u16>,
 ) -> std::io::Result<HostPorts> {
     let mut out = IndexMap::new();
@@ -60,6 +75,10 @@ pub fn assign_ports(
             let fixed = match mode {
                 PortMode::AsWritten => p.host_port,
                 PortMode::AllFree => None,
+                PortMode::Recorded(r) => r
+                    .ports
+                    .get(name, p.container_port, p.protocol)
+                    .filter(|h| !r.busy.contains(h)),
             };
             let host_port = match fixed {
                 Some(h) => h,
@@ -70,7 +89,7 @@ pub fn assign_ports(
                         .flat_map(|c| c.ports.iter())
                         .find(|e| e.container_port == p.container_port && e.protocol == p.protocol)
                         .map(|e| e.host_port)
-                        .filter(|_| mode == PortMode::AsWritten);
+                        .filter(|_| *mode == PortMode::AsWritten);
                     match kept {
                         Some(h) => h,
                         None => pick_free(p.host_ip)?,
@@ -345,7 +364,7 @@ mod tests {
         let s = stack(
             "name: demo\nservices:\n  app:\n    image: busybox\n    container_name: my-app\n    entrypoint: /bin/sh -c\n    user: \"1000\"\n    tmpfs: [/run]\n    secrets: [token]\n    volumes: [/cache]\n    healthcheck: { test: [CMD, true], interval: 2s }\nsecrets:\n  token: { file: ./token.txt }\n",
         );
-        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let ports = assign_ports(&s, &[], &PortMode::AsWritten, &mut counter(40000)).unwrap();
         let spec = container_spec("demo", &s.services["app"], &ports, "sha256:x").unwrap();
         assert_eq!(spec.name, "my-app");
         assert_eq!(
@@ -380,7 +399,7 @@ mod tests {
     #[test]
     fn fixed_ports_stay_automatic_ones_are_picked_or_kept() {
         let s = stack(YAML);
-        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let ports = assign_ports(&s, &[], &PortMode::AsWritten, &mut counter(40000)).unwrap();
         assert_eq!(ports.host_port("db", 5432), Some(5432));
         assert_eq!(ports.host_port("db", 9187), Some(40001));
         assert_eq!(ports.host_port("kafka", 9092), Some(40002));
@@ -407,7 +426,7 @@ mod tests {
         let ports = assign_ports(
             &s,
             std::slice::from_ref(&existing),
-            PortMode::AsWritten,
+            &PortMode::AsWritten,
             &mut counter(40000),
         )
         .unwrap();
@@ -417,7 +436,7 @@ mod tests {
             "a warm up keeps the host port"
         );
 
-        let ports = assign_ports(&s, &[existing], PortMode::AllFree, &mut counter(50000)).unwrap();
+        let ports = assign_ports(&s, &[existing], &PortMode::AllFree, &mut counter(50000)).unwrap();
         assert_eq!(
             ports.host_port("db", 5432),
             Some(50001),
@@ -427,9 +446,82 @@ mod tests {
     }
 
     #[test]
+    fn recorded_ports_table() {
+        use crate::project::ports::RecordedPort;
+        let s = stack(YAML);
+        let rec = |entries: &[(&str, u16, u16)]| {
+            let mut r = RecordedPorts::default();
+            for (svc, container_port, host_port) in entries {
+                r.0.entry(svc.to_string()).or_default().push(RecordedPort {
+                    container_port: *container_port,
+                    protocol: Protocol::Tcp,
+                    host_port: *host_port,
+                });
+            }
+            r
+        };
+        type Case<'a> = (&'a str, &'a [(&'a str, u16, u16)], &'a [u16], [u16; 3]);
+        // (what, recorded, busy, want db:5432, db:9187, kafka:9092); the picker counts from 50001.
+        let cases: &[Case] = &[
+            (
+                "nothing recorded: all picked, even written ones",
+                &[],
+                &[],
+                [50001, 50002, 50003],
+            ),
+            (
+                "all recorded and free: reused",
+                &[
+                    ("db", 5432, 41000),
+                    ("db", 9187, 41001),
+                    ("kafka", 9092, 41002),
+                ],
+                &[],
+                [41000, 41001, 41002],
+            ),
+            (
+                "one taken by something else: picked again",
+                &[
+                    ("db", 5432, 41000),
+                    ("db", 9187, 41001),
+                    ("kafka", 9092, 41002),
+                ],
+                &[41001],
+                [41000, 50001, 41002],
+            ),
+            (
+                "a port new in the file: picked, the rest reused",
+                &[("db", 5432, 41000), ("kafka", 9092, 41002)],
+                &[],
+                [41000, 50001, 41002],
+            ),
+            (
+                "another container port recorded: not this one's",
+                &[("db", 5433, 41000)],
+                &[],
+                [50001, 50002, 50003],
+            ),
+        ];
+        for (what, recorded, busy, want) in cases {
+            let mode = PortMode::Recorded(Recorded {
+                path: "ports.json".into(),
+                ports: rec(recorded),
+                busy: busy.iter().copied().collect(),
+            });
+            let ports = assign_ports(&s, &[], &mode, &mut counter(50000)).unwrap();
+            let got = [
+                ports.host_port("db", 5432).unwrap(),
+                ports.host_port("db", 9187).unwrap(),
+                ports.host_port("kafka", 9092).unwrap(),
+            ];
+            assert_eq!(got, *want, "{what}");
+        }
+    }
+
+    #[test]
     fn specs_resolve_references_and_hash_the_config() {
         let s = stack(YAML);
-        let ports = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let ports = assign_ports(&s, &[], &PortMode::AsWritten, &mut counter(40000)).unwrap();
         let spec = container_spec("demo", &s.services["kafka"], &ports, "sha256:1").unwrap();
         assert_eq!(spec.name, "demo-kafka");
         assert_eq!(spec.network, "demo_default");
@@ -458,7 +550,7 @@ mod tests {
             rebuilt.labels[labels::CONFIG_HASH],
             spec.labels[labels::CONFIG_HASH]
         );
-        let moved = assign_ports(&s, &[], PortMode::AsWritten, &mut counter(41000)).unwrap();
+        let moved = assign_ports(&s, &[], &PortMode::AsWritten, &mut counter(41000)).unwrap();
         let other = container_spec("demo", &s.services["kafka"], &moved, "sha256:1").unwrap();
         assert_ne!(
             other.labels[labels::CONFIG_HASH],

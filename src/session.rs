@@ -135,6 +135,11 @@ impl Session {
         Ok(())
     }
 
+    /// Where the dashboard of this run is served (with its access token), if it is.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard.as_ref().map(|d| d.url.as_str())
+    }
+
     /// Shows the interactive terminal view of `services`, unless the terminal cannot be set up
     /// (then the plain log goes on).
     pub fn show_terminal(&mut self, services: Vec<String>, color: bool) {

@@ -72,6 +72,7 @@ fn an_mcp_client_drives_the_example_stack_without_seeing_secrets() {
             .args([env!("CARGO_BIN_EXE_devstack"), project.as_str(), secret])
             .args(mode)
             .current_dir(root())
+            .env(common::MAIN_INSTANCE.0, common::MAIN_INSTANCE.1)
             .envs(env);
         let out = cmd.output().unwrap();
         assert!(

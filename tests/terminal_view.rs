@@ -109,7 +109,7 @@ impl Pane {
             .unwrap()
             .port();
         let line = format!(
-            "PS1='$ '; cd {root}; stty -a > {before}; env -u CI XDG_STATE_HOME={state} DASH_WEB_PORT={port} {bin} -f {fixture}{more} -p {project} up{flags}; echo EXIT\"\"-$?; stty -a > {after}; echo MODES\"\"-SAVED",
+            "PS1='$ '; cd {root}; stty -a > {before}; env -u CI DEVSTACK_INSTANCE= XDG_STATE_HOME={state} DASH_WEB_PORT={port} {bin} -f {fixture}{more} -p {project} up{flags}; echo EXIT\"\"-$?; stty -a > {after}; echo MODES\"\"-SAVED",
             root = common::root().display(),
             before = self.path("stty-before").display(),
             after = self.path("stty-after").display(),

@@ -293,13 +293,18 @@ fn mebibytes(b: u64) -> String {
 /// `devstack exec SERVICE -- CMD…`: in the container (exec API; a pseudo-terminal when stdin
 /// is a terminal), or for a process in its working folder with its environment (port
 /// references as the running devstack resolved them).
-pub fn exec(stack: &Stack, args: &ExecArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub fn exec(
+    stack: &Stack,
+    identity: &crate::project::instance::Identity,
+    args: &ExecArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     known(stack, std::slice::from_ref(&args.service))?;
     let svc = &stack.services[&args.service];
     let code = if svc.is_container() {
         exec_in_container(stack, args)?
     } else {
-        exec_as_process(stack, svc, args, env)?
+        exec_as_process(stack, identity, svc, args, env)?
     };
     match code {
         0 => Ok(()),
@@ -357,6 +362,7 @@ fn exec_in_container(stack: &Stack, args: &ExecArgs) -> Result<i64, Error> {
 /// as the running devstack resolved them, or as written). Its exit code.
 fn exec_as_process(
     stack: &Stack,
+    identity: &crate::project::instance::Identity,
     svc: &crate::config::Service,
     args: &ExecArgs,
     env: &mut Env<'_>,
@@ -380,9 +386,12 @@ fn exec_as_process(
                 })
                 .collect(),
         ),
-        None => {
-            crate::plan::assign_ports(stack, &[], crate::plan::PortMode::AsWritten, &mut |_| Ok(0))?
-        }
+        None => crate::plan::assign_ports(
+            stack,
+            &[],
+            &super::port_mode(stack, identity, false),
+            &mut |_| Ok(0),
+        )?,
     };
     let spec = crate::unit::process::spawn_spec(&stack.name, svc, &ports)
         .expect("a service without image is a process");

@@ -46,7 +46,9 @@ pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Err
         let req = DownRequest {
             stack,
             volumes: args.volumes,
-            remove_orphans: args.remove_orphans,
+            // Reached without its stack file (`down --instance NAME` from anywhere): every
+            // container of the project goes.
+            remove_orphans: args.remove_orphans || stack.services.is_empty(),
         };
         let report = crate::engine::down(&engine, req, &logs).await?;
         Ok::<_, Error>((report, Some(engine)))

@@ -3,7 +3,7 @@
 //! to the writers given, so tests can read it. A running stack is wired in `crate::session`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -13,7 +13,9 @@ mod detach;
 mod doctor;
 mod down;
 mod logs;
+mod ls;
 mod output;
+mod ports;
 mod ps;
 mod render;
 mod test;
@@ -26,6 +28,8 @@ use crate::cli::{Cli, Command, ConfigArgs, GraphArgs, RenderCommand};
 use crate::config::{self, diagnostic::did_you_mean, Condition, LoadOptions, Loaded, Stack};
 use crate::error::Error;
 use crate::graph::Graph;
+use crate::plan::PortMode;
+use crate::project::instance::{self, Identity, Source};
 
 /// Where a command runs and how it prints.
 pub struct Env<'a> {
@@ -38,29 +42,54 @@ pub struct Env<'a> {
 }
 
 pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
-    // The shell helpers need no stack file.
+    // The shell helpers and the list of instances need no stack file.
     match &cli.command {
         Command::Completions(args) => return control::completions(args, env),
         Command::Man => return control::man(env),
+        Command::Ls(args) => return ls::ls(args, env),
         _ => {}
     }
-    let loaded = match load(cli, env) {
-        Ok(l) => l,
-        Err(e) => match running_project(cli, env) {
-            // The files do not load (an edit under way): the running stack is still reached,
-            // and says what is wrong (`ps`, `apply`).
-            Some(stack) => Loaded {
-                stack,
-                warnings: Vec::new(),
-            },
-            None => return Err(e),
-        },
+    let (loaded, identity) = match load(cli, env) {
+        Ok(mut l) => {
+            let identity = identity(cli, env, &l.stack.name, &l.stack.root)?;
+            instance::apply(&mut l.stack, &identity, &recorded_ports(&identity));
+            (l, identity)
+        }
+        Err(e) => {
+            match running_project(cli, env)?.map_or_else(|| elsewhere(cli, env), |p| Ok(Some(p)))? {
+                // The files do not load (an edit under way), or there are none here (`down
+                // --instance NAME` from anywhere): the project is still reached, and says what is
+                // wrong (`ps`, `apply`).
+                Some((stack, identity)) => (
+                    Loaded {
+                        stack,
+                        warnings: Vec::new(),
+                    },
+                    identity,
+                ),
+                None => return Err(e),
+            }
+        }
     };
+    if let Some(other) = claimed_elsewhere(cli, &loaded.stack, &identity) {
+        return Err(Error::InstanceTaken {
+            project: loaded.stack.name.clone(),
+            here: loaded.stack.root.clone(),
+            other,
+        });
+    }
     match &cli.command {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
-        Command::Up(args) => up::up(&loaded.stack, args, env, reloader(cli, env)),
+        Command::Up(args) => up::up(
+            &loaded.stack,
+            &identity,
+            args,
+            env,
+            reloader(cli, env, &identity),
+        ),
+        Command::Ports(args) => ports::ports(&loaded.stack, &identity, args, env),
         Command::Down(args) => down::down(&loaded.stack, args, env),
         Command::Build(args) => build::build(&loaded.stack, args, env),
         Command::Ps(args) => ps::ps(&loaded.stack, args, env),
@@ -72,16 +101,76 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Stop(args) => control::verb(&loaded.stack, control::Verb::Stop, args, env),
         Command::Start(args) => control::verb(&loaded.stack, control::Verb::Start, args, env),
         Command::Wait(args) => control::wait(&loaded.stack, args, env),
-        Command::Exec(args) => control::exec(&loaded.stack, args, env),
+        Command::Exec(args) => control::exec(&loaded.stack, &identity, args, env),
         Command::Apply(args) => control::apply(&loaded.stack, args, env),
         Command::Mcp(args) => control::mcp(&loaded.stack, args, env),
-        Command::Completions(_) | Command::Man => unreachable!("handled before loading"),
+        Command::Completions(_) | Command::Man | Command::Ls(_) => {
+            unreachable!("handled before loading")
+        }
     }
 }
 
+/// The instance this command acts on, for the project `base` whose stack file is in `root`.
+fn identity(cli: &Cli, env: &Env<'_>, base: &str, root: &Path) -> Result<Identity, Error> {
+    let var = (env.vars)("DEVSTACK_INSTANCE");
+    let worktree = instance::linked_worktree(root);
+    instance::resolve(
+        base,
+        cli.global.instance.as_deref(),
+        var.as_deref(),
+        worktree.as_ref(),
+    )
+    .map_err(|raw| Error::Usage {
+        message: format!("instance name `{raw}` has no letter or digit"),
+        help: Some("an instance name is made of letters, digits, `-` and `_`".into()),
+    })
+}
+
+/// Another checkout that already uses this instance's name (exit 2 rather than acting on its
+/// containers). Checked for the instance a worktree gives, and for any instance `up` starts;
+/// an instance named on purpose may be reached from anywhere else.
+fn claimed_elsewhere(cli: &Cli, stack: &Stack, identity: &Identity) -> Option<PathBuf> {
+    let implicit = matches!(identity.source, Some(Source::Worktree(_)));
+    let starts = matches!(cli.command, Command::Up(_));
+    if !identity.is_instance() || !(implicit || starts) {
+        return None;
+    }
+    let record = instance::load_record(&crate::project::preferred_state_dir(&stack.name))
+        .or_else(|| instance::load_record(&state_dir(&stack.name)));
+    instance::claimed_elsewhere(record.as_ref(), &stack.root)
+}
+
+/// The host ports recorded for the instance (none for the main one: its ports are written).
+fn recorded_ports(identity: &Identity) -> crate::project::ports::RecordedPorts {
+    if !identity.is_instance() {
+        return Default::default();
+    }
+    crate::project::ports::load(&crate::project::ports::path(&state_dir(
+        &identity.project(),
+    )))
+}
+
+/// How `up` chooses host ports: every one free with `--free-ports`; an instance's as recorded;
+/// the main instance's as written.
+pub(crate) fn port_mode(stack: &Stack, identity: &Identity, free_ports: bool) -> PortMode {
+    if free_ports {
+        return PortMode::AllFree;
+    }
+    if !identity.is_instance() {
+        return PortMode::AsWritten;
+    }
+    let path = crate::project::ports::path(&state_dir(&stack.name));
+    PortMode::Recorded(crate::plan::Recorded {
+        ports: crate::project::ports::load(&path),
+        path,
+        busy: Default::default(),
+    })
+}
+
 /// For the verbs that talk to a running stack, when its files do not load: the project a
-/// devstack runs here (`-p`, `COMPOSE_PROJECT_NAME`, the first file's `name:`, or its folder).
-fn running_project(cli: &Cli, env: &Env<'_>) -> Option<Stack> {
+/// devstack runs here (`-p`, `COMPOSE_PROJECT_NAME`, the first file's `name:`, or its folder,
+/// with this checkout's instance).
+fn running_project(cli: &Cli, env: &Env<'_>) -> Result<Option<(Stack, Identity)>, Error> {
     let live = matches!(
         cli.command,
         Command::Ps(_)
@@ -91,22 +180,28 @@ fn running_project(cli: &Cli, env: &Env<'_>) -> Option<Stack> {
             | Command::Stop(_)
             | Command::Start(_)
             | Command::Wait(_)
+            | Command::Ports(_)
     );
     if !live {
-        return None;
+        return Ok(None);
     }
     let file = match cli.global.files.first() {
         Some(f) => env.cwd.join(f),
-        None => config::find_stack_file(&env.cwd)?,
+        None => match config::find_stack_file(&env.cwd) {
+            Some(f) => f,
+            None => return Ok(None),
+        },
     };
-    let root = file.parent()?.to_path_buf();
+    let Some(root) = file.parent().map(Path::to_path_buf) else {
+        return Ok(None);
+    };
     let written = || {
         let text = std::fs::read_to_string(&file).ok()?;
         let line = text.lines().find(|l| l.starts_with("name:"))?;
         let name = line["name:".len()..].trim().trim_matches(['"', '\'']);
         Some(config::validate::normalize_project(name))
     };
-    let name = cli
+    let base = cli
         .global
         .project_name
         .clone()
@@ -116,9 +211,73 @@ fn running_project(cli: &Cli, env: &Env<'_>) -> Option<Stack> {
         .or_else(|| {
             let dir = root.file_name()?.to_string_lossy().into_owned();
             Some(config::validate::normalize_project(&dir))
-        })?;
-    crate::project::lock::holder(&crate::project::state_dir(&name))?;
-    Some(Stack::named(name, root))
+        });
+    let Some(base) = base else {
+        return Ok(None);
+    };
+    let identity = identity(cli, env, &base, &root)?;
+    let name = identity.project();
+    if crate::project::lock::holder(&crate::project::state_dir(&name)).is_none() {
+        return Ok(None);
+    }
+    Ok(Some((Stack::named(name, root), identity)))
+}
+
+/// The stack of a recorded instance, loaded from the folder it was started from (default
+/// options), so that `logs` and `ps` know its services and `down` stops them in order; known
+/// by its name alone when those files no longer load as that project.
+fn recorded_stack(r: &instance::Record, identity: &Identity, env: &Env<'_>) -> Stack {
+    let opts = LoadOptions {
+        cwd: r.path.clone(),
+        project_name: Some(r.base.clone()),
+        ..Default::default()
+    };
+    match config::load(&opts, env.vars) {
+        Ok(mut l) if l.stack.name == r.base => {
+            instance::apply(&mut l.stack, identity, &recorded_ports(identity));
+            l.stack
+        }
+        _ => Stack::named(r.project.clone(), r.path.clone()),
+    }
+}
+
+/// `--instance NAME` with no stack file here: the instance as `devstack ls` shows it (its
+/// project name, or its own name when only one project has an instance of that name), for the
+/// verbs that need no stack file (`down`, `ps`, `logs`, `ports`).
+fn elsewhere(cli: &Cli, env: &Env<'_>) -> Result<Option<(Stack, Identity)>, Error> {
+    let anywhere = matches!(
+        cli.command,
+        Command::Down(_) | Command::Ps(_) | Command::Logs(_) | Command::Ports(_)
+    );
+    let no_file = cli.global.files.is_empty() && config::find_stack_file(&env.cwd).is_none();
+    let (Some(name), true, true) = (cli.global.instance.as_deref(), anywhere, no_file) else {
+        return Ok(None);
+    };
+    let known: Vec<instance::Record> = crate::project::known_state_dirs()
+        .iter()
+        .filter_map(|(_, dir)| instance::load_record(dir))
+        .collect();
+    match instance::find_known(&known, name) {
+        Ok(r) => {
+            let identity = Identity {
+                base: r.base.clone(),
+                instance: r.instance.clone(),
+                source: Some(Source::Flag),
+            };
+            Ok(Some((recorded_stack(r, &identity, env), identity)))
+        }
+        Err(several) if !several.is_empty() => Err(Error::Usage {
+            message: format!(
+                "instance `{name}` is ambiguous here: {}",
+                several.join(", ")
+            ),
+            help: Some("name it as `devstack ls` shows it (the whole project name)".into()),
+        }),
+        Err(_) => Err(Error::Usage {
+            message: format!("no stack file here and no instance `{name}` on this machine"),
+            help: Some("`devstack ls` lists the instances".into()),
+        }),
+    }
 }
 
 fn load_options(cli: &Cli, env: &Env<'_>) -> LoadOptions {
@@ -134,11 +293,22 @@ fn load_options(cli: &Cli, env: &Env<'_>) -> LoadOptions {
 
 /// Loads the stack files again as this command did (the environment as it is now, the same
 /// options and named services), for a run that follows its stack files.
-fn reloader(cli: &Cli, env: &Env<'_>) -> crate::engine::apply::Reload {
+fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::apply::Reload {
     let opts = load_options(cli, env);
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let identity = identity.clone();
+    // The record as the run started (before it chose its ports): the stack a reload compares
+    // with was pinned to it, so an unchanged port reads as unchanged.
+    let recorded = recorded_ports(&identity);
     Box::new(move || {
-        let loaded = config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
+        let mut loaded =
+            config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
+        // The same instance as at start, whatever the files now say.
+        let identity = Identity {
+            base: loaded.stack.name.clone(),
+            ..identity.clone()
+        };
+        instance::apply(&mut loaded.stack, &identity, &recorded);
         let selected =
             selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;
         Ok(crate::engine::apply::Reloaded {

@@ -10,8 +10,8 @@ use crate::engine::{BuildFlags, UpOutcome, UpRequest};
 use crate::error::Error;
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::logs::Format;
-use crate::plan::PortMode;
 use crate::process::state::StateFile;
+use crate::project::instance::{self, Identity, Record};
 use crate::project::lock::ProjectLock;
 use crate::project::state_dir;
 use crate::session::{LogSetup, Session};
@@ -25,6 +25,7 @@ fn already_up(project: &str, pid: u32) -> Error {
 
 pub fn up(
     stack: &Stack,
+    identity: &Identity,
     args: &UpArgs,
     env: &mut Env<'_>,
     reload: crate::engine::apply::Reload,
@@ -47,7 +48,21 @@ pub fn up(
         if let Some(note) = crate::project::fallback_note(&stack.name) {
             writeln!(env.err, "warning: {note}")?;
         }
-        return super::detach::up_detached(&stack.name, &dir, renderer, env);
+        // The background copy says in its log when a recorded port had to move; this command
+        // may have started following it after that, so it says so again.
+        let recorded = crate::project::ports::path(&dir);
+        let before = crate::project::ports::load(&recorded);
+        super::detach::up_detached(&stack.name, &dir, renderer, env)?;
+        if identity.is_instance() {
+            for m in before.moved_to(&crate::project::ports::load(&recorded)) {
+                writeln!(
+                    env.err,
+                    "warning: port {} of `{}` was recorded on host port {}, which something else holds now: it moved to {} (and stays there)",
+                    m.container_port, m.service, m.from, m.to
+                )?;
+            }
+        }
+        return Ok(());
     }
     // Held until `up` returns: one devstack per project.
     let _lock = lock_project(&stack.name, &dir, detached_copy)?;
@@ -58,7 +73,21 @@ pub fn up(
     // `up --wait` returns once ready: nobody would be left to serve a dashboard (with native
     // processes, the background copy serves it).
     if !args.no_dashboard && !args.wait {
-        serve_dashboard(&mut session, stack, args, &selected)?;
+        serve_dashboard(&mut session, stack, identity, args, &selected)?;
+    }
+    let record = Record {
+        project: stack.name.clone(),
+        base: identity.base.clone(),
+        instance: identity.instance.clone(),
+        path: stack.root.clone(),
+        checkout: instance::checkout_of(&stack.root),
+        dashboard: session.dashboard_url().map(str::to_string),
+    };
+    if let Err(e) = instance::save_record(&dir, &record) {
+        session.warn(format!(
+            "cannot record the instance in `{}`: {e}; `devstack ls` will not show where it runs from",
+            dir.display()
+        ));
     }
     // The interactive view: on a terminal, in the foreground, for people (not --json, not CI).
     let interactive = !args.no_tty
@@ -72,11 +101,7 @@ pub fn up(
         stack,
         selected: selected.clone(),
         wait: args.wait,
-        port_mode: if args.free_ports {
-            PortMode::AllFree
-        } else {
-            PortMode::AsWritten
-        },
+        port_mode: super::port_mode(stack, identity, args.free_ports),
         watch: !args.no_watch,
         state: StateFile::new(dir.join("processes.json")),
         then: None,
@@ -148,10 +173,13 @@ fn log_setup(stack: &Stack, args: &UpArgs, selected: &[String], env: &Env<'_>) -
 fn serve_dashboard(
     session: &mut Session,
     stack: &Stack,
+    identity: &Identity,
     args: &UpArgs,
     selected: &[String],
 ) -> Result<(), Error> {
-    let info = crate::views::web::StackInfo::of(stack, selected, args.free_ports);
+    // An instance's ports are not the written ones: no link goes to the main instance's.
+    let written = !args.free_ports && !identity.is_instance();
+    let info = crate::views::web::StackInfo::of(stack, selected, !written);
     match session.serve_dashboard(info, args.dashboard, crate::views::web::secrets(stack)) {
         Ok(()) => Ok(()),
         Err(e) if args.dashboard.is_some() => Err(Error::Usage {

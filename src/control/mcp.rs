@@ -174,6 +174,12 @@ impl<'a> Mcp<'a> {
                 "inputSchema": { "type": "object", "properties": {} },
                 "annotations": read(true),
             }),
+            json!({
+                "name": "ls",
+                "description": "Every instance of every project on this machine (one per git worktree, or named with --instance): project, instance, the folder it runs from, running, services ready/total, host ports with URLs, containers and volumes left.",
+                "inputSchema": { "type": "object", "properties": {} },
+                "annotations": read(true),
+            }),
         ];
         if !self.read_only {
             for (name, what) in [
@@ -218,6 +224,11 @@ impl<'a> Mcp<'a> {
         };
         match name {
             "config" => Ok(crate::config::show::display_value(self.stack, false)),
+            "ls" => {
+                // Without a container engine the state folders alone answer.
+                let (rows, _) = super::instances::list();
+                Ok(serde_json::to_value(rows).unwrap_or_default())
+            }
             "logs" => self.logs(args),
             "ps" => match self.request(Request::Ps)? {
                 Reply::Ps { services } => Ok(serde_json::to_value(services).unwrap_or_default()),
@@ -472,10 +483,10 @@ mod tests {
         let dir = std::env::temp_dir();
         assert_eq!(
             names(&Mcp::new(&stack, dir.clone(), false)),
-            ["ps", "logs", "wait", "config", "restart", "stop", "start", "apply"]
+            ["ps", "logs", "wait", "config", "ls", "restart", "stop", "start", "apply"]
         );
         let ro = Mcp::new(&stack, dir, true);
-        assert_eq!(names(&ro), ["ps", "logs", "wait", "config"]);
+        assert_eq!(names(&ro), ["ps", "logs", "wait", "config", "ls"]);
         let refused = ro
             .handle(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restart","arguments":{"service":"web"}}}))
             .expect("a reply");

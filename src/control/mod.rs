@@ -3,6 +3,7 @@
 //! and the MCP server for coding agents, which is a client too.
 
 pub mod client;
+pub mod instances;
 pub mod mcp;
 pub mod protocol;
 pub mod server;

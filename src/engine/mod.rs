@@ -251,7 +251,7 @@ pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let stack = req.stack;
     let from_tasks = preflight(host, stack, &req.selected, req.wait, &req.state, &logs).await?;
     let mut prepared = tokio::select! {
-        p = prepare::prepare(rt, stack, &req.selected, req.port_mode, req.build, &logs) => p?,
+        p = prepare::prepare(rt, stack, &req.selected, &req.port_mode, req.build, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),
     };
     warnings(stack, &req.selected, &prepared, &logs).await;

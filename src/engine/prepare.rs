@@ -146,6 +146,58 @@ async fn port_preflight<R: ContainerRuntime>(
     }
 }
 
+/// The recorded ports that something other than this instance holds now (its own running
+/// containers keep theirs).
+fn check_recorded(mode: &PortMode, existing: &[ContainerInfo]) -> PortMode {
+    let PortMode::Recorded(r) = mode else {
+        return mode.clone();
+    };
+    let mut checked = r.clone();
+    checked.busy = r
+        .ports
+        .0
+        .iter()
+        .flat_map(|(service, ps)| ps.iter().map(move |p| (service, p)))
+        .filter(|(service, p)| {
+            let ours = existing.iter().any(|c| {
+                &c.service == *service
+                    && c.status == ContainerStatus::Running
+                    && c.ports.iter().any(|e| e.host_port == p.host_port)
+            });
+            let loopback = std::net::Ipv4Addr::LOCALHOST.into();
+            !ours && !ports::is_free(loopback, p.host_port, p.protocol)
+        })
+        .map(|(_, p)| p.host_port)
+        .collect();
+    PortMode::Recorded(checked)
+}
+
+/// Says which recorded ports had to move, and records the ports of this run for the next.
+async fn record_ports(r: &plan::Recorded, assigned: &HostPorts, logs: &LogHandle) {
+    for m in r.ports.moved(assigned) {
+        let holder = ports::holder(m.from, crate::config::Protocol::Tcp)
+            .map_or_else(|| "something else".to_string(), |h| h.to_string());
+        logs.publish(crate::event::StackEvent::warning(None, format!(
+            "port {} of `{}` was recorded on host port {}, which {holder} holds now: it moves to {} (and stays there)",
+            m.container_port, m.service, m.from, m.to
+        )))
+        .await;
+    }
+    let updated = r.ports.updated(assigned);
+    if updated != r.ports {
+        if let Err(e) = crate::project::ports::save(&r.path, &updated) {
+            logs.publish(crate::event::StackEvent::warning(
+                None,
+                format!(
+                    "cannot record the host ports in `{}`: {e}; the next `up` may choose others",
+                    r.path.display()
+                ),
+            ))
+            .await;
+        }
+    }
+}
+
 /// Every image of the selected services that is not built: present, or pulled.
 pub(super) async fn ensure_pulled<R: ContainerRuntime>(
     rt: &R,
@@ -197,13 +249,18 @@ pub async fn prepare<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],
-    port_mode: PortMode,
+    port_mode: &PortMode,
     build_flags: super::BuildFlags,
     logs: &LogHandle,
 ) -> Result<Prepared, UpError> {
     let existing = rt.list(&stack.name).await?;
-    let mut taken: HashSet<u16> = HashSet::new();
-    let ports = plan::assign_ports(stack, &existing, port_mode, &mut |ip| {
+    let port_mode = check_recorded(port_mode, &existing);
+    // A free port is never one recorded for another service of this instance.
+    let mut taken: HashSet<u16> = match &port_mode {
+        PortMode::Recorded(r) => r.ports.host_ports().collect(),
+        _ => HashSet::new(),
+    };
+    let ports = plan::assign_ports(stack, &existing, &port_mode, &mut |ip| {
         let p = ports::pick_free(ip, &taken)?;
         taken.insert(p);
         Ok(p)
@@ -214,6 +271,9 @@ pub async fn prepare<R: ContainerRuntime>(
         )))
     })?;
     port_preflight(rt, selected, &existing, &ports).await?;
+    if let PortMode::Recorded(r) = &port_mode {
+        record_ports(r, &ports, logs).await;
+    }
 
     // Builds start now and run side by side with each other, the pulls and the start of
     // everything that does not need them. Images to pull are there before anything is

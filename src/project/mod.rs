@@ -1,6 +1,8 @@
 //! A project's places on this machine: its state folder (per-service log files, the record of
 //! the processes it started, task stamps), and in it the project's lock (`lock`) and control
-//! socket. Every other module asks here for those paths.
+//! socket. Every other module asks here for those paths. Which copy of a project a command
+//! acts on (the main one, or an instance per worktree) is `instance`; an instance's recorded
+//! host ports are `ports`.
 //!
 //! The state folder is `$XDG_STATE_HOME/devstack/<project>` (`~/.local/state/…`). When that
 //! cannot be written (a read-only file system, a folder this user may not write in), a run keeps
@@ -12,7 +14,9 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+pub mod instance;
 pub mod lock;
+pub mod ports;
 
 /// The preferred state folder of `project`, whether or not it can be written.
 pub fn preferred_state_dir(project: &str) -> PathBuf {
@@ -91,6 +95,46 @@ pub fn state_dir(project: &str) -> PathBuf {
         Some(fallback) if usable(&fallback) => fallback,
         _ => preferred,
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so a reader never sees half.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The state folders of every project this user ran on this machine (preferred and fallback
+/// places; the preferred one first when both exist), each once, by project name.
+pub fn known_state_dirs() -> Vec<(String, PathBuf)> {
+    let preferred = preferred_state_dir("x");
+    let mut bases: Vec<PathBuf> = preferred
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        bases.push(PathBuf::from(d).join("devstack"));
+    }
+    // SAFETY: getuid cannot fail.
+    bases.push(std::env::temp_dir().join(format!("devstack-{}", unsafe { libc::getuid() })));
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for base in bases {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() && !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, e.path()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The control socket of the project whose state folder is `state_dir` (the running devstack

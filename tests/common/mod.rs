@@ -16,7 +16,12 @@ pub fn fixtures() -> PathBuf {
     root().join("tests/fixtures")
 }
 
-/// `devstack ARGS` in `cwd`, with only PATH and HOME from the outside and no colours.
+/// The tests act on the main instance of their projects: the repository they run in may be a
+/// linked git worktree (which would make every fixture of it an instance of its own).
+pub const MAIN_INSTANCE: (&str, &str) = ("DEVSTACK_INSTANCE", "");
+
+/// `devstack ARGS` in `cwd`, with only PATH and HOME from the outside, no colours, the main
+/// instance.
 pub fn devstack(cwd: &Path, args: &[&str]) -> Output {
     devstack_env(cwd, args, &[])
 }
@@ -26,7 +31,8 @@ pub fn devstack_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1);
     for key in ["PATH", "HOME"] {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
@@ -142,6 +148,7 @@ pub fn spawn_up(
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

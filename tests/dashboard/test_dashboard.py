@@ -62,7 +62,9 @@ class Stack:
 
     def __init__(self, tmp, fixture=FIXTURE, extra=(), ready_within=20.0):
         self.project = f"dash-{os.getpid()}"
-        env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"), DASH_WEB_PORT=str(free_port()))
+        # The main instance of the project, also when this repository is a linked git worktree.
+        env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"), DASH_WEB_PORT=str(free_port()),
+                   DEVSTACK_INSTANCE="")
         env.pop("NO_COLOR", None)
         self.env = env
         self.stderr = open(tmp / "devstack.stderr", "w")

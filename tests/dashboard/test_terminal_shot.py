@@ -113,7 +113,7 @@ def test_terminal_view_screenshot(tmp_path):
     tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "132", "-y", "30", "bash --norc --noprofile")
     try:
         tmux("send-keys", "-t", "t", "-l",
-             f"PS1='$ '; clear; env -u CI -u NO_COLOR XDG_STATE_HOME={tmp_path} DASH_WEB_PORT={port} "
+             f"PS1='$ '; clear; env -u CI -u NO_COLOR DEVSTACK_INSTANCE= XDG_STATE_HOME={tmp_path} DASH_WEB_PORT={port} "
              f"{BIN} -f {FIXTURE} -p shot{os.getpid()} up")
         tmux("send-keys", "-t", "t", "Enter")
         last = lambda: ([l for l in tmux("capture-pane", "-p", "-t", "t").stdout.splitlines() if l.strip()]

@@ -40,7 +40,7 @@ async def main():
                 return text
 
             if read_only:
-                assert tools == ["config", "logs", "ps", "wait"], tools
+                assert tools == ["config", "logs", "ls", "ps", "wait"], tools
                 # An unknown tool is a protocol error (JSON-RPC -32602), raised by the SDK.
                 try:
                     refused = await session.call_tool("restart", {"service": "core-service"})
@@ -49,7 +49,7 @@ async def main():
                 else:
                     raise AssertionError(f"restart answered read-only: {text_of(refused)}")
             else:
-                assert tools == ["apply", "config", "logs", "ps", "restart", "start", "stop", "wait"], tools
+                assert tools == ["apply", "config", "logs", "ls", "ps", "restart", "start", "stop", "wait"], tools
                 rows = {r["service"]: r for r in json.loads(await call("ps", {}))}
                 assert rows["core-service"]["state"] == "ready", rows
                 assert rows["postgres"]["state"] == "ready", rows

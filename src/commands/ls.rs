@@ -1,0 +1,81 @@
+//! `devstack ls [--json]`: every instance of every project on this machine
+//! (`control::instances`), as a table or JSON.
+
+use super::output::print_table;
+use super::Env;
+use crate::cli::LsArgs;
+use crate::config::Protocol;
+use crate::control::instances::{self, Instance};
+use crate::error::Error;
+
+pub fn ls(args: &LsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let (rows, docker) = instances::list();
+    if args.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+    } else {
+        print_rows(&rows, env)?;
+    }
+    if let Err(e) = docker {
+        writeln!(env.err, "note: containers and volumes not listed: {e}")?;
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[Instance], env: &mut Env<'_>) -> Result<(), Error> {
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|r| {
+            let state = match r.pid {
+                Some(pid) => format!("running (pid {pid})"),
+                None if r.containers_running > 0 => "containers running".to_string(),
+                None => "stopped".to_string(),
+            };
+            let ready = match (r.ready, r.total) {
+                (Some(ready), Some(total)) => format!("{ready}/{total}"),
+                _ => "-".to_string(),
+            };
+            let ports: Vec<String> = r
+                .ports
+                .iter()
+                .filter_map(|p| {
+                    let udp = if p.protocol == Protocol::Udp {
+                        "/udp"
+                    } else {
+                        ""
+                    };
+                    Some(format!(
+                        "{}:{}{udp}→{}",
+                        p.service, p.container_port, p.host_port?
+                    ))
+                })
+                .collect();
+            let left = format!(
+                "{} container{}, {} volume{}",
+                r.containers,
+                if r.containers == 1 { "" } else { "s" },
+                r.volumes.len(),
+                if r.volumes.len() == 1 { "" } else { "s" }
+            );
+            [
+                r.project.clone(),
+                state,
+                ready,
+                if ports.is_empty() {
+                    "-".to_string()
+                } else {
+                    ports.join(", ")
+                },
+                left,
+                r.path
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |p| p.display().to_string()),
+            ]
+        })
+        .collect();
+    print_table(
+        &["PROJECT", "STATE", "READY", "PORTS", "LEFT", "PATH"],
+        &table,
+        env.out,
+    )
+}

@@ -1,0 +1,377 @@
+//! Instances side by side: two real git worktrees of one stack, each its own instance (own
+//! project name, state folder, recorded host ports, containers and volumes), up at once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{docker_or_skip, leftovers, project, stderr, stdout};
+use serde_json::Value;
+
+const WEB: &str = "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n";
+
+/// A repository with `stack.yaml` committed in its main checkout `main/`, under a temporary
+/// folder that also holds the state folders (`XDG_STATE_HOME`).
+struct Repo {
+    tmp: tempfile::TempDir,
+    base: String,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+}
+
+impl Repo {
+    fn new(tag: &str, stack: &str) -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let main = tmp.path().join("main");
+        std::fs::create_dir_all(&main).unwrap();
+        std::fs::write(main.join("stack.yaml"), stack).unwrap();
+        git(&main, &["init", "-q"]);
+        git(&main, &["add", "stack.yaml"]);
+        git(&main, &["commit", "-q", "-m", "stack"]);
+        Repo {
+            tmp,
+            base: project(tag),
+        }
+    }
+
+    fn main(&self) -> PathBuf {
+        self.tmp.path().join("main")
+    }
+
+    /// `git worktree add <tmp>/<path>`: a linked worktree named after the path's last part.
+    fn worktree(&self, path: &str) -> PathBuf {
+        let dir = self.tmp.path().join(path);
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        let branch = path.replace('/', "-");
+        git(
+            &self.main(),
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                &branch,
+                dir.to_str().unwrap(),
+            ],
+        );
+        dir
+    }
+
+    fn state(&self) -> String {
+        self.tmp.path().join("state").display().to_string()
+    }
+
+    /// `devstack -p BASE ARGS` in `dir`.
+    fn dev(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["-p", self.base.as_str()];
+        all.extend_from_slice(args);
+        self.bare(dir, &all)
+    }
+
+    /// `devstack ARGS` in `dir`, no `-p`; unlike the other tests' helpers, the instance is the
+    /// worktree's (no `DEVSTACK_INSTANCE`).
+    fn bare(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devstack"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.state());
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.output().expect("the devstack binary runs")
+    }
+
+    fn ports(&self, dir: &Path) -> Vec<Value> {
+        let out = self.dev(dir, &["ports", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn host_port(&self, dir: &Path, service: &str) -> u16 {
+        let ports = self.ports(dir);
+        let row = ports
+            .iter()
+            .find(|p| p["service"] == service)
+            .unwrap_or_else(|| panic!("no port of `{service}`: {ports:?}"));
+        row["host_port"].as_u64().unwrap() as u16
+    }
+
+    fn ls(&self) -> Vec<Value> {
+        let out = self.bare(self.tmp.path(), &["ls", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// Stops every instance of the repository's worktrees whatever the test did (each with its
+/// `--instance`, if it has one).
+struct Down<'a> {
+    repo: &'a Repo,
+    dirs: Vec<(PathBuf, Option<&'static str>)>,
+}
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        for (d, instance) in &self.dirs {
+            let mut args = vec!["down", "-v", "--remove-orphans"];
+            if let Some(i) = instance {
+                args.extend(["--instance", i]);
+            }
+            let _ = self.repo.dev(d, &args);
+        }
+    }
+}
+
+fn answers(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn up_ok(repo: &Repo, dir: &Path) {
+    let out = repo.dev(dir, &["up", "--wait"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "up in {}: {}",
+        dir.display(),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn two_worktrees_run_side_by_side_on_ports_that_stay() {
+    let repo = Repo::new("inst", WEB);
+    let a = repo.worktree("wt-a");
+    let b = repo.worktree("wt-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(a.clone(), None), (b.clone(), None)],
+    };
+    let (pa, pb) = (format!("{}-wt-a", repo.base), format!("{}-wt-b", repo.base));
+
+    // Each worktree is its own instance, named after it.
+    let cfg = repo.dev(&a, &["validate"]);
+    assert!(
+        stdout(&cfg).contains(&format!("project `{pa}`")),
+        "{}",
+        stdout(&cfg)
+    );
+    let cfg = repo.dev(&repo.main(), &["validate"]);
+    assert!(
+        stdout(&cfg).contains(&format!("project `{}`", repo.base)),
+        "the main checkout keeps the plain name"
+    );
+
+    up_ok(&repo, &a);
+    up_ok(&repo, &b);
+    let (port_a, port_b) = (repo.host_port(&a, "web"), repo.host_port(&b, "web"));
+    assert_ne!(port_a, port_b);
+    assert_ne!(port_a, 8000);
+    assert!(answers(port_a) && answers(port_b));
+
+    // The files as they are change nothing: the run's ports are the instance's, not new ones
+    // (this is each instance's first run, when nothing was recorded before it).
+    for dir in [&a, &b] {
+        let out = repo.dev(dir, &["apply", "--dry-run", "--json"]);
+        let plan: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", stderr(&out)));
+        assert_eq!(plan["changes"][0]["action"], "unchanged", "{plan}");
+    }
+
+    // `ls` from anywhere lists both, running, with where they run from.
+    let ls = repo.ls();
+    for (project, dir, port) in [(&pa, &a, port_a), (&pb, &b, port_b)] {
+        let row = ls
+            .iter()
+            .find(|r| r["project"] == project.as_str())
+            .unwrap_or_else(|| panic!("`{project}` in {ls:?}"));
+        assert_eq!(row["running"], true, "{row}");
+        assert_eq!(row["ready"], 1, "{row}");
+        assert_eq!(row["total"], 1, "{row}");
+        assert_eq!(
+            Path::new(row["path"].as_str().unwrap())
+                .canonicalize()
+                .unwrap(),
+            dir.canonicalize().unwrap()
+        );
+        assert_eq!(row["ports"][0]["host_port"], port, "{row}");
+    }
+
+    // Down and up again: the same host port.
+    let down = repo.dev(&a, &["down", "-v"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(answers(port_b), "the other instance keeps running");
+    let ps: Value = serde_json::from_slice(&repo.dev(&b, &["ps", "--json"]).stdout).unwrap();
+    assert_eq!(ps[0]["state"], "ready", "{ps}");
+    assert_eq!(
+        repo.host_port(&a, "web"),
+        port_a,
+        "as recorded while stopped"
+    );
+    up_ok(&repo, &a);
+    assert_eq!(repo.host_port(&a, "web"), port_a, "the recorded port again");
+    assert!(answers(port_a));
+
+    // A recorded port something else holds now: chosen again, said, and kept.
+    let down = repo.dev(&a, &["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port_a)).unwrap();
+    let out = repo.dev(&a, &["up", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let moved = repo.host_port(&a, "web");
+    assert_ne!(moved, port_a);
+    drop(squatter);
+    let log = std::fs::read_to_string(
+        Path::new(&repo.state())
+            .join("devstack")
+            .join(&pa)
+            .join("logs/devstack.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        log.contains(&format!("host port {port_a}")) && log.contains(&format!("moves to {moved}")),
+        "the move is in the log: {log}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: port 8000 of `web` was recorded on host port {port_a}"
+        )) && err.contains(&format!("moved to {moved}")),
+        "and `up --wait` says it: {err}"
+    );
+
+    // From a folder without a stack file, `--instance` names an instance as `ls` shows it.
+    let ps = repo.bare(repo.tmp.path(), &["ps", "--json", "--instance", "wt-b"]);
+    let ps: Value =
+        serde_json::from_slice(&ps.stdout).unwrap_or_else(|_| panic!("{}", stderr(&ps)));
+    assert_eq!(ps[0]["service"], "web", "{ps}");
+    assert_eq!(ps[0]["state"], "ready", "{ps}");
+    let logs = repo.bare(
+        repo.tmp.path(),
+        &["logs", "--instance", &pb, "web", "-n", "5"],
+    );
+    assert_eq!(logs.status.code(), Some(0), "{}", stderr(&logs));
+    assert!(stdout(&logs).contains("GET / HTTP"), "{}", stdout(&logs));
+    let down = repo.bare(repo.tmp.path(), &["down", "--instance", &pb]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert!(
+        stderr(&down).contains("stopped the running devstack"),
+        "{}",
+        stderr(&down)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while answers(port_b) && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert!(!answers(port_b));
+    assert!(answers(moved), "only that instance stopped");
+}
+
+#[test]
+fn a_second_checkout_with_the_same_instance_name_is_refused() {
+    let repo = Repo::new("instdup", WEB);
+    let first = repo.worktree("x/feat");
+    let second = repo.worktree("y/Feat");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(first.clone(), None), (second.clone(), Some("feat2"))],
+    };
+    up_ok(&repo, &first);
+    let out = repo.dev(&second, &["up", "--wait"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&first.display().to_string()) && err.contains(&second.display().to_string()),
+        "both checkouts are named: {err}"
+    );
+    let ps = repo.dev(&second, &["ps"]);
+    assert_eq!(ps.status.code(), Some(2), "every verb: {}", stderr(&ps));
+    // Named on purpose, it is an instance of its own.
+    let out = repo.dev(&second, &["--instance", "feat2", "up", "--wait"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let down = repo.dev(&second, &["--instance", "feat2", "down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+}
+
+#[test]
+fn postgres_per_worktree_keeps_its_own_data() {
+    if !docker_or_skip(&["postgres:15"]) {
+        return;
+    }
+    let stack = "services:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: d }\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: {} }\n";
+    let repo = Repo::new("instpg", stack);
+    let a = repo.worktree("pg-a");
+    let b = repo.worktree("pg-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(a.clone(), None), (b.clone(), None)],
+    };
+    let (pa, pb) = (format!("{}-pg-a", repo.base), format!("{}-pg-b", repo.base));
+    up_ok(&repo, &a);
+    up_ok(&repo, &b);
+    assert_ne!(repo.host_port(&a, "db"), repo.host_port(&b, "db"));
+    let psql = |dir: &Path, sql: &str| {
+        let out = repo.dev(
+            dir,
+            &[
+                "exec", "-T", "db", "--", "psql", "-U", "u", "-d", "d", "-tAc", sql,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{sql}: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    psql(&a, "CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    assert_eq!(psql(&a, "SELECT count(*) FROM t"), "1");
+    assert_eq!(
+        psql(&b, "SELECT count(*) FROM pg_tables WHERE tablename = 't'"),
+        "0",
+        "a row written in one instance is not in the other"
+    );
+    let (_, volumes_b) = leftovers(&pb);
+    assert_eq!(volumes_b, [format!("{pb}_data")]);
+
+    let down = repo.dev(&a, &["down", "-v"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert_eq!(leftovers(&pa), (vec![], vec![]), "all of `{pa}` is gone");
+    assert_eq!(
+        leftovers(&pb).1,
+        [format!("{pb}_data")],
+        "the other's volume stays"
+    );
+    assert_eq!(
+        psql(&b, "SELECT 1"),
+        "1",
+        "the other instance still answers"
+    );
+    let down = repo.dev(&b, &["down", "-v"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert_eq!(leftovers(&pb), (vec![], vec![]));
+}
