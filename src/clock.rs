@@ -4,7 +4,7 @@
 //! `now` as an argument.
 
 /// Now, in milliseconds since the Unix epoch; 0 if the system clock is before it.
-pub fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -58,7 +58,7 @@ mod tests {
 }
 
 #[derive(Clone)]
-pub struct DockerRuntime {
+pub(crate) struct DockerRuntime {
     docker: Docker,
 }
 
@@ -108,7 +108,7 @@ impl DockerRuntime {
 
     /// Every project that has containers (any state) or volumes here: the values of the
     /// project label, each once, sorted (`devstack ls`).
-    pub async fn projects(&self) -> Result<Vec<String>> {
+    pub(crate) async fn projects(&self) -> Result<Vec<String>> {
         let filter = HashMap::from([("label".to_string(), vec![labels::PROJECT.to_string()])]);
         let containers = self
             .docker
@@ -144,7 +144,7 @@ impl DockerRuntime {
 
     /// Connects and negotiates the API version (engines as old as API 1.41 answer here).
     /// Fails within about a second when nothing answers.
-    pub async fn connect() -> Result<Self> {
+    pub(crate) async fn connect() -> Result<Self> {
         let unavailable = |why: String| {
             RuntimeError::Unavailable(format!(
                 "cannot reach the Docker engine at {}: {why}",
@@ -168,7 +168,7 @@ impl DockerRuntime {
     /// Runs `argv` in container `id` attached to this process: output to stdout and stderr,
     /// stdin forwarded when `stdin`, a pseudo-terminal of `size` (columns, rows) when `tty` (the
     /// caller puts its own terminal in raw mode). Returns the command's exit code.
-    pub async fn exec_attached(
+    pub(crate) async fn exec_attached(
         &self,
         id: &str,
         argv: &[String],
@@ -252,7 +252,7 @@ impl DockerRuntime {
     }
 
     /// The engine's version and API version, for `doctor`.
-    pub async fn version(&self) -> Result<(String, String)> {
+    pub(crate) async fn version(&self) -> Result<(String, String)> {
         let v = self.docker.version().await.map_err(engine)?;
         Ok((
             v.version.unwrap_or_default(),
@@ -358,12 +358,15 @@ impl BuildLines {
 /// BuildKit; Docker 23 and later send it, 20.10 does not unless BuildKit is its default); else the
 /// classic builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builder {
+pub(crate) enum Builder {
     Classic,
     BuildKit,
 }
 
-pub fn choose_builder(docker_buildkit: Option<&str>, engine_prefers: Option<&str>) -> Builder {
+pub(crate) fn choose_builder(
+    docker_buildkit: Option<&str>,
+    engine_prefers: Option<&str>,
+) -> Builder {
     match docker_buildkit.map(str::trim) {
         Some("1") | Some("true") => return Builder::BuildKit,
         Some("0") | Some("false") => return Builder::Classic,
@@ -377,7 +380,7 @@ pub fn choose_builder(docker_buildkit: Option<&str>, engine_prefers: Option<&str
 }
 
 /// The builder `build:` will use on this engine, and why (for `doctor`).
-pub async fn negotiated_builder() -> (Builder, String) {
+pub(crate) async fn negotiated_builder() -> (Builder, String) {
     let env = std::env::var("DOCKER_BUILDKIT")
         .ok()
         .filter(|v| !v.trim().is_empty());

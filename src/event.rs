@@ -7,13 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a field changes meaning or goes away (new fields and new events do not bump it).
-pub const EVENT_VERSION: u32 = 1;
-
 /// Crashes within the kernel's `CRASH_WINDOW` that make a crash loop. Here, not in the kernel,
 /// because a [`StackEvent::Backoff`] reads as a crash loop from this count on; the kernel
 /// re-exports it.
-pub const CRASH_LOOP_COUNT: usize = 3;
+pub(crate) const CRASH_LOOP_COUNT: usize = 3;
 
 /// Where a service is in its life. Readable as it is: `ps` and the status line show these names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,7 +414,7 @@ pub struct ConfigChange {
 
 /// The one-line summary a person reads: `api restart (environment.LOG_LEVEL), worker and 6
 /// others unchanged`.
-pub fn plan_summary(changes: &[ConfigChange]) -> String {
+pub(crate) fn plan_summary(changes: &[ConfigChange]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut unchanged: Vec<&str> = Vec::new();
     for c in changes {
@@ -467,11 +464,11 @@ mod policy_label {
     use crate::config::RestartPolicy;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(p: &RestartPolicy, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(p: &RestartPolicy, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(p.label())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RestartPolicy, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RestartPolicy, D::Error> {
         let text = String::deserialize(d)?;
         RestartPolicy::from_label(&text)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown restart policy `{text}`")))
@@ -479,7 +476,7 @@ mod policy_label {
 }
 
 /// `1.2 MB`, `340 kB`, `12 B`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1} kB", n as f64 / 1e3),

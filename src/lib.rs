@@ -13,29 +13,31 @@
 //!   running stack (runtime, signals, log mux, handle; views subscribe); `commands`: one file
 //!   per subcommand.
 
-pub mod build;
+#![warn(unreachable_pub)]
+
+pub(crate) mod build;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod commands;
 pub mod config;
 pub mod control;
-pub mod docker;
-pub mod engine;
+pub(crate) mod docker;
+pub(crate) mod engine;
 pub mod error;
-pub mod event;
-pub use config::graph;
-pub mod kernel;
-pub mod logs;
-pub mod plan;
-pub mod ports;
+pub(crate) mod event;
+pub(crate) use config::graph;
+pub(crate) mod kernel;
+pub(crate) mod logs;
+pub(crate) mod plan;
+pub(crate) mod ports;
 pub mod probe;
 pub mod process;
-pub mod program;
+pub(crate) mod program;
 pub mod project;
-pub mod redact;
-pub mod render;
-pub mod runtime;
-pub mod session;
-pub mod unit;
-pub mod views;
+pub(crate) mod redact;
+pub(crate) mod render;
+pub(crate) mod runtime;
+pub(crate) mod session;
+pub(crate) mod unit;
+pub(crate) mod views;
 pub mod watch;

@@ -39,7 +39,7 @@ impl HostPorts {
 
 /// How host ports are chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PortMode {
+pub(crate) enum PortMode {
     /// As written; `"CONTAINER"` alone gets a free port (kept across runs while the container lives).
     AsWritten,
     /// Every port on a free host port (`devstack test`).
@@ -51,7 +51,7 @@ pub enum PortMode {
 
 /// The recorded ports of an instance, and which of them something else holds now.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     /// Where the record is kept (`project::ports::path`).
     pub path: std::path::PathBuf,
     pub ports: RecordedPorts,
@@ -62,7 +62,7 @@ pub struct Recorded {
 /// Decides every host port. `existing` are this project's containers: an automatic port keeps
 /// the host port its container already has, so a warm `up` does not change the config.
 /// `pick_free` must not hand out a port recorded for another service (`Recorded` mode).
-pub fn assign_ports(
+pub(crate) fn assign_ports(
     stack: &Stack,
     existing: &[ContainerInfo],
     mode: &PortMode,
@@ -108,22 +108,22 @@ pub fn assign_ports(
     Ok(HostPorts(out))
 }
 
-pub fn container_name(project: &str, service: &str) -> String {
+pub(crate) fn container_name(project: &str, service: &str) -> String {
     crate::config::default_container_name(project, service)
 }
 
-pub fn network_name(project: &str) -> String {
+pub(crate) fn network_name(project: &str) -> String {
     format!("{project}_default")
 }
 
-pub fn volume_name(project: &str, volume: &str) -> String {
+pub(crate) fn volume_name(project: &str, volume: &str) -> String {
     format!("{project}_{volume}")
 }
 
 /// A lifecycle hook as the engine runs it: a string command split as a service's `command` is
 /// (no shell runs), its environment as `KEY=value`, `$$` a literal `$` (hooks run after the
 /// ports are known, but name none: a `${port:…}` is kept as written).
-pub fn hook_exec(hook: &Hook) -> HookExec {
+pub(crate) fn hook_exec(hook: &Hook) -> HookExec {
     let resolve = |s: &str| resolve_port_refs(s, |_| None);
     HookExec {
         argv: match &hook.command {
@@ -142,7 +142,7 @@ pub fn hook_exec(hook: &Hook) -> HookExec {
 }
 
 /// Splits a command string into words as a POSIX shell would, for containers (no shell runs).
-pub fn shell_words(s: &str) -> Vec<String> {
+pub(crate) fn shell_words(s: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -201,7 +201,7 @@ pub fn shell_words(s: &str) -> Vec<String> {
 
 /// The container spec of a container service, with its config hash label. `image_id` is the
 /// local image's id, so that a rebuilt image also recreates the container.
-pub fn container_spec(
+pub(crate) fn container_spec(
     project: &str,
     svc: &Service,
     ports: &HostPorts,
@@ -311,7 +311,7 @@ pub fn container_spec(
 }
 
 /// A digest of everything that shapes the container: same hash, same container.
-pub fn config_hash(spec: &ContainerSpec, image_id: &str) -> String {
+pub(crate) fn config_hash(spec: &ContainerSpec, image_id: &str) -> String {
     let mut h = Sha256::new();
     let text = format!(
         "{image_id}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use crate::config::Protocol;
 
 /// Whether `ip:port` can be bound now. An unspecified or loopback address is checked as given.
-pub fn is_free(ip: IpAddr, port: u16, protocol: Protocol) -> bool {
+pub(crate) fn is_free(ip: IpAddr, port: u16, protocol: Protocol) -> bool {
     let addr = SocketAddr::new(ip, port);
     match protocol {
         Protocol::Tcp => TcpListener::bind(addr).is_ok(),
@@ -18,7 +18,7 @@ pub fn is_free(ip: IpAddr, port: u16, protocol: Protocol) -> bool {
 
 /// A port the kernel reports free on `ip` right now, avoiding `taken` (ports already handed out
 /// in this run). There is a window before it is used; callers bind soon after.
-pub fn pick_free(ip: IpAddr, taken: &HashSet<u16>) -> std::io::Result<u16> {
+pub(crate) fn pick_free(ip: IpAddr, taken: &HashSet<u16>) -> std::io::Result<u16> {
     for _ in 0..64 {
         let l = TcpListener::bind(SocketAddr::new(ip, 0))?;
         let port = l.local_addr()?.port();
@@ -34,7 +34,7 @@ pub fn pick_free(ip: IpAddr, taken: &HashSet<u16>) -> std::io::Result<u16> {
 
 /// Who listens on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
+pub(crate) struct Holder {
     pub pid: u32,
     pub command: String,
 }
@@ -80,7 +80,7 @@ fn parse_proc_net(text: &str, port: u16, protocol: Protocol) -> Vec<u64> {
 }
 
 /// The process holding `port`, if it is visible to us (same user, or root).
-pub fn holder(port: u16, protocol: Protocol) -> Option<Holder> {
+pub(crate) fn holder(port: u16, protocol: Protocol) -> Option<Holder> {
     let inodes = listening_inodes(port, protocol);
     if inodes.is_empty() {
         return None;
@@ -113,7 +113,7 @@ pub fn holder(port: u16, protocol: Protocol) -> Option<Holder> {
 }
 
 /// `/proc/PID/cmdline` as one line (arguments joined by spaces), or `comm` for kernel threads.
-pub fn command_line(pid: u32) -> String {
+pub(crate) fn command_line(pid: u32) -> String {
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmd = raw
         .split(|b| *b == 0)
@@ -131,7 +131,7 @@ pub fn command_line(pid: u32) -> String {
 }
 
 /// The address to bind-test for a mapping: Docker publishes on the given address.
-pub fn check_addr(ip: IpAddr) -> IpAddr {
+pub(crate) fn check_addr(ip: IpAddr) -> IpAddr {
     if ip.is_unspecified() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {

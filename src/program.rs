@@ -26,7 +26,7 @@ const NOT_A_PROGRAM: &[&str] = &[
 ];
 
 /// Finds `program` as a shell would: a path (relative to `cwd`) or a name on PATH.
-pub fn find(program: &str, cwd: &Path, path_var: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn find(program: &str, cwd: &Path, path_var: Option<&str>) -> Option<PathBuf> {
     let is_exec = |p: &Path| {
         p.is_file()
             && p.metadata()
@@ -43,7 +43,7 @@ pub fn find(program: &str, cwd: &Path, path_var: Option<&str>) -> Option<PathBuf
         .find(|p| is_exec(p))
 }
 
-pub fn argv_of(c: &Command) -> Vec<String> {
+pub(crate) fn argv_of(c: &Command) -> Vec<String> {
     match c {
         Command::Shell(s) => shell_words(s),
         Command::Argv(v) => v.clone(),
@@ -52,7 +52,7 @@ pub fn argv_of(c: &Command) -> Vec<String> {
 
 /// The program a command starts, when a plain word says it: not a shell builtin, a variable
 /// assignment or a word with shell syntax in it.
-pub fn program_of(c: &Command) -> Option<String> {
+pub(crate) fn program_of(c: &Command) -> Option<String> {
     let first = argv_of(c).into_iter().next()?;
     // A list is executed as it is: no shell runs its first word.
     if matches!(c, Command::Argv(_)) {
@@ -99,7 +99,7 @@ impl MissingProgram {
 
 /// Every service in `selected` whose program is missing. With `before_tasks`, a program that a
 /// selected task the service depends on creates is not counted: that task runs first.
-pub fn missing(
+pub(crate) fn missing(
     stack: &Stack,
     selected: &[String],
     path_var: Option<&str>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 /// Values shorter than this are not redacted: they would mask ordinary words everywhere.
 const MIN_LEN: usize = 4;
-pub const MASK: &str = "****";
+pub(crate) const MASK: &str = "****";
 
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {

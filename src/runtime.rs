@@ -12,14 +12,14 @@ use futures_util::Stream;
 use crate::config::{ContainerOptions, Protocol, RestartPolicy};
 
 /// Labels devstack puts on everything it creates; nothing without them is ever touched.
-pub mod labels {
-    pub const PROJECT: &str = "org.devstack.project";
-    pub const SERVICE: &str = "org.devstack.service";
-    pub const CONFIG_HASH: &str = "org.devstack.config-hash";
-    pub const VOLUME: &str = "org.devstack.volume";
+pub(crate) mod labels {
+    pub(crate) const PROJECT: &str = "org.devstack.project";
+    pub(crate) const SERVICE: &str = "org.devstack.service";
+    pub(crate) const CONFIG_HASH: &str = "org.devstack.config-hash";
+    pub(crate) const VOLUME: &str = "org.devstack.volume";
     /// On an image devstack built: the hash of its build inputs (context after `.dockerignore`,
     /// Dockerfile, args, target, labels); equal means the build can be skipped.
-    pub const BUILD_HASH: &str = "org.devstack.build-hash";
+    pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
 }
 
 /// A port to publish on the host.
@@ -209,8 +209,8 @@ impl std::fmt::Display for RuntimeError {
 
 impl std::error::Error for RuntimeError {}
 
-pub type Result<T> = std::result::Result<T, RuntimeError>;
-pub type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
+pub(crate) type Result<T> = std::result::Result<T, RuntimeError>;
+pub(crate) type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 
 /// A lifecycle hook as the engine runs it (`docker exec` with its options).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +290,7 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
 
 /// Seconds since the epoch of an RFC 3339 UTC time as Docker writes it
 /// (`2026-11-29T20:49:41.123456789Z`). Pure; `None` for the zero time or garbage.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-');
     let y: i64 = d.next()?.parse().ok()?;
@@ -351,7 +351,7 @@ mod tests {
 /// The runtime for a run without container services: devstack works without a Docker engine
 /// when only native processes are selected. It has no containers; anything else is an error.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NoEngine;
+pub(crate) struct NoEngine;
 
 fn no_engine<T>() -> Result<T> {
     Err(RuntimeError::Unavailable(

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 mod engine;
 
-pub use engine::ContainerEngine;
+pub(crate) use engine::ContainerEngine;
 
 use crate::config::Stack;
 use crate::engine::{Inbox, StackHandle, UpOutcome, UpRequest};
@@ -27,7 +27,7 @@ use crate::views::terminal::TtyGuard;
 use crate::views::web::{Dashboard, StackInfo, UsageSource};
 
 /// The async runtime a command talks to engines and sockets on.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -36,7 +36,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Where a session's merged log goes.
-pub struct LogSetup {
+pub(crate) struct LogSetup {
     /// The terminal stream it is written to.
     pub out: Box<dyn Write + Send>,
     pub format: Format,
@@ -48,7 +48,7 @@ pub struct LogSetup {
 
 /// One running stack and everything wired around it. Ended with [`Session::finish`], which
 /// makes sure no log line is lost.
-pub struct Session {
+pub(crate) struct Session {
     // Dropped last (after the views and the writer), as a function's locals would be.
     rt: tokio::runtime::Runtime,
     logs: LogHandle,
@@ -66,7 +66,7 @@ pub struct Session {
 
 impl Session {
     /// Starts the log mux, the async runtime, the signal handling and the stack's handle.
-    pub fn start(log: LogSetup) -> Result<Session, Error> {
+    pub(crate) fn start(log: LogSetup) -> Result<Session, Error> {
         let (logs, writer) = crate::logs::mux::spawn_with(
             log.out,
             log.format,
@@ -92,28 +92,28 @@ impl Session {
     }
 
     /// The receiving end of the stack's handle, for the run's [`UpRequest`].
-    pub fn take_inbox(&mut self) -> Option<Inbox> {
+    pub(crate) fn take_inbox(&mut self) -> Option<Inbox> {
         self.inbox.take()
     }
 
     /// The log, for events of the command's own.
-    pub fn logs(&self) -> &LogHandle {
+    pub(crate) fn logs(&self) -> &LogHandle {
         &self.logs
     }
 
     /// Runs `f` to completion on the session's runtime.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
 
     /// A warning in the log (not about one service).
-    pub fn warn(&self, text: String) {
+    pub(crate) fn warn(&self, text: String) {
         self.rt
             .block_on(self.logs.publish(StackEvent::warning(None, text)));
     }
 
     /// Serves the web dashboard on 127.0.0.1:`port` (a free one when `None`) and says where.
-    pub fn serve_dashboard(
+    pub(crate) fn serve_dashboard(
         &mut self,
         info: StackInfo,
         port: Option<u16>,
@@ -136,13 +136,13 @@ impl Session {
     }
 
     /// Where the dashboard of this run is served (with its access token), if it is.
-    pub fn dashboard_url(&self) -> Option<&str> {
+    pub(crate) fn dashboard_url(&self) -> Option<&str> {
         self.dashboard.as_ref().map(|d| d.url.as_str())
     }
 
     /// Shows the interactive terminal view of `services`, unless the terminal cannot be set up
     /// (then the plain log goes on).
-    pub fn show_terminal(&mut self, services: Vec<String>, color: bool) {
+    pub(crate) fn show_terminal(&mut self, services: Vec<String>, color: bool) {
         let tty = match TtyGuard::enter() {
             Ok(tty) => tty,
             Err(e) => {
@@ -166,7 +166,7 @@ impl Session {
     /// Runs the engine on `req` with the control socket served beside it, on the container
     /// engine the selected services need. An error before the engine starts when that engine
     /// cannot be reached.
-    pub fn run(&mut self, stack: &Stack, req: UpRequest<'_>) -> Result<UpOutcome, Error> {
+    pub(crate) fn run(&mut self, stack: &Stack, req: UpRequest<'_>) -> Result<UpOutcome, Error> {
         let Session {
             rt,
             logs,
@@ -186,12 +186,12 @@ impl Session {
 
     /// The container engine the run picked (none before [`Session::run`], nor when it could
     /// not be reached).
-    pub fn engine(&self) -> Option<&ContainerEngine> {
+    pub(crate) fn engine(&self) -> Option<&ContainerEngine> {
         self.engine.get()
     }
 
     /// Ends the session: the view goes with the engine, then every log line is written.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         let Session {
             rt,
             logs,

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::dockerignore::DockerIgnore;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EntryKind {
+pub(crate) enum EntryKind {
     Dir,
     File { size: u64, executable: bool },
     Symlink(PathBuf),
@@ -18,7 +18,7 @@ pub enum EntryKind {
 
 /// One path of the context that is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Relative to the context, `/`-separated.
     pub rel: String,
     pub kind: EntryKind,
@@ -28,14 +28,12 @@ pub struct Entry {
 
 /// The context as the engine gets it.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub root: PathBuf,
     /// Sorted by path, so the hash and the tar do not depend on the order of `readdir`.
     pub entries: Vec<Entry>,
     /// sha256 over every entry's path, kind, mode and content (hex).
     pub hash: String,
-    /// Bytes of file content sent (the tar is a little larger: headers).
-    pub content_bytes: u64,
 }
 
 fn rel_of(root: &Path, p: &Path) -> String {
@@ -51,7 +49,7 @@ fn rel_of(root: &Path, p: &Path) -> String {
 /// change times mean the same content (as git's index assumes); the change time cannot be set
 /// back by tools that preserve modification times.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     size: u64,
     ino: u64,
     mtime_ns: i128,
@@ -62,7 +60,7 @@ pub struct Stamp {
 
 /// Content digests of one context's files by path, kept between runs so that an unchanged
 /// context is not read again.
-pub type DigestCache = HashMap<String, Stamp>;
+pub(crate) type DigestCache = HashMap<String, Stamp>;
 
 fn stamp_of(meta: &std::fs::Metadata) -> (u64, u64, i128, i128) {
     use std::os::unix::fs::MetadataExt;
@@ -121,13 +119,14 @@ fn file_digest(
 }
 
 /// Walks `root`, leaving out what `ignore` excludes, and hashes what is left.
-pub fn scan(root: &Path, ignore: &DockerIgnore) -> std::io::Result<Context> {
+#[cfg(test)]
+pub(crate) fn scan(root: &Path, ignore: &DockerIgnore) -> std::io::Result<Context> {
     scan_cached(root, ignore, &mut DigestCache::new())
 }
 
 /// [`scan`], reading only the files whose stamp is not in `cache` (which it updates: entries of
 /// files that are gone are dropped).
-pub fn scan_cached(
+pub(crate) fn scan_cached(
     root: &Path,
     ignore: &DockerIgnore,
     cache: &mut DigestCache,
@@ -187,7 +186,6 @@ pub fn scan_cached(
     entries.sort_by(|a, b| a.rel.cmp(&b.rel));
 
     let mut h = Sha256::new();
-    let mut content_bytes = 0;
     let mut buf = vec![0u8; 64 * 1024];
     cache.retain(|rel, _| {
         entries
@@ -209,7 +207,6 @@ pub fn scan_cached(
                 let path = root.join(&e.rel);
                 let meta = std::fs::metadata(&path)?;
                 h.update(file_digest(&path, &e.rel, &meta, cache, &mut buf)?.as_bytes());
-                content_bytes += size;
             }
         }
         h.update([0]);
@@ -218,17 +215,16 @@ pub fn scan_cached(
         root: root.to_path_buf(),
         entries,
         hash: hex(&h.finalize()),
-        content_bytes,
     })
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The tar the engine receives: every entry, plus `extra` files (a Dockerfile from outside the
 /// context, an inline one) at the given names. Owners are root, as the Docker CLI sends them.
-pub fn tar(ctx: &Context, extra: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn tar(ctx: &Context, extra: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     let header = |kind: tar::EntryType, mode: u32, mtime: u64, size: u64| {
@@ -269,7 +265,7 @@ pub fn tar(ctx: &Context, extra: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8
 
 /// A tar of host files at the given paths (absolute container paths; the tar is extracted at
 /// `/`), for copying changed files into a running container. Missing files are skipped.
-pub fn files_tar(files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn files_tar(files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let mut b = tar::Builder::new(Vec::new());
     for (host, dest) in files {

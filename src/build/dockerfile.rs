@@ -3,7 +3,7 @@
 
 /// One instruction: the line it starts on (1-based) and its text with continuations joined.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instruction {
+pub(crate) struct Instruction {
     pub line: usize,
     pub text: String,
 }
@@ -14,7 +14,7 @@ fn squash(s: &str) -> String {
 
 /// The instructions of a Dockerfile, honouring `# escape=` and comment lines inside
 /// continuations, as the classic builder parses them.
-pub fn instructions(text: &str) -> Vec<Instruction> {
+pub(crate) fn instructions(text: &str) -> Vec<Instruction> {
     let mut escape = '\\';
     let mut out = Vec::new();
     let mut current: Option<Instruction> = None;
@@ -68,7 +68,7 @@ pub fn instructions(text: &str) -> Vec<Instruction> {
 
 /// The line of step `n` (1-based) whose text the builder printed as `printed`: the instruction
 /// with that text nearest to position `n`, else the `n`-th instruction.
-pub fn step_line(text: &str, n: usize, printed: &str) -> Option<usize> {
+pub(crate) fn step_line(text: &str, n: usize, printed: &str) -> Option<usize> {
     let all = instructions(text);
     let want = squash(printed).to_ascii_lowercase();
     let by_text = all
@@ -81,7 +81,7 @@ pub fn step_line(text: &str, n: usize, printed: &str) -> Option<usize> {
 }
 
 /// `Dockerfile parse error line 3: unknown instruction: RUNX` → 3 (the engine's own location).
-pub fn line_in_message(message: &str) -> Option<usize> {
+pub(crate) fn line_in_message(message: &str) -> Option<usize> {
     let lower = message.to_ascii_lowercase();
     let at = lower.find("line ")?;
     let digits: String = lower[at + 5..]
@@ -92,7 +92,7 @@ pub fn line_in_message(message: &str) -> Option<usize> {
 }
 
 /// `Step 3/7 : RUN make` → (3, 7, "RUN make").
-pub fn parse_step(line: &str) -> Option<(usize, usize, String)> {
+pub(crate) fn parse_step(line: &str) -> Option<(usize, usize, String)> {
     let rest = line.trim().strip_prefix("Step ")?;
     let (counts, instruction) = rest.split_once(" : ")?;
     let (n, of) = counts.split_once('/')?;

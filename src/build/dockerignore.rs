@@ -19,7 +19,7 @@ struct Pattern {
 
 /// The compiled patterns of one `.dockerignore`.
 #[derive(Debug, Clone, Default)]
-pub struct DockerIgnore {
+pub(crate) struct DockerIgnore {
     patterns: Vec<Pattern>,
 }
 
@@ -119,7 +119,7 @@ fn to_regex(pattern: &str) -> Option<Regex> {
 impl DockerIgnore {
     /// Parses the file's text. Patterns that are not valid globs are skipped (Docker refuses the
     /// build for them; the engine then says so).
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let mut patterns = Vec::new();
         for line in text.lines() {
             let line = line.trim();
@@ -147,7 +147,7 @@ impl DockerIgnore {
 
     /// Keeps `path` (a file the build cannot do without, such as the Dockerfile) whatever the
     /// patterns say, as the Docker CLI does.
-    pub fn keep(&mut self, path: &str) {
+    pub(crate) fn keep(&mut self, path: &str) {
         let p = regex::escape(&clean(path));
         if let Ok(re) = Regex::new(&format!("^{p}$")) {
             self.patterns.push(Pattern {
@@ -157,18 +157,14 @@ impl DockerIgnore {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// Whether any `!` pattern exists: then an excluded folder must still be walked.
-    pub fn has_exclusions(&self) -> bool {
+    pub(crate) fn has_exclusions(&self) -> bool {
         self.patterns.iter().any(|p| p.exclusion)
     }
 
     /// Whether `path` (relative to the context, `/`-separated) is left out of the context: the
     /// last pattern that matches the path or one of its parent folders decides.
-    pub fn excludes(&self, path: &str) -> bool {
+    pub(crate) fn excludes(&self, path: &str) -> bool {
         let path = clean(path);
         let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
         let mut excluded = false;

@@ -3,9 +3,9 @@
 //! build can be skipped (a hash of its inputs, kept as a label on the image). Planning is pure;
 //! `context` reads the files; the engine (`engine::build`) runs the builds.
 
-pub mod context;
-pub mod dockerfile;
-pub mod dockerignore;
+pub(crate) mod context;
+pub(crate) mod dockerfile;
+pub(crate) mod dockerignore;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use crate::config::{ServiceKind, Stack};
 
 /// Compose's `pull_policy`, for a service that has a `build`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullPolicy {
+pub(crate) enum PullPolicy {
     /// Use the local image, else pull (when `image` is given), else build. The default.
     Missing,
     /// Never pull: use the local image, else build.
@@ -28,7 +28,7 @@ pub enum PullPolicy {
 }
 
 impl PullPolicy {
-    pub fn parse(s: Option<&str>) -> Self {
+    pub(crate) fn parse(s: Option<&str>) -> Self {
         match s {
             Some("never") => Self::Never,
             Some("always") => Self::Always,
@@ -41,7 +41,7 @@ impl PullPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DockerfileSource {
+pub(crate) enum DockerfileSource {
     /// An absolute path (inside the context or not).
     Path(PathBuf),
     /// `dockerfile_inline`.
@@ -50,7 +50,7 @@ pub enum DockerfileSource {
 
 /// One build: what the engine gets, and the services whose image it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildJob {
+pub(crate) struct BuildJob {
     pub services: Vec<String>,
     /// The first is the build's tag; a service of the same build that names another image gets
     /// its tag added.
@@ -72,12 +72,12 @@ pub struct BuildJob {
 
 impl BuildJob {
     /// What the log calls the build: `web` or `web, worker`.
-    pub fn who(&self) -> String {
+    pub(crate) fn who(&self) -> String {
         self.services.join(", ")
     }
 
     /// The Dockerfile on disk, for messages (`None` when inline).
-    pub fn dockerfile_path(&self) -> Option<&Path> {
+    pub(crate) fn dockerfile_path(&self) -> Option<&Path> {
         match &self.dockerfile {
             DockerfileSource::Path(p) => Some(p),
             DockerfileSource::Inline(_) => None,
@@ -86,7 +86,7 @@ impl BuildJob {
 
     /// The Dockerfile's name inside the context tar, and its content when it must be added to
     /// the tar (inline, or outside the context).
-    pub fn dockerfile_in_tar(&self, text: &str) -> (String, Option<Vec<u8>>) {
+    pub(crate) fn dockerfile_in_tar(&self, text: &str) -> (String, Option<Vec<u8>>) {
         let extra = || {
             let mut h = Sha256::new();
             h.update(text.as_bytes());
@@ -109,7 +109,7 @@ impl BuildJob {
 
     /// The hash of everything that decides what the build produces: the context after
     /// `.dockerignore` (its own hash), the Dockerfile, args, target and labels.
-    pub fn input_hash(&self, dockerfile_text: &str, context_hash: &str) -> String {
+    pub(crate) fn input_hash(&self, dockerfile_text: &str, context_hash: &str) -> String {
         let mut h = Sha256::new();
         h.update(b"devstack-build-1\n");
         h.update(dockerfile_text.as_bytes());
@@ -128,7 +128,7 @@ impl BuildJob {
 
 /// The builds the `selected` services need, in the order of their first service. Services with
 /// the same context, Dockerfile, args and target share one build.
-pub fn jobs(stack: &Stack, selected: &[String]) -> Result<Vec<BuildJob>, String> {
+pub(crate) fn jobs(stack: &Stack, selected: &[String]) -> Result<Vec<BuildJob>, String> {
     let mut out: Vec<BuildJob> = Vec::new();
     for name in selected {
         let Some(svc) = stack.services.get(name) else {

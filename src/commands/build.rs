@@ -11,7 +11,7 @@ use crate::session::{runtime, ContainerEngine};
 
 /// `devstack build`: the images of the named services (all with `build:` when none are named),
 /// built even when their build hash is unchanged.
-pub fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let names: Vec<String> = if args.services.is_empty() {
         stack
             .services

@@ -22,7 +22,7 @@ use crate::runtime::ContainerRuntime;
 use crate::session::{runtime, ContainerEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
+pub(super) enum Verb {
     Restart,
     Stop,
     Start,
@@ -131,7 +131,12 @@ fn short_id(id: &str) -> &str {
 }
 
 /// `devstack restart|stop|start SERVICE…`.
-pub fn verb(stack: &Stack, verb: Verb, args: &ControlArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn verb(
+    stack: &Stack,
+    verb: Verb,
+    args: &ControlArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     known(stack, &args.services)?;
     let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
     let services = args.services.clone();
@@ -158,7 +163,7 @@ pub fn verb(stack: &Stack, verb: Verb, args: &ControlArgs, env: &mut Env<'_>) ->
 const APPEAR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `devstack wait [SERVICE…] [--timeout D]`.
-pub fn wait(stack: &Stack, args: &WaitArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn wait(stack: &Stack, args: &WaitArgs, env: &mut Env<'_>) -> Result<(), Error> {
     known(stack, &args.services)?;
     // `devstack up &` then `devstack wait`: the devstack gets a moment to appear.
     let appear = args.timeout.unwrap_or(APPEAR).min(APPEAR);
@@ -183,7 +188,7 @@ pub fn wait(stack: &Stack, args: &WaitArgs, env: &mut Env<'_>) -> Result<(), Err
 }
 
 /// The running devstack's `ps` rows, or `None` when no devstack runs the project.
-pub fn live_ps(stack: &Stack) -> Result<Option<Vec<PsRow>>, Error> {
+pub(super) fn live_ps(stack: &Stack) -> Result<Option<Vec<PsRow>>, Error> {
     let mut conn = match client::connect(&state_dir(&stack.name), &stack.name) {
         Ok(c) => c,
         Err(Error::NotRunning { .. }) => return Ok(None),
@@ -222,7 +227,7 @@ fn answer_of<T>(conn: &mut Connection, pick: impl Fn(Reply) -> Option<T>) -> Res
 }
 
 /// `ps` as a table: the live rows of a running devstack.
-pub fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Result<(), Error> {
     if json {
         let text = serde_json::to_string_pretty(rows).map_err(|e| Error::Encode(e.to_string()))?;
         writeln!(env.out, "{text}")?;
@@ -293,7 +298,7 @@ fn mebibytes(b: u64) -> String {
 /// `devstack exec SERVICE -- CMD…`: in the container (exec API; a pseudo-terminal when stdin
 /// is a terminal), or for a process in its working folder with its environment (port
 /// references as the running devstack resolved them).
-pub fn exec(
+pub(super) fn exec(
     stack: &Stack,
     identity: &crate::project::instance::Identity,
     args: &ExecArgs,
@@ -423,14 +428,14 @@ fn exec_as_process(
 }
 
 /// `devstack mcp [--read-only]`.
-pub fn mcp(stack: &Stack, args: &McpArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn mcp(stack: &Stack, args: &McpArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let server = crate::control::mcp::Mcp::new(stack, state_dir(&stack.name), args.read_only);
     server.serve(std::io::stdin().lock(), env.out)
 }
 
 /// `devstack completions SHELL`: the registration script; completions themselves are computed
 /// by devstack when the shell asks (`COMPLETE=SHELL devstack -- …`), service names included.
-pub fn completions(args: &CompletionsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn completions(args: &CompletionsArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let shells = clap_complete::env::Shells::builtins();
     let name = args.shell.to_string();
     let completer = shells.completer(&name).ok_or_else(|| Error::Usage {
@@ -445,14 +450,14 @@ pub fn completions(args: &CompletionsArgs, env: &mut Env<'_>) -> Result<(), Erro
 }
 
 /// `devstack man`: the manual page.
-pub fn man(env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn man(env: &mut Env<'_>) -> Result<(), Error> {
     clap_mangen::Man::new(Cli::command()).render(env.out)?;
     Ok(())
 }
 
 /// `devstack apply [--dry-run] [--json]`: the running stack takes the stack files as they are
 /// now. Exit 2 when they are invalid, 4 when a port they need is taken, 9 when nothing runs.
-pub fn apply(stack: &Stack, args: &ApplyArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn apply(stack: &Stack, args: &ApplyArgs, env: &mut Env<'_>) -> Result<(), Error> {
     use crate::engine::apply::ApplyAnswer;
     let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
     conn.send(Request::Apply {

@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::logs::render::Renderer;
 
 /// Set in the background copy's environment.
-pub const DETACHED_ENV: &str = "DEVSTACK_DETACHED";
+pub(super) const DETACHED_ENV: &str = "DEVSTACK_DETACHED";
 
 /// How long a devstack that was asked to stop gets to let go of the project.
 const STOP_PATIENCE: Duration = Duration::from_secs(120);
@@ -54,7 +54,7 @@ fn relay(
 /// Starts the background copy with the same arguments minus `--wait` and follows it until
 /// every service is ready (exit 0, copy left running) or it ends (its exit code and error). If
 /// the project already runs, waits for that devstack instead.
-pub fn up_detached(
+pub(super) fn up_detached(
     project: &str,
     state_dir: &Path,
     renderer: Renderer,
@@ -145,7 +145,7 @@ pub fn up_detached(
 
 /// Asks the devstack that runs the project to stop (dependents first, as on Ctrl-C), shows its
 /// progress, and waits until it has let go of the project. Its pid, if one ran.
-pub fn stop_running(
+pub(super) fn stop_running(
     stack: &Stack,
     state_dir: &Path,
     env: &mut Env<'_>,

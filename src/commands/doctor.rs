@@ -11,14 +11,14 @@ use crate::program::{argv_of, find as find_program};
 use crate::runtime::ContainerRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(super) enum Level {
     Ok,
     Warn,
     Blocker,
 }
 
 #[derive(Debug, Clone)]
-pub struct Finding {
+pub(super) struct Finding {
     pub level: Level,
     pub what: String,
     pub fix: Option<String>,
@@ -305,7 +305,7 @@ fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
     out
 }
 
-pub fn doctor(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn doctor(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,7 +14,7 @@ use crate::project::state_dir;
 use crate::runtime::ContainerRuntime;
 use crate::session::{runtime, ContainerEngine};
 
-pub fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let renderer = Renderer {
         width: log_width(&stack.services.keys().cloned().collect::<Vec<_>>()),
         color: color_for(false, env),

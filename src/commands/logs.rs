@@ -19,7 +19,11 @@ type Show<'a> = dyn Fn(&Record, &mut dyn Write) -> std::io::Result<()> + 'a;
 
 /// `devstack logs`: the per-service log files, merged by time; with `-f`, then the live stream
 /// of the running devstack (the files, polled, when none runs).
-pub fn logs(stack: &Stack, args: &crate::cli::LogsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn logs(
+    stack: &Stack,
+    args: &crate::cli::LogsArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     let dir = state_dir(&stack.name).join("logs");
     let names = log_names(stack, args)?;
     let filter = filter_of(args, &dir)?;

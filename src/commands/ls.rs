@@ -8,7 +8,7 @@ use crate::config::Protocol;
 use crate::control::instances::{self, Instance};
 use crate::error::Error;
 
-pub fn ls(args: &LsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn ls(args: &LsArgs, env: &mut Env<'_>) -> Result<(), Error> {
     let (rows, docker) = instances::list();
     if args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode(e.to_string()))?;

@@ -33,7 +33,7 @@ fn planned_rows(stack: &Stack, identity: &Identity) -> Result<Vec<PortRow>, Erro
         .collect())
 }
 
-pub fn ports(
+pub(super) fn ports(
     stack: &Stack,
     identity: &Identity,
     args: &PortsArgs,

@@ -44,7 +44,7 @@ fn process_uptime(start_ticks: u64) -> String {
     coarse(secs)
 }
 
-pub fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
     // A running devstack knows the real states; ask it.
     if let Some(rows) = super::control::live_ps(stack)? {
         return super::control::print_live_ps(&rows, args.json, env);

@@ -9,7 +9,7 @@ use crate::render;
 
 use super::{selected_services, Env};
 
-pub fn render(stack: &Stack, what: &RenderCommand, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn render(stack: &Stack, what: &RenderCommand, env: &mut Env<'_>) -> Result<(), Error> {
     // Tasks prepare this machine (a virtualenv, a base image): a cluster or Compose has no use
     // for them.
     let stack = &stack.without_tasks();

@@ -31,7 +31,7 @@ fn random_suffix() -> String {
 }
 
 /// `DEVSTACK_<SERVICE>_<PORT>` for every published port: `core-service` 5000 → `DEVSTACK_CORE_SERVICE_5000`.
-pub fn port_variables(ports: &crate::plan::HostPorts) -> Vec<(String, String)> {
+pub(super) fn port_variables(ports: &crate::plan::HostPorts) -> Vec<(String, String)> {
     ports
         .all()
         .map(|(service, p)| {
@@ -54,7 +54,11 @@ pub fn port_variables(ports: &crate::plan::HostPorts) -> Vec<(String, String)> {
 }
 
 /// `devstack test -- CMD`: a throwaway stack, the suite against it, teardown whatever happens.
-pub fn test(stack: &Stack, args: &crate::cli::TestArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn test(
+    stack: &Stack,
+    args: &crate::cli::TestArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     let mut throwaway = stack.clone();
     throwaway.name = format!("{}-test-{}", stack.name, random_suffix());
     let project = throwaway.name.clone();

@@ -4,13 +4,13 @@
 use std::os::fd::AsRawFd;
 
 /// Restores stdin's terminal settings when dropped.
-pub struct RawMode {
+pub(super) struct RawMode {
     saved: libc::termios,
 }
 
 impl RawMode {
     /// Puts stdin in raw mode; `None` when it is not a terminal.
-    pub fn enter() -> Option<RawMode> {
+    pub(super) fn enter() -> Option<RawMode> {
         let fd = std::io::stdin().as_raw_fd();
         // SAFETY: termios is plain data; tcgetattr fills it or fails without touching it.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
@@ -37,7 +37,7 @@ impl Drop for RawMode {
 }
 
 /// The terminal's size as (columns, rows), if stdout is a terminal.
-pub fn size() -> Option<(u16, u16)> {
+pub(super) fn size() -> Option<(u16, u16)> {
     // SAFETY: winsize is plain data; TIOCGWINSZ fills it or fails.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: ioctl on our stdout with a valid out pointer for TIOCGWINSZ.

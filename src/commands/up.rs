@@ -23,7 +23,7 @@ fn already_up(project: &str, pid: u32) -> Error {
     }
 }
 
-pub fn up(
+pub(super) fn up(
     stack: &Stack,
     identity: &Identity,
     args: &UpArgs,

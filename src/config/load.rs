@@ -1291,10 +1291,10 @@ fn typed(mut merged: Value, errors: &mut Vec<Diagnostic>) -> Typed {
 }
 
 /// Top-level keys of the Compose Specification that devstack does not read yet.
-pub const COMPOSE_TOP_LEVEL_KEYS: &[&str] = &["configs", "models"];
+pub(super) const COMPOSE_TOP_LEVEL_KEYS: &[&str] = &["configs", "models"];
 
 /// Service keys of the Compose Specification that devstack does not read yet.
-pub const COMPOSE_SERVICE_KEYS: &[&str] = &[
+pub(super) const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "annotations",
     "attach",
     "blkio_config",
@@ -1623,7 +1623,7 @@ fn describe(v: &Value) -> &'static str {
 }
 
 /// Later files override earlier ones key by key; maps merge, everything else is replaced.
-pub fn merge(base: &mut Value, over: Value) {
+pub(super) fn merge(base: &mut Value, over: Value) {
     match (base, over) {
         (Value::Mapping(b), Value::Mapping(o)) => {
             for (k, v) in o {
@@ -1644,7 +1644,7 @@ pub fn merge(base: &mut Value, over: Value) {
 /// or maps, `ports` and `expose` appended without duplicates, `volumes` and `secrets` by
 /// target, `depends_on` and `networks` by name; `!reset` removes a value and `!override`
 /// replaces it whole.
-pub fn merge_top(base: &mut Value, over: Value) {
+pub(super) fn merge_top(base: &mut Value, over: Value) {
     let (Value::Mapping(b), Value::Mapping(o)) = (&mut *base, &over) else {
         *base = over;
         return;
@@ -1966,7 +1966,7 @@ fn context_noun(path: &KeyPath) -> &'static str {
 }
 
 /// Turns a serde message into one a person can act on, with its key path.
-pub fn translate_serde_error(msg: &str, path: KeyPath) -> Diagnostic {
+pub(super) fn translate_serde_error(msg: &str, path: KeyPath) -> Diagnostic {
     let msg = msg.split(" at line ").next().unwrap_or(msg).trim();
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         let names = backquoted(rest);

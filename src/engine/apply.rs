@@ -20,21 +20,21 @@ use crate::runtime::{labels, ContainerRuntime, ContainerSpec, Published};
 
 /// The name the stack's own files are watched under, beside the services' watches (a service
 /// name cannot hold `:`).
-pub const CONFIG_WATCH: &str = "devstack:config";
+pub(crate) const CONFIG_WATCH: &str = "devstack:config";
 
 /// The stack files as they are now, loaded and validated as at start, with the services to run
 /// (as `up` chose them: those named and their dependencies, or all).
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     pub stack: Stack,
     pub selected: Vec<String>,
     pub warnings: Vec<String>,
 }
 
 /// Loads the stack files again; the error is what `validate` prints.
-pub type Reload = Box<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
+pub(crate) type Reload = Box<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
 
 /// A request to apply the stack files as they are now.
-pub struct ApplyRequest {
+pub(crate) struct ApplyRequest {
     pub dry_run: bool,
     pub reply: Option<oneshot::Sender<ApplyAnswer>>,
 }
@@ -72,7 +72,7 @@ pub(super) struct Ready {
 /// The files the stack was read from, to watch: every stack file, `extends` and `include`
 /// file, `.env`, `--env-file` and `env_file` (each only when it exists: a file that does not
 /// exist yet is not watched).
-pub fn inputs(stack: &Stack) -> Vec<PathBuf> {
+pub(crate) fn inputs(stack: &Stack) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for f in stack.files.iter().chain(&stack.inputs) {
         if f.is_file() && !out.contains(f) {

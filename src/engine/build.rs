@@ -19,7 +19,7 @@ const BUILD_TAIL: usize = 12;
 
 /// How builds are asked for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BuildFlags {
+pub(crate) struct BuildFlags {
     /// Build even when the image's build hash matches (`up --build`, `devstack build`).
     pub force: bool,
     /// Do not use the engine's layer cache.
@@ -112,7 +112,7 @@ fn ms_since(t: Instant) -> u64 {
 }
 
 /// Ensures the image of every job; returns image name → id for every tag.
-pub async fn ensure_all<R: ContainerRuntime>(
+pub(crate) async fn ensure_all<R: ContainerRuntime>(
     rt: &R,
     jobs: &[BuildJob],
     flags: BuildFlags,
@@ -143,7 +143,7 @@ pub async fn ensure_all<R: ContainerRuntime>(
 }
 
 /// One job: skip, pull, use as found, or build.
-pub async fn ensure<R: ContainerRuntime>(
+pub(crate) async fn ensure<R: ContainerRuntime>(
     rt: &R,
     job: &BuildJob,
     flags: BuildFlags,

@@ -16,16 +16,16 @@ use crate::logs::LogHandle;
 use crate::runtime::ContainerRuntime;
 
 /// A rebuild's result: the service, and its new image id (or why not).
-pub type Rebuilt = (String, Result<String, super::UpError>);
+pub(crate) type Rebuilt = (String, Result<String, super::UpError>);
 
 /// The engine's `develop.watch` part.
-pub struct Develop {
+pub(crate) struct Develop {
     rebuilt: mpsc::UnboundedSender<Rebuilt>,
 }
 
 impl Develop {
     /// The part, and where its rebuilds' results arrive.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Rebuilt>) {
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<Rebuilt>) {
         let (rebuilt, rx) = mpsc::unbounded_channel();
         (Self { rebuilt }, rx)
     }
@@ -36,7 +36,7 @@ impl Develop {
         clippy::too_many_arguments,
         reason = "one call site; the engine's parts it needs"
     )]
-    pub async fn on_change<R: ContainerRuntime>(
+    pub(crate) async fn on_change<R: ContainerRuntime>(
         &self,
         rt: &R,
         stack: &Stack,
@@ -94,7 +94,7 @@ impl Develop {
 }
 
 /// What a failed rebuild is told as: the container keeps its previous image.
-pub fn rebuild_failed(e: &super::UpError) -> String {
+pub(crate) fn rebuild_failed(e: &super::UpError) -> String {
     match e {
         super::UpError::Build(f) => format!(
             "the rebuild of `{}` failed: {} ({}{}); the container keeps running the previous image",
@@ -164,7 +164,7 @@ async fn sync<R: ContainerRuntime>(
 
 /// What to do about one burst of changes of one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DevelopPlan {
+pub(crate) struct DevelopPlan {
     /// Rebuild the image and recreate the container (wins over everything else).
     pub rebuild: bool,
     /// Host file → absolute path in the container, to copy.
@@ -178,7 +178,7 @@ pub struct DevelopPlan {
 }
 
 impl DevelopPlan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         !self.rebuild && self.copy.is_empty() && self.delete.is_empty() && !self.restart
     }
 }
@@ -200,7 +200,7 @@ fn ignored(rule: &WatchRule, rel: &Path) -> bool {
 
 /// The plan for `changed` (absolute host paths) under `rules`; `exists` says whether a host path
 /// is still there (a file that is gone is deleted in the container).
-pub fn plan(
+pub(crate) fn plan(
     rules: &[WatchRule],
     changed: &[PathBuf],
     root: &Path,

@@ -128,7 +128,7 @@ pub(super) struct Engine<R, H> {
 }
 
 impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
-    pub fn new(parts: Parts<R, H>) -> Self {
+    pub(super) fn new(parts: Parts<R, H>) -> Self {
         Self {
             p: parts,
             rewatch: None,
@@ -145,7 +145,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
     }
 
     /// Runs until the kernel says the run is over; then ends it (see [`Engine::end`]).
-    pub async fn run(mut self, mut src: Sources<'_>) -> Result<UpOutcome, UpError> {
+    pub(super) async fn run(mut self, mut src: Sources<'_>) -> Result<UpOutcome, UpError> {
         let first = self.p.kernel.begin(now());
         self.turn(first).await;
         let outcome = loop {

@@ -9,7 +9,7 @@ use crate::logs::LogHandle;
 use crate::plan;
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerStatus, RuntimeError};
 
-pub struct DownRequest<'a> {
+pub(crate) struct DownRequest<'a> {
     pub stack: &'a Stack,
     pub volumes: bool,
     pub remove_orphans: bool,
@@ -17,7 +17,7 @@ pub struct DownRequest<'a> {
 
 /// What `down` did, for its summary.
 #[derive(Debug, Default)]
-pub struct DownReport {
+pub(crate) struct DownReport {
     pub removed: Vec<String>,
     pub orphans_left: Vec<String>,
     pub volumes_removed: Vec<String>,
@@ -25,7 +25,7 @@ pub struct DownReport {
 
 /// Stops and removes this project's containers (dependents first), its network, and with
 /// `volumes` its named volumes. Touches nothing without the project's label.
-pub async fn down<R: ContainerRuntime>(
+pub(crate) async fn down<R: ContainerRuntime>(
     rt: &R,
     req: DownRequest<'_>,
     logs: &LogHandle,

@@ -70,7 +70,7 @@ pub struct StackHandle {
 }
 
 /// The engine's end of a [`StackHandle`].
-pub struct Inbox {
+pub(crate) struct Inbox {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub applies: mpsc::UnboundedReceiver<ApplyRequest>,
     pub snapshot: watch::Sender<Vec<ServiceStatus>>,
@@ -79,7 +79,7 @@ pub struct Inbox {
 }
 
 /// A handle and the inbox the engine reads it from. `events` is the log mux's fan-out.
-pub fn channel(events: broadcast::Sender<Published>) -> (StackHandle, Inbox) {
+pub(crate) fn channel(events: broadcast::Sender<Published>) -> (StackHandle, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Vec::new());

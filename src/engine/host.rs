@@ -18,7 +18,7 @@ use crate::unit::process::ProcessSetup;
 use crate::unit::UnitHandle;
 use crate::watch::{FilesChanged, WatchError, WatchSpec, Watcher};
 
-pub trait ProcessHost: Clone + Send + Sync + 'static {
+pub(crate) trait ProcessHost: Clone + Send + Sync + 'static {
     /// Spawns the unit of one native service (nothing runs until it gets `Start`).
     fn unit(&self, setup: ProcessSetup) -> (UnitHandle, JoinHandle<()>);
 
@@ -62,7 +62,7 @@ pub trait ProcessHost: Clone + Send + Sync + 'static {
 
 /// The real machine: process groups, `/proc`, inotify.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Host;
+pub(crate) struct Host;
 
 impl ProcessHost for Host {
     fn unit(&self, setup: ProcessSetup) -> (UnitHandle, JoinHandle<()>) {

@@ -3,16 +3,16 @@
 //! source into one event, asks the kernel, and carries out the effects it returns. Everything a
 //! person or a client sees goes through the log mux as typed events.
 
-pub mod apply;
-pub mod build;
-pub mod develop;
+pub(crate) mod apply;
+pub(crate) mod build;
+pub(crate) mod develop;
 mod dispatch;
-pub mod down;
-pub mod handle;
-pub mod host;
-pub mod prepare;
-pub mod probe;
-pub mod task;
+pub(crate) mod down;
+pub(crate) mod handle;
+pub(crate) mod host;
+pub(crate) mod prepare;
+pub(crate) mod probe;
+pub(crate) mod task;
 #[cfg(test)]
 mod tests;
 
@@ -22,10 +22,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-pub use build::{BuildFailure, BuildFlags};
-pub use down::{down, DownReport, DownRequest};
-pub use handle::{channel, Inbox, PortView, ServiceStatus, StackHandle};
-pub use host::{Host, ProcessHost};
+pub(crate) use build::{BuildFailure, BuildFlags};
+pub(crate) use down::{down, DownReport, DownRequest};
+pub(crate) use handle::{channel, Inbox, ServiceStatus, StackHandle};
+pub(crate) use host::{Host, ProcessHost};
 
 use crate::clock::unix_ms;
 use crate::config::{Service, Stack};
@@ -39,7 +39,7 @@ use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::unit::{self, UnitCommand, UnitEvent, UnitHandle};
 
 /// Lines of a failing service's output shown with the error.
-pub const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 /// Lines shown with a crash loop.
 const CRASH_TAIL: usize = 5;
 /// How often zombies of orphaned descendants are looked for besides SIGCHLD (a backstop: each
@@ -49,7 +49,7 @@ const REAP_EVERY: Duration = Duration::from_secs(2);
 /// truncate-then-write, or a `git checkout` of several files, is one change.
 const CONFIG_DEBOUNCE: Duration = Duration::from_millis(150);
 
-pub struct UpRequest<'a> {
+pub(crate) struct UpRequest<'a> {
     pub stack: &'a Stack,
     /// The services to start, dependencies included (see `Graph::closure`).
     pub selected: Vec<String>,
@@ -74,7 +74,7 @@ pub struct UpRequest<'a> {
 }
 
 #[derive(Debug)]
-pub enum UpOutcome {
+pub(crate) enum UpOutcome {
     /// `wait`: everything is ready and left running.
     Ready { ports: HostPorts },
     /// Foreground run ended by a signal (or a shutdown command) after a clean stop.
@@ -85,7 +85,8 @@ pub enum UpOutcome {
 
 /// Work to run once everything is ready, while devstack keeps supervising (`devstack test`'s
 /// suite); the stack is stopped when it ends. Gets the host ports.
-pub type Then = Box<dyn FnOnce(HostPorts) -> futures_util::future::BoxFuture<'static, i32> + Send>;
+pub(crate) type Then =
+    Box<dyn FnOnce(HostPorts) -> futures_util::future::BoxFuture<'static, i32> + Send>;
 
 /// A host port that is taken by someone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +232,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
 /// Brings the selected services up and runs them until the kernel says the run is over: with
 /// `wait`, once everything is ready (left running); otherwise at an interrupt, a shutdown
 /// command, the end of `then`, or a failure during start-up (everything started is stopped).
-pub async fn up<R: ContainerRuntime>(
+pub(crate) async fn up<R: ContainerRuntime>(
     rt: &R,
     req: UpRequest<'_>,
     logs: LogHandle,
@@ -241,7 +242,7 @@ pub async fn up<R: ContainerRuntime>(
 }
 
 /// [`up`] with native services run by `host` (the engine's tests pass a fake).
-pub async fn up_with<R: ContainerRuntime, H: ProcessHost>(
+pub(crate) async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     rt: &R,
     host: &H,
     mut req: UpRequest<'_>,

@@ -22,7 +22,7 @@ use crate::runtime::{
 };
 
 /// What the container engine had before this run, and the plan for this run.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub existing: Vec<ContainerInfo>,
     pub ports: HostPorts,
     /// The container services whose image is known; a built service gets its spec when its
@@ -32,13 +32,13 @@ pub struct Prepared {
 }
 
 /// One finished build: the services whose image it is, and the image id (or why not).
-pub struct BuildDone {
+pub(crate) struct BuildDone {
     pub services: Vec<String>,
     pub result: Result<String, UpError>,
 }
 
 /// The builds still running, and those waiting for tasks.
-pub struct Builds {
+pub(crate) struct Builds {
     /// Services whose image is being built, or will be.
     pub waiting: HashSet<String>,
     pub done: mpsc::UnboundedReceiver<BuildDone>,
@@ -52,7 +52,7 @@ pub struct Builds {
 }
 
 impl Builds {
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         let (done_tx, done) = mpsc::unbounded_channel();
         Self {
             waiting: HashSet::new(),
@@ -65,7 +65,7 @@ impl Builds {
     }
 
     /// Starts a build; its result comes on `done`.
-    pub fn start<R: ContainerRuntime>(&mut self, rt: &R, job: BuildJob, logs: &LogHandle) {
+    pub(crate) fn start<R: ContainerRuntime>(&mut self, rt: &R, job: BuildJob, logs: &LogHandle) {
         let (rt, logs, tx, flags) = (rt.clone(), logs.clone(), self.done_tx.clone(), self.flags);
         self.tasks.push(tokio::spawn(async move {
             let result = super::build::ensure(&rt, &job, flags, &logs).await;
@@ -78,7 +78,7 @@ impl Builds {
     }
 
     /// Starts the builds whose tasks have all completed (`completed` says which have).
-    pub fn start_ready<R: ContainerRuntime>(
+    pub(crate) fn start_ready<R: ContainerRuntime>(
         &mut self,
         rt: &R,
         logs: &LogHandle,
@@ -94,7 +94,7 @@ impl Builds {
     }
 
     /// Stops the builds that still run (the engine cancels a build whose request is dropped).
-    pub fn abort(&self) {
+    pub(crate) fn abort(&self) {
         for t in &self.tasks {
             t.abort();
         }
@@ -245,7 +245,7 @@ pub(super) async fn ensure_pulled<R: ContainerRuntime>(
     Ok(image_ids)
 }
 
-pub async fn prepare<R: ContainerRuntime>(
+pub(crate) async fn prepare<R: ContainerRuntime>(
     rt: &R,
     stack: &Stack,
     selected: &[String],

@@ -23,7 +23,7 @@ use crate::runtime::{ContainerRuntime, ContainerStatus};
     clippy::too_many_arguments,
     reason = "one call site; the values are what the event carries"
 )]
-pub fn spawn<R: ContainerRuntime>(
+pub(crate) fn spawn<R: ContainerRuntime>(
     rt: R,
     project: &str,
     svc: &Service,
@@ -97,7 +97,7 @@ pub fn spawn<R: ContainerRuntime>(
 }
 
 /// A short description of the probe for messages: `postgres on 127.0.0.1:5432`.
-pub fn describe(probe: &Probe, service: &str, ports: &HostPorts) -> String {
+pub(crate) fn describe(probe: &Probe, service: &str, ports: &HostPorts) -> String {
     let at = |p: u16| match ports.host_port(service, p) {
         Some(h) => format!("127.0.0.1:{h}"),
         None => format!("port {p} (not published)"),

@@ -18,7 +18,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Skip the run; why, and how long the check took.
     UpToDate { reason: String, after_ms: u64 },
     /// Run it; on success, record this hash of its sources (when it has sources).
@@ -26,7 +26,7 @@ pub enum Check {
 }
 
 /// Where the hash of a task's last successful run is kept: `<state dir>/tasks/<service>`.
-pub fn stamp_file(state_dir: &Path, service: &str) -> PathBuf {
+pub(crate) fn stamp_file(state_dir: &Path, service: &str) -> PathBuf {
     state_dir.join("tasks").join(service)
 }
 
@@ -68,7 +68,7 @@ fn sources_hash(svc: &Service, task: &Task) -> std::io::Result<String> {
 }
 
 /// Whether `svc` (a task) is up to date. Never fails: what cannot be checked means "run it".
-pub async fn check(svc: &Service, state_dir: Option<&Path>) -> Check {
+pub(crate) async fn check(svc: &Service, state_dir: Option<&Path>) -> Check {
     let Some(task) = svc.task.clone() else {
         return Check::Run { hash: None };
     };
@@ -129,7 +129,7 @@ pub async fn check(svc: &Service, state_dir: Option<&Path>) -> Check {
 
 /// The engine's task checks: each runs as a tracked job, its answer comes back on the channel
 /// [`Checks::new`] returns, to be turned into the kernel's input by [`Checks::answer`].
-pub struct Checks {
+pub(crate) struct Checks {
     state_dir: Option<PathBuf>,
     answers: tokio::sync::mpsc::UnboundedSender<(String, u64, Check)>,
     /// The sources' hash of each start a check let run, recorded when that run exits 0.
@@ -137,10 +137,12 @@ pub struct Checks {
 }
 
 /// A check's answer: service, epoch, what it found.
-pub type Answer = (String, u64, Check);
+pub(crate) type Answer = (String, u64, Check);
 
 impl Checks {
-    pub fn new(state_dir: Option<PathBuf>) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Answer>) {
+    pub(crate) fn new(
+        state_dir: Option<PathBuf>,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<Answer>) {
         let (answers, rx) = tokio::sync::mpsc::unbounded_channel();
         let checks = Self {
             state_dir,
@@ -151,7 +153,7 @@ impl Checks {
     }
 
     /// Starts the check of one start of `svc`.
-    pub fn ask(&self, svc: &Service, epoch: u64, jobs: &mut tokio::task::JoinSet<()>) {
+    pub(crate) fn ask(&self, svc: &Service, epoch: u64, jobs: &mut tokio::task::JoinSet<()>) {
         let (svc, dir, tx) = (svc.clone(), self.state_dir.clone(), self.answers.clone());
         jobs.spawn(async move {
             let c = check(&svc, dir.as_deref()).await;
@@ -161,7 +163,7 @@ impl Checks {
     }
 
     /// The kernel's input for an answer; the hash is kept for the run it lets go ahead.
-    pub fn answer(&mut self, (service, epoch, check): Answer) -> crate::kernel::Input {
+    pub(crate) fn answer(&mut self, (service, epoch, check): Answer) -> crate::kernel::Input {
         let verdict = match check {
             Check::UpToDate { reason, after_ms } => {
                 crate::kernel::TaskVerdict::UpToDate { reason, after_ms }
@@ -183,7 +185,7 @@ impl Checks {
     }
 
     /// A run ended: a clean exit 0 of the start a check allowed records its hash.
-    pub fn exited(&mut self, service: &str, epoch: u64, clean: bool) {
+    pub(crate) fn exited(&mut self, service: &str, epoch: u64, clean: bool) {
         let Some((e, hash)) = self.hashes.remove(service) else {
             return;
         };
@@ -196,7 +198,7 @@ impl Checks {
 }
 
 /// Keeps the hash of a successful run.
-pub fn record(state_dir: &Path, service: &str, hash: &str) -> std::io::Result<()> {
+pub(crate) fn record(state_dir: &Path, service: &str, hash: &str) -> std::io::Result<()> {
     let f = stamp_file(state_dir, service);
     if let Some(d) = f.parent() {
         std::fs::create_dir_all(d)?;

@@ -12,30 +12,30 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 
-use crate::config::{Condition, RestartPolicy, Stack};
+use crate::config::{Condition, RestartPolicy};
 use crate::event::{ChangeAction, ConfigChange, ServiceState, StackEvent};
 
-pub mod plan;
-pub use plan::Spec;
+pub(crate) mod plan;
+pub(crate) use plan::Spec;
 
 /// First pause before restarting a crashed service; doubles up to [`BACKOFF_CAP`].
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A run this long counts as stable: the backoff starts over.
-pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop.
-pub use crate::event::CRASH_LOOP_COUNT;
-pub const CRASH_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) use crate::event::CRASH_LOOP_COUNT;
+pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// Reloads within [`RELOAD_LOOP_WINDOW`], each caused by the same file, that make a reload loop.
-pub const RELOAD_LOOP_COUNT: usize = 5;
-pub const RELOAD_LOOP_WINDOW: Duration = Duration::from_secs(30);
+pub(crate) const RELOAD_LOOP_COUNT: usize = 5;
+pub(crate) const RELOAD_LOOP_WINDOW: Duration = Duration::from_secs(30);
 /// A change counts towards a reload loop when it comes this soon after the service started,
 /// beyond the watch's own debounce: a file written at every start (`devstack up > up.log` in a
 /// watched folder) changes at once, while a person, or an editor's autosave, edits later.
-pub const RELOAD_LOOP_LAG: Duration = Duration::from_millis(500);
+pub(crate) const RELOAD_LOOP_LAG: Duration = Duration::from_millis(500);
 
 /// The next pause after `failures` crashes in a row. Pure.
-pub fn backoff(failures: u32) -> Duration {
+pub(crate) fn backoff(failures: u32) -> Duration {
     let factor = 1u32
         .checked_shl(failures.saturating_sub(1))
         .unwrap_or(u32::MAX);
@@ -43,7 +43,7 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Whether an instance that exited with `code` is started again by `policy`. Pure.
-pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
+pub(crate) fn restarts(policy: RestartPolicy, code: i64) -> bool {
     match policy {
         RestartPolicy::No => false,
         RestartPolicy::OnFailure => code != 0,
@@ -53,7 +53,7 @@ pub fn restarts(policy: RestartPolicy, code: i64) -> bool {
 
 /// A request from a person or a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Restart(String),
     Stop(String),
     /// Starts the service, and first what it depends on.
@@ -65,7 +65,7 @@ pub enum Command {
 /// What happened, as the engine tells it. `epoch` names one start of a service: anything about
 /// an older instance is stale and ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// The instance runs.
     Started {
         service: String,
@@ -134,7 +134,7 @@ pub enum Input {
 
 /// What a task's up-to-date check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskVerdict {
+pub(crate) enum TaskVerdict {
     /// Nothing it depends on changed since its last successful run: it completes unrun.
     UpToDate { reason: String, after_ms: u64 },
     /// It runs.
@@ -143,7 +143,7 @@ pub enum TaskVerdict {
 
 /// Why a start has not reached its unit yet: a state detail a person can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pending {
+pub(crate) enum Pending {
     /// Its image is being built.
     Image,
     /// Its task's up-to-date check runs.
@@ -151,7 +151,7 @@ pub enum Pending {
 }
 
 impl Pending {
-    pub fn detail(self) -> &'static str {
+    pub(crate) fn detail(self) -> &'static str {
         match self {
             Pending::Image => "waiting for image",
             Pending::Check => "checking task",
@@ -171,7 +171,7 @@ enum Image {
 
 /// How a run ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Everything is ready and is left running (`up --wait`).
     Ready,
     /// Stopped after start-up (Ctrl-C, SIGTERM, a finished suite, a `down` from elsewhere).
@@ -185,7 +185,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     Start {
         service: String,
         epoch: u64,
@@ -294,7 +294,7 @@ impl Node {
 
 /// One service as the kernel sees it, for `ps` and the views.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeView<'a> {
+pub(crate) struct NodeView<'a> {
     pub service: &'a str,
     pub state: &'a ServiceState,
     pub restarts: u32,
@@ -308,7 +308,7 @@ pub struct NodeView<'a> {
 }
 
 #[derive(Debug, Clone)]
-pub struct Kernel {
+pub(crate) struct Kernel {
     nodes: IndexMap<String, Node>,
     phase: Phase,
     outcome: Option<Outcome>,
@@ -319,9 +319,14 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    #[cfg(test)]
     /// `selected`: the services to run, their dependencies included. With `leave_running`, the
     /// run finishes as [`Outcome::Ready`] once everything is ready (`up --wait`).
-    pub fn new(stack: &Stack, selected: &[String], leave_running: bool) -> Self {
+    pub(crate) fn new(
+        stack: &crate::config::Stack,
+        selected: &[String],
+        leave_running: bool,
+    ) -> Self {
         let none = crate::plan::HostPorts::default();
         let specs = selected
             .iter()
@@ -334,7 +339,7 @@ impl Kernel {
     }
 
     /// A kernel for these services, as [`Spec::of`] makes them.
-    pub fn with_specs(specs: IndexMap<String, Spec>, leave_running: bool) -> Self {
+    pub(crate) fn with_specs(specs: IndexMap<String, Spec>, leave_running: bool) -> Self {
         Self {
             nodes: specs
                 .into_iter()
@@ -350,31 +355,33 @@ impl Kernel {
     }
 
     /// Whether a new config can still be applied (not once the stack is stopping).
-    pub fn follows_config(&self) -> bool {
+    pub(crate) fn follows_config(&self) -> bool {
         self.phase != Phase::ShuttingDown && !self.finished
     }
 
     /// The config hash a container runs with now (known once its image is built or rebuilt):
     /// what the next config plan compares with.
-    pub fn identify(&mut self, service: &str, identity: Option<String>) {
+    pub(crate) fn identify(&mut self, service: &str, identity: Option<String>) {
         if let Some(n) = self.nodes.get_mut(service) {
             n.spec.identity = identity;
         }
     }
 
-    pub fn is_starting_up(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_starting_up(&self) -> bool {
         self.phase == Phase::StartingUp
     }
 
-    pub fn state(&self, service: &str) -> Option<&ServiceState> {
+    pub(crate) fn state(&self, service: &str) -> Option<&ServiceState> {
         self.nodes.get(service).map(|n| &n.state)
     }
 
-    pub fn epoch(&self, service: &str) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn epoch(&self, service: &str) -> Option<u64> {
         self.nodes.get(service).map(|n| n.epoch)
     }
 
-    pub fn views(&self) -> impl Iterator<Item = NodeView<'_>> {
+    pub(crate) fn views(&self) -> impl Iterator<Item = NodeView<'_>> {
         self.nodes.iter().map(|(k, n)| NodeView {
             service: k,
             state: &n.state,
@@ -391,7 +398,7 @@ impl Kernel {
     }
 
     /// These services' images are being built: their starts wait for [`Input::ImageBuilt`].
-    pub fn building(&mut self, services: &[String]) {
+    pub(crate) fn building(&mut self, services: &[String]) {
         for s in services {
             if let Some(n) = self.nodes.get_mut(s) {
                 n.image = Image::Building;
@@ -400,7 +407,7 @@ impl Kernel {
     }
 
     /// Starts what can start right away.
-    pub fn begin(&mut self, now: Instant) -> Vec<Effect> {
+    pub(crate) fn begin(&mut self, now: Instant) -> Vec<Effect> {
         self.began = Some(now);
         let mut out = Vec::new();
         for (name, n) in &self.nodes {
@@ -414,7 +421,7 @@ impl Kernel {
         out
     }
 
-    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+    pub(crate) fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
         if self.finished {
             return out;
@@ -485,7 +492,7 @@ impl Kernel {
     }
 
     /// What applying `desired` would change, service by service (see [`plan::diff`]).
-    pub fn plan(&self, desired: &IndexMap<String, Spec>) -> Vec<ConfigChange> {
+    pub(crate) fn plan(&self, desired: &IndexMap<String, Spec>) -> Vec<ConfigChange> {
         let current: IndexMap<String, &Spec> = self
             .nodes
             .iter()

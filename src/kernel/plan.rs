@@ -34,7 +34,7 @@ const IN_PLACE: &[&str] = &[
 
 /// One service as the kernel is to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spec {
+pub(crate) struct Spec {
     pub deps: Vec<(String, Condition)>,
     pub restart_with: Vec<String>,
     pub has_probe: bool,
@@ -57,7 +57,7 @@ pub struct Spec {
 impl Spec {
     /// `svc` within `selected` (dependencies outside it are not waited for); `identity` is its
     /// container's config hash, when known.
-    pub fn of(
+    pub(crate) fn of(
         svc: &Service,
         selected: &[String],
         ports: &HostPorts,
@@ -91,7 +91,7 @@ impl Spec {
 /// The effective definition of `svc`, flattened: nested keys joined with `.`, list items as
 /// `[i]`, every string with its `${port:SERVICE:PORT}` references resolved against `ports` (so
 /// a port that moves changes the services that use it). The keys in [`IN_PLACE`] are left out.
-pub fn fields(svc: &Service, ports: &HostPorts) -> BTreeMap<String, String> {
+pub(crate) fn fields(svc: &Service, ports: &HostPorts) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Ok(serde_json::Value::Object(map)) = serde_json::to_value(svc) else {
         return out;
@@ -154,7 +154,7 @@ fn changed_fields(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>
 /// desired service in its order. A dependent that declared `restart: true` on a service that
 /// restarts or is recreated is listed as restarting after it (the kernel restarts it once that
 /// service is ready again).
-pub fn diff(
+pub(crate) fn diff(
     current: &IndexMap<String, &Spec>,
     desired: &IndexMap<String, Spec>,
 ) -> Vec<ConfigChange> {

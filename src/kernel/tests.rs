@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::test_stack as stack;
+use crate::config::Stack;
 
 const YAML: &str = "
 services:

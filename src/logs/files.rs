@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{Level, LogLine, Stream};
 
 /// A file is moved to `<service>.log.1` (replacing the previous one) beyond this size.
-pub const ROTATE_AT: u64 = 20 * 1024 * 1024;
+pub(crate) const ROTATE_AT: u64 = 20 * 1024 * 1024;
 
 /// One line as stored, and as `devstack logs --json` and `up --json` print it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,7 +53,10 @@ pub struct Record {
 /// The records of one event: its first text line carries the typed event, further lines (a
 /// crash loop's last lines) follow as plain event lines. A bare state change has no text and is
 /// one record with an empty text.
-pub fn event_records(at: std::time::SystemTime, event: &crate::event::StackEvent) -> Vec<Record> {
+pub(crate) fn event_records(
+    at: std::time::SystemTime,
+    event: &crate::event::StackEvent,
+) -> Vec<Record> {
     let t = at
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -166,7 +169,7 @@ fn runs_path(dir: &Path) -> PathBuf {
 }
 
 /// The runs whose lines the files keep, oldest first (none before the first run with runs).
-pub fn runs(dir: &Path) -> Vec<Run> {
+pub(crate) fn runs(dir: &Path) -> Vec<Run> {
     fs::read_to_string(runs_path(dir))
         .map(|t| {
             t.lines()
@@ -197,7 +200,7 @@ fn begin_run(dir: &Path, start_ms: u64, keep_runs: usize) -> std::io::Result<Run
 }
 
 /// The run id of a stored line that is a boundary, by its first bytes (no parse of the rest).
-pub fn boundary_id(line: &str) -> Option<u64> {
+pub(crate) fn boundary_id(line: &str) -> Option<u64> {
     let rest = line.strip_prefix("{\"run\":")?;
     let end = rest.find(|c: char| !c.is_ascii_digit())?;
     rest[..end].parse().ok()
@@ -259,17 +262,17 @@ fn prune(dir: &Path, first_kept: u64) -> std::io::Result<()> {
 
 /// The files of one run: where, and how many runs to keep.
 #[derive(Debug, Clone)]
-pub struct FileSetup {
+pub(crate) struct FileSetup {
     pub dir: PathBuf,
     /// Lines of older runs are removed when a run starts.
     pub keep_runs: usize,
 }
 
 /// Runs kept when the stack file does not say (`logs: { keep_runs: N }`).
-pub const KEEP_RUNS: usize = 10;
+pub(crate) const KEEP_RUNS: usize = 10;
 
 /// How often writing is tried again while paused.
-pub const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct Open {
     file: BufWriter<File>,
@@ -286,7 +289,7 @@ struct Paused {
 
 /// A change of the files' state, for the mux to tell once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// Writing failed: files paused.
     Paused { dir: PathBuf, error: String },
     /// Writing works again; this many lines were not written meanwhile.
@@ -295,7 +298,7 @@ pub enum Notice {
 
 impl Notice {
     /// The sentence for the log.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Notice::Paused { dir, error } => format!(
                 "cannot write the log files in `{}`: {error}; log files are paused (the live log and `devstack logs -f` keep every line; the services keep running) and resume when writing works again",
@@ -309,7 +312,7 @@ impl Notice {
     }
 }
 
-pub struct LogFiles {
+pub(crate) struct LogFiles {
     dir: PathBuf,
     open: HashMap<String, Open>,
     paused: Option<Paused>,
@@ -318,12 +321,12 @@ pub struct LogFiles {
 }
 
 /// The file of one service (service names are validated: no slashes).
-pub fn path_of(dir: &Path, service: &str) -> PathBuf {
+pub(crate) fn path_of(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{service}.log"))
 }
 
 impl LogFiles {
-    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+    pub(crate) fn new(dir: PathBuf) -> std::io::Result<Self> {
         fs::create_dir_all(&dir)?;
         Ok(Self {
             dir,
@@ -335,7 +338,7 @@ impl LogFiles {
 
     /// The files of a new run: listed, its boundary at the start of each file it opens, the
     /// lines of runs beyond `keep_runs` removed.
-    pub fn for_run(setup: FileSetup, start_ms: u64) -> std::io::Result<Self> {
+    pub(crate) fn for_run(setup: FileSetup, start_ms: u64) -> std::io::Result<Self> {
         let mut files = Self::new(setup.dir)?;
         let run = begin_run(&files.dir, start_ms, setup.keep_runs)?;
         let first_kept = (run.id + 1).saturating_sub(setup.keep_runs.max(1) as u64);
@@ -347,18 +350,19 @@ impl LogFiles {
         Ok(files)
     }
 
+    #[cfg(test)]
     /// The run these files belong to (none for files opened outside a run).
-    pub fn run(&self) -> Option<Run> {
+    pub(crate) fn run(&self) -> Option<Run> {
         self.run
     }
 
     /// Writes one line (if not paused); a pause or resume it caused.
-    pub fn write(&mut self, line: &LogLine) -> Option<Notice> {
+    pub(crate) fn write(&mut self, line: &LogLine) -> Option<Notice> {
         self.guarded(|f| f.write_line(line))
     }
 
     /// Writes one record (if not paused); a pause or resume it caused.
-    pub fn write_record(&mut self, rec: &Record) -> Option<Notice> {
+    pub(crate) fn write_record(&mut self, rec: &Record) -> Option<Notice> {
         self.guarded(|f| f.put_record(rec))
     }
 
@@ -506,7 +510,7 @@ impl LogFiles {
     }
 
     /// Writes what is buffered; a failure pauses the files like a failed write.
-    pub fn flush(&mut self) -> Option<Notice> {
+    pub(crate) fn flush(&mut self) -> Option<Notice> {
         self.flush_open().err().and_then(|e| self.pause(e))
     }
 
@@ -537,7 +541,7 @@ fn boundary_of(run: Option<Run>, file: &mut BufWriter<File>, source: &str) -> st
 
 /// Every record of `service`'s file (and its rotated predecessor), oldest first; unreadable lines
 /// are skipped.
-pub fn read(dir: &Path, service: &str) -> Vec<Record> {
+pub(crate) fn read(dir: &Path, service: &str) -> Vec<Record> {
     let path = path_of(dir, service);
     let mut out = Vec::new();
     for p in [path.with_extension("log.1"), path] {

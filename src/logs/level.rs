@@ -94,7 +94,7 @@ impl std::fmt::Display for Level {
 }
 
 /// The level of one line, or none. Cheap: see the module's note.
-pub fn detect(text: &str) -> Option<Level> {
+pub(crate) fn detect(text: &str) -> Option<Level> {
     let t = text.trim_start();
     match t.as_bytes().first()? {
         b'{' => json_level(t),
@@ -285,7 +285,7 @@ fn leading_word(t: &str) -> Option<Level> {
 
 /// A line as data: its level, its message (when structured) and its fields.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub level: Option<Level>,
     /// The `msg`/`message`/`event` of a JSON line, the `msg=` of a logfmt line.
     pub msg: Option<String>,
@@ -296,7 +296,7 @@ pub struct Parsed {
 impl Parsed {
     /// Whether the line has field `key` with this value (a JSON value compares by its text:
     /// `status=500` matches `"status": 500` and `"status": "500"`).
-    pub fn has_field(&self, key: &str, value: &str) -> bool {
+    pub(crate) fn has_field(&self, key: &str, value: &str) -> bool {
         match self.fields.get(key) {
             Some(serde_json::Value::String(s)) => s == value,
             Some(v) => serde_json::to_string(v).is_ok_and(|s| s == value),
@@ -306,7 +306,7 @@ impl Parsed {
 }
 
 /// The whole of one line as data (allocates; not for the hot path).
-pub fn parse(text: &str) -> Parsed {
+pub(crate) fn parse(text: &str) -> Parsed {
     let t = text.trim_start();
     if t.starts_with('{') {
         if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(t) {

@@ -1,18 +1,18 @@
 //! The merged log stream: every line of every service and devstack's own events, in one order.
 
-pub mod files;
-pub mod level;
-pub mod mux;
-pub mod query;
-pub mod render;
-pub mod screen;
-pub mod search;
-pub mod split;
+pub(crate) mod files;
+pub(crate) mod level;
+pub(crate) mod mux;
+pub(crate) mod query;
+pub(crate) mod render;
+pub(crate) mod screen;
+pub(crate) mod search;
+pub(crate) mod split;
 
 use std::time::SystemTime;
 
-pub use level::Level;
-pub use mux::{spawn, Format, LogHandle};
+pub(crate) use level::Level;
+pub(crate) use mux::{spawn, Format, LogHandle};
 
 /// Where a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -152,7 +152,7 @@ impl LogHandle {
 
 /// How lines are shown.
 #[derive(Debug, Clone)]
-pub enum Format {
+pub(crate) enum Format {
     Text(Renderer),
     /// One JSON object per line, for tools.
     Json,
@@ -292,7 +292,7 @@ fn flush_files(sink: &mut Sink) {
 
 /// Starts the writer thread. It ends when every handle is dropped. With `files`, this is a run:
 /// every line also goes to its service's log file in that folder.
-pub fn spawn(
+pub(crate) fn spawn(
     out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,
@@ -302,7 +302,7 @@ pub fn spawn(
 }
 
 /// [`spawn`], masking the secret values `redact` knows in every event.
-pub fn spawn_with(
+pub(crate) fn spawn_with(
     out: Box<dyn Write + Send>,
     format: Format,
     tail_len: usize,

@@ -39,7 +39,7 @@ impl std::str::FromStr for RunSelector {
 
 /// The run id `sel` names among the runs kept (oldest first); `None` for every line (also
 /// when no run was ever recorded: files written before runs existed).
-pub fn resolve_run(sel: RunSelector, runs: &[Run]) -> Result<Option<u64>, String> {
+pub(crate) fn resolve_run(sel: RunSelector, runs: &[Run]) -> Result<Option<u64>, String> {
     if runs.is_empty() {
         return match sel {
             RunSelector::All | RunSelector::Relative(0) => Ok(None),
@@ -78,7 +78,7 @@ pub fn resolve_run(sel: RunSelector, runs: &[Run]) -> Result<Option<u64>, String
 
 /// Which stored records are shown.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Only records at or after this time (ms since the epoch).
     pub since_ms: Option<u64>,
     /// Only records whose text matches.
@@ -95,7 +95,7 @@ pub struct Filter {
 
 impl Filter {
     /// Whether a record passes every condition but `tail` and `run`. Pure.
-    pub fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         !r.is_boundary()
             && self.since_ms.is_none_or(|s| r.t >= s)
             && self
@@ -110,7 +110,7 @@ impl Filter {
 }
 
 /// `key=value` as `--field` takes it.
-pub fn field_arg(s: &str) -> Result<(String, String), String> {
+pub(crate) fn field_arg(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not a field: write `key=value`")),
@@ -148,7 +148,12 @@ fn quick_time(line: &str) -> Option<u64> {
 /// The records of one file's text that pass `filter`, appended to `out`. `run` is the run the
 /// text starts in (carried from a rotated file to its successor) and is moved past the text's
 /// boundaries. Pure.
-pub fn select_text(text: &str, filter: &Filter, run: &mut Option<u64>, out: &mut Vec<Record>) {
+pub(crate) fn select_text(
+    text: &str,
+    filter: &Filter,
+    run: &mut Option<u64>,
+    out: &mut Vec<Record>,
+) {
     let quick = Quick::new();
     for line in text.lines() {
         if let Some(id) = boundary_id(line) {
@@ -178,7 +183,7 @@ pub fn select_text(text: &str, filter: &Filter, run: &mut Option<u64>, out: &mut
 }
 
 /// The records of `services` that pass `filter`, merged by time.
-pub fn select(dir: &Path, services: &[String], filter: &Filter) -> Vec<Record> {
+pub(crate) fn select(dir: &Path, services: &[String], filter: &Filter) -> Vec<Record> {
     let mut out = Vec::new();
     for s in services {
         let path = path_of(dir, s);

@@ -10,7 +10,7 @@ use super::{Level, LogLine, Stream};
 const PALETTE: &[u8] = &[39, 208, 77, 170, 214, 45, 203, 141, 112, 220, 81, 197];
 
 #[derive(Debug, Clone)]
-pub struct Renderer {
+pub(crate) struct Renderer {
     pub width: usize,
     pub color: bool,
     /// Seconds east of UTC for the clock column.
@@ -27,8 +27,9 @@ fn color_of(name: &str) -> u8 {
     PALETTE[(h as usize) % PALETTE.len()]
 }
 
+#[cfg(test)]
 /// `HH:MM:SS.mmm` of `at`, shifted by `utc_offset` seconds.
-pub fn clock(at: SystemTime, utc_offset: i64) -> String {
+pub(crate) fn clock(at: SystemTime, utc_offset: i64) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64 + utc_offset;
     let day = secs.rem_euclid(86_400);
@@ -42,13 +43,13 @@ pub fn clock(at: SystemTime, utc_offset: i64) -> String {
 }
 
 impl Renderer {
-    pub fn render(&self, line: &LogLine) -> String {
+    pub(crate) fn render(&self, line: &LogLine) -> String {
         self.render_with(line, None)
     }
 
     /// [`render`](Self::render), with the matches of `highlight` in the line's text shown in
     /// reverse video (on a terminal with colour).
-    pub fn render_with(&self, line: &LogLine, highlight: Option<&regex::Regex>) -> String {
+    pub(crate) fn render_with(&self, line: &LogLine, highlight: Option<&regex::Regex>) -> String {
         let mut out = String::with_capacity(line.text.len() + self.width + 32);
         self.render_into_with(line, highlight, &mut out);
         out
@@ -56,7 +57,7 @@ impl Renderer {
 
     /// Appends the rendered line (no newline) to `out`: the log mux renders a whole burst into
     /// one buffer, without a new string per line.
-    pub fn render_into(&self, line: &LogLine, out: &mut String) {
+    pub(crate) fn render_into(&self, line: &LogLine, out: &mut String) {
         self.render_into_with(line, None, out);
     }
 
@@ -145,7 +146,7 @@ impl Renderer {
 }
 
 /// This machine's offset from UTC now, in seconds (0 when it cannot be read).
-pub fn local_utc_offset() -> i64 {
+pub(crate) fn local_utc_offset() -> i64 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

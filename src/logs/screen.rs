@@ -25,7 +25,7 @@ pub enum ScreenCommand {
 }
 
 #[derive(Debug, Default)]
-pub struct Screen {
+pub(crate) struct Screen {
     status: String,
     /// The status line is on the screen, the cursor at its end.
     shown: bool,
@@ -35,19 +35,19 @@ pub struct Screen {
 
 impl Screen {
     /// Whether lines of `service` (`None`: about the whole stack) are printed.
-    pub fn shows(&self, service: Option<&str>) -> bool {
+    pub(crate) fn shows(&self, service: Option<&str>) -> bool {
         match (service, &self.filter) {
             (Some(s), Some(f)) => f.contains(s),
             _ => true,
         }
     }
 
-    pub fn highlight(&self) -> Option<&regex::Regex> {
+    pub(crate) fn highlight(&self) -> Option<&regex::Regex> {
         self.highlight.as_ref()
     }
 
     /// Takes the status line away, leaving the cursor at the start of its (empty) row.
-    pub fn lift<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+    pub(crate) fn lift<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
         if self.shown {
             queue!(out, MoveToColumn(0), Clear(ClearType::CurrentLine))?;
             self.shown = false;
@@ -56,7 +56,7 @@ impl Screen {
     }
 
     /// Draws the status line again after a burst (no newline: the next burst overwrites it).
-    pub fn settle<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
+    pub(crate) fn settle<W: Write>(&mut self, out: &mut W) -> std::io::Result<()> {
         if !self.shown && !self.status.is_empty() {
             out.write_all(self.status.as_bytes())?;
             self.shown = true;
@@ -64,7 +64,11 @@ impl Screen {
         Ok(())
     }
 
-    pub fn apply<W: Write>(&mut self, cmd: ScreenCommand, out: &mut W) -> std::io::Result<()> {
+    pub(crate) fn apply<W: Write>(
+        &mut self,
+        cmd: ScreenCommand,
+        out: &mut W,
+    ) -> std::io::Result<()> {
         match cmd {
             ScreenCommand::Status(s) => {
                 if s != self.status {

@@ -23,7 +23,7 @@ fn level_weight(l: Option<Level>) -> f64 {
 
 /// The best `limit` matches of `query`'s words among `records` (oldest first), best first,
 /// each with its score.
-pub fn rank<'a>(records: &'a [Record], query: &str, limit: usize) -> Vec<(&'a Record, f64)> {
+pub(crate) fn rank<'a>(records: &'a [Record], query: &str, limit: usize) -> Vec<(&'a Record, f64)> {
     let terms: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
     if terms.is_empty() {
         return Vec::new();

@@ -1,17 +1,17 @@
 //! Bytes to whole lines: chunks from a pipe or the engine arrive cut anywhere. Pure.
 
 /// Longest line kept whole; longer ones are cut into pieces of this size so memory stays bounded.
-pub const MAX_LINE: usize = 16 * 1024;
+pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 #[derive(Debug, Default)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     buf: Vec<u8>,
 }
 
 impl LineSplitter {
     /// Feeds bytes; returns the lines they complete (without `\n` or `\r\n`). Invalid UTF-8 is
     /// replaced, never dropped.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
         for chunk in bytes.split_inclusive(|b| *b == b'\n') {
             self.buf.extend_from_slice(chunk);
@@ -33,7 +33,7 @@ impl LineSplitter {
     }
 
     /// The last line of a stream that ended without a newline: never lost.
-    pub fn finish(&mut self) -> Option<String> {
+    pub(crate) fn finish(&mut self) -> Option<String> {
         if self.buf.is_empty() {
             return None;
         }

@@ -28,7 +28,7 @@ impl ProcStat {
     /// A zombie has exited and holds nothing but its pid (and so its group id): no memory, no
     /// ports. Here the zombies of orphans are never reaped when PID 1 does not reap them, so
     /// they count as gone.
-    pub fn is_running(&self) -> bool {
+    pub(super) fn is_running(&self) -> bool {
         !matches!(self.state, 'Z' | 'X')
     }
 }

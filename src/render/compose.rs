@@ -12,7 +12,7 @@ use crate::config::{
 };
 
 /// The Compose file for the `selected` services (names), in stack order.
-pub fn render(stack: &Stack, selected: &[String]) -> String {
+pub(crate) fn render(stack: &Stack, selected: &[String]) -> String {
     let services: Vec<&Service> = stack
         .services
         .values()

@@ -16,15 +16,15 @@ use crate::plan::shell_words;
 use super::Object;
 
 /// The image of the init containers that wait for a dependency's Service.
-pub const WAIT_IMAGE: &str = "busybox:1.36";
+pub(crate) const WAIT_IMAGE: &str = "busybox:1.36";
 /// Readiness probe timing (the deployment document's values).
-pub const READINESS_DELAY_SECONDS: u64 = 5;
-pub const READINESS_PERIOD_SECONDS: u64 = 5;
+pub(crate) const READINESS_DELAY_SECONDS: u64 = 5;
+pub(crate) const READINESS_PERIOD_SECONDS: u64 = 5;
 /// The size of each volume claim when `k8s.storage` does not say.
-pub const DEFAULT_STORAGE: &str = "1Gi";
+pub(crate) const DEFAULT_STORAGE: &str = "1Gi";
 
 /// Renders the `selected` services (all when empty is not meant: pass the names) in stack order.
-pub fn render(stack: &Stack, selected: &[String]) -> Result<Vec<Object>, Vec<Diagnostic>> {
+pub(crate) fn render(stack: &Stack, selected: &[String]) -> Result<Vec<Object>, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let ns = namespace(stack);
     if !is_dns_label(&ns) {
@@ -67,7 +67,7 @@ pub fn render(stack: &Stack, selected: &[String]) -> Result<Vec<Object>, Vec<Dia
 }
 
 /// `k8s.namespace`, else the project name made a DNS label.
-pub fn namespace(stack: &Stack) -> String {
+pub(crate) fn namespace(stack: &Stack) -> String {
     stack
         .k8s
         .namespace
@@ -126,7 +126,7 @@ fn check_service(svc: &Service, errors: &mut Vec<Diagnostic>) {
 
 /// The in-cluster name of the Service for `service`'s container port `port`: the service's own
 /// name for its first port, `SERVICE-PORT` for the others.
-pub fn service_host(stack: &Stack, service: &str, port: u16) -> String {
+pub(crate) fn service_host(stack: &Stack, service: &str, port: u16) -> String {
     let first = stack
         .services
         .get(service)
@@ -141,7 +141,7 @@ pub fn service_host(stack: &Stack, service: &str, port: u16) -> String {
 /// A value as the cluster needs it: `127.0.0.1:${port:postgres:5432}` (or `localhost:`) becomes
 /// the Service address `postgres:5432`, any other `${port:SVC:N}` becomes `N` (in the cluster a
 /// Service port is the container port), and `$$` becomes `$`.
-pub fn cluster_value(s: &str, host: &dyn Fn(&str, u16) -> String) -> String {
+pub(crate) fn cluster_value(s: &str, host: &dyn Fn(&str, u16) -> String) -> String {
     const LOOPBACK: [&str; 4] = ["127.0.0.1:", "localhost:", "0.0.0.0:", "[::1]:"];
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -493,7 +493,7 @@ fn init_containers(stack: &Stack, svc: &Service) -> Vec<Value> {
 
 /// The readiness check for a `ready:` probe, run inside the pod; `None` where Kubernetes has no
 /// equivalent (`log`, the image's own `healthcheck`).
-pub fn readiness_handler(probe: &Probe) -> Option<Map<String, Value>> {
+pub(crate) fn readiness_handler(probe: &Probe) -> Option<Map<String, Value>> {
     let exec = |argv: Vec<String>| json!({ "exec": { "command": argv } });
     let bash = |script: String| exec(vec!["bash".into(), "-c".into(), script]);
     let v = match probe {
@@ -549,7 +549,7 @@ fn exec_argv(cmd: &Command) -> Vec<String> {
 }
 
 /// `http://127.0.0.1:5000/ready?x=1` → `{path: /ready?x=1, port: 5000}` (and `scheme: HTTPS`).
-pub fn http_get(url: &str) -> Value {
+pub(crate) fn http_get(url: &str) -> Value {
     let (https, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (scheme.eq_ignore_ascii_case("https"), rest),
         None => (false, url),

@@ -1,14 +1,14 @@
 //! `render`: the same stack as other tools' files — Kubernetes manifests, a Compose file. Pure:
 //! the loaded `Stack` in, documents or text out; the command writes them.
 
-pub mod compose;
-pub mod k8s;
+pub(crate) mod compose;
+pub(crate) mod k8s;
 
 use serde_json::Value;
 
 /// One rendered Kubernetes object.
 #[derive(Debug, Clone)]
-pub struct Object {
+pub(crate) struct Object {
     /// The stack service it comes from; `None` for the Namespace and Ingresses.
     pub service: Option<String>,
     pub kind: &'static str,
@@ -19,7 +19,7 @@ pub struct Object {
 impl Object {
     /// The file `render k8s -o DIR` writes it to: one per kind and service. The namespace file
     /// sorts first, so `kubectl apply -f DIR` creates it before what lives in it.
-    pub fn file_name(&self) -> String {
+    pub(crate) fn file_name(&self) -> String {
         match (&self.service, self.kind) {
             (_, "Namespace") => "00-namespace.yaml".to_string(),
             (Some(s), kind) => format!("{s}-{}.yaml", kind.to_ascii_lowercase()),
@@ -29,7 +29,7 @@ impl Object {
 }
 
 /// Values as YAML documents separated by `---`.
-pub fn yaml_documents<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
+pub(crate) fn yaml_documents<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
     let mut out = String::new();
     for (i, v) in values.into_iter().enumerate() {
         if i > 0 {
@@ -43,7 +43,7 @@ pub fn yaml_documents<'a>(values: impl IntoIterator<Item = &'a Value>) -> String
 /// A value as block-style YAML that YAML 1.1 readers (kubectl, PyYAML, docker-compose) read
 /// back as the same JSON: every string that could be taken for anything but a string (`on`,
 /// `yes`, `n`, `0755`, `1:30`, `~`, `250m`) is double-quoted.
-pub fn yaml(v: &Value) -> String {
+pub(crate) fn yaml(v: &Value) -> String {
     let mut out = String::new();
     match v {
         Value::Object(m) if !m.is_empty() => write_map(m, 0, &mut out),
@@ -145,7 +145,7 @@ fn string(s: &str) -> String {
 }
 
 /// The objects grouped by [`Object::file_name`], in order of first appearance.
-pub fn files(objects: &[Object]) -> Vec<(String, String)> {
+pub(crate) fn files(objects: &[Object]) -> Vec<(String, String)> {
     let mut groups: indexmap::IndexMap<String, Vec<&Value>> = indexmap::IndexMap::new();
     for o in objects {
         groups.entry(o.file_name()).or_default().push(&o.value);

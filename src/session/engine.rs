@@ -14,7 +14,7 @@ use crate::runtime::{
 
 /// The container engine a command works with, chosen by [`ContainerEngine::for_services`].
 #[derive(Clone)]
-pub enum ContainerEngine {
+pub(crate) enum ContainerEngine {
     Docker(DockerRuntime),
     /// No container service is selected: no engine is contacted.
     None(NoEngine),
@@ -23,7 +23,7 @@ pub enum ContainerEngine {
 impl ContainerEngine {
     /// Docker (connected now) when any of `services` of `stack` is a container; no engine
     /// otherwise.
-    pub async fn for_services(stack: &Stack, services: &[String]) -> Result<Self> {
+    pub(crate) async fn for_services(stack: &Stack, services: &[String]) -> Result<Self> {
         let containers = services
             .iter()
             .any(|s| stack.services.get(s).is_some_and(|s| s.is_container()));
@@ -36,7 +36,7 @@ impl ContainerEngine {
     /// For `down`: Docker when the stack has containers (connected now, or the error); else
     /// Docker if it answers (a file edited while the stack ran may have dropped the services
     /// whose containers and volumes are left), else no engine.
-    pub async fn for_cleanup(stack: &Stack) -> Result<Self> {
+    pub(crate) async fn for_cleanup(stack: &Stack) -> Result<Self> {
         let all: Vec<String> = stack.services.keys().cloned().collect();
         match Self::for_services(stack, &all).await? {
             Self::None(n) => Ok(DockerRuntime::connect()
@@ -47,7 +47,7 @@ impl ContainerEngine {
     }
 
     /// The Docker connection, for what only Docker offers (an attached `exec`).
-    pub fn docker(&self) -> Option<&DockerRuntime> {
+    pub(crate) fn docker(&self) -> Option<&DockerRuntime> {
         match self {
             Self::Docker(d) => Some(d),
             Self::None(_) => None,

@@ -16,7 +16,7 @@ use crate::runtime::{
     ContainerInfo, ContainerRuntime, ContainerSpec, ContainerStatus, RuntimeError,
 };
 
-pub struct ContainerSetup<R> {
+pub(crate) struct ContainerSetup<R> {
     pub rt: R,
     pub svc: Service,
     pub spec: ContainerSpec,
@@ -26,7 +26,7 @@ pub struct ContainerSetup<R> {
     pub events: mpsc::UnboundedSender<UnitEvent>,
 }
 
-pub fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
+pub(crate) fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (UnitHandle::new(tx), tokio::spawn(run(setup, rx)))
 }

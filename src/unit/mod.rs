@@ -3,16 +3,16 @@
 //! `LogMatched` come out, each tagged with the epoch of the start it belongs to. No policy here:
 //! restarts, backoff and order are the kernel's.
 
-pub mod container;
-pub mod output;
-pub mod process;
+pub(crate) mod container;
+pub(crate) mod output;
+pub(crate) mod process;
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitCommand {
+pub(crate) enum UnitCommand {
     Start {
         epoch: u64,
     },
@@ -24,7 +24,7 @@ pub enum UnitCommand {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitEvent {
+pub(crate) enum UnitEvent {
     Started {
         service: String,
         epoch: u64,
@@ -51,23 +51,23 @@ pub enum UnitEvent {
 /// A cheap handle to a unit. Dropping every handle ends the unit: a process unit kills its
 /// group; a container unit leaves its container as it is (`up --wait` leaves it running).
 #[derive(Clone, Debug)]
-pub struct UnitHandle {
+pub(crate) struct UnitHandle {
     tx: mpsc::UnboundedSender<UnitCommand>,
 }
 
 impl UnitHandle {
-    pub fn new(tx: mpsc::UnboundedSender<UnitCommand>) -> Self {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<UnitCommand>) -> Self {
         Self { tx }
     }
 
-    pub fn send(&self, c: UnitCommand) {
+    pub(crate) fn send(&self, c: UnitCommand) {
         // A unit that has ended (its task returned) has nothing left to act on.
         let _ = self.tx.send(c);
     }
 }
 
 /// How a stop ended, as people read it.
-pub fn stopped_how(killed: bool, code: i64, grace: Duration, by_kill: bool) -> String {
+pub(crate) fn stopped_how(killed: bool, code: i64, grace: Duration, by_kill: bool) -> String {
     if by_kill {
         "killed".to_string()
     } else if killed {

@@ -9,7 +9,7 @@ use crate::logs::split::LineSplitter;
 use crate::logs::{LogHandle, LogLine, Stream};
 
 /// Splits one stream of an instance into lines and sends them on.
-pub struct Pump {
+pub(crate) struct Pump {
     service: String,
     epoch: u64,
     stream: Stream,
@@ -21,7 +21,7 @@ pub struct Pump {
 }
 
 impl Pump {
-    pub fn new(
+    pub(crate) fn new(
         service: &str,
         epoch: u64,
         stream: Stream,
@@ -40,7 +40,7 @@ impl Pump {
     }
 
     /// The lines these bytes complete go to the mux as one message.
-    pub async fn push(&mut self, bytes: &[u8]) {
+    pub(crate) async fn push(&mut self, bytes: &[u8]) {
         let at = std::time::SystemTime::now();
         let lines: Vec<LogLine> = self
             .split
@@ -53,7 +53,7 @@ impl Pump {
     }
 
     /// The last line, even without a newline.
-    pub async fn finish(&mut self) {
+    pub(crate) async fn finish(&mut self) {
         if let Some(text) = self.split.finish() {
             let line = self.line(std::time::SystemTime::now(), text);
             self.logs.line(line).await;
@@ -87,7 +87,7 @@ impl Pump {
 }
 
 /// Reads a pipe to its end through a [`Pump`].
-pub async fn pump_pipe<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut pump: Pump) {
+pub(crate) async fn pump_pipe<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut pump: Pump) {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 16 * 1024];
     loop {

@@ -28,7 +28,7 @@ const PORT_WAIT: Duration = Duration::from_secs(5);
 /// loaded machine never to lose a last line.
 const DRAIN: Duration = Duration::from_secs(2);
 
-pub struct ProcessSetup {
+pub(crate) struct ProcessSetup {
     pub project: String,
     pub svc: Service,
     pub ports: HostPorts,
@@ -38,13 +38,13 @@ pub struct ProcessSetup {
     pub redact: Redactor,
 }
 
-pub fn spawn(setup: ProcessSetup) -> (UnitHandle, JoinHandle<()>) {
+pub(crate) fn spawn(setup: ProcessSetup) -> (UnitHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (UnitHandle::new(tx), tokio::spawn(run(setup, rx)))
 }
 
 /// The command and environment with port references resolved; the service's mark added.
-pub fn spawn_spec(project: &str, svc: &Service, ports: &HostPorts) -> Option<SpawnSpec> {
+pub(crate) fn spawn_spec(project: &str, svc: &Service, ports: &HostPorts) -> Option<SpawnSpec> {
     let ServiceKind::Process {
         command,
         working_dir,
@@ -72,7 +72,7 @@ pub fn spawn_spec(project: &str, svc: &Service, ports: &HostPorts) -> Option<Spa
     })
 }
 
-pub fn command_text(c: &Command) -> String {
+pub(crate) fn command_text(c: &Command) -> String {
     match c {
         Command::Shell(s) => s.clone(),
         Command::Argv(v) => v.join(" "),

@@ -5,5 +5,5 @@
 //! and memory columns, the same usage sampling as the live `ps` (with a Docker connection of
 //! its own).
 
-pub mod terminal;
-pub mod web;
+pub(crate) mod terminal;
+pub(crate) mod web;

@@ -25,7 +25,7 @@ use crate::logs::screen::ScreenCommand;
 use crate::logs::LogHandle;
 
 /// The key list, shown by `?` (and in docs/control.md, "The terminal view").
-pub const HELP: &[&str] = &[
+pub(crate) const HELP: &[&str] = &[
     "keys:",
     "  r  restart a service (type to narrow the list, Enter picks, Esc cancels)",
     "  s  stop a running service, or start a stopped one",
@@ -53,7 +53,7 @@ const KEYS: &str =
     "r restart · s stop/start · f filter · / highlight · e error · o dashboard · ? help · q quit";
 
 /// Whether `up` gets the interactive view: stdin and stdout are terminals and this is not CI.
-pub fn wanted(ci: Option<String>) -> bool {
+pub(crate) fn wanted(ci: Option<String>) -> bool {
     let ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
     !ci && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
 }
@@ -64,7 +64,7 @@ static ORIGINAL: OnceLock<libc::termios> = OnceLock::new();
 
 /// Puts the original terminal modes back (idempotent; a no-op when they were never changed).
 /// Also called on the signal path's hard exit.
-pub fn restore() {
+pub(crate) fn restore() {
     if let Some(t) = ORIGINAL.get() {
         // SAFETY: `t` is a termios read from this same fd by tcgetattr.
         unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
@@ -72,10 +72,10 @@ pub fn restore() {
 }
 
 /// Keys one by one, without echo, while it lives.
-pub struct TtyGuard(());
+pub(crate) struct TtyGuard(());
 
 impl TtyGuard {
-    pub fn enter() -> std::io::Result<Self> {
+    pub(crate) fn enter() -> std::io::Result<Self> {
         // SAFETY: tcgetattr fills the zeroed termios we own.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
         if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut t) } != 0 {
@@ -109,14 +109,14 @@ impl Drop for TtyGuard {
 // ---- the view: keys and events in, what to do out (pure) ------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
+pub(crate) enum Pick {
     Restart,
     StopStart,
     Error,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prompt {
+pub(crate) enum Prompt {
     Filter,
     Highlight,
 }
@@ -130,7 +130,7 @@ enum Mode {
 
 /// What the view asks for.
 #[derive(Debug, Clone)]
-pub enum Effect {
+pub(crate) enum Effect {
     Restart(String),
     Stop(String),
     Start(String),
@@ -143,7 +143,7 @@ pub enum Effect {
     Interrupt,
 }
 
-pub struct View {
+pub(crate) struct View {
     services: Vec<String>,
     states: HashMap<String, ServiceState>,
     mode: Mode,
@@ -174,7 +174,7 @@ fn running(s: Option<&ServiceState>) -> bool {
 }
 
 impl View {
-    pub fn new(services: Vec<String>, color: bool) -> Self {
+    pub(crate) fn new(services: Vec<String>, color: bool) -> Self {
         Self {
             services,
             states: HashMap::new(),
@@ -189,7 +189,7 @@ impl View {
         }
     }
 
-    pub fn snapshot(&mut self, snapshot: &[ServiceStatus]) {
+    pub(crate) fn snapshot(&mut self, snapshot: &[ServiceStatus]) {
         self.states = snapshot
             .iter()
             .map(|s| (s.service.clone(), s.state.clone()))
@@ -197,7 +197,7 @@ impl View {
     }
 
     /// Remembers errors, for `e`.
-    pub fn event(&mut self, e: &StackEvent) {
+    pub(crate) fn event(&mut self, e: &StackEvent) {
         match e {
             StackEvent::BuildStep {
                 service,
@@ -272,23 +272,23 @@ impl View {
     }
 
     /// Remembers a service's lines of level error and above, for `e`.
-    pub fn line(&mut self, l: &crate::logs::LogLine) {
+    pub(crate) fn line(&mut self, l: &crate::logs::LogLine) {
         if l.level >= Some(crate::logs::Level::Error) && l.stream != crate::logs::Stream::Event {
             self.error_lines.insert(l.source.clone(), l.text.clone());
         }
     }
 
-    pub fn last_error(&self, service: &str) -> Option<&str> {
+    pub(crate) fn last_error(&self, service: &str) -> Option<&str> {
         self.errors.get(service).map(String::as_str)
     }
 
     /// The service's last line of level error or above.
-    pub fn last_error_line(&self, service: &str) -> Option<&str> {
+    pub(crate) fn last_error_line(&self, service: &str) -> Option<&str> {
         self.error_lines.get(service).map(String::as_str)
     }
 
     /// What `e` prints first about `service`: its last error and its last error line.
-    pub fn error_report(&self, service: &str) -> Vec<String> {
+    pub(crate) fn error_report(&self, service: &str) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(e) = self.last_error(service) {
             lines.push(format!("{service}: {e}"));
@@ -323,7 +323,7 @@ impl View {
             .collect()
     }
 
-    pub fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
+    pub(crate) fn key(&mut self, k: KeyEvent) -> Vec<Effect> {
         if k.kind != KeyEventKind::Press {
             return Vec::new();
         }
@@ -490,7 +490,7 @@ impl View {
     }
 
     /// The status line, at most `width` columns wide.
-    pub fn status(&self, width: usize) -> String {
+    pub(crate) fn status(&self, width: usize) -> String {
         // (visible text, colour) pieces, laid out until the width is used.
         let mut pieces: Vec<(String, Option<Color>)> = Vec::new();
         match &self.mode {
@@ -651,7 +651,7 @@ fn spawn_key_reader() -> mpsc::UnboundedReceiver<Event> {
     rx
 }
 
-pub struct Setup {
+pub(crate) struct Setup {
     pub handle: StackHandle,
     pub logs: LogHandle,
     pub services: Vec<String>,
@@ -666,7 +666,7 @@ fn width() -> usize {
 }
 
 /// Runs the view until the engine ends; the status line goes with it.
-pub async fn run(s: Setup) {
+pub(crate) async fn run(s: Setup) {
     let Setup {
         handle,
         logs,

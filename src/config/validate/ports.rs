@@ -12,7 +12,10 @@ pub(super) fn parse_port_number(s: &str) -> Result<u16, String> {
 }
 
 /// Parses one `ports` entry: `C`, `H:C`, `IP:H:C`, `IP::C`, each with an optional `/tcp|/udp`.
-pub fn parse_port_mapping(s: &str, is_container: bool) -> Result<PortMapping, (String, String)> {
+pub(super) fn parse_port_mapping(
+    s: &str,
+    is_container: bool,
+) -> Result<PortMapping, (String, String)> {
     let form_help = || {
         if is_container {
             "write `HOST:CONTAINER` (`\"5432:5432\"`), `IP:HOST:CONTAINER`, or just `CONTAINER` for a free host port".to_string()
@@ -172,7 +175,10 @@ pub(super) fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 /// One `ports` entry, ranges expanded: `8000-8002:9000-9002` is three mappings.
-pub fn parse_port_spec(s: &str, is_container: bool) -> Result<Vec<PortMapping>, (String, String)> {
+pub(super) fn parse_port_spec(
+    s: &str,
+    is_container: bool,
+) -> Result<Vec<PortMapping>, (String, String)> {
     if !s.contains('-') {
         return parse_port_mapping(s, is_container).map(|m| vec![m]);
     }

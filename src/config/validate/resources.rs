@@ -3,7 +3,7 @@
 use super::*;
 
 /// A byte size as Compose writes it: `1024`, `64m`, `1.5g`, `512kb` (1024-based).
-pub fn parse_bytes(s: &str) -> Option<u64> {
+pub(super) fn parse_bytes(s: &str) -> Option<u64> {
     let t = s.trim().to_ascii_lowercase();
     let split = t
         .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))

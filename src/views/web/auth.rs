@@ -4,23 +4,23 @@
 //! server applies them.
 
 /// The header a script may send the token in.
-pub const TOKEN_HEADER: &str = "x-devstack-token";
+pub(super) const TOKEN_HEADER: &str = "x-devstack-token";
 
 /// The cookie that keeps the token after the first load. Cookies are per host, not per port:
 /// the port in the name keeps two dashboards on one machine apart.
-pub fn cookie_name(port: u16) -> String {
+pub(super) fn cookie_name(port: u16) -> String {
     format!("devstack_token_{port}")
 }
 
 /// A fresh token: 16 random bytes as hex.
-pub fn new_token() -> std::io::Result<String> {
+pub(crate) fn new_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Whether `host` (the `Host` header) names this server on loopback.
-pub fn host_allowed(host: Option<&str>, port: u16) -> bool {
+pub(super) fn host_allowed(host: Option<&str>, port: u16) -> bool {
     let Some(host) = host else {
         return false;
     };
@@ -29,7 +29,7 @@ pub fn host_allowed(host: Option<&str>, port: u16) -> bool {
 }
 
 /// Whether an `Origin` header (sent by browsers with POSTs) is this server's own.
-pub fn origin_allowed(origin: Option<&str>, port: u16) -> bool {
+pub(super) fn origin_allowed(origin: Option<&str>, port: u16) -> bool {
     match origin {
         // Not a browser, or a same-origin GET: the token alone decides.
         None => true,
@@ -41,7 +41,7 @@ pub fn origin_allowed(origin: Option<&str>, port: u16) -> bool {
 }
 
 /// The value of cookie `name` in a `Cookie` header.
-pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header.split(';').find_map(|pair| {
         let (k, v) = pair.trim().split_once('=')?;
         (k == name).then_some(v)
@@ -49,7 +49,7 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The value of `token` in a query string.
-pub fn query_token(query: &str) -> Option<&str> {
+pub(super) fn query_token(query: &str) -> Option<&str> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == "token").then_some(v)
@@ -58,7 +58,7 @@ pub fn query_token(query: &str) -> Option<&str> {
 
 /// Where a request's token came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
+pub(super) enum Credential {
     /// The URL printed at start-up: the response sets the cookie.
     Query,
     Cookie,
@@ -67,7 +67,7 @@ pub enum Credential {
 
 /// What to do with a request, from its headers and query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(super) enum Verdict {
     Allow(Credential),
     /// A foreign `Host` (a DNS-rebinding page) or `Origin` (a cross-site form).
     ForeignHost,
@@ -75,7 +75,7 @@ pub enum Verdict {
     NoToken,
 }
 
-pub struct Request<'a> {
+pub(super) struct Request<'a> {
     pub host: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub query: Option<&'a str>,
@@ -85,7 +85,7 @@ pub struct Request<'a> {
     pub mutating: bool,
 }
 
-pub fn check(req: &Request<'_>, token: &str, port: u16) -> Verdict {
+pub(super) fn check(req: &Request<'_>, token: &str, port: u16) -> Verdict {
     if !host_allowed(req.host, port) {
         return Verdict::ForeignHost;
     }

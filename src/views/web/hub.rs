@@ -24,12 +24,12 @@ const TABLE_EVERY: u32 = 20;
 /// Batches a page may have queued before it counts as too slow (1.6 s).
 const PAGE_BACKLOG: usize = 16;
 
-pub enum HubCommand {
+pub(super) enum HubCommand {
     Join(oneshot::Sender<Joined>),
 }
 
 /// What a new page gets: everything up to now as one message, then batches.
-pub struct Joined {
+pub(super) struct Joined {
     pub init: String,
     pub batches: mpsc::Receiver<Arc<str>>,
 }
@@ -58,7 +58,7 @@ struct Batch<'a> {
 /// Starts the hub; it keeps the last `keep` log items and ends with the engine. Services' own
 /// lines are masked with `redact` (devstack's events already are): a page is easier to share
 /// than a terminal. CPU and memory are sampled from `usage` while a page is open.
-pub fn spawn(
+pub(super) fn spawn(
     handle: StackHandle,
     keep: usize,
     redact: Redactor,

@@ -7,7 +7,7 @@
 
 mod auth;
 mod hub;
-pub mod model;
+pub(crate) mod model;
 mod server;
 
 use std::collections::HashMap;
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use tokio::task::JoinHandle;
 
-pub use auth::new_token;
-pub use model::{StackInfo, Usage};
+pub(crate) use auth::new_token;
+pub(crate) use model::{StackInfo, Usage};
 
 use crate::engine::StackHandle;
 
@@ -26,9 +26,8 @@ use crate::engine::StackHandle;
 const KEEP_LINES: usize = 2000;
 
 /// A running dashboard; it stops when dropped.
-pub struct Dashboard {
+pub(crate) struct Dashboard {
     pub url: String,
-    pub port: u16,
     server: JoinHandle<()>,
 }
 
@@ -41,7 +40,7 @@ impl Drop for Dashboard {
 /// Where the dashboard reads the CPU and memory of the running services in a snapshot, for the
 /// table's CPU and RSS columns. Handed in by whoever starts the dashboard (the session samples
 /// through the engine it already has): the dashboard never connects to an engine itself.
-pub type UsageSource = Arc<
+pub(crate) type UsageSource = Arc<
     dyn Fn(Vec<crate::engine::ServiceStatus>) -> BoxFuture<'static, HashMap<String, Usage>>
         + Send
         + Sync,
@@ -49,7 +48,9 @@ pub type UsageSource = Arc<
 
 /// The dashboard's figures from one sampling of the live `ps` (`control::server::usage_of`):
 /// a service without a memory reading is left out, a missing CPU figure shows as 0.
-pub fn usage(sampled: HashMap<String, (Option<f64>, Option<u64>)>) -> HashMap<String, Usage> {
+pub(crate) fn usage(
+    sampled: HashMap<String, (Option<f64>, Option<u64>)>,
+) -> HashMap<String, Usage> {
     sampled
         .into_iter()
         .filter_map(|(service, (cpu, rss))| {
@@ -67,7 +68,7 @@ pub fn usage(sampled: HashMap<String, (Option<f64>, Option<u64>)>) -> HashMap<St
 /// What the dashboard masks in services' own lines: the stack's interpolated secret values and
 /// the values of secret-looking environment keys (`config`'s rule), so a service that prints its
 /// password does not show it on a page.
-pub fn secrets(stack: &crate::config::Stack) -> crate::redact::Redactor {
+pub(crate) fn secrets(stack: &crate::config::Stack) -> crate::redact::Redactor {
     let literal = stack.services.values().flat_map(|s| {
         s.environment
             .iter()
@@ -80,7 +81,7 @@ pub fn secrets(stack: &crate::config::Stack) -> crate::redact::Redactor {
 /// Binds 127.0.0.1:`port` (a free one when `None`) and serves the dashboard of `handle`'s
 /// stack until dropped, its CPU and memory figures read from `usage`. Must run inside the tokio
 /// runtime that runs the engine.
-pub async fn start(
+pub(crate) async fn start(
     handle: StackHandle,
     info: StackInfo,
     port: Option<u16>,
@@ -113,7 +114,6 @@ pub async fn start(
     });
     Ok(Dashboard {
         url: format!("http://127.0.0.1:{port}/?token={token}"),
-        port,
         server,
     })
 }

@@ -23,14 +23,14 @@ const ROW_GAP: u32 = 14;
 const PAD: u32 = 10;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct StackInfo {
+pub(crate) struct StackInfo {
     pub project: String,
     pub services: Vec<ServiceInfo>,
     pub graph: Layout,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ServiceInfo {
+pub(crate) struct ServiceInfo {
     pub name: String,
     pub kind: &'static str,
     /// The image of a container; `None` for a process (its command line may hold secrets).
@@ -40,7 +40,7 @@ pub struct ServiceInfo {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PortLink {
+pub(crate) struct PortLink {
     pub label: String,
     /// Where a browser on this machine reaches it; `None` when devstack picks the host port at
     /// start (not known to the view yet).
@@ -48,7 +48,7 @@ pub struct PortLink {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub width: u32,
     pub height: u32,
     pub nodes: Vec<Node>,
@@ -57,7 +57,7 @@ pub struct Layout {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Node {
+pub(crate) struct Node {
     pub name: String,
     pub level: usize,
     pub x: u32,
@@ -69,7 +69,7 @@ pub struct Node {
 impl StackInfo {
     /// The selected services of `stack`, in file order. With `free_ports` (`up --free-ports`)
     /// the written ports are not the ones in use, so no port gets a link.
-    pub fn of(stack: &Stack, selected: &[String], free_ports: bool) -> Self {
+    pub(crate) fn of(stack: &Stack, selected: &[String], free_ports: bool) -> Self {
         let services: Vec<ServiceInfo> = stack
             .services
             .iter()
@@ -131,7 +131,7 @@ impl StackInfo {
 }
 
 /// Columns by start level (left to right), services of a level stacked in file order.
-pub fn layout(graph: &Graph) -> Layout {
+pub(crate) fn layout(graph: &Graph) -> Layout {
     let levels = graph.levels();
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
@@ -162,21 +162,21 @@ pub fn layout(graph: &Graph) -> Layout {
 
 /// CPU and memory of a service's processes or container, when sampled.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct Usage {
+pub(crate) struct Usage {
     pub cpu_percent: f32,
     pub rss_bytes: u64,
 }
 
 /// One row of the live table.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     #[serde(flatten)]
     pub status: ServiceStatus,
     pub cpu_percent: Option<f32>,
     pub rss_bytes: Option<u64>,
 }
 
-pub fn rows(snapshot: Vec<ServiceStatus>, usage: &HashMap<String, Usage>) -> Vec<Row> {
+pub(crate) fn rows(snapshot: Vec<ServiceStatus>, usage: &HashMap<String, Usage>) -> Vec<Row> {
     snapshot
         .into_iter()
         .map(|status| {
@@ -193,7 +193,7 @@ pub fn rows(snapshot: Vec<ServiceStatus>, usage: &HashMap<String, Usage>) -> Vec
 /// One line of the merged log as the page gets it. Short keys: at 1,000 lines a second the
 /// names are most of the bytes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Milliseconds since the Unix epoch.
     pub t: u64,
     /// Service, or `devstack`.
@@ -207,7 +207,7 @@ pub struct Item {
 }
 
 /// The log items of one published item (a bare state change has none: the table shows it).
-pub fn items(p: &Published) -> Vec<Item> {
+pub(crate) fn items(p: &Published) -> Vec<Item> {
     let ms = |at: std::time::SystemTime| {
         at.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)

@@ -29,7 +29,7 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 #[derive(Clone)]
-pub struct AppState {
+pub(super) struct AppState {
     pub token: Arc<str>,
     pub port: u16,
     pub handle: StackHandle,
@@ -39,7 +39,7 @@ pub struct AppState {
     pub services: Arc<[String]>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub(super) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route(
