@@ -11,11 +11,7 @@ pub(super) fn network_defs(
     for (key, def) in raw.networks.iter().flatten() {
         let d = def.clone().unwrap_or_default();
         let external = d.external.unwrap_or(false);
-        let name = match (&d.name, external) {
-            (Some(n), _) => n.clone(),
-            (None, true) => key.clone(),
-            (None, false) => format!("{project}_{key}"),
-        };
+        let name = engine_name(key, d.name.as_ref(), external, project);
         out.insert(
             key.clone(),
             NetworkDef {
@@ -31,6 +27,21 @@ pub(super) fn network_defs(
     }
     let _ = c;
     out
+}
+
+/// The engine's name of a top-level volume or network: its `name:`, else the key itself when
+/// external, else `<project>_<key>` (Compose's rule).
+pub(super) fn engine_name(
+    key: &str,
+    name: Option<&String>,
+    external: bool,
+    project: &str,
+) -> String {
+    match (name, external) {
+        (Some(n), _) => n.clone(),
+        (None, true) => key.to_string(),
+        (None, false) => format!("{project}_{key}"),
+    }
 }
 
 /// A service's `network_mode` (checked, kept as written) and `networks` (each declared at the

@@ -243,11 +243,7 @@ pub(super) fn volume_defs(
     for (key, def) in raw.volumes.iter().flatten() {
         let d = def.clone().unwrap_or_default();
         let external = d.external.unwrap_or(false);
-        let name = match (&d.name, external) {
-            (Some(n), _) => n.clone(),
-            (None, true) => key.clone(),
-            (None, false) => format!("{project}_{key}"),
-        };
+        let name = super::networks::engine_name(key, d.name.as_ref(), external, project);
         out.insert(
             key.clone(),
             VolumeDef {
