@@ -25,6 +25,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::config::Protocol;
+use crate::config::ServiceName;
 use crate::runtime::{
     labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
     ContainerSpec, ContainerStatus, HookExec, Mount, OutputChunk, OutputStream, Published, Result,
@@ -656,7 +657,7 @@ impl ContainerRuntime for DockerRuntime {
                 .trim_start_matches('/')
                 .to_string(),
             project: lbl.get(labels::PROJECT).cloned().unwrap_or_default(),
-            service: lbl.get(labels::SERVICE).cloned().unwrap_or_default(),
+            service: ServiceName::from(lbl.get(labels::SERVICE).cloned().unwrap_or_default()),
             config_hash: lbl.get(labels::CONFIG_HASH).cloned().unwrap_or_default(),
             image: cfg.image.unwrap_or_default(),
             status: status(state.status),
@@ -979,7 +980,7 @@ impl ContainerRuntime for DockerRuntime {
         // devstack's own labels win over the file's.
         let mut all_labels: HashMap<String, String> = o.labels.clone().into_iter().collect();
         all_labels.extend(spec.labels.clone());
-        let mut aliases = vec![spec.service.clone()];
+        let mut aliases = vec![spec.service.to_string()];
         for n in o.networks.values() {
             aliases.extend(n.aliases.iter().cloned());
         }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ServiceName;
+
 /// Crashes within the kernel's `CRASH_WINDOW` that make a crash loop. Here, not in the kernel,
 /// because a [`StackEvent::Backoff`] reads as a crash loop from this count on; the kernel
 /// re-exports it.
@@ -89,12 +91,12 @@ impl std::fmt::Display for ServiceState {
 pub enum StackEvent {
     /// A service's state changed.
     State {
-        service: String,
+        service: ServiceName,
         state: ServiceState,
     },
     /// An instance runs: a process group (`pid`) or a container (`container`).
     Started {
-        service: String,
+        service: ServiceName,
         #[serde(skip_serializing_if = "Option::is_none")]
         pid: Option<u32>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,34 +105,34 @@ pub enum StackEvent {
         detail: String,
     },
     Ready {
-        service: String,
+        service: ServiceName,
         after_ms: u64,
     },
     /// The probe gave up; the service stays as it is (after start-up) or start-up fails.
     NotReady {
-        service: String,
+        service: ServiceName,
         probe: String,
         reason: String,
         tail: Vec<String>,
     },
     /// The instance ended by itself.
     Exited {
-        service: String,
+        service: ServiceName,
         code: i64,
     },
     /// Stopped on request; `how` says whether it needed SIGKILL.
     Stopped {
-        service: String,
+        service: ServiceName,
         how: String,
     },
     /// Going to stop and start again.
     Restarting {
-        service: String,
+        service: ServiceName,
         reason: String,
     },
     /// Crashed; its restart policy starts it again after `restart_in_ms`.
     Backoff {
-        service: String,
+        service: ServiceName,
         code: i64,
         restart_in_ms: u64,
         #[serde(with = "policy_label")]
@@ -149,9 +151,9 @@ pub enum StackEvent {
     /// An image a service needs is there: built, found up to date, pulled, or used as found.
     Built {
         /// The first service of the build.
-        service: String,
+        service: ServiceName,
         /// Every service that shares the build.
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         image: String,
         id: String,
         how: BuildHow,
@@ -162,7 +164,7 @@ pub enum StackEvent {
     },
     /// An image build started a step of its Dockerfile.
     BuildStep {
-        service: String,
+        service: ServiceName,
         /// 1-based, of `of` steps.
         step: usize,
         of: usize,
@@ -170,7 +172,7 @@ pub enum StackEvent {
     },
     /// A task (`task:`) was up to date, so it did not run; it counts as completed.
     Skipped {
-        service: String,
+        service: ServiceName,
         /// What said so: `sources unchanged`, `status commands passed`, or both.
         reason: String,
         /// How long the check took.
@@ -191,13 +193,13 @@ pub enum StackEvent {
     /// A note from devstack about a service or the stack (`service: None`).
     Note {
         #[serde(skip_serializing_if = "Option::is_none")]
-        service: Option<String>,
+        service: Option<ServiceName>,
         text: String,
     },
     /// Something the user should fix.
     Warning {
         #[serde(skip_serializing_if = "Option::is_none")]
-        service: Option<String>,
+        service: Option<ServiceName>,
         text: String,
     },
 }
@@ -218,14 +220,14 @@ impl StackEvent {
 
     pub fn note(service: Option<&str>, text: impl Into<String>) -> Self {
         Self::Note {
-            service: service.map(str::to_string),
+            service: service.map(ServiceName::from),
             text: text.into(),
         }
     }
 
     pub fn warning(service: Option<&str>, text: impl Into<String>) -> Self {
         Self::Warning {
-            service: service.map(str::to_string),
+            service: service.map(ServiceName::from),
             text: text.into(),
         }
     }
@@ -406,7 +408,7 @@ impl ChangeAction {
 /// (`environment.LOG_LEVEL`, `ports[0]`, `image`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigChange {
-    pub service: String,
+    pub service: ServiceName,
     pub action: ChangeAction,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<String>,

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use sha2::{Digest, Sha256};
 
 use crate::config::interpolate::resolve_port_refs;
+use crate::config::ServiceName;
 use crate::config::{Command, ContainerOptions, Hook, Service, ServiceKind, Stack, Volume};
 use crate::project::ports::RecordedPorts;
 use crate::runtime::{labels, ContainerInfo, ContainerSpec, HookExec, Mount, Published};
@@ -277,7 +278,7 @@ pub(crate) fn container_spec(
     });
     let mut spec = ContainerSpec {
         project: project.to_string(),
-        service: svc.name.clone(),
+        service: ServiceName::from(svc.name.clone()),
         name: opts
             .container_name
             .clone()

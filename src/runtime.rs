@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 
+use crate::config::ServiceName;
 use crate::config::{ContainerOptions, Protocol, RestartPolicy};
 
 /// Labels devstack puts on everything it creates; nothing without them is ever touched.
@@ -54,7 +55,7 @@ pub enum Mount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub project: String,
-    pub service: String,
+    pub service: ServiceName,
     pub name: String,
     pub image: String,
     pub cmd: Option<Vec<String>>,
@@ -104,7 +105,7 @@ pub struct ContainerInfo {
     pub id: String,
     pub name: String,
     pub project: String,
-    pub service: String,
+    pub service: ServiceName,
     pub config_hash: String,
     pub image: String,
     pub status: ContainerStatus,

@@ -16,6 +16,7 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::config::ServiceName;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::event::{EventKind, MetadataKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher as _};
@@ -55,7 +56,7 @@ const OUT_CAPACITY: usize = 64;
 /// What one service wants watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchSpec {
-    pub service: String,
+    pub service: ServiceName,
     /// Absolute directories or files.
     pub paths: Vec<PathBuf>,
     /// Gitignore-style globs relative to each watched path, e.g. `*.log`, `build/`.
@@ -66,7 +67,7 @@ pub struct WatchSpec {
 /// One debounced burst of changes of one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilesChanged {
-    pub service: String,
+    pub service: ServiceName,
     /// the changed paths of the burst, deduplicated, at most 20 kept
     pub paths: Vec<PathBuf>,
     /// how many change events the burst had
@@ -169,7 +170,11 @@ impl Watcher {
             })?;
 
         let (out_tx, out_rx) = mpsc::channel(OUT_CAPACITY);
-        let debouncer = Debouncer::new(specs.into_iter().map(|s| (s.service, s.debounce)));
+        let debouncer = Debouncer::new(
+            specs
+                .into_iter()
+                .map(|s| (s.service.into_string(), s.debounce)),
+        );
         let debounce_task = runtime.spawn(debounce_loop(debouncer, change_rx, out_tx));
         let watcher = Watcher {
             stop,
@@ -273,7 +278,7 @@ impl Debouncer {
             if slot.as_ref().is_some_and(|b| b.quiet_at <= now) {
                 if let Some(burst) = slot.take() {
                     due.push(FilesChanged {
-                        service: service.clone(),
+                        service: ServiceName::from(service.clone()),
                         paths: burst.paths,
                         events: burst.events,
                     });
@@ -413,7 +418,7 @@ fn prepare_roots(specs: &[WatchSpec]) -> Result<Vec<Root>, WatchError> {
     for (service, spec) in specs.iter().enumerate() {
         for path in &spec.paths {
             let unreadable = |source| WatchError::Unreadable {
-                service: spec.service.clone(),
+                service: spec.service.to_string(),
                 path: path.clone(),
                 source,
             };
@@ -422,7 +427,7 @@ fn prepare_roots(specs: &[WatchSpec]) -> Result<Vec<Root>, WatchError> {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(WatchError::PathNotFound {
-                        service: spec.service.clone(),
+                        service: spec.service.to_string(),
                         path,
                     })
                 }
@@ -448,7 +453,7 @@ fn prepare_roots(specs: &[WatchSpec]) -> Result<Vec<Root>, WatchError> {
 
 fn root_rules(root: &Path, spec: &WatchSpec) -> Result<Gitignore, WatchError> {
     let bad = |pattern: &str, reason: String| WatchError::BadIgnore {
-        service: spec.service.clone(),
+        service: spec.service.to_string(),
         pattern: pattern.to_owned(),
         reason,
     };
@@ -1040,7 +1045,7 @@ mod tests {
                 .due
                 .iter()
                 .map(|(service, paths, events)| FilesChanged {
-                    service: service.to_string(),
+                    service: ServiceName::from(service.to_string()),
                     paths: paths.iter().map(|s| p(s)).collect(),
                     events: *events,
                 })
@@ -1140,7 +1145,7 @@ mod tests {
             .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)))
             .expect("backdate");
         let spec = WatchSpec {
-            service: "core".to_owned(),
+            service: "core".into(),
             paths: vec![root.clone()],
             ignore: vec![],
             debounce: ms(50),

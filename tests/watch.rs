@@ -15,7 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 fn spec(service: &str, paths: &[&Path], ignore: &[&str], debounce_ms: u64) -> WatchSpec {
     WatchSpec {
-        service: service.to_owned(),
+        service: service.into(),
         paths: paths.iter().map(|p| p.to_path_buf()).collect(),
         ignore: ignore.iter().map(|s| s.to_string()).collect(),
         debounce: Duration::from_millis(debounce_ms),

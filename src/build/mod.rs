@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::config::ServiceName;
 use crate::config::{ServiceKind, Stack};
 
 /// Compose's `pull_policy`, for a service that has a `build`.
@@ -51,7 +52,7 @@ pub(crate) enum DockerfileSource {
 /// One build: what the engine gets, and the services whose image it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BuildJob {
-    pub services: Vec<String>,
+    pub services: Vec<ServiceName>,
     /// The first is the build's tag; a service of the same build that names another image gets
     /// its tag added.
     pub tags: Vec<String>,
@@ -159,7 +160,7 @@ pub(crate) fn jobs(stack: &Stack, selected: &[String]) -> Result<Vec<BuildJob>, 
                 && j.args == args
                 && j.target == b.target
         }) {
-            job.services.push(name.clone());
+            job.services.push(ServiceName::from(name.clone()));
             if !job.tags.contains(image) {
                 job.tags.push(image.clone());
             }
@@ -168,7 +169,7 @@ pub(crate) fn jobs(stack: &Stack, selected: &[String]) -> Result<Vec<BuildJob>, 
         let mut tags = vec![image.clone()];
         tags.extend(b.tags.iter().filter(|t| *t != image).cloned());
         out.push(BuildJob {
-            services: vec![name.clone()],
+            services: vec![ServiceName::from(name.clone())],
             tags,
             context,
             dockerfile,

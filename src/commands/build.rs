@@ -3,7 +3,7 @@
 use super::output::{color_for, log_width};
 use super::{selected_services, Env};
 use crate::cli::BuildArgs;
-use crate::config::Stack;
+use crate::config::{ServiceName, Stack};
 use crate::error::Error;
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::logs::Format;
@@ -50,7 +50,7 @@ pub(super) fn build(stack: &Stack, args: &BuildArgs, env: &mut Env<'_>) -> Resul
         pull: args.pull,
     };
     // Every service with `build:` is a container: this is the Docker engine.
-    let built: Vec<String> = jobs.iter().flat_map(|j| j.services.clone()).collect();
+    let built: Vec<ServiceName> = jobs.iter().flat_map(|j| j.services.clone()).collect();
     let result = rt.block_on(async {
         let engine = ContainerEngine::for_services(stack, &built).await?;
         let r = crate::engine::build::ensure_all(&engine, &jobs, flags, &logs).await;

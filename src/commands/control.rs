@@ -9,7 +9,7 @@ use clap::CommandFactory;
 use super::output::{color_for, log_width};
 use super::Env;
 use crate::cli::{ApplyArgs, Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
-use crate::config::{diagnostic::did_you_mean, Stack};
+use crate::config::{diagnostic::did_you_mean, ServiceName, Stack};
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{PsRow, Reply, Request};
 use crate::engine::ServiceStatus;
@@ -107,7 +107,7 @@ fn summary(
 ) -> Result<(), Error> {
     let chosen: Vec<&ServiceStatus> = services
         .iter()
-        .filter(|s| names.is_empty() || names.contains(&s.service))
+        .filter(|s| names.is_empty() || names.iter().any(|n| *n == s.service))
         .collect();
     if json {
         let text =
@@ -139,7 +139,7 @@ pub(super) fn verb(
 ) -> Result<(), Error> {
     known(stack, &args.services)?;
     let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
-    let services = args.services.clone();
+    let services = ServiceName::list(&args.services);
     let wait = !args.no_wait;
     let timeout_ms = ms(args.timeout);
     conn.send(match verb {
@@ -180,7 +180,7 @@ pub(super) fn wait(stack: &Stack, args: &WaitArgs, env: &mut Env<'_>) -> Result<
         }
     };
     conn.send(Request::Wait {
-        services: args.services.clone(),
+        services: ServiceName::list(&args.services),
         timeout_ms: ms(args.timeout),
     })?;
     let states = until_done(&mut conn, &args.services, env)?;
@@ -264,7 +264,7 @@ pub(super) fn print_live_ps(rows: &[PsRow], json: bool, env: &mut Env<'_>) -> Re
                 |t| super::output::coarse(now.saturating_sub(t) / 1000),
             );
             [
-                s.service.clone(),
+                s.service.to_string(),
                 s.kind.to_string(),
                 match &s.detail {
                     Some(d) => format!("{} ({d})", s.state),
@@ -387,7 +387,7 @@ fn exec_as_process(
                             protocol: p.protocol,
                         })
                         .collect();
-                    (r.status.service, ports)
+                    (r.status.service.into_string(), ports)
                 })
                 .collect(),
         ),

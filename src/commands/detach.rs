@@ -100,7 +100,9 @@ pub(super) fn up_detached(
         }
         match client::connect(state_dir, project) {
             Ok(c) if c.pid == child.id() => break c,
-            Ok(_) | Err(Error::NotRunning { .. } | Error::Engine(_)) => {
+            // Not serving yet, or (`Output`) a copy that is ending reset the connection during
+            // the greeting: the loop's next turn sees it end, and its exit code tells why.
+            Ok(_) | Err(Error::NotRunning { .. } | Error::Engine(_) | Error::Output(_)) => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => return Err(e),

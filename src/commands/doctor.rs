@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::Env;
+use crate::config::ServiceName;
 use crate::config::{ServiceKind, Stack};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
@@ -157,7 +158,7 @@ fn inotify(stack: &Stack) -> Vec<Finding> {
         .filter_map(|(name, s)| {
             let w = s.watch.as_ref()?;
             Some(crate::watch::WatchSpec {
-                service: name.clone(),
+                service: ServiceName::from(name.clone()),
                 paths: w.paths.clone(),
                 ignore: w.ignore.clone(),
                 debounce: w.debounce,

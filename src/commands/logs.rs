@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::output::{color_for, log_width};
 use super::Env;
-use crate::config::Stack;
+use crate::config::{ServiceName, Stack};
 use crate::control::client::Connection;
 use crate::control::protocol::{Reply, Request};
 use crate::error::Error;
@@ -46,7 +46,7 @@ pub(super) fn logs(
         match crate::control::client::connect(&state_dir(&stack.name), &stack.name) {
             Ok(mut conn) => {
                 conn.send(Request::Logs {
-                    services: args.services.clone(),
+                    services: ServiceName::list(&args.services),
                 })?;
                 live = Some(conn);
             }

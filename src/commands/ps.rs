@@ -78,7 +78,7 @@ pub(super) fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), 
     }
     for c in containers
         .iter()
-        .filter(|c| !stack.services.contains_key(&c.service))
+        .filter(|c| !stack.services.contains_key(c.service.as_str()))
     {
         rows.push(orphan_row(c));
     }

@@ -11,6 +11,7 @@ pub mod keypath;
 mod load;
 pub mod locate;
 pub mod model;
+mod name;
 pub mod raw;
 pub mod secrets;
 pub mod show;
@@ -23,6 +24,7 @@ pub use load::{
     DEFAULT_FILES,
 };
 pub use model::*;
+pub use name::ServiceName;
 
 /// A stack from YAML text in one folder per test thread: the same text gives the same stack
 /// (working folders included), for tests that compare two versions of a stack file.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::client;
 use super::protocol::{Reply, Request};
-use crate::config::Stack;
+use crate::config::{ServiceName, Stack};
 use crate::engine::apply::ApplyAnswer;
 use crate::error::Error;
 use crate::logs::query::{field_arg, resolve_run, select, Filter, RunSelector};
@@ -240,7 +240,7 @@ impl<'a> Mcp<'a> {
                     .and_then(Value::as_array)
                     .map(|a| {
                         a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .filter_map(|v| v.as_str().map(ServiceName::from))
                             .collect()
                     })
                     .unwrap_or_default();
@@ -277,7 +277,7 @@ impl<'a> Mcp<'a> {
             "restart" | "stop" | "start" => {
                 let service =
                     str_arg("service").ok_or_else(|| ToolError("`service` is required".into()))?;
-                let services = vec![service];
+                let services = vec![ServiceName::from(service)];
                 let timeout_ms = Some(timeout.as_millis() as u64);
                 let request = match name {
                     "restart" => Request::Restart {

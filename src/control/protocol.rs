@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ServiceName;
 use crate::engine::{NotReadyReport, ServiceStatus};
 use crate::logs::files::Record;
 
@@ -20,7 +21,7 @@ pub enum Request {
     Ps,
     /// Stop and start again; with `wait`, answer once each is ready again (a new instance).
     Restart {
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         #[serde(default)]
         wait: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -28,13 +29,13 @@ pub enum Request {
     },
     /// Stop (dependents keep running); with `wait`, answer once each is gone.
     Stop {
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         #[serde(default)]
         wait: bool,
     },
     /// Start, and first what each depends on; with `wait`, answer once each is ready.
     Start {
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         #[serde(default)]
         wait: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,12 +43,12 @@ pub enum Request {
     },
     /// Answer once every named service is ready (or completed).
     Wait {
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
     },
     /// The live stream (lines and events) of these services, until the client goes away.
-    Logs { services: Vec<String> },
+    Logs { services: Vec<ServiceName> },
     /// Stop everything, dependents first, and end the run; answers once it has ended.
     Shutdown,
     /// Apply the stack files as they are now (`dry_run`: only plan); answers with the plan, or

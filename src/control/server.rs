@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 
 use super::protocol::{Envelope, PsRow, Reply, Request, PROTOCOL_VERSION};
+use crate::config::ServiceName;
 use crate::engine::{NotReadyReport, ServiceStatus, StackHandle, TAIL_LINES};
 use crate::error::exit;
 use crate::event::{ServiceState, StackEvent};
@@ -212,8 +213,8 @@ async fn connection<R: ContainerRuntime>(ctx: std::sync::Arc<Ctx<R>>, stream: Un
             return ended_before_start(&ctx.project, &envelope.request, &mut conn).await;
         }
     }
-    let known: Vec<String> = handle.snapshot().into_iter().map(|s| s.service).collect();
-    let check = |services: &[String]| -> Result<Vec<String>, String> {
+    let known: Vec<ServiceName> = handle.snapshot().into_iter().map(|s| s.service).collect();
+    let check = |services: &[ServiceName]| -> Result<Vec<ServiceName>, String> {
         if services.is_empty() {
             return Ok(known.clone());
         }
@@ -386,11 +387,15 @@ async fn ended_before_start(project: &str, request: &Request, conn: &mut Conn) {
 }
 
 /// Sends `restart` (or `start`) for each service; the target each must reach.
-fn bring_up(handle: &StackHandle, services: &[String], restart: bool) -> Vec<(String, Target)> {
+fn bring_up(
+    handle: &StackHandle,
+    services: &[ServiceName],
+    restart: bool,
+) -> Vec<(ServiceName, Target)> {
     let before: HashMap<String, ServiceStatus> = handle
         .snapshot()
         .into_iter()
-        .map(|s| (s.service.clone(), s))
+        .map(|s| (s.service.to_string(), s))
         .collect();
     for s in services {
         if restart {
@@ -402,7 +407,7 @@ fn bring_up(handle: &StackHandle, services: &[String], restart: bool) -> Vec<(St
     services
         .iter()
         .map(|s| {
-            let b = before.get(s);
+            let b = before.get(s.as_str());
             // A start of something already ready is done at once; a restart needs a new
             // instance; a failure only counts once the command has been taken.
             let after_epoch = b.filter(|b| restart || !is_up(&b.state)).map(|b| b.epoch);
@@ -417,13 +422,13 @@ fn is_up(state: &ServiceState) -> bool {
 
 /// Sends a stream item if it is about one of `services` (all when empty). `false` once the
 /// client has gone.
-async fn relay(conn: &mut Conn, item: &Published, services: &[String]) -> bool {
+async fn relay(conn: &mut Conn, item: &Published, services: &[ServiceName]) -> bool {
     let records = match item {
         Published::Line(l) => vec![Record::of(l)],
         Published::Event { at, event } => event_records(*at, event),
     };
     for record in records {
-        if !services.is_empty() && !services.contains(&record.service) {
+        if !services.is_empty() && !services.iter().any(|s| *s == record.service) {
             continue;
         }
         if !conn.send(&Reply::Record { record }).await {
@@ -479,7 +484,7 @@ async fn finish<R: ContainerRuntime>(
     conn: &mut Conn,
     handle: &mut StackHandle,
     events: &mut tokio::sync::broadcast::Receiver<Published>,
-    targets: Vec<(String, Target)>,
+    targets: Vec<(ServiceName, Target)>,
     wait: bool,
     timeout_ms: Option<u64>,
 ) {
@@ -490,7 +495,7 @@ async fn finish<R: ContainerRuntime>(
         .await;
         return;
     }
-    let names: Vec<String> = targets.iter().map(|(s, _)| s.clone()).collect();
+    let names: Vec<ServiceName> = targets.iter().map(|(s, _)| s.clone()).collect();
     let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
     // The newest probe failure of each target, for the diagnostics.
     let mut probe_failures: HashMap<String, NotReadyReport> = HashMap::new();
@@ -498,7 +503,7 @@ async fn finish<R: ContainerRuntime>(
     // moment later. A target that was not there yet is done once its event has been told too,
     // so the answer never overtakes the story (with a short grace, should the event be lost).
     let first = handle.snapshot();
-    let mut untold: std::collections::HashSet<String> = targets
+    let mut untold: std::collections::HashSet<ServiceName> = targets
         .iter()
         .filter(|(s, t)| {
             first
@@ -519,7 +524,7 @@ async fn finish<R: ContainerRuntime>(
                 continue;
             };
             if let Some(reason) = failure(st, *t) {
-                let report = diagnose(ctx, s, reason, probe_failures.remove(s)).await;
+                let report = diagnose(ctx, s, reason, probe_failures.remove(s.as_str())).await;
                 conn.send(&Reply::Error {
                     code: exit::NOT_READY,
                     message: format!("service `{s}` did not become ready: {}", report.reason),
@@ -553,7 +558,7 @@ async fn finish<R: ContainerRuntime>(
             item = events.recv() => match item {
                 Ok(p) => {
                     if let Published::Event { event: StackEvent::NotReady { service, probe, reason, tail }, .. } = &p {
-                        probe_failures.insert(service.clone(), NotReadyReport {
+                        probe_failures.insert(service.to_string(), NotReadyReport {
                             service: service.clone(), probe: probe.clone(), reason: reason.clone(), tail: tail.clone(),
                         });
                     }
@@ -563,7 +568,7 @@ async fn finish<R: ContainerRuntime>(
                             Target::Down => !matches!(state, ServiceState::Stopping | ServiceState::Starting | ServiceState::Probing | ServiceState::Ready | ServiceState::Waiting),
                         });
                         if told {
-                            untold.remove(service);
+                            untold.remove(service.as_str());
                         }
                     }
                     if !relay(conn, &p, &names).await { return }
@@ -589,7 +594,7 @@ async fn finish<R: ContainerRuntime>(
                     "not ready within {} (it is {state})",
                     humantime::format_duration(Duration::from_millis(timeout_ms.unwrap_or(0)))
                 );
-                let report = diagnose(ctx, s, reason, probe_failures.remove(s)).await;
+                let report = diagnose(ctx, s, reason, probe_failures.remove(s.as_str())).await;
                 conn.send(&Reply::Error {
                     code: exit::NOT_READY,
                     message: format!("service `{s}` did not become ready: {}", report.reason),
@@ -624,7 +629,7 @@ async fn diagnose<R>(
         from_files(ctx.logs_dir.clone(), service.to_string()).await
     };
     NotReadyReport {
-        service: service.to_string(),
+        service: service.into(),
         probe: "-".to_string(),
         reason,
         tail,
@@ -654,7 +659,10 @@ async fn ps_rows<R: ContainerRuntime>(ctx: &Ctx<R>) -> Vec<PsRow> {
     snapshot
         .into_iter()
         .map(|status| {
-            let (cpu_percent, rss_bytes) = usage.get(&status.service).copied().unwrap_or_default();
+            let (cpu_percent, rss_bytes) = usage
+                .get(status.service.as_str())
+                .copied()
+                .unwrap_or_default();
             PsRow {
                 status,
                 cpu_percent,
@@ -722,7 +730,7 @@ pub async fn usage_of<R: ContainerRuntime>(
                 (None, None)
             };
             (
-                status.service.clone(),
+                status.service.to_string(),
                 (cpu.map(|c| (c * 10.0).round() / 10.0), rss),
             )
         })

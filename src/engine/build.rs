@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::UpError;
 use crate::build::{self, context, dockerfile, dockerignore::DockerIgnore, BuildJob, PullPolicy};
+use crate::config::ServiceName;
 use crate::event::{human_bytes, BuildHow, StackEvent};
 use crate::logs::{LogHandle, LogLine, Stream};
 use crate::runtime::{labels, BuildOutput, BuildRequest, ContainerRuntime, RuntimeError};
@@ -31,7 +32,7 @@ pub(crate) struct BuildFlags {
 /// A build that failed: where, and what the engine said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildFailure {
-    pub services: Vec<String>,
+    pub services: Vec<ServiceName>,
     pub image: String,
     /// The Dockerfile's path, or `dockerfile_inline`.
     pub dockerfile: String,
@@ -201,8 +202,8 @@ struct Told<'a> {
 impl Told<'_> {
     fn built(&self, id: &str, how: BuildHow, context_bytes: Option<u64>) -> StackEvent {
         StackEvent::Built {
-            service: self.job.services[0].clone(),
-            services: self.job.services.clone(),
+            service: ServiceName::from(&self.job.services[0]),
+            services: ServiceName::list(&self.job.services),
             image: self.job.tags[0].clone(),
             id: id.to_string(),
             how,
@@ -367,7 +368,7 @@ async fn run_build<R: ContainerRuntime>(
             match out {
                 BuildOutput::Step { n, of, instruction } => {
                     let step = StackEvent::BuildStep {
-                        service: service.to_string(),
+                        service: service.into(),
                         step: n,
                         of,
                         instruction: instruction.clone(),

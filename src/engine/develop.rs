@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::config::ServiceName;
 use crate::config::{Stack, WatchAction, WatchRule};
 use crate::event::StackEvent;
 use crate::kernel::Input;
@@ -62,7 +63,7 @@ impl Develop {
         }
         if plan.copy.is_empty() && plan.delete.is_empty() {
             return Some(Input::FilesChanged {
-                service,
+                service: ServiceName::from(service),
                 paths: plan.paths,
             });
         }
@@ -156,7 +157,7 @@ async fn sync<R: ContainerRuntime>(
     }
     if plan.restart {
         let _ = inputs.send(Input::FilesChanged {
-            service,
+            service: ServiceName::from(service),
             paths: plan.paths,
         });
     }

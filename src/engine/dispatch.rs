@@ -19,6 +19,7 @@ use super::handle::{self, ServiceStatus};
 use super::prepare::{BuildDone, Builds};
 use super::{now, probe, task, unix_ms, Then, Units, UpError, UpOutcome};
 use super::{NotReadyReport, CRASH_TAIL};
+use crate::config::ServiceName;
 use crate::config::Stack;
 use crate::event::StackEvent;
 use crate::kernel::{Command, Effect, Input, Kernel, Outcome};
@@ -237,7 +238,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                 detail,
             } => {
                 let instance = (pid, container.clone(), unix_ms());
-                self.instances.insert(service.clone(), instance);
+                self.instances.insert(service.to_string(), instance);
                 let detail = redact.apply(&detail);
                 Input::Started {
                     service,
@@ -279,7 +280,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
     /// their starts do.
     fn on_built(&mut self, done: BuildDone) -> Input {
         for s in &done.services {
-            self.p.builds.waiting.remove(s);
+            self.p.builds.waiting.remove(s.as_str());
         }
         let failure = match done.result {
             Ok(id) => {
@@ -288,7 +289,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                     let name = &self.p.stack.name;
                     if let Some(spec) = crate::plan::container_spec(name, svc, &self.p.ports, &id) {
                         self.p.kernel.identify(s, config_hash(&spec));
-                        self.p.units.specs.insert(s.clone(), spec);
+                        self.p.units.specs.insert(s.to_string(), spec);
                     }
                 }
                 None
@@ -306,7 +307,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
             }
         };
         Input::ImageBuilt {
-            services: done.services,
+            services: ServiceName::list(&done.services),
             failure,
         }
     }
@@ -330,7 +331,10 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         let image = spec.image.clone();
         self.p.kernel.identify(&service, config_hash(&spec));
         self.p.units.specs.insert(service.clone(), spec);
-        Some(Input::ImageRebuilt { service, image })
+        Some(Input::ImageRebuilt {
+            service: ServiceName::from(service),
+            image,
+        })
     }
 
     /// Changed files of one service: devstack's own files left out; a container with
@@ -367,7 +371,10 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                 paths,
             });
         }
-        let container = self.instances.get(&c.service).and_then(|i| i.1.clone());
+        let container = self
+            .instances
+            .get(c.service.as_str())
+            .and_then(|i| i.1.clone());
         let p = &self.p;
         let (rt, logs, inputs) = (&p.rt, &p.logs, &p.inputs);
         p.develop
@@ -414,7 +421,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                 });
             }
             Effect::CheckTask { service, epoch } => {
-                let svc = &self.p.stack.services[&service];
+                let svc = &self.p.stack.services[service.as_str()];
                 self.p.tasks.ask(svc, epoch, &mut self.jobs);
             }
             Effect::Remove { service } => self.remove(&service).await,
@@ -431,7 +438,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
 
     /// Hands a start to the service's unit; with `recreate`, a new unit (and container, from
     /// the rebuilt image) replaces the old one first.
-    async fn start(&mut self, service: String, epoch: u64, recreate: bool) {
+    async fn start(&mut self, service: ServiceName, epoch: u64, recreate: bool) {
         self.end_probe(&service);
         if let Some(reason) = self.program_not_made(&service) {
             let _ = self.p.inputs.send(Input::StartFailed {
@@ -444,7 +451,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         if recreate {
             self.replace_unit(&service).await;
         }
-        let svc = &self.p.stack.services[&service];
+        let svc = &self.p.stack.services[service.as_str()];
         self.p.units.get(svc).send(UnitCommand::Start { epoch });
     }
 
@@ -482,16 +489,19 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         }
     }
 
-    fn probe(&mut self, service: String, epoch: u64, timeout: std::time::Duration) {
-        let container = self.instances.get(&service).and_then(|i| i.1.clone());
+    fn probe(&mut self, service: ServiceName, epoch: u64, timeout: std::time::Duration) {
+        let container = self
+            .instances
+            .get(service.as_str())
+            .and_then(|i| i.1.clone());
         let p = &self.p;
-        let svc = &p.stack.services[&service];
+        let svc = &p.stack.services[service.as_str()];
         let (rt, ports, tx) = (p.rt.clone(), p.ports.clone(), p.inputs.clone());
         let Some(task) = probe::spawn(rt, &p.stack.name, svc, epoch, timeout, container, ports, tx)
         else {
             return;
         };
-        if let Some(old) = self.probes.insert(service, task) {
+        if let Some(old) = self.probes.insert(service.into_string(), task) {
             old.abort();
         }
     }
@@ -568,7 +578,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                 .collect()
         });
         ServiceStatus {
-            service: v.service.to_string(),
+            service: v.service.into(),
             kind: self.p.stack.services[v.service].kind_of(),
             state: v.state.clone(),
             detail: v.detail.map(str::to_string),

@@ -35,7 +35,7 @@ pub(crate) async fn down<R: ContainerRuntime>(
     let mut report = DownReport::default();
     let (known, orphans): (Vec<_>, Vec<_>) = containers
         .into_iter()
-        .partition(|c| stack.services.contains_key(&c.service));
+        .partition(|c| stack.services.contains_key(c.service.as_str()));
     let mut order = Graph::from_stack(stack).stop_order();
     order.retain(|s| known.iter().any(|c| &c.service == s));
     let mut batches: Vec<Vec<&ContainerInfo>> = Vec::new();
@@ -51,11 +51,11 @@ pub(crate) async fn down<R: ContainerRuntime>(
         for c in batch {
             let grace = stack
                 .services
-                .get(&c.service)
+                .get(c.service.as_str())
                 .map_or(Duration::from_secs(5), |s| s.stop_grace_period);
             if c.status == ContainerStatus::Running {
                 // A failed `pre_stop` hook is shown; the container is stopped all the same.
-                if let Some(s) = stack.services.get(&c.service) {
+                if let Some(s) = stack.services.get(c.service.as_str()) {
                     let hooks = &s.options.pre_stop;
                     let ran = crate::unit::container::run_hooks(
                         rt, &c.id, hooks, "pre_stop", logs, &c.service,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::apply::{ApplyAnswer, ApplyRequest};
+use crate::config::ServiceName;
 use crate::event::ServiceState;
 use crate::kernel::Command;
 use crate::logs::mux::Published;
@@ -13,7 +14,7 @@ use crate::logs::mux::Published;
 /// One service as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
-    pub service: String,
+    pub service: ServiceName,
     pub kind: crate::config::Kind,
     #[serde(flatten)]
     pub state: ServiceState,
@@ -129,16 +130,16 @@ impl StackHandle {
     /// Stops and starts `service` again (or starts it, if it is not running). `false` once the
     /// engine has ended.
     pub fn restart(&self, service: &str) -> bool {
-        self.send(Command::Restart(service.to_string()))
+        self.send(Command::Restart(service.into()))
     }
 
     pub fn stop(&self, service: &str) -> bool {
-        self.send(Command::Stop(service.to_string()))
+        self.send(Command::Stop(service.into()))
     }
 
     /// Starts `service`, and first what it depends on.
     pub fn start(&self, service: &str) -> bool {
-        self.send(Command::Start(service.to_string()))
+        self.send(Command::Start(service.into()))
     }
 
     /// Stops everything, dependents first, and ends the run.

@@ -28,7 +28,7 @@ pub(crate) use handle::{channel, Inbox, ServiceStatus, StackHandle};
 pub(crate) use host::{Host, ProcessHost};
 
 use crate::clock::unix_ms;
-use crate::config::{Service, Stack};
+use crate::config::{Service, ServiceName, Stack};
 use crate::event::StackEvent;
 use crate::kernel::{Input, Kernel};
 use crate::logs::LogHandle;
@@ -91,14 +91,14 @@ pub(crate) type Then =
 /// A host port that is taken by someone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortConflict {
-    pub service: String,
+    pub service: ServiceName,
     pub address: String,
     pub holder: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NotReadyReport {
-    pub service: String,
+    pub service: ServiceName,
     pub probe: String,
     pub reason: String,
     pub tail: Vec<String>,
@@ -138,7 +138,7 @@ async fn warnings(
     let orphans: Vec<&str> = prepared
         .existing
         .iter()
-        .filter(|c| !stack.services.contains_key(&c.service))
+        .filter(|c| !stack.services.contains_key(c.service.as_str()))
         .map(|c| c.name.as_str())
         .collect();
     if !orphans.is_empty() {
@@ -401,7 +401,7 @@ fn watch_specs(
         if !svc.is_container() {
             if let Some(w) = &svc.watch {
                 specs.push(crate::watch::WatchSpec {
-                    service: name.to_string(),
+                    service: ServiceName::from(name.to_string()),
                     paths: w.paths.clone(),
                     ignore: w.ignore.clone(),
                     debounce: w.debounce,
@@ -420,7 +420,7 @@ fn watch_specs(
             }
         }
         specs.push(crate::watch::WatchSpec {
-            service: name.clone(),
+            service: ServiceName::from(name.clone()),
             paths,
             ignore: Vec::new(),
             debounce: crate::config::validate::DEFAULT_DEBOUNCE,
@@ -430,7 +430,7 @@ fn watch_specs(
     tracing::debug!("the stack's own files: {inputs:?}");
     if config && !inputs.is_empty() {
         specs.push(crate::watch::WatchSpec {
-            service: apply::CONFIG_WATCH.to_string(),
+            service: ServiceName::from(apply::CONFIG_WATCH),
             paths: inputs,
             ignore: Vec::new(),
             debounce: CONFIG_DEBOUNCE,

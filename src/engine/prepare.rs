@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{PortConflict, UpError};
 use crate::build::BuildJob;
+use crate::config::ServiceName;
 use crate::config::Stack;
 use crate::config::{ServiceKind, Volume};
 use crate::logs::LogHandle;
@@ -33,7 +34,7 @@ pub(crate) struct Prepared {
 
 /// One finished build: the services whose image it is, and the image id (or why not).
 pub(crate) struct BuildDone {
-    pub services: Vec<String>,
+    pub services: Vec<ServiceName>,
     pub result: Result<String, UpError>,
 }
 
@@ -134,7 +135,7 @@ async fn port_preflight<R: ContainerRuntime>(
             .or_else(|| ports::holder(p.host_port, p.protocol).map(|h| h.to_string()))
             .unwrap_or_else(|| "a process devstack cannot see (another user's?)".to_string());
         conflicts.push(PortConflict {
-            service: service.to_string(),
+            service: service.into(),
             address: format!("{}:{}", p.host_ip, p.host_port),
             holder,
         });
@@ -332,7 +333,7 @@ fn start_builds<R: ContainerRuntime>(
     builds.flags = flags;
     builds.waiting = jobs
         .iter()
-        .flat_map(|j| j.services.iter().cloned())
+        .flat_map(|j| j.services.iter().map(ServiceName::to_string))
         .collect();
     for job in jobs {
         let mut tasks: Vec<String> = Vec::new();

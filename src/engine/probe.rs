@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::config::ServiceName;
 use crate::config::{Command, Probe, Readiness, Service, ServiceKind};
 use crate::kernel::Input;
 use crate::plan::{shell_words, HostPorts};
@@ -47,7 +48,7 @@ pub(crate) fn spawn<R: ContainerRuntime>(
         let task = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             send(Input::ProbeFailed {
-                service: name,
+                service: ServiceName::from(name),
                 epoch,
                 reason,
             });
@@ -73,11 +74,11 @@ pub(crate) fn spawn<R: ContainerRuntime>(
         };
         match result {
             Ok(()) => send(Input::Ready {
-                service: name,
+                service: ServiceName::from(name),
                 epoch,
             }),
             Err(NotReady::TimedOut { after, last_error }) => send(Input::ProbeFailed {
-                service: name,
+                service: ServiceName::from(name),
                 epoch,
                 reason: format!(
                     "not ready after {}: {last_error}",
@@ -85,7 +86,7 @@ pub(crate) fn spawn<R: ContainerRuntime>(
                 ),
             }),
             Err(NotReady::Engine(e)) => send(Input::ProbeFailed {
-                service: name,
+                service: ServiceName::from(name),
                 epoch,
                 reason: e,
             }),

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::build::context;
 use crate::build::dockerignore::DockerIgnore;
+use crate::config::ServiceName;
 use crate::config::{Service, ServiceKind, Task};
 
 /// A status command that takes longer than this counts as "not up to date".
@@ -178,7 +179,7 @@ impl Checks {
             }
         };
         crate::kernel::Input::TaskChecked {
-            service,
+            service: ServiceName::from(service),
             epoch,
             verdict,
         }

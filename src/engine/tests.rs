@@ -102,7 +102,7 @@ impl ContainerRuntime for Fake {
             id: id.to_string(),
             name: id.to_string(),
             project: "p".into(),
-            service: c.service.clone(),
+            service: ServiceName::from(c.service.clone()),
             config_hash: String::new(),
             image: c.image.clone(),
             status: c.status,
@@ -171,7 +171,7 @@ impl ContainerRuntime for Fake {
         s.containers.insert(
             id.clone(),
             FakeContainer {
-                service: spec.service.clone(),
+                service: spec.service.to_string(),
                 image: spec.image.clone(),
                 status: ContainerStatus::Created,
                 exit_code: None,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 
-use crate::config::{Condition, RestartPolicy};
+use crate::config::{Condition, RestartPolicy, ServiceName};
 use crate::event::{ChangeAction, ConfigChange, ServiceState, StackEvent};
 
 pub(crate) mod plan;
@@ -54,10 +54,10 @@ pub(crate) fn restarts(policy: RestartPolicy, code: i64) -> bool {
 /// A request from a person or a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
-    Restart(String),
-    Stop(String),
+    Restart(ServiceName),
+    Stop(ServiceName),
     /// Starts the service, and first what it depends on.
-    Start(String),
+    Start(ServiceName),
     /// Stops everything in reverse dependency order and ends the run.
     Shutdown,
 }
@@ -68,7 +68,7 @@ pub(crate) enum Command {
 pub(crate) enum Input {
     /// The instance runs.
     Started {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         pid: Option<u32>,
         container: Option<String>,
@@ -76,58 +76,58 @@ pub(crate) enum Input {
     },
     /// The instance could not be started (no container, a port still held, spawn failed).
     StartFailed {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         reason: String,
     },
     Ready {
-        service: String,
+        service: ServiceName,
         epoch: u64,
     },
     /// The probe gave up (its timeout passed).
     ProbeFailed {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         reason: String,
     },
     /// The instance is gone: the whole process group, or the container. `how` is set when it
     /// ended because it was asked to (`stopped (exit code 0)`, `killed after ...`).
     Exited {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         code: i64,
         how: Option<String>,
     },
     /// A timer armed by [`Effect::ArmTimer`] ran out.
     Timer {
-        service: String,
+        service: ServiceName,
         epoch: u64,
     },
     Command(Command),
     /// Files of the service changed (already debounced); paths relative to the stack folder.
     FilesChanged {
-        service: String,
+        service: ServiceName,
         paths: Vec<String>,
     },
     /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupt,
     /// The answer to [`Effect::CheckTask`] for that start.
     TaskChecked {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         verdict: TaskVerdict,
     },
     /// A build these services wait for ended: built, or failed for `failure`.
     ImageBuilt {
-        services: Vec<String>,
+        services: Vec<ServiceName>,
         failure: Option<String>,
     },
-    /// A service's image was built again (`develop.watch` rebuild) and differs: its container
-    /// must be recreated from it.
     /// The stack files changed: every service as it is to run now (see [`plan::diff`]).
     Desired(IndexMap<String, Spec>),
+    /// A service's image was built again (`develop.watch` rebuild) and differs: its container
+    /// must be recreated from it.
     ImageRebuilt {
-        service: String,
+        service: ServiceName,
         image: String,
     },
 }
@@ -179,7 +179,10 @@ pub(crate) enum Outcome {
     /// Interrupted during start-up; what was started has been stopped.
     Interrupted,
     /// Start-up failed; what was started has been stopped.
-    NotReady { service: String, reason: String },
+    NotReady {
+        service: ServiceName,
+        reason: String,
+    },
     /// A third interrupt: ends at once, without waiting for anything.
     Abandoned,
 }
@@ -187,43 +190,43 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Effect {
     Start {
-        service: String,
+        service: ServiceName,
         epoch: u64,
     },
     /// Run the service's probe until ready or `timeout`; report `Ready` or `ProbeFailed`.
     Probe {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         timeout: Duration,
     },
     /// Stop signal, `grace`, SIGKILL; report `Exited` once everything of it is gone.
     Stop {
-        service: String,
+        service: ServiceName,
         grace: Duration,
     },
     /// SIGKILL now, even while a graceful stop is under way.
     Kill {
-        service: String,
+        service: ServiceName,
     },
     ArmTimer {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         after: Duration,
     },
     /// Check whether the task is up to date; answer with [`Input::TaskChecked`].
     CheckTask {
-        service: String,
+        service: ServiceName,
         epoch: u64,
     },
     /// Replace the service's container with one from its rebuilt image, then start it.
     Recreate {
-        service: String,
+        service: ServiceName,
         epoch: u64,
     },
     /// The service is gone from the stack file and has stopped: drop its unit (a container is
     /// removed, its volumes kept).
     Remove {
-        service: String,
+        service: ServiceName,
     },
     Publish(StackEvent),
     Finish(Outcome),
@@ -412,7 +415,7 @@ impl Kernel {
         let mut out = Vec::new();
         for (name, n) in &self.nodes {
             out.push(Effect::Publish(StackEvent::State {
-                service: name.clone(),
+                service: ServiceName::from(name.clone()),
                 state: n.state.clone(),
             }));
         }
@@ -452,7 +455,7 @@ impl Kernel {
                 how,
             } => self.on_exited(now, &service, epoch, code, how, &mut out),
             Input::Timer { service, epoch } => {
-                let due = self.nodes.get(&service).is_some_and(|n| {
+                let due = self.nodes.get(service.as_str()).is_some_and(|n| {
                     n.epoch == epoch && matches!(n.state, ServiceState::Backoff { .. })
                 });
                 if due && self.phase != Phase::ShuttingDown {
@@ -474,7 +477,7 @@ impl Kernel {
             }
             Input::Desired(specs) => self.on_desired(now, specs, &mut out),
             Input::ImageRebuilt { service, image } => {
-                if let Some(n) = self.nodes.get_mut(&service) {
+                if let Some(n) = self.nodes.get_mut(service.as_str()) {
                     n.recreate = true;
                 }
                 self.on_files_changed(now, &service, vec![format!("image `{image}`")], &mut out)
@@ -524,29 +527,35 @@ impl Kernel {
             let name = c.service;
             match c.action {
                 ChangeAction::Stop => {
-                    if let Some(n) = self.nodes.get_mut(&name) {
+                    if let Some(n) = self.nodes.get_mut(name.as_str()) {
                         n.removing = true;
                         n.after_stop = None;
                         n.held = true;
                     }
                 }
                 ChangeAction::Start => {
-                    let spec = desired.swap_remove(&name).expect("planned from desired");
-                    self.nodes.insert(name.clone(), Node::new(spec));
+                    let spec = desired
+                        .swap_remove(name.as_str())
+                        .expect("planned from desired");
+                    self.nodes.insert(name.to_string(), Node::new(spec));
                     out.push(Effect::Publish(StackEvent::State {
                         service: name,
                         state: ServiceState::Waiting,
                     }));
                 }
                 ChangeAction::Unchanged => {
-                    let spec = desired.swap_remove(&name).expect("planned from desired");
-                    if let Some(n) = self.nodes.get_mut(&name) {
+                    let spec = desired
+                        .swap_remove(name.as_str())
+                        .expect("planned from desired");
+                    if let Some(n) = self.nodes.get_mut(name.as_str()) {
                         n.spec = spec;
                     }
                 }
                 ChangeAction::Restart | ChangeAction::Recreate => {
-                    let spec = desired.swap_remove(&name).expect("planned from desired");
-                    let Some(n) = self.nodes.get_mut(&name) else {
+                    let spec = desired
+                        .swap_remove(name.as_str())
+                        .expect("planned from desired");
+                    let Some(n) = self.nodes.get_mut(name.as_str()) else {
                         continue;
                     };
                     let own = n.spec.fields != spec.fields || n.spec.identity != spec.identity;
@@ -569,7 +578,7 @@ impl Kernel {
             let grace = self.nodes[&name].spec.grace;
             self.set_state(&name, ServiceState::Stopping, out);
             out.push(Effect::Stop {
-                service: name,
+                service: ServiceName::from(name),
                 grace,
             });
         }
@@ -601,7 +610,9 @@ impl Kernel {
             .collect();
         for name in gone {
             self.nodes.shift_remove(&name);
-            out.push(Effect::Remove { service: name });
+            out.push(Effect::Remove {
+                service: ServiceName::from(name),
+            });
         }
     }
 
@@ -612,7 +623,7 @@ impl Kernel {
         if n.state != state {
             n.state = state.clone();
             out.push(Effect::Publish(StackEvent::State {
-                service: name.to_string(),
+                service: name.into(),
                 state,
             }));
         }
@@ -656,14 +667,23 @@ impl Kernel {
         }
         if check && n.spec.checked {
             n.pending = Some(Pending::Check);
-            out.push(Effect::CheckTask { service, epoch });
+            out.push(Effect::CheckTask {
+                service: ServiceName::from(service),
+                epoch,
+            });
             return;
         }
         n.running = true;
         if std::mem::take(&mut n.recreate) {
-            out.push(Effect::Recreate { service, epoch });
+            out.push(Effect::Recreate {
+                service: ServiceName::from(service),
+                epoch,
+            });
         } else {
-            out.push(Effect::Start { service, epoch });
+            out.push(Effect::Start {
+                service: ServiceName::from(service),
+                epoch,
+            });
         }
     }
 
@@ -687,7 +707,7 @@ impl Kernel {
             TaskVerdict::Run => self.launch(name, false, out),
             TaskVerdict::UpToDate { reason, after_ms } => {
                 out.push(Effect::Publish(StackEvent::Skipped {
-                    service: name.to_string(),
+                    service: name.into(),
                     reason,
                     after_ms,
                 }));
@@ -702,13 +722,13 @@ impl Kernel {
     fn on_image_built(
         &mut self,
         now: Instant,
-        services: &[String],
+        services: &[ServiceName],
         failure: Option<String>,
         out: &mut Vec<Effect>,
     ) {
         let Some(reason) = failure else {
             for s in services {
-                if let Some(n) = self.nodes.get_mut(s) {
+                if let Some(n) = self.nodes.get_mut(s.as_str()) {
                     n.image = Image::Ready;
                     if n.pending == Some(Pending::Image) {
                         self.launch(s, true, out);
@@ -718,7 +738,7 @@ impl Kernel {
             return;
         };
         for s in services {
-            if let Some(n) = self.nodes.get_mut(s) {
+            if let Some(n) = self.nodes.get_mut(s.as_str()) {
                 n.image = Image::Failed(reason.clone());
             }
         }
@@ -729,7 +749,7 @@ impl Kernel {
             .filter(|(_, n)| n.pending == Some(Pending::Image))
             .map(|(k, _)| k.clone())
             .collect();
-        waiting.sort_by_key(|s| !services.contains(s));
+        waiting.sort_by_key(|s| !services.iter().any(|n| n == s));
         if waiting.is_empty() {
             self.on_command(now, Command::Shutdown, out);
             return;
@@ -836,7 +856,7 @@ impl Kernel {
         }
         let (has_probe, timeout) = (n.spec.has_probe, n.spec.ready_timeout);
         out.push(Effect::Publish(StackEvent::Started {
-            service: name.to_string(),
+            service: name.into(),
             pid,
             container,
             detail,
@@ -845,7 +865,7 @@ impl Kernel {
             n.probe_started = Some(now);
             self.set_state(name, ServiceState::Probing, out);
             out.push(Effect::Probe {
-                service: name.to_string(),
+                service: name.into(),
                 epoch,
                 timeout,
             });
@@ -866,7 +886,7 @@ impl Kernel {
             .probe_started
             .map_or(Duration::ZERO, |s| now.duration_since(s));
         out.push(Effect::Publish(StackEvent::Ready {
-            service: name.to_string(),
+            service: name.into(),
             after_ms: after.as_millis() as u64,
         }));
         self.set_state(name, ServiceState::Ready, out);
@@ -908,7 +928,7 @@ impl Kernel {
     /// last lines); during start-up that ends the run.
     fn not_ready(&mut self, name: &str, reason: String, out: &mut Vec<Effect>) {
         out.push(Effect::Publish(StackEvent::NotReady {
-            service: name.to_string(),
+            service: name.into(),
             probe: String::new(),
             reason: reason.clone(),
             tail: Vec::new(),
@@ -968,7 +988,7 @@ impl Kernel {
 
         if before == ServiceState::Stopping {
             out.push(Effect::Publish(StackEvent::Stopped {
-                service: name.to_string(),
+                service: name.into(),
                 how: how.unwrap_or_else(|| format!("stopped (exit code {code})")),
             }));
             match n.after_stop.take() {
@@ -983,7 +1003,7 @@ impl Kernel {
 
         // It ended by itself.
         out.push(Effect::Publish(StackEvent::Exited {
-            service: name.to_string(),
+            service: name.into(),
             code,
         }));
         if shutting_down {
@@ -1055,7 +1075,7 @@ impl Kernel {
                 out,
             );
             out.push(Effect::Publish(StackEvent::Backoff {
-                service: name.to_string(),
+                service: name.into(),
                 code,
                 restart_in_ms,
                 policy,
@@ -1063,7 +1083,7 @@ impl Kernel {
                 tail: Vec::new(),
             }));
             out.push(Effect::ArmTimer {
-                service: name.to_string(),
+                service: name.into(),
                 epoch,
                 after: pause,
             });
@@ -1097,13 +1117,13 @@ impl Kernel {
         }
         match c {
             Command::Restart(name) => {
-                if let Some(n) = self.nodes.get_mut(&name) {
+                if let Some(n) = self.nodes.get_mut(name.as_str()) {
                     n.held = false;
                 }
                 self.restart(now, &name, "restart requested".to_string(), true, out);
             }
             Command::Stop(name) => {
-                let Some(n) = self.nodes.get_mut(&name) else {
+                let Some(n) = self.nodes.get_mut(name.as_str()) else {
                     return;
                 };
                 n.held = true;
@@ -1198,12 +1218,12 @@ impl Kernel {
                 n.after_stop = Some(why.clone());
                 let grace = n.spec.grace;
                 out.push(Effect::Publish(StackEvent::Restarting {
-                    service: name.to_string(),
+                    service: name.into(),
                     reason: why,
                 }));
                 self.set_state(name, ServiceState::Stopping, out);
                 out.push(Effect::Stop {
-                    service: name.to_string(),
+                    service: name.into(),
                     grace,
                 });
             }
@@ -1211,7 +1231,7 @@ impl Kernel {
             _ => {
                 n.restarts += 1;
                 out.push(Effect::Publish(StackEvent::Restarting {
-                    service: name.to_string(),
+                    service: name.into(),
                     reason: why,
                 }));
                 self.start(now, name, out);
@@ -1328,7 +1348,9 @@ impl Kernel {
                         n.after_stop = None;
                     }
                     self.set_state(&name, ServiceState::Stopping, out);
-                    out.push(Effect::Kill { service: name });
+                    out.push(Effect::Kill {
+                        service: ServiceName::from(name),
+                    });
                 }
             }
             _ => self.finish(Outcome::Abandoned, out),
@@ -1338,7 +1360,7 @@ impl Kernel {
     fn abort(&mut self, name: &str, reason: String, out: &mut Vec<Effect>) {
         self.shutdown(
             Outcome::NotReady {
-                service: name.to_string(),
+                service: name.into(),
                 reason,
             },
             out,
@@ -1387,7 +1409,7 @@ impl Kernel {
             }
             self.set_state(&name, ServiceState::Stopping, out);
             out.push(Effect::Stop {
-                service: name,
+                service: ServiceName::from(name),
                 grace,
             });
         }

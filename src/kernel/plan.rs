@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::config::ServiceName;
 use crate::config::{Condition, RestartPolicy, Service};
 use crate::event::{ChangeAction, ConfigChange};
 use crate::plan::HostPorts;
@@ -161,7 +162,7 @@ pub(crate) fn diff(
     let mut out = Vec::new();
     for name in removal_order(current, desired) {
         out.push(ConfigChange {
-            service: name,
+            service: ServiceName::from(name),
             action: ChangeAction::Stop,
             causes: vec!["removed from the stack".to_string()],
         });
@@ -171,7 +172,7 @@ pub(crate) fn diff(
     for (name, want) in desired {
         let change = match current.get(name) {
             None => ConfigChange {
-                service: name.clone(),
+                service: ServiceName::from(name.clone()),
                 action: ChangeAction::Start,
                 causes: vec!["added to the stack".to_string()],
             },
@@ -189,7 +190,7 @@ pub(crate) fn diff(
         if c.action != ChangeAction::Unchanged {
             continue;
         }
-        let after: Vec<String> = desired[&c.service]
+        let after: Vec<String> = desired[c.service.as_str()]
             .restart_with
             .iter()
             .filter(|d| bounced.contains(&d.as_str()))
@@ -225,7 +226,7 @@ fn compare(name: &str, have: &Spec, want: &Spec) -> ConfigChange {
         _ => causes,
     };
     ConfigChange {
-        service: name.to_string(),
+        service: name.into(),
         action,
         causes,
     }

@@ -733,7 +733,7 @@ fn building(yaml: &str, services: &[&str]) -> (Run, Vec<Effect>) {
 
 fn built(r: &mut Run, services: &[&str], failure: Option<&str>) -> Vec<Effect> {
     r.on(Input::ImageBuilt {
-        services: services.iter().map(|s| s.to_string()).collect(),
+        services: ServiceName::list(services),
         failure: failure.map(str::to_string),
     })
 }
@@ -863,7 +863,7 @@ fn applied(effects: &[Effect]) -> Vec<(String, ChangeAction)> {
             StackEvent::ConfigApplied { changes, .. } => Some(
                 changes
                     .iter()
-                    .map(|c| (c.service.clone(), c.action))
+                    .map(|c| (c.service.to_string(), c.action))
                     .collect(),
             ),
             _ => None,

@@ -23,10 +23,13 @@ pub(crate) enum ContainerEngine {
 impl ContainerEngine {
     /// Docker (connected now) when any of `services` of `stack` is a container; no engine
     /// otherwise.
-    pub(crate) async fn for_services(stack: &Stack, services: &[String]) -> Result<Self> {
-        let containers = services
-            .iter()
-            .any(|s| stack.services.get(s).is_some_and(|s| s.is_container()));
+    pub(crate) async fn for_services(stack: &Stack, services: &[impl AsRef<str>]) -> Result<Self> {
+        let containers = services.iter().any(|s| {
+            stack
+                .services
+                .get(s.as_ref())
+                .is_some_and(|s| s.is_container())
+        });
         if !containers {
             return Ok(Self::None(NoEngine));
         }

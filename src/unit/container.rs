@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::output::Pump;
 use super::{stopped_how, UnitCommand, UnitEvent, UnitHandle};
+use crate::config::ServiceName;
 use crate::config::{Hook, Probe, Service};
 use crate::logs::{LogHandle, Stream};
 use crate::runtime::{
@@ -113,7 +114,7 @@ async fn run<R: ContainerRuntime>(
                 Ok(x) => x,
                 Err(e) => {
                     send(UnitEvent::StartFailed {
-                        service: name.clone(),
+                        service: ServiceName::from(name.clone()),
                         epoch,
                         reason: e.to_string(),
                     });
@@ -126,7 +127,7 @@ async fn run<R: ContainerRuntime>(
         if !running {
             if let Err(e) = rt.start(&cid).await {
                 send(UnitEvent::StartFailed {
-                    service: name.clone(),
+                    service: ServiceName::from(name.clone()),
                     epoch,
                     reason: format!("cannot start: {e}"),
                 });
@@ -140,7 +141,7 @@ async fn run<R: ContainerRuntime>(
                     logs.event(&name, format!("could not stop: {e}")).await;
                 }
                 send(UnitEvent::StartFailed {
-                    service: name.clone(),
+                    service: ServiceName::from(name.clone()),
                     epoch,
                     reason,
                 });
@@ -151,7 +152,7 @@ async fn run<R: ContainerRuntime>(
             Ok(info) => info.started_at.unwrap_or(0),
             Err(e) => {
                 send(UnitEvent::StartFailed {
-                    service: name.clone(),
+                    service: ServiceName::from(name.clone()),
                     epoch,
                     reason: e.to_string(),
                 });
@@ -160,7 +161,7 @@ async fn run<R: ContainerRuntime>(
         };
         // Started goes out before any line can match a `log` probe: the engine gets them in order.
         send(UnitEvent::Started {
-            service: name.clone(),
+            service: ServiceName::from(name.clone()),
             epoch,
             pid: None,
             container: Some(cid.clone()),
@@ -223,7 +224,7 @@ async fn run<R: ContainerRuntime>(
         };
         follower.abort();
         send(UnitEvent::Exited {
-            service: name.clone(),
+            service: ServiceName::from(name.clone()),
             epoch,
             code,
             how,

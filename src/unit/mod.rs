@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::config::ServiceName;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UnitCommand {
     Start {
@@ -26,26 +28,26 @@ pub(crate) enum UnitCommand {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UnitEvent {
     Started {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         pid: Option<u32>,
         container: Option<String>,
         detail: String,
     },
     StartFailed {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         reason: String,
     },
     /// Everything of the instance is gone. `how` is set when it was stopped or killed.
     Exited {
-        service: String,
+        service: ServiceName,
         epoch: u64,
         code: i64,
         how: Option<String>,
     },
     /// A line matched the service's `log` readiness pattern.
-    LogMatched { service: String, epoch: u64 },
+    LogMatched { service: ServiceName, epoch: u64 },
 }
 
 /// A cheap handle to a unit. Dropping every handle ends the unit: a process unit kills its

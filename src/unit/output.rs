@@ -5,6 +5,7 @@ use regex::Regex;
 use tokio::sync::mpsc;
 
 use super::UnitEvent;
+use crate::config::ServiceName;
 use crate::logs::split::LineSplitter;
 use crate::logs::{LogHandle, LogLine, Stream};
 
@@ -67,7 +68,7 @@ impl Pump {
         if let Some((_, tx)) = self.matcher.take_if(|(_, _)| self.matched) {
             // The engine outlives its units' pumps.
             let _ = tx.send(UnitEvent::LogMatched {
-                service: self.service.clone(),
+                service: ServiceName::from(self.service.clone()),
                 epoch: self.epoch,
             });
         }

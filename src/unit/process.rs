@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::output::{pump_pipe, Pump};
 use super::{stopped_how, UnitCommand, UnitEvent, UnitHandle};
+use crate::config::ServiceName;
 use crate::config::{Command, Probe, Service, ServiceKind};
 use crate::logs::{LogHandle, Stream};
 use crate::plan::HostPorts;
@@ -132,7 +133,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
         };
         if let Err(reason) = ports_free(&svc, &ports).await {
             send(UnitEvent::StartFailed {
-                service: name.clone(),
+                service: ServiceName::from(name.clone()),
                 epoch,
                 reason,
             });
@@ -142,7 +143,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
             Ok(c) => c,
             Err(e) => {
                 send(UnitEvent::StartFailed {
-                    service: name.clone(),
+                    service: ServiceName::from(name.clone()),
                     epoch,
                     reason: redact.apply(&format!(
                         "cannot start `{}` in `{}`: {e}",
@@ -165,7 +166,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
         }
         // Started goes out before any line can match a `log` probe: the engine gets them in order.
         send(UnitEvent::Started {
-            service: name.clone(),
+            service: ServiceName::from(name.clone()),
             epoch,
             pid: Some(pid),
             container: None,
@@ -244,7 +245,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
         }
         let _ = state.forget(pid);
         send(UnitEvent::Exited {
-            service: name.clone(),
+            service: ServiceName::from(name.clone()),
             epoch,
             code,
             how,

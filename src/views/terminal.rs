@@ -192,7 +192,7 @@ impl View {
     pub(crate) fn snapshot(&mut self, snapshot: &[ServiceStatus]) {
         self.states = snapshot
             .iter()
-            .map(|s| (s.service.clone(), s.state.clone()))
+            .map(|s| (s.service.to_string(), s.state.clone()))
             .collect();
     }
 
@@ -206,18 +206,18 @@ impl View {
                 instruction,
             } => {
                 self.building
-                    .insert(service.clone(), (*step, *of, instruction.clone()));
+                    .insert(service.to_string(), (*step, *of, instruction.clone()));
             }
             StackEvent::Built { services, .. } => {
                 for s in services {
-                    self.building.remove(s);
+                    self.building.remove(s.as_str());
                 }
             }
             StackEvent::State {
                 service,
                 state: ServiceState::Failed { .. },
             } => {
-                self.building.remove(service);
+                self.building.remove(service.as_str());
             }
             StackEvent::ConfigInvalid { error } => {
                 let first = error.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -231,8 +231,8 @@ impl View {
                 self.config_error = None;
                 for c in changes {
                     match c.action {
-                        ChangeAction::Start if !self.services.contains(&c.service) => {
-                            self.services.push(c.service.clone());
+                        ChangeAction::Start if !self.services.iter().any(|s| *s == c.service) => {
+                            self.services.push(c.service.to_string());
                         }
                         ChangeAction::Stop => self.services.retain(|s| s != &c.service),
                         _ => {}
@@ -267,7 +267,7 @@ impl View {
             _ => None,
         };
         if let Some((service, text)) = said {
-            self.errors.insert(service.clone(), text);
+            self.errors.insert(service.to_string(), text);
         }
     }
 
@@ -892,7 +892,7 @@ mod tests {
         many.snapshot(
             &(0..100)
                 .map(|i| ServiceStatus {
-                    service: format!("s{i}"),
+                    service: format!("s{i}").into(),
                     kind: crate::config::Kind::Process,
                     state: if i < 97 {
                         ServiceState::Ready

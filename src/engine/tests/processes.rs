@@ -176,7 +176,7 @@ async fn fake_unit(
         let _ = setup.events.send(e);
     };
     let exited = |epoch: u64, code: i64, how: Option<String>| UnitEvent::Exited {
-        service: name.clone(),
+        service: ServiceName::from(name.clone()),
         epoch,
         code,
         how,
@@ -198,7 +198,7 @@ async fn fake_unit(
                         1000 + s.next_pid
                     };
                     send(UnitEvent::Started {
-                        service: name.clone(),
+                        service: ServiceName::from(name.clone()),
                         epoch,
                         pid: Some(pid),
                         container: None,
@@ -245,7 +245,7 @@ async fn fake_unit(
             _ = sleep_until(ready_at.unwrap_or_else(Instant::now)), if ready_at.is_some() => {
                 let i = running.as_mut().expect("armed for a running instance");
                 i.ready_at = None;
-                send(UnitEvent::LogMatched { service: name.clone(), epoch: i.epoch });
+                send(UnitEvent::LogMatched { service: ServiceName::from(name.clone()), epoch: i.epoch });
             }
             _ = sleep_until(gone_at.unwrap_or_else(Instant::now)), if gone_at.is_some() => {
                 let i = running.take().expect("armed for a running instance");

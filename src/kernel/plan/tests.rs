@@ -43,7 +43,7 @@ fn plan_with_ports(
     let current: IndexMap<String, &Spec> = before.iter().map(|(k, v)| (k.clone(), v)).collect();
     diff(&current, &specs(new, new_ports))
         .into_iter()
-        .map(|c| (c.service, c.action, c.causes))
+        .map(|c| (c.service.into_string(), c.action, c.causes))
         .collect()
 }
 

@@ -180,7 +180,7 @@ pub(crate) fn rows(snapshot: Vec<ServiceStatus>, usage: &HashMap<String, Usage>)
     snapshot
         .into_iter()
         .map(|status| {
-            let u = usage.get(&status.service);
+            let u = usage.get(status.service.as_str());
             Row {
                 cpu_percent: u.map(|u| u.cpu_percent),
                 rss_bytes: u.map(|u| u.rss_bytes),
