@@ -22,6 +22,8 @@ Prints medians and the ratio compose/devstack (> 1: devstack is faster). Needs a
 the local images and docker-compose; builds the release binary unless DEVSTACK_BIN is set.
 """
 import argparse, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+
+import metric
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -261,6 +263,8 @@ def main():
     print(f"no-op save: devstack planned in {t:.0f} ms, {len(bounced)} restarted "
           f"({sum(a == 'unchanged' for a in actions)}/{len(actions)} unchanged); "
           f"docker-compose up -d {results['compose no-op'][0]:.0f} ms, {results['compose no-op'][1]} recreated")
+    metric.emit("stack file edit→ready, container", med(d), "ms", "docker-compose", med(c), med(c) / med(d))
+    metric.emit("stack file no-op save, services restarted", len(bounced), "services", better="lower")
 
 
 if __name__ == "__main__":

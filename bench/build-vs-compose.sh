@@ -51,3 +51,8 @@ printf '%-6s %12s %18s %8s\n' case devstack docker-compose ratio
 printf '%-6s %11ss %17ss %8s\n' cold "$mc" "$cc" "$(ratio "$cc" "$mc")"
 printf '%-6s %11ss %17ss %8s\n' warm "$mw" "$cw" "$(ratio "$cw" "$mw")"
 echo "(median of $runs run(s); ratio = docker-compose / devstack, > 1 means devstack is faster)"
+# One line per figure for bench/run-all (see bench/metric.py).
+metric() { printf 'METRIC {"name": "%s", "devstack": %s, "unit": "s", "peer": "%s", "value": %s, "ratio": %s, "better": "%s"}\n' "$@"; }
+num() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.3f}")' "$1" "$2"; }
+metric "ensureStudy compose file with builds, cold" "$mc" docker-compose "$cc" "$(num "$cc" "$mc")" higher
+metric "ensureStudy compose file with builds, warm" "$mw" docker-compose "$cw" "$(num "$cw" "$mw")" higher

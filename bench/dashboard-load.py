@@ -13,6 +13,8 @@ and the selenium venv; run it with that venv's python:
 Takes about as long as --seconds plus start-up; not part of scripts/test.sh.
 """
 import argparse
+
+import metric
 import json
 import os
 import pathlib
@@ -149,6 +151,9 @@ def main():
             "page_newest_line": shown,
         }
         print(json.dumps(report, indent=2))
+        load = f"{args.services * args.rate} lines/s, page open"
+        metric.emit(f"dashboard CPU, {load}", report["devstack_cpu_percent_of_one_core"], "% core", better="lower")
+        metric.emit(f"dashboard peak RSS, {load}", report["devstack_peak_rss_mib"], "MiB", better="lower")
         ok = counts[1] == "live" and lag_ms is not None and lag_ms < 1500
         print("page current at the end" if ok else "PAGE BEHIND", file=sys.stderr)
         return 0 if ok else 1

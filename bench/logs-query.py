@@ -13,6 +13,8 @@ quick figure. DEVSTACK_BIN picks the build measured; otherwise a release build i
 """
 import argparse, json, os, random, signal, statistics, subprocess, sys, tempfile, time
 
+import metric
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEVELS = [("info", 70), ("debug", 15), ("warn", 10), ("error", 5)]
 PINO = {"debug": 20, "info": 30, "warn": 40, "error": 50}
@@ -126,6 +128,7 @@ def main():
           f"{shown} lines of level error or above")
     print(f"logs --level error: median {med:.0f} ms (min {min(times):.0f}, max {max(times):.0f}) over {a.runs} runs, "
           f"{os.cpu_count()} cores; goal < 150 ms: {'ok' if med < 150 else 'SHORT'}")
+    metric.emit(f"logs --level error, {a.lines} JSON lines", med, "ms", better="lower")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ medians and ratios (honcho / devstack: > 1 means devstack is faster or leaner).
 """
 import argparse, os, signal, statistics, subprocess, sys, tempfile, time
 
+import metric
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARK = "BENCH-DONE-MARKER"
 WRITER = ("import sys, time\n"
@@ -101,6 +103,10 @@ def main():
         print(f"{tool:<9} {t:>7.2f}s {mb / t:>8.1f} MB/s {m / 1024:>7.1f} MiB")
     print(f"ratio honcho/devstack: time {med['honcho'][0] / med['devstack'][0]:.2f}, peak memory {med['honcho'][1] / med['devstack'][1]:.2f}")
     print(f"ratio devstack/floor: time {med['devstack'][0] / med['floor'][0]:.2f} (the floor's RSS is a shell's, not comparable)")
+    d, h, c = med['devstack'], med['honcho'], med['floor']
+    metric.emit(f"log flood {mb:.0f} MB", d[0], "s", "cat floor", c[0], d[0] / c[0], better="lower")
+    metric.emit(f"log flood {mb:.0f} MB", d[0], "s", "honcho", h[0], h[0] / d[0])
+    metric.emit("log flood peak RSS", d[1] / 1024, "MiB", better="lower")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ Prints medians and the ratios peer/devstack (> 1: devstack is faster). Needs the
 """
 import argparse, os, shutil, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
+import metric
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVSTACK = os.environ.get("DEVSTACK_BIN") or os.path.join(ROOT, "target/release/devstack")
 APP = '''import http.server, os
@@ -176,6 +178,7 @@ def main():
             xs = r[tool]
             print(f"  {kind:9} {tool:15} {statistics.median(xs):7.0f} ms  ({min(xs):.0f}-{max(xs):.0f})")
         print(f"  {kind:9} ratio {peer}/devstack = {p / d:.2f}")
+        metric.emit(f"{kind} restart→ready", d, "ms", peer, p, p / d)
 
 
 if __name__ == "__main__":

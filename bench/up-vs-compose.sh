@@ -125,3 +125,9 @@ echo "floor: each service alone (docker run / docker start), probed every 5 ms; 
 printf '%-6s  %12s  %16s  %10s  %s  %s\n' case devstack docker-compose floor "compose/devstack" "devstack/floor"
 printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' cold "$mdc" "$mcc" "$mfc" "$(ratio "$mcc" "$mdc")" "$(ratio "$mdc" "$mfc")"
 printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' warm "$mdw" "$mcw" "$mfw" "$(ratio "$mcw" "$mdw")" "$(ratio "$mdw" "$mfw")"
+# One line per figure for bench/run-all (see bench/metric.py).
+metric() { printf 'METRIC {"name": "%s", "devstack": %s, "unit": "ms", "peer": "%s", "value": %s, "ratio": %s, "better": "%s"}\n' "$@"; }
+metric "up --wait, 5 infrastructure services, cold" "$mdc" docker-compose "$mcc" "$(ratio "$mcc" "$mdc")" higher
+metric "up --wait, 5 infrastructure services, warm" "$mdw" docker-compose "$mcw" "$(ratio "$mcw" "$mdw")" higher
+metric "up --wait, 5 infrastructure services, cold" "$mdc" "critical-path floor" "$mfc" "$(ratio "$mdc" "$mfc")" lower
+metric "up --wait, 5 infrastructure services, warm" "$mdw" "critical-path floor" "$mfw" "$(ratio "$mdw" "$mfw")" lower

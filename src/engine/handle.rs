@@ -9,6 +9,7 @@ use super::apply::{ApplyAnswer, ApplyRequest};
 use crate::config::ServiceName;
 use crate::event::ServiceState;
 use crate::kernel::Command;
+use crate::logs::fanout::Fanout;
 use crate::logs::mux::Published;
 
 /// One service as clients see it.
@@ -67,7 +68,7 @@ pub struct StackHandle {
     applies: mpsc::UnboundedSender<ApplyRequest>,
     snapshot: watch::Receiver<Vec<ServiceStatus>>,
     config_error: watch::Receiver<Option<String>>,
-    events: broadcast::Sender<Published>,
+    events: Fanout,
 }
 
 /// The engine's end of a [`StackHandle`].
@@ -80,7 +81,7 @@ pub(crate) struct Inbox {
 }
 
 /// A handle and the inbox the engine reads it from. `events` is the log mux's fan-out.
-pub(crate) fn channel(events: broadcast::Sender<Published>) -> (StackHandle, Inbox) {
+pub(crate) fn channel(events: Fanout) -> (StackHandle, Inbox) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (apply_tx, apply_rx) = mpsc::unbounded_channel();
     let (snap_tx, snap_rx) = watch::channel(Vec::new());
@@ -177,5 +178,15 @@ impl StackHandle {
     /// Every event and line from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.events.subscribe()
+    }
+
+    /// The stream's last items kept (see [`Fanout::keep`]) and every item after them.
+    pub fn subscribe_with_recent(&self) -> (Vec<Published>, broadcast::Receiver<Published>) {
+        self.events.subscribe_with_recent()
+    }
+
+    /// Keeps the stream's last `n` items for [`StackHandle::subscribe_with_recent`].
+    pub fn keep_recent(&self, n: usize) {
+        self.events.keep(n);
     }
 }

@@ -1,5 +1,6 @@
 //! The merged log stream: every line of every service and devstack's own events, in one order.
 
+pub(crate) mod fanout;
 pub(crate) mod files;
 pub(crate) mod level;
 pub(crate) mod mux;

@@ -10,15 +10,13 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::fanout::Fanout;
 use super::render::Renderer;
 use super::screen::{Screen, ScreenCommand};
 
 use super::{LogLine, Stream};
 use crate::event::StackEvent;
 use crate::redact::Redactor;
-
-/// How many items a slow subscriber may fall behind before it misses some.
-const SUBSCRIBER_BACKLOG: usize = 4096;
 
 /// One item of the stream, as subscribers get it.
 #[derive(Debug, Clone)]
@@ -65,7 +63,7 @@ enum LogMsg {
 #[derive(Clone)]
 pub struct LogHandle {
     tx: mpsc::Sender<LogMsg>,
-    subscribers: broadcast::Sender<Published>,
+    subscribers: Fanout,
     redact: Redactor,
     /// [`IN_FLIGHT_BYTES`], shared by every producer.
     budget: Arc<Semaphore>,
@@ -119,7 +117,7 @@ impl LogHandle {
     }
 
     /// The fan-out itself, for handles that must not keep the mux alive.
-    pub fn fanout(&self) -> broadcast::Sender<Published> {
+    pub fn fanout(&self) -> Fanout {
         self.subscribers.clone()
     }
 
@@ -169,7 +167,7 @@ struct Sink {
     tail_len: usize,
     tails: HashMap<String, VecDeque<String>>,
     files: Option<super::files::LogFiles>,
-    fanout: broadcast::Sender<Published>,
+    fanout: Fanout,
     /// Rendered text not written yet.
     pending: String,
     /// The output is gone (stdout piped into `head`): the stack keeps running regardless.
@@ -223,9 +221,7 @@ fn on_line(line: LogLine, sink: &mut Sink) {
         }
         sink.pending.push('\n');
     }
-    if sink.fanout.receiver_count() > 0 {
-        let _ = sink.fanout.send(Published::Line(line));
-    }
+    sink.fanout.send(Published::Line(line));
 }
 
 /// One event to the files (not a bare state change), the output and the subscribers.
@@ -268,9 +264,7 @@ fn on_event(at: std::time::SystemTime, event: StackEvent, sink: &mut Sink) {
             }
         }
     }
-    if sink.fanout.receiver_count() > 0 {
-        let _ = sink.fanout.send(Published::Event { at, event });
-    }
+    sink.fanout.send(Published::Event { at, event });
 }
 
 /// Says a pause or resume of the log files once, as devstack's own warning or note. A notice
@@ -310,7 +304,7 @@ pub(crate) fn spawn_with(
     redact: Redactor,
 ) -> (LogHandle, std::thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<LogMsg>(CHANNEL);
-    let (subscribers, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+    let subscribers = Fanout::new();
     let fanout = subscribers.clone();
     let thread = std::thread::Builder::new()
         .name("devstack-logs".into())

@@ -3,6 +3,10 @@
 //! items, the table when it changed), serialised once for all. A page that cannot keep up is
 //! dropped; its browser reconnects and starts again from the recent log. It never holds up the
 //! log mux: the subscription is a broadcast that skips ahead when the hub is behind.
+//!
+//! It subscribes only while a page is open. The stream's fan-out keeps the last items itself
+//! ([`StackHandle::keep_recent`]); the first page to open gets them and the subscription in one
+//! step, so a flood with no page open costs the dashboard nothing per line.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -81,6 +85,28 @@ fn warning(text: String) -> Item {
     }
 }
 
+/// A stream item as the page shows it, secrets in lines masked (events come masked).
+fn masked(p: Published, redact: &Redactor) -> Vec<Item> {
+    let line = matches!(p, Published::Line(_));
+    let mut items = model::items(p);
+    if line && !redact.is_empty() {
+        for item in &mut items {
+            item.x = redact.apply(&item.x);
+        }
+    }
+    items
+}
+
+/// The next item of the subscription; only polled while there is one.
+async fn next(
+    events: &mut Option<broadcast::Receiver<Published>>,
+) -> Result<Published, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn table(handle: &StackHandle, usage: &HashMap<String, model::Usage>) -> Vec<Row> {
     model::rows(handle.snapshot(), usage)
 }
@@ -95,7 +121,8 @@ async fn run(
     usage_source: super::UsageSource,
     mut commands: mpsc::Receiver<HubCommand>,
 ) {
-    let mut events = handle.subscribe();
+    handle.keep_recent(keep);
+    let mut events: Option<broadcast::Receiver<Published>> = None;
     let mut changes = handle.clone();
     let mut recent: VecDeque<Item> = VecDeque::with_capacity(keep);
     // At most `keep` items per batch: a flood faster than a page can show is cut, and said so.
@@ -127,7 +154,7 @@ async fn run(
         };
     loop {
         tokio::select! {
-            got = events.recv() => match got {
+            got = next(&mut events), if events.is_some() => match got {
                 Ok(p) => {
                     // The config banner goes out with the next table.
                     table_changed |= matches!(
@@ -137,10 +164,7 @@ async fn run(
                             ..
                         }
                     );
-                    for mut item in model::items(&p) {
-                        if !redact.is_empty() && matches!(p, Published::Line(_)) {
-                            item.x = redact.apply(&item.x);
-                        }
+                    for item in masked(p, &redact) {
                         push(&mut recent, &mut fresh, &mut cut, item);
                     }
                 }
@@ -174,6 +198,15 @@ async fn run(
             }
             Some(cmd) = commands.recv() => match cmd {
                 HubCommand::Join(reply) => {
+                    if events.is_none() {
+                        // The first page: the stream's kept items, then everything after them.
+                        let (kept, rx) = handle.subscribe_with_recent();
+                        recent = kept.into_iter().flat_map(|p| masked(p, &redact)).collect();
+                        while recent.len() > keep {
+                            recent.pop_front();
+                        }
+                        events = Some(rx);
+                    }
                     rows = table(&handle, &usage);
                     let init = serde_json::to_string(&Init { services: &rows, log: &recent, ended, config_error: handle.config_error() })
                         .unwrap_or_default();
@@ -186,8 +219,12 @@ async fn run(
             _ = tick.tick() => {
                 ticks = ticks.wrapping_add(1);
                 let send_table = table_changed || ended || ticks % TABLE_EVERY == 0;
+                pages.retain(|p| !p.is_closed());
                 if pages.is_empty() && !ended {
-                    // Nobody to tell: the recent log already has the new lines.
+                    // Nobody to tell: no subscription until a page opens again (it gets the
+                    // stream's kept items then).
+                    events = None;
+                    recent.clear();
                     fresh.clear();
                     cut = 0;
                     continue;
@@ -247,7 +284,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_is_cut_said_masked_and_the_recent_log_bounded() {
-        let (events, _) = broadcast::channel(8192);
+        let events = crate::logs::fanout::Fanout::new();
         let (handle, inbox) = crate::engine::channel(events.clone());
         let no_usage: super::super::UsageSource = Arc::new(|_| Box::pin(async { HashMap::new() }));
         let hub = spawn(
@@ -258,7 +295,7 @@ mod tests {
         );
         let mut page = join(&hub).await;
         for i in 0..250 {
-            events.send(line(i)).unwrap();
+            events.send(line(i));
         }
         let mut texts: Vec<String> = Vec::new();
         while !texts.iter().any(|t| t.starts_with("l249")) {
@@ -296,5 +333,54 @@ mod tests {
         }
         let v: serde_json::Value = serde_json::from_str(&last.expect("a last batch")).unwrap();
         assert_eq!(v["ended"], true);
+    }
+
+    fn init_texts(joined: &Joined) -> Vec<String> {
+        let init: serde_json::Value = serde_json::from_str(&joined.init).unwrap();
+        init["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["x"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_page_open_the_fanout_keeps_the_recent_log_and_a_page_gets_it() {
+        let events = crate::logs::fanout::Fanout::new();
+        let (handle, _inbox) = crate::engine::channel(events.clone());
+        let no_usage: super::super::UsageSource = Arc::new(|_| Box::pin(async { HashMap::new() }));
+        let hub = spawn(
+            handle,
+            10,
+            Redactor::new(["hunter22".to_string()]),
+            no_usage,
+        );
+        // The hub asks the fan-out to keep items before any page opens; lines flow meanwhile.
+        let first = join(&hub).await;
+        assert_eq!(events.subscribers(), 1, "subscribed while a page is open");
+        drop(first);
+        tokio::time::sleep(FLUSH_EVERY * 2).await;
+        assert_eq!(events.subscribers(), 0, "no subscription with no page open");
+        for i in 0..30 {
+            events.send(line(i));
+        }
+        let page = join(&hub).await;
+        let texts = init_texts(&page);
+        assert_eq!(texts.len(), 10, "{texts:?}");
+        assert_eq!(texts[0], "l20 pw=****");
+        assert_eq!(texts[9], "l29 pw=****");
+        // Subscribed from the cut on: the next line comes in a batch, once.
+        events.send(line(30));
+        let mut page = page;
+        let mut log: Vec<String> = Vec::new();
+        while log.is_empty() {
+            let batch = page.batches.recv().await.expect("a batch");
+            let v: serde_json::Value = serde_json::from_str(&batch).unwrap();
+            for i in v["log"].as_array().into_iter().flatten() {
+                log.push(i["x"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(log, ["l30 pw=****"]);
     }
 }

@@ -207,7 +207,8 @@ pub(crate) struct Item {
 }
 
 /// The log items of one published item (a bare state change has none: the table shows it).
-pub(crate) fn items(p: &Published) -> Vec<Item> {
+/// Takes the item apart: the dashboard's hub gets every line of a flood, so nothing is copied.
+pub(crate) fn items(p: Published) -> Vec<Item> {
     let ms = |at: std::time::SystemTime| {
         at.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
@@ -215,13 +216,13 @@ pub(crate) fn items(p: &Published) -> Vec<Item> {
     match p {
         Published::Line(l) => vec![Item {
             t: ms(l.at),
-            s: l.source.clone(),
+            s: l.source,
             k: match l.stream {
                 Stream::Stdout => "out",
                 Stream::Stderr => "err",
                 Stream::Event => "ev",
             },
-            x: l.text.clone(),
+            x: l.text,
             l: l.level,
         }],
         Published::Event { at, event } => {
@@ -237,7 +238,7 @@ pub(crate) fn items(p: &Published) -> Vec<Item> {
                 .text_lines()
                 .into_iter()
                 .map(|x| Item {
-                    t: ms(*at),
+                    t: ms(at),
                     s: s.clone(),
                     k,
                     x,
@@ -298,7 +299,7 @@ mod tests {
         let at = UNIX_EPOCH + std::time::Duration::from_millis(1234);
         let ev = |event| Published::Event { at, event };
         assert_eq!(
-            items(&ev(StackEvent::Ready {
+            items(ev(StackEvent::Ready {
                 service: "db".into(),
                 after_ms: 5
             })),
@@ -310,14 +311,14 @@ mod tests {
                 l: Some(crate::logs::Level::Info),
             }]
         );
-        assert!(items(&ev(StackEvent::State {
+        assert!(items(ev(StackEvent::State {
             service: "db".into(),
             state: crate::event::ServiceState::Ready
         }))
         .is_empty());
-        let w = items(&ev(StackEvent::warning(None, "careful")));
+        let w = items(ev(StackEvent::warning(None, "careful")));
         assert_eq!((w[0].s.as_str(), w[0].k), ("devstack", "warn"));
-        let line = items(&Published::Line(crate::logs::LogLine {
+        let line = items(Published::Line(crate::logs::LogLine {
             at,
             source: "api".into(),
             stream: Stream::Stderr,
