@@ -1329,7 +1329,6 @@ pub(super) const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "pre_start",
     "provider",
     "scale",
     "security_opt",
@@ -2578,9 +2577,14 @@ mod tests {
             ),
             ("    models: [llm]\n", "`models` is not supported"),
             (
-                "    pre_start: [{command: migrate}]\n",
-                "`pre_start` hooks (init containers) are not supported yet",
+                "    pre_start: [{command: migrate, working_dir: app}]\n",
+                "`working_dir` of a hook of `web` must be an absolute path",
             ),
+            (
+                "    pre_start: [{image: \"\"}]\n",
+                "`image` of a `pre_start` step of `web` is empty",
+            ),
+            ("    pre_start: [{command: x, imgae: alpine}]\n", "unknown"),
             (
                 "    post_start: [{command: x, working_dir: rel}]\n",
                 "`working_dir` of a hook of `web` must be an absolute path",
@@ -2631,5 +2635,53 @@ mod tests {
         assert_eq!(exec.argv, ["./data_flush.sh", "--all"]);
         assert_eq!(exec.working_dir.as_deref(), Some("/app"));
         assert_eq!(exec.env, ["MODE=fast"]);
+    }
+
+    /// `pre_start` steps as compose-spec 2026-06 writes them: `command` and `image` optional,
+    /// `user`, `privileged`, `working_dir`, `environment`; their port references are checked
+    /// like any other value's.
+    #[test]
+    fn pre_start_steps_are_read() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  db:\n    image: postgres:15\n    ports: [\"5432\"]\n  web:\n    image: app\n    pre_start:\n      - command: [\"./migrate\", \"--to\", \"head\"]\n        environment: {DB_PORT: \"${port:db:5432}\"}\n      - image: busybox\n        user: root\n        privileged: true\n        working_dir: /data\n",
+            )],
+            &[],
+        );
+        let steps = &stack.services["web"].options.pre_start;
+        assert_eq!(
+            steps,
+            &vec![
+                crate::config::InitHook {
+                    image: None,
+                    command: Some(crate::config::Command::Argv(vec![
+                        "./migrate".into(),
+                        "--to".into(),
+                        "head".into()
+                    ])),
+                    user: None,
+                    privileged: false,
+                    working_dir: None,
+                    environment: IndexMap::from([(
+                        "DB_PORT".to_string(),
+                        "${port:db:5432}".to_string()
+                    )]),
+                },
+                crate::config::InitHook {
+                    image: Some("busybox".into()),
+                    command: None,
+                    user: Some("root".into()),
+                    privileged: true,
+                    working_dir: Some("/data".into()),
+                    environment: IndexMap::new(),
+                },
+            ]
+        );
+        let yaml = "services:\n  web:\n    image: app\n    pre_start:\n      - command: migrate\n        environment: {P: \"${port:db:5432}\"}\n";
+        let (_d, l) = load_files(&[("compose.yaml", yaml)], &[], |_| {});
+        let text = l.expect_err(yaml).render(false);
+        assert!(text.contains("compose.yaml:6:"), "located: {text}");
+        assert!(text.contains("db"), "{text}");
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct ContainerSetup<R> {
     pub existing: Option<ContainerInfo>,
     pub logs: LogHandle,
     pub events: mpsc::UnboundedSender<UnitEvent>,
+    /// The project's state folder, where a succeeded `pre_start` run is recorded.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
@@ -86,6 +88,7 @@ async fn run<R: ContainerRuntime>(
         mut existing,
         logs,
         events,
+        state_dir,
     } = setup;
     let name = svc.name.clone();
     let send = |e: UnitEvent| {
@@ -124,6 +127,24 @@ async fn run<R: ContainerRuntime>(
         // From here on the container is this unit's: whatever happens, a stop reaches it.
         id = Some(cid.clone());
         if !running {
+            // Compose runs `pre_start` between create and start. A failed step leaves nothing
+            // half started: a container made for this start goes again (the next start makes
+            // it anew and runs every step again), one found stopped stays as it was.
+            let ran = super::pre_start::run(&rt, &spec, &cid, state_dir.as_deref(), &logs).await;
+            if let Err(reason) = ran {
+                if matches!(what, "created" | "config changed: recreated") {
+                    if let Err(e) = rt.remove(&cid).await {
+                        logs.event(&name, format!("could not remove: {e}")).await;
+                    }
+                    id = None;
+                }
+                send(UnitEvent::StartFailed {
+                    service: name.clone(),
+                    epoch,
+                    reason,
+                });
+                continue;
+            }
             if let Err(e) = rt.start(&cid).await {
                 send(UnitEvent::StartFailed {
                     service: name.clone(),

@@ -201,5 +201,25 @@ pub(super) fn cross_checks(
                 _ => {}
             }
         }
+        for (i, step) in s.options.pre_start.iter().enumerate() {
+            let hpath = spath.key("pre_start").index(i);
+            for v in step
+                .command
+                .as_ref()
+                .map(command_strings)
+                .unwrap_or_default()
+            {
+                check_refs(c, v, &hpath.key("command"), services, &names);
+            }
+            for (k, v) in &step.environment {
+                check_refs(
+                    c,
+                    v,
+                    &hpath.key("environment").key(k.clone()),
+                    services,
+                    &names,
+                );
+            }
+        }
     }
 }

@@ -252,10 +252,6 @@ pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
             "`models` is not supported: Compose runs the models on Docker Model Runner, which devstack does not drive",
             "run the model server as a service of its own (an `image:` that serves the model) and pass its URL in `environment`",
         )),
-        "pre_start" => Some((
-            "`pre_start` hooks (init containers) are not supported yet",
-            "for now, run the command as a task service this one `depends_on` with `condition: service_completed_successfully`",
-        )),
         _ => None,
     };
     if let Some((message, help)) = why {
