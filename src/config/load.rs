@@ -2479,7 +2479,8 @@ mod tests {
     }
 
     /// Compose's merge of a service's `env_file` written as a string in one file and as a list
-    /// in the other keeps both (compose-go loader/merge_test.go).
+    /// in the other keeps both (compose-go override/merge_env_file_test.go
+    /// TestMergeEnvFilesMixed, `StringThenSequence`; TestMergeEnvFilesString).
     #[test]
     fn env_file_string_and_list_merge() {
         let (_d, l) = load_files(
@@ -2504,7 +2505,8 @@ mod tests {
     }
 
     /// A service's env_file read as Compose reads it: keys starting with a digit, indexed and
-    /// non-ASCII keys, escapes kept as written (compose-go dotenv TestParseBytes, TestParsing).
+    /// non-ASCII keys, escapes kept as written (compose-go dotenv/godotenv_test.go
+    /// TestParseBytes, dotenv/parser_test.go TestParsing, TestReadPlainEnv).
     #[test]
     fn service_env_file_in_compose_dialect() {
         let (_d, stack) = loaded(
@@ -2530,13 +2532,15 @@ mod tests {
         assert_eq!(env_of(&stack, "web", "E").as_deref(), Some("\\x07\u{7}"));
     }
 
-    /// Loader rules of Compose (compose-go loader tests; `TestNonStringKeys` for the service
-    /// named by a number).
+    /// Loader rules of Compose, each from the compose-go test named on it.
     #[test]
     fn compose_loader_rules() {
         let svc =
             |extra: &str| format!("name: myProject\nservices:\n  web:\n    image: nginx\n{extra}");
-        // A name from the file is normalised; `${COMPOSE_PROJECT_NAME}` is the project name.
+        // A name from the file is normalised; `${COMPOSE_PROJECT_NAME}` is the project name
+        // (compose-go loader/loader_test.go TestProjectNameInterpolation; the normalising of a
+        // name read from the file has no compose-go test of its own: types.NormalizeProjectName
+        // as the loader applies it).
         let (_d, stack) = loaded(
             &[(
                 "compose.yaml",
@@ -2546,7 +2550,9 @@ mod tests {
         );
         assert_eq!(stack.name, "myproject");
         assert_eq!(env_of(&stack, "web", "P").as_deref(), Some("myproject"));
-        // The same short port twice is one port; an unknown volume option is ignored.
+        // The same short port twice is one port (no compose-go test of its own found: the
+        // loader's port deduplication); an unknown volume option is ignored (compose-go
+        // format/volume_test.go TestParseVolumeWithInvalidVolumeOptions).
         let (_d, stack) = loaded(
             &[(
                 "compose.yaml",
@@ -2560,10 +2566,12 @@ mod tests {
         assert_eq!(stack.services["web"].ports.len(), 1);
         // Errors, with what Compose names.
         let cases: &[(&str, &str)] = &[
+            // compose-go loader/loader_test.go TestEnvironmentWhitespace
             (
                 "services:\n  web:\n    image: nginx\n    environment: [\"DEBUG = true\"]\n",
                 "environment variable `DEBUG` has a space before `=`",
             ),
+            // compose-go loader/loader_test.go TestNonStringKeys
             (
                 "services:\n  foo:\n    image: busybox\n  123:\n    image: busybox\n",
                 "non-string key in `services`: `123`",
@@ -2579,7 +2587,8 @@ mod tests {
     }
 
     /// Several YAML documents in one file are merged in order, as compose-go's loader does
-    /// (loader/multidoc_test.go).
+    /// (compose-go loader/multidoc_test.go TestLoadMultiDocumentYaml, loader/loader_test.go
+    /// TestLoadMulmtiDocumentYaml, sic).
     #[test]
     fn several_documents_merge_in_order() {
         let (_d, stack) = loaded(
@@ -2661,7 +2670,8 @@ mod tests {
         assert!(text.contains("`models` is not supported"), "{text}");
     }
 
-    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md).
+    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md;
+    /// compose-go loader/loader_test.go TestLoadServiceHooks).
     #[test]
     fn lifecycle_hooks_are_read() {
         let (_d, stack) = loaded(
