@@ -2627,7 +2627,9 @@ mod tests {
         );
     }
 
-    /// Compose keys refused with their reason, located.
+    /// Compose keys refused with their reason, located (`provider` as compose-go
+    /// loader/loader_test.go TestServiceProvider writes it; `models` as the specification's
+    /// models.md does).
     #[test]
     fn refused_compose_keys_say_why() {
         let cases: &[(&str, &str)] = &[
@@ -2668,6 +2670,7 @@ mod tests {
         );
         let text = l.expect_err("models").render(false);
         assert!(text.contains("`models` is not supported"), "{text}");
+        assert!(text.contains("compose.yaml:4:1"), "located: {text}");
     }
 
     /// `post_start` and `pre_stop` as the Compose specification writes them (services.md;

@@ -269,7 +269,7 @@ pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
     // Keys refused for a reason of their own say why.
     let why = match key {
         "provider" => Some((
-            "`provider` services are not supported: Compose hands them to a provider plugin (a program it runs instead of a container), and devstack runs no plugins",
+            "`provider` services are not supported: Compose hands them to a provider plugin, a program it runs instead of a container (Docker Model Runner for `type: model`), and devstack runs no plugins",
             "run what the provider sets up as a container or a native process (`image:` or `command:`)",
         )),
         "models" => Some((
