@@ -147,6 +147,10 @@ fn a_failing_pre_start_fails_up_and_leaves_nothing_half_started() {
         "{err}"
     );
     assert!(
+        err.contains("lines of `web`:"),
+        "the step's output is the service's, shown with the failure: {err}"
+    );
+    assert!(
         !dir.path().join("out/second-step-ran").exists(),
         "no step after the failing one runs"
     );

@@ -910,7 +910,7 @@ async fn a_failing_pre_start_step_fails_the_start_and_leaves_no_container() {
             assert_eq!(r.service, "web");
             assert!(
                 r.reason.contains(
-                    "pre_start step 1 `migrate` exited with 3: connecting\nno such table"
+                    "pre_start step 1 `migrate` exited with 3: connecting | no such table"
                 ),
                 "{}",
                 r.reason

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::logs::LogHandle;
+use crate::logs::{LogHandle, LogLine, Stream};
 use crate::runtime::{ContainerRuntime, ContainerSpec, RuntimeError};
 
 /// Where the record of the service's last succeeded `pre_start` run is kept.
@@ -63,13 +63,24 @@ pub(crate) async fn run<R: ContainerRuntime>(
             }
             other => other,
         };
+        if let Ok((_, out)) = &ran {
+            // The step's output (its last lines) is the service's: in the log view, its log
+            // file, and the lines a failed start is reported with.
+            let at = std::time::SystemTime::now();
+            let lines = out
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| LogLine::output(at, name, Stream::Stdout, l.trim_end().to_string()))
+                .collect();
+            logs.lines(lines).await;
+        }
         match ran {
             Ok((0, _)) => {}
             Ok((code, out)) => {
                 return Err(format!(
                     "pre_start step {} {shown} exited with {code}: {}",
                     n + 1,
-                    last_lines(&out, 10)
+                    last_lines(&out, 5)
                 ))
             }
             Err(e) => {
@@ -90,14 +101,15 @@ pub(crate) async fn run<R: ContainerRuntime>(
     Ok(())
 }
 
-/// The last `n` non-empty lines of `out`.
+/// The last `n` non-empty lines of `out` on one line, for a reason that reads as one line in
+/// the log view and `ps` (the lines themselves are in the service's log too).
 fn last_lines(out: &str, n: usize) -> String {
     let lines: Vec<&str> = out
         .lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty())
         .collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 #[cfg(test)]
@@ -108,8 +120,8 @@ mod tests {
     fn last_lines_keeps_the_end() {
         let cases: &[(&str, usize, &str)] = &[
             ("", 3, ""),
-            ("a\nb\n\nc\n", 2, "b\nc"),
-            ("a\nb\n", 5, "a\nb"),
+            ("a\nb\n\nc\n", 2, "b | c"),
+            ("a\nb\n", 5, "a | b"),
             ("one  \n", 1, "one"),
         ];
         for (out, n, want) in cases {
