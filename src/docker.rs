@@ -28,8 +28,8 @@ use crate::config::Protocol;
 use crate::config::ServiceName;
 use crate::runtime::{
     labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
-    ContainerSpec, ContainerStatus, HookExec, Mount, OutputChunk, OutputStream, Published, Result,
-    RuntimeError, UsageSample,
+    ContainerSpec, ContainerStatus, HookExec, InitSpec, Mount, OutputChunk, OutputStream,
+    Published, Result, RuntimeError, UsageSample,
 };
 
 /// How long the engine gets to answer the first call before devstack says it is unreachable.
@@ -105,6 +105,111 @@ impl DockerRuntime {
             .await
             .map_err(engine)?;
         Ok((inspected.exit_code.unwrap_or(-1), output))
+    }
+
+    /// Creates a `pre_start` init container; a leftover of the same name that this project's
+    /// init container left (a killed run) is removed first, anything else is refused.
+    async fn create_init(&self, spec: &InitSpec) -> Result<String> {
+        let labels = HashMap::from([
+            (labels::PROJECT.to_string(), spec.project.clone()),
+            (labels::PRE_START.to_string(), spec.service.clone()),
+        ]);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.cmd.clone(),
+            env: Some(spec.env.clone()),
+            user: spec.user.clone(),
+            working_dir: spec.working_dir.clone(),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                volumes_from: Some(vec![spec.volumes_from.clone()]),
+                mounts: Some(spec.tmpfs.iter().map(docker_mount).collect()),
+                network_mode: Some(spec.network.clone()),
+                privileged: Some(spec.privileged),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = || CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .create_container(Some(opts()), body.clone())
+            .await
+        {
+            Ok(r) => return Ok(r.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") => {
+                return Err(RuntimeError::ImageUnavailable {
+                    image: spec.image.clone(),
+                    reason: message,
+                })
+            }
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {}
+            Err(e) => return Err(engine(e)),
+        }
+        let theirs = self
+            .docker
+            .inspect_container(&spec.name, None)
+            .await
+            .map_err(engine)?
+            .config
+            .and_then(|c| c.labels)
+            .unwrap_or_default();
+        if theirs.get(labels::PROJECT) != Some(&spec.project)
+            || !theirs.contains_key(labels::PRE_START)
+        {
+            return Err(RuntimeError::Engine(format!(
+                "a container named `{}` exists but devstack did not create it; remove or rename it",
+                spec.name
+            )));
+        }
+        self.remove(&spec.name).await?;
+        self.docker
+            .create_container(Some(opts()), body)
+            .await
+            .map(|r| r.id)
+            .map_err(engine)
+    }
+
+    /// Starts a created init container and waits for its end: exit code and output tail.
+    async fn wait_init(&self, id: &str) -> Result<(i64, String)> {
+        use bollard::container::LogOutput;
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(engine)?;
+        let mut wait = Box::pin(self.docker.wait_container(id, None));
+        let code = match wait.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(engine(e)),
+            None => -1,
+        };
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "40".to_string(),
+            ..Default::default()
+        };
+        let mut output = String::new();
+        let mut logs = Box::pin(self.docker.logs(id, Some(opts)));
+        while let Some(item) = logs.next().await {
+            match item {
+                Ok(LogOutput::StdErr { message } | LogOutput::StdOut { message }) => {
+                    output.push_str(&String::from_utf8_lossy(&message));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok((code, output))
     }
 
     /// Every project that has containers (any state) or volumes here: the values of the
@@ -561,6 +666,48 @@ fn port_map(map: Option<HashMap<String, Option<Vec<PortBinding>>>>) -> Vec<Publi
     out
 }
 
+/// A mount as the engine takes it.
+fn docker_mount(m: &Mount) -> DockerMount {
+    match m {
+        Mount::Volume {
+            name,
+            target,
+            read_only,
+        } => DockerMount {
+            typ: Some(MountType::VOLUME),
+            source: Some(name.clone()),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            ..Default::default()
+        },
+        Mount::Bind {
+            source,
+            target,
+            read_only,
+        } => DockerMount {
+            typ: Some(MountType::BIND),
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            ..Default::default()
+        },
+        Mount::Anonymous { target } => DockerMount {
+            typ: Some(MountType::VOLUME),
+            target: Some(target.clone()),
+            ..Default::default()
+        },
+        Mount::Tmpfs { target, size } => DockerMount {
+            typ: Some(MountType::TMPFS),
+            target: Some(target.clone()),
+            tmpfs_options: size.map(|s| MountTmpfsOptions {
+                size_bytes: i64::try_from(s).ok(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
 impl ContainerRuntime for DockerRuntime {
     async fn list(&self, project: &str) -> Result<Vec<ContainerInfo>> {
         let opts = ListContainersOptions {
@@ -918,48 +1065,7 @@ impl ContainerRuntime for DockerRuntime {
                     host_port: Some(p.host_port.to_string()),
                 });
         }
-        let mounts = spec
-            .mounts
-            .iter()
-            .map(|m| match m {
-                Mount::Volume {
-                    name,
-                    target,
-                    read_only,
-                } => DockerMount {
-                    typ: Some(MountType::VOLUME),
-                    source: Some(name.clone()),
-                    target: Some(target.clone()),
-                    read_only: Some(*read_only),
-                    ..Default::default()
-                },
-                Mount::Bind {
-                    source,
-                    target,
-                    read_only,
-                } => DockerMount {
-                    typ: Some(MountType::BIND),
-                    source: Some(source.clone()),
-                    target: Some(target.clone()),
-                    read_only: Some(*read_only),
-                    ..Default::default()
-                },
-                Mount::Anonymous { target } => DockerMount {
-                    typ: Some(MountType::VOLUME),
-                    target: Some(target.clone()),
-                    ..Default::default()
-                },
-                Mount::Tmpfs { target, size } => DockerMount {
-                    typ: Some(MountType::TMPFS),
-                    target: Some(target.clone()),
-                    tmpfs_options: size.map(|s| MountTmpfsOptions {
-                        size_bytes: i64::try_from(s).ok(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            })
-            .collect();
+        let mounts = spec.mounts.iter().map(docker_mount).collect();
         // devstack applies the service's `restart:` policy itself (the container unit follows the
         // exit), so a crash is handled and shown like a crashed process; the engine must not
         // restart it behind devstack's back.
@@ -1161,6 +1267,29 @@ impl ContainerRuntime for DockerRuntime {
             },
         )
         .await
+    }
+
+    async fn run_init(&self, spec: &InitSpec) -> Result<(i64, String)> {
+        let id = self.create_init(spec).await?;
+        let ran = self.wait_init(&id).await;
+        // An init container is never kept, whatever happened; the volumes it shares are the
+        // service's and stay (`v: false`).
+        let removed = self
+            .docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await;
+        let ran = ran?;
+        match removed {
+            Err(e) if !is_not_found(&e) => Err(engine(e)),
+            _ => Ok(ran),
+        }
     }
 
     async fn usage(&self, id: &str) -> Result<UsageSample> {

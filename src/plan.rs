@@ -9,9 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::config::interpolate::resolve_port_refs;
 use crate::config::ServiceName;
-use crate::config::{Command, ContainerOptions, Hook, Service, ServiceKind, Stack, Volume};
+use crate::config::{
+    Command, ContainerOptions, Hook, InitHook, Service, ServiceKind, Stack, Volume,
+};
 use crate::project::ports::RecordedPorts;
-use crate::runtime::{labels, ContainerInfo, ContainerSpec, HookExec, Mount, Published};
+use crate::runtime::{labels, ContainerInfo, ContainerSpec, HookExec, InitSpec, Mount, Published};
 
 /// Every published port of every service, with its host port decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,6 +142,87 @@ pub(crate) fn hook_exec(hook: &Hook) -> HookExec {
             .map(|(k, v)| format!("{k}={}", resolve(v)))
             .collect(),
     }
+}
+
+/// A `pre_start` step with its port references resolved (and `$$` unescaped), as the container
+/// spec carries it.
+fn resolved_init_hook(hook: &InitHook, ports: &HostPorts) -> InitHook {
+    InitHook {
+        command: hook.command.as_ref().map(|c| match c {
+            Command::Shell(s) => Command::Shell(ports.resolve(s)),
+            Command::Argv(v) => Command::Argv(v.iter().map(|a| ports.resolve(a)).collect()),
+        }),
+        environment: hook
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), ports.resolve(v)))
+            .collect(),
+        ..hook.clone()
+    }
+}
+
+/// The `n`th (from 0) `pre_start` step of the service `spec` is for, as the engine runs it next
+/// to the service's created container `container_id`: the step's image, else the service's;
+/// the service's environment with the step's over it; the step's user and working folder, else
+/// the service's; the service's volumes and binds shared, its memory mounts its own.
+pub(crate) fn init_spec(
+    spec: &ContainerSpec,
+    hook: &InitHook,
+    n: usize,
+    container_id: &str,
+) -> InitSpec {
+    let mut env: IndexMap<String, String> = spec
+        .env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    for (k, v) in &hook.environment {
+        env.insert(k.clone(), v.clone());
+    }
+    InitSpec {
+        project: spec.project.clone(),
+        service: spec.service.to_string(),
+        name: format!("{}-pre_start-{}", spec.name, n + 1),
+        image: hook.image.clone().unwrap_or_else(|| spec.image.clone()),
+        cmd: hook.command.as_ref().map(|c| match c {
+            Command::Shell(s) => shell_words(s),
+            Command::Argv(v) => v.clone(),
+        }),
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        user: hook.user.clone().or_else(|| spec.options.user.clone()),
+        working_dir: hook
+            .working_dir
+            .clone()
+            .or_else(|| spec.working_dir.clone()),
+        privileged: hook.privileged,
+        network: spec.network.clone(),
+        volumes_from: container_id.to_string(),
+        tmpfs: spec
+            .mounts
+            .iter()
+            .filter(|m| matches!(m, Mount::Tmpfs { .. }))
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What a succeeded `pre_start` run is recorded under: the service's config hash and every
+/// step's definition. The same key on the same container: the steps are not run again.
+pub(crate) fn pre_start_key(spec: &ContainerSpec) -> String {
+    let mut h = Sha256::new();
+    let hash = spec
+        .labels
+        .get(labels::CONFIG_HASH)
+        .map_or("", String::as_str);
+    h.update(format!("{hash}\n{:?}", spec.options.pre_start).as_bytes());
+    h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Splits a command string into words as a POSIX shell would, for containers (no shell runs).
@@ -299,6 +382,11 @@ pub(crate) fn container_spec(
             secrets: Vec::new(),
             tmpfs: Vec::new(),
             entrypoint: None,
+            pre_start: opts
+                .pre_start
+                .iter()
+                .map(|h| resolved_init_hook(h, ports))
+                .collect(),
             ..opts.clone()
         },
     };
@@ -395,6 +483,53 @@ mod tests {
         let mut other = spec.clone();
         other.options.user = Some("0".into());
         assert_ne!(config_hash(&spec, "i"), config_hash(&other, "i"));
+    }
+
+    /// A `pre_start` step runs beside the service's container: its image and command, else the
+    /// image's own; the service's environment under the step's; the service's user and folder
+    /// unless the step names its own; the container's volumes through `volumes_from`, memory
+    /// mounts its own. A changed step changes the config hash and the record's key.
+    #[test]
+    fn init_spec_table() {
+        let yaml = |word: &str| {
+            format!("name: demo\nservices:\n  db:\n    image: pg\n    ports: [\"5432\"]\n  web:\n    image: app:1\n    user: app\n    working_dir: /srv\n    environment: {{A: \"1\", B: \"2\"}}\n    volumes: [\"data:/data\", /cache]\n    tmpfs: [/run]\n    pre_start:\n      - command: migrate --all\n        environment: {{B: {word}, P: \"${{port:db:5432}}\", D: \"$$x\"}}\n      - image: busybox\n        user: root\n        working_dir: /data\n")
+        };
+        let s = stack(&yaml("three"));
+        let ports = assign_ports(&s, &[], &PortMode::AsWritten, &mut counter(40000)).unwrap();
+        let spec = container_spec("demo", &s.services["web"], &ports, "sha256:x").unwrap();
+        let steps = &spec.options.pre_start;
+        let first = init_spec(&spec, &steps[0], 0, "cid");
+        assert_eq!(first.name, "demo-web-pre_start-1");
+        assert_eq!(first.image, "app:1");
+        assert_eq!(first.cmd, Some(vec!["migrate".into(), "--all".into()]));
+        assert_eq!(first.env, ["A=1", "B=three", "P=40001", "D=$x"]);
+        assert_eq!(first.user.as_deref(), Some("app"));
+        assert_eq!(first.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(first.network, "demo_default");
+        assert_eq!(first.volumes_from, "cid");
+        assert_eq!(
+            first.tmpfs,
+            [Mount::Tmpfs {
+                target: "/run".into(),
+                size: None
+            }]
+        );
+        let second = init_spec(&spec, &steps[1], 1, "cid");
+        assert_eq!(second.name, "demo-web-pre_start-2");
+        assert_eq!(second.image, "busybox");
+        assert_eq!(second.cmd, None);
+        assert_eq!(second.env, ["A=1", "B=2"]);
+        assert_eq!(second.user.as_deref(), Some("root"));
+        assert_eq!(second.working_dir.as_deref(), Some("/data"));
+
+        let changed = stack(&yaml("four"));
+        let other = container_spec("demo", &changed.services["web"], &ports, "sha256:x").unwrap();
+        assert_ne!(
+            spec.labels, other.labels,
+            "a changed step recreates the container"
+        );
+        assert_ne!(pre_start_key(&spec), pre_start_key(&other));
+        assert_eq!(pre_start_key(&spec), pre_start_key(&spec.clone()));
     }
 
     #[test]

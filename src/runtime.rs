@@ -21,6 +21,8 @@ pub(crate) mod labels {
     /// On an image devstack built: the hash of its build inputs (context after `.dockerignore`,
     /// Dockerfile, args, target, labels); equal means the build can be skipped.
     pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
+    /// On a `pre_start` init container (instead of `SERVICE`): the service it prepares.
+    pub(crate) const PRE_START: &str = "org.devstack.pre-start";
 }
 
 /// A port to publish on the host.
@@ -224,6 +226,29 @@ pub struct HookExec {
     pub env: Vec<String>,
 }
 
+/// A `pre_start` init container: run to completion beside the service's created (not yet
+/// started) container, with that container's volumes and binds, on the project network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitSpec {
+    pub project: String,
+    pub service: String,
+    /// The init container's name (`<container>-pre_start-<n>`).
+    pub name: String,
+    pub image: String,
+    /// The image's own command when `None`.
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub privileged: bool,
+    pub network: String,
+    /// The service's container, whose volumes and binds are mounted (`volumes_from`).
+    pub volumes_from: String,
+    /// Memory mounts cannot be shared between containers: the init container gets its own.
+    pub tmpfs: Vec<Mount>,
+}
+
 /// The container engine (Docker), as devstack's engine sees it. Cheap to clone.
 pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Containers with this project's label (all states).
@@ -276,6 +301,9 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         id: &str,
         hook: &HookExec,
     ) -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// Runs a `pre_start` init container to completion and removes it: its exit code and the
+    /// tail of its output. A leftover of the same name from a killed run is removed first.
+    fn run_init(&self, spec: &InitSpec) -> impl Future<Output = Result<(i64, String)>> + Send;
     /// Output from `since` (seconds since the epoch) on, following until the container stops.
     fn logs(&self, id: &str, since: i64) -> OutputStream;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
@@ -421,6 +449,9 @@ impl ContainerRuntime for NoEngine {
         no_engine()
     }
     async fn exec_hook(&self, _id: &str, _hook: &HookExec) -> Result<(i64, String)> {
+        no_engine()
+    }
+    async fn run_init(&self, _spec: &InitSpec) -> Result<(i64, String)> {
         no_engine()
     }
     fn logs(&self, _id: &str, _since: i64) -> OutputStream {

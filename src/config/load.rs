@@ -224,22 +224,7 @@ pub fn load(
 
     let mut merged = merge_files(&files);
     let mut warnings = Vec::new();
-    // As in Compose, `${COMPOSE_PROJECT_NAME}` is the project name however it was given.
-    let project_var = project_name_for_variables(opts, &compose_lookup, &merged, &root);
-    let interpolate_lookup = |k: &str| {
-        if k == "COMPOSE_PROJECT_NAME" {
-            Some(project_var.clone())
-        } else {
-            lookup(k)
-        }
-    };
-    interpolate_tree(
-        &mut merged,
-        &KeyPath::root(),
-        &interpolate_lookup,
-        &mut r.errors,
-        &mut warnings,
-    );
+    r.interpolate(&mut merged, &root, &lookup, &compose_lookup, &mut warnings);
     // Files read for `include:` and `extends:` help to locate problems, after the named ones.
     files.extend(resolved.files);
     // An env file or a variable that cannot be read leaves text as it was: checking on would
@@ -249,50 +234,22 @@ pub fn load(
     if unreadable {
         return Err(located_error(r.errors, &files, r.sources));
     }
-
-    accepted_and_ignored(&mut merged, &mut warnings);
-    let Typed {
-        mut raw,
-        mut broken,
-        top_level_errors,
-    } = typed(merged, &mut r.errors);
-    keep_unresolved(&mut raw, &mut broken, &resolved.unresolved);
-    r.service_env_files(&mut raw, &root, &lookup);
-
-    let project_override = opts
-        .project_name
-        .clone()
-        .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
-    let profiles = active_profiles(opts, &compose_lookup, &raw);
-    let ctx = validate::Context {
-        root: &root,
-        project_override: project_override.as_deref(),
-        env: &lookup,
-        compose: is_compose_file(&paths[0]),
-        profiles: &profiles,
-        broken: &broken,
-        top_level_errors,
+    let read = ReadFiles {
+        paths,
+        root,
+        files,
+        unresolved: resolved.unresolved,
     };
-    let Reading {
-        mut errors,
-        sources,
-        inputs,
-        ..
-    } = r;
-    match validate::validate(&raw, &ctx) {
-        Ok(mut stack) if errors.is_empty() => {
-            stack.files = paths;
-            stack.inputs = inputs;
-            let texts: Vec<&str> = files.iter().map(|f| f.text.as_str()).collect();
-            stack.secret_values = super::secrets::interpolated_secret_values(&texts, &lookup);
-            Ok(Loaded { stack, warnings })
-        }
-        Ok(_) => Err(located_error(errors, &files, sources)),
-        Err(diags) => {
-            errors.extend(diags);
-            Err(located_error(errors, &files, sources))
-        }
-    }
+    r.check(read, merged, &lookup, &compose_lookup, warnings)
+}
+
+/// The stack files as read: the named ones (then those `include` and `extends` named), the
+/// folder of the first, and the services whose `extends` failed.
+struct ReadFiles {
+    paths: Vec<PathBuf>,
+    root: PathBuf,
+    files: Vec<SourceFile>,
+    unresolved: Vec<String>,
 }
 
 /// What one load collects as it reads: the texts of the files (for snippets), every file read
@@ -532,6 +489,90 @@ impl Reading<'_> {
             }
         }
         top_level
+    }
+
+    /// Step 6, interpolate the merged tree. As in Compose, `${COMPOSE_PROJECT_NAME}` is the
+    /// project name however it was given.
+    fn interpolate(
+        &mut self,
+        merged: &mut Value,
+        root: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        compose_lookup: &dyn Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) {
+        let project_var = project_name_for_variables(self.opts, compose_lookup, merged, root);
+        let interpolate_lookup = |k: &str| {
+            if k == "COMPOSE_PROJECT_NAME" {
+                Some(project_var.clone())
+            } else {
+                lookup(k)
+            }
+        };
+        interpolate_tree(
+            merged,
+            &KeyPath::root(),
+            &interpolate_lookup,
+            &mut self.errors,
+            warnings,
+        );
+    }
+
+    /// The rest: type the interpolated tree, add each service's env files (step 7), and
+    /// validate, which normalises: the stack, or every problem found, located.
+    fn check(
+        mut self,
+        read: ReadFiles,
+        merged: Value,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        compose_lookup: &dyn Fn(&str) -> Option<String>,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut merged = merged;
+        accepted_and_ignored(&mut merged, &mut warnings);
+        let Typed {
+            mut raw,
+            mut broken,
+            top_level_errors,
+        } = typed(merged, &mut self.errors);
+        keep_unresolved(&mut raw, &mut broken, &read.unresolved);
+        self.service_env_files(&mut raw, &read.root, lookup);
+
+        let project_override = self
+            .opts
+            .project_name
+            .clone()
+            .or_else(|| compose_lookup("COMPOSE_PROJECT_NAME"));
+        let profiles = active_profiles(self.opts, compose_lookup, &raw);
+        let ctx = validate::Context {
+            root: &read.root,
+            project_override: project_override.as_deref(),
+            env: lookup,
+            compose: is_compose_file(&read.paths[0]),
+            profiles: &profiles,
+            broken: &broken,
+            top_level_errors,
+        };
+        let Reading {
+            mut errors,
+            sources,
+            inputs,
+            ..
+        } = self;
+        match validate::validate(&raw, &ctx) {
+            Ok(mut stack) if errors.is_empty() => {
+                let texts: Vec<&str> = read.files.iter().map(|f| f.text.as_str()).collect();
+                stack.secret_values = super::secrets::interpolated_secret_values(&texts, lookup);
+                stack.files = read.paths;
+                stack.inputs = inputs;
+                Ok(Loaded { stack, warnings })
+            }
+            Ok(_) => Err(located_error(errors, &read.files, sources)),
+            Err(diags) => {
+                errors.extend(diags);
+                Err(located_error(errors, &read.files, sources))
+            }
+        }
     }
 
     /// Step 7, each service's env_files: they add variables its `environment` does not set;
@@ -1329,7 +1370,6 @@ pub(super) const COMPOSE_SERVICE_KEYS: &[&str] = &[
     "models",
     "oom_kill_disable",
     "oom_score_adj",
-    "pre_start",
     "provider",
     "scale",
     "security_opt",
@@ -1410,6 +1450,45 @@ type ReadFailure = (Vec<Diagnostic>, Option<String>);
 
 /// Reads one stack file. A file after the first may be empty (an override with nothing in it).
 fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFailure> {
+    let text = read_text(path, shown)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let blank = text
+        .trim_start_matches('\u{feff}')
+        .trim()
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank && !first {
+        return Ok(SourceFile {
+            shown: shown.to_path_buf(),
+            dir,
+            index: SpanIndex::default(),
+            text,
+            value: Value::Mapping(Default::default()),
+        });
+    }
+    if blank {
+        return Err((vec![empty_file(shown)], Some(text)));
+    }
+
+    let (index, findings) = locate::index(&text);
+    let diags = structural_problems(findings, shown);
+    if !diags.is_empty() {
+        return Err((diags, Some(text)));
+    }
+    match parse_tree(&text, shown, first) {
+        Ok(value) => Ok(SourceFile {
+            shown: shown.to_path_buf(),
+            dir,
+            text,
+            index,
+            value,
+        }),
+        Err(diags) => Err((diags, Some(text))),
+    }
+}
+
+/// A stack file's text: a folder, an unreadable file or bytes that are not UTF-8 are problems.
+fn read_text(path: &Path, shown: &Path) -> Result<String, ReadFailure> {
     let file_err = |msg: String, help: &str| {
         (
             vec![Diagnostic::new(msg).help(help).in_file(shown, None)],
@@ -1428,99 +1507,53 @@ fn read_one(path: &Path, shown: &Path, first: bool) -> Result<SourceFile, ReadFa
             "check the path given with `-f`",
         )
     })?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            let valid = e.utf8_error().valid_up_to();
-            let span =
-                locate::span_of_offset(&String::from_utf8_lossy(&e.as_bytes()[..valid]), valid);
-            return Err((
-                vec![Diagnostic::new(format!(
-                    "`{}` is not valid UTF-8 (bad byte at line {}, column {})",
-                    shown.display(),
-                    span.line,
-                    span.col
-                ))
-                .help("save the file as UTF-8")
-                .in_file(shown, None)],
-                Some(lossy),
-            ));
-        }
-    };
-    let blank = text
-        .trim_start_matches('\u{feff}')
-        .trim()
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
-    if blank && !first {
-        return Ok(SourceFile {
-            shown: shown.to_path_buf(),
-            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            index: SpanIndex::default(),
-            text,
-            value: Value::Mapping(Default::default()),
-        });
-    }
-    if blank {
-        return Err((
-            vec![Diagnostic::new(format!("`{}` is empty", shown.display()))
-                .help("a stack file needs at least a `services:` map")
-                .in_file(shown, None)],
-            Some(text),
-        ));
-    }
-
-    let (index, findings) = locate::index(&text);
-    let diags = structural_problems(findings, shown);
-    if !diags.is_empty() {
-        return Err((diags, Some(text)));
-    }
-
-    let mut value: Value = match documents(&text) {
-        Ok(v) => v,
-        Err(e) => return Err((vec![yaml_problem(&e, &text, shown)], Some(text))),
-    };
-    if let Err(e) = value.apply_merge() {
-        return Err((
-            vec![Diagnostic::new(format!("invalid merge key `<<`: {e}"))
-                .help("`<<` takes an alias to a map, or a list of them")
-                .in_file(shown, None)],
-            Some(text),
-        ));
-    }
-    match &value {
-        Value::Mapping(_) => {}
-        Value::Null if !first => value = Value::Mapping(Default::default()),
-        Value::Null => {
-            return Err((
-                vec![Diagnostic::new(format!("`{}` is empty", shown.display()))
-                    .help("a stack file needs at least a `services:` map")
-                    .in_file(shown, None)],
-                Some(text),
+    String::from_utf8(bytes).map_err(|e| {
+        let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        let valid = e.utf8_error().valid_up_to();
+        let span = locate::span_of_offset(&String::from_utf8_lossy(&e.as_bytes()[..valid]), valid);
+        (
+            vec![Diagnostic::new(format!(
+                "`{}` is not valid UTF-8 (bad byte at line {}, column {})",
+                shown.display(),
+                span.line,
+                span.col
             ))
-        }
-        other => {
-            return Err((
-                vec![Diagnostic::new(format!(
-                    "the top level of `{}` must be a map, not {}",
-                    shown.display(),
-                    describe(other)
-                ))
-                .help("start with `services:` at the left margin")
-                .in_file(shown, Some(locate::span_of_offset(&text, 0)))],
-                Some(text),
-            ))
-        }
-    }
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    Ok(SourceFile {
-        shown: shown.to_path_buf(),
-        dir,
-        text,
-        index,
-        value,
+            .help("save the file as UTF-8")
+            .in_file(shown, None)],
+            Some(lossy),
+        )
     })
+}
+
+fn empty_file(shown: &Path) -> Diagnostic {
+    Diagnostic::new(format!("`{}` is empty", shown.display()))
+        .help("a stack file needs at least a `services:` map")
+        .in_file(shown, None)
+}
+
+/// The YAML tree of a file that is sound in structure: its documents merged, `<<` applied, a
+/// map at the top (a later file may be empty).
+fn parse_tree(text: &str, shown: &Path, first: bool) -> Result<Value, Vec<Diagnostic>> {
+    let mut value: Value = documents(text).map_err(|e| vec![yaml_problem(&e, text, shown)])?;
+    if let Err(e) = value.apply_merge() {
+        return Err(vec![Diagnostic::new(format!(
+            "invalid merge key `<<`: {e}"
+        ))
+        .help("`<<` takes an alias to a map, or a list of them")
+        .in_file(shown, None)]);
+    }
+    match value {
+        Value::Mapping(_) => Ok(value),
+        Value::Null if !first => Ok(Value::Mapping(Default::default())),
+        Value::Null => Err(vec![empty_file(shown)]),
+        other => Err(vec![Diagnostic::new(format!(
+            "the top level of `{}` must be a map, not {}",
+            shown.display(),
+            describe(&other)
+        ))
+        .help("start with `services:` at the left margin")
+        .in_file(shown, Some(locate::span_of_offset(text, 0)))]),
+    }
 }
 
 /// The structural faults `locate` found, as problems: at most five, tabs before the syntax
@@ -1969,102 +2002,16 @@ fn context_noun(path: &KeyPath) -> &'static str {
 pub(super) fn translate_serde_error(msg: &str, path: KeyPath) -> Diagnostic {
     let msg = msg.split(" at line ").next().unwrap_or(msg).trim();
     if let Some(rest) = msg.strip_prefix("unknown field ") {
-        let names = backquoted(rest);
-        let (field, expected) = names
-            .split_first()
-            .map(|(f, e)| (f.clone(), e.to_vec()))
-            .unwrap_or_default();
-        // serde_path_to_error already ends the path with the unknown key.
-        let parent = if path.last_key() == Some(field.as_str()) {
-            path.parent().unwrap_or_default()
-        } else {
-            path
-        };
-        if compose_nested_unsupported(&parent, &field) {
-            return validate::unsupported(&parent.key(field.clone()), &field);
-        }
-        let noun = context_noun(&parent);
-        let place = if parent.is_root() {
-            String::new()
-        } else {
-            format!(" in `{parent}`")
-        };
-        let mut expected = expected;
-        if noun == "probe kind" {
-            expected.retain(|e| PROBE_KINDS.contains(&e.as_str()));
-        }
-        let help = did_you_mean(&field, expected.iter().map(String::as_str)).unwrap_or_else(|| {
-            format!(
-                "valid keys here: {}",
-                expected
-                    .iter()
-                    .map(|e| format!("`{e}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        });
-        return Diagnostic::new(format!("unknown {noun} `{field}`{place}"))
-            .at(parent.key(field))
-            .help(help);
+        return unknown_field(rest, path);
     }
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
-        let names = backquoted(rest);
-        let (value, expected) = names
-            .split_first()
-            .map(|(f, e)| (f.clone(), e.to_vec()))
-            .unwrap_or_default();
-        let what = match path.last_key() {
-            Some("restart") => "restart policy",
-            _ if path.to_string().contains("depends_on") => "dependency condition",
-            _ => "value",
-        };
-        let shown: Vec<&str> = expected
-            .iter()
-            .map(String::as_str)
-            .filter(|e| !e.starts_with("service_") && *e != "unless-stopped")
-            .collect();
-        let help = did_you_mean(&value, shown.iter().copied()).unwrap_or_else(|| {
-            format!(
-                "use one of {}",
-                shown
-                    .iter()
-                    .map(|e| format!("`{e}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        });
-        return Diagnostic::new(format!("unknown {what} `{value}`"))
-            .at_value(path)
-            .help(help);
+        return unknown_variant(rest, path);
     }
-    if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        if let Some((found, expected)) = rest.split_once(", expected ") {
-            let expected = match expected {
-                "u16" => "a port number (1-65535)",
-                e if e.starts_with("struct ") => "a map",
-                e if e.starts_with("a sequence") => "a list",
-                e => e,
-            };
-            let found = describe_found(found);
-            let help = match path.last_key() {
-                Some("ports") => "write a list: `ports: [\"5432:5432\"]`".to_string(),
-                Some("services") => "`services` maps each service name to its settings".to_string(),
-                Some("depends_on") => {
-                    "write a list of names, or a map of name to `ready`, `started` or `completed`"
-                        .to_string()
-                }
-                Some("volumes") => "write a list: `volumes: [\"data:/var/lib/data\"]`".to_string(),
-                _ => format!("give {expected} here"),
-            };
-            let place = if path.is_root() {
-                "the stack".to_string()
-            } else {
-                format!("`{path}`")
-            };
-            return Diagnostic::new(format!("{place} must be {expected}, not {found}"))
-                .at_value(path)
-                .help(help);
-        }
+    if let Some((found, expected)) = msg
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        return invalid_type(found, expected, path);
     }
     if let Some(rest) = msg.strip_prefix("missing field ") {
         return Diagnostic::new(format!("missing key {rest}"))
@@ -2078,6 +2025,109 @@ pub(super) fn translate_serde_error(msg: &str, path: KeyPath) -> Diagnostic {
         return Diagnostic::new(format!("wrong number of items: {rest}")).at_value(path);
     }
     Diagnostic::new(msg.to_string()).at_value(path)
+}
+
+/// The first backquoted name of `rest` and the others (serde's expected ones).
+fn first_and_expected(rest: &str) -> (String, Vec<String>) {
+    let names = backquoted(rest);
+    names
+        .split_first()
+        .map(|(f, e)| (f.clone(), e.to_vec()))
+        .unwrap_or_default()
+}
+
+/// serde's "unknown field `x`, expected one of …": a Compose key devstack does not read gets
+/// its own refusal, anything else a "did you mean".
+fn unknown_field(rest: &str, path: KeyPath) -> Diagnostic {
+    let (field, mut expected) = first_and_expected(rest);
+    // serde_path_to_error already ends the path with the unknown key.
+    let parent = if path.last_key() == Some(field.as_str()) {
+        path.parent().unwrap_or_default()
+    } else {
+        path
+    };
+    if compose_nested_unsupported(&parent, &field) {
+        return validate::unsupported(&parent.key(field.clone()), &field);
+    }
+    let noun = context_noun(&parent);
+    let place = if parent.is_root() {
+        String::new()
+    } else {
+        format!(" in `{parent}`")
+    };
+    if noun == "probe kind" {
+        expected.retain(|e| PROBE_KINDS.contains(&e.as_str()));
+    }
+    let help = did_you_mean(&field, expected.iter().map(String::as_str)).unwrap_or_else(|| {
+        format!(
+            "valid keys here: {}",
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    Diagnostic::new(format!("unknown {noun} `{field}`{place}"))
+        .at(parent.key(field))
+        .help(help)
+}
+
+/// serde's "unknown variant `x`, expected one of …", in the words of the key it is for.
+fn unknown_variant(rest: &str, path: KeyPath) -> Diagnostic {
+    let (value, expected) = first_and_expected(rest);
+    let what = match path.last_key() {
+        Some("restart") => "restart policy",
+        _ if path.to_string().contains("depends_on") => "dependency condition",
+        _ => "value",
+    };
+    let shown: Vec<&str> = expected
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !e.starts_with("service_") && *e != "unless-stopped")
+        .collect();
+    let help = did_you_mean(&value, shown.iter().copied()).unwrap_or_else(|| {
+        format!(
+            "use one of {}",
+            shown
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    Diagnostic::new(format!("unknown {what} `{value}`"))
+        .at_value(path)
+        .help(help)
+}
+
+/// serde's "invalid type: FOUND, expected EXPECTED", with an example for the common keys.
+fn invalid_type(found: &str, expected: &str, path: KeyPath) -> Diagnostic {
+    let expected = match expected {
+        "u16" => "a port number (1-65535)",
+        e if e.starts_with("struct ") => "a map",
+        e if e.starts_with("a sequence") => "a list",
+        e => e,
+    };
+    let found = describe_found(found);
+    let help = match path.last_key() {
+        Some("ports") => "write a list: `ports: [\"5432:5432\"]`".to_string(),
+        Some("services") => "`services` maps each service name to its settings".to_string(),
+        Some("depends_on") => {
+            "write a list of names, or a map of name to `ready`, `started` or `completed`"
+                .to_string()
+        }
+        Some("volumes") => "write a list: `volumes: [\"data:/var/lib/data\"]`".to_string(),
+        _ => format!("give {expected} here"),
+    };
+    let place = if path.is_root() {
+        "the stack".to_string()
+    } else {
+        format!("`{path}`")
+    };
+    Diagnostic::new(format!("{place} must be {expected}, not {found}"))
+        .at_value(path)
+        .help(help)
 }
 
 /// serde's "string \"x\"" / "integer `5`" / "sequence" in words.
@@ -2429,7 +2479,8 @@ mod tests {
     }
 
     /// Compose's merge of a service's `env_file` written as a string in one file and as a list
-    /// in the other keeps both (compose-go loader/merge_test.go).
+    /// in the other keeps both (compose-go override/merge_env_file_test.go
+    /// TestMergeEnvFilesMixed, `StringThenSequence`; TestMergeEnvFilesString).
     #[test]
     fn env_file_string_and_list_merge() {
         let (_d, l) = load_files(
@@ -2454,7 +2505,8 @@ mod tests {
     }
 
     /// A service's env_file read as Compose reads it: keys starting with a digit, indexed and
-    /// non-ASCII keys, escapes kept as written (compose-go dotenv TestParseBytes, TestParsing).
+    /// non-ASCII keys, escapes kept as written (compose-go dotenv/godotenv_test.go
+    /// TestParseBytes, dotenv/parser_test.go TestParsing, TestReadPlainEnv).
     #[test]
     fn service_env_file_in_compose_dialect() {
         let (_d, stack) = loaded(
@@ -2480,13 +2532,15 @@ mod tests {
         assert_eq!(env_of(&stack, "web", "E").as_deref(), Some("\\x07\u{7}"));
     }
 
-    /// Loader rules of Compose (compose-go loader tests; `TestNonStringKeys` for the service
-    /// named by a number).
+    /// Loader rules of Compose, each from the compose-go test named on it.
     #[test]
     fn compose_loader_rules() {
         let svc =
             |extra: &str| format!("name: myProject\nservices:\n  web:\n    image: nginx\n{extra}");
-        // A name from the file is normalised; `${COMPOSE_PROJECT_NAME}` is the project name.
+        // A name from the file is normalised; `${COMPOSE_PROJECT_NAME}` is the project name
+        // (compose-go loader/loader_test.go TestProjectNameInterpolation; the normalising of a
+        // name read from the file has no compose-go test of its own: types.NormalizeProjectName
+        // as the loader applies it).
         let (_d, stack) = loaded(
             &[(
                 "compose.yaml",
@@ -2496,7 +2550,9 @@ mod tests {
         );
         assert_eq!(stack.name, "myproject");
         assert_eq!(env_of(&stack, "web", "P").as_deref(), Some("myproject"));
-        // The same short port twice is one port; an unknown volume option is ignored.
+        // The same short port twice is one port (no compose-go test of its own found: the
+        // loader's port deduplication); an unknown volume option is ignored (compose-go
+        // format/volume_test.go TestParseVolumeWithInvalidVolumeOptions).
         let (_d, stack) = loaded(
             &[(
                 "compose.yaml",
@@ -2510,10 +2566,12 @@ mod tests {
         assert_eq!(stack.services["web"].ports.len(), 1);
         // Errors, with what Compose names.
         let cases: &[(&str, &str)] = &[
+            // compose-go loader/loader_test.go TestEnvironmentWhitespace
             (
                 "services:\n  web:\n    image: nginx\n    environment: [\"DEBUG = true\"]\n",
                 "environment variable `DEBUG` has a space before `=`",
             ),
+            // compose-go loader/loader_test.go TestNonStringKeys
             (
                 "services:\n  foo:\n    image: busybox\n  123:\n    image: busybox\n",
                 "non-string key in `services`: `123`",
@@ -2529,7 +2587,8 @@ mod tests {
     }
 
     /// Several YAML documents in one file are merged in order, as compose-go's loader does
-    /// (loader/multidoc_test.go).
+    /// (compose-go loader/multidoc_test.go TestLoadMultiDocumentYaml, loader/loader_test.go
+    /// TestLoadMulmtiDocumentYaml, sic).
     #[test]
     fn several_documents_merge_in_order() {
         let (_d, stack) = loaded(
@@ -2568,7 +2627,9 @@ mod tests {
         );
     }
 
-    /// Compose keys refused with their reason, located.
+    /// Compose keys refused with their reason, located (`provider` as compose-go
+    /// loader/loader_test.go TestServiceProvider writes it; `models` as the specification's
+    /// models.md does).
     #[test]
     fn refused_compose_keys_say_why() {
         let cases: &[(&str, &str)] = &[
@@ -2578,9 +2639,14 @@ mod tests {
             ),
             ("    models: [llm]\n", "`models` is not supported"),
             (
-                "    pre_start: [{command: migrate}]\n",
-                "`pre_start` hooks (init containers) are not supported yet",
+                "    pre_start: [{command: migrate, working_dir: app}]\n",
+                "`working_dir` of a hook of `web` must be an absolute path",
             ),
+            (
+                "    pre_start: [{image: \"\"}]\n",
+                "`image` of a `pre_start` step of `web` is empty",
+            ),
+            ("    pre_start: [{command: x, imgae: alpine}]\n", "unknown"),
             (
                 "    post_start: [{command: x, working_dir: rel}]\n",
                 "`working_dir` of a hook of `web` must be an absolute path",
@@ -2604,9 +2670,11 @@ mod tests {
         );
         let text = l.expect_err("models").render(false);
         assert!(text.contains("`models` is not supported"), "{text}");
+        assert!(text.contains("compose.yaml:4:1"), "located: {text}");
     }
 
-    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md).
+    /// `post_start` and `pre_stop` as the Compose specification writes them (services.md;
+    /// compose-go loader/loader_test.go TestLoadServiceHooks).
     #[test]
     fn lifecycle_hooks_are_read() {
         let (_d, stack) = loaded(
@@ -2631,5 +2699,53 @@ mod tests {
         assert_eq!(exec.argv, ["./data_flush.sh", "--all"]);
         assert_eq!(exec.working_dir.as_deref(), Some("/app"));
         assert_eq!(exec.env, ["MODE=fast"]);
+    }
+
+    /// `pre_start` steps as compose-spec 2026-06 writes them: `command` and `image` optional,
+    /// `user`, `privileged`, `working_dir`, `environment`; their port references are checked
+    /// like any other value's.
+    #[test]
+    fn pre_start_steps_are_read() {
+        let (_d, stack) = loaded(
+            &[(
+                "compose.yaml",
+                "services:\n  db:\n    image: postgres:15\n    ports: [\"5432\"]\n  web:\n    image: app\n    pre_start:\n      - command: [\"./migrate\", \"--to\", \"head\"]\n        environment: {DB_PORT: \"${port:db:5432}\"}\n      - image: busybox\n        user: root\n        privileged: true\n        working_dir: /data\n",
+            )],
+            &[],
+        );
+        let steps = &stack.services["web"].options.pre_start;
+        assert_eq!(
+            steps,
+            &vec![
+                crate::config::InitHook {
+                    image: None,
+                    command: Some(crate::config::Command::Argv(vec![
+                        "./migrate".into(),
+                        "--to".into(),
+                        "head".into()
+                    ])),
+                    user: None,
+                    privileged: false,
+                    working_dir: None,
+                    environment: IndexMap::from([(
+                        "DB_PORT".to_string(),
+                        "${port:db:5432}".to_string()
+                    )]),
+                },
+                crate::config::InitHook {
+                    image: Some("busybox".into()),
+                    command: None,
+                    user: Some("root".into()),
+                    privileged: true,
+                    working_dir: Some("/data".into()),
+                    environment: IndexMap::new(),
+                },
+            ]
+        );
+        let yaml = "services:\n  web:\n    image: app\n    pre_start:\n      - command: migrate\n        environment: {P: \"${port:db:5432}\"}\n";
+        let (_d, l) = load_files(&[("compose.yaml", yaml)], &[], |_| {});
+        let text = l.expect_err(yaml).render(false);
+        assert!(text.contains("compose.yaml:6:"), "located: {text}");
+        assert!(text.contains("db"), "{text}");
     }
 }

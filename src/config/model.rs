@@ -216,6 +216,9 @@ pub struct ContainerOptions {
     /// Commands run in the container before it is stopped, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pre_stop: Vec<Hook>,
+    /// Init containers run to completion, in order, before the container first starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<InitHook>,
     /// Compose's `develop.watch`: what a file change under a path does to the container.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub develop: Vec<WatchRule>,
@@ -231,6 +234,29 @@ pub struct Hook {
     pub privileged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub environment: IndexMap<String, String>,
+}
+
+/// A `pre_start` step: a command run in a container of its own that shares the service's
+/// mounts and network, before the service's container starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InitHook {
+    /// The service's image when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image's own command when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// The service's `user` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// The service's `working_dir` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Set over the service's environment.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub environment: IndexMap<String, String>,
 }

@@ -613,6 +613,9 @@ pub struct RawService {
     pub post_start: Vec<RawHook>,
     #[serde(default)]
     pub pre_stop: Vec<RawHook>,
+    /// Compose's init containers: each run to completion, in order, before the container starts.
+    #[serde(default)]
+    pub pre_start: Vec<RawInitHook>,
     pub networks: Option<RawServiceNetworks>,
     #[serde(default)]
     pub secrets: Vec<ServiceSecret>,
@@ -780,6 +783,21 @@ impl<'de> Deserialize<'de> for Scalar {
 #[serde(deny_unknown_fields)]
 pub struct RawHook {
     pub command: RawCommand,
+    pub user: Option<String>,
+    pub privileged: Option<bool>,
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub environment: Environment,
+}
+
+/// One `pre_start` step: an init container beside the service's (compose-spec 2026-06).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInitHook {
+    /// Absent: the image's own command.
+    pub command: Option<RawCommand>,
+    /// Absent: the service's image.
+    pub image: Option<String>,
     pub user: Option<String>,
     pub privileged: Option<bool>,
     pub working_dir: Option<String>,

@@ -196,6 +196,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
                         .cloned(),
                     logs: self.logs.clone(),
                     events: self.events.clone(),
+                    state_dir: self.state.path().parent().map(std::path::Path::to_path_buf),
                 })
             } else {
                 self.host.unit(unit::process::ProcessSetup {

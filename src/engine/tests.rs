@@ -33,6 +33,8 @@ struct FakeState {
     images: Option<HashMap<String, std::collections::BTreeMap<String, String>>>,
     /// Pulls fail (no registry).
     pull_fails: bool,
+    /// `pre_start` steps (by their command) that exit with this code and output.
+    init_fails: HashMap<String, (i64, String)>,
 }
 
 struct FakeContainer {
@@ -224,6 +226,22 @@ impl ContainerRuntime for Fake {
         _hook: &crate::runtime::HookExec,
     ) -> RtResult<(i64, String)> {
         Ok((0, String::new()))
+    }
+    async fn run_init(&self, spec: &crate::runtime::InitSpec) -> RtResult<(i64, String)> {
+        let cmd = spec.cmd.clone().unwrap_or_default().join(" ");
+        let mut s = self.0.lock().unwrap();
+        let beside = s
+            .containers
+            .get(&spec.volumes_from)
+            .map_or("?", |c| c.status.as_str());
+        s.calls.push(format!(
+            "pre_start {} `{cmd}` beside a {beside} container",
+            spec.service
+        ));
+        Ok(s.init_fails
+            .get(&cmd)
+            .cloned()
+            .unwrap_or((0, String::new())))
     }
     fn logs(&self, id: &str, _since: i64) -> OutputStream {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -829,4 +847,86 @@ services:
     assert!(events
         .iter()
         .any(|e| matches!(e, StackEvent::ConfigInvalid { error } if error.contains("nope"))));
+}
+
+const PRE_START: &str = "
+services:
+  web:
+    image: app
+    ready: { log: 'web ready' }
+    restart: on-failure
+    pre_start:
+      - command: migrate
+      - command: seed
+";
+
+/// Compose's `pre_start` steps run in order between the container's create and its start, and
+/// not again when the same container restarts (issue 24).
+#[tokio::test(start_paused = true)]
+async fn pre_start_steps_run_between_create_and_start_once_per_container() {
+    let fake = Fake::default();
+    greeting(&fake, "web", "web ready");
+    let mut h = start(PRE_START, fake.clone());
+    h.until("web", "ready").await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "create web",
+            "pre_start web `migrate` beside a created container",
+            "pre_start web `seed` beside a created container",
+            "start web"
+        ]
+    );
+    fake.exit("web", 137);
+    h.until("web", "backoff").await;
+    h.until("web", "ready").await;
+    assert_eq!(
+        fake.calls()[4..],
+        ["start web"],
+        "a restart of the same container runs no step again"
+    );
+    h.signals.send(()).unwrap();
+    let (outcome, _) = h.outcome().await;
+    assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+}
+
+/// A failing `pre_start` step fails the start with its exit code and last output lines, runs
+/// no later step, and leaves no container behind.
+#[tokio::test(start_paused = true)]
+async fn a_failing_pre_start_step_fails_the_start_and_leaves_no_container() {
+    let fake = Fake::default();
+    fake.0
+        .lock()
+        .unwrap()
+        .init_fails
+        .insert("migrate".into(), (3, "connecting\nno such table\n".into()));
+    let h = start(
+        "services:\n  web: { image: app, pre_start: [{command: migrate}, {command: seed}] }\n",
+        fake.clone(),
+    );
+    let outcome = h.run.await.unwrap();
+    match outcome {
+        Err(UpError::NotReady(r)) => {
+            assert_eq!(r.service, "web");
+            assert!(
+                r.reason.contains(
+                    "pre_start step 1 `migrate` exited with 3: connecting | no such table"
+                ),
+                "{}",
+                r.reason
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fake.calls(),
+        [
+            "create web",
+            "pre_start web `migrate` beside a created container"
+        ]
+    );
+    assert!(
+        fake.0.lock().unwrap().containers.is_empty(),
+        "the container made for the start is removed"
+    );
 }

@@ -131,6 +131,9 @@ impl ContainerRuntime for ContainerEngine {
     async fn exec_hook(&self, id: &str, hook: &crate::runtime::HookExec) -> Result<(i64, String)> {
         forward!(self, rt => rt.exec_hook(id, hook))
     }
+    async fn run_init(&self, spec: &crate::runtime::InitSpec) -> Result<(i64, String)> {
+        forward!(self, rt => rt.run_init(spec))
+    }
     fn logs(&self, id: &str, since: i64) -> OutputStream {
         match self {
             Self::Docker(rt) => rt.logs(id, since),

@@ -25,6 +25,8 @@ pub(crate) struct ContainerSetup<R> {
     pub existing: Option<ContainerInfo>,
     pub logs: LogHandle,
     pub events: mpsc::UnboundedSender<UnitEvent>,
+    /// The project's state folder, where a succeeded `pre_start` run is recorded.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
@@ -87,6 +89,7 @@ async fn run<R: ContainerRuntime>(
         mut existing,
         logs,
         events,
+        state_dir,
     } = setup;
     let name = svc.name.clone();
     let send = |e: UnitEvent| {
@@ -125,20 +128,12 @@ async fn run<R: ContainerRuntime>(
         // From here on the container is this unit's: whatever happens, a stop reaches it.
         id = Some(cid.clone());
         if !running {
-            if let Err(e) = rt.start(&cid).await {
-                send(UnitEvent::StartFailed {
-                    service: ServiceName::from(name.clone()),
-                    epoch,
-                    reason: format!("cannot start: {e}"),
-                });
-                continue;
-            }
-            // Compose runs `post_start` when it starts the container; a failed hook fails the
-            // start, so the container does not run on without it.
-            let hooks = &svc.options.post_start;
-            if let Err(reason) = run_hooks(&rt, &cid, hooks, "post_start", &logs, &name).await {
-                if let Err(e) = rt.kill(&cid).await {
-                    logs.event(&name, format!("could not stop: {e}")).await;
+            let fresh = matches!(what, "created" | "config changed: recreated");
+            let started =
+                start_with_hooks(&rt, &spec, &svc, &cid, fresh, state_dir.as_deref(), &logs);
+            if let Err((reason, removed)) = started.await {
+                if removed {
+                    id = None;
                 }
                 send(UnitEvent::StartFailed {
                     service: ServiceName::from(name.clone()),
@@ -230,6 +225,43 @@ async fn run<R: ContainerRuntime>(
             how,
         });
     }
+}
+
+/// Starts a container that is not running, with Compose's hooks around the start: `pre_start`
+/// steps before it, `post_start` hooks after it. On failure, why, and whether the container is
+/// gone: a failed `pre_start` leaves nothing half started, so a container made for this start
+/// (`fresh`) is removed (the next start makes it anew and runs every step again), one found
+/// stopped stays as it was; a failed `post_start` stops the container, so that it does not run
+/// on without it.
+async fn start_with_hooks<R: ContainerRuntime>(
+    rt: &R,
+    spec: &ContainerSpec,
+    svc: &Service,
+    cid: &str,
+    fresh: bool,
+    state_dir: Option<&std::path::Path>,
+    logs: &LogHandle,
+) -> Result<(), (String, bool)> {
+    let name = &svc.name;
+    if let Err(reason) = super::pre_start::run(rt, spec, cid, state_dir, logs).await {
+        if fresh {
+            if let Err(e) = rt.remove(cid).await {
+                logs.event(name, format!("could not remove: {e}")).await;
+            }
+        }
+        return Err((reason, fresh));
+    }
+    if let Err(e) = rt.start(cid).await {
+        return Err((format!("cannot start: {e}"), false));
+    }
+    let hooks = &svc.options.post_start;
+    if let Err(reason) = run_hooks(rt, cid, hooks, "post_start", logs, name).await {
+        if let Err(e) = rt.kill(cid).await {
+            logs.event(name, format!("could not stop: {e}")).await;
+        }
+        return Err((reason, false));
+    }
+    Ok(())
 }
 
 /// Runs lifecycle hooks in order in the container; the first that fails ends the run, with why.

@@ -5,6 +5,7 @@
 
 pub(crate) mod container;
 pub(crate) mod output;
+pub(crate) mod pre_start;
 pub(crate) mod process;
 
 use std::time::Duration;

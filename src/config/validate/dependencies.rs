@@ -93,38 +93,46 @@ pub(super) fn cross_checks(
     raw: &RawStack,
     services: &IndexMap<String, Service>,
 ) {
-    let names: Vec<&str> = services.keys().map(String::as_str).collect();
-    let root = KeyPath::root().key("services");
-
-    // Cycles, printed in order.
     let graph = crate::graph::Graph::from_services(services);
     if let Some(cycle) = graph.find_cycle() {
-        let first = &cycle[0];
-        let second = &cycle[1];
-        let path = match raw.services.as_ref().and_then(|s| s.get(first)) {
-            Some(rs) if raw_is_list(&rs.depends_on) => {
-                let i = rs
-                    .depends_on
-                    .0
-                    .iter()
-                    .position(|d| &d.name == second)
-                    .unwrap_or(0);
-                root.key(first.clone()).key("depends_on").index(i)
-            }
-            _ => root
-                .key(first.clone())
-                .key("depends_on")
-                .key(second.clone()),
-        };
-        let msg = if cycle.len() == 2 {
-            format!("service `{first}` depends on itself")
-        } else {
-            format!("dependency cycle: {}", cycle.join(" → "))
-        };
-        c.err(Diagnostic::new(msg).at_value(path).help("remove one of these dependencies; services start in dependency order, so a cycle can never start"));
+        cycle_error(c, raw, &cycle);
     }
+    host_ports_once(c, services);
+    completed_needs_an_end(c, services);
+    port_refs_name_published_ports(c, services);
+}
 
-    // The same host port published twice.
+/// A dependency cycle, printed in order, at the first dependency of it.
+fn cycle_error(c: &mut Checker<'_>, raw: &RawStack, cycle: &[String]) {
+    let root = KeyPath::root().key("services");
+    let first = &cycle[0];
+    let second = &cycle[1];
+    let path = match raw.services.as_ref().and_then(|s| s.get(first)) {
+        Some(rs) if raw_is_list(&rs.depends_on) => {
+            let i = rs
+                .depends_on
+                .0
+                .iter()
+                .position(|d| &d.name == second)
+                .unwrap_or(0);
+            root.key(first.clone()).key("depends_on").index(i)
+        }
+        _ => root
+            .key(first.clone())
+            .key("depends_on")
+            .key(second.clone()),
+    };
+    let msg = if cycle.len() == 2 {
+        format!("service `{first}` depends on itself")
+    } else {
+        format!("dependency cycle: {}", cycle.join(" → "))
+    };
+    c.err(Diagnostic::new(msg).at_value(path).help("remove one of these dependencies; services start in dependency order, so a cycle can never start"));
+}
+
+/// The same host port published twice.
+fn host_ports_once(c: &mut Checker<'_>, services: &IndexMap<String, Service>) {
+    let root = KeyPath::root().key("services");
     let mut seen: HashMap<(u16, Protocol), (&str, usize)> = HashMap::new();
     for (sname, s) in services {
         for (i, p) in s.ports.iter().enumerate() {
@@ -147,58 +155,69 @@ pub(super) fn cross_checks(
             }
         }
     }
+}
 
-    // `completed` waits for an exit 0 that an `always` service never gives.
+/// `completed` waits for an exit 0 that an `always` service never gives.
+fn completed_needs_an_end(c: &mut Checker<'_>, services: &IndexMap<String, Service>) {
+    let root = KeyPath::root().key("services");
     for (sname, s) in services {
         for (dep, cond) in &s.depends_on {
-            if *cond == Condition::Completed {
-                if let Some(d) = services.get(dep) {
-                    if d.restart == RestartPolicy::Always {
-                        c.err(
-                            Diagnostic::new(format!(
-                                "service `{sname}` waits for `{dep}` to complete, but `{dep}` has `restart: always` and never completes"
-                            ))
-                            .at_value(root.key(sname.clone()).key("depends_on").key(dep.clone()))
-                            .help(format!("give `{dep}` `restart: on-failure` or `no`, or depend on it being `ready`")),
-                        );
-                    }
-                }
+            let always = services
+                .get(dep)
+                .is_some_and(|d| d.restart == RestartPolicy::Always);
+            if *cond == Condition::Completed && always {
+                c.err(
+                    Diagnostic::new(format!(
+                        "service `{sname}` waits for `{dep}` to complete, but `{dep}` has `restart: always` and never completes"
+                    ))
+                    .at_value(root.key(sname.clone()).key("depends_on").key(dep.clone()))
+                    .help(format!("give `{dep}` `restart: on-failure` or `no`, or depend on it being `ready`")),
+                );
             }
         }
     }
+}
 
-    // Port references, wherever a value can carry one.
+/// Port references, wherever a value can carry one.
+fn port_refs_name_published_ports(c: &mut Checker<'_>, services: &IndexMap<String, Service>) {
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    let root = KeyPath::root().key("services");
     for (sname, s) in services {
         let spath = root.key(sname.clone());
+        let check = |c: &mut Checker<'_>, v: &str, path: KeyPath| {
+            check_refs(c, v, &path, services, &names);
+        };
         for (k, v) in &s.environment {
-            check_refs(
-                c,
-                v,
-                &spath.key("environment").key(k.clone()),
-                services,
-                &names,
-            );
+            check(c, v, spath.key("environment").key(k.clone()));
         }
         let cmd = match &s.kind {
             ServiceKind::Container { command, .. } => command.as_ref(),
             ServiceKind::Process { command, .. } => Some(command),
         };
-        if let Some(cmd) = cmd {
-            for v in command_strings(cmd) {
-                check_refs(c, v, &spath.key("command"), services, &names);
-            }
+        for v in cmd.map(command_strings).unwrap_or_default() {
+            check(c, v, spath.key("command"));
         }
-        if let Some(r) = &s.ready {
-            match &r.probe {
-                Probe::Http(u) => {
-                    check_refs(c, u, &spath.key("ready").key("http"), services, &names)
+        match s.ready.as_ref().map(|r| &r.probe) {
+            Some(Probe::Http(u)) => check(c, u, spath.key("ready").key("http")),
+            Some(Probe::Exec(cmd)) => {
+                for v in command_strings(cmd) {
+                    check(c, v, spath.key("ready").key("exec"));
                 }
-                Probe::Exec(cmd) => {
-                    for v in command_strings(cmd) {
-                        check_refs(c, v, &spath.key("ready").key("exec"), services, &names);
-                    }
-                }
-                _ => {}
+            }
+            _ => {}
+        }
+        for (i, step) in s.options.pre_start.iter().enumerate() {
+            let hpath = spath.key("pre_start").index(i);
+            for v in step
+                .command
+                .as_ref()
+                .map(command_strings)
+                .unwrap_or_default()
+            {
+                check(c, v, hpath.key("command"));
+            }
+            for (k, v) in &step.environment {
+                check(c, v, hpath.key("environment").key(k.clone()));
             }
         }
     }

@@ -92,27 +92,9 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         ctx,
         errors: Vec::new(),
     };
-    let root = KeyPath::root();
     let name = project_name(&mut c, raw.name.as_deref());
-
-    let raw_services = match &raw.services {
-        // A misspelt `services` was reported by the typed pass already.
-        None if ctx.top_level_errors => return Err(c.errors),
-        None => {
-            c.err(Diagnostic::new("the stack has no `services`").help(
-                "add a `services:` map with at least one service, e.g.\n  services:\n    redis:\n      image: redis:7",
-            ));
-            return Err(c.errors);
-        }
-        Some(s) if s.is_empty() && ctx.broken.is_empty() => {
-            c.err(
-                Diagnostic::new("`services` is empty")
-                    .at(root.key("services"))
-                    .help("add at least one service: a container (`image:`) or a native process (`command:`)"),
-            );
-            return Err(c.errors);
-        }
-        Some(s) => s,
+    let Some(raw_services) = services_given(&mut c, raw) else {
+        return Err(c.errors);
     };
 
     let volumes = volume_defs(&mut c, raw, &name);
@@ -125,33 +107,13 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         networks: &networks,
         secrets: &secrets,
     };
-
-    // A service is enabled when it has no profiles or one of them is active.
-    let enabled = |rs: &RawService| {
-        rs.profiles.is_empty() || rs.profiles.iter().any(|p| ctx.profiles.contains(p))
-    };
-    let names: Vec<&str> = raw_services
-        .iter()
-        .filter(|(_, rs)| enabled(rs))
-        .map(|(n, _)| n.as_str())
-        .chain(
-            ctx.broken
-                .iter()
-                .map(String::as_str)
-                .filter(|b| !raw_services.contains_key(*b)),
-        )
-        .collect();
-    let disabled: Vec<(&str, &[String])> = raw_services
-        .iter()
-        .filter(|(_, rs)| !enabled(rs))
-        .map(|(n, rs)| (n.as_str(), rs.profiles.as_slice()))
-        .collect();
+    let (names, disabled) = enabled_names(raw_services, ctx);
     let mut services = IndexMap::new();
     for (sname, rs) in raw_services {
-        if !enabled(rs) {
+        if disabled.iter().any(|(d, _)| d == sname) {
             continue;
         }
-        let path = root.key("services").key(sname.clone());
+        let path = KeyPath::root().key("services").key(sname.clone());
         // A service with problems reported already is still checked for the others.
         if let Some(s) = service(&mut c, sname, rs, &path, &names, &disabled, &top) {
             if !ctx.broken.contains(sname) {
@@ -167,42 +129,104 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
     if c.errors.is_empty() && ctx.broken.is_empty() {
         cross_checks(&mut c, raw, &services);
     }
+    let test = test_settings(&mut c, raw, &services, &names);
+    let logs = top_level::log_settings(&mut c, raw.logs.as_ref());
 
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    Ok(Stack {
+        name,
+        root: ctx.root.to_path_buf(),
+        files: Vec::new(),
+        inputs: Vec::new(),
+        services,
+        test,
+        logs,
+        secret_values: Vec::new(),
+        k8s,
+        volumes,
+        networks,
+        secrets,
+        profiles: ctx.profiles.to_vec(),
+    })
+}
+
+/// The `services` map, or why there is none to check.
+fn services_given<'r>(
+    c: &mut Checker<'_>,
+    raw: &'r RawStack,
+) -> Option<&'r IndexMap<String, RawService>> {
+    match &raw.services {
+        // A misspelt `services` was reported by the typed pass already.
+        None if c.ctx.top_level_errors => None,
+        None => {
+            c.err(Diagnostic::new("the stack has no `services`").help(
+                "add a `services:` map with at least one service, e.g.\n  services:\n    redis:\n      image: redis:7",
+            ));
+            None
+        }
+        Some(s) if s.is_empty() && c.ctx.broken.is_empty() => {
+            c.err(
+                Diagnostic::new("`services` is empty")
+                    .at(KeyPath::root().key("services"))
+                    .help("add at least one service: a container (`image:`) or a native process (`command:`)"),
+            );
+            None
+        }
+        Some(s) => Some(s),
+    }
+}
+
+/// The services that take part (no profiles, or one of them active), with the broken ones the
+/// typed pass knows by name; and the others with their profiles.
+fn enabled_names<'r>(
+    raw_services: &'r IndexMap<String, RawService>,
+    ctx: &'r Context<'_>,
+) -> (Vec<&'r str>, Vec<(&'r str, &'r [String])>) {
+    let enabled = |rs: &RawService| {
+        rs.profiles.is_empty() || rs.profiles.iter().any(|p| ctx.profiles.contains(p))
+    };
+    let names = raw_services
+        .iter()
+        .filter(|(_, rs)| enabled(rs))
+        .map(|(n, _)| n.as_str())
+        .chain(
+            ctx.broken
+                .iter()
+                .map(String::as_str)
+                .filter(|b| !raw_services.contains_key(*b)),
+        )
+        .collect();
+    let disabled = raw_services
+        .iter()
+        .filter(|(_, rs)| !enabled(rs))
+        .map(|(n, rs)| (n.as_str(), rs.profiles.as_slice()))
+        .collect();
+    (names, disabled)
+}
+
+/// `test:`: its environment, whose port references must name published ports.
+fn test_settings(
+    c: &mut Checker<'_>,
+    raw: &RawStack,
+    services: &IndexMap<String, Service>,
+    names: &[&str],
+) -> TestSettings {
     let test = TestSettings {
         environment: raw
             .test
             .as_ref()
-            .map(|t| environment(&mut c, &t.environment))
+            .map(|t| environment(c, &t.environment))
             .unwrap_or_default(),
     };
     if c.errors.is_empty() {
-        let tpath = root.key("test").key("environment");
+        let tpath = KeyPath::root().key("test").key("environment");
         for (k, v) in &test.environment {
-            check_refs(&mut c, v, &tpath.key(k.clone()), &services, &names);
+            check_refs(c, v, &tpath.key(k.clone()), services, names);
         }
     }
-
-    let logs = top_level::log_settings(&mut c, raw.logs.as_ref());
-
-    if c.errors.is_empty() {
-        Ok(Stack {
-            name,
-            root: ctx.root.to_path_buf(),
-            files: Vec::new(),
-            inputs: Vec::new(),
-            services,
-            test,
-            logs,
-            secret_values: Vec::new(),
-            k8s,
-            volumes,
-            networks,
-            secrets,
-            profiles: ctx.profiles.to_vec(),
-        })
-    } else {
-        Err(c.errors)
-    }
+    test
 }
 
 /// What services may refer to at the top level.
@@ -245,16 +269,12 @@ pub fn unsupported(path: &KeyPath, key: &str) -> Diagnostic {
     // Keys refused for a reason of their own say why.
     let why = match key {
         "provider" => Some((
-            "`provider` services are not supported: Compose hands them to a provider plugin (a program it runs instead of a container), and devstack runs no plugins",
+            "`provider` services are not supported: Compose hands them to a provider plugin, a program it runs instead of a container (Docker Model Runner for `type: model`), and devstack runs no plugins",
             "run what the provider sets up as a container or a native process (`image:` or `command:`)",
         )),
         "models" => Some((
             "`models` is not supported: Compose runs the models on Docker Model Runner, which devstack does not drive",
             "run the model server as a service of its own (an `image:` that serves the model) and pass its URL in `environment`",
-        )),
-        "pre_start" => Some((
-            "`pre_start` hooks (init containers) are not supported yet",
-            "for now, run the command as a task service this one `depends_on` with `condition: service_completed_successfully`",
         )),
         _ => None,
     };

@@ -14,86 +14,20 @@ pub(super) fn readiness(
     ports: &[PortMapping],
 ) -> Option<Readiness> {
     let kind = probe_kind(c, r, path, name)?;
-    let kpath = path.key(kind);
-    let needs_published = |c: &mut Checker<'_>, port: u16, what: &str| {
-        if !is_container && !ports.iter().any(|p| p.container_port == port) {
-            c.err(
-                Diagnostic::new(format!(
-                    "the `{what}` probe of `{name}` checks port {port}, which is not in its `ports`"
-                ))
-                .at(kpath.clone())
-                .help(format!("for a native process, `ports` lists the ports it listens on: add `\"{port}\"` to `ports`, or probe a port it lists")),
-            );
-        } else if is_container && !ports.iter().any(|p| p.container_port == port) {
-            c.err(
-                Diagnostic::new(format!(
-                    "the `{what}` probe of `{name}` needs port {port} published, as probes run from the host"
-                ))
-                .at(kpath.clone())
-                .help(format!("add `\"{port}:{port}\"` (or `\"{port}\"` for a free host port) to `ports`")),
-            );
-        }
+    let site = ProbeSite {
+        kpath: path.key(kind),
+        name,
+        is_container,
+        ports,
     };
     let probe = match kind {
-        "tcp" => {
-            let raw = r.tcp.as_ref().map(|s| s.0.clone()).unwrap_or_default();
-            match parse_port_number(&raw) {
-                Ok(p) => {
-                    needs_published(c, p, "tcp");
-                    Probe::Tcp(p)
-                }
-                Err(m) => {
-                    c.err(
-                        Diagnostic::new(m)
-                            .at_value(kpath.clone())
-                            .help("`tcp:` takes the port the service listens on, e.g. `tcp: 5432`"),
-                    );
-                    return None;
-                }
-            }
-        }
-        "http" => {
-            let url = r.http.clone().unwrap_or_default();
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                c.err(
-                    Diagnostic::new(format!(
-                        "`http` probe URL `{url}` must start with `http://`"
-                    ))
-                    .at_value(kpath.clone())
-                    .help("e.g. `http: \"http://127.0.0.1:${port:web:8080}/health\"`"),
-                );
-                return None;
-            }
-            Probe::Http(url)
-        }
-        "exec" => Probe::Exec(command(c, r.exec.as_ref()?, &kpath, name)?),
-        "log" => {
-            let re = r.log.clone().unwrap_or_default();
-            if let Err(e) = regex::Regex::new(&re) {
-                let detail = e.to_string();
-                let last = detail.lines().last().unwrap_or("").trim().to_string();
-                c.err(
-                    Diagnostic::new(format!("invalid `log` regex `{re}`: {last}"))
-                        .at_value(kpath.clone())
-                        .help("the pattern is a Rust regex matched against each output line"),
-                );
-                return None;
-            }
-            Probe::Log(re)
-        }
-        "healthcheck" => {
-            if !is_container {
-                c.err(
-                    Diagnostic::new(format!("`healthcheck` readiness needs a container, but `{name}` is a native process"))
-                        .at(kpath.clone())
-                        .help("use `http`, `tcp`, `log` or `exec` for a process"),
-                );
-                return None;
-            }
-            Probe::Healthcheck
-        }
+        "tcp" => tcp_probe(c, r, &site)?,
+        "http" => http_probe(c, r, &site)?,
+        "exec" => Probe::Exec(command(c, r.exec.as_ref()?, &site.kpath, name)?),
+        "log" => log_probe(c, r, &site)?,
+        "healthcheck" => healthcheck_probe(c, &site)?,
         _ => preset_probe(r, kind, env, &mut |port, what| {
-            needs_published(c, port, what)
+            site.needs_published(c, port, what)
         }),
     };
     let timeout = r
@@ -118,6 +52,101 @@ pub(super) fn readiness(
         timeout,
         interval,
     })
+}
+
+/// Where a probe is checked: its key, its service, and the ports the service lists.
+struct ProbeSite<'a> {
+    kpath: KeyPath,
+    name: &'a str,
+    is_container: bool,
+    ports: &'a [PortMapping],
+}
+
+impl ProbeSite<'_> {
+    /// Probes run from the host: the port a probe checks must be one the service lists.
+    fn needs_published(&self, c: &mut Checker<'_>, port: u16, what: &str) {
+        if self.ports.iter().any(|p| p.container_port == port) {
+            return;
+        }
+        let name = self.name;
+        let d = if self.is_container {
+            Diagnostic::new(format!(
+                "the `{what}` probe of `{name}` needs port {port} published, as probes run from the host"
+            ))
+            .at(self.kpath.clone())
+            .help(format!("add `\"{port}:{port}\"` (or `\"{port}\"` for a free host port) to `ports`"))
+        } else {
+            Diagnostic::new(format!(
+                "the `{what}` probe of `{name}` checks port {port}, which is not in its `ports`"
+            ))
+            .at(self.kpath.clone())
+            .help(format!("for a native process, `ports` lists the ports it listens on: add `\"{port}\"` to `ports`, or probe a port it lists"))
+        };
+        c.err(d);
+    }
+}
+
+fn tcp_probe(c: &mut Checker<'_>, r: &RawReady, site: &ProbeSite<'_>) -> Option<Probe> {
+    let raw = r.tcp.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+    match parse_port_number(&raw) {
+        Ok(p) => {
+            site.needs_published(c, p, "tcp");
+            Some(Probe::Tcp(p))
+        }
+        Err(m) => {
+            c.err(
+                Diagnostic::new(m)
+                    .at_value(site.kpath.clone())
+                    .help("`tcp:` takes the port the service listens on, e.g. `tcp: 5432`"),
+            );
+            None
+        }
+    }
+}
+
+fn http_probe(c: &mut Checker<'_>, r: &RawReady, site: &ProbeSite<'_>) -> Option<Probe> {
+    let url = r.http.clone().unwrap_or_default();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        c.err(
+            Diagnostic::new(format!(
+                "`http` probe URL `{url}` must start with `http://`"
+            ))
+            .at_value(site.kpath.clone())
+            .help("e.g. `http: \"http://127.0.0.1:${port:web:8080}/health\"`"),
+        );
+        return None;
+    }
+    Some(Probe::Http(url))
+}
+
+fn log_probe(c: &mut Checker<'_>, r: &RawReady, site: &ProbeSite<'_>) -> Option<Probe> {
+    let re = r.log.clone().unwrap_or_default();
+    if let Err(e) = regex::Regex::new(&re) {
+        let detail = e.to_string();
+        let last = detail.lines().last().unwrap_or("").trim().to_string();
+        c.err(
+            Diagnostic::new(format!("invalid `log` regex `{re}`: {last}"))
+                .at_value(site.kpath.clone())
+                .help("the pattern is a Rust regex matched against each output line"),
+        );
+        return None;
+    }
+    Some(Probe::Log(re))
+}
+
+fn healthcheck_probe(c: &mut Checker<'_>, site: &ProbeSite<'_>) -> Option<Probe> {
+    if !site.is_container {
+        c.err(
+            Diagnostic::new(format!(
+                "`healthcheck` readiness needs a container, but `{}` is a native process",
+                site.name
+            ))
+            .at(site.kpath.clone())
+            .help("use `http`, `tcp`, `log` or `exec` for a process"),
+        );
+        return None;
+    }
+    Some(Probe::Healthcheck)
 }
 
 /// The protocol preset for a well-known image (`postgres:15` → a real login), if its port is

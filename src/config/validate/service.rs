@@ -256,6 +256,7 @@ pub(super) fn container_keys_given(rs: &RawService) -> Vec<&'static str> {
         ("runtime", rs.runtime.is_some()),
         ("post_start", !rs.post_start.is_empty()),
         ("pre_stop", !rs.pre_stop.is_empty()),
+        ("pre_start", !rs.pre_start.is_empty()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -361,6 +362,7 @@ pub(super) fn container_options(
         link_aliases: Vec::new(),
         post_start: hooks(c, &rs.post_start, &path.key("post_start"), name),
         pre_stop: hooks(c, &rs.pre_stop, &path.key("pre_stop"), name),
+        pre_start: init_hooks(c, &rs.pre_start, &path.key("pre_start"), name),
     }
 }
 
@@ -369,15 +371,7 @@ fn hooks(c: &mut Checker<'_>, raw: &[RawHook], path: &KeyPath, name: &str) -> Ve
     let mut out = Vec::new();
     for (i, h) in raw.iter().enumerate() {
         let hpath = path.index(i);
-        if let Some(w) = h.working_dir.as_deref().filter(|w| !w.starts_with('/')) {
-            c.err(
-                Diagnostic::new(format!(
-                    "`working_dir` of a hook of `{name}` must be an absolute path inside the container"
-                ))
-                .at_value(hpath.key("working_dir"))
-                .help(format!("write `/{}`", w.trim_start_matches("./"))),
-            );
-        }
+        hook_working_dir(c, h.working_dir.as_deref(), &hpath, name);
         let Some(command) = command(c, &h.command, &hpath.key("command"), name) else {
             continue;
         };
@@ -390,6 +384,58 @@ fn hooks(c: &mut Checker<'_>, raw: &[RawHook], path: &KeyPath, name: &str) -> Ve
         });
     }
     out
+}
+
+/// `pre_start` steps: an optional command and image, a `working_dir` inside the container.
+fn init_hooks(
+    c: &mut Checker<'_>,
+    raw: &[RawInitHook],
+    path: &KeyPath,
+    name: &str,
+) -> Vec<InitHook> {
+    let mut out = Vec::new();
+    for (i, h) in raw.iter().enumerate() {
+        let hpath = path.index(i);
+        hook_working_dir(c, h.working_dir.as_deref(), &hpath, name);
+        if h.image.as_deref().is_some_and(|im| im.trim().is_empty()) {
+            c.err(
+                Diagnostic::new(format!(
+                    "`image` of a `pre_start` step of `{name}` is empty"
+                ))
+                .at_value(hpath.key("image"))
+                .help("name an image, or leave `image` out to use the service's"),
+            );
+        }
+        let command = match &h.command {
+            Some(raw) => match command(c, raw, &hpath.key("command"), name) {
+                Some(cmd) => Some(cmd),
+                None => continue,
+            },
+            None => None,
+        };
+        out.push(InitHook {
+            image: h.image.clone(),
+            command,
+            user: h.user.clone(),
+            privileged: h.privileged.unwrap_or(false),
+            working_dir: h.working_dir.clone(),
+            environment: environment(c, &h.environment),
+        });
+    }
+    out
+}
+
+/// A hook's `working_dir` is a path inside the container: absolute.
+fn hook_working_dir(c: &mut Checker<'_>, dir: Option<&str>, hpath: &KeyPath, name: &str) {
+    if let Some(w) = dir.filter(|w| !w.starts_with('/')) {
+        c.err(
+            Diagnostic::new(format!(
+                "`working_dir` of a hook of `{name}` must be an absolute path inside the container"
+            ))
+            .at_value(hpath.key("working_dir"))
+            .help(format!("write `/{}`", w.trim_start_matches("./"))),
+        );
+    }
 }
 
 /// `pull_policy` is one Compose knows, `container_name` one the engine takes.

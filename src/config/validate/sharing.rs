@@ -155,7 +155,10 @@ pub(super) fn links(
 mod tests {
     use crate::config::test_stack;
 
-    /// compose-go's loader reads `links`, `pid` and `volumes_from` as written (loader tests);
+    /// compose-go's loader reads `links` and `pid` as written (compose-go loader/loader_test.go
+    /// TestUnsupportedProperties, and TestFullExample with loader/full-example.yml's
+    /// `links: [db, "db:database", redis]` and `pid: "host"`); `volumes_from` and `runtime` as
+    /// the specification's services.md writes them (no compose-go test of their own);
     /// here each also gets its effect: aliases, resolved containers and the implicit dependency.
     #[test]
     fn links_pid_volumes_from_runtime_table() {
