@@ -375,3 +375,30 @@ fn postgres_per_worktree_keeps_its_own_data() {
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
     assert_eq!(leftovers(&pb), (vec![], vec![]));
 }
+
+/// `${COMPOSE_PROJECT_NAME}` is the project name the instance's containers carry: the
+/// worktree's instance (`<project>-<worktree>`), the main checkout's plain name, and the name
+/// given with `--instance`.
+#[test]
+fn compose_project_name_is_the_instances_project_name() {
+    let stack = "services:\n  web:\n    command: [sleep, \"1\"]\n    environment: { P: \"${COMPOSE_PROJECT_NAME}\" }\n";
+    let repo = Repo::new("instvar", stack);
+    let wt = repo.worktree("feat-x");
+    let p_of = |dir: &Path, extra: &[&str]| -> String {
+        let mut args = extra.to_vec();
+        args.extend(["config", "--json"]);
+        let out = repo.dev(dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["services"]["web"]["environment"]["P"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .to_string()
+    };
+    assert_eq!(p_of(&repo.main(), &[]), repo.base);
+    assert_eq!(p_of(&wt, &[]), format!("{}-feat-x", repo.base));
+    assert_eq!(
+        p_of(&repo.main(), &["--instance", "agent-1"]),
+        format!("{}-agent-1", repo.base)
+    );
+}

@@ -428,8 +428,14 @@ fn exec_as_process(
 }
 
 /// `devstack mcp [--read-only]`.
-pub(super) fn mcp(stack: &Stack, args: &McpArgs, env: &mut Env<'_>) -> Result<(), Error> {
-    let server = crate::control::mcp::Mcp::new(stack, state_dir(&stack.name), args.read_only);
+pub(super) fn mcp(
+    stack: &Stack,
+    identity: &crate::project::instance::Identity,
+    args: &McpArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let server = crate::control::mcp::Mcp::new(stack, state_dir(&stack.name), args.read_only)
+        .with_base(&identity.base);
     server.serve(std::io::stdin().lock(), env.out)
 }
 

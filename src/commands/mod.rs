@@ -50,8 +50,9 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         _ => {}
     }
     let (loaded, identity) = match load(cli, env) {
-        Ok(mut l) => {
+        Ok(l) => {
             let identity = identity(cli, env, &l.stack.name, &l.stack.root)?;
+            let mut l = for_instance(cli, env, &identity, l)?;
             instance::apply(&mut l.stack, &identity, &recorded_ports(&identity));
             (l, identity)
         }
@@ -103,7 +104,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Wait(args) => control::wait(&loaded.stack, args, env),
         Command::Exec(args) => control::exec(&loaded.stack, &identity, args, env),
         Command::Apply(args) => control::apply(&loaded.stack, args, env),
-        Command::Mcp(args) => control::mcp(&loaded.stack, args, env),
+        Command::Mcp(args) => control::mcp(&loaded.stack, &identity, args, env),
         Command::Completions(_) | Command::Man | Command::Ls(_) => {
             unreachable!("handled before loading")
         }
@@ -230,6 +231,7 @@ fn recorded_stack(r: &instance::Record, identity: &Identity, env: &Env<'_>) -> S
     let opts = LoadOptions {
         cwd: r.path.clone(),
         project_name: Some(r.base.clone()),
+        instance: identity.instance.clone(),
         ..Default::default()
     };
     match config::load(&opts, env.vars) {
@@ -288,13 +290,17 @@ fn load_options(cli: &Cli, env: &Env<'_>) -> LoadOptions {
         env_files: cli.global.env_files.clone(),
         profiles: cli.global.profiles.clone(),
         targets: targets(&cli.command),
+        instance: None,
     }
 }
 
 /// Loads the stack files again as this command did (the environment as it is now, the same
 /// options and named services), for a run that follows its stack files.
 fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::apply::Reload {
-    let opts = load_options(cli, env);
+    let opts = LoadOptions {
+        instance: identity.instance.clone(),
+        ..load_options(cli, env)
+    };
     let vars: std::collections::HashMap<String, String> = std::env::vars().collect();
     let identity = identity.clone();
     // The record as the run started (before it chose its ports): the stack a reload compares
@@ -317,6 +323,24 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
             warnings: loaded.warnings,
         })
     })
+}
+
+/// The stack as an instance reads it: loaded again with the instance known, so
+/// `${COMPOSE_PROJECT_NAME}` is the instance's project name (the main instance's load stands).
+fn for_instance(
+    cli: &Cli,
+    env: &Env<'_>,
+    identity: &Identity,
+    loaded: Loaded,
+) -> Result<Loaded, Error> {
+    if !identity.is_instance() {
+        return Ok(loaded);
+    }
+    let opts = LoadOptions {
+        instance: identity.instance.clone(),
+        ..load_options(cli, env)
+    };
+    Ok(config::load(&opts, env.vars)?)
 }
 
 fn load(cli: &Cli, env: &mut Env<'_>) -> Result<Loaded, Error> {

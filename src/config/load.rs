@@ -52,6 +52,9 @@ pub struct LoadOptions {
     /// Services named on the command line (`up web`): as in Compose, a named service whose
     /// profiles are all off has them switched on.
     pub targets: Vec<String>,
+    /// The instance this load is for (see `project::instance`): `${COMPOSE_PROJECT_NAME}` is
+    /// then `<project>-<instance>`, the name its containers, volumes and network carry.
+    pub instance: Option<String>,
 }
 
 /// Whether a file is read as a Compose file: `compose*.y*ml` or `docker-compose*.y*ml`.
@@ -760,7 +763,13 @@ fn project_name_for_variables(
     .flatten()
     .map(|n| validate::normalize_project(&n))
     .find(|n| !n.is_empty())
-    .unwrap_or_else(|| "devstack".to_string())
+    .map_or_else(
+        || "devstack".to_string(),
+        |base| match &opts.instance {
+            Some(i) => validate::normalize_project(&format!("{base}-{i}")),
+            None => base,
+        },
+    )
 }
 
 /// The active profiles and those of each named service that would otherwise be off, as

@@ -73,6 +73,7 @@ pub fn service_names_here() -> Vec<String> {
         env_files: Vec::new(),
         profiles: Vec::new(),
         targets: Vec::new(),
+        instance: None,
     };
     load(&opts, &|k| std::env::var(k).ok())
         .map(|l| l.stack.services.keys().cloned().collect())

@@ -29,6 +29,14 @@ pub struct Mcp<'a> {
     state_dir: PathBuf,
     read_only: bool,
     redact: Redactor,
+    /// The project name without instance: a tool's `instance` names a sibling of it.
+    base: String,
+}
+
+/// The instance a tool call acts on: this checkout's, or the one its `instance` names.
+struct Target {
+    project: String,
+    state_dir: PathBuf,
 }
 
 /// Why a tool call failed, told to the agent as a tool result with `isError`.
@@ -47,7 +55,43 @@ impl<'a> Mcp<'a> {
             state_dir,
             read_only,
             redact: Redactor::new(stack.secret_values.iter().cloned()),
+            base: stack.name.clone(),
         }
+    }
+
+    /// The project name without instance (this checkout may be an instance of it).
+    pub fn with_base(mut self, base: &str) -> Self {
+        self.base = base.to_string();
+        self
+    }
+
+    /// This checkout's instance, or the sibling `instance` names: its own name (`feature-x`),
+    /// its whole project name (`shop-feature-x`), or the base name for the main instance.
+    fn target(&self, args: &Value) -> Result<Target, ToolError> {
+        let Some(raw) = args.get("instance").and_then(Value::as_str) else {
+            return Ok(Target {
+                project: self.stack.name.clone(),
+                state_dir: self.state_dir.clone(),
+            });
+        };
+        let name = crate::config::validate::normalize_project(raw);
+        if name.is_empty() {
+            return Err(ToolError(format!(
+                "`instance`: `{raw}` has no letter or digit (use a name `ls` shows)"
+            )));
+        }
+        let project = if name == self.base || name.starts_with(&format!("{}-", self.base)) {
+            name
+        } else {
+            format!("{}-{name}", self.base)
+        };
+        if project == self.stack.name {
+            return self.target(&Value::Null);
+        }
+        Ok(Target {
+            state_dir: crate::project::state_dir(&project),
+            project,
+        })
     }
 
     /// Serves until the input ends.
@@ -136,12 +180,13 @@ impl<'a> Mcp<'a> {
             "enum": self.stack.services.keys().collect::<Vec<_>>(),
         });
         let timeout = json!({ "type": "string", "description": "how long to wait, e.g. `30s` (default 120s)" });
+        let instance = json!({ "type": "string", "description": "another instance of this project, as `ls` shows it (`feature-x`, or the whole project name); default: this checkout's" });
         let read = |readonly: bool| json!({ "readOnlyHint": readonly, "openWorldHint": false });
         let mut tools = vec![
             json!({
                 "name": "ps",
                 "description": "Every service of the running stack: state (waiting, starting, probing, ready, completed, stopping, backoff, crashed, exited, failed, stopped), restarts, pid or container, host ports, CPU % and resident memory.",
-                "inputSchema": { "type": "object", "properties": {} },
+                "inputSchema": { "type": "object", "properties": { "instance": instance } },
                 "annotations": read(true),
             }),
             json!({
@@ -156,6 +201,7 @@ impl<'a> Mcp<'a> {
                     "run": { "type": ["integer", "string"], "description": "which run (`up`): 0 the current or last (default), -1 the one before, a run id, or `all`" },
                     "search": { "type": "string", "description": "words to look for: lines with any of them, ranked by how many match, then level (errors first), then how recent; each with its `score`" },
                     "limit": { "type": "integer", "minimum": 1, "description": "at most this many lines (default 100)" },
+                    "instance": instance,
                 } },
                 "annotations": read(true),
             }),
@@ -165,6 +211,7 @@ impl<'a> Mcp<'a> {
                 "inputSchema": { "type": "object", "properties": {
                     "services": { "type": "array", "items": services, "description": "default: every service" },
                     "timeout": timeout,
+                    "instance": instance,
                 } },
                 "annotations": read(true),
             }),
@@ -199,7 +246,7 @@ impl<'a> Mcp<'a> {
                 tools.push(json!({
                     "name": name,
                     "description": what,
-                    "inputSchema": { "type": "object", "properties": { "service": services, "timeout": timeout }, "required": ["service"] },
+                    "inputSchema": { "type": "object", "properties": { "service": services, "timeout": timeout, "instance": instance }, "required": ["service"] },
                     "annotations": { "readOnlyHint": false, "destructiveHint": name != "start", "idempotentHint": name != "restart", "openWorldHint": false },
                 }));
             }
@@ -208,6 +255,7 @@ impl<'a> Mcp<'a> {
                 "description": "Apply the stack files as they are now to the running stack: only what changed restarts, is recreated, starts or stops. Returns the plan (per service: unchanged, restart, recreate, start or stop, with the changed fields), or the located errors when the files are invalid (then nothing changes). With `dry_run`, only plans.",
                 "inputSchema": { "type": "object", "properties": {
                     "dry_run": { "type": "boolean", "description": "only return the plan; change nothing" },
+                    "instance": instance,
                 } },
                 "annotations": { "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false },
             }));
@@ -222,6 +270,7 @@ impl<'a> Mcp<'a> {
                 .map_err(|e| ToolError(format!("`timeout`: {e} (write e.g. `30s`)")))?,
             None => DEFAULT_TIMEOUT,
         };
+        let to = self.target(args)?;
         match name {
             "config" => Ok(crate::config::show::display_value(self.stack, false)),
             "ls" => {
@@ -229,8 +278,8 @@ impl<'a> Mcp<'a> {
                 let (rows, _) = super::instances::list();
                 Ok(serde_json::to_value(rows).unwrap_or_default())
             }
-            "logs" => self.logs(args),
-            "ps" => match self.request(Request::Ps)? {
+            "logs" => self.logs(&to, args),
+            "ps" => match self.request(&to, Request::Ps)? {
                 Reply::Ps { services } => Ok(serde_json::to_value(services).unwrap_or_default()),
                 other => Err(unexpected(&other)),
             },
@@ -244,17 +293,20 @@ impl<'a> Mcp<'a> {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.until_done(Request::Wait {
-                    services,
-                    timeout_ms: Some(timeout.as_millis() as u64),
-                })
+                self.until_done(
+                    &to,
+                    Request::Wait {
+                        services,
+                        timeout_ms: Some(timeout.as_millis() as u64),
+                    },
+                )
             }
             "apply" => {
                 let dry_run = args
                     .get("dry_run")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                match self.request(Request::Apply { dry_run })? {
+                match self.request(&to, Request::Apply { dry_run })? {
                     Reply::Apply { answer } => match answer {
                         ApplyAnswer::Applied { .. } => {
                             Ok(serde_json::to_value(answer).unwrap_or_default())
@@ -295,13 +347,13 @@ impl<'a> Mcp<'a> {
                         timeout_ms,
                     },
                 };
-                self.until_done(request)
+                self.until_done(&to, request)
             }
             other => Err(ToolError(format!("unknown tool `{other}`"))),
         }
     }
 
-    fn logs(&self, args: &Value) -> Result<Value, ToolError> {
+    fn logs(&self, to: &Target, args: &Value) -> Result<Value, ToolError> {
         let services: Vec<String> = match args.get("service").and_then(Value::as_str) {
             Some(s) if self.stack.services.contains_key(s) => vec![s.to_string()],
             Some(s) => return Err(ToolError(format!("no service `{s}` in the stack"))),
@@ -364,7 +416,7 @@ impl<'a> Mcp<'a> {
             Some(Value::String(s)) => s.parse().map_err(|e| ToolError(format!("`run`: {e}")))?,
             Some(_) => return Err(ToolError("`run`: a number or `all`".into())),
         };
-        let dir = self.state_dir.join("logs");
+        let dir = to.state_dir.join("logs");
         let run = resolve_run(selector, &crate::logs::files::runs(&dir))
             .map_err(|e| ToolError(format!("`run`: {e}")))?;
         let filter = Filter {
@@ -405,8 +457,8 @@ impl<'a> Mcp<'a> {
         Ok(json!({ "lines": lines }))
     }
 
-    fn request(&self, request: Request) -> Result<Reply, ToolError> {
-        let mut conn = client::connect(&self.state_dir, &self.stack.name)?;
+    fn request(&self, to: &Target, request: Request) -> Result<Reply, ToolError> {
+        let mut conn = client::connect(&to.state_dir, &to.project)?;
         conn.send(request)?;
         loop {
             match conn.answer()? {
@@ -417,8 +469,8 @@ impl<'a> Mcp<'a> {
         }
     }
 
-    fn until_done(&self, request: Request) -> Result<Value, ToolError> {
-        match self.request(request)? {
+    fn until_done(&self, to: &Target, request: Request) -> Result<Value, ToolError> {
+        match self.request(to, request)? {
             Reply::Done { services } => Ok(serde_json::to_value(services).unwrap_or_default()),
             Reply::Error {
                 message, not_ready, ..
@@ -461,6 +513,7 @@ mod tests {
             env_files: Vec::new(),
             profiles: Vec::new(),
             targets: Vec::new(),
+            instance: None,
         };
         let vars = |k: &str| (k == "API_TOKEN").then(|| "tok-very-secret".to_string());
         crate::config::load(&opts, &vars).expect("loads").stack
@@ -491,6 +544,37 @@ mod tests {
             .handle(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restart","arguments":{"service":"web"}}}))
             .expect("a reply");
         assert_eq!(refused["error"]["code"], -32602);
+    }
+
+    #[test]
+    fn a_tools_instance_names_a_sibling_of_this_checkouts_project() {
+        let mut stack = stack();
+        stack.name = "shop-feat".into();
+        let m = Mcp::new(&stack, PathBuf::from("/state/shop-feat"), false).with_base("shop");
+        let project = |arg: Value| m.target(&arg).map(|t| t.project).map_err(|e| e.0);
+        assert_eq!(project(json!({})), Ok("shop-feat".to_string()));
+        assert_eq!(
+            project(json!({"instance": "agent-1"})),
+            Ok("shop-agent-1".into())
+        );
+        assert_eq!(
+            project(json!({"instance": "Agent-1"})),
+            Ok("shop-agent-1".into())
+        );
+        assert_eq!(
+            project(json!({"instance": "shop-agent-1"})),
+            Ok("shop-agent-1".into())
+        );
+        assert_eq!(project(json!({"instance": "shop"})), Ok("shop".into()));
+        assert_eq!(
+            m.target(&json!({"instance": "feat"}))
+                .map(|t| t.state_dir)
+                .map_err(|e| e.0),
+            Ok(PathBuf::from("/state/shop-feat")),
+            "this checkout's own instance keeps its state folder"
+        );
+        let err = project(json!({"instance": "--"})).unwrap_err();
+        assert!(err.contains("no letter or digit"), "{err}");
     }
 
     #[test]
