@@ -73,3 +73,63 @@ fn doctor_flags_a_world_readable_env_file() {
     let out = devstack(dir.path(), &["doctor"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// An instance's recorded port that another program took since is chosen again by `up`: doctor
+/// warns about it instead of blocking; the same port written in the main instance's file blocks.
+#[test]
+fn doctor_warns_about_a_taken_recorded_port_of_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().to_str().unwrap();
+    let written = free_port();
+    fs::write(
+        dir.path().join("stack.yaml"),
+        format!("services:\n  web:\n    command: python3 -m http.server ${{port:web:{written}}} --bind 127.0.0.1\n    ports: [\"{written}\"]\n    ready: {{ http: \"http://127.0.0.1:${{port:web:{written}}}/\" }}\n"),
+    )
+    .unwrap();
+    let project = project("docinst");
+    let dev = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(dir.path(), &all, &[("XDG_STATE_HOME", st)])
+    };
+    // The written port is taken from the start: the instance records another one.
+    let _held_written = std::net::TcpListener::bind(("127.0.0.1", written)).unwrap();
+    let up = dev(&["--instance", "agent-1", "up", "--wait"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let down = dev(&["--instance", "agent-1", "down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    let ports = dev(&["--instance", "agent-1", "ports", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&ports.stdout).unwrap();
+    let recorded = rows[0]["host_port"].as_u64().expect("a recorded port") as u16;
+    assert_ne!(recorded, written);
+    let _held = std::net::TcpListener::bind(("127.0.0.1", recorded)).unwrap();
+
+    let findings = |out: &std::process::Output| -> Vec<serde_json::Value> {
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let out = dev(&["--instance", "agent-1", "doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let f = findings(&out);
+    assert!(
+        f.iter().any(|f| f["level"] == "warn"
+            && f["what"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("recorded port {recorded} for `web` is taken"))),
+        "{f:?}"
+    );
+    assert!(f.iter().all(|f| f["level"] != "blocker"), "{f:?}");
+    // Positive control: the main instance's written port, held, blocks.
+    let out = dev(&["--instance", "", "doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        findings(&out).iter().any(|f| f["level"] == "blocker"),
+        "{}",
+        stdout(&out)
+    );
+}

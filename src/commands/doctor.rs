@@ -199,7 +199,7 @@ fn inotify(stack: &Stack) -> Vec<Finding> {
     }
 }
 
-async fn engine(stack: &Stack) -> Vec<Finding> {
+async fn engine(stack: &Stack, recorded: bool) -> Vec<Finding> {
     let containers: Vec<(&String, &String, bool)> = stack
         .services
         .iter()
@@ -261,11 +261,14 @@ async fn engine(stack: &Stack) -> Vec<Finding> {
         .filter(|c| c.status == crate::runtime::ContainerStatus::Running)
         .flat_map(|c| c.ports.iter().map(|p| p.host_port))
         .collect();
-    out.extend(ports(stack, &ours));
+    out.extend(ports(stack, &ours, recorded));
     out
 }
 
-fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
+/// Whether each host port is free. `recorded`: the stack is an instance beside the main one,
+/// whose ports were chosen and recorded by devstack: a taken one is chosen again at `up` (a
+/// warning), not a blocker as a port written in the file is.
+fn ports(stack: &Stack, ours: &[u16], recorded: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     let own_processes = crate::process::state::StateFile::new(
         crate::project::state_dir(&stack.name).join("processes.json"),
@@ -296,6 +299,13 @@ fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
                     || "another program (or container)".to_string(),
                     |h| h.to_string(),
                 );
+                if recorded {
+                    out.push(warn(
+                        format!("recorded port {host} for `{name}` is taken by {holder}"),
+                        "`up` chooses a free port for it and records that one (`devstack ports` shows it)",
+                    ));
+                    continue;
+                }
                 out.push(blocker(
                     format!("port {host} for `{name}` is taken by {holder}"),
                     "stop it, or publish the service on another port in a local overlay file (`-f`)",
@@ -306,16 +316,22 @@ fn ports(stack: &Stack, ours: &[u16]) -> Vec<Finding> {
     out
 }
 
-pub(super) fn doctor(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn doctor(
+    stack: &Stack,
+    identity: &crate::project::instance::Identity,
+    json: bool,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let recorded = identity.is_instance();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Engine(format!("cannot start the async runtime: {e}")))?;
     let path_var = (env.vars)("PATH");
     let mut findings = rt.block_on(async {
-        let mut f = engine(stack).await;
+        let mut f = engine(stack, recorded).await;
         if !stack.services.values().any(|s| s.is_container()) {
-            f.extend(ports(stack, &[]));
+            f.extend(ports(stack, &[], recorded));
         }
         f.extend(tools(stack, path_var.as_deref()).await);
         f

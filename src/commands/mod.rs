@@ -96,7 +96,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Ps(args) => ps::ps(&loaded.stack, args, env),
         Command::Logs(args) => logs::logs(&loaded.stack, args, env),
         Command::Test(args) => test::test(&loaded.stack, args, env),
-        Command::Doctor(args) => doctor::doctor(&loaded.stack, args.json, env),
+        Command::Doctor(args) => doctor::doctor(&loaded.stack, &identity, args.json, env),
         Command::Render(what) => render::render(&loaded.stack, what, env),
         Command::Restart(args) => control::verb(&loaded.stack, control::Verb::Restart, args, env),
         Command::Stop(args) => control::verb(&loaded.stack, control::Verb::Stop, args, env),
