@@ -52,6 +52,16 @@ pub(crate) enum PortMode {
     Recorded(Recorded),
 }
 
+impl PortMode {
+    /// Where an instance's ports are recorded (none for the other modes).
+    pub(crate) fn recorded_path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            PortMode::Recorded(r) => Some(r.path.clone()),
+            PortMode::AsWritten | PortMode::AllFree => None,
+        }
+    }
+}
+
 /// The recorded ports of an instance, and which of them something else holds now.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Recorded {

@@ -402,3 +402,32 @@ fn compose_project_name_is_the_instances_project_name() {
         format!("{}-agent-1", repo.base)
     );
 }
+
+/// A port that a live edit of the stack file adds while the instance runs is recorded at once:
+/// after `down`, `ports` (read from the record) gives the port the running instance used.
+#[test]
+fn a_port_added_by_a_live_edit_is_recorded_at_once() {
+    let repo = Repo::new("instlive", WEB);
+    let wt = repo.worktree("feat");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(wt.clone(), None)],
+    };
+    up_ok(&repo, &wt);
+    let api = "  api:\n    command: python3 -m http.server ${port:api:8001} --bind 127.0.0.1\n    ports: [\"8001\"]\n    ready: { http: \"http://127.0.0.1:${port:api:8001}/\" }\n";
+    std::fs::write(wt.join("stack.yaml"), format!("{WEB}{api}")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        if let Some(row) = repo.ports(&wt).into_iter().find(|p| p["service"] == "api") {
+            break row["host_port"].as_u64().unwrap() as u16;
+        }
+        assert!(Instant::now() < deadline, "the edit was not applied");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let wait = repo.dev(&wt, &["wait", "api", "--timeout", "60s"]);
+    assert_eq!(wait.status.code(), Some(0), "{}", stderr(&wait));
+    assert!(answers(live), "api answers on {live}");
+    let down = repo.dev(&wt, &["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert_eq!(repo.host_port(&wt, "api"), live, "recorded as it ran");
+}

@@ -108,6 +108,8 @@ pub(super) struct Parts<R, H> {
     pub develop: Develop,
     pub from_tasks: HashSet<String>,
     pub own_files: Option<PathBuf>,
+    /// An instance's `ports.json`: a port a live edit adds is recorded there at once.
+    pub recorded_ports: Option<PathBuf>,
 }
 
 pub(super) struct Engine<R, H> {

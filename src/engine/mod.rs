@@ -309,6 +309,7 @@ pub(crate) async fn up_with<R: ContainerRuntime, H: ProcessHost>(
         develop,
         from_tasks,
         own_files: state_dir,
+        recorded_ports: req.port_mode.recorded_path(),
     };
     let sources = dispatch::Sources {
         units: units_rx,

@@ -174,7 +174,7 @@ fn check_recorded(mode: &PortMode, existing: &[ContainerInfo]) -> PortMode {
 }
 
 /// Says which recorded ports had to move, and records the ports of this run for the next.
-async fn record_ports(r: &plan::Recorded, assigned: &HostPorts, logs: &LogHandle) {
+pub(super) async fn record_ports(r: &plan::Recorded, assigned: &HostPorts, logs: &LogHandle) {
     for m in r.ports.moved(assigned) {
         let holder = ports::holder(m.from, crate::config::Protocol::Tcp)
             .map_or_else(|| "something else".to_string(), |h| h.to_string());

@@ -96,6 +96,14 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         self.p.units.redact = redact;
         self.p.units.ports = ports.clone();
         self.p.ports = ports;
+        if let Some(path) = &self.p.recorded_ports {
+            let before = crate::plan::Recorded {
+                path: path.clone(),
+                ports: crate::project::ports::load(path),
+                ..Default::default()
+            };
+            super::super::prepare::record_ports(&before, &self.p.ports, &self.p.logs).await;
+        }
         let watching = super::super::watch_specs(
             &stack,
             &selected,
