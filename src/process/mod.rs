@@ -270,11 +270,35 @@ pub fn marked(matches: &dyn Fn(&str) -> bool) -> Vec<(u32, String)> {
 }
 
 /// Ends every running process marked `mark` except `except`: `signal`, up to `grace`, then
-/// SIGKILL. These are a service's escaped processes (`setsid`, double-forked daemons) that its
-/// group stop missed. Returns how many there were. Blocking: run it off the async workers.
+/// SIGKILL. These are what a killed devstack left (any process on the machine may be one).
+/// Returns how many there were. Blocking: run it off the async workers.
 pub fn end_marked(mark: &str, signal: i32, grace: Duration, except: &[u32]) -> usize {
+    end_found(mark, signal, grace, except, &|| unix::pids())
+}
+
+/// [`end_marked`] for what escaped a service's group stop (`setsid`, double-forked daemons)
+/// while this devstack runs it. As their subreaper, devstack has them among its descendants:
+/// only those are read, not every process on the machine (this runs on every stop, before the
+/// next start). Without the subreaper, every process.
+pub fn end_escaped(mark: &str, signal: i32, grace: Duration, except: &[u32]) -> usize {
+    let candidates = || {
+        unix::is_subreaper()
+            .then(unix::descendants)
+            .flatten()
+            .unwrap_or_else(unix::pids)
+    };
+    end_found(mark, signal, grace, except, &candidates)
+}
+
+fn end_found(
+    mark: &str,
+    signal: i32,
+    grace: Duration,
+    except: &[u32],
+    candidates: &dyn Fn() -> Vec<u32>,
+) -> usize {
     let find = || -> Vec<u32> {
-        unix::marked(MARK_VAR, &|v| v == mark)
+        unix::marked_among(candidates(), MARK_VAR, &|v| v == mark)
             .into_iter()
             .map(|(p, _)| p)
             .filter(|p| !except.contains(p))

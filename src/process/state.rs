@@ -138,9 +138,10 @@ impl StateFile {
                 .mode(0o600)
                 .open(&tmp)?;
             file.write_all(&json)?;
-            // The content must be on disk before the rename makes it the state file, or a crash
-            // could leave an empty file behind the name.
-            file.sync_all()?;
+            // No fsync: it would sit on every start's and stop's path (milliseconds each), and
+            // buys nothing. The file serves a devstack that was killed, whose processes live on:
+            // the page cache has it then. After a crash of the machine, no process it names
+            // runs any more, and a file left empty or stale reads as empty (with a warning).
             fs::rename(&tmp, &self.path)
         })();
         if result.is_err() {

@@ -162,7 +162,7 @@ fn running_member(pgid: u32) -> Option<bool> {
 }
 
 /// Every pid in `/proc`.
-fn pids() -> Vec<u32> {
+pub(crate) fn pids() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -210,6 +210,46 @@ fn own_children() -> Option<Vec<u32>> {
     Some(out)
 }
 
+/// Every descendant of devstack, walked down from its own children through each process's
+/// `children` lists; `None` where the kernel does not offer them.
+pub(crate) fn descendants() -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    let mut todo = own_children()?;
+    // A tree has no cycle; the bound only guards against pids reused while walking.
+    while let Some(pid) = todo.pop().filter(|_| out.len() < 100_000) {
+        out.push(pid);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue; // ended meanwhile
+        };
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                todo.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether devstack is the subreaper of its descendants (their orphans come back to it).
+pub(crate) fn is_subreaper() -> bool {
+    let mut flag: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the address it is given, which is ours
+    // and lives through the call.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_GET_CHILD_SUBREAPER,
+            &mut flag as *mut libc::c_int as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    rc == 0 && flag != 0
+}
+
 /// The value of `var` in a process's environment (as it was at exec), if readable and set.
 fn environ_value(pid: u32, var: &str) -> Option<String> {
     let bytes = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -222,8 +262,17 @@ fn environ_value(pid: u32, var: &str) -> Option<String> {
 
 /// Running processes (not zombies) whose environment has `var` set to a value that `matches`.
 pub(crate) fn marked(var: &str, matches: &dyn Fn(&str) -> bool) -> Vec<(u32, String)> {
+    marked_among(pids(), var, matches)
+}
+
+/// [`marked`] among `candidates` only.
+pub(crate) fn marked_among(
+    candidates: Vec<u32>,
+    var: &str,
+    matches: &dyn Fn(&str) -> bool,
+) -> Vec<(u32, String)> {
     let me = std::process::id();
-    pids()
+    candidates
         .into_iter()
         .filter(|pid| *pid != me)
         .filter_map(|pid| {

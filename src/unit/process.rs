@@ -225,7 +225,7 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
         // Whatever of the service escaped its group (setsid, a daemon) goes too.
         let (m, sig, grace) = (mark.clone(), svc.stop_signal.number, svc.stop_grace_period);
         let escaped =
-            tokio::task::spawn_blocking(move || process::end_marked(&m, sig, grace, &[pid]))
+            tokio::task::spawn_blocking(move || process::end_escaped(&m, sig, grace, &[pid]))
                 .await
                 .unwrap_or(0);
         if escaped > 0 {
