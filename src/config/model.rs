@@ -795,6 +795,25 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The longest gap between two attempts unless `ready: { interval }` says otherwise.
+    /// Network probes (a connect and a short exchange on this machine) cost next to nothing,
+    /// so they go on every 100 ms: a service is seen ready within that of being ready. An
+    /// `exec` runs a process in the container each time, and a healthcheck's status changes
+    /// only as often as the engine checks: those back off to 1 s.
+    pub fn default_interval(&self) -> std::time::Duration {
+        match self {
+            Probe::Exec(_) | Probe::Healthcheck => std::time::Duration::from_secs(1),
+            Probe::Tcp(_)
+            | Probe::Http(_)
+            | Probe::Log(_)
+            | Probe::Postgres { .. }
+            | Probe::Redis { .. }
+            | Probe::Kafka { .. }
+            | Probe::Zookeeper { .. }
+            | Probe::Qdrant { .. } => std::time::Duration::from_millis(100),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Probe::Tcp(_) => "tcp",

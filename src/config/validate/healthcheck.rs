@@ -51,8 +51,8 @@ pub(super) fn healthcheck_readiness(h: &Healthcheck) -> Readiness {
     let retries = h.retries.unwrap_or(3);
     let engine = h.start_period.unwrap_or_default() + (interval + timeout) * retries;
     Readiness {
+        interval: Probe::Healthcheck.default_interval(),
         probe: Probe::Healthcheck,
         timeout: DEFAULT_READY_TIMEOUT.max(engine),
-        interval: DEFAULT_READY_INTERVAL,
     }
 }

@@ -41,7 +41,6 @@ use volumes::*;
 
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_READY_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub const PROBE_KINDS: &[&str] = &[

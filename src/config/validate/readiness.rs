@@ -39,7 +39,7 @@ pub(super) fn readiness(
         .interval
         .as_ref()
         .and_then(|s| duration(c, &s.0, &path.key("interval")))
-        .unwrap_or(DEFAULT_READY_INTERVAL);
+        .unwrap_or_else(|| probe.default_interval());
     if timeout.is_zero() {
         c.err(
             Diagnostic::new("readiness `timeout` must be more than zero")
@@ -195,9 +195,9 @@ pub(super) fn image_preset(
         _ => return None,
     };
     Some(Readiness {
+        interval: probe.default_interval(),
         probe,
         timeout: DEFAULT_READY_TIMEOUT,
-        interval: DEFAULT_READY_INTERVAL,
     })
 }
 
