@@ -207,43 +207,57 @@ pub(super) async fn ensure_pulled<R: ContainerRuntime>(
     built: &HashSet<&str>,
     logs: &LogHandle,
 ) -> Result<HashMap<String, String>, UpError> {
-    let mut image_ids: HashMap<String, String> = HashMap::new();
+    let mut images: Vec<&String> = Vec::new();
     for name in selected {
         let Some(ServiceKind::Container { image, .. }) = stack.services.get(name).map(|s| &s.kind)
         else {
             continue;
         };
-        if image_ids.contains_key(image) || built.contains(image.as_str()) {
-            continue;
+        if !images.contains(&image) && !built.contains(image.as_str()) {
+            images.push(image);
         }
-        let id = match rt.image_id(image).await? {
+    }
+    // Every image looked up at once (one engine round trip for all); the missing ones pulled
+    // one after the other, each with its progress.
+    let found = futures_util::future::join_all(images.iter().map(|i| rt.image_id(i))).await;
+    let mut image_ids: HashMap<String, String> = HashMap::new();
+    for (image, found) in images.into_iter().zip(found) {
+        let id = match found? {
             Some(id) => id,
-            None => {
-                logs.event("devstack", format!("pulling `{image}`")).await;
-                let (tx, mut rx) = mpsc::unbounded_channel();
-                let pull = rt.pull(image, tx);
-                let show = async {
-                    let mut last = String::new();
-                    while let Some(line) = rx.recv().await {
-                        if line != last {
-                            logs.event("devstack", format!("{image}: {line}")).await;
-                            last = line;
-                        }
-                    }
-                };
-                let (result, ()) = tokio::join!(pull, show);
-                result?;
-                rt.image_id(image)
-                    .await?
-                    .ok_or_else(|| RuntimeError::ImageUnavailable {
-                        image: image.clone(),
-                        reason: "the pull finished but the image is not there".into(),
-                    })?
-            }
+            None => pull(rt, image, logs).await?,
         };
         image_ids.insert(image.clone(), id);
     }
     Ok(image_ids)
+}
+
+/// Pulls `image`, its progress in the log; its id once there.
+async fn pull<R: ContainerRuntime>(
+    rt: &R,
+    image: &str,
+    logs: &LogHandle,
+) -> Result<String, UpError> {
+    logs.event("devstack", format!("pulling `{image}`")).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pull = rt.pull(image, tx);
+    let show = async {
+        let mut last = String::new();
+        while let Some(line) = rx.recv().await {
+            if line != last {
+                logs.event("devstack", format!("{image}: {line}")).await;
+                last = line;
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(pull, show);
+    result?;
+    Ok(rt
+        .image_id(image)
+        .await?
+        .ok_or_else(|| RuntimeError::ImageUnavailable {
+            image: image.to_string(),
+            reason: "the pull finished but the image is not there".into(),
+        })?)
 }
 
 pub(crate) async fn prepare<R: ContainerRuntime>(
@@ -384,9 +398,16 @@ pub(super) async fn create_network_and_volumes<R: ContainerRuntime>(
             }
         }
     }
-    for v in volumes {
-        rt.ensure_volume(&stack.name, v, &plan::volume_name(&stack.name, v))
-            .await?;
-    }
+    let names: Vec<String> = volumes
+        .iter()
+        .map(|v| plan::volume_name(&stack.name, v))
+        .collect();
+    futures_util::future::try_join_all(
+        volumes
+            .iter()
+            .zip(&names)
+            .map(|(v, full)| rt.ensure_volume(&stack.name, v, full)),
+    )
+    .await?;
     Ok(())
 }
