@@ -20,6 +20,8 @@ pub(crate) mod labels {
     /// On an image devstack built: the hash of its build inputs (context after `.dockerignore`,
     /// Dockerfile, args, target, labels); equal means the build can be skipped.
     pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
+    /// On a short-lived helper container that copies a volume for a snapshot: the volume.
+    pub(crate) const SNAPSHOT_HELPER: &str = "org.devstack.snapshot-helper";
 }
 
 /// A port to publish on the host.

@@ -1,0 +1,581 @@
+//! `devstack snapshot save|restore|ls|rm` and `devstack reset`: the order of the steps (check,
+//! make consistent, stop, copy, start again, publish) and what is said. Stopping and starting
+//! goes through the running devstack when one runs (its kernel stops dependents and awaits
+//! readiness), else straight to the engine; copies are `snapshot::copy`'s.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::control::{live_ps, until_done};
+use super::Env;
+use crate::cli::{ResetArgs, SnapshotCommand, SnapshotRestoreArgs, SnapshotSaveArgs};
+use crate::config::Stack;
+use crate::control::client;
+use crate::control::protocol::Request;
+use crate::docker::DockerRuntime;
+use crate::error::Error;
+use crate::project::state_dir;
+use crate::runtime::{ContainerInfo, ContainerRuntime};
+use crate::session::runtime;
+use crate::snapshot::progress::mib;
+use crate::snapshot::store::{self, Manifest, SnapshotError, VolumeEntry};
+use crate::snapshot::{bundle, copy, targets, with_dependents, Target};
+
+pub(super) fn snapshot(
+    stack: &Stack,
+    cmd: &SnapshotCommand,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    match cmd {
+        SnapshotCommand::Save(args) => save(stack, args, env),
+        SnapshotCommand::Restore(args) => restore(stack, args, env),
+        SnapshotCommand::Ls(args) => ls(stack, args.json, env),
+        SnapshotCommand::Rm(args) => rm(stack, &args.name, env),
+    }
+}
+
+fn snapshots(stack: &Stack) -> std::path::PathBuf {
+    store::dir(&state_dir(&stack.name))
+}
+
+fn usage(message: String) -> Error {
+    Error::Usage {
+        message,
+        help: None,
+    }
+}
+
+/// The stateful services named (or all), at least one.
+fn chosen(stack: &Stack, names: &[String]) -> Result<Vec<Target>, Error> {
+    let t = targets(stack, names).map_err(usage)?;
+    if t.is_empty() {
+        return Err(Error::Usage {
+            message: format!(
+                "project `{}` has no service with a named volume",
+                stack.name
+            ),
+            help: Some("snapshots hold named volumes (`volumes: [\"data:/path\"]`)".into()),
+        });
+    }
+    Ok(t)
+}
+
+/// The engine and the containers of the targets.
+struct Engine {
+    rt: tokio::runtime::Runtime,
+    docker: DockerRuntime,
+    containers: BTreeMap<String, ContainerInfo>,
+}
+
+impl Engine {
+    fn connect(stack: &Stack, targets: &[Target]) -> Result<Self, Error> {
+        let rt = runtime()?;
+        let docker = rt.block_on(DockerRuntime::connect())?;
+        let containers = rt.block_on(copy::containers(&docker, &stack.name, targets))?;
+        Ok(Self {
+            rt,
+            docker,
+            containers,
+        })
+    }
+
+    /// Runs a copy; Ctrl-C ends it (the caller then starts what it stopped).
+    fn run<T>(
+        &self,
+        stack: &Stack,
+        f: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let r = self.rt.block_on(async {
+            tokio::select! {
+                r = f => r,
+                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            }
+        });
+        if r.is_err() {
+            self.rt
+                .block_on(copy::remove_helpers(&self.docker, &stack.name));
+        }
+        r
+    }
+}
+
+/// What was stopped for a copy, to be started again.
+enum Paused {
+    /// Through the running devstack: these services, started again with their dependencies
+    /// first and awaited until ready.
+    Live(Vec<String>),
+    /// Straight on the engine: these containers.
+    Direct(Vec<String>),
+}
+
+/// Stops `services` for a copy: through the running devstack (their running dependents first),
+/// else their running containers.
+fn pause(
+    stack: &Stack,
+    eng: &Engine,
+    services: &[String],
+    env: &mut Env<'_>,
+) -> Result<Paused, Error> {
+    if services.is_empty() {
+        return Ok(Paused::Direct(Vec::new()));
+    }
+    if let Some(rows) = live_ps(stack)? {
+        let running = |s: &String| {
+            rows.iter()
+                .any(|r| r.status.service == *s && r.status.running)
+        };
+        let all: Vec<String> = with_dependents(stack, services)
+            .into_iter()
+            .filter(running)
+            .collect();
+        let dependents: Vec<String> = all
+            .iter()
+            .filter(|s| !services.contains(s))
+            .cloned()
+            .collect();
+        writeln!(
+            env.err,
+            "stopping {} for the copy (the running devstack starts them again)",
+            list(&all)
+        )?;
+        let own: Vec<String> = services
+            .iter()
+            .filter(|s| all.contains(s))
+            .cloned()
+            .collect();
+        for group in [dependents, own] {
+            if !group.is_empty() {
+                live(
+                    stack,
+                    Request::Stop {
+                        services: group.clone(),
+                        wait: true,
+                    },
+                    &group,
+                    env,
+                )?;
+            }
+        }
+        return Ok(Paused::Live(all));
+    }
+    let mut ids = Vec::new();
+    for s in services {
+        if let Some(c) = eng.containers.get(s).filter(|c| copy::is_running(Some(c))) {
+            let grace = stack
+                .services
+                .get(s)
+                .map_or(Duration::from_secs(10), |s| s.stop_grace_period);
+            writeln!(env.err, "stopping `{s}` for the copy")?;
+            eng.rt.block_on(eng.docker.stop(&c.id, grace))?;
+            ids.push(c.id.clone());
+        }
+    }
+    Ok(Paused::Direct(ids))
+}
+
+/// Starts again what [`pause`] stopped; through a devstack, waits until each is ready.
+fn resume(stack: &Stack, eng: &Engine, paused: Paused, env: &mut Env<'_>) -> Result<(), Error> {
+    match paused {
+        Paused::Live(services) if !services.is_empty() => {
+            live(
+                stack,
+                Request::Start {
+                    services: services.clone(),
+                    wait: true,
+                    timeout_ms: None,
+                },
+                &services,
+                env,
+            )?;
+            writeln!(env.err, "{} ready again", list(&services))?;
+        }
+        Paused::Live(_) => {}
+        Paused::Direct(ids) => {
+            for id in ids {
+                eng.rt.block_on(eng.docker.start(&id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn live(stack: &Stack, req: Request, names: &[String], env: &mut Env<'_>) -> Result<(), Error> {
+    let mut conn = client::connect(&state_dir(&stack.name), &stack.name)?;
+    conn.send(req)?;
+    until_done(&mut conn, names, env).map(|_| ())
+}
+
+fn list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn snapshot_error(e: SnapshotError) -> Error {
+    Error::Snapshot(e.to_string())
+}
+
+fn save(stack: &Stack, args: &SnapshotSaveArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    store::check_name(&args.name).map_err(snapshot_error)?;
+    let targets = chosen(stack, &args.services)?;
+    let dir = snapshots(stack);
+    let eng = Engine::connect(stack, &targets)?;
+    let tmp = store::begin(&dir, &args.name)?;
+    let mut notes = Vec::new();
+    let result = save_into(stack, &eng, &targets, &tmp, &mut notes, env);
+    let services = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    let m = Manifest {
+        format: store::FORMAT,
+        name: args.name.clone(),
+        project: stack.name.clone(),
+        created: crate::clock::unix_ms() / 1000,
+        devstack: env!("CARGO_PKG_VERSION").to_string(),
+        services,
+    };
+    let text = serde_json::to_vec_pretty(&m).map_err(|e| Error::Encode(e.to_string()))?;
+    let published = crate::project::write_whole(&tmp.join(store::MANIFEST), &text)
+        .and_then(|()| store::publish(&tmp, &dir, &args.name));
+    if let Err(e) = published {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.into());
+    }
+    if let Some(file) = &args.to {
+        bundle::write(&dir.join(&args.name), &m, file)?;
+    }
+    for n in &notes {
+        writeln!(env.err, "note: {n}")?;
+    }
+    say_saved(&m, args.to.as_deref(), args.json, env)
+}
+
+/// Consistency, stop, copy, start again: the services run as before whatever the copy did.
+fn save_into(
+    stack: &Stack,
+    eng: &Engine,
+    targets: &[Target],
+    tmp: &Path,
+    notes: &mut Vec<String>,
+    env: &mut Env<'_>,
+) -> Result<Vec<store::ServiceEntry>, Error> {
+    let (how, stop) =
+        eng.rt
+            .block_on(copy::prepare(&eng.docker, targets, &eng.containers, notes))?;
+    let paused = pause(stack, eng, &stop, env)?;
+    let copied = eng.run(
+        stack,
+        copy::save_volumes(
+            &eng.docker,
+            &stack.name,
+            targets,
+            &how,
+            &eng.containers,
+            tmp,
+            notes,
+        ),
+    );
+    resume(stack, eng, paused, env)?;
+    copied
+}
+
+fn say_saved(m: &Manifest, to: Option<&Path>, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
+    if json {
+        let text = serde_json::to_string_pretty(m).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+        return Ok(());
+    }
+    for s in &m.services {
+        for v in &s.volumes {
+            writeln!(
+                env.err,
+                "  {} {}: {} ({} in the volume)",
+                s.service,
+                v.volume,
+                mib(v.bytes),
+                mib(v.raw_bytes)
+            )?;
+        }
+    }
+    writeln!(
+        env.out,
+        "saved snapshot `{}` ({} services, {})",
+        m.name,
+        m.services.len(),
+        mib(m.bytes())
+    )?;
+    if let Some(f) = to {
+        writeln!(env.out, "wrote {}", f.display())?;
+    }
+    Ok(())
+}
+
+/// For each target the snapshot has: the volumes to restore; notes for what it lacks.
+fn restore_plan(
+    m: &Manifest,
+    targets: Vec<Target>,
+    here: &BTreeMap<String, Option<String>>,
+    notes: &mut Vec<String>,
+) -> Vec<(Target, Vec<VolumeEntry>)> {
+    let mut work = Vec::new();
+    for t in targets {
+        let Some(entry) = m.service(&t.service) else {
+            notes.push(format!(
+                "snapshot `{}` has no `{}`: its volumes are left alone",
+                m.name, t.service
+            ));
+            continue;
+        };
+        let mut vols = Vec::new();
+        for v in &t.volumes {
+            match entry.volumes.iter().find(|e| e.volume == v.volume) {
+                Some(e) => vols.push(e.clone()),
+                None => notes.push(format!(
+                    "snapshot `{}` has no volume `{}` of `{}`: it is left alone",
+                    m.name, v.volume, t.service
+                )),
+            }
+        }
+        if let (Some(saved), Some(Some(now))) = (&entry.image_id, here.get(&t.service)) {
+            if saved != now {
+                notes.push(format!(
+                    "warning: `{}` was saved with image id {} and its image `{}` is now {}: the data may not suit this version",
+                    t.service, short(saved), t.image, short(now)
+                ));
+            }
+        }
+        if !vols.is_empty() {
+            work.push((t, vols));
+        }
+    }
+    work
+}
+
+fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let dir = snapshots(stack);
+    if let Some(file) = &args.from {
+        bundle::import(file, &dir, &args.name).map_err(snapshot_error)?;
+        writeln!(
+            env.err,
+            "imported {} as snapshot `{}`",
+            file.display(),
+            args.name
+        )?;
+    }
+    let m = store::open(&dir, &args.name).map_err(snapshot_error)?;
+    for v in m.volumes() {
+        store::check_volume_tar(&dir.join(&args.name).join(&v.file)).map_err(|why| {
+            snapshot_error(SnapshotError::Damaged {
+                name: args.name.clone(),
+                why: format!("volume file `{}`: {why}", v.file),
+            })
+        })?;
+    }
+    let targets = chosen(stack, &args.services)?;
+    let eng = Engine::connect(stack, &targets)?;
+    let mut here = BTreeMap::new();
+    for t in &targets {
+        here.insert(
+            t.service.clone(),
+            eng.rt.block_on(eng.docker.image_id(&t.image))?,
+        );
+    }
+    let mut notes = Vec::new();
+    let work = restore_plan(&m, targets, &here, &mut notes);
+    for n in &notes {
+        writeln!(
+            env.err,
+            "{}",
+            if n.starts_with("warning") {
+                n.clone()
+            } else {
+                format!("note: {n}")
+            }
+        )?;
+    }
+    if work.is_empty() {
+        return Err(Error::Snapshot(format!(
+            "snapshot `{}` has none of the volumes asked for: nothing was restored",
+            m.name
+        )));
+    }
+    let stop: Vec<String> = work
+        .iter()
+        .map(|(t, _)| t.service.clone())
+        .filter(|s| copy::is_running(eng.containers.get(s)))
+        .collect();
+    let paused = pause(stack, &eng, &stop, env)?;
+    let folder = dir.join(&args.name);
+    let done = eng.run(
+        stack,
+        copy::restore_volumes(&eng.docker, &stack.name, &work, &folder),
+    );
+    resume(stack, &eng, paused, env)?;
+    done?;
+    let restored: Vec<serde_json::Value> = work
+        .iter()
+        .flat_map(|(t, vs)| {
+            vs.iter()
+                .map(move |v| json!({ "service": t.service, "volume": v.volume, "bytes": v.bytes }))
+        })
+        .collect();
+    if args.json {
+        let v = json!({ "name": m.name, "restored": restored, "notes": notes });
+        writeln!(
+            env.out,
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::Encode(e.to_string()))?
+        )?;
+    } else {
+        writeln!(
+            env.out,
+            "restored snapshot `{}` into {}",
+            m.name,
+            list(
+                &work
+                    .iter()
+                    .map(|(t, _)| t.service.clone())
+                    .collect::<Vec<_>>()
+            )
+        )?;
+    }
+    Ok(())
+}
+
+fn ls(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
+    let (good, bad) = store::list(&snapshots(stack));
+    if json {
+        let rows: Vec<serde_json::Value> = good
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "created": m.created,
+                    "bytes": m.bytes(),
+                    "services": m.services.iter().map(|s| &s.service).collect::<Vec<_>>(),
+                    "manifest": m,
+                })
+            })
+            .collect();
+        writeln!(
+            env.out,
+            "{}",
+            serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode(e.to_string()))?
+        )?;
+    } else if good.is_empty() {
+        writeln!(
+            env.err,
+            "no snapshots for project `{}` (`devstack snapshot save NAME` makes one)",
+            stack.name
+        )?;
+    } else {
+        let now = crate::clock::unix_ms() / 1000;
+        let width = good.iter().map(|m| m.name.len()).max().unwrap_or(4).max(4);
+        writeln!(
+            env.out,
+            "{:<width$}  {:>10}  {:>10}  SERVICES",
+            "NAME", "AGE", "SIZE"
+        )?;
+        for m in &good {
+            let age =
+                humantime::format_duration(Duration::from_secs(now.saturating_sub(m.created)))
+                    .to_string();
+            let age = age.split(' ').next().unwrap_or("0s").to_string();
+            let svcs: Vec<String> = m.services.iter().map(|s| s.service.clone()).collect();
+            writeln!(
+                env.out,
+                "{:<width$}  {:>10}  {:>10}  {}",
+                m.name,
+                age,
+                mib(m.bytes()),
+                svcs.join(", ")
+            )?;
+        }
+    }
+    for (name, why) in bad {
+        writeln!(env.err, "warning: `{name}`: {why}")?;
+    }
+    Ok(())
+}
+
+fn rm(stack: &Stack, name: &str, env: &mut Env<'_>) -> Result<(), Error> {
+    store::check_name(name).map_err(snapshot_error)?;
+    let folder = snapshots(stack).join(name);
+    if !folder.is_dir() {
+        return Err(snapshot_error(SnapshotError::Missing(name.to_string())));
+    }
+    std::fs::remove_dir_all(&folder)?;
+    writeln!(env.out, "removed snapshot `{name}`")?;
+    Ok(())
+}
+
+/// `devstack reset [SERVICE…]`: names the volumes, asks (unless `--yes`), empties them and
+/// starts the services fresh.
+pub(super) fn reset(stack: &Stack, args: &ResetArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let targets = chosen(stack, &args.services)?;
+    let volumes: Vec<String> = targets
+        .iter()
+        .flat_map(|t| {
+            t.volumes
+                .iter()
+                .map(move |v| format!("`{}` ({})", v.engine_name, t.service))
+        })
+        .collect();
+    writeln!(
+        env.err,
+        "reset empties these volumes: {}",
+        volumes.join(", ")
+    )?;
+    if !args.yes && !confirmed(env)? {
+        return Err(Error::Usage {
+            message: "reset not confirmed: nothing was emptied".into(),
+            help: None,
+        });
+    }
+    let eng = Engine::connect(stack, &targets)?;
+    let stop: Vec<String> = targets
+        .iter()
+        .map(|t| t.service.clone())
+        .filter(|s| copy::is_running(eng.containers.get(s)))
+        .collect();
+    let paused = pause(stack, &eng, &stop, env)?;
+    let done = eng.run(
+        stack,
+        copy::empty_volumes(&eng.docker, &stack.name, &targets),
+    );
+    resume(stack, &eng, paused, env)?;
+    done?;
+    let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
+    writeln!(env.out, "reset {}", list(&names))?;
+    Ok(())
+}
+
+/// Asks on the terminal; refuses when stdin is not one.
+fn confirmed(env: &mut Env<'_>) -> Result<bool, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage {
+            message: "reset empties volumes and asks first, but stdin is not a terminal".into(),
+            help: Some("confirm on the command line: `devstack reset --yes [SERVICE…]`".into()),
+        });
+    }
+    write!(env.err, "empty them? [y/N] ")?;
+    env.err.flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

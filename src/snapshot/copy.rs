@@ -1,0 +1,290 @@
+//! Copying volumes out of and into the engine, and the consistency commands run in a service's
+//! container before a copy (`CHECKPOINT`, `SAVE`). Through the Docker adapter's helper
+//! containers (`DockerRuntime::volume_export`/`volume_import`); it never stops or starts a
+//! service itself: the caller does, through the running devstack or the engine.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use super::progress::Progress;
+use super::store::{volume_file, ServiceEntry, VolumeEntry};
+use super::{Consistency, Target};
+use crate::docker::DockerRuntime;
+use crate::error::Error;
+use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerStatus, HookExec};
+
+/// The containers of the targets' services, by service (any state).
+pub(crate) async fn containers(
+    docker: &DockerRuntime,
+    project: &str,
+    targets: &[Target],
+) -> Result<BTreeMap<String, ContainerInfo>, Error> {
+    Ok(docker
+        .list(project)
+        .await?
+        .into_iter()
+        .filter(|c| targets.iter().any(|t| t.service == c.service))
+        .map(|c| (c.service.clone(), c))
+        .collect())
+}
+
+pub(crate) fn is_running(c: Option<&ContainerInfo>) -> bool {
+    c.is_some_and(|c| {
+        matches!(
+            c.status,
+            ContainerStatus::Running | ContainerStatus::Restarting
+        )
+    })
+}
+
+/// Runs each running target's consistency command. Returns how each was made consistent
+/// (by service) and the services that must stop for the copy. A failed `SAVE` falls back to a
+/// stop; a failed `CHECKPOINT` only makes the stop longer.
+pub(crate) async fn prepare(
+    docker: &DockerRuntime,
+    targets: &[Target],
+    running: &BTreeMap<String, ContainerInfo>,
+    notes: &mut Vec<String>,
+) -> Result<(BTreeMap<String, String>, Vec<String>), Error> {
+    let mut how = BTreeMap::new();
+    let mut stop = Vec::new();
+    for t in targets {
+        let Some(c) = running.get(&t.service).filter(|c| is_running(Some(c))) else {
+            how.insert(t.service.clone(), "stopped".to_string());
+            continue;
+        };
+        let (code, out) = docker
+            .exec_hook(&c.id, &consistency_exec(&t.consistency))
+            .await?;
+        let ok = code == 0;
+        match (&t.consistency, ok) {
+            (Consistency::Redis { .. }, true) => {
+                how.insert(t.service.clone(), "save".into());
+                continue;
+            }
+            (Consistency::Redis { .. }, false) => notes.push(format!(
+                "`{}`: SAVE failed ({}); stopping it for the copy instead",
+                t.service,
+                out.trim()
+            )),
+            (Consistency::Postgres { .. }, false) => notes.push(format!(
+                "`{}`: CHECKPOINT failed ({}); the stop may take longer",
+                t.service,
+                out.trim()
+            )),
+            _ => {}
+        }
+        let name = match (&t.consistency, ok) {
+            (Consistency::Redis { .. }, _) => "stop",
+            (c, _) => c.name(),
+        };
+        how.insert(t.service.clone(), name.to_string());
+        stop.push(t.service.clone());
+    }
+    Ok((how, stop))
+}
+
+/// The command that makes a running service's files consistent (`true` when there is none).
+fn consistency_exec(c: &Consistency) -> HookExec {
+    let (argv, env): (Vec<&str>, Vec<String>) = match c {
+        Consistency::Postgres {
+            user,
+            password,
+            database,
+        } => (
+            vec![
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                user,
+                "-d",
+                database,
+                "-Atc",
+                "CHECKPOINT",
+            ],
+            vec![format!("PGPASSWORD={password}")],
+        ),
+        Consistency::Redis { password } => (
+            vec!["redis-cli", "SAVE"],
+            password
+                .iter()
+                .map(|p| format!("REDISCLI_AUTH={p}"))
+                .collect(),
+        ),
+        Consistency::Stop => (vec!["true"], Vec::new()),
+    };
+    HookExec {
+        argv: argv.into_iter().map(str::to_string).collect(),
+        user: None,
+        privileged: false,
+        working_dir: None,
+        env,
+    }
+}
+
+/// Copies every volume of the targets into `folder` (a gzipped tar each). A volume the engine
+/// does not have yet (the service never ran) is left out, with a note.
+pub(crate) async fn save_volumes(
+    docker: &DockerRuntime,
+    project: &str,
+    targets: &[Target],
+    how: &BTreeMap<String, String>,
+    containers: &BTreeMap<String, ContainerInfo>,
+    folder: &Path,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ServiceEntry>, Error> {
+    let existing: Vec<String> = docker
+        .list_volumes(project)
+        .await?
+        .into_iter()
+        .map(|(full, _)| full)
+        .collect();
+    let mut out = Vec::new();
+    for t in targets {
+        let image_id = image_id(docker, &t.image).await?;
+        let mut volumes = Vec::new();
+        for v in &t.volumes {
+            if !existing.contains(&v.engine_name) {
+                notes.push(format!(
+                    "`{}`: volume `{}` does not exist yet (the service never ran): not in the snapshot",
+                    t.service, v.engine_name
+                ));
+                continue;
+            }
+            let file = volume_file(&t.service, &v.volume);
+            let (bytes, raw_bytes) = export_one(
+                docker,
+                project,
+                &v.engine_name,
+                &t.image,
+                &folder.join(&file),
+            )
+            .await?;
+            volumes.push(VolumeEntry {
+                volume: v.volume.clone(),
+                engine_name: v.engine_name.clone(),
+                target: v.target.clone(),
+                file,
+                bytes,
+                raw_bytes,
+            });
+        }
+        out.push(ServiceEntry {
+            service: t.service.clone(),
+            image: t.image.clone(),
+            image_id: Some(image_id),
+            config_hash: containers
+                .get(&t.service)
+                .map(|c| c.config_hash.clone())
+                .filter(|h| !h.is_empty()),
+            consistency: how.get(&t.service).cloned().unwrap_or_default(),
+            volumes,
+        });
+    }
+    Ok(out)
+}
+
+async fn image_id(docker: &DockerRuntime, image: &str) -> Result<String, Error> {
+    docker
+        .image_id(image)
+        .await?
+        .ok_or_else(|| Error::ImageUnavailable {
+            image: image.to_string(),
+            reason: "the snapshot copies volumes with the service's own image, and it is not here"
+                .into(),
+        })
+}
+
+/// One volume into a gzipped tar file: (file bytes, volume bytes as tarred).
+async fn export_one(
+    docker: &DockerRuntime,
+    project: &str,
+    volume: &str,
+    image: &str,
+    file: &Path,
+) -> Result<(u64, u64), Error> {
+    let f = std::fs::File::create(file)?;
+    let mut gz = flate2::write::GzEncoder::new(
+        std::io::BufWriter::with_capacity(1 << 20, f),
+        flate2::Compression::fast(),
+    );
+    let mut progress = Progress::new(format!("saving {volume}"));
+    let mut sink = |chunk: &[u8]| {
+        progress.add(chunk.len());
+        gz.write_all(chunk)
+    };
+    docker
+        .volume_export(project, volume, image, &mut sink)
+        .await?;
+    let raw = progress.bytes();
+    drop(progress);
+    let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    Ok((std::fs::metadata(file)?.len(), raw))
+}
+
+/// Empties each volume and extracts its saved copy into it (the engine creates a volume that
+/// is missing, with the project's labels).
+pub(crate) async fn restore_volumes(
+    docker: &DockerRuntime,
+    project: &str,
+    work: &[(Target, Vec<VolumeEntry>)],
+    folder: &Path,
+) -> Result<(), Error> {
+    for (t, volumes) in work {
+        image_id(docker, &t.image).await?;
+        for v in volumes {
+            docker
+                .ensure_volume(project, &v.volume, &v.engine_name_for(project))
+                .await?;
+            let bytes = std::fs::read(folder.join(&v.file))?;
+            let mut progress = Progress::new(format!("restoring {}", v.volume));
+            progress.add(bytes.len());
+            docker
+                .volume_import(project, &v.engine_name_for(project), &t.image, Some(bytes))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Empties each volume of the targets (`reset`).
+pub(crate) async fn empty_volumes(
+    docker: &DockerRuntime,
+    project: &str,
+    targets: &[Target],
+) -> Result<(), Error> {
+    for t in targets {
+        image_id(docker, &t.image).await?;
+        for v in &t.volumes {
+            docker
+                .ensure_volume(project, &v.volume, &v.engine_name)
+                .await?;
+            docker
+                .volume_import(project, &v.engine_name, &t.image, None)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+impl VolumeEntry {
+    /// The engine's name of this volume in `project` (a snapshot may come from another
+    /// project or instance: its volumes go into this one's).
+    pub(crate) fn engine_name_for(&self, project: &str) -> String {
+        crate::plan::volume_name(project, &self.volume)
+    }
+}
+
+/// Removes helper containers of this process that an interrupted copy left.
+pub(crate) async fn remove_helpers(docker: &DockerRuntime, project: &str) {
+    let mine = format!("{project}-snapshot-{}-", std::process::id());
+    if let Ok(list) = docker.list(project).await {
+        for c in list.into_iter().filter(|c| c.name.starts_with(&mine)) {
+            // Best effort: `down` removes any helper left with the project's label.
+            let _ = docker.remove(&c.id).await;
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! `snapshot save|restore|ls|rm` and `reset` against the real Docker engine with the locally
+//! built postgres:15 and redis:7-alpine images (scripts/offline-images.sh): data written, saved,
+//! changed, restored and read back with the real clients, with nothing running and through a
+//! running `up --wait`. Every test has its own project (`dstest-…`) and free host ports.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const IMAGES: &[&str] = &["postgres:15", "redis:7-alpine"];
+
+struct Stack {
+    dir: tempfile::TempDir,
+    project: String,
+    pg: u16,
+    redis: u16,
+    _down: Teardown,
+}
+
+fn stack(tag: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, redis) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        format!(
+            "services:\n  db:\n    image: postgres:15\n    environment: {{ POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }}\n    ports: [\"{pg}:5432\"]\n    volumes: [\"pgdata:/var/lib/postgresql/data\"]\n    ready: {{ postgres: {{ user: user, password: pass, database: app }}, timeout: 90s }}\n  cache:\n    image: redis:7-alpine\n    ports: [\"{redis}:6379\"]\n    volumes: [\"rdata:/data\"]\n    ready: {{ redis: {{}} }}\nvolumes: {{ pgdata: {{}}, rdata: {{}} }}\n"
+        ),
+    )
+    .unwrap();
+    let project = project(&format!("snap-{tag}"));
+    let down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: Vec::new(),
+    };
+    Stack {
+        dir,
+        project,
+        pg,
+        redis,
+        _down: down,
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.snapshots());
+    }
+}
+
+impl Stack {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-p", &self.project];
+        all.extend_from_slice(args);
+        devstack(self.dir.path(), &all)
+    }
+
+    /// Where this project's snapshots are kept (devstack runs with only HOME and PATH).
+    fn snapshots(&self) -> std::path::PathBuf {
+        Path::new(&std::env::var("HOME").unwrap())
+            .join(".local/state/devstack")
+            .join(&self.project)
+            .join("snapshots")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "devstack {args:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+    }
+
+    fn sql(&self, q: &str) -> String {
+        let o = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg.to_string(),
+                "-U",
+                "user",
+                "-d",
+                "app",
+                "-tAc",
+                q,
+            ])
+            .env("PGPASSWORD", "pass")
+            .output()
+            .expect("psql runs");
+        assert!(
+            o.status.success(),
+            "psql {q}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn redis(&self, args: &[&str]) -> String {
+        let o = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.redis.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(o.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn write_originals(&self) {
+        self.sql("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000);");
+        assert_eq!(self.redis(&["SET", "k", "original"]), "OK");
+    }
+
+    fn change_everything(&self) {
+        self.sql("DELETE FROM t WHERE v > 10; INSERT INTO t VALUES (-5);");
+        self.redis(&["SET", "k", "changed"]);
+        self.redis(&["SET", "junk", "1"]);
+    }
+
+    fn assert_originals(&self) {
+        assert_eq!(self.sql("SELECT count(*), sum(v) FROM t"), "1000|500500");
+        assert_eq!(self.redis(&["GET", "k"]), "original");
+        assert_eq!(self.redis(&["EXISTS", "junk"]), "0");
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        let v = self.json(&["ps", "--json"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap_or_default().to_string(),
+                    r["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn volume_files(manifest: &Value) -> Vec<(String, String, u64)> {
+    manifest["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["volumes"].as_array().unwrap().iter().map(move |v| {
+                (
+                    s["service"].as_str().unwrap().to_string(),
+                    v["volume"].as_str().unwrap().to_string(),
+                    v["raw_bytes"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn save_change_restore_with_nothing_running() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("idle");
+    s.ok(&["up", "--wait"]);
+    s.write_originals();
+    s.ok(&["down"]);
+
+    // Nothing runs: the copy is taken straight from the volumes.
+    let m = s.json(&["snapshot", "save", "s1", "--json", "--to", "s1.tar"]);
+    let files = volume_files(&m);
+    assert_eq!(
+        files
+            .iter()
+            .map(|(s, v, _)| (s.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("db", "pgdata"), ("cache", "rdata")],
+        "{m}"
+    );
+    assert!(files.iter().all(|(_, _, b)| *b > 0), "{m}");
+    assert!(m["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["consistency"] == "stopped"));
+    assert!(s.dir.path().join("s1.tar").is_file());
+
+    let ls = s.json(&["snapshot", "ls", "--json"]);
+    assert_eq!(ls[0]["name"], "s1", "{ls}");
+    assert_eq!(ls[0]["services"], serde_json::json!(["db", "cache"]));
+
+    s.ok(&["up", "--wait"]);
+    s.change_everything();
+    s.ok(&["down"]);
+    let r = s.json(&["snapshot", "restore", "s1", "--json"]);
+    assert_eq!(r["restored"].as_array().unwrap().len(), 2, "{r}");
+    s.ok(&["up", "--wait"]);
+    s.assert_originals();
+
+    // The file form, under another name, after another change.
+    s.change_everything();
+    s.ok(&["down"]);
+    s.ok(&[
+        "snapshot",
+        "restore",
+        "from-file",
+        "--from",
+        "s1.tar",
+        "cache",
+    ]);
+    s.ok(&["up", "--wait"]);
+    assert_eq!(s.redis(&["GET", "k"]), "original");
+    assert_eq!(
+        s.sql("SELECT count(*) FROM t"),
+        "11",
+        "only `cache` was restored"
+    );
+    s.ok(&["snapshot", "rm", "from-file"]);
+    s.ok(&["snapshot", "rm", "s1"]);
+    assert_eq!(s.json(&["snapshot", "ls", "--json"]), serde_json::json!([]));
+}
+
+#[test]
+fn save_change_restore_through_a_running_devstack() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("live");
+    s.ok(&["up", "--wait"]);
+    s.write_originals();
+
+    let m = s.json(&["snapshot", "save", "s1", "--json"]);
+    let how: Vec<&str> = m["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["consistency"].as_str().unwrap())
+        .collect();
+    assert_eq!(how, ["checkpoint+stop", "save"], "{m}");
+    // The devstack started what it stopped, and awaited readiness: usable at once.
+    assert!(
+        s.states().iter().all(|(_, st)| st == "ready"),
+        "{:?}",
+        s.states()
+    );
+    assert_eq!(s.sql("SELECT count(*) FROM t"), "1000");
+
+    s.change_everything();
+    let r = s.json(&["snapshot", "restore", "s1", "--json"]);
+    assert_eq!(r["restored"].as_array().unwrap().len(), 2, "{r}");
+    // `restore` returns once the services are ready again: no wait needed here.
+    s.assert_originals();
+    assert!(s.states().iter().all(|(_, st)| st == "ready"));
+}
+
+#[test]
+fn reset_names_the_volumes_and_asks_first() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("reset");
+    s.ok(&["up", "--wait"]);
+    s.redis(&["SET", "k", "v"]);
+    s.redis(&["SAVE"]);
+
+    // stdin is not a terminal here: refused without --yes, nothing emptied.
+    let out = s.run(&["reset", "cache"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("_rdata` (cache)"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(s.redis(&["GET", "k"]), "v");
+
+    s.ok(&["reset", "--yes", "cache"]);
+    assert_eq!(s.redis(&["EXISTS", "k"]), "0");
+    assert!(s.states().iter().all(|(_, st)| st == "ready"));
+}
+
+#[test]
+fn bad_names_and_damaged_snapshots_exit_11_and_write_nothing() {
+    // No engine is contacted: names and snapshots are checked first.
+    let s = stack("names");
+    for name in ["../x", "a/b", ".hidden", ".."] {
+        let out = s.run(&["snapshot", "save", name]);
+        assert_eq!(out.status.code(), Some(11), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is not allowed"), "{}", stderr(&out));
+    }
+    let out = s.run(&["snapshot", "restore", "nope"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no snapshot `nope`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad = s.dir.path().join("bad.tar");
+    std::fs::write(&bad, b"not a tar at all, not even close").unwrap();
+    let out = s.run(&["snapshot", "restore", "x", "--from", "bad.tar"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    let left = std::fs::read_dir(s.snapshots())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "nothing is kept from a bad file");
+}
