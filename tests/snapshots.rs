@@ -13,12 +13,13 @@ use serde_json::Value;
 
 const IMAGES: &[&str] = &["postgres:15", "redis:7-alpine"];
 
+/// Fields drop in order: the teardown runs while the folder is still there.
 struct Stack {
+    _down: Teardown,
     dir: tempfile::TempDir,
     project: String,
     pg: u16,
     redis: u16,
-    _down: Teardown,
 }
 
 fn stack(tag: &str) -> Stack {
@@ -27,7 +28,7 @@ fn stack(tag: &str) -> Stack {
     std::fs::write(
         dir.path().join("stack.yaml"),
         format!(
-            "services:\n  db:\n    image: postgres:15\n    environment: {{ POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }}\n    ports: [\"{pg}:5432\"]\n    volumes: [\"pgdata:/var/lib/postgresql/data\"]\n    ready: {{ postgres: {{ user: user, password: pass, database: app }}, timeout: 90s }}\n  cache:\n    image: redis:7-alpine\n    ports: [\"{redis}:6379\"]\n    volumes: [\"rdata:/data\"]\n    ready: {{ redis: {{}} }}\nvolumes: {{ pgdata: {{}}, rdata: {{}} }}\n"
+            "services:\n  db:\n    image: postgres:15\n    environment: {{ POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }}\n    ports: [\"{pg}:5432\"]\n    volumes: [\"pgdata:/var/lib/postgresql/data\"]\n    ready: {{ postgres: {{ user: user, password: pass, database: app }}, timeout: 90s }}\n  cache:\n    image: redis:7-alpine\n    ports: [\"{redis}:6379\"]\n    volumes: [\"rdata:/data\"]\n    ready: {{ redis: {{}} }}\n  app:\n    command: [sleep, \"100000\"]\n    depends_on: [db, cache]\nvolumes: {{ pgdata: {{}}, rdata: {{}} }}\n"
         ),
     )
     .unwrap();
@@ -38,11 +39,11 @@ fn stack(tag: &str) -> Stack {
         files: Vec::new(),
     };
     Stack {
+        _down: down,
         dir,
         project,
         pg,
         redis,
-        _down: down,
     }
 }
 
@@ -242,7 +243,25 @@ fn save_change_restore_through_a_running_devstack() {
     s.ok(&["up", "--wait"]);
     s.write_originals();
 
-    let m = s.json(&["snapshot", "save", "s1", "--json"]);
+    let app_pid = |s: &Stack| {
+        let v = s.json(&["ps", "--json"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == "app")
+            .unwrap()["pid"]
+            .clone()
+    };
+    let before = app_pid(&s);
+    let out = s.ok(&["snapshot", "save", "s1", "--json"]);
+    let err = stderr(&out);
+    // Through the devstack: its dependent `app` stopped too, and started again after.
+    assert!(
+        err.contains("stopping `app`, `db` for the copy (the running devstack starts them again)"),
+        "{err}"
+    );
+    assert_ne!(app_pid(&s), before, "`app` was stopped and started again");
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     let how: Vec<&str> = m["services"]
         .as_array()
         .unwrap()

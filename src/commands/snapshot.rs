@@ -103,13 +103,17 @@ impl Engine {
     }
 }
 
+/// How long a container started again straight on the engine gets to answer its probe.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
 /// What was stopped for a copy, to be started again.
 enum Paused {
     /// Through the running devstack: these services, started again with their dependencies
     /// first and awaited until ready.
     Live(Vec<String>),
-    /// Straight on the engine: these containers.
-    Direct(Vec<String>),
+    /// Straight on the engine: these containers (service, id), started again and awaited
+    /// through their preset's probe.
+    Direct(Vec<(Target, String)>),
 }
 
 /// Stops `services` for a copy: through the running devstack (their running dependents first),
@@ -117,6 +121,7 @@ enum Paused {
 fn pause(
     stack: &Stack,
     eng: &Engine,
+    targets: &[Target],
     services: &[String],
     env: &mut Env<'_>,
 ) -> Result<Paused, Error> {
@@ -137,16 +142,18 @@ fn pause(
             .filter(|s| !services.contains(s))
             .cloned()
             .collect();
-        writeln!(
-            env.err,
-            "stopping {} for the copy (the running devstack starts them again)",
-            list(&all)
-        )?;
         let own: Vec<String> = services
             .iter()
             .filter(|s| all.contains(s))
             .cloned()
             .collect();
+        // Dependents first: nothing runs against a stopped service.
+        let order: Vec<String> = dependents.iter().chain(&own).cloned().collect();
+        writeln!(
+            env.err,
+            "stopping {} for the copy (the running devstack starts them again)",
+            list(&order)
+        )?;
         for group in [dependents, own] {
             if !group.is_empty() {
                 live(
@@ -171,7 +178,9 @@ fn pause(
                 .map_or(Duration::from_secs(10), |s| s.stop_grace_period);
             writeln!(env.err, "stopping `{s}` for the copy")?;
             eng.rt.block_on(eng.docker.stop(&c.id, grace))?;
-            ids.push(c.id.clone());
+            if let Some(t) = targets.iter().find(|t| t.service == *s) {
+                ids.push((t.clone(), c.id.clone()));
+            }
         }
     }
     Ok(Paused::Direct(ids))
@@ -195,8 +204,13 @@ fn resume(stack: &Stack, eng: &Engine, paused: Paused, env: &mut Env<'_>) -> Res
         }
         Paused::Live(_) => {}
         Paused::Direct(ids) => {
-            for id in ids {
-                eng.rt.block_on(eng.docker.start(&id))?;
+            for (_, id) in &ids {
+                eng.rt.block_on(eng.docker.start(id))?;
+            }
+            for (t, id) in &ids {
+                eng.rt
+                    .block_on(copy::await_ready(&eng.docker, id, t, READY_WITHIN))?;
+                writeln!(env.err, "`{}` ready again", t.service)?;
             }
         }
     }
@@ -272,7 +286,7 @@ fn save_into(
     let (how, stop) =
         eng.rt
             .block_on(copy::prepare(&eng.docker, targets, &eng.containers, notes))?;
-    let paused = pause(stack, eng, &stop, env)?;
+    let paused = pause(stack, eng, targets, &stop, env)?;
     let copied = eng.run(
         stack,
         copy::save_volumes(
@@ -396,7 +410,7 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
         );
     }
     let mut notes = Vec::new();
-    let work = restore_plan(&m, targets, &here, &mut notes);
+    let work = restore_plan(&m, targets.clone(), &here, &mut notes);
     for n in &notes {
         writeln!(
             env.err,
@@ -419,7 +433,7 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
         .map(|(t, _)| t.service.clone())
         .filter(|s| copy::is_running(eng.containers.get(s)))
         .collect();
-    let paused = pause(stack, &eng, &stop, env)?;
+    let paused = pause(stack, &eng, &targets, &stop, env)?;
     let folder = dir.join(&args.name);
     let done = eng.run(
         stack,
@@ -553,7 +567,7 @@ pub(super) fn reset(stack: &Stack, args: &ResetArgs, env: &mut Env<'_>) -> Resul
         .map(|t| t.service.clone())
         .filter(|s| copy::is_running(eng.containers.get(s)))
         .collect();
-    let paused = pause(stack, &eng, &stop, env)?;
+    let paused = pause(stack, &eng, &targets, &stop, env)?;
     let done = eng.run(
         stack,
         copy::empty_volumes(&eng.docker, &stack.name, &targets),

@@ -92,6 +92,7 @@ fn consistency_exec(c: &Consistency) -> HookExec {
             user,
             password,
             database,
+            ..
         } => (
             vec![
                 "psql",
@@ -106,7 +107,7 @@ fn consistency_exec(c: &Consistency) -> HookExec {
             ],
             vec![format!("PGPASSWORD={password}")],
         ),
-        Consistency::Redis { password } => (
+        Consistency::Redis { password, .. } => (
             vec!["redis-cli", "SAVE"],
             password
                 .iter()
@@ -285,6 +286,58 @@ pub(crate) async fn remove_helpers(docker: &DockerRuntime, project: &str) {
         for c in list.into_iter().filter(|c| c.name.starts_with(&mine)) {
             // Best effort: `down` removes any helper left with the project's label.
             let _ = docker.remove(&c.id).await;
+        }
+    }
+}
+
+/// With no devstack running: waits until a container started again answers its preset's
+/// probe (a real PostgreSQL login, a Redis `PING`) on its published port, within `within`.
+/// Services without a preset are not awaited.
+pub(crate) async fn await_ready(
+    docker: &DockerRuntime,
+    id: &str,
+    target: &Target,
+    within: std::time::Duration,
+) -> Result<(), Error> {
+    let port = match &target.consistency {
+        Consistency::Postgres { port, .. } | Consistency::Redis { port, .. } => *port,
+        Consistency::Stop => return Ok(()),
+    };
+    let info = docker.inspect(id).await?;
+    let Some(p) = info.ports.iter().find(|p| p.container_port == port) else {
+        return Ok(());
+    };
+    let ip = if p.host_ip.is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        p.host_ip
+    };
+    let addr = std::net::SocketAddr::new(ip, p.host_port);
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = crate::probe::Backoff::new(std::time::Duration::from_millis(500));
+    loop {
+        let attempt = match &target.consistency {
+            Consistency::Postgres {
+                user,
+                password,
+                database,
+                ..
+            } => crate::probe::postgres(addr, user, password, database).await,
+            Consistency::Redis { password, .. } => {
+                crate::probe::redis(addr, password.as_deref()).await
+            }
+            Consistency::Stop => Ok(()),
+        };
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Engine(format!(
+                    "`{}` did not answer on {addr} within {}s after the copy: {e}",
+                    target.service,
+                    within.as_secs()
+                )))
+            }
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
         }
     }
 }

@@ -17,12 +17,13 @@ pub(crate) enum Consistency {
     /// PostgreSQL: `CHECKPOINT` (so the stop is short and recovery has nothing to replay),
     /// then a short stop.
     Postgres {
+        port: u16,
         user: String,
         password: String,
         database: String,
     },
     /// Redis: `SAVE` writes the dataset to its file; the copy is taken running.
-    Redis { password: Option<String> },
+    Redis { port: u16, password: Option<String> },
     /// Anything else: a short stop of the container.
     Stop,
 }
@@ -96,16 +97,18 @@ fn target(stack: &Stack, svc: &crate::config::Service) -> Option<Target> {
     }
     let consistency = match svc.ready.as_ref().map(|r| &r.probe) {
         Some(Probe::Postgres {
+            port,
             user,
             password,
             database,
-            ..
         }) => Consistency::Postgres {
+            port: *port,
             user: user.clone(),
             password: password.clone(),
             database: database.clone(),
         },
-        Some(Probe::Redis { password, .. }) => Consistency::Redis {
+        Some(Probe::Redis { port, password }) => Consistency::Redis {
+            port: *port,
             password: password.clone(),
         },
         _ => Consistency::Stop,
