@@ -317,6 +317,11 @@ pub struct UpArgs {
     /// Build every image that has `build:` even when its build hash is unchanged.
     #[arg(long)]
     pub build: bool,
+
+    /// Put snapshot NAME's volumes back first (`devstack snapshot restore NAME`), then start:
+    /// the same data every run.
+    #[arg(long, value_name = "NAME")]
+    pub from_snapshot: Option<String>,
 }
 
 #[derive(Debug, Args)]

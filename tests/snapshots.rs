@@ -229,6 +229,16 @@ fn save_change_restore_with_nothing_running() {
         "11",
         "only `cache` was restored"
     );
+    // `up --from-snapshot`: the snapshot put back, then the stack started on it.
+    s.ok(&["down"]);
+    let out = s.ok(&["up", "--wait", "--from-snapshot", "s1"]);
+    assert!(
+        stdout(&out).is_empty(),
+        "stdout stays clean: {}",
+        stdout(&out)
+    );
+    s.assert_originals();
+    s.ok(&["down"]);
     s.ok(&["snapshot", "rm", "from-file"]);
     s.ok(&["snapshot", "rm", "s1"]);
     assert_eq!(s.json(&["snapshot", "ls", "--json"]), serde_json::json!([]));

@@ -83,6 +83,16 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
+        Command::Up(args) if args.from_snapshot.is_some() => {
+            snapshot::restore_before_up(&loaded.stack, args, env)?;
+            up::up(
+                &loaded.stack,
+                &identity,
+                args,
+                env,
+                reloader(cli, env, &identity),
+            )
+        }
         Command::Up(args) => up::up(
             &loaded.stack,
             &identity,

@@ -471,6 +471,38 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
     Ok(())
 }
 
+/// `up --from-snapshot NAME`: the snapshot's volumes put back before the stack starts.
+pub(super) fn restore_before_up(
+    stack: &Stack,
+    up: &crate::cli::UpArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let Some(name) = up.from_snapshot.clone() else {
+        return Ok(());
+    };
+    let args = SnapshotRestoreArgs {
+        name,
+        services: Vec::new(),
+        from: None,
+        json: false,
+    };
+    let mut out = Vec::new();
+    let result = restore(
+        stack,
+        &args,
+        &mut Env {
+            cwd: env.cwd.clone(),
+            vars: env.vars,
+            out: &mut out,
+            err: env.err,
+            no_color: env.no_color,
+        },
+    );
+    // `up --wait` keeps stdout clean for scripts: the restore speaks on stderr.
+    env.err.write_all(&out)?;
+    result
+}
+
 fn ls(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
     let (good, bad) = store::list(&snapshots(stack));
     if json {
