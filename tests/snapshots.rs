@@ -344,3 +344,84 @@ fn bad_names_and_damaged_snapshots_exit_11_and_write_nothing() {
         .unwrap_or(0);
     assert_eq!(left, 0, "nothing is kept from a bad file");
 }
+
+#[test]
+fn an_interrupted_save_leaves_no_snapshot_and_the_services_running() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("interrupt");
+    s.ok(&["up", "--wait"]);
+    // Enough data that the copy takes a while (~200 MB in the volume).
+    s.sql("CREATE TABLE big AS SELECT i, repeat(md5(i::text), 8) AS s FROM generate_series(1, 600000) i");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["-p", &s.project, "snapshot", "save", "s1"])
+        .current_dir(s.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", std::env::var_os("HOME").unwrap())
+        .env("NO_COLOR", "1")
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupted while it copies: once its helper container exists.
+    let filter = format!("label=org.devstack.project={}", s.project);
+    let helper = || {
+        let o = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &filter,
+                "--filter",
+                "label=org.devstack.snapshot-helper",
+            ])
+            .output()
+            .unwrap();
+        !o.stdout.is_empty()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !helper() {
+        assert!(std::time::Instant::now() < deadline, "no copy started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "save ended before its copy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    interrupt(&child);
+    assert_eq!(
+        exit_within(&mut child, std::time::Duration::from_secs(120)),
+        Some(130)
+    );
+
+    assert_eq!(s.json(&["snapshot", "ls", "--json"]), serde_json::json!([]));
+    let hidden = std::fs::read_dir(s.snapshots())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(hidden, 0, "no half snapshot under any name");
+    let o = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Names}} {{.Status}} {{.Labels}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !helper(),
+        "the helper container is removed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        s.states().iter().all(|(_, st)| st == "ready"),
+        "{:?}",
+        s.states()
+    );
+    assert_eq!(s.sql("SELECT count(*) FROM big"), "600000");
+}

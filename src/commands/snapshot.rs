@@ -83,16 +83,22 @@ impl Engine {
         })
     }
 
-    /// Runs a copy; Ctrl-C ends it (the caller then starts what it stopped).
+    /// Runs a copy; Ctrl-C ends it at its next chunk or volume (it removes its own helper
+    /// container; no engine request is cut half way), then the caller starts what it stopped.
     fn run<T>(
         &self,
         stack: &Stack,
         f: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let r = self.rt.block_on(async {
+            tokio::pin!(f);
             tokio::select! {
-                r = f => r,
-                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                r = &mut f => r,
+                _ = tokio::signal::ctrl_c() => {
+                    copy::interrupt();
+                    let _ = (&mut f).await;
+                    Err(Error::Interrupted)
+                }
             }
         });
         if r.is_err() {

@@ -14,6 +14,20 @@ use crate::docker::DockerRuntime;
 use crate::error::Error;
 use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerStatus, HookExec};
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks the copy under way to stop at its next chunk or volume (Ctrl-C).
+pub(crate) fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn check_interrupted() -> Result<(), Error> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
+}
+
 /// The containers of the targets' services, by service (any state).
 pub(crate) async fn containers(
     docker: &DockerRuntime,
@@ -154,6 +168,7 @@ pub(crate) async fn save_volumes(
                 ));
                 continue;
             }
+            check_interrupted()?;
             let file = volume_file(&t.service, &v.volume);
             let (bytes, raw_bytes) = export_one(
                 docker,
@@ -213,12 +228,20 @@ async fn export_one(
     );
     let mut progress = Progress::new(format!("saving {volume}"));
     let mut sink = |chunk: &[u8]| {
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "interrupted",
+            ));
+        }
         progress.add(chunk.len());
         gz.write_all(chunk)
     };
-    docker
+    let exported = docker
         .volume_export(project, volume, image, &mut sink)
-        .await?;
+        .await;
+    check_interrupted()?;
+    exported?;
     let raw = progress.bytes();
     drop(progress);
     let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
@@ -237,6 +260,7 @@ pub(crate) async fn restore_volumes(
     for (t, volumes) in work {
         image_id(docker, &t.image).await?;
         for v in volumes {
+            check_interrupted()?;
             docker
                 .ensure_volume(project, &v.volume, &v.engine_name_for(project))
                 .await?;
@@ -260,6 +284,7 @@ pub(crate) async fn empty_volumes(
     for t in targets {
         image_id(docker, &t.image).await?;
         for v in &t.volumes {
+            check_interrupted()?;
             docker
                 .ensure_volume(project, &v.volume, &v.engine_name)
                 .await?;
@@ -279,14 +304,28 @@ impl VolumeEntry {
     }
 }
 
-/// Removes helper containers of this process that an interrupted copy left.
+/// Removes helper containers of this process that an interrupted copy left. The engine may
+/// still hold one for the archive stream that was cut (a removal then answers "in progress" or
+/// "conflict"), so this asks again until none is left, for up to ten seconds.
 pub(crate) async fn remove_helpers(docker: &DockerRuntime, project: &str) {
     let mine = format!("{project}-snapshot-{}-", std::process::id());
-    if let Ok(list) = docker.list(project).await {
-        for c in list.into_iter().filter(|c| c.name.starts_with(&mine)) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<ContainerInfo> = match docker.list(project).await {
+            Ok(list) => list
+                .into_iter()
+                .filter(|c| c.name.starts_with(&mine))
+                .collect(),
             // Best effort: `down` removes any helper left with the project's label.
+            Err(_) => return,
+        };
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        for c in left {
             let _ = docker.remove(&c.id).await;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
