@@ -425,3 +425,39 @@ fn an_interrupted_save_leaves_no_snapshot_and_the_services_running() {
     );
     assert_eq!(s.sql("SELECT count(*) FROM big"), "600000");
 }
+
+/// The MCP data tools through the official Python SDK client (PyPI `mcp`, installed by
+/// scripts/prepare-test-env.sh): `tests/mcp/snapshots.py`.
+#[test]
+fn mcp_tools_save_and_restore_through_the_running_devstack() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache"));
+    let python = cache.join("devstack/mcp-client/bin/python");
+    assert!(
+        python.exists(),
+        "the MCP client SDK is missing: run scripts/prepare-test-env.sh (it installs PyPI `mcp` into {})",
+        python.display()
+    );
+    let s = stack("mcp");
+    s.ok(&["up", "--wait"]);
+    assert_eq!(s.redis(&["SET", "k", "original"]), "OK");
+    let out = Command::new(&python)
+        .arg(root().join("tests/mcp/snapshots.py"))
+        .args([env!("CARGO_BIN_EXE_devstack"), s.project.as_str()])
+        .current_dir(s.dir.path())
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1)
+        .env("REDIS_PORT", s.redis.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(s.redis(&["GET", "k"]), "original");
+}
