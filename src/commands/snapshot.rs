@@ -386,10 +386,11 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<(), Error> {
-    let dir = snapshots(stack);
+/// The snapshot to restore, imported first with `--from`, and checked whole (manifest, sizes,
+/// every path in every volume tar) before anything is stopped or written.
+fn checked(dir: &Path, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<Manifest, Error> {
     if let Some(file) = &args.from {
-        bundle::import(file, &dir, &args.name).map_err(snapshot_error)?;
+        bundle::import(file, dir, &args.name).map_err(snapshot_error)?;
         writeln!(
             env.err,
             "imported {} as snapshot `{}`",
@@ -397,7 +398,7 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
             args.name
         )?;
     }
-    let m = store::open(&dir, &args.name).map_err(snapshot_error)?;
+    let m = store::open(dir, &args.name).map_err(snapshot_error)?;
     for v in m.volumes() {
         store::check_volume_tar(&dir.join(&args.name).join(&v.file)).map_err(|why| {
             snapshot_error(SnapshotError::Damaged {
@@ -406,6 +407,12 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
             })
         })?;
     }
+    Ok(m)
+}
+
+fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    let dir = snapshots(stack);
+    let m = checked(&dir, args, env)?;
     let targets = chosen(stack, &args.services)?;
     let eng = Engine::connect(stack, &targets)?;
     let mut here = BTreeMap::new();
@@ -418,15 +425,12 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
     let mut notes = Vec::new();
     let work = restore_plan(&m, targets.clone(), &here, &mut notes);
     for n in &notes {
-        writeln!(
-            env.err,
-            "{}",
-            if n.starts_with("warning") {
-                n.clone()
-            } else {
-                format!("note: {n}")
-            }
-        )?;
+        let line = if n.starts_with("warning") {
+            n.clone()
+        } else {
+            format!("note: {n}")
+        };
+        writeln!(env.err, "{line}")?;
     }
     if work.is_empty() {
         return Err(Error::Snapshot(format!(
@@ -447,33 +451,37 @@ fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Resu
     );
     resume(stack, &eng, paused, env)?;
     done?;
-    let restored: Vec<serde_json::Value> = work
-        .iter()
-        .flat_map(|(t, vs)| {
-            vs.iter()
-                .map(move |v| json!({ "service": t.service, "volume": v.volume, "bytes": v.bytes }))
-        })
-        .collect();
-    if args.json {
+    say_restored(&m, &work, &notes, args.json, env)
+}
+
+fn say_restored(
+    m: &Manifest,
+    work: &[(Target, Vec<VolumeEntry>)],
+    notes: &[String],
+    json: bool,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    if json {
+        let restored: Vec<serde_json::Value> = work
+            .iter()
+            .flat_map(|(t, vs)| {
+                vs.iter().map(
+                    move |v| json!({ "service": t.service, "volume": v.volume, "bytes": v.bytes }),
+                )
+            })
+            .collect();
         let v = json!({ "name": m.name, "restored": restored, "notes": notes });
-        writeln!(
-            env.out,
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::Encode(e.to_string()))?
-        )?;
-    } else {
-        writeln!(
-            env.out,
-            "restored snapshot `{}` into {}",
-            m.name,
-            list(
-                &work
-                    .iter()
-                    .map(|(t, _)| t.service.clone())
-                    .collect::<Vec<_>>()
-            )
-        )?;
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Encode(e.to_string()))?;
+        writeln!(env.out, "{text}")?;
+        return Ok(());
     }
+    let services: Vec<String> = work.iter().map(|(t, _)| t.service.clone()).collect();
+    writeln!(
+        env.out,
+        "restored snapshot `{}` into {}",
+        m.name,
+        list(&services)
+    )?;
     Ok(())
 }
 

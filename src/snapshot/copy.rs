@@ -221,7 +221,14 @@ async fn export_one(
     image: &str,
     file: &Path,
 ) -> Result<(u64, u64), Error> {
-    let f = std::fs::File::create(file)?;
+    // Disk full and the like: say which file, not "output".
+    let cannot = |e: std::io::Error| {
+        Error::Engine(format!(
+            "cannot write the snapshot file `{}`: {e}",
+            file.display()
+        ))
+    };
+    let f = std::fs::File::create(file).map_err(cannot)?;
     let mut gz = flate2::write::GzEncoder::new(
         std::io::BufWriter::with_capacity(1 << 20, f),
         flate2::Compression::fast(),
@@ -244,9 +251,12 @@ async fn export_one(
     exported?;
     let raw = progress.bytes();
     drop(progress);
-    let f = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    Ok((std::fs::metadata(file)?.len(), raw))
+    let f = gz
+        .finish()
+        .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+        .map_err(cannot)?;
+    f.sync_all().map_err(cannot)?;
+    Ok((std::fs::metadata(file).map_err(cannot)?.len(), raw))
 }
 
 /// Empties each volume and extracts its saved copy into it (the engine creates a volume that
