@@ -354,6 +354,11 @@ pub struct TestArgs {
     #[arg(long)]
     pub keep_on_failure: bool,
 
+    /// Start from snapshot NAME of this project: its volumes are restored into the throwaway
+    /// copy's fresh volumes first, so the suite gets the same data every run.
+    #[arg(long, value_name = "NAME")]
+    pub from_snapshot: Option<String>,
+
     /// The suite to run, after `--`: `devstack test -- pytest -q tests/`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -229,6 +229,20 @@ fn save_change_restore_with_nothing_running() {
         "11",
         "only `cache` was restored"
     );
+    // `test --from-snapshot`: the suite sees the snapshot's data in its throwaway copy.
+    s.ok(&["down"]);
+    s.ok(&[
+        "test",
+        "--from-snapshot",
+        "s1",
+        "--",
+        "sh",
+        "-c",
+        "test \"$(redis-cli -p $DEVSTACK_CACHE_6379 GET k)\" = original && test \"$(PGPASSWORD=pass psql -h 127.0.0.1 -p $DEVSTACK_DB_5432 -U user -d app -tAc 'SELECT count(*) FROM t')\" = 1000",
+    ]);
+    let out = s.run(&["test", "--from-snapshot", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+
     // `up --from-snapshot`: the snapshot put back, then the stack started on it.
     s.ok(&["down"]);
     let out = s.ok(&["up", "--wait", "--from-snapshot", "s1"]);

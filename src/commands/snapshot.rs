@@ -411,8 +411,17 @@ fn checked(dir: &Path, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<
 }
 
 fn restore(stack: &Stack, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<(), Error> {
-    let dir = snapshots(stack);
-    let m = checked(&dir, args, env)?;
+    restore_from(&snapshots(stack), stack, args, env)
+}
+
+/// Restores snapshot `args.name` of folder `dir` into `stack`'s volumes.
+fn restore_from(
+    dir: &Path,
+    stack: &Stack,
+    args: &SnapshotRestoreArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let m = checked(dir, args, env)?;
     let targets = chosen(stack, &args.services)?;
     let eng = Engine::connect(stack, &targets)?;
     let mut here = BTreeMap::new();
@@ -491,18 +500,31 @@ pub(super) fn restore_before_up(
     up: &crate::cli::UpArgs,
     env: &mut Env<'_>,
 ) -> Result<(), Error> {
-    let Some(name) = up.from_snapshot.clone() else {
-        return Ok(());
-    };
+    match &up.from_snapshot {
+        Some(name) => restore_quietly(stack, stack, name, env),
+        None => Ok(()),
+    }
+}
+
+/// Snapshot `name` of project `from` restored into `into`'s volumes (`up --from-snapshot`, and
+/// `test --from-snapshot` into its throwaway project), speaking on stderr only: stdout belongs
+/// to scripts and suites.
+pub(super) fn restore_quietly(
+    from: &Stack,
+    into: &Stack,
+    name: &str,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     let args = SnapshotRestoreArgs {
-        name,
+        name: name.to_string(),
         services: Vec::new(),
         from: None,
         json: false,
     };
     let mut out = Vec::new();
-    let result = restore(
-        stack,
+    let result = restore_from(
+        &snapshots(from),
+        into,
         &args,
         &mut Env {
             cwd: env.cwd.clone(),
@@ -512,9 +534,22 @@ pub(super) fn restore_before_up(
             no_color: env.no_color,
         },
     );
-    // `up --wait` keeps stdout clean for scripts: the restore speaks on stderr.
     env.err.write_all(&out)?;
     result
+}
+
+/// Best effort: the volumes of a throwaway project whose start-up failed before it ran.
+pub(super) fn remove_volumes(stack: &Stack) {
+    let Ok(rt) = runtime() else { return };
+    rt.block_on(async {
+        let Ok(docker) = DockerRuntime::connect().await else {
+            return;
+        };
+        for (name, _) in docker.list_volumes(&stack.name).await.unwrap_or_default() {
+            // A volume that stays is named by `devstack ls` and goes with `down -v`.
+            let _ = docker.remove_volume(&name).await;
+        }
+    });
 }
 
 fn ls(stack: &Stack, json: bool, env: &mut Env<'_>) -> Result<(), Error> {
