@@ -475,3 +475,85 @@ fn mcp_tools_save_and_restore_through_the_running_devstack() {
     );
     assert_eq!(s.redis(&["GET", "k"]), "original");
 }
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; the response body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(
+        c,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
+}
+
+#[test]
+fn qdrant_points_come_back_after_a_short_stop_copy() {
+    if !docker_or_skip(&["qdrant/qdrant:latest"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        format!(
+            "services:\n  qdrant:\n    image: qdrant/qdrant:latest\n    ports: [\"{port}:6333\"]\n    volumes: [\"qdata:/qdrant/storage\"]\n    ready: {{ qdrant: {{}} }}\n  ai:\n    command: [sleep, \"100000\"]\n    depends_on: [qdrant]\nvolumes: {{ qdata: {{}} }}\n"
+        ),
+    )
+    .unwrap();
+    let project = project("snap-qdrant");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: Vec::new(),
+    };
+    let run = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        let out = devstack(dir.path(), &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let count = || http(port, "POST", "/collections/c/points/count", "{}");
+    run(&["up", "--wait"]);
+    http(
+        port,
+        "PUT",
+        "/collections/c",
+        r#"{"vectors":{"size":2,"distance":"Cosine"}}"#,
+    );
+    http(
+        port,
+        "PUT",
+        "/collections/c/points",
+        r#"{"points":[{"id":1,"vector":[1,0]},{"id":2,"vector":[0,1]}]}"#,
+    );
+    assert!(count().contains(r#""count":2"#), "{}", count());
+
+    let out = run(&["snapshot", "save", "s1", "--json"]);
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["services"][0]["consistency"], "stop", "{m}");
+    http(
+        port,
+        "POST",
+        "/collections/c/points/delete",
+        r#"{"points":[1]}"#,
+    );
+    assert!(count().contains(r#""count":1"#), "{}", count());
+    run(&["snapshot", "restore", "s1"]);
+    // Through the running devstack: ready again when `restore` returns.
+    assert!(count().contains(r#""count":2"#), "{}", count());
+    let home = std::env::var("HOME").unwrap();
+    let _ = std::fs::remove_dir_all(
+        Path::new(&home)
+            .join(".local/state/devstack")
+            .join(&project)
+            .join("snapshots"),
+    );
+}
