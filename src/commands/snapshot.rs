@@ -674,3 +674,101 @@ fn confirmed(env: &mut Env<'_>) -> Result<bool, Error> {
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::store::{ServiceEntry, FORMAT};
+    use crate::snapshot::{Consistency, TargetVolume};
+
+    fn target(service: &str, volumes: &[&str]) -> Target {
+        Target {
+            service: service.into(),
+            image: "img".into(),
+            consistency: Consistency::Stop,
+            volumes: volumes
+                .iter()
+                .map(|v| TargetVolume {
+                    volume: (*v).into(),
+                    engine_name: format!("p_{v}"),
+                    target: "/data".into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            name: "s1".into(),
+            project: "p".into(),
+            created: 0,
+            devstack: "0".into(),
+            services: vec![ServiceEntry {
+                service: "db".into(),
+                image: "img".into(),
+                image_id: Some("sha256:aaaaaaaaaaaaaaaa".into()),
+                config_hash: None,
+                consistency: "stop".into(),
+                volumes: vec![VolumeEntry {
+                    volume: "data".into(),
+                    engine_name: "p_data".into(),
+                    target: "/data".into(),
+                    file: "db.data.tar.gz".into(),
+                    bytes: 1,
+                    raw_bytes: 1,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn what_a_snapshot_lacks_is_left_alone_and_said() {
+        let here = BTreeMap::from([
+            (
+                "db".to_string(),
+                Some("sha256:aaaaaaaaaaaaaaaa".to_string()),
+            ),
+            ("cache".to_string(), None),
+        ]);
+        let mut notes = Vec::new();
+        let work = restore_plan(
+            &manifest(),
+            vec![target("db", &["data", "logs"]), target("cache", &["rd"])],
+            &here,
+            &mut notes,
+        );
+        assert_eq!(work.len(), 1);
+        assert_eq!(work[0].1.len(), 1, "only the volume it has");
+        assert_eq!(
+            notes,
+            [
+                "snapshot `s1` has no volume `logs` of `db`: it is left alone",
+                "snapshot `s1` has no `cache`: its volumes are left alone",
+            ]
+        );
+    }
+
+    #[test]
+    fn another_image_id_warns() {
+        let here = BTreeMap::from([(
+            "db".to_string(),
+            Some("sha256:bbbbbbbbbbbbbbbb".to_string()),
+        )]);
+        let mut notes = Vec::new();
+        let work = restore_plan(
+            &manifest(),
+            vec![target("db", &["data"])],
+            &here,
+            &mut notes,
+        );
+        assert_eq!(work.len(), 1, "it still restores");
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("warning: `db` was saved with image id aaaaaaaaaaaa"),
+            "{}",
+            notes[0]
+        );
+        assert!(notes[0].contains("is now bbbbbbbbbbbb"), "{}", notes[0]);
+    }
+}
