@@ -1341,7 +1341,7 @@ impl DockerRuntime {
         project: &str,
         volume: &str,
         image: &str,
-        tar_gz: Option<Vec<u8>>,
+        tar_gz: Option<crate::runtime::ByteStream>,
     ) -> Result<()> {
         let id = self
             .volume_helper(project, volume, image, "find /v -mindepth 1 -delete")
@@ -1354,7 +1354,7 @@ impl DockerRuntime {
                 ..Default::default()
             };
             self.docker
-                .upload_to_container(&id, Some(opts), bollard::body_full(tar.into()))
+                .upload_to_container(&id, Some(opts), bollard::body_try_stream(tar))
                 .await
                 .map_err(engine)
         }

@@ -212,6 +212,9 @@ impl std::fmt::Display for RuntimeError {
 impl std::error::Error for RuntimeError {}
 
 pub(crate) type Result<T> = std::result::Result<T, RuntimeError>;
+/// Bytes read from a file for the engine, chunk by chunk.
+pub(crate) type ByteStream =
+    Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>>;
 pub(crate) type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 
 /// A lifecycle hook as the engine runs it (`docker exec` with its options).

@@ -274,15 +274,39 @@ pub(crate) async fn restore_volumes(
             docker
                 .ensure_volume(project, &v.volume, &v.engine_name_for(project))
                 .await?;
-            let bytes = std::fs::read(folder.join(&v.file))?;
-            let mut progress = Progress::new(format!("restoring {}", v.volume));
-            progress.add(bytes.len());
-            docker
-                .volume_import(project, &v.engine_name_for(project), &t.image, Some(bytes))
-                .await?;
+            let file = std::fs::File::open(folder.join(&v.file))?;
+            let chunks = file_chunks(file, Progress::new(format!("restoring {}", v.volume)));
+            let imported = docker
+                .volume_import(project, &v.engine_name_for(project), &t.image, Some(chunks))
+                .await;
+            check_interrupted()?;
+            imported?;
         }
     }
     Ok(())
+}
+
+/// A file as a stream of 1 MiB chunks for an upload, counted on `progress`; it ends with an
+/// error at the next chunk once the copy is interrupted (the engine then drops the upload).
+fn file_chunks(file: std::fs::File, progress: Progress) -> crate::runtime::ByteStream {
+    let chunks = futures_util::stream::unfold(Some((file, progress)), |state| async move {
+        let (mut f, mut p) = state?;
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted");
+            return Some((Err(e), None));
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                p.add(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some((f, p))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Box::pin(chunks)
 }
 
 /// Empties each volume of the targets (`reset`).
