@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
     name = "devstack",
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n10 a service's program is missing, 130 interrupted."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n10 a service's program is missing,
+11 snapshot missing, damaged or badly named, 130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -146,6 +147,14 @@ pub enum Command {
     #[command(subcommand)]
     Render(RenderCommand),
 
+    /// Save, restore, list and remove snapshots of the stack's data (its named volumes).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+
+    /// Empty the named volumes of services (all stateful ones, or the named) and start them
+    /// fresh. Names the volumes and asks first; `--yes` confirms on the command line.
+    Reset(ResetArgs),
+
     /// Check this machine against the stack: Docker, images, ports, tools, `.env`, inotify.
     /// Exits 1 when something blocks `up`.
     Doctor(DoctorArgs),
@@ -160,6 +169,88 @@ pub enum RenderCommand {
 
     /// A Compose file: containers as they are, native processes as commented stubs.
     Compose(RenderArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save the stateful services' volumes (all services with named volumes, or the named
+    /// ones) as snapshot NAME, each made consistent first (PostgreSQL: CHECKPOINT and a short
+    /// stop; Redis: SAVE; others: a short stop). Replaces an older snapshot of that name.
+    Save(SnapshotSaveArgs),
+
+    /// Put the volumes of snapshot NAME back (all services it has, or the named ones); the
+    /// services are stopped for it and started again.
+    Restore(SnapshotRestoreArgs),
+
+    /// List the project's snapshots, newest first.
+    Ls(SnapshotLsArgs),
+
+    /// Remove snapshot NAME.
+    Rm(SnapshotRmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotSaveArgs {
+    /// The snapshot's name: letters, digits, `-`, `_`, `.`.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Only these services (default: every service with a named volume).
+    #[arg(value_name = "SERVICE", add = service_candidates())]
+    pub services: Vec<String>,
+
+    /// Also write the snapshot to FILE as one tar, to hand to someone (`restore --from`).
+    #[arg(long, value_name = "FILE")]
+    pub to: Option<PathBuf>,
+
+    /// Print the snapshot's manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRestoreArgs {
+    /// The snapshot's name (with `--from`: the name the file is kept under here).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Only these services (default: every service with a named volume that the snapshot has).
+    #[arg(value_name = "SERVICE", add = service_candidates())]
+    pub services: Vec<String>,
+
+    /// Import a snapshot file (`save --to`) as NAME first; it is checked whole before anything
+    /// is written.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+
+    /// Print what was restored as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotLsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotRmArgs {
+    /// The snapshot's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Only these services (default: every service with a named volume).
+    #[arg(value_name = "SERVICE", add = service_candidates())]
+    pub services: Vec<String>,
+
+    /// Do not ask: empty the volumes (required when stdin is not a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +317,11 @@ pub struct UpArgs {
     /// Build every image that has `build:` even when its build hash is unchanged.
     #[arg(long)]
     pub build: bool,
+
+    /// Put snapshot NAME's volumes back first (`devstack snapshot restore NAME`), then start:
+    /// the same data every run.
+    #[arg(long, value_name = "NAME")]
+    pub from_snapshot: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +353,11 @@ pub struct TestArgs {
     /// If the suite fails, leave the containers running for a look (processes still stop).
     #[arg(long)]
     pub keep_on_failure: bool,
+
+    /// Start from snapshot NAME of this project: its volumes are restored into the throwaway
+    /// copy's fresh volumes first, so the suite gets the same data every run.
+    #[arg(long, value_name = "NAME")]
+    pub from_snapshot: Option<String>,
 
     /// The suite to run, after `--`: `devstack test -- pytest -q tests/`.
     #[arg(last = true, required = true, value_name = "COMMAND")]

@@ -1387,6 +1387,138 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
+/// Volume copies for snapshots: a helper container of an image already present (the service's
+/// own), the volume mounted at `/v`, no network, labelled with the project so `down` and the
+/// tests' leftover checks see it; removed when done, whatever happened.
+impl DockerRuntime {
+    async fn volume_helper(
+        &self,
+        project: &str,
+        volume: &str,
+        image: &str,
+        script: &str,
+    ) -> Result<String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            cmd: Some(Vec::new()),
+            user: Some("0".into()),
+            labels: Some(HashMap::from([
+                (labels::PROJECT.to_string(), project.to_string()),
+                (labels::SNAPSHOT_HELPER.to_string(), volume.to_string()),
+            ])),
+            host_config: Some(HostConfig {
+                mounts: Some(vec![DockerMount {
+                    typ: Some(MountType::VOLUME),
+                    source: Some(volume.to_string()),
+                    target: Some("/v".into()),
+                    ..Default::default()
+                }]),
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions {
+            name: Some(format!("{project}-snapshot-{}-{n}", std::process::id())),
+            platform: String::new(),
+        };
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(r) => Ok(r.id),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") => Err(RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                reason: message,
+            }),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// Streams the files of `volume` as a tar (entries under `v/`) into `sink`, chunk by chunk.
+    pub(crate) async fn volume_export(
+        &self,
+        project: &str,
+        volume: &str,
+        image: &str,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<()> {
+        let id = self.volume_helper(project, volume, image, "true").await?;
+        let result = async {
+            let opts =
+                bollard::query_parameters::DownloadFromContainerOptions { path: "/v".into() };
+            let mut stream = self.docker.download_from_container(&id, Some(opts));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(engine)?;
+                sink(&chunk).map_err(|e| {
+                    RuntimeError::Engine(format!("cannot write the copy of `{volume}`: {e}"))
+                })?;
+            }
+            Ok(())
+        }
+        .await;
+        self.remove(&id).await?;
+        result
+    }
+
+    /// Empties `volume` and extracts `tar_gz` (a gzipped tar whose entries sit under `v/`) into
+    /// it, owners and modes as in the tar.
+    pub(crate) async fn volume_import(
+        &self,
+        project: &str,
+        volume: &str,
+        image: &str,
+        tar_gz: Option<crate::runtime::ByteStream>,
+    ) -> Result<()> {
+        let id = self
+            .volume_helper(project, volume, image, "find /v -mindepth 1 -delete")
+            .await?;
+        let result = async {
+            self.run_to_end(&id, volume).await?;
+            let Some(tar) = tar_gz else { return Ok(()) };
+            let opts = UploadToContainerOptions {
+                path: "/".to_string(),
+                ..Default::default()
+            };
+            self.docker
+                .upload_to_container(&id, Some(opts), bollard::body_try_stream(tar))
+                .await
+                .map_err(engine)
+        }
+        .await;
+        self.remove(&id).await?;
+        result
+    }
+
+    /// Starts a helper and waits for it to exit 0.
+    async fn run_to_end(&self, id: &str, volume: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(engine)?;
+        let mut wait = self.docker.wait_container(id, None);
+        let failed = |code: i64| {
+            RuntimeError::Engine(format!(
+                "emptying volume `{volume}` failed (exit code {code})"
+            ))
+        };
+        while let Some(r) = wait.next().await {
+            match r {
+                Ok(w) if w.status_code == 0 => {}
+                Ok(w) => return Err(failed(w.status_code)),
+                Err(BollardError::DockerContainerWaitError { code, .. }) => {
+                    return Err(failed(code))
+                }
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod builder_tests {
     use super::*;

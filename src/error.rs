@@ -31,6 +31,9 @@ pub mod exit {
     /// A native service's program is not there, and no task it depends on creates it (the
     /// message names the program and what provides it); nothing was started.
     pub const MISSING_PROGRAM: i32 = 10;
+    /// A snapshot is missing, damaged (manifest, sizes, paths inside its tars), or its name is
+    /// not allowed; nothing was written.
+    pub const SNAPSHOT: i32 = 11;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -88,6 +91,10 @@ pub enum Error {
         here: std::path::PathBuf,
         other: std::path::PathBuf,
     },
+
+    /// A snapshot cannot be used or made as asked (its name, missing, damaged).
+    #[error("{0}")]
+    Snapshot(String),
 
     #[error("interrupted")]
     Interrupted,
@@ -158,6 +165,7 @@ impl Error {
             Error::AlreadyUp { .. } => exit::ALREADY_UP,
             Error::BuildFailed(_) => exit::BUILD_FAILED,
             Error::MissingPrograms(_) => exit::MISSING_PROGRAM,
+            Error::Snapshot(_) => exit::SNAPSHOT,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
             Error::Exit(code) => *code,
@@ -275,6 +283,10 @@ impl Error {
                 s.push_str("  note: nothing was started; `devstack doctor` checks every service's program\n");
                 s
             }
+            Error::Snapshot(m) => format!(
+                "{}  help: `devstack snapshot ls` lists the snapshots; names are letters, digits, `-`, `_` and `.`; nothing was written\n",
+                head(m)
+            ),
             Error::AlreadyUp { .. } => format!(
                 "{}  help: that devstack runs it already: `devstack logs -f` follows it, `devstack down` stops it\n",
                 head(&self.to_string())

@@ -38,6 +38,7 @@ pub(crate) mod redact;
 pub(crate) mod render;
 pub(crate) mod runtime;
 pub(crate) mod session;
+pub(crate) mod snapshot;
 pub(crate) mod unit;
 pub(crate) mod views;
 pub mod watch;

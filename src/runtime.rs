@@ -23,6 +23,8 @@ pub(crate) mod labels {
     pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
     /// On a `pre_start` init container (instead of `SERVICE`): the service it prepares.
     pub(crate) const PRE_START: &str = "org.devstack.pre-start";
+    /// On a short-lived helper container that copies a volume for a snapshot: the volume.
+    pub(crate) const SNAPSHOT_HELPER: &str = "org.devstack.snapshot-helper";
 }
 
 /// A port to publish on the host.
@@ -213,6 +215,9 @@ impl std::fmt::Display for RuntimeError {
 impl std::error::Error for RuntimeError {}
 
 pub(crate) type Result<T> = std::result::Result<T, RuntimeError>;
+/// Bytes read from a file for the engine, chunk by chunk.
+pub(crate) type ByteStream =
+    Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>>;
 pub(crate) type OutputStream = Pin<Box<dyn Stream<Item = Result<OutputChunk>> + Send>>;
 
 /// A lifecycle hook as the engine runs it (`docker exec` with its options).

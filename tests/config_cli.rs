@@ -283,6 +283,7 @@ fn help_lists_every_exit_code() {
         (exit::BUILD_FAILED, "image build failed"),
         (exit::NOT_RUNNING, "no devstack running"),
         (exit::MISSING_PROGRAM, "a service's program is missing"),
+        (exit::SNAPSHOT, "snapshot missing, damaged or badly named"),
         (exit::INTERRUPTED, "interrupted"),
     ];
     for (code, what) in codes {

@@ -50,7 +50,7 @@ fn ms(d: Option<std::time::Duration>) -> Option<u64> {
 }
 
 /// Reads answers until `done`, showing the relayed events on stderr. The final states.
-fn until_done(
+pub(super) fn until_done(
     conn: &mut Connection,
     names: &[String],
     env: &mut Env<'_>,

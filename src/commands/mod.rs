@@ -18,6 +18,7 @@ mod output;
 mod ports;
 mod ps;
 mod render;
+mod snapshot;
 mod test;
 mod tty;
 mod up;
@@ -83,6 +84,16 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
+        Command::Up(args) if args.from_snapshot.is_some() => {
+            snapshot::restore_before_up(&loaded.stack, args, env)?;
+            up::up(
+                &loaded.stack,
+                &identity,
+                args,
+                env,
+                reloader(cli, env, &identity),
+            )
+        }
         Command::Up(args) => up::up(
             &loaded.stack,
             &identity,
@@ -105,9 +116,38 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Exec(args) => control::exec(&loaded.stack, &identity, args, env),
         Command::Apply(args) => control::apply(&loaded.stack, args, env),
         Command::Mcp(args) => control::mcp(&loaded.stack, &identity, args, env),
+        Command::Snapshot(cmd) => snapshot::snapshot(&loaded.stack, cmd, env),
+        Command::Reset(args) => snapshot::reset(&loaded.stack, args, env),
         Command::Completions(_) | Command::Man | Command::Ls(_) => {
             unreachable!("handled before loading")
         }
+    }
+}
+
+/// For the MCP server: `snapshot save|restore` or `reset` run as the command line runs them
+/// (with `--json`); what they printed on stdout, or the error with what they said on stderr.
+pub(crate) fn run_data(
+    stack: &Stack,
+    cmd: &crate::cli::SnapshotCommand,
+    reset: Option<&crate::cli::ResetArgs>,
+) -> Result<String, (Error, String)> {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let vars = |k: &str| std::env::var(k).ok();
+    let mut env = Env {
+        cwd: stack.root.clone(),
+        vars: &vars,
+        out: &mut out,
+        err: &mut err,
+        no_color: true,
+    };
+    let result = match reset {
+        Some(args) => snapshot::reset(stack, args, &mut env),
+        None => snapshot::snapshot(stack, cmd, &mut env),
+    };
+    drop(env);
+    match result {
+        Ok(()) => Ok(String::from_utf8_lossy(&out).into_owned()),
+        Err(e) => Err((e, String::from_utf8_lossy(&err).into_owned())),
     }
 }
 

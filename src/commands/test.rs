@@ -63,6 +63,13 @@ pub(super) fn test(
     throwaway.name = format!("{}-test-{}", stack.name, random_suffix());
     let project = throwaway.name.clone();
     let selected = test_services(stack, args)?;
+    if let Some(name) = &args.from_snapshot {
+        // Into the throwaway project's fresh volumes; they go with it at the end.
+        if let Err(e) = super::snapshot::restore_quietly(stack, &throwaway, name, env) {
+            super::snapshot::remove_volumes(&throwaway);
+            return Err(e);
+        }
+    }
     writeln!(
         env.err,
         "devstack test: project `{project}`, services {}",

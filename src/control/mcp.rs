@@ -250,6 +250,34 @@ impl<'a> Mcp<'a> {
                     "annotations": { "readOnlyHint": false, "destructiveHint": name != "start", "idempotentHint": name != "restart", "openWorldHint": false },
                 }));
             }
+            let names = json!({ "type": "array", "items": services, "description": "default: every service with a named volume" });
+            tools.push(json!({
+                "name": "snapshot_save",
+                "description": "Save the data of the stateful services (their named volumes) as snapshot `name`, each made consistent first (PostgreSQL CHECKPOINT and a short stop, Redis SAVE, others a short stop); dependents are stopped and everything is started again and ready before it returns. Replaces an older snapshot of that name. Returns its manifest.",
+                "inputSchema": { "type": "object", "properties": {
+                    "name": { "type": "string", "description": "letters, digits, `-`, `_`, `.`" },
+                    "services": names,
+                }, "required": ["name"] },
+                "annotations": { "readOnlyHint": false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false },
+            }));
+            tools.push(json!({
+                "name": "snapshot_restore",
+                "description": "Put snapshot `name`'s volumes back (the current data of those volumes is replaced); volumes the snapshot lacks are left alone. The services are stopped for it and are ready again when it returns.",
+                "inputSchema": { "type": "object", "properties": {
+                    "name": { "type": "string" },
+                    "services": names,
+                }, "required": ["name"] },
+                "annotations": { "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false },
+            }));
+            tools.push(json!({
+                "name": "reset",
+                "description": "Empty the named volumes of services (all their data is lost) and start them fresh. `confirm` must be true.",
+                "inputSchema": { "type": "object", "properties": {
+                    "services": names,
+                    "confirm": { "type": "boolean", "description": "must be true: the volumes are emptied" },
+                }, "required": ["confirm"] },
+                "annotations": { "readOnlyHint": false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false },
+            }));
             tools.push(json!({
                 "name": "apply",
                 "description": "Apply the stack files as they are now to the running stack: only what changed restarts, is recreated, starts or stops. Returns the plan (per service: unchanged, restart, recreate, start or stop, with the changed fields), or the located errors when the files are invalid (then nothing changes). With `dry_run`, only plans.",
@@ -326,6 +354,7 @@ impl<'a> Mcp<'a> {
                     other => Err(unexpected(&other)),
                 }
             }
+            "snapshot_save" | "snapshot_restore" | "reset" => self.data(name, args),
             "restart" | "stop" | "start" => {
                 let service =
                     str_arg("service").ok_or_else(|| ToolError("`service` is required".into()))?;
@@ -350,6 +379,65 @@ impl<'a> Mcp<'a> {
                 self.until_done(&to, request)
             }
             other => Err(ToolError(format!("unknown tool `{other}`"))),
+        }
+    }
+
+    /// The data tools, run as `devstack snapshot …` / `reset` run.
+    fn data(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
+        use crate::cli::{ResetArgs, SnapshotCommand, SnapshotRestoreArgs, SnapshotSaveArgs};
+        let services: Vec<String> = args
+            .get("services")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let snapshot = || {
+            args.get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ToolError("`name` is required".into()))
+        };
+        let (cmd, reset) = match name {
+            "snapshot_save" => (
+                SnapshotCommand::Save(SnapshotSaveArgs {
+                    name: snapshot()?,
+                    services,
+                    to: None,
+                    json: true,
+                }),
+                None,
+            ),
+            "snapshot_restore" => (
+                SnapshotCommand::Restore(SnapshotRestoreArgs {
+                    name: snapshot()?,
+                    services,
+                    from: None,
+                    json: true,
+                }),
+                None,
+            ),
+            _ => {
+                if args.get("confirm").and_then(Value::as_bool) != Some(true) {
+                    return Err(ToolError(
+                        "`reset` empties volumes: call it with `confirm: true`".into(),
+                    ));
+                }
+                let reset = ResetArgs {
+                    services,
+                    yes: true,
+                };
+                (
+                    SnapshotCommand::Ls(crate::cli::SnapshotLsArgs { json: true }),
+                    Some(reset),
+                )
+            }
+        };
+        match crate::commands::run_data(self.stack, &cmd, reset.as_ref()) {
+            Ok(out) => Ok(serde_json::from_str(&out).unwrap_or(Value::String(out))),
+            Err((e, said)) => Err(ToolError(format!("{}{}", said, ToolError::from(e).0))),
         }
     }
 
@@ -536,7 +624,20 @@ mod tests {
         let dir = std::env::temp_dir();
         assert_eq!(
             names(&Mcp::new(&stack, dir.clone(), false)),
-            ["ps", "logs", "wait", "config", "ls", "restart", "stop", "start", "apply"]
+            [
+                "ps",
+                "logs",
+                "wait",
+                "config",
+                "ls",
+                "restart",
+                "stop",
+                "start",
+                "snapshot_save",
+                "snapshot_restore",
+                "reset",
+                "apply"
+            ]
         );
         let ro = Mcp::new(&stack, dir, true);
         assert_eq!(names(&ro), ["ps", "logs", "wait", "config", "ls"]);
@@ -544,6 +645,18 @@ mod tests {
             .handle(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"restart","arguments":{"service":"web"}}}))
             .expect("a reply");
         assert_eq!(refused["error"]["code"], -32602);
+        // The data tools refuse before anything is touched: a bad name, an unconfirmed reset.
+        let rw = Mcp::new(&stack, std::env::temp_dir(), false);
+        for (tool, args, says) in [
+            ("snapshot_save", json!({"name": "../x"}), "is not allowed"),
+            ("reset", json!({}), "confirm: true"),
+        ] {
+            let r = rw
+                .handle(&json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":tool,"arguments":args}}))
+                .expect("a reply");
+            assert_eq!(r["result"]["isError"], true, "{r}");
+            assert!(r.to_string().contains(says), "{r}");
+        }
     }
 
     #[test]

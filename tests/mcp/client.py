@@ -49,7 +49,7 @@ async def main():
                 else:
                     raise AssertionError(f"restart answered read-only: {text_of(refused)}")
             else:
-                assert tools == ["apply", "config", "logs", "ls", "ps", "restart", "start", "stop", "wait"], tools
+                assert tools == ["apply", "config", "logs", "ls", "ps", "reset", "restart", "snapshot_restore", "snapshot_save", "start", "stop", "wait"], tools
                 rows = {r["service"]: r for r in json.loads(await call("ps", {}))}
                 assert rows["core-service"]["state"] == "ready", rows
                 assert rows["postgres"]["state"] == "ready", rows

@@ -1,0 +1,559 @@
+//! `snapshot save|restore|ls|rm` and `reset` against the real Docker engine with the locally
+//! built postgres:15 and redis:7-alpine images (scripts/offline-images.sh): data written, saved,
+//! changed, restored and read back with the real clients, with nothing running and through a
+//! running `up --wait`. Every test has its own project (`dstest-…`) and free host ports.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const IMAGES: &[&str] = &["postgres:15", "redis:7-alpine"];
+
+/// Fields drop in order: the teardown runs while the folder is still there.
+struct Stack {
+    _down: Teardown,
+    dir: tempfile::TempDir,
+    project: String,
+    pg: u16,
+    redis: u16,
+}
+
+fn stack(tag: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg, redis) = (free_port(), free_port());
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        format!(
+            "services:\n  db:\n    image: postgres:15\n    environment: {{ POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }}\n    ports: [\"{pg}:5432\"]\n    volumes: [\"pgdata:/var/lib/postgresql/data\"]\n    ready: {{ postgres: {{ user: user, password: pass, database: app }}, timeout: 90s }}\n  cache:\n    image: redis:7-alpine\n    ports: [\"{redis}:6379\"]\n    volumes: [\"rdata:/data\"]\n    ready: {{ redis: {{}} }}\n  app:\n    command: [sleep, \"100000\"]\n    depends_on: [db, cache]\nvolumes: {{ pgdata: {{}}, rdata: {{}} }}\n"
+        ),
+    )
+    .unwrap();
+    let project = project(&format!("snap-{tag}"));
+    let down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: Vec::new(),
+    };
+    Stack {
+        _down: down,
+        dir,
+        project,
+        pg,
+        redis,
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.snapshots());
+    }
+}
+
+impl Stack {
+    fn run(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-p", &self.project];
+        all.extend_from_slice(args);
+        devstack(self.dir.path(), &all)
+    }
+
+    /// Where this project's snapshots are kept (devstack runs with only HOME and PATH).
+    fn snapshots(&self) -> std::path::PathBuf {
+        Path::new(&std::env::var("HOME").unwrap())
+            .join(".local/state/devstack")
+            .join(&self.project)
+            .join("snapshots")
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "devstack {args:?}:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+    }
+
+    fn sql(&self, q: &str) -> String {
+        let o = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg.to_string(),
+                "-U",
+                "user",
+                "-d",
+                "app",
+                "-tAc",
+                q,
+            ])
+            .env("PGPASSWORD", "pass")
+            .output()
+            .expect("psql runs");
+        assert!(
+            o.status.success(),
+            "psql {q}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn redis(&self, args: &[&str]) -> String {
+        let o = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.redis.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(o.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn write_originals(&self) {
+        self.sql("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000);");
+        assert_eq!(self.redis(&["SET", "k", "original"]), "OK");
+    }
+
+    fn change_everything(&self) {
+        self.sql("DELETE FROM t WHERE v > 10; INSERT INTO t VALUES (-5);");
+        self.redis(&["SET", "k", "changed"]);
+        self.redis(&["SET", "junk", "1"]);
+    }
+
+    fn assert_originals(&self) {
+        assert_eq!(self.sql("SELECT count(*), sum(v) FROM t"), "1000|500500");
+        assert_eq!(self.redis(&["GET", "k"]), "original");
+        assert_eq!(self.redis(&["EXISTS", "junk"]), "0");
+    }
+
+    fn states(&self) -> Vec<(String, String)> {
+        let v = self.json(&["ps", "--json"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap_or_default().to_string(),
+                    r["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn volume_files(manifest: &Value) -> Vec<(String, String, u64)> {
+    manifest["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["volumes"].as_array().unwrap().iter().map(move |v| {
+                (
+                    s["service"].as_str().unwrap().to_string(),
+                    v["volume"].as_str().unwrap().to_string(),
+                    v["raw_bytes"].as_u64().unwrap(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn save_change_restore_with_nothing_running() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("idle");
+    s.ok(&["up", "--wait"]);
+    s.write_originals();
+    s.ok(&["down"]);
+
+    // Nothing runs: the copy is taken straight from the volumes.
+    let m = s.json(&["snapshot", "save", "s1", "--json", "--to", "s1.tar"]);
+    let files = volume_files(&m);
+    assert_eq!(
+        files
+            .iter()
+            .map(|(s, v, _)| (s.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("db", "pgdata"), ("cache", "rdata")],
+        "{m}"
+    );
+    assert!(files.iter().all(|(_, _, b)| *b > 0), "{m}");
+    assert!(m["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["consistency"] == "stopped"));
+    assert!(s.dir.path().join("s1.tar").is_file());
+
+    let ls = s.json(&["snapshot", "ls", "--json"]);
+    assert_eq!(ls[0]["name"], "s1", "{ls}");
+    assert_eq!(ls[0]["services"], serde_json::json!(["db", "cache"]));
+
+    s.ok(&["up", "--wait"]);
+    s.change_everything();
+    s.ok(&["down"]);
+    let r = s.json(&["snapshot", "restore", "s1", "--json"]);
+    assert_eq!(r["restored"].as_array().unwrap().len(), 2, "{r}");
+    s.ok(&["up", "--wait"]);
+    s.assert_originals();
+
+    // The file form, under another name, after another change.
+    s.change_everything();
+    s.ok(&["down"]);
+    s.ok(&[
+        "snapshot",
+        "restore",
+        "from-file",
+        "--from",
+        "s1.tar",
+        "cache",
+    ]);
+    s.ok(&["up", "--wait"]);
+    assert_eq!(s.redis(&["GET", "k"]), "original");
+    assert_eq!(
+        s.sql("SELECT count(*) FROM t"),
+        "11",
+        "only `cache` was restored"
+    );
+    // `test --from-snapshot`: the suite sees the snapshot's data in its throwaway copy.
+    s.ok(&["down"]);
+    s.ok(&[
+        "test",
+        "--from-snapshot",
+        "s1",
+        "--",
+        "sh",
+        "-c",
+        "test \"$(redis-cli -p $DEVSTACK_CACHE_6379 GET k)\" = original && test \"$(PGPASSWORD=pass psql -h 127.0.0.1 -p $DEVSTACK_DB_5432 -U user -d app -tAc 'SELECT count(*) FROM t')\" = 1000",
+    ]);
+    let out = s.run(&["test", "--from-snapshot", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+
+    // `up --from-snapshot`: the snapshot put back, then the stack started on it.
+    s.ok(&["down"]);
+    let out = s.ok(&["up", "--wait", "--from-snapshot", "s1"]);
+    assert!(
+        stdout(&out).is_empty(),
+        "stdout stays clean: {}",
+        stdout(&out)
+    );
+    s.assert_originals();
+    s.ok(&["down"]);
+    s.ok(&["snapshot", "rm", "from-file"]);
+    s.ok(&["snapshot", "rm", "s1"]);
+    assert_eq!(s.json(&["snapshot", "ls", "--json"]), serde_json::json!([]));
+}
+
+#[test]
+fn save_change_restore_through_a_running_devstack() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("live");
+    s.ok(&["up", "--wait"]);
+    s.write_originals();
+
+    let app_pid = |s: &Stack| {
+        let v = s.json(&["ps", "--json"]);
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == "app")
+            .unwrap()["pid"]
+            .clone()
+    };
+    let before = app_pid(&s);
+    let out = s.ok(&["snapshot", "save", "s1", "--json"]);
+    let err = stderr(&out);
+    // Through the devstack: its dependent `app` stopped too, and started again after.
+    assert!(
+        err.contains("stopping `app`, `db` for the copy (the running devstack starts them again)"),
+        "{err}"
+    );
+    assert_ne!(app_pid(&s), before, "`app` was stopped and started again");
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let how: Vec<&str> = m["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["consistency"].as_str().unwrap())
+        .collect();
+    assert_eq!(how, ["checkpoint+stop", "save"], "{m}");
+    // The devstack started what it stopped, and awaited readiness: usable at once.
+    assert!(
+        s.states().iter().all(|(_, st)| st == "ready"),
+        "{:?}",
+        s.states()
+    );
+    assert_eq!(s.sql("SELECT count(*) FROM t"), "1000");
+
+    s.change_everything();
+    let r = s.json(&["snapshot", "restore", "s1", "--json"]);
+    assert_eq!(r["restored"].as_array().unwrap().len(), 2, "{r}");
+    // `restore` returns once the services are ready again: no wait needed here.
+    s.assert_originals();
+    assert!(s.states().iter().all(|(_, st)| st == "ready"));
+}
+
+#[test]
+fn reset_names_the_volumes_and_asks_first() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("reset");
+    s.ok(&["up", "--wait"]);
+    s.redis(&["SET", "k", "v"]);
+    s.redis(&["SAVE"]);
+
+    // stdin is not a terminal here: refused without --yes, nothing emptied.
+    let out = s.run(&["reset", "cache"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("_rdata` (cache)"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(s.redis(&["GET", "k"]), "v");
+
+    s.ok(&["reset", "--yes", "cache"]);
+    assert_eq!(s.redis(&["EXISTS", "k"]), "0");
+    assert!(s.states().iter().all(|(_, st)| st == "ready"));
+}
+
+#[test]
+fn bad_names_and_damaged_snapshots_exit_11_and_write_nothing() {
+    // No engine is contacted: names and snapshots are checked first.
+    let s = stack("names");
+    for name in ["../x", "a/b", ".hidden", ".."] {
+        let out = s.run(&["snapshot", "save", name]);
+        assert_eq!(out.status.code(), Some(11), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains("is not allowed"), "{}", stderr(&out));
+    }
+    let out = s.run(&["snapshot", "restore", "nope"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no snapshot `nope`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad = s.dir.path().join("bad.tar");
+    std::fs::write(&bad, b"not a tar at all, not even close").unwrap();
+    let out = s.run(&["snapshot", "restore", "x", "--from", "bad.tar"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    let left = std::fs::read_dir(s.snapshots())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "nothing is kept from a bad file");
+}
+
+#[test]
+fn an_interrupted_save_leaves_no_snapshot_and_the_services_running() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let s = stack("interrupt");
+    s.ok(&["up", "--wait"]);
+    // Enough data that the copy takes a while (~200 MB in the volume).
+    s.sql("CREATE TABLE big AS SELECT i, repeat(md5(i::text), 8) AS s FROM generate_series(1, 600000) i");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["-p", &s.project, "snapshot", "save", "s1"])
+        .current_dir(s.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", std::env::var_os("HOME").unwrap())
+        .env("NO_COLOR", "1")
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupted while it copies: once its helper container exists.
+    let filter = format!("label=org.devstack.project={}", s.project);
+    let helper = || {
+        let o = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &filter,
+                "--filter",
+                "label=org.devstack.snapshot-helper",
+            ])
+            .output()
+            .unwrap();
+        !o.stdout.is_empty()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !helper() {
+        assert!(std::time::Instant::now() < deadline, "no copy started");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "save ended before its copy"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    interrupt(&child);
+    assert_eq!(
+        exit_within(&mut child, std::time::Duration::from_secs(120)),
+        Some(130)
+    );
+
+    assert_eq!(s.json(&["snapshot", "ls", "--json"]), serde_json::json!([]));
+    let hidden = std::fs::read_dir(s.snapshots())
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(hidden, 0, "no half snapshot under any name");
+    let o = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Names}} {{.Status}} {{.Labels}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !helper(),
+        "the helper container is removed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(
+        s.states().iter().all(|(_, st)| st == "ready"),
+        "{:?}",
+        s.states()
+    );
+    assert_eq!(s.sql("SELECT count(*) FROM big"), "600000");
+}
+
+/// The MCP data tools through the official Python SDK client (PyPI `mcp`, installed by
+/// scripts/prepare-test-env.sh): `tests/mcp/snapshots.py`.
+#[test]
+fn mcp_tools_save_and_restore_through_the_running_devstack() {
+    if !docker_or_skip(IMAGES) {
+        return;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache"));
+    let python = cache.join("devstack/mcp-client/bin/python");
+    assert!(
+        python.exists(),
+        "the MCP client SDK is missing: run scripts/prepare-test-env.sh (it installs PyPI `mcp` into {})",
+        python.display()
+    );
+    let s = stack("mcp");
+    s.ok(&["up", "--wait"]);
+    assert_eq!(s.redis(&["SET", "k", "original"]), "OK");
+    let out = Command::new(&python)
+        .arg(root().join("tests/mcp/snapshots.py"))
+        .args([env!("CARGO_BIN_EXE_devstack"), s.project.as_str()])
+        .current_dir(s.dir.path())
+        .env(MAIN_INSTANCE.0, MAIN_INSTANCE.1)
+        .env("REDIS_PORT", s.redis.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(s.redis(&["GET", "k"]), "original");
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`; the response body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    write!(
+        c,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(text)
+}
+
+#[test]
+fn qdrant_points_come_back_after_a_short_stop_copy() {
+    if !docker_or_skip(&["qdrant/qdrant:latest"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        format!(
+            "services:\n  qdrant:\n    image: qdrant/qdrant:latest\n    ports: [\"{port}:6333\"]\n    volumes: [\"qdata:/qdrant/storage\"]\n    ready: {{ qdrant: {{}} }}\n  ai:\n    command: [sleep, \"100000\"]\n    depends_on: [qdrant]\nvolumes: {{ qdata: {{}} }}\n"
+        ),
+    )
+    .unwrap();
+    let project = project("snap-qdrant");
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: Vec::new(),
+    };
+    let run = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        let out = devstack(dir.path(), &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let count = || http(port, "POST", "/collections/c/points/count", "{}");
+    run(&["up", "--wait"]);
+    http(
+        port,
+        "PUT",
+        "/collections/c",
+        r#"{"vectors":{"size":2,"distance":"Cosine"}}"#,
+    );
+    http(
+        port,
+        "PUT",
+        "/collections/c/points",
+        r#"{"points":[{"id":1,"vector":[1,0]},{"id":2,"vector":[0,1]}]}"#,
+    );
+    assert!(count().contains(r#""count":2"#), "{}", count());
+
+    let out = run(&["snapshot", "save", "s1", "--json"]);
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["services"][0]["consistency"], "stop", "{m}");
+    http(
+        port,
+        "POST",
+        "/collections/c/points/delete",
+        r#"{"points":[1]}"#,
+    );
+    assert!(count().contains(r#""count":1"#), "{}", count());
+    run(&["snapshot", "restore", "s1"]);
+    // Through the running devstack: ready again when `restore` returns.
+    assert!(count().contains(r#""count":2"#), "{}", count());
+    let home = std::env::var("HOME").unwrap();
+    let _ = std::fs::remove_dir_all(
+        Path::new(&home)
+            .join(".local/state/devstack")
+            .join(&project)
+            .join("snapshots"),
+    );
+}
