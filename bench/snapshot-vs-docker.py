@@ -23,6 +23,8 @@ login, and a check that the row count came back. Prints medians and the ratios p
 """
 import argparse, os, socket, statistics, subprocess, sys, tempfile, time
 
+import metric
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVSTACK = os.environ.get("DEVSTACK_BIN") or os.path.join(ROOT, "target/release/devstack")
 
@@ -91,6 +93,7 @@ def main():
             for label, k in [("save", "save"), ("restore", "restore"), ("up --wait after restore", "ready")]:
                 ds_t, peer_t = med[f"ds_{k}"], med[f"peer_{k}"]
                 print(f"{label:24}{ds_t:>9.2f}s{peer_t:>15.2f}s{peer_t / ds_t:>7.2f}x")
+                metric.emit(f"snapshot {label}, {a.mb} MB PostgreSQL", ds_t, "s", "docker run tar", peer_t, peer_t / ds_t)
             print(f"{'file size':24}{ds_bytes / 2**20:>8.1f}MiB{peer_bytes / 2**20:>13.1f}MiB")
         finally:
             subprocess.run(ds + ["down", "-v"], cwd=d, capture_output=True)
