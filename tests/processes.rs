@@ -383,12 +383,18 @@ fn after_kill_9_the_next_up_ends_what_the_first_left_and_nothing_is_doubled() {
         Duration::from_secs(30),
         &mut Vec::new(),
     );
+    // The shell creates the file (`>>`) before `echo` writes the pid into it.
+    let first_pid = || {
+        fs::read_to_string(&pids)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+    };
     wait_until(
         "the first instance started",
         Duration::from_secs(30),
-        || pids.exists(),
+        || first_pid().is_some(),
     );
-    let old: u32 = fs::read_to_string(&pids).unwrap().trim().parse().unwrap();
+    let old: u32 = first_pid().unwrap();
     first.kill().unwrap(); // SIGKILL: devstack gets no chance to clean up
     let _ = first.wait();
     drop(rx);
