@@ -192,10 +192,14 @@ def test_restart_button_restarts_the_service(stack, browser):
     seen = []
 
     def back_ready_with_new_pid():
-        st = states(browser)["core-service"]
+        # State and pid read together: a batch landing between two reads would pair the old
+        # instance's state with the new one's pid.
+        st, pid = browser.execute_script(
+            "const tr = document.querySelector(`#services tr[data-service='core-service']`);"
+            " return [tr.querySelector('td.state').dataset.state, tr.querySelector('td.pid').dataset.pid];"
+        )
         if not seen or seen[-1] != st:
             seen.append(st)
-        pid = pid_of(browser, "core-service")
         return st == "ready" and pid and pid != old and pid
 
     new = wait_for(back_ready_with_new_pid, "core-service ready again with a new pid")
