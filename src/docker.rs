@@ -708,6 +708,14 @@ fn docker_mount(m: &Mount) -> DockerMount {
     }
 }
 
+/// A token unique to one volume creation: the time in nanoseconds and this process.
+fn creation_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}-{}", std::process::id())
+}
+
 impl ContainerRuntime for DockerRuntime {
     async fn list(&self, project: &str) -> Result<Vec<ContainerInfo>> {
         let opts = ListContainersOptions {
@@ -1039,10 +1047,11 @@ impl ContainerRuntime for DockerRuntime {
             labels: Some(HashMap::from([
                 (labels::PROJECT.to_string(), project.to_string()),
                 (labels::VOLUME.to_string(), volume.to_string()),
+                (labels::VOLUME_ID.to_string(), creation_token()),
             ])),
             ..Default::default()
         };
-        // Creating an existing volume returns it unchanged.
+        // Creating an existing volume returns it unchanged (its labels too).
         self.docker
             .create_volume(req)
             .await
@@ -1372,6 +1381,18 @@ impl ContainerRuntime for DockerRuntime {
                 (v.name, short)
             })
             .collect())
+    }
+
+    async fn volume_id(&self, name: &str) -> Result<Option<String>> {
+        // Not `CreatedAt`: the local driver gives its folder's modification time, which moves
+        // as the data changes.
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(
+                v.labels.get(labels::VOLUME_ID).cloned().unwrap_or_default(),
+            )),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine(e)),
+        }
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {

@@ -24,6 +24,8 @@ pub enum ServiceState {
     Starting,
     /// Running; readiness not shown yet.
     Probing,
+    /// Its probe passed; its `seed:` runs (or is found done) before it counts as ready.
+    Seeding,
     Ready,
     /// Exited 0 as a one-shot task.
     Completed,
@@ -57,6 +59,7 @@ impl ServiceState {
             Self::Waiting => "waiting",
             Self::Starting => "starting",
             Self::Probing => "probing",
+            Self::Seeding => "seeding",
             Self::Ready => "ready",
             Self::Completed => "completed",
             Self::Stopping => "stopping",
@@ -170,6 +173,14 @@ pub enum StackEvent {
         of: usize,
         instruction: String,
     },
+    /// A service's `seed:` ran and succeeded (`ran`), or was found done for this data and these
+    /// sources (`reason` says why).
+    Seeded {
+        service: ServiceName,
+        ran: bool,
+        reason: String,
+        after_ms: u64,
+    },
     /// A task (`task:`) was up to date, so it did not run; it counts as completed.
     Skipped {
         service: ServiceName,
@@ -253,6 +264,7 @@ impl StackEvent {
             Self::Restarting { reason: text, .. }
             | Self::Stopped { how: text, .. }
             | Self::Skipped { reason: text, .. }
+            | Self::Seeded { reason: text, .. }
             | Self::BuildStep {
                 instruction: text, ..
             }
@@ -285,6 +297,7 @@ impl StackEvent {
             | Self::Backoff { service, .. }
             | Self::Built { service, .. }
             | Self::Skipped { service, .. }
+            | Self::Seeded { service, .. }
             | Self::BuildStep { service, .. } => Some(service),
             Self::Note { service, .. } | Self::Warning { service, .. } => service.as_deref(),
             Self::AllReady { .. } | Self::ConfigApplied { .. } | Self::ConfigInvalid { .. } => None,
@@ -338,6 +351,12 @@ impl StackEvent {
             } => vec![format!(
                 "up to date ({reason}): skipped, checked in {after_ms} ms"
             )],
+            Self::Seeded {
+                ran: true,
+                after_ms,
+                ..
+            } => vec![format!("seeded in {after_ms} ms")],
+            Self::Seeded { reason, .. } => vec![format!("seed skipped: {reason}")],
             Self::Built {
                 image,
                 id,

@@ -18,6 +18,9 @@ pub(crate) mod labels {
     pub(crate) const SERVICE: &str = "org.devstack.service";
     pub(crate) const CONFIG_HASH: &str = "org.devstack.config-hash";
     pub(crate) const VOLUME: &str = "org.devstack.volume";
+    /// On a volume devstack created: a token of that creation, new when the volume is made
+    /// again (`down -v`), so that data seeded into the old one is not taken for this one's.
+    pub(crate) const VOLUME_ID: &str = "org.devstack.volume-id";
     /// On an image devstack built: the hash of its build inputs (context after `.dockerignore`,
     /// Dockerfile, args, target, labels); equal means the build can be skipped.
     pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
@@ -318,6 +321,9 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
         project: &str,
     ) -> impl Future<Output = Result<Vec<(String, String)>>> + Send;
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The creation token devstack labelled the volume with ([`labels::VOLUME_ID`]; empty for
+    /// a volume made elsewhere or before the label); `None` when there is no such volume.
+    fn volume_id(&self, name: &str) -> impl Future<Output = Result<Option<String>>> + Send;
     /// One reading of the container's CPU and memory counters (no waiting for a second one).
     fn usage(&self, id: &str) -> impl Future<Output = Result<UsageSample>> + Send;
 }
@@ -469,6 +475,9 @@ impl ContainerRuntime for NoEngine {
         Ok(Vec::new())
     }
     async fn remove_volume(&self, _name: &str) -> Result<()> {
+        no_engine()
+    }
+    async fn volume_id(&self, _name: &str) -> Result<Option<String>> {
         no_engine()
     }
     async fn usage(&self, _id: &str) -> Result<UsageSample> {

@@ -15,48 +15,8 @@ use serde_json::Value;
 
 const SECS_30: Duration = Duration::from_secs(30);
 
-/// `devstack -p PROJECT up --json` in `dir` until every service is ready (or devstack ends by
-/// itself), then Ctrl-C: every JSON event, and the exit code.
 fn up_until_ready(dir: &Path, state: &Path, project: &str) -> (Vec<Value>, Option<i32>) {
-    let state = state.display().to_string();
-    let (mut child, rx) = spawn_up(
-        dir,
-        &["-p", project, "up", "--json", "--no-dashboard"],
-        &[("XDG_STATE_HOME", &state)],
-    );
-    let mut events = Vec::new();
-    let mut raw = Vec::new();
-    let deadline = Instant::now() + SECS_30;
-    let mut ready = false;
-    while Instant::now() < deadline && !ready {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
-            if child.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            continue;
-        };
-        raw.push(line.clone());
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            ready = v["event"]["type"] == "all_ready";
-            events.push(v);
-        }
-    }
-    if ready {
-        interrupt(&child.0);
-    }
-    let code = exit_within(&mut child.0, SECS_30);
-    // What came after the interrupt, for the assertions on stops.
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            events.push(v);
-        }
-    }
-    assert!(
-        ready || code.is_some(),
-        "devstack neither got ready nor ended within 30 s:\n{}",
-        raw.join("\n")
-    );
-    (events, code)
+    up_json_until_ready(dir, state, project, SECS_30)
 }
 
 fn has(events: &[Value], kind: &str, service: &str) -> bool {

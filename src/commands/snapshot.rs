@@ -17,6 +17,7 @@ use crate::config::{ServiceName, Stack};
 use crate::control::client;
 use crate::control::protocol::Request;
 use crate::docker::DockerRuntime;
+use crate::engine::seed;
 use crate::error::Error;
 use crate::project::state_dir;
 use crate::runtime::{ContainerInfo, ContainerRuntime};
@@ -216,8 +217,66 @@ fn resume(stack: &Stack, eng: &Engine, paused: Paused, env: &mut Env<'_>) -> Res
             for (t, id) in &ids {
                 eng.rt
                     .block_on(copy::await_ready(&eng.docker, id, t, READY_WITHIN))?;
+                seed_direct(stack, eng, &t.service, id, env)?;
                 writeln!(env.err, "`{}` ready again", t.service)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Restored data counts as seeded: each restored service's seed is recorded as done for it
+/// (a failure to record only means the seed runs again, and says so).
+fn seeded_by_restore(
+    stack: &Stack,
+    eng: &Engine,
+    services: &[String],
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let dir = state_dir(&stack.name);
+    for s in services {
+        let Some(svc) = stack.services.get(s) else {
+            continue;
+        };
+        let marked = eng
+            .rt
+            .block_on(seed::mark_done(&eng.docker, &stack.name, svc, &dir));
+        if let Err(e) = marked {
+            writeln!(
+                env.err,
+                "warning: `{s}` will be seeded again at its next start: {e}"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Straight on the engine: the service's seed, unless it is done for its data (a `reset`).
+fn seed_direct(
+    stack: &Stack,
+    eng: &Engine,
+    service: &str,
+    id: &str,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    let Some(svc) = stack.services.get(service) else {
+        return Ok(());
+    };
+    let dir = state_dir(&stack.name);
+    let ran = eng.rt.block_on(seed::run_direct(
+        eng.docker.clone(),
+        &stack.name,
+        svc,
+        id,
+        &dir,
+    ));
+    match ran {
+        Ok(Some((true, reason))) => writeln!(env.err, "`{service}` seeded ({reason})")?,
+        Ok(_) => {}
+        Err(reason) => {
+            return Err(Error::Snapshot(format!(
+                "`{service}` is running again but {reason}"
+            )))
         }
     }
     Ok(())
@@ -458,6 +517,10 @@ fn restore_from(
         stack,
         copy::restore_volumes(&eng.docker, &stack.name, &work, &folder),
     );
+    if done.is_ok() {
+        let restored: Vec<String> = work.iter().map(|(t, _)| t.service.clone()).collect();
+        seeded_by_restore(stack, &eng, &restored, env)?;
+    }
     resume(stack, &eng, paused, env)?;
     done?;
     say_restored(&m, &work, &notes, args.json, env)
@@ -653,6 +716,10 @@ pub(super) fn reset(stack: &Stack, args: &ResetArgs, env: &mut Env<'_>) -> Resul
         stack,
         copy::empty_volumes(&eng.docker, &stack.name, &targets),
     );
+    // Emptied data is seeded again at its next ready.
+    for t in &targets {
+        seed::forget(&state_dir(&stack.name), &t.service)?;
+    }
     resume(stack, &eng, paused, env)?;
     done?;
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();

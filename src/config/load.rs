@@ -2399,6 +2399,77 @@ mod tests {
         (dir, l.stack)
     }
 
+    /// `seed:` as a command or a map, its paths made absolute; what it cannot be is said at
+    /// the key.
+    #[test]
+    fn seeds_are_read_and_their_mistakes_named() {
+        let (dir, stack) = loaded(
+            &[(
+                "stack.yaml",
+                "services:\n  db:\n    image: postgres\n    seed: { command: \"psql -f /s/x.sql\", sources: [db/x.sql], user: postgres, timeout: 2m }\n  cache:\n    image: redis\n    seed: [redis-cli, set, k, v]\n  app:\n    command: ./app\n    working_dir: app\n    seed: ./seed.sh\n",
+            )],
+            &[],
+        );
+        let db = stack.services["db"].seed.clone().unwrap();
+        assert_eq!(
+            db.command,
+            crate::config::Command::Shell("psql -f /s/x.sql".into())
+        );
+        assert_eq!(db.sources, [dir.path().join("db/x.sql")]);
+        assert_eq!(db.user.as_deref(), Some("postgres"));
+        assert_eq!(db.timeout, std::time::Duration::from_secs(120));
+        let cache = stack.services["cache"].seed.clone().unwrap();
+        assert_eq!(
+            cache.command,
+            crate::config::Command::Argv(vec![
+                "redis-cli".into(),
+                "set".into(),
+                "k".into(),
+                "v".into()
+            ])
+        );
+        assert_eq!(cache.timeout, crate::config::validate::DEFAULT_SEED_TIMEOUT);
+        assert!(stack.services["app"].seed.is_some());
+
+        for (yaml, says) in [
+            (
+                "services:\n  m:\n    image: x\n    task: true\n    seed: y\n",
+                "`m` is a task and has a `seed`",
+            ),
+            (
+                "services:\n  a:\n    command: ./a\n    seed: { command: x, user: root }\n",
+                "`seed.user` of `a` applies to a container",
+            ),
+            (
+                "services:\n  d:\n    image: x\n    seed: { command: x, working_dir: seed }\n",
+                "`seed.working_dir` of `d` must be an absolute path",
+            ),
+            (
+                "services:\n  d:\n    image: x\n    seed: { command: x, timeout: 5 }\n",
+                "invalid duration `5`",
+            ),
+            (
+                "services:\n  d:\n    image: x\n    seed: { command: x, sources: [\"*.sql\"] }\n",
+                "`seed.sources` of `d` holds `*.sql`",
+            ),
+            (
+                "services:\n  d:\n    image: x\n    seed: \"  \"\n",
+                "`d` has an empty `command`",
+            ),
+            (
+                "services:\n  d:\n    image: x\n    seed: { command: x, when: always }\n",
+                "when",
+            ),
+        ] {
+            let (_dir, l) = load_files(&[("stack.yaml", yaml)], &[], |_| {});
+            let text = match l {
+                Ok(_) => panic!("{yaml} loaded"),
+                Err(e) => e.render(false),
+            };
+            assert!(text.contains(says), "{yaml}: {text}");
+        }
+    }
+
     fn env_of(stack: &Stack, svc: &str, key: &str) -> Option<String> {
         stack.services[svc].environment.get(key).cloned()
     }

@@ -477,8 +477,36 @@ pub struct Service {
     /// A one-shot preparation step (`task:`): runs to completion, skipped when up to date.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
+    /// Data put in once the service is first ready (`seed:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<Seed>,
     #[serde(flatten)]
     pub options: ContainerOptions,
+}
+
+/// `seed:`: a command that puts the service's first data in, run once its probe passes and
+/// before it counts as ready — the first time, again after `reset` or on new volumes, and when
+/// the command or its sources change. In a container it runs as `docker exec` does; for a
+/// native process, through `sh -c` in its working folder with its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Seed {
+    pub command: Command,
+    /// Files and folders (absolute) whose content is hashed with the command: a change runs the
+    /// seed again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<PathBuf>,
+    /// A container's user for the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The folder inside the container the command runs in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Set over the service's own environment.
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub environment: IndexMap<String, String>,
+    /// A seed that runs longer fails the service's start.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
 }
 
 /// `task:`: when a one-shot step may be skipped. With neither `sources` nor `status` it always

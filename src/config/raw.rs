@@ -631,6 +631,7 @@ pub struct RawService {
     pub pull_policy: Option<String>,
     pub develop: Option<RawDevelop>,
     pub task: Option<RawTask>,
+    pub seed: Option<RawSeed>,
 }
 
 /// `task:` — `true`, or `{sources, generates, status}`: the service runs once to completion, and
@@ -650,6 +651,51 @@ pub struct RawTaskSpec {
 
 impl MapKeys for RawTaskSpec {
     const KEYS: &'static str = "`sources`, `generates`, `status`";
+}
+
+/// `seed:` — a command (string or list), or a map with `command` and its settings: run once
+/// after the service's first ready, again after `reset`, and when its sources change.
+#[derive(Debug, Clone)]
+pub enum RawSeed {
+    Command(RawCommand),
+    Spec(RawSeedSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeedSpec {
+    pub command: RawCommand,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub environment: Environment,
+    pub timeout: Option<Scalar>,
+}
+
+impl<'de> Deserialize<'de> for RawSeed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSeed;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command, or a map with `command`, `sources`, `user`, `working_dir`, `environment`, `timeout`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawSeed::Command(RawCommand::Shell(v.to_string())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                RawCommand::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawSeed::Command)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawSeedSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawSeed::Spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Compose's `develop:`: what to do when files change.

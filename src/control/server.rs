@@ -565,7 +565,7 @@ async fn finish<R: ContainerRuntime>(
                     if let Published::Event { event: StackEvent::State { service, state }, .. } = &p {
                         let told = targets.iter().any(|(s, t)| s == service && match t {
                             Target::Ready { .. } => is_up(state),
-                            Target::Down => !matches!(state, ServiceState::Stopping | ServiceState::Starting | ServiceState::Probing | ServiceState::Ready | ServiceState::Waiting),
+                            Target::Down => !matches!(state, ServiceState::Stopping | ServiceState::Starting | ServiceState::Probing | ServiceState::Seeding | ServiceState::Ready | ServiceState::Waiting),
                         });
                         if told {
                             untold.remove(service.as_str());

@@ -120,6 +120,7 @@ pub(super) struct Engine<R, H> {
     config_error: Option<String>,
     /// The loader's warnings at the last apply (each said once).
     config_warnings: Vec<String>,
+    /// The probe, or then the seed, running for each service.
     probes: HashMap<String, AbortHandle>,
     jobs: JoinSet<()>,
     instances: HashMap<String, Instance>,
@@ -422,6 +423,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
                     let _ = tx.send(Input::Timer { service, epoch });
                 });
             }
+            Effect::Seed { service, epoch } => self.seed(service, epoch),
             Effect::CheckTask { service, epoch } => {
                 let svc = &self.p.stack.services[service.as_str()];
                 self.p.tasks.ask(svc, epoch, &mut self.jobs);
@@ -501,6 +503,30 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         let (rt, ports, tx) = (p.rt.clone(), p.ports.clone(), p.inputs.clone());
         let Some(task) = probe::spawn(rt, &p.stack.name, svc, epoch, timeout, container, ports, tx)
         else {
+            return;
+        };
+        if let Some(old) = self.probes.insert(service.into_string(), task) {
+            old.abort();
+        }
+    }
+
+    /// Runs the seed of this start (kept with the probes: a stop ends it the same way).
+    fn seed(&mut self, service: ServiceName, epoch: u64) {
+        let p = &self.p;
+        let run = super::seed::SeedRun {
+            rt: p.rt.clone(),
+            project: p.stack.name.clone(),
+            svc: p.stack.services[service.as_str()].clone(),
+            epoch,
+            container: self
+                .instances
+                .get(service.as_str())
+                .and_then(|i| i.1.clone()),
+            ports: p.ports.clone(),
+            state_dir: p.own_files.clone(),
+            logs: Some(p.logs.clone()),
+        };
+        let Some(task) = super::seed::spawn(run, p.inputs.clone()) else {
             return;
         };
         if let Some(old) = self.probes.insert(service.into_string(), task) {

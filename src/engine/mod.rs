@@ -12,6 +12,7 @@ pub(crate) mod handle;
 pub(crate) mod host;
 pub(crate) mod prepare;
 pub(crate) mod probe;
+pub(crate) mod seed;
 pub(crate) mod task;
 #[cfg(test)]
 mod tests;

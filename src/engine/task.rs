@@ -50,7 +50,14 @@ fn sources_hash(svc: &Service, task: &Task) -> std::io::Result<String> {
     for p in &task.generates {
         h.update(format!("generates {}\0", p.display()));
     }
-    for p in &task.sources {
+    hash_sources(&mut h, &task.sources)?;
+    Ok(context::hex(&h.finalize()))
+}
+
+/// Adds the content of each source to `h`: a file's bytes, a folder with everything in it (as
+/// a build context is hashed), a missing one as missing.
+pub(crate) fn hash_sources(h: &mut Sha256, sources: &[PathBuf]) -> std::io::Result<()> {
+    for p in sources {
         h.update(format!("source {}\0", p.display()));
         match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => {
@@ -65,7 +72,7 @@ fn sources_hash(svc: &Service, task: &Task) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(context::hex(&h.finalize()))
+    Ok(())
 }
 
 /// Whether `svc` (a task) is up to date. Never fails: what cannot be checked means "run it".

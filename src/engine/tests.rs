@@ -222,9 +222,13 @@ impl ContainerRuntime for Fake {
     }
     async fn exec_hook(
         &self,
-        _id: &str,
-        _hook: &crate::runtime::HookExec,
+        id: &str,
+        hook: &crate::runtime::HookExec,
     ) -> RtResult<(i64, String)> {
+        let service = self.service_of(id);
+        let mut s = self.0.lock().unwrap();
+        s.calls
+            .push(format!("exec {service} `{}`", hook.argv.join(" ")));
         Ok((0, String::new()))
     }
     async fn run_init(&self, spec: &crate::runtime::InitSpec) -> RtResult<(i64, String)> {
@@ -267,6 +271,9 @@ impl ContainerRuntime for Fake {
     }
     async fn remove_volume(&self, _name: &str) -> RtResult<()> {
         Ok(())
+    }
+    async fn volume_id(&self, name: &str) -> RtResult<Option<String>> {
+        Ok(Some(format!("{name}@0")))
     }
     async fn usage(&self, _id: &str) -> RtResult<crate::runtime::UsageSample> {
         Ok(crate::runtime::UsageSample::default())
@@ -929,4 +936,43 @@ async fn a_failing_pre_start_step_fails_the_start_and_leaves_no_container() {
         fake.0.lock().unwrap().containers.is_empty(),
         "the container made for the start is removed"
     );
+}
+
+/// A seed runs in the service's container once its probe passes and before what depends on it
+/// is created; a restart of the same container (no volume: the container is the data) finds it
+/// done and runs nothing (issue 22).
+#[tokio::test(start_paused = true)]
+async fn a_seed_runs_after_the_probe_before_dependents_and_once_per_container() {
+    let fake = Fake::default();
+    greeting(&fake, "db", "db ready");
+    let mut h = start(
+        "services:\n  db: { image: pg, ready: { log: 'db ready' }, restart: on-failure, seed: load-data < /seed.sql }\n  api: { image: api, depends_on: [db] }\n",
+        fake.clone(),
+    );
+    h.until("api", "ready").await;
+    assert_eq!(
+        fake.calls(),
+        [
+            "create db",
+            "start db",
+            "exec db `sh -c load-data < /seed.sql`",
+            "create api",
+            "start api"
+        ]
+    );
+    fake.exit("db", 137);
+    h.until("db", "backoff").await;
+    h.until("db", "ready").await;
+    assert_eq!(
+        fake.calls()[5..],
+        ["start db"],
+        "the same container is not seeded again"
+    );
+    assert!(h.seen.iter().any(|e| matches!(
+        e,
+        StackEvent::Seeded { service, ran: false, .. } if service == "db"
+    )));
+    h.signals.send(()).unwrap();
+    let (outcome, _) = h.outcome().await;
+    assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
 }

@@ -124,6 +124,13 @@ pub(crate) enum Input {
     },
     /// The stack files changed: every service as it is to run now (see [`plan::diff`]).
     Desired(IndexMap<String, Spec>),
+    /// The answer to [`Effect::Seed`] for that start: done (it ran, or was found done), or
+    /// failed for this reason.
+    Seeded {
+        service: ServiceName,
+        epoch: u64,
+        result: Result<SeedDone, String>,
+    },
     /// A service's image was built again (`develop.watch` rebuild) and differs: its container
     /// must be recreated from it.
     ImageRebuilt {
@@ -139,6 +146,16 @@ pub(crate) enum TaskVerdict {
     UpToDate { reason: String, after_ms: u64 },
     /// It runs.
     Run,
+}
+
+/// A seed that is done for the data the service has now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SeedDone {
+    /// It ran now (else it had run for this data and these sources before).
+    pub ran: bool,
+    /// Why it ran or was skipped, as a person reads it.
+    pub reason: String,
+    pub after_ms: u64,
 }
 
 /// Why a start has not reached its unit yet: a state detail a person can read.
@@ -212,6 +229,11 @@ pub(crate) enum Effect {
         service: ServiceName,
         epoch: u64,
         after: Duration,
+    },
+    /// Run the service's seed unless it is done for its data; answer with [`Input::Seeded`].
+    Seed {
+        service: ServiceName,
+        epoch: u64,
     },
     /// Check whether the task is up to date; answer with [`Input::TaskChecked`].
     CheckTask {
@@ -476,6 +498,11 @@ impl Kernel {
                 self.on_image_built(now, &services, failure, &mut out)
             }
             Input::Desired(specs) => self.on_desired(now, specs, &mut out),
+            Input::Seeded {
+                service,
+                epoch,
+                result,
+            } => self.on_seeded(now, &service, epoch, result, &mut out),
             Input::ImageRebuilt { service, image } => {
                 if let Some(n) = self.nodes.get_mut(service.as_str()) {
                     n.recreate = true;
@@ -779,7 +806,10 @@ impl Kernel {
         match cond {
             Condition::Started => matches!(
                 d.state,
-                ServiceState::Probing | ServiceState::Ready | ServiceState::Completed
+                ServiceState::Probing
+                    | ServiceState::Seeding
+                    | ServiceState::Ready
+                    | ServiceState::Completed
             ),
             Condition::Ready => matches!(d.state, ServiceState::Ready | ServiceState::Completed),
             Condition::Completed => d.state == ServiceState::Completed,
@@ -870,8 +900,8 @@ impl Kernel {
                 timeout,
             });
         } else {
-            self.set_state(name, ServiceState::Ready, out);
-            self.became_ready(now, name, out);
+            n.probe_started = Some(now);
+            self.passed(now, name, epoch, out);
         }
     }
 
@@ -882,15 +912,70 @@ impl Kernel {
         if n.epoch != epoch || n.state != ServiceState::Probing {
             return;
         }
-        let after = n
-            .probe_started
-            .map_or(Duration::ZERO, |s| now.duration_since(s));
-        out.push(Effect::Publish(StackEvent::Ready {
-            service: name.into(),
-            after_ms: after.as_millis() as u64,
-        }));
+        self.passed(now, name, epoch, out);
+    }
+
+    /// Its probe passed (or it has none): ready, or first seeded.
+    fn passed(&mut self, now: Instant, name: &str, epoch: u64, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        if n.spec.seeded {
+            self.set_state(name, ServiceState::Seeding, out);
+            out.push(Effect::Seed {
+                service: name.into(),
+                epoch,
+            });
+            return;
+        }
+        self.now_ready(now, name, out);
+    }
+
+    fn now_ready(&mut self, now: Instant, name: &str, out: &mut Vec<Effect>) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        if n.spec.has_probe || n.spec.seeded {
+            let after = n
+                .probe_started
+                .map_or(Duration::ZERO, |s| now.duration_since(s));
+            out.push(Effect::Publish(StackEvent::Ready {
+                service: name.into(),
+                after_ms: after.as_millis() as u64,
+            }));
+        }
         self.set_state(name, ServiceState::Ready, out);
         self.became_ready(now, name, out);
+    }
+
+    /// A seed's answer for the start it was asked for (a stop or a newer start makes it stale):
+    /// done makes the service ready; a failure is a start that did not get ready.
+    fn on_seeded(
+        &mut self,
+        now: Instant,
+        name: &str,
+        epoch: u64,
+        result: Result<SeedDone, String>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(n) = self.nodes.get(name) else {
+            return;
+        };
+        if n.epoch != epoch || n.state != ServiceState::Seeding {
+            return;
+        }
+        match result {
+            Ok(done) => {
+                out.push(Effect::Publish(StackEvent::Seeded {
+                    service: name.into(),
+                    ran: done.ran,
+                    reason: done.reason,
+                    after_ms: done.after_ms,
+                }));
+                self.now_ready(now, name, out);
+            }
+            Err(reason) => self.not_ready(name, reason, out),
+        }
     }
 
     /// After a restart of `name` is ready, the dependents that asked for it restart too.

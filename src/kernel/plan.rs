@@ -31,6 +31,7 @@ const IN_PLACE: &[&str] = &[
     "k8s",
     "profiles",
     "task",
+    "seed",
 ];
 
 /// One service as the kernel is to run it.
@@ -46,6 +47,8 @@ pub(crate) struct Spec {
     pub loop_lag: Duration,
     /// A task whose run is skipped when it is up to date.
     pub checked: bool,
+    /// It has a `seed:`, run once its probe passes and before it counts as ready.
+    pub seeded: bool,
     pub container: bool,
     /// A container's config hash (what `up` recreates by); `None` for a process, whose
     /// fields decide.
@@ -82,6 +85,7 @@ impl Spec {
             loop_lag: svc.watch.as_ref().map_or(Duration::ZERO, |w| w.debounce)
                 + super::RELOAD_LOOP_LAG,
             checked: svc.task.as_ref().is_some_and(|t| t.skippable()),
+            seeded: svc.seed.is_some(),
             container: svc.is_container(),
             identity,
             fields: fields(svc, ports),

@@ -114,6 +114,7 @@ fn acts(effects: &[Effect]) -> Vec<String> {
             Effect::CheckTask { service, .. } => Some(format!("check {service}")),
             Effect::Recreate { service, .. } => Some(format!("recreate {service}")),
             Effect::Remove { service } => Some(format!("remove {service}")),
+            Effect::Seed { service, .. } => Some(format!("seed {service}")),
             Effect::Publish(_) => None,
         })
         .collect()
@@ -1062,4 +1063,107 @@ fn config_an_apply_during_start_up_joins_it() {
     assert!(published(&e)
         .iter()
         .any(|ev| matches!(ev, StackEvent::AllReady { services: 5, .. })));
+}
+
+const SEEDED: &str = "
+services:
+  db: { image: pg, ready: { log: ok }, seed: psql -f /seed.sql }
+  cache: { image: redis, seed: [redis-cli, set, k, v] }
+  api: { image: api, depends_on: { db: ready, cache: ready } }
+  side: { image: s, depends_on: { db: started } }
+";
+
+fn seeded(r: &mut Run, s: &str, result: Result<SeedDone, String>) -> Vec<Effect> {
+    let epoch = r.epoch(s);
+    r.on(Input::Seeded {
+        service: s.into(),
+        epoch,
+        result,
+    })
+}
+
+fn ran() -> Result<SeedDone, String> {
+    Ok(SeedDone {
+        ran: true,
+        reason: "first ready".into(),
+        after_ms: 40,
+    })
+}
+
+#[test]
+fn a_seeded_service_is_ready_only_once_its_seed_is_done() {
+    let (mut r, _) = Run::new(SEEDED);
+    // The probe passing is not ready yet: the seed comes first; a `started` dependent goes.
+    let e = r.up("db");
+    assert_eq!(acts(&e), ["probe db", "start side", "seed db"]);
+    assert_eq!(r.state("db"), ServiceState::Seeding);
+    assert!(!published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::Ready { .. })));
+    // Without a probe, the seed follows the start.
+    let e = r.started("cache");
+    assert_eq!(acts(&e), ["seed cache"]);
+    // A stale answer (an older epoch) changes nothing.
+    let stale = r.on(Input::Seeded {
+        service: "db".into(),
+        epoch: r.epoch("db") - 1,
+        result: ran(),
+    });
+    assert!(acts(&stale).is_empty());
+    assert_eq!(r.state("db"), ServiceState::Seeding);
+    // Done: `Seeded` then `Ready`, and the dependent waiting for both starts after the second.
+    let e = seeded(&mut r, "db", ran());
+    let events = published(&e);
+    let seeded_at = events.iter().position(
+        |ev| matches!(ev, StackEvent::Seeded { service, ran: true, .. } if service == "db"),
+    );
+    let ready_at = events
+        .iter()
+        .position(|ev| matches!(ev, StackEvent::Ready { service, .. } if service == "db"));
+    assert!(seeded_at.is_some() && seeded_at < ready_at, "{events:?}");
+    assert!(acts(&e).is_empty(), "api still waits for cache");
+    let skipped = Ok(SeedDone {
+        ran: false,
+        reason: "done for this data, sources unchanged".into(),
+        after_ms: 2,
+    });
+    let e = seeded(&mut r, "cache", skipped);
+    assert_eq!(acts(&e), ["start api"]);
+    assert_eq!(r.state("cache"), ServiceState::Ready);
+}
+
+#[test]
+fn a_failed_seed_fails_start_up_and_a_stop_during_a_seed_makes_its_answer_stale() {
+    let (mut r, _) = Run::new(SEEDED);
+    r.up("db");
+    let e = seeded(&mut r, "db", Err("its seed exited with code 3".into()));
+    assert!(matches!(r.state("db"), ServiceState::Failed { reason } if reason.contains("code 3")));
+    // Start-up ends: everything started stops, dependents first.
+    assert_eq!(acts(&e), ["stop cache", "stop side"]);
+    assert_eq!(acts(&r.stopped("side")), ["stop db"]);
+    assert!(published(&e)
+        .iter()
+        .any(|ev| matches!(ev, StackEvent::NotReady { service, .. } if service == "db")));
+
+    // After start-up: a person stops a service while it seeds; the late answer is ignored.
+    let (mut r, _) = Run::new("services:\n  db: { image: pg, seed: x }\n");
+    r.started("db");
+    seeded(&mut r, "db", ran());
+    assert_eq!(r.state("db"), ServiceState::Ready);
+    let e = r.on(Input::Command(Command::Restart("db".into())));
+    assert_eq!(acts(&e), ["stop db"]);
+    r.stopped("db");
+    r.started("db");
+    assert_eq!(r.state("db"), ServiceState::Seeding);
+    let e = r.on(Input::Command(Command::Stop("db".into())));
+    assert_eq!(acts(&e), ["stop db"]);
+    let late = seeded(&mut r, "db", ran());
+    assert!(acts(&late).is_empty());
+    assert_eq!(r.state("db"), ServiceState::Stopping);
+    // Positive control: started again, its seed's answer counts.
+    r.stopped("db");
+    r.on(Input::Command(Command::Start("db".into())));
+    r.started("db");
+    seeded(&mut r, "db", ran());
+    assert_eq!(r.state("db"), ServiceState::Ready);
 }

@@ -149,6 +149,9 @@ impl ContainerRuntime for ContainerEngine {
     async fn remove_volume(&self, name: &str) -> Result<()> {
         forward!(self, rt => rt.remove_volume(name))
     }
+    async fn volume_id(&self, name: &str) -> Result<Option<String>> {
+        forward!(self, rt => rt.volume_id(name))
+    }
     async fn usage(&self, id: &str) -> Result<UsageSample> {
         forward!(self, rt => rt.usage(id))
     }

@@ -167,6 +167,7 @@ fn running(s: Option<&ServiceState>) -> bool {
             ServiceState::Waiting
                 | ServiceState::Starting
                 | ServiceState::Probing
+                | ServiceState::Seeding
                 | ServiceState::Ready
                 | ServiceState::Backoff { .. }
         )
@@ -531,6 +532,7 @@ impl View {
                             ServiceState::Waiting
                             | ServiceState::Starting
                             | ServiceState::Probing
+                            | ServiceState::Seeding
                             | ServiceState::Stopping,
                         )
                         | None => ("◐", Color::Yellow),

@@ -243,3 +243,52 @@ impl Drop for Running {
         }
     }
 }
+
+/// `devstack -p PROJECT up --json` in `dir` (state folder `state`) until every service is ready
+/// (or devstack ends by itself), then Ctrl-C: every JSON event, and the exit code.
+pub fn up_json_until_ready(
+    dir: &Path,
+    state: &Path,
+    project: &str,
+    within: Duration,
+) -> (Vec<serde_json::Value>, Option<i32>) {
+    let state = state.display().to_string();
+    let (mut child, rx) = spawn_up(
+        dir,
+        &["-p", project, "up", "--json", "--no-dashboard"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    let mut events = Vec::new();
+    let mut raw = Vec::new();
+    let deadline = Instant::now() + within;
+    let mut ready = false;
+    while Instant::now() < deadline && !ready {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            if child.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            continue;
+        };
+        raw.push(line.clone());
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            ready = v["event"]["type"] == "all_ready";
+            events.push(v);
+        }
+    }
+    if ready {
+        interrupt(&child.0);
+    }
+    let code = exit_within(&mut child.0, within);
+    // What came after the interrupt, for the assertions on stops.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            events.push(v);
+        }
+    }
+    assert!(
+        ready || code.is_some(),
+        "devstack neither got ready nor ended within {within:?}:\n{}",
+        raw.join("\n")
+    );
+    (events, code)
+}

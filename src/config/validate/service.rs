@@ -84,6 +84,7 @@ pub(super) fn service(
         },
     };
     let (task, watch) = task_and_watch(c, rs, path, name, &kind, restart);
+    let seed = seed(c, rs, path, name, &kind);
 
     if c.errors.len() > before {
         return None;
@@ -103,6 +104,7 @@ pub(super) fn service(
         k8s: Default::default(),
         profiles: rs.profiles.clone(),
         task,
+        seed,
         options,
     })
 }
@@ -125,25 +127,22 @@ pub(super) fn task(
         _ => c.ctx.root.to_path_buf(),
     };
     let at = path.key("task");
-    let mut paths = |key: &str, list: &[String]| -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for (i, p) in list.iter().enumerate() {
-            if p.trim().is_empty() || p.contains(['*', '?', '[']) {
-                c.err(
-                    Diagnostic::new(format!(
-                        "`task.{key}` of `{name}` holds `{p}`, which is not a path"
-                    ))
-                    .at_value(at.key(key).index(i))
-                    .help("list files or folders (a folder counts with everything in it); patterns are not supported"),
-                );
-                continue;
-            }
-            out.push(normalize_path(&base.join(p)));
-        }
-        out
-    };
-    let sources = paths("sources", &spec.sources);
-    let generates = paths("generates", &spec.generates);
+    let sources = host_paths(
+        c,
+        &base,
+        &spec.sources,
+        &at.key("sources"),
+        "task.sources",
+        name,
+    );
+    let generates = host_paths(
+        c,
+        &base,
+        &spec.generates,
+        &at.key("generates"),
+        "task.generates",
+        name,
+    );
     for (i, s) in spec.status.iter().enumerate() {
         if s.trim().is_empty() {
             c.err(
@@ -158,6 +157,31 @@ pub(super) fn task(
         generates,
         status: spec.status,
     })
+}
+
+/// Files and folders listed under `key` (`task.sources`, `seed.sources`), made absolute against
+/// `base`; a pattern or an empty entry is an error.
+pub(super) fn host_paths(
+    c: &mut Checker<'_>,
+    base: &Path,
+    list: &[String],
+    at: &KeyPath,
+    key: &str,
+    name: &str,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        if p.trim().is_empty() || p.contains(['*', '?', '[']) {
+            c.err(
+                Diagnostic::new(format!("`{key}` of `{name}` holds `{p}`, which is not a path"))
+                    .at_value(at.index(i))
+                    .help("list files or folders (a folder counts with everything in it); patterns are not supported"),
+            );
+            continue;
+        }
+        out.push(normalize_path(&base.join(p)));
+    }
+    out
 }
 
 pub(super) fn command(
