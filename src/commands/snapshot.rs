@@ -745,7 +745,6 @@ fn confirmed(env: &mut Env<'_>) -> Result<bool, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::store::{ServiceEntry, FORMAT};
     use crate::snapshot::{Consistency, TargetVolume};
 
     fn target(service: &str, volumes: &[&str]) -> Target {
@@ -765,28 +764,13 @@ mod tests {
     }
 
     fn manifest() -> Manifest {
-        Manifest {
-            format: FORMAT,
-            name: "s1".into(),
-            project: "p".into(),
-            created: 0,
-            devstack: "0".into(),
-            services: vec![ServiceEntry {
-                service: "db".into(),
-                image: "img".into(),
-                image_id: Some("sha256:aaaaaaaaaaaaaaaa".into()),
-                config_hash: None,
-                consistency: "stop".into(),
-                volumes: vec![VolumeEntry {
-                    volume: "data".into(),
-                    engine_name: "p_data".into(),
-                    target: "/data".into(),
-                    file: "db.data.tar.gz".into(),
-                    bytes: 1,
-                    raw_bytes: 1,
-                }],
-            }],
-        }
+        let mut m = crate::snapshot::store::sample_manifest("s1", &["db.data.tar.gz"]);
+        m.services[0].image = "img".into();
+        m.services[0].image_id = Some("sha256:aaaaaaaaaaaaaaaa".into());
+        let v = &mut m.services[0].volumes[0];
+        (v.bytes, v.raw_bytes) = (1, 1);
+        m.created = 0;
+        m
     }
 
     #[test]

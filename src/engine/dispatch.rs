@@ -21,7 +21,7 @@ use super::{now, probe, task, unix_ms, Then, Units, UpError, UpOutcome};
 use super::{NotReadyReport, CRASH_TAIL};
 use crate::config::ServiceName;
 use crate::config::Stack;
-use crate::event::StackEvent;
+use crate::event::{ServiceState, StackEvent};
 use crate::kernel::{Command, Effect, Input, Kernel, Outcome};
 use crate::logs::LogHandle;
 use crate::plan::HostPorts;
@@ -152,6 +152,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
     pub(super) async fn run(mut self, mut src: Sources<'_>) -> Result<UpOutcome, UpError> {
         let first = self.p.kernel.begin(now());
         self.turn(first).await;
+        self.create_ahead();
         let outcome = loop {
             if let Some(o) = self.finished.take() {
                 break o;
@@ -168,6 +169,28 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
         };
         drop(src);
         self.end(outcome).await
+    }
+
+    /// The containers of services that wait for their dependencies are created now, beside
+    /// those starts, so that each start is only a start once its dependencies are ready. Not
+    /// for a service built here (its image may still change) or whose start waits on anything
+    /// else (a build, a task check).
+    fn create_ahead(&mut self) {
+        let waiting: Vec<String> = self
+            .p
+            .kernel
+            .views()
+            .filter(|v| *v.state == ServiceState::Waiting && v.detail.is_none())
+            .map(|v| v.service.to_string())
+            .collect();
+        for name in waiting {
+            let svc = &self.p.stack.services[name.as_str()];
+            let built = svc.options.build.is_some() || self.p.builds.waiting.contains(&name);
+            if svc.is_container() && !built && self.p.units.specs.contains_key(&name) {
+                let svc = svc.clone();
+                self.p.units.create_ahead(&svc);
+            }
+        }
     }
 
     /// Carries out one answer of the kernel, then shows the new state.

@@ -184,6 +184,16 @@ struct Units<R, H> {
 
 impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
     fn get(&mut self, svc: &Service) -> &UnitHandle {
+        self.spawn(svc, false)
+    }
+
+    /// The unit of a container service whose dependencies are not ready yet, told to create its
+    /// container now (see [`unit::container::ContainerSetup::create_ahead`]).
+    fn create_ahead(&mut self, svc: &Service) {
+        self.spawn(svc, true);
+    }
+
+    fn spawn(&mut self, svc: &Service, create_ahead: bool) -> &UnitHandle {
         if !self.live.contains_key(&svc.name) {
             let unit = if svc.is_container() {
                 unit::container::spawn(unit::container::ContainerSetup {
@@ -198,6 +208,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Units<R, H> {
                     logs: self.logs.clone(),
                     events: self.events.clone(),
                     state_dir: self.state.path().parent().map(std::path::Path::to_path_buf),
+                    create_ahead,
                 })
             } else {
                 self.host.unit(unit::process::ProcessSetup {

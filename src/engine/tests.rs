@@ -85,6 +85,18 @@ impl Fake {
         }
     }
 
+    /// The running container of `service` prints `line`.
+    fn say(&self, service: &str, line: &str) {
+        let id = self.id_of(service);
+        let s = self.0.lock().unwrap();
+        if let Some(tx) = s.containers[&id].log.as_ref() {
+            let _ = tx.send(Ok(OutputChunk {
+                stderr: false,
+                bytes: format!("{line}\n").into_bytes(),
+            }));
+        }
+    }
+
     fn service_of(&self, id: &str) -> String {
         self.0.lock().unwrap().containers[id].service.clone()
     }
@@ -950,16 +962,19 @@ async fn a_seed_runs_after_the_probe_before_dependents_and_once_per_container() 
         fake.clone(),
     );
     h.until("api", "ready").await;
-    assert_eq!(
-        fake.calls(),
-        [
-            "create db",
-            "start db",
-            "exec db `sh -c load-data < /seed.sql`",
-            "create api",
-            "start api"
-        ]
+    let calls = fake.calls();
+    let at = |c: &str| calls.iter().position(|x| x == c).unwrap_or(usize::MAX);
+    // `api`'s container may be made ahead; it starts only after `db`'s seed.
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(
+        at("start db") < at("exec db `sh -c load-data < /seed.sql`"),
+        "{calls:?}"
     );
+    assert!(
+        at("exec db `sh -c load-data < /seed.sql`") < at("start api"),
+        "{calls:?}"
+    );
+    assert!(at("create api") < at("start api"), "{calls:?}");
     fake.exit("db", 137);
     h.until("db", "backoff").await;
     h.until("db", "ready").await;
@@ -975,4 +990,63 @@ async fn a_seed_runs_after_the_probe_before_dependents_and_once_per_container() 
     h.signals.send(()).unwrap();
     let (outcome, _) = h.outcome().await;
     assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+}
+
+/// The container of a service that waits for its dependencies is created while they start, and
+/// started only once they are ready (issue 23: the create is off the critical path).
+#[tokio::test(start_paused = true)]
+async fn a_waiting_containers_create_happens_while_its_dependency_starts() {
+    let fake = Fake::default();
+    let mut h = start(TWO, fake.clone());
+    h.until("db", "probing").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !fake.calls().contains(&"create api".to_string()) {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", fake.calls());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !fake.calls().contains(&"start api".to_string()),
+        "{:?}",
+        fake.calls()
+    );
+    assert_eq!(h.status("api").state.name(), "waiting");
+    // Positive control: once `db` is ready, `api` starts the container made ahead.
+    fake.say("db", "db ready");
+    h.until("api", "ready").await;
+    let calls = fake.calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("create api")).count(),
+        1,
+        "{calls:?}"
+    );
+    assert!(calls.contains(&"start api".to_string()), "{calls:?}");
+    h.signals.send(()).unwrap();
+    let (outcome, _) = h.outcome().await;
+    assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+}
+
+/// A container made ahead for a start that never comes (its dependency failed start-up) is
+/// removed when the run ends: nothing of a failed start-up stays.
+#[tokio::test(start_paused = true)]
+async fn a_container_made_ahead_goes_when_start_up_fails_before_its_start() {
+    let fake = Fake::default();
+    // `db` never says it is ready: its probe gives up after 5 s (of paused time).
+    let h = start(
+        "services:\n  db: { image: pg, ready: { log: 'db ready', timeout: 5s } }\n  api: { image: api, depends_on: [db] }\n",
+        fake.clone(),
+    );
+    let outcome = h.run.await.unwrap();
+    assert!(matches!(outcome, Err(UpError::NotReady(_))), "{outcome:?}");
+    let calls = fake.calls();
+    assert!(calls.contains(&"create api".to_string()), "{calls:?}");
+    assert!(!calls.contains(&"start api".to_string()), "{calls:?}");
+    let left: Vec<String> = fake
+        .0
+        .lock()
+        .unwrap()
+        .containers
+        .values()
+        .map(|c| c.service.clone())
+        .collect();
+    assert_eq!(left, ["db"], "only the container that ran stays");
 }

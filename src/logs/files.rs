@@ -318,6 +318,8 @@ pub(crate) struct LogFiles {
     paused: Option<Paused>,
     /// The run whose boundary opens every file opened; none writes no boundaries.
     run: Option<Run>,
+    /// One record as it is written, kept between lines: no allocation per line.
+    record: Vec<u8>,
 }
 
 /// The file of one service (service names are validated: no slashes).
@@ -333,6 +335,7 @@ impl LogFiles {
             open: HashMap::new(),
             paused: None,
             run: None,
+            record: Vec::new(),
         })
     }
 
@@ -430,7 +433,7 @@ impl LogFiles {
             level: Option<Level>,
             text: &'a str,
         }
-        let mut text = serde_json::to_string(&LineRecord {
+        let rec = LineRecord {
             t: line
                 .at
                 .duration_since(UNIX_EPOCH)
@@ -440,19 +443,26 @@ impl LogFiles {
             stream: stream_name(line.stream),
             level: line.level,
             text: &line.text,
-        })
-        .map_err(std::io::Error::other)?;
-        text.push('\n');
-        self.append(&line.source, &text)
+        };
+        self.append_record(&line.source, &rec)
     }
 
     fn put_record(&mut self, rec: &Record) -> std::io::Result<()> {
-        let mut text = serde_json::to_string(rec).map_err(std::io::Error::other)?;
-        text.push('\n');
-        self.append(&rec.service, &text)
+        self.append_record(&rec.service, rec)
     }
 
-    fn append(&mut self, source: &str, text: &str) -> std::io::Result<()> {
+    /// One JSON record and its newline, built in [`LogFiles::record`].
+    fn append_record(&mut self, source: &str, rec: &impl Serialize) -> std::io::Result<()> {
+        let mut text = std::mem::take(&mut self.record);
+        text.clear();
+        let written = serde_json::to_writer(&mut text, rec).map_err(std::io::Error::other);
+        text.push(b'\n');
+        let appended = written.and_then(|()| self.append(source, &text));
+        self.record = text;
+        appended
+    }
+
+    fn append(&mut self, source: &str, text: &[u8]) -> std::io::Result<()> {
         if !self.open.contains_key(source) {
             let path = path_of(&self.dir, source);
             // Owner only: the lines may hold what services print, and devstack's own log the
@@ -503,7 +513,7 @@ impl LogFiles {
                 unflushed: 0,
             };
         }
-        o.file.write_all(text.as_bytes())?;
+        o.file.write_all(text)?;
         o.size += text.len() as u64;
         o.unflushed += 1;
         Ok(())

@@ -76,7 +76,8 @@ impl LogHandle {
         let _ = self.tx.send(LogMsg::Line(line)).await;
     }
 
-    /// Sends the lines of one chunk at once (one channel message, however many lines), waiting
+    /// Sends the lines of one chunk of one source at once (one channel message, however many
+    /// lines; the writer keeps only the last of them as that source's tail), waiting
     /// while more than [`IN_FLIGHT_BYTES`] of lines are queued.
     pub async fn lines(&self, lines: Vec<LogLine>) {
         if lines.is_empty() {
@@ -195,8 +196,9 @@ impl Sink {
     }
 }
 
-fn on_line(line: LogLine, sink: &mut Sink) {
-    if line.stream != Stream::Event {
+/// One line to the tail (with `keep_tail`), the file, the output and the subscribers.
+fn on_line(line: LogLine, sink: &mut Sink, keep_tail: bool) {
+    if keep_tail && line.stream != Stream::Event {
         let t = match sink.tails.get_mut(&line.source) {
             Some(t) => t,
             None => sink.tails.entry(line.source.clone()).or_default(),
@@ -336,10 +338,13 @@ pub(crate) fn spawn_with(
                 while let Some(msg) = next.take() {
                     match msg {
                         LogMsg::Event(at, event) => on_event(at, event, &mut sink),
-                        LogMsg::Line(line) => on_line(line, &mut sink),
+                        LogMsg::Line(line) => on_line(line, &mut sink, true),
                         LogMsg::Lines(lines, permit) => {
-                            for line in lines {
-                                on_line(line, &mut sink);
+                            // One chunk of one service: only its last lines can stay in the
+                            // tail, the others are not copied there to be dropped at once.
+                            let first_kept = lines.len().saturating_sub(sink.tail_len);
+                            for (i, line) in lines.into_iter().enumerate() {
+                                on_line(line, &mut sink, i >= first_kept);
                             }
                             drop(permit);
                         }

@@ -109,7 +109,6 @@ fn unpack(file: &Path, into: &Path) -> Result<Manifest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::store::{ServiceEntry, VolumeEntry, FORMAT};
 
     fn tar_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -133,29 +132,10 @@ mod tests {
     }
 
     fn manifest(bytes: u64) -> Vec<u8> {
-        serde_json::to_vec(&Manifest {
-            format: FORMAT,
-            name: "theirs".into(),
-            project: "p".into(),
-            created: 1,
-            devstack: "0".into(),
-            services: vec![ServiceEntry {
-                service: "db".into(),
-                image: "postgres:15".into(),
-                image_id: None,
-                config_hash: None,
-                consistency: "stop".into(),
-                volumes: vec![VolumeEntry {
-                    volume: "data".into(),
-                    engine_name: "p_data".into(),
-                    target: "/data".into(),
-                    file: "db.data.tar.gz".into(),
-                    bytes,
-                    raw_bytes: 2,
-                }],
-            }],
-        })
-        .unwrap()
+        let mut m = super::super::store::sample_manifest("theirs", &["db.data.tar.gz"]);
+        let v = &mut m.services[0].volumes[0];
+        (v.bytes, v.raw_bytes) = (bytes, 2);
+        serde_json::to_vec(&m).unwrap()
     }
 
     #[test]

@@ -307,6 +307,37 @@ pub(crate) fn publish(tmp: &Path, dir: &Path, name: &str) -> std::io::Result<()>
     std::fs::rename(tmp, &target)
 }
 
+/// For tests: snapshot `name` of project `p`, one service `db` (`postgres:15`, stopped for the
+/// copy) with volume `data` in each of `files` (empty).
+#[cfg(test)]
+pub(crate) fn sample_manifest(name: &str, files: &[&str]) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        name: name.into(),
+        project: "p".into(),
+        created: 1,
+        devstack: "0".into(),
+        services: vec![ServiceEntry {
+            service: "db".into(),
+            image: "postgres:15".into(),
+            image_id: None,
+            config_hash: None,
+            consistency: "stop".into(),
+            volumes: files
+                .iter()
+                .map(|f| VolumeEntry {
+                    volume: "data".into(),
+                    engine_name: "p_data".into(),
+                    target: "/data".into(),
+                    file: (*f).into(),
+                    bytes: 0,
+                    raw_bytes: 0,
+                })
+                .collect(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,31 +386,7 @@ mod tests {
     }
 
     fn manifest(files: &[&str]) -> Manifest {
-        Manifest {
-            format: FORMAT,
-            name: "s1".into(),
-            project: "p".into(),
-            created: 1,
-            devstack: "0".into(),
-            services: vec![ServiceEntry {
-                service: "db".into(),
-                image: "postgres:15".into(),
-                image_id: None,
-                config_hash: None,
-                consistency: "stop".into(),
-                volumes: files
-                    .iter()
-                    .map(|f| VolumeEntry {
-                        volume: "data".into(),
-                        engine_name: "p_data".into(),
-                        target: "/data".into(),
-                        file: (*f).into(),
-                        bytes: 0,
-                        raw_bytes: 0,
-                    })
-                    .collect(),
-            }],
-        }
+        sample_manifest("s1", files)
     }
 
     #[test]

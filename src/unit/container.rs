@@ -27,6 +27,9 @@ pub(crate) struct ContainerSetup<R> {
     pub events: mpsc::UnboundedSender<UnitEvent>,
     /// The project's state folder, where a succeeded `pre_start` run is recorded.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Create the container now, before its start is asked for (its dependencies are not
+    /// ready yet): the start then only starts it, and the create is off the critical path.
+    pub create_ahead: bool,
 }
 
 pub(crate) fn spawn<R: ContainerRuntime>(setup: ContainerSetup<R>) -> (UnitHandle, JoinHandle<()>) {
@@ -90,6 +93,7 @@ async fn run<R: ContainerRuntime>(
         logs,
         events,
         state_dir,
+        create_ahead,
     } = setup;
     let name = svc.name.clone();
     let send = |e: UnitEvent| {
@@ -101,19 +105,37 @@ async fn run<R: ContainerRuntime>(
         _ => None,
     };
     let mut id: Option<String> = None;
+    // Made ahead: the first start takes it. A failure here is left to that start to meet
+    // again and report.
+    let mut ahead = None;
+    if create_ahead {
+        if let Ok(made) = ensure(&rt, &spec, existing.clone()).await {
+            existing = None;
+            ahead = Some(made);
+        }
+    }
 
     loop {
         let epoch = loop {
             match rx.recv().await {
                 Some(UnitCommand::Start { epoch }) => break epoch,
                 Some(UnitCommand::Stop { .. } | UnitCommand::Kill) => {}
-                // devstack leaves: the container stays as it is (`up --wait`).
-                None => return,
+                // devstack leaves: the container stays as it is (`up --wait`), but one made
+                // ahead for a start that never came goes: nothing of a failed start-up stays.
+                None => {
+                    if let Some((cid, "created", _)) = ahead {
+                        if let Err(e) = rt.remove(&cid).await {
+                            logs.event(&name, format!("could not remove: {e}")).await;
+                        }
+                    }
+                    return;
+                }
             }
         };
-        let (cid, what, running) = match &id {
-            Some(cid) => (cid.clone(), "started", false),
-            None => match ensure(&rt, &spec, existing.take()).await {
+        let (cid, what, running) = match (&id, ahead.take()) {
+            (Some(cid), _) => (cid.clone(), "started", false),
+            (None, Some(made)) => made,
+            (None, None) => match ensure(&rt, &spec, existing.take()).await {
                 Ok(x) => x,
                 Err(e) => {
                     send(UnitEvent::StartFailed {
