@@ -45,7 +45,7 @@ impl Level {
 
     /// A level word as loggers write it, in any case: `WARNING`, `err`, `critical`, `dpanic`.
     pub fn from_word(w: &str) -> Option<Level> {
-        let mut buf = [0u8; 12];
+        let mut buf = [0u8; LONGEST_WORD];
         if w.is_empty() || w.len() > buf.len() {
             return None;
         }
@@ -199,6 +199,9 @@ fn logfmt_level(t: &str) -> Option<Level> {
     None
 }
 
+/// The longest word [`Level::from_word`] takes.
+const LONGEST_WORD: usize = 12;
+
 /// How far into a line a level word is looked for, and after how many leading tokens.
 const LEADING_BYTES: usize = 96;
 const LEADING_TOKENS: usize = 6;
@@ -209,7 +212,11 @@ const LEADING_TOKENS: usize = 6;
 /// lowercase word in running text (`error connecting`) is not a level.
 fn leading_word(t: &str) -> Option<Level> {
     let b = t.as_bytes();
-    let end = b.len().min(LEADING_BYTES);
+    // Never inside a character: the tokens are sliced out of `t`.
+    let mut end = b.len().min(LEADING_BYTES);
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut i = 0;
     let mut tokens = 0;
     // After `-` or `|` (`asctime - name - LEVEL - message`), one word (a logger name) may pass.
@@ -231,10 +238,11 @@ fn leading_word(t: &str) -> Option<Level> {
                 _ => break,
             }
         }
-        let start = i;
-        while i < end && !matches!(b[i], b' ' | b'\t' | 0x1b) {
-            i += 1;
+        if i >= end {
+            break;
         }
+        let start = i;
+        i = memchr::memchr3(b' ', b'\t', 0x1b, &b[i..end]).map_or(end, |n| i + n);
         if start >= i {
             break;
         }
@@ -251,9 +259,12 @@ fn leading_word(t: &str) -> Option<Level> {
         if first.is_ascii_digit() || first == b'+' || first == b'-' {
             continue;
         }
-        // The word, up to `:` (`ERROR:root:`), `/` (`INFO/MainProcess`) or a closing bracket.
-        let word_end = inner
-            .find([':', '/', ']', ')', '>', ',', '|'])
+        // The word, up to `:` (`ERROR:root:`), `/` (`INFO/MainProcess`) or a closing bracket;
+        // looked for only as far as a level word can reach (a long token is no level).
+        let reach = inner.len().min(LONGEST_WORD + 1);
+        let word_end = inner.as_bytes()[..reach]
+            .iter()
+            .position(|c| matches!(c, b':' | b'/' | b']' | b')' | b'>' | b',' | b'|'))
             .unwrap_or(inner.len());
         let word = &inner[..word_end];
         let colon = inner[word_end..].starts_with(':');
@@ -547,5 +558,29 @@ mod tests {
         assert_eq!(Level::from_number(40.0), Some(Warn));
         assert_eq!(Level::from_number(3.0), None);
         assert_eq!(serde_json::to_string(&Error).unwrap(), "\"error\"");
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    /// The look for a level word stops at a byte count: a character cut there is no panic, and
+    /// a long first token is no level however it goes on.
+    #[test]
+    fn a_character_at_the_reach_and_long_tokens() {
+        for pad in 90..100 {
+            let line = format!("{}é ERROR x", "a".repeat(pad));
+            assert_eq!(detect(&line), None, "{pad}");
+        }
+        assert_eq!(detect(&format!("{}ERROR:", "x".repeat(40))), None);
+        assert_eq!(detect("ERROR: x"), Some(Level::Error));
+        // A bracket or colour sequence open at the reach.
+        assert_eq!(detect(&format!("[{}", "t ".repeat(60))), None);
+        assert_eq!(detect(&format!("{}\x1b[3", " ".repeat(93))), None);
+        assert_eq!(
+            detect("2024-01-01 12:00:00,123 [worker-1] WARNING something"),
+            Some(Level::Warn)
+        );
     }
 }

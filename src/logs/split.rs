@@ -13,21 +13,27 @@ impl LineSplitter {
     /// replaced, never dropped.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
-        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
-            self.buf.extend_from_slice(chunk);
-            if self.buf.ends_with(b"\n") {
-                self.buf.pop();
+        let mut rest = bytes;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (line, after) = (&rest[..nl], &rest[nl + 1..]);
+            rest = after;
+            if self.buf.is_empty() {
+                // A whole line in this chunk: straight from it, no copy through the buffer.
+                out.push(text(line.strip_suffix(b"\r").unwrap_or(line)));
+            } else {
+                self.buf.extend_from_slice(line);
                 if self.buf.ends_with(b"\r") {
                     self.buf.pop();
                 }
-                out.push(String::from_utf8_lossy(&self.buf).into_owned());
+                out.push(text(&self.buf));
                 self.buf.clear();
             }
-            while self.buf.len() > MAX_LINE {
-                let rest = self.buf.split_off(MAX_LINE);
-                out.push(String::from_utf8_lossy(&self.buf).into_owned());
-                self.buf = rest;
-            }
+        }
+        self.buf.extend_from_slice(rest);
+        while self.buf.len() > MAX_LINE {
+            let tail = self.buf.split_off(MAX_LINE);
+            out.push(text(&self.buf));
+            self.buf = tail;
         }
         out
     }
@@ -37,9 +43,17 @@ impl LineSplitter {
         if self.buf.is_empty() {
             return None;
         }
-        let line = String::from_utf8_lossy(&self.buf).into_owned();
+        let line = text(&self.buf);
         self.buf.clear();
         Some(line)
+    }
+}
+
+/// Valid UTF-8 as it is (checked at SIMD speed); anything else with its bad bytes replaced.
+fn text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 
