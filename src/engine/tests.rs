@@ -983,13 +983,17 @@ async fn a_seed_runs_after_the_probe_before_dependents_and_once_per_container() 
         ["start db"],
         "the same container is not seeded again"
     );
-    assert!(h.seen.iter().any(|e| matches!(
-        e,
-        StackEvent::Seeded { service, ran: false, .. } if service == "db"
-    )));
     h.signals.send(()).unwrap();
-    let (outcome, _) = h.outcome().await;
+    let (outcome, events) = h.outcome().await;
     assert!(matches!(outcome, Ok(UpOutcome::Stopped)), "{outcome:?}");
+    let seeds: Vec<bool> = events
+        .iter()
+        .filter_map(|e| match e {
+            StackEvent::Seeded { service, ran, .. } if service == "db" => Some(*ran),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seeds, [true, false], "seeded, then found done");
 }
 
 /// The container of a service that waits for its dependencies is created while they start, and
