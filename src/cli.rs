@@ -318,6 +318,13 @@ pub struct UpArgs {
     #[arg(long)]
     pub build: bool,
 
+    /// A thin instance: use these services of the running main instance (a database, Redis
+    /// index, topic or collection prefix of its own) instead of containers of its own, in place
+    /// of `instances.share` in the stack file (`--share ""`: none). Only on an instance beside
+    /// the main one.
+    #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
+    pub share: Option<Vec<String>>,
+
     /// Put snapshot NAME's volumes back first (`devstack snapshot restore NAME`), then start:
     /// the same data every run.
     #[arg(long, value_name = "NAME")]
@@ -499,6 +506,10 @@ pub struct DownArgs {
     /// Also remove containers of this project whose service is no longer in the stack file.
     #[arg(long)]
     pub remove_orphans: bool,
+
+    /// Stop a main instance even while thin instances use its services (they are listed).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
