@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
     after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n10 a service's program is missing,
-11 snapshot missing, damaged or badly named, 130 interrupted."
+11 snapshot missing, damaged or badly named, 12 shared services unavailable or in use,
+130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]

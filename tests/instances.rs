@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{docker_or_skip, leftovers, project, stderr, stdout};
+use common::{docker_or_skip, http, leftovers, project, stderr, stdout};
 use serde_json::Value;
 
 const WEB: &str = "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n";
@@ -495,6 +495,22 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
     };
     let thin = format!("{}-thin-b", repo.base);
 
+    // Only an instance beside the main one is thin, and only known kinds are shared.
+    let out = repo.dev(&repo.main(), &["up", "--wait", "--share", "db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this is the main instance"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.dev(&wt, &["up", "--wait", "--share", "app"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot share `app`"),
+        "{}",
+        stderr(&out)
+    );
+
     // The main instance is not running: refused, and nothing of the thin one starts.
     let out = repo.dev(&wt, &["up", "--wait"]);
     let err = stderr(&out);
@@ -633,4 +649,53 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
         let out = repo.dev(&wt, args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
+}
+
+/// A thin instance's Qdrant share is a collection prefix: `down -v` deletes its own collections
+/// in the main instance's Qdrant and leaves the main instance's.
+#[test]
+fn a_thin_instance_drops_only_its_own_qdrant_collections() {
+    if !docker_or_skip(&["qdrant/qdrant:latest"]) {
+        return;
+    }
+    let stack = "instances: { share: [vec] }\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    ready: { qdrant: {} }\n  ai:\n    command: sh -c 'echo \"$$P $$DEVSTACK_VEC_PREFIX\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:vec}\" }\n    depends_on: [vec]\n    ready: { exec: \"test -s prefix.txt\" }\n";
+    let repo = Repo::new("thinq", stack);
+    let wt = repo.worktree("q-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(wt.clone(), None), (repo.main(), None)],
+    };
+    up_ok(&repo, &repo.main());
+    let main_prefix = std::fs::read_to_string(repo.main().join("prefix.txt")).unwrap();
+    assert_eq!(main_prefix.trim(), "", "no prefix on the main instance");
+    up_ok(&repo, &wt);
+    assert_eq!(leftovers(&format!("{}-q-b", repo.base)), (vec![], vec![]));
+    let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
+    assert_eq!(
+        given.split_whitespace().collect::<Vec<_>>(),
+        ["q-b_", "q-b_"]
+    );
+
+    let port = repo.host_port(&repo.main(), "vec");
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    for name in ["docs", "q-b_docs", "q-b_chunks"] {
+        let (status, body) = http(port, "PUT", &format!("/collections/{name}"), create);
+        assert!(status.contains(" 200"), "{name}: {status} {body}");
+    }
+    let down = repo.dev(&wt, &["down", "-v"]);
+    let err = stderr(&down);
+    assert_eq!(down.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("`q-b_chunks`, `q-b_docs`") || err.contains("`q-b_docs`, `q-b_chunks`"),
+        "{err}"
+    );
+    let (_, listed) = http(port, "GET", "/collections", "");
+    let names: Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = names["result"]["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["docs"], "only the main instance's collection stays");
 }
