@@ -83,7 +83,10 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         });
     }
     let mut thin = thin_of(cli, &loaded.stack, &identity)?;
-    thin.apply(&mut loaded.stack);
+    match cli.command {
+        Command::Down(_) => thin.apply_keeping_services(&mut loaded.stack),
+        _ => thin.apply(&mut loaded.stack),
+    }
     match &cli.command {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),

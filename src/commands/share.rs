@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use indexmap::IndexMap;
 
 use super::Env;
+use crate::config::ServiceName;
 use crate::config::{Probe, Service, ShareKind, Stack};
-use crate::control::protocol::PsRow;
+use crate::control::protocol::{Reply, Request};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
-use crate::event::ServiceState;
 use crate::project::instance::Identity;
 use crate::project::state_dir;
 use crate::project::thin::{self, Made, MainPorts, Share};
@@ -26,16 +26,14 @@ pub(super) struct Thin {
     pub(super) shares: Vec<Share>,
     /// The shared services as the stack file writes them (their logins).
     services: IndexMap<String, Service>,
-    /// The main instance's devstack's `ps` rows, when one runs it.
-    live: Option<Vec<PsRow>>,
     /// The main instance's containers (its shared services run in them).
     containers: Vec<ContainerInfo>,
 }
 
 impl Thin {
     /// The shares of `identity`'s instance (none for the main one): for `up`, `--share` or
-    /// `instances.share`; for the other commands what the last thin `up` recorded, else
-    /// `instances.share`. `stack` is the instance's, before [`Thin::apply`].
+    /// `instances.share`; for the other commands what the last thin `up` recorded (until
+    /// `down -v` drops them). `stack` is the instance's, before [`Thin::apply`].
     pub(super) fn of(
         stack: &Stack,
         identity: &Identity,
@@ -47,7 +45,6 @@ impl Thin {
             main,
             shares: Vec::new(),
             services: IndexMap::new(),
-            live: None,
             containers: Vec::new(),
         };
         // The main instance shares nothing; a stack known by its name alone says nothing.
@@ -58,10 +55,13 @@ impl Thin {
             return Ok(thin);
         }
         let recorded = thin::load_record(&state_dir(&stack.name));
+        // Only `up` decides; the other commands see what it did (a full instance, or one
+        // whose shares `down -v` dropped, has no record).
         let mut names: Vec<String> = match (flag, &recorded) {
             (Some(f), _) => f.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            (None, Some(r)) if !is_up => r.shares.iter().map(|s| s.service.clone()).collect(),
-            (None, _) => stack.instances.share.clone(),
+            (None, _) if is_up => stack.instances.share.clone(),
+            (None, Some(r)) => r.shares.iter().map(|s| s.service.clone()).collect(),
+            (None, None) => Vec::new(),
         };
         if !is_up {
             // What can no longer be shared is not in the way of `down` or `ps`.
@@ -83,7 +83,6 @@ impl Thin {
             .map(|(n, s)| (n.clone(), s.clone()))
             .collect();
         if !thin.shares.is_empty() {
-            thin.live = crate::control::instances::live_ps(&state_dir(&thin.main), &thin.main);
             thin.containers = main_containers(&thin.main).unwrap_or_default();
         }
         Ok(thin)
@@ -111,6 +110,12 @@ impl Thin {
         thin::apply(stack, &self.shares, &self.ports());
     }
 
+    /// Resolves the references of `stack` and keeps every service: for `down`, which removes
+    /// whatever the instance has (a full run of it leaves containers of the shared services).
+    pub(super) fn apply_keeping_services(&self, stack: &mut Stack) {
+        thin::apply(stack, &[], &MainPorts::new());
+    }
+
     /// The main instance's running container of `service`.
     fn container(&self, service: &str) -> Option<&ContainerInfo> {
         self.containers
@@ -121,24 +126,18 @@ impl Thin {
     /// Every shared service runs in the main instance, ready (as its devstack says, when one
     /// runs it); else what to run first, and nothing is started.
     pub(super) fn ensure_main(&self, project: &str) -> Result<(), Error> {
-        let mut problems = Vec::new();
-        for s in &self.shares {
-            let row = self
-                .live
-                .as_ref()
-                .and_then(|rows| rows.iter().find(|r| r.status.service.as_str() == s.service));
-            match (self.container(&s.service), row) {
-                (None, _) => problems.push(format!("`{}` is not running", s.service)),
-                (Some(_), Some(r)) if r.status.state != ServiceState::Ready => {
-                    problems.push(format!("`{}` is {}, not ready", s.service, r.status.state))
-                }
-                (Some(_), _) => {}
-            }
+        let names: Vec<String> = self.shares.iter().map(|s| s.service.clone()).collect();
+        let mut problems: Vec<String> = names
+            .iter()
+            .filter(|s| self.container(s).is_none())
+            .map(|s| format!("`{s}` is not running"))
+            .collect();
+        if problems.is_empty() {
+            problems.extend(main_not_ready(&self.main, &names));
         }
         if problems.is_empty() {
             return Ok(());
         }
-        let names: Vec<&str> = self.shares.iter().map(|s| s.service.as_str()).collect();
         Err(Error::Shared {
             message: format!(
                 "thin instance `{project}` shares {} of the main instance `{}`, and {}",
@@ -484,6 +483,30 @@ fn quoted(names: &[impl AsRef<str>]) -> String {
         .map(|n| format!("`{}`", n.as_ref()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why the devstack that runs `main` (if one does) does not have every one of `services`
+/// ready: asked with `wait` and no patience (`ps` would measure CPU for a second).
+fn main_not_ready(main: &str, services: &[String]) -> Option<String> {
+    let mut conn = crate::control::client::connect(&state_dir(main), main).ok()?;
+    let request = Request::Wait {
+        services: services.iter().map(ServiceName::from).collect(),
+        timeout_ms: Some(0),
+    };
+    if conn.send(request).is_err() {
+        return None;
+    }
+    loop {
+        match conn.answer() {
+            Ok(Some(Reply::Record { .. })) => {}
+            Ok(Some(Reply::Done { .. })) => return None,
+            Ok(Some(Reply::Error { message, .. })) => {
+                return Some(format!("its devstack says: {message}"))
+            }
+            // A devstack that stops as it answers: the containers were checked.
+            _ => return None,
+        }
+    }
 }
 
 fn main_containers(main: &str) -> Result<Vec<ContainerInfo>, Error> {

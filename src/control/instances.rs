@@ -152,7 +152,7 @@ pub fn list() -> (Vec<Instance>, Result<(), Error>) {
 }
 
 /// The `ps` rows of the devstack that runs `project`, if it answers.
-pub(crate) fn live_ps(dir: &Path, project: &str) -> Option<Vec<PsRow>> {
+fn live_ps(dir: &Path, project: &str) -> Option<Vec<PsRow>> {
     let mut conn = client::connect(dir, project).ok()?;
     conn.send(Request::Ps).ok()?;
     loop {
