@@ -490,6 +490,7 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
         dirs: vec![
             (wt.clone(), None),
             (wt.clone(), Some("c")),
+            (wt.clone(), Some("e")),
             (repo.main(), None),
         ],
     };
@@ -637,6 +638,19 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
     );
     assert_eq!(seen(&wt, "app_c")[1], "2", "its own Redis index");
 
+    // `fresh`: an empty database instead of a copy.
+    let fresh = THIN.replace("share: [db, cache] }", "share: [db, cache], fresh: [db] }");
+    std::fs::write(wt.join("fresh.yaml"), fresh).unwrap();
+    let out = repo.dev(
+        &wt,
+        &["-f", "fresh.yaml", "--instance", "e", "up", "--wait"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("database `app_e` (empty (fresh))"), "{err}");
+    let has_t = "SELECT count(*) FROM pg_tables WHERE tablename = 't'";
+    assert_eq!(psql(&repo, "app_e", has_t), "0", "empty");
+
     // `--force` stops the main instance under them, naming them.
     let out = repo.dev(&repo.main(), &["down", "--force"]);
     let err = stderr(&out);
@@ -645,7 +659,11 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
         err.contains(&thin) && err.contains(&format!("{}-c", repo.base)),
         "{err}"
     );
-    for args in [&["down"][..], &["--instance", "c", "down"][..]] {
+    for args in [
+        &["down"][..],
+        &["--instance", "c", "down"][..],
+        &["--instance", "e", "down"][..],
+    ] {
         let out = repo.dev(&wt, args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
