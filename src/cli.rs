@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Run a whole development stack — containers and native processes — from one stack.yaml",
     after_help = "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 Docker unavailable, 4 port conflict,\n5 service not ready, 6 image unavailable, 7 already up, 8 image build failed, 9 no devstack running,\n10 a service's program is missing,
-11 snapshot missing, damaged or badly named, 130 interrupted."
+11 snapshot missing, damaged or badly named, 12 shared services unavailable or in use,
+130 interrupted."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -318,6 +319,13 @@ pub struct UpArgs {
     #[arg(long)]
     pub build: bool,
 
+    /// A thin instance: use these services of the running main instance (a database, Redis
+    /// index, topic or collection prefix of its own) instead of containers of its own, in place
+    /// of `instances.share` in the stack file (`--share ""`: none). Only on an instance beside
+    /// the main one.
+    #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
+    pub share: Option<Vec<String>>,
+
     /// Put snapshot NAME's volumes back first (`devstack snapshot restore NAME`), then start:
     /// the same data every run.
     #[arg(long, value_name = "NAME")]
@@ -499,6 +507,10 @@ pub struct DownArgs {
     /// Also remove containers of this project whose service is no longer in the stack file.
     #[arg(long)]
     pub remove_orphans: bool,
+
+    /// Stop a main instance even while thin instances use its services (they are listed).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,10 @@ pub mod exit {
     /// A snapshot is missing, damaged (manifest, sizes, paths inside its tars), or its name is
     /// not allowed; nothing was written.
     pub const SNAPSHOT: i32 = 11;
+    /// A thin instance cannot have what it shares (the main instance does not run it, or a
+    /// share cannot be made), or the main instance is in use by thin instances (`down`
+    /// without `--force`); nothing was started or stopped.
+    pub const SHARED: i32 = 12;
     /// Stopped by Ctrl-C, SIGTERM or SIGHUP (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }
@@ -95,6 +99,15 @@ pub enum Error {
     /// A snapshot cannot be used or made as asked (its name, missing, damaged).
     #[error("{0}")]
     Snapshot(String),
+
+    /// A thin instance cannot have its shares of the main instance's services (not running,
+    /// not ready, or a share that cannot be made).
+    #[error("{message}")]
+    Shared { message: String, help: String },
+
+    /// `down` of a main instance that thin instances use, without `--force`.
+    #[error("the main instance `{project}` is in use by thin instances")]
+    InUse { project: String, users: Vec<String> },
 
     #[error("interrupted")]
     Interrupted,
@@ -166,6 +179,7 @@ impl Error {
             Error::BuildFailed(_) => exit::BUILD_FAILED,
             Error::MissingPrograms(_) => exit::MISSING_PROGRAM,
             Error::Snapshot(_) => exit::SNAPSHOT,
+            Error::Shared { .. } | Error::InUse { .. } => exit::SHARED,
             Error::Suite(code) => *code,
             Error::Doctor(_) => exit::FAILURE,
             Error::Exit(code) => *code,
@@ -232,6 +246,18 @@ impl Error {
                     other.display()
                 )),
                 other.display()
+            ),
+            Error::Shared { message, help } => format!("{}  help: {help}\n", head(message)),
+            Error::InUse { project, users } => format!(
+                "{}  help: stop them first (`devstack down --instance NAME`), or `devstack down --force` to stop `{project}` under them\n",
+                head(&format!(
+                    "the main instance `{project}` is in use by thin instances: {}",
+                    users
+                        .iter()
+                        .map(|u| format!("`{u}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
             ),
             Error::NotRunning { project } => format!(
                 "{}  help: `devstack up` starts it (`up --wait` in the background)\n",

@@ -284,6 +284,7 @@ fn help_lists_every_exit_code() {
         (exit::NOT_RUNNING, "no devstack running"),
         (exit::MISSING_PROGRAM, "a service's program is missing"),
         (exit::SNAPSHOT, "snapshot missing, damaged or badly named"),
+        (exit::SHARED, "shared services unavailable or in use"),
         (exit::INTERRUPTED, "interrupted"),
     ];
     for (code, what) in codes {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{docker_or_skip, leftovers, project, stderr, stdout};
+use common::{docker_or_skip, http, leftovers, project, stderr, stdout};
 use serde_json::Value;
 
 const WEB: &str = "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n";
@@ -142,7 +142,7 @@ struct Down<'a> {
 impl Drop for Down<'_> {
     fn drop(&mut self) {
         for (d, instance) in &self.dirs {
-            let mut args = vec!["down", "-v", "--remove-orphans"];
+            let mut args = vec!["down", "-v", "--remove-orphans", "--force"];
             if let Some(i) = instance {
                 args.extend(["--instance", i]);
             }
@@ -430,4 +430,290 @@ fn a_port_added_by_a_live_edit_is_recorded_at_once() {
     let down = repo.dev(&wt, &["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
     assert_eq!(repo.host_port(&wt, "api"), live, "recorded as it ran");
+}
+
+/// A stack with PostgreSQL, Redis and a process that writes what it was given to
+/// `seen-<its database>.txt`;
+/// an instance beside the main one shares the main instance's `db` and `cache`.
+const THIN: &str = "instances: { share: [db, cache] }\nservices:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: app }\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: {} }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    ready: { redis: {} }\n  app:\n    command: sh -c 'echo \"$$DB $$REDIS_DB $$PGPORT $$DEVSTACK_DB_DB\" > seen-${db:db}.txt && exec sleep 600'\n    environment: { DB: \"${db:db}\", REDIS_DB: \"${db:cache}\", PGPORT: \"${port:db:5432}\" }\n    depends_on: [db, cache]\n    ready: { exec: \"test -s seen-${db:db}.txt\" }\n";
+
+/// `docker exec` in the main instance's container of `service`; its trimmed output.
+fn in_main(repo: &Repo, service: &str, argv: &[&str]) -> String {
+    let label = |k: &str, v: &str| format!("label=org.devstack.{k}={v}");
+    let out = Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(label("project", &repo.base))
+        .arg("--filter")
+        .arg(label("service", service))
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!id.is_empty(), "the main instance runs `{service}`");
+    let out = Command::new("docker")
+        .args(["exec", &id])
+        .args(argv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{argv:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn psql(repo: &Repo, db: &str, sql: &str) -> String {
+    in_main(repo, "db", &["psql", "-U", "u", "-d", db, "-tAc", sql])
+}
+
+fn redis(repo: &Repo, index: &str, args: &[&str]) -> String {
+    let mut argv = vec!["redis-cli", "-n", index];
+    argv.extend_from_slice(args);
+    in_main(repo, "cache", &argv)
+}
+
+/// What the thin instance's process was given: its database, Redis index, PostgreSQL port and
+/// `DEVSTACK_DB_DB`.
+fn seen(dir: &Path, db: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join(format!("seen-{db}.txt")))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
+    if !docker_or_skip(&["postgres:15", "redis:7-alpine"]) {
+        return;
+    }
+    let repo = Repo::new("thin", THIN);
+    let wt = repo.worktree("thin-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![
+            (wt.clone(), None),
+            (wt.clone(), Some("c")),
+            (wt.clone(), Some("e")),
+            (repo.main(), None),
+        ],
+    };
+    let thin = format!("{}-thin-b", repo.base);
+
+    // Only an instance beside the main one is thin, and only known kinds are shared.
+    let out = repo.dev(&repo.main(), &["up", "--wait", "--share", "db"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this is the main instance"),
+        "{}",
+        stderr(&out)
+    );
+    let out = repo.dev(&wt, &["up", "--wait", "--share", "app"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot share `app`"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The main instance is not running: refused, and nothing of the thin one starts.
+    let out = repo.dev(&wt, &["up", "--wait"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert!(
+        err.contains("devstack --instance \"\" up --wait db cache"),
+        "says what to run: {err}"
+    );
+    assert_eq!(leftovers(&thin), (vec![], vec![]));
+    assert!(
+        seen(&wt, "app_thin_b").is_empty(),
+        "the process did not start"
+    );
+
+    // The main instance with a row and a key; then the thin one beside it.
+    up_ok(&repo, &repo.main());
+    psql(
+        &repo,
+        "app",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    );
+    assert_eq!(redis(&repo, "0", &["SET", "k", "main"]), "OK");
+    let main_containers = leftovers(&repo.base).0.len();
+    assert_eq!(main_containers, 2);
+    let out = repo.dev(&wt, &["up", "--wait"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("TEMPLATE"),
+        "says how the copy was made: {err}"
+    );
+    assert!(!err.contains("p@") && !err.contains("PASSWORD=p"), "{err}");
+    assert_eq!(
+        leftovers(&thin),
+        (vec![], vec![]),
+        "no container of its own"
+    );
+    assert_eq!(leftovers(&repo.base).0.len(), main_containers);
+
+    // Its process got its own database, index and the main instance's port.
+    let given = seen(&wt, "app_thin_b");
+    let main_port = repo.host_port(&repo.main(), "db").to_string();
+    assert_eq!(given, ["app_thin_b", "1", main_port.as_str(), "app_thin_b"]);
+    assert_eq!(
+        psql(&repo, "app_thin_b", "SELECT count(*) FROM t"),
+        "1",
+        "cloned"
+    );
+    psql(&repo, "app_thin_b", "INSERT INTO t VALUES (2)");
+    assert_eq!(psql(&repo, "app_thin_b", "SELECT count(*) FROM t"), "2");
+    assert_eq!(
+        psql(&repo, "app", "SELECT count(*) FROM t"),
+        "1",
+        "not in main"
+    );
+    assert_eq!(redis(&repo, "1", &["SET", "k", "thin"]), "OK");
+    assert_eq!(redis(&repo, "0", &["GET", "k"]), "main");
+
+    // `ps` and `ls` show the shares.
+    let ps: Value = serde_json::from_slice(&repo.dev(&wt, &["ps", "--json"]).stdout).unwrap();
+    let db = ps.as_array().unwrap().iter().find(|r| r["service"] == "db");
+    let db = db.unwrap_or_else(|| panic!("{ps}"));
+    assert_eq!(db["state"], "shared", "{ps}");
+    assert_eq!(db["shared_from"], repo.base.as_str(), "{ps}");
+    assert_eq!(db["db"], "app_thin_b", "{ps}");
+    let ls = repo.ls();
+    let row = ls.iter().find(|r| r["project"] == thin.as_str()).unwrap();
+    assert_eq!(row["shared_from"], repo.base.as_str(), "{row}");
+    assert_eq!(row["shares"][1]["value"], "1", "{row}");
+
+    // The main instance is not stopped under it.
+    let out = repo.dev(&repo.main(), &["down"]);
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&thin), "{}", stderr(&out));
+    assert_eq!(psql(&repo, "app", "SELECT 1"), "1", "still running");
+
+    // `down` keeps its database, a later `up` reuses it; `down -v` drops its own only.
+    let down = repo.dev(&wt, &["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    up_ok(&repo, &wt);
+    assert_eq!(
+        psql(&repo, "app_thin_b", "SELECT count(*) FROM t"),
+        "2",
+        "kept"
+    );
+    let down = repo.dev(&wt, &["down", "-v"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    let has_db = "SELECT count(*) FROM pg_database WHERE datname = 'app_thin_b'";
+    assert_eq!(psql(&repo, "app", has_db), "0", "dropped");
+    assert_eq!(
+        psql(&repo, "app", "SELECT count(*) FROM t"),
+        "1",
+        "main's stays"
+    );
+    assert_eq!(redis(&repo, "1", &["DBSIZE"]), "0", "its index flushed");
+    assert_eq!(redis(&repo, "0", &["GET", "k"]), "main", "main's key stays");
+
+    // With the main database in use, the copy is made with pg_dump; a second thin instance
+    // gets an index of its own.
+    in_main(
+        &repo,
+        "db",
+        &[
+            "sh",
+            "-c",
+            "psql -U u -d app -c 'SELECT pg_sleep(120)' >/dev/null 2>&1 &",
+        ],
+    );
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while psql(&repo, "app", busy) == "0" {
+        assert!(Instant::now() < deadline, "the session did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    up_ok(&repo, &wt);
+    let out = repo.dev(&wt, &["--instance", "c", "up", "--wait"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("pg_dump"), "{err}");
+    assert_eq!(
+        psql(&repo, "app_c", "SELECT count(*) FROM t"),
+        "1",
+        "copied"
+    );
+    assert_eq!(seen(&wt, "app_c")[1], "2", "its own Redis index");
+
+    // `fresh`: an empty database instead of a copy.
+    let fresh = THIN.replace("share: [db, cache] }", "share: [db, cache], fresh: [db] }");
+    std::fs::write(wt.join("fresh.yaml"), fresh).unwrap();
+    let out = repo.dev(
+        &wt,
+        &["-f", "fresh.yaml", "--instance", "e", "up", "--wait"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("database `app_e` (empty (fresh))"), "{err}");
+    let has_t = "SELECT count(*) FROM pg_tables WHERE tablename = 't'";
+    assert_eq!(psql(&repo, "app_e", has_t), "0", "empty");
+
+    // `--force` stops the main instance under them, naming them.
+    let out = repo.dev(&repo.main(), &["down", "--force"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&thin) && err.contains(&format!("{}-c", repo.base)),
+        "{err}"
+    );
+    for args in [
+        &["down"][..],
+        &["--instance", "c", "down"][..],
+        &["--instance", "e", "down"][..],
+    ] {
+        let out = repo.dev(&wt, args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+}
+
+/// A thin instance's Qdrant share is a collection prefix: `down -v` deletes its own collections
+/// in the main instance's Qdrant and leaves the main instance's.
+#[test]
+fn a_thin_instance_drops_only_its_own_qdrant_collections() {
+    if !docker_or_skip(&["qdrant/qdrant:latest"]) {
+        return;
+    }
+    let stack = "instances: { share: [vec] }\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    ready: { qdrant: {} }\n  ai:\n    command: sh -c 'echo \"$$P $$DEVSTACK_VEC_PREFIX\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:vec}\" }\n    depends_on: [vec]\n    ready: { exec: \"test -s prefix.txt\" }\n";
+    let repo = Repo::new("thinq", stack);
+    let wt = repo.worktree("q-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(wt.clone(), None), (repo.main(), None)],
+    };
+    up_ok(&repo, &repo.main());
+    let main_prefix = std::fs::read_to_string(repo.main().join("prefix.txt")).unwrap();
+    assert_eq!(main_prefix.trim(), "", "no prefix on the main instance");
+    up_ok(&repo, &wt);
+    assert_eq!(leftovers(&format!("{}-q-b", repo.base)), (vec![], vec![]));
+    let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
+    assert_eq!(
+        given.split_whitespace().collect::<Vec<_>>(),
+        ["q-b_", "q-b_"]
+    );
+
+    let port = repo.host_port(&repo.main(), "vec");
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    for name in ["docs", "q-b_docs", "q-b_chunks"] {
+        let (status, body) = http(port, "PUT", &format!("/collections/{name}"), create);
+        assert!(status.contains(" 200"), "{name}: {status} {body}");
+    }
+    let down = repo.dev(&wt, &["down", "-v"]);
+    let err = stderr(&down);
+    assert_eq!(down.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("`q-b_chunks`, `q-b_docs`") || err.contains("`q-b_docs`, `q-b_chunks`"),
+        "{err}"
+    );
+    let (_, listed) = http(port, "GET", "/collections", "");
+    let names: Value = serde_json::from_str(&listed).unwrap();
+    let names: Vec<&str> = names["result"]["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["docs"], "only the main instance's collection stays");
 }

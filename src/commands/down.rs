@@ -2,6 +2,7 @@
 //! the project's containers (and with `-v` its volumes).
 
 use super::output::{color_for, log_width};
+use super::share::Thin;
 use super::Env;
 use crate::cli::DownArgs;
 use crate::config::Stack;
@@ -10,11 +11,21 @@ use crate::error::Error;
 use crate::logs::render::{local_utc_offset, Renderer};
 use crate::logs::Format;
 use crate::process::state::StateFile;
+use crate::project::instance::Identity;
 use crate::project::state_dir;
 use crate::runtime::ContainerRuntime;
 use crate::session::{runtime, ContainerEngine};
 
-pub(super) fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn down(
+    stack: &Stack,
+    identity: &Identity,
+    thin: &Thin,
+    args: &DownArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
+    if !identity.is_instance() {
+        in_use(stack, args.force, env)?;
+    }
     let renderer = Renderer {
         width: log_width(&stack.services.keys().cloned().collect::<Vec<_>>()),
         color: color_for(false, env),
@@ -57,6 +68,21 @@ pub(super) fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<
     let _ = writer.join();
     let (report, engine) = result?;
     say_what_is_left(stack, &report, env)?;
+    if thin.is_thin() && args.volumes {
+        thin.drop_shares(&stack.name, env)?;
+    } else if thin.is_thin() {
+        let kept: Vec<String> = thin
+            .shares
+            .iter()
+            .map(|s| format!("{} `{}`", s.service, s.value))
+            .collect();
+        writeln!(
+            env.err,
+            "kept shares of `{}`: {} (`down -v` drops them)",
+            thin.main,
+            kept.join(", ")
+        )?;
+    }
     // Named volumes hold the user's data; say they were kept.
     if let Some(engine) = engine.filter(|_| !args.volumes) {
         let kept = rt.block_on(engine.list_volumes(&stack.name))?;
@@ -71,6 +97,28 @@ pub(super) fn down(stack: &Stack, args: &DownArgs, env: &mut Env<'_>) -> Result<
             )?;
         }
     }
+    Ok(())
+}
+
+/// A main instance that running thin instances use is not stopped under them, unless forced
+/// (then they are named).
+fn in_use(stack: &Stack, force: bool, env: &mut Env<'_>) -> Result<(), Error> {
+    let users = super::share::users_of(&stack.name);
+    if users.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(Error::InUse {
+            project: stack.name.clone(),
+            users,
+        });
+    }
+    writeln!(
+        env.err,
+        "warning: stopping `{}` under the thin instances that use it (--force): {}",
+        stack.name,
+        users.join(", ")
+    )?;
     Ok(())
 }
 

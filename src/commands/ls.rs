@@ -26,11 +26,14 @@ fn print_rows(rows: &[Instance], env: &mut Env<'_>) -> Result<(), Error> {
     let table: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
-            let state = match r.pid {
+            let mut state = match r.pid {
                 Some(pid) => format!("running (pid {pid})"),
                 None if r.containers_running > 0 => "containers running".to_string(),
                 None => "stopped".to_string(),
             };
+            if let Some(main) = &r.shared_from {
+                state.push_str(&format!(", thin on {main}"));
+            }
             let ready = match (r.ready, r.total) {
                 (Some(ready), Some(total)) => format!("{ready}/{total}"),
                 _ => "-".to_string(),

@@ -18,6 +18,8 @@ mod output;
 mod ports;
 mod ps;
 mod render;
+mod share;
+mod share_http;
 mod snapshot;
 mod test;
 mod tty;
@@ -50,7 +52,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Ls(args) => return ls::ls(args, env),
         _ => {}
     }
-    let (loaded, identity) = match load(cli, env) {
+    let (mut loaded, identity) = match load(cli, env) {
         Ok(l) => {
             let identity = identity(cli, env, &l.stack.name, &l.stack.root)?;
             let mut l = for_instance(cli, env, &identity, l)?;
@@ -80,31 +82,28 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
             other,
         });
     }
+    let mut thin = thin_of(cli, &loaded.stack, &identity)?;
+    match cli.command {
+        Command::Down(_) => thin.apply_keeping_services(&mut loaded.stack),
+        _ => thin.apply(&mut loaded.stack),
+    }
     match &cli.command {
         Command::Validate => validate(&loaded, env),
         Command::Config(args) => show_config(&loaded.stack, args, env),
         Command::Graph(args) => graph(&loaded.stack, args, env),
         Command::Up(args) if args.from_snapshot.is_some() => {
             snapshot::restore_before_up(&loaded.stack, args, env)?;
-            up::up(
-                &loaded.stack,
-                &identity,
-                args,
-                env,
-                reloader(cli, env, &identity),
-            )
+            let reload = reloader(cli, env, &identity, &thin);
+            up::up(&loaded.stack, &identity, args, env, reload, &mut thin)
         }
-        Command::Up(args) => up::up(
-            &loaded.stack,
-            &identity,
-            args,
-            env,
-            reloader(cli, env, &identity),
-        ),
+        Command::Up(args) => {
+            let reload = reloader(cli, env, &identity, &thin);
+            up::up(&loaded.stack, &identity, args, env, reload, &mut thin)
+        }
         Command::Ports(args) => ports::ports(&loaded.stack, &identity, args, env),
-        Command::Down(args) => down::down(&loaded.stack, args, env),
+        Command::Down(args) => down::down(&loaded.stack, &identity, &thin, args, env),
         Command::Build(args) => build::build(&loaded.stack, args, env),
-        Command::Ps(args) => ps::ps(&loaded.stack, args, env),
+        Command::Ps(args) => ps::ps(&loaded.stack, &thin, args, env),
         Command::Logs(args) => logs::logs(&loaded.stack, args, env),
         Command::Test(args) => test::test(&loaded.stack, args, env),
         Command::Doctor(args) => doctor::doctor(&loaded.stack, &identity, args.json, env),
@@ -149,6 +148,22 @@ pub(crate) fn run_data(
         Ok(()) => Ok(String::from_utf8_lossy(&out).into_owned()),
         Err(e) => Err((e, String::from_utf8_lossy(&err).into_owned())),
     }
+}
+
+/// What the instance shares with the main one (nothing for the main instance, or for a stack
+/// known only by its name).
+fn thin_of(cli: &Cli, stack: &Stack, identity: &Identity) -> Result<share::Thin, Error> {
+    let (flag, is_up) = match &cli.command {
+        Command::Up(args) => (args.share.as_deref(), true),
+        _ => (None, false),
+    };
+    if flag.is_some_and(|f| f.iter().any(|s| !s.is_empty())) && !identity.is_instance() {
+        return Err(Error::Usage {
+            message: "`--share` makes a thin instance beside the main one, and this is the main instance".into(),
+            help: Some("run it in a linked worktree, or name an instance: `devstack --instance NAME up --share …`".into()),
+        });
+    }
+    share::Thin::of(stack, identity, flag, is_up)
 }
 
 /// The instance this command acts on, for the project `base` whose stack file is in `root`.
@@ -336,7 +351,12 @@ fn load_options(cli: &Cli, env: &Env<'_>) -> LoadOptions {
 
 /// Loads the stack files again as this command did (the environment as it is now, the same
 /// options and named services), for a run that follows its stack files.
-fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::apply::Reload {
+fn reloader(
+    cli: &Cli,
+    env: &Env<'_>,
+    identity: &Identity,
+    thin: &share::Thin,
+) -> crate::engine::apply::Reload {
     let opts = LoadOptions {
         instance: identity.instance.clone(),
         ..load_options(cli, env)
@@ -346,6 +366,7 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
     // The record as the run started (before it chose its ports): the stack a reload compares
     // with was pinned to it, so an unchanged port reads as unchanged.
     let recorded = recorded_ports(&identity);
+    let thin = thin.clone();
     Box::new(move || {
         let mut loaded =
             config::load(&opts, &|k| vars.get(k).cloned()).map_err(|e| e.render(false))?;
@@ -355,6 +376,7 @@ fn reloader(cli: &Cli, env: &Env<'_>, identity: &Identity) -> crate::engine::app
             ..identity.clone()
         };
         instance::apply(&mut loaded.stack, &identity, &recorded);
+        thin.apply(&mut loaded.stack);
         let selected =
             selected_services(&loaded.stack, &opts.targets).map_err(|e| e.render(false))?;
         Ok(crate::engine::apply::Reloaded {

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::output::{coarse, print_table};
+use super::share::Thin;
 use super::Env;
 use crate::cli::PsArgs;
 use crate::config::{Service, Stack};
@@ -44,10 +45,23 @@ fn process_uptime(start_ticks: u64) -> String {
     coarse(secs)
 }
 
-pub(super) fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), Error> {
+pub(super) fn ps(
+    stack: &Stack,
+    thin: &Thin,
+    args: &PsArgs,
+    env: &mut Env<'_>,
+) -> Result<(), Error> {
     // A running devstack knows the real states; ask it.
     if let Some(rows) = super::control::live_ps(stack)? {
-        return super::control::print_live_ps(&rows, args.json, env);
+        if args.json && thin.is_thin() {
+            let mut all = serde_json::to_value(&rows).map_err(|e| Error::Encode(e.to_string()))?;
+            if let Some(a) = all.as_array_mut() {
+                a.extend(shared_rows(thin));
+            }
+            return print_json(&all, env);
+        }
+        super::control::print_live_ps(&rows, args.json, env)?;
+        return print_shared(thin, env);
     }
     let rt = runtime()?;
     // A stack of native processes only needs no engine (and has no containers).
@@ -83,11 +97,50 @@ pub(super) fn ps(stack: &Stack, args: &PsArgs, env: &mut Env<'_>) -> Result<(), 
         rows.push(orphan_row(c));
     }
     if args.json {
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Encode(e.to_string()))?;
-        writeln!(env.out, "{text}")?;
-        return Ok(());
+        rows.extend(shared_rows(thin));
+        return print_json(&serde_json::Value::Array(rows), env);
     }
-    print_rows(&rows, env)
+    print_rows(&rows, env)?;
+    print_shared(thin, env)
+}
+
+fn print_json(v: &serde_json::Value, env: &mut Env<'_>) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Encode(e.to_string()))?;
+    writeln!(env.out, "{text}")?;
+    Ok(())
+}
+
+/// A thin instance's shared services, one row each: state `shared`, the instance that serves
+/// them, and the instance's own database, index or prefix in it.
+fn shared_rows(thin: &Thin) -> Vec<serde_json::Value> {
+    thin.shares
+        .iter()
+        .map(|s| {
+            json!({
+                "service": s.service,
+                "kind": "container",
+                "state": "shared",
+                "shared_from": thin.main,
+                "share": s.kind,
+                s.kind.reference().word(): s.value,
+            })
+        })
+        .collect()
+}
+
+fn print_shared(thin: &Thin, env: &mut Env<'_>) -> Result<(), Error> {
+    for s in &thin.shares {
+        writeln!(
+            env.out,
+            "{}: shared from the main instance `{}` ({} {} `{}`)",
+            s.service,
+            thin.main,
+            s.kind.name(),
+            s.kind.reference().word(),
+            s.value
+        )?;
+    }
+    Ok(())
 }
 
 /// A native process's row: running while its recorded process group lives.

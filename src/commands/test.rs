@@ -35,20 +35,39 @@ pub(super) fn port_variables(ports: &crate::plan::HostPorts) -> Vec<(String, Str
     ports
         .all()
         .map(|(service, p)| {
-            let name: String = service
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
             (
-                format!("DEVSTACK_{name}_{}", p.container_port),
+                crate::project::thin::variable(service, &p.container_port.to_string()),
                 p.host_port.to_string(),
             )
+        })
+        .collect()
+}
+
+/// The stack's `test.environment`, then `DEVSTACK_<SERVICE>_DB` / `_PREFIX` where it sets none.
+fn suite_environment(stack: &Stack) -> indexmap::IndexMap<String, String> {
+    let mut env = stack.test.environment.clone();
+    for (k, v) in share_variables(stack) {
+        env.entry(k).or_insert_with(|| v.replace('$', "$$"));
+    }
+    env
+}
+
+/// `DEVSTACK_<SERVICE>_DB` and `_PREFIX` of every service `${db:…}` / `${prefix:…}` can name:
+/// the throwaway stack runs its own, so they are the main values (its database, index 0, no
+/// prefix).
+fn share_variables(stack: &Stack) -> Vec<(String, String)> {
+    stack
+        .services
+        .iter()
+        .filter_map(|(name, svc)| {
+            let what = match svc.share_kind()?.reference() {
+                crate::config::interpolate::ShareRefKind::Db => "DB",
+                crate::config::interpolate::ShareRefKind::Prefix => "PREFIX",
+            };
+            Some((
+                crate::project::thin::variable(name, what),
+                crate::project::thin::main_value(svc)?,
+            ))
         })
         .collect()
 }
@@ -95,7 +114,7 @@ pub(super) fn test(
         port_mode: PortMode::AllFree,
         watch: false,
         state: StateFile::new(state.join("processes.json")),
-        then: Some(suite(args.command.clone(), stack.test.environment.clone())),
+        then: Some(suite(args.command.clone(), suite_environment(stack))),
         inbox: session.take_inbox(),
         build: Default::default(),
         reload: None,

@@ -29,6 +29,7 @@ pub(super) fn up(
     args: &UpArgs,
     env: &mut Env<'_>,
     reload: crate::engine::apply::Reload,
+    thin: &mut super::share::Thin,
 ) -> Result<(), Error> {
     let selected = selected_services(stack, &args.services)?;
     let dir = state_dir(&stack.name);
@@ -38,6 +39,14 @@ pub(super) fn up(
         .iter()
         .any(|s| stack.services[s.as_str()].is_supervised_process());
     let detached_copy = (env.vars)(super::detach::DETACHED_ENV).is_some_and(|v| v == "1");
+    if thin.is_thin() {
+        // Before anything starts: never a thin instance without what it shares.
+        thin.ensure_main(&stack.name)?;
+        // The background copy of `up --wait` finds them made by this command.
+        if !detached_copy {
+            thin.prepare(&stack.name, env)?;
+        }
+    }
     if has_processes && !detached_copy && args.wait {
         // Processes need a supervisor that outlives this command: a background copy.
         let renderer = Renderer {

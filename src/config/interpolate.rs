@@ -1,5 +1,7 @@
-//! `${VAR}` interpolation and `${port:SERVICE:PORT}` references in string values. Pure: the
-//! environment comes in as a lookup function, warnings go out as values.
+//! `${VAR}` interpolation and the references devstack resolves itself in string values:
+//! `${port:SERVICE:PORT}` (a host port), `${db:SERVICE}` and `${prefix:SERVICE}` (what an
+//! instance's share of a service is: a database, a Redis index, a topic or collection prefix).
+//! Pure: the environment comes in as a lookup function, warnings go out as values.
 
 use std::fmt;
 
@@ -8,6 +10,63 @@ use std::fmt;
 pub struct PortRef {
     pub service: String,
     pub port: u16,
+}
+
+/// Which part of a shared service a `${db:…}` or `${prefix:…}` reference names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ShareRefKind {
+    /// `${db:SERVICE}`: a PostgreSQL database name or a Redis database index.
+    Db,
+    /// `${prefix:SERVICE}`: a Kafka topic prefix or a Qdrant collection prefix.
+    Prefix,
+}
+
+impl ShareRefKind {
+    pub fn word(self) -> &'static str {
+        match self {
+            ShareRefKind::Db => "db",
+            ShareRefKind::Prefix => "prefix",
+        }
+    }
+}
+
+/// A `${db:SERVICE}` or `${prefix:SERVICE}` reference found in a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRef {
+    pub kind: ShareRefKind,
+    pub service: String,
+}
+
+impl ShareRef {
+    /// The body of `${db:…}` / `${prefix:…}` (the braces' content), if it is one; a variable
+    /// named `db` with an operator (`${db:-x}`) is none.
+    fn parse(body: &str) -> Option<Result<ShareRef, InterpolateError>> {
+        let (kind, service) = [ShareRefKind::Db, ShareRefKind::Prefix]
+            .into_iter()
+            .find_map(|k| Some((k, body.strip_prefix(k.word())?.strip_prefix(':')?)))?;
+        if service.starts_with(['-', '?', '+']) {
+            return None;
+        }
+        let valid = !service.is_empty()
+            && service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        Some(if valid {
+            Ok(ShareRef {
+                kind,
+                service: service.to_string(),
+            })
+        } else {
+            Err(InterpolateError::BadShareRef(body.to_string()))
+        })
+    }
+}
+
+/// A reference devstack resolves itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Port(PortRef),
+    Share(ShareRef),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +79,8 @@ pub enum InterpolateError {
     Required { var: String, message: String },
     /// `${port:...}` that is not `${port:SERVICE:PORT}`.
     BadPortRef(String),
+    /// `${db:...}` or `${prefix:...}` that does not name a service.
+    BadShareRef(String),
 }
 
 impl fmt::Display for InterpolateError {
@@ -39,6 +100,10 @@ impl fmt::Display for InterpolateError {
             Self::BadPortRef(r) => write!(
                 f,
                 "malformed port reference `${{{r}}}`: expected `${{port:SERVICE:PORT}}`"
+            ),
+            Self::BadShareRef(r) => write!(
+                f,
+                "malformed reference `${{{r}}}`: expected `${{db:SERVICE}}` or `${{prefix:SERVICE}}`"
             ),
         }
     }
@@ -169,6 +234,10 @@ fn expand_braced(
             return Ok(format!("${{{body}}}"));
         }
     }
+    if let Some(share) = ShareRef::parse(body) {
+        share?;
+        return Ok(format!("${{{body}}}"));
+    }
     let name_end = body.find(|c: char| !is_name_char(c)).unwrap_or(body.len());
     let name = &body[..name_end];
     if name.is_empty() || !name.starts_with(is_name_start) {
@@ -223,6 +292,54 @@ pub fn port_refs(s: &str) -> Vec<PortRef> {
         None
     });
     refs
+}
+
+/// Every `${db:SERVICE}` and `${prefix:SERVICE}` reference in an interpolated string, in order.
+pub fn share_refs(s: &str) -> Vec<ShareRef> {
+    let mut refs = Vec::new();
+    substitute_refs(s, |r| {
+        if let Reference::Share(r) = r {
+            refs.push(r.clone());
+        }
+        None
+    });
+    refs
+}
+
+/// Replaces each reference `replace` answers for (`${port:…}`, `${db:…}`, `${prefix:…}`) and
+/// keeps everything else as it is, `$$` included: the result is still an interpolated string,
+/// for [`resolve_port_refs`] later.
+pub fn substitute_refs(s: &str, mut replace: impl FnMut(&Reference) -> Option<String>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push_str("$$");
+            rest = stripped;
+            continue;
+        }
+        let body = after
+            .strip_prefix('{')
+            .and_then(|b| Some(&b[..b.find('}')?]));
+        let reference = body.and_then(|b| match b.strip_prefix("port:") {
+            Some(p) => parse_port_ref(p).ok().map(Reference::Port),
+            None => ShareRef::parse(b)?.ok().map(Reference::Share),
+        });
+        match (body, reference.as_ref().and_then(&mut replace)) {
+            (Some(b), Some(v)) => {
+                out.push_str(&v);
+                rest = &after[b.len() + 2..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Replaces each `${port:SERVICE:PORT}` with `resolve`'s answer (kept verbatim when it has none)
@@ -299,6 +416,14 @@ mod tests {
             ("${port:postgres:5432}", Ok("${port:postgres:5432}")),
             ("x${port:a-b:1}y", Ok("x${port:a-b:1}y")),
             ("${port:-fallback}", Ok("fallback")),
+            ("${db:postgres}", Ok("${db:postgres}")),
+            ("x${prefix:kafka}y", Ok("x${prefix:kafka}y")),
+            ("${db:-plain}", Ok("plain")),
+            ("${db:}", Err(InterpolateError::BadShareRef("db:".into()))),
+            (
+                "${prefix:a b}",
+                Err(InterpolateError::BadShareRef("prefix:a b".into())),
+            ),
             // Braces inside a default are kept, and a set variable leaves no stray brace.
             ("${JSON:-{\"a\":1}}", Ok("{\"a\":1}")),
             ("${USER:-{\"a\":1}}", Ok("ada")),
@@ -386,6 +511,42 @@ mod tests {
         assert_eq!(
             resolved,
             "postgresql://u@127.0.0.1:15432/db?r=${port:redis:6379}&x=${port:no:1}"
+        );
+    }
+
+    #[test]
+    fn share_refs_are_found_and_substituted_leaving_the_rest() {
+        let s = "postgresql://u@h:${port:pg:5432}/${db:pg}?r=${db:redis}&t=${prefix:kafka}x&l=$${db:pg}";
+        assert_eq!(
+            share_refs(s),
+            [
+                ShareRef {
+                    kind: ShareRefKind::Db,
+                    service: "pg".into()
+                },
+                ShareRef {
+                    kind: ShareRefKind::Db,
+                    service: "redis".into()
+                },
+                ShareRef {
+                    kind: ShareRefKind::Prefix,
+                    service: "kafka".into()
+                },
+            ]
+        );
+        let out = substitute_refs(s, |r| match r {
+            Reference::Share(r) if r.service == "pg" => Some("app_b".into()),
+            Reference::Share(r) if r.service == "redis" => Some("3".into()),
+            Reference::Port(p) if p.service == "pg" => Some("41000".into()),
+            _ => None,
+        });
+        assert_eq!(
+            out, "postgresql://u@h:41000/app_b?r=3&t=${prefix:kafka}x&l=$${db:pg}",
+            "unanswered references and `$$` stay for the last pass"
+        );
+        assert_eq!(
+            resolve_port_refs(&out, |_| None),
+            "postgresql://u@h:41000/app_b?r=3&t=${prefix:kafka}x&l=${db:pg}"
         );
     }
 }

@@ -1955,6 +1955,7 @@ fn interpolate_tree(
                     let help = match &e {
                         InterpolateError::Required { .. } => "set it in the environment or in `.env` (see `.env.example`)",
                         InterpolateError::BadPortRef(_) => "e.g. `${port:postgres:5432}` is the host port of postgres's port 5432",
+                        InterpolateError::BadShareRef(_) => "e.g. `${db:postgres}` is the instance's database of `postgres`, `${prefix:kafka}` its topic prefix (docs/instances.md)",
                         _ => "variables are `${NAME}`, `${NAME:-default}` or `${NAME:?message}`; write `$$` for a literal `$`",
                     };
                     errors.push(

@@ -47,6 +47,60 @@ pub struct Stack {
     /// The active profiles (`--profile`, `COMPOSE_PROFILES`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub profiles: Vec<String>,
+    /// `instances:`: what an instance beside the main one takes from the main one.
+    #[serde(skip_serializing_if = "InstanceSettings::is_empty")]
+    pub instances: InstanceSettings,
+}
+
+/// `instances:`: the services a thin instance (any instance but the main one) shares with the
+/// main instance's running ones instead of running its own (`share`), and those of them whose
+/// share starts empty instead of as a copy of the main one's data (`fresh`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InstanceSettings {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub share: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fresh: Vec<String>,
+}
+
+impl InstanceSettings {
+    pub fn is_empty(&self) -> bool {
+        self.share.is_empty() && self.fresh.is_empty()
+    }
+}
+
+/// How a service is shared with a thin instance, by what it is (its readiness preset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareKind {
+    /// A database of the instance's own, cloned from the main one's (`${db:…}`).
+    Postgres,
+    /// A database index of its own (`${db:…}`).
+    Redis,
+    /// A topic prefix (`${prefix:…}`).
+    Kafka,
+    /// A collection prefix (`${prefix:…}`).
+    Qdrant,
+}
+
+impl ShareKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ShareKind::Postgres => "PostgreSQL",
+            ShareKind::Redis => "Redis",
+            ShareKind::Kafka => "Kafka",
+            ShareKind::Qdrant => "Qdrant",
+        }
+    }
+
+    /// The reference that names this kind's share: a database (`${db:…}`) or a prefix.
+    pub fn reference(self) -> crate::config::interpolate::ShareRefKind {
+        use crate::config::interpolate::ShareRefKind;
+        match self {
+            ShareKind::Postgres | ShareKind::Redis => ShareRefKind::Db,
+            ShareKind::Kafka | ShareKind::Qdrant => ShareRefKind::Prefix,
+        }
+    }
 }
 
 impl Stack {
@@ -67,6 +121,7 @@ impl Stack {
             networks: IndexMap::new(),
             secrets: IndexMap::new(),
             profiles: Vec::new(),
+            instances: InstanceSettings::default(),
         }
     }
 
@@ -556,6 +611,21 @@ impl Service {
         match self.kind {
             ServiceKind::Container { .. } => Kind::Container,
             ServiceKind::Process { .. } => Kind::Process,
+        }
+    }
+
+    /// What sharing this service with a thin instance means, known by its readiness preset
+    /// (written, or given by a well-known image); none for a process or another kind.
+    pub fn share_kind(&self) -> Option<ShareKind> {
+        if !self.is_container() {
+            return None;
+        }
+        match self.ready.as_ref()?.probe {
+            Probe::Postgres { .. } => Some(ShareKind::Postgres),
+            Probe::Redis { .. } => Some(ShareKind::Redis),
+            Probe::Kafka { .. } => Some(ShareKind::Kafka),
+            Probe::Qdrant { .. } => Some(ShareKind::Qdrant),
+            _ => None,
         }
     }
 

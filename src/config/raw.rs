@@ -23,6 +23,17 @@ pub struct RawStack {
     pub volumes: Option<IndexMap<String, Option<RawVolumeDef>>>,
     pub networks: Option<IndexMap<String, Option<RawNetworkDef>>>,
     pub secrets: Option<IndexMap<String, RawSecretDef>>,
+    pub instances: Option<RawInstances>,
+}
+
+/// The top-level `instances:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInstances {
+    #[serde(default)]
+    pub share: Vec<String>,
+    #[serde(default)]
+    pub fresh: Vec<String>,
 }
 
 /// A top-level `volumes:` entry.

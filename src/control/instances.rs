@@ -101,6 +101,12 @@ pub struct Instance {
     pub containers_running: usize,
     /// Named volumes of the project in the engine.
     pub volumes: Vec<String>,
+    /// A thin instance: the main instance whose services it shares…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_from: Option<String>,
+    /// …and its share of each (its database, Redis index, topic or collection prefix).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<crate::project::thin::Share>,
 }
 
 impl Instance {
@@ -118,6 +124,8 @@ impl Instance {
             containers: 0,
             containers_running: 0,
             volumes: Vec::new(),
+            shared_from: None,
+            shares: Vec::new(),
         }
     }
 }
@@ -162,6 +170,10 @@ fn fill_from_state(row: &mut Instance, record: Option<Record>, dir: &Path) {
     if let Some(r) = &record {
         row.instance = r.instance.clone();
         row.path = Some(r.path.clone());
+    }
+    if let Some(t) = crate::project::thin::load_record(dir) {
+        row.shared_from = Some(t.main);
+        row.shares = t.shares;
     }
     if row.running {
         // A devstack that is stopping or starting may not answer: it still runs.

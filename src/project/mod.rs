@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 pub mod instance;
 pub mod lock;
 pub mod ports;
+pub mod thin;
 
 /// The preferred state folder of `project`, whether or not it can be written.
 pub fn preferred_state_dir(project: &str) -> PathBuf {

@@ -18,6 +18,7 @@ mod build;
 mod dependencies;
 mod develop;
 mod healthcheck;
+mod instances;
 mod networks;
 mod ports;
 mod readiness;
@@ -132,6 +133,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         cross_checks(&mut c, raw, &services);
     }
     let test = test_settings(&mut c, raw, &services, &names);
+    let instances = instances::instance_settings(&mut c, raw.instances.as_ref(), &services, &names);
     let logs = top_level::log_settings(&mut c, raw.logs.as_ref());
 
     if !c.errors.is_empty() {
@@ -151,6 +153,7 @@ pub fn validate(raw: &RawStack, ctx: &Context<'_>) -> Result<Stack, Vec<Diagnost
         networks,
         secrets,
         profiles: ctx.profiles.to_vec(),
+        instances,
     })
 }
 

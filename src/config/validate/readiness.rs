@@ -209,6 +209,7 @@ pub(super) fn check_refs(
     services: &IndexMap<String, Service>,
     names: &[&str],
 ) {
+    super::instances::check_share_refs(c, value, path, services, names);
     for r in port_refs(value) {
         let shown = format!("${{port:{}:{}}}", r.service, r.port);
         match services.get(&r.service) {

@@ -1,0 +1,148 @@
+use super::*;
+
+const STACK: &str = "name: shop\ninstances: { share: [db, cache], fresh: [] }\nservices:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: shop }\n    ports: [\"5432\"]\n    ready: { postgres: {} }\n  cache:\n    image: redis:7\n    ports: [\"6379\"]\n    ready: { redis: {} }\n  web:\n    command: serve --db ${db:db} --redis ${db:cache}\n    environment:\n      DATABASE_URL: postgresql://u:p@127.0.0.1:${port:db:5432}/${db:db}\n      REDIS_URL: redis://127.0.0.1:${port:cache:6379}/${db:cache}\n      COST: $$5\n    depends_on: [db, cache]\n";
+
+fn share(service: &str, kind: ShareKind, value: &str) -> Share {
+    Share {
+        service: service.into(),
+        kind,
+        value: value.into(),
+        fresh: false,
+        made: None,
+    }
+}
+
+#[test]
+fn database_names_table() {
+    let long = "x".repeat(70);
+    let cases: &[(&str, &str, &str)] = &[
+        ("shop", "feature-x", "shop_feature_x"),
+        ("Shop", "b", "shop_b"),
+        ("shop-db", "agent_2", "shop_db_agent_2"),
+        ("1db", "a", "_1db_a"),
+    ];
+    for (main, instance, want) in cases {
+        assert_eq!(database_name(main, instance), *want, "{main} {instance}");
+    }
+    let (a, b) = (database_name(&long, "a"), database_name(&long, "b"));
+    assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+    assert_ne!(a, b, "cut names stay distinct");
+}
+
+#[test]
+fn redis_indexes_are_the_first_free_one() {
+    assert_eq!(pick_redis_index(&BTreeSet::new()), Some(1));
+    assert_eq!(pick_redis_index(&BTreeSet::from([1, 2, 4])), Some(3));
+    assert_eq!(pick_redis_index(&(1..=15).collect()), None);
+}
+
+#[test]
+fn shares_are_planned_once_and_kept() {
+    let stack = crate::config::test_stack(STACK);
+    let share_all = stack.instances.share.clone();
+    assert_eq!(
+        plan(&stack, None, &share_all, None, &BTreeSet::new()),
+        Ok(vec![]),
+        "the main instance shares nothing"
+    );
+    let planned = plan(&stack, Some("feat"), &share_all, None, &BTreeSet::from([1])).unwrap();
+    assert_eq!(
+        planned,
+        [
+            share("db", ShareKind::Postgres, "shop_feat"),
+            share("cache", ShareKind::Redis, "2"),
+        ]
+    );
+    let record = Record {
+        main: "shop".into(),
+        shares: vec![share("cache", ShareKind::Redis, "7")],
+    };
+    let again = plan(
+        &stack,
+        Some("feat"),
+        &share_all,
+        Some(&record),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(again[1].value, "7", "the recorded index is kept");
+    assert_eq!(
+        plan(
+            &stack,
+            Some("feat"),
+            &["web".into()],
+            None,
+            &BTreeSet::new()
+        ),
+        Err(PlanError::NotShareable {
+            service: "web".into()
+        })
+    );
+    assert_eq!(
+        plan(&stack, Some("feat"), &share_all, None, &(1..=15).collect()),
+        Err(PlanError::NoRedisIndex {
+            service: "cache".into()
+        })
+    );
+}
+
+#[test]
+fn a_thin_stack_leaves_the_shared_services_out_and_points_at_the_main_ones() {
+    let mut stack = crate::config::test_stack(STACK);
+    let shares = [
+        share("db", ShareKind::Postgres, "shop_feat"),
+        share("cache", ShareKind::Redis, "3"),
+    ];
+    let main_ports = MainPorts::from([
+        (("db".into(), 5432), 41000),
+        (("cache".into(), 6379), 41001),
+    ]);
+    apply(&mut stack, &shares, &main_ports);
+    assert_eq!(stack.services.keys().collect::<Vec<_>>(), ["web"]);
+    let web = &stack.services["web"];
+    assert!(web.depends_on.is_empty(), "{:?}", web.depends_on);
+    let env = &web.environment;
+    assert_eq!(
+        env["DATABASE_URL"],
+        "postgresql://u:p@127.0.0.1:41000/shop_feat"
+    );
+    assert_eq!(env["REDIS_URL"], "redis://127.0.0.1:41001/3");
+    assert_eq!(env["COST"], "$$5", "still escaped for the last pass");
+    assert_eq!(env["DEVSTACK_DB_DB"], "shop_feat");
+    assert_eq!(env["DEVSTACK_DB_5432"], "41000");
+    assert_eq!(env["DEVSTACK_CACHE_DB"], "3");
+    assert!(
+        matches!(&web.kind, crate::config::ServiceKind::Process { command: Command::Shell(c), .. } if c == "serve --db shop_feat --redis 3"),
+        "{:?}",
+        web.kind
+    );
+}
+
+#[test]
+fn the_main_instance_resolves_its_own_names() {
+    let mut stack = crate::config::test_stack(STACK);
+    apply(&mut stack, &[], &MainPorts::new());
+    assert_eq!(stack.services.len(), 3);
+    let env = &stack.services["web"].environment;
+    assert_eq!(
+        env["DATABASE_URL"],
+        "postgresql://u:p@127.0.0.1:${port:db:5432}/shop"
+    );
+    assert_eq!(env["REDIS_URL"], "redis://127.0.0.1:${port:cache:6379}/0");
+    assert!(!env.contains_key("DEVSTACK_DB_DB"));
+}
+
+#[test]
+fn a_record_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(load_record(tmp.path()), None);
+    let record = Record {
+        main: "shop".into(),
+        shares: vec![Share {
+            made: Some(Made::Dump),
+            ..share("db", ShareKind::Postgres, "shop_b")
+        }],
+    };
+    save_record(tmp.path(), &record).unwrap();
+    assert_eq!(load_record(tmp.path()), Some(record));
+}
