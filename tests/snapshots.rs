@@ -477,20 +477,8 @@ fn mcp_tools_save_and_restore_through_the_running_devstack() {
 }
 
 /// One HTTP/1.0 request to 127.0.0.1:`port`; the response body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
-    write!(
-        c,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or(text)
+fn http_body(port: u16, method: &str, path: &str, body: &str) -> String {
+    http(port, method, path, body).1
 }
 
 #[test]
@@ -520,15 +508,15 @@ fn qdrant_points_come_back_after_a_short_stop_copy() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         out
     };
-    let count = || http(port, "POST", "/collections/c/points/count", "{}");
+    let count = || http_body(port, "POST", "/collections/c/points/count", "{}");
     run(&["up", "--wait"]);
-    http(
+    http_body(
         port,
         "PUT",
         "/collections/c",
         r#"{"vectors":{"size":2,"distance":"Cosine"}}"#,
     );
-    http(
+    http_body(
         port,
         "PUT",
         "/collections/c/points",
@@ -539,7 +527,7 @@ fn qdrant_points_come_back_after_a_short_stop_copy() {
     let out = run(&["snapshot", "save", "s1", "--json"]);
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["services"][0]["consistency"], "stop", "{m}");
-    http(
+    http_body(
         port,
         "POST",
         "/collections/c/points/delete",

@@ -50,9 +50,15 @@ pub fn test_stack_here(yaml: &str) -> Stack {
 #[cfg(test)]
 pub fn test_stack(yaml: &str) -> Stack {
     let dir = tempfile::tempdir().expect("a temp folder");
-    std::fs::write(dir.path().join(DEFAULT_FILE), yaml).expect("writing the stack file");
+    test_stack_in(dir.path(), yaml)
+}
+
+/// A stack from YAML text written into `dir`, beside the files a test put there.
+#[cfg(test)]
+pub fn test_stack_in(dir: &std::path::Path, yaml: &str) -> Stack {
+    std::fs::write(dir.join(DEFAULT_FILE), yaml).expect("writing the stack file");
     let opts = LoadOptions {
-        cwd: dir.path().to_path_buf(),
+        cwd: dir.to_path_buf(),
         ..Default::default()
     };
     load(&opts, &|_| None)

@@ -91,12 +91,7 @@ async fn stamp<R: ContainerRuntime>(
 
 fn record(state_dir: &Path, service: &str, stamp: &str) -> std::io::Result<()> {
     let f = stamp_file(state_dir, service);
-    if let Some(d) = f.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, format!("{stamp}\n"))?;
-    std::fs::rename(&tmp, &f)
+    crate::project::write_whole(&f, format!("{stamp}\n").as_bytes())
 }
 
 /// Forgets that `service` was seeded: its next ready runs the seed (`reset`).
@@ -323,14 +318,7 @@ fn failed(code: i64, output: &str) -> String {
 mod tests {
     use super::*;
 
-    fn load(dir: &Path, yaml: &str) -> crate::config::Stack {
-        std::fs::write(dir.join(crate::config::DEFAULT_FILE), yaml).unwrap();
-        let opts = crate::config::LoadOptions {
-            cwd: dir.to_path_buf(),
-            ..Default::default()
-        };
-        crate::config::load(&opts, &|_| None).unwrap().stack
-    }
+    use crate::config::test_stack_in as load;
 
     #[test]
     fn the_hash_follows_the_seed_and_its_sources_not_the_rest() {

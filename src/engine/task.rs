@@ -208,26 +208,14 @@ impl Checks {
 /// Keeps the hash of a successful run.
 pub(crate) fn record(state_dir: &Path, service: &str, hash: &str) -> std::io::Result<()> {
     let f = stamp_file(state_dir, service);
-    if let Some(d) = f.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, format!("{hash}\n"))?;
-    std::fs::rename(&tmp, &f)
+    crate::project::write_whole(&f, format!("{hash}\n").as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(dir: &Path, yaml: &str) -> crate::config::Stack {
-        std::fs::write(dir.join(crate::config::DEFAULT_FILE), yaml).unwrap();
-        let opts = crate::config::LoadOptions {
-            cwd: dir.to_path_buf(),
-            ..Default::default()
-        };
-        crate::config::load(&opts, &|_| None).unwrap().stack
-    }
+    use crate::config::test_stack_in as load;
 
     #[tokio::test]
     async fn a_task_runs_until_a_success_is_recorded_then_skips_until_a_source_changes() {
