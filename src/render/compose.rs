@@ -23,7 +23,7 @@ pub(crate) fn render(stack: &Stack, selected: &[String]) -> String {
          # Containers are as devstack runs them (host ports and `${{port:…}}` references resolved);\n\
          # native processes are commented stubs: each needs an image before Compose can run it.\n\
          # Not carried over: readiness probes (`depends_on` waits for a start, not for readiness),\n\
-         # hot reload, and `test:` settings.\n\
+         # hot reload, `seed:` commands and `test:` settings.\n\
          version: \"3.8\"\n",
         stack.name
     );
