@@ -126,7 +126,9 @@ def test_terminal_view_screenshot(tmp_path):
         tmux("send-keys", "-t", "t", "r")
         tmux("send-keys", "-t", "t", "-l", "core")
         tmux("send-keys", "-t", "t", "Enter")
-        screen = wait_for(lambda: (lambda s: "core-service  ▸ ready in" in s.split("restarting")[-1] and s)(
+        # The restart's own `ready in`: after its `restarting` line (the start-up's may still show).
+        screen = wait_for(lambda: (lambda s: "restarting" in s
+                                   and "core-service  ▸ ready in" in s.split("restarting")[-1] and s)(
             tmux("capture-pane", "-p", "-t", "t").stdout), "core-service restarted")
         assert "restarting: restart requested" in screen
         # A few more ticks so a highlighted `tick …5` is on screen.
