@@ -80,18 +80,28 @@ fn port_after(line: &str, flag: &str) -> Option<u16> {
         .ok()
 }
 
+/// The example stack is heavy (five containers, four apps): its tests take turns, so that each
+/// gets the machine its deadlines are set for.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A copy of the example app and of the repository files its stack uses (the root
 /// `stack.yaml`, the scripts of its preparation tasks, the image build contexts), with its own
-/// state folder and project. Fields drop in order: `down -v` runs while the folders are there.
+/// state folder and project. Fields drop in order: `down -v` runs while the folders are there,
+/// and the next test's turn comes after it.
 struct Example {
     _down: Teardown,
     state: tempfile::TempDir,
     dir: tempfile::TempDir,
     project: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Example {
     fn new(tag: &str) -> Self {
+        // A test that failed still hands its turn on.
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let venv = root().join("examples/ensurestudy/.venv");
         assert!(
             venv.join("bin/python").exists(),
@@ -115,6 +125,7 @@ impl Example {
             state: tempfile::tempdir().unwrap(),
             dir,
             project,
+            _turn: turn,
         }
     }
 
