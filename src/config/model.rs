@@ -899,8 +899,18 @@ impl Probe {
     /// `exec` runs a process in the container each time, and a healthcheck's status changes
     /// only as often as the engine checks: those back off to 1 s.
     pub fn default_interval(&self) -> std::time::Duration {
+        if self.costly() {
+            std::time::Duration::from_secs(1)
+        } else {
+            std::time::Duration::from_millis(100)
+        }
+    }
+
+    /// An attempt that runs a process in the container or waits on the engine's own checks,
+    /// rather than a connect and a short exchange.
+    pub fn costly(&self) -> bool {
         match self {
-            Probe::Exec(_) | Probe::Healthcheck => std::time::Duration::from_secs(1),
+            Probe::Exec(_) | Probe::Healthcheck => true,
             Probe::Tcp(_)
             | Probe::Http(_)
             | Probe::Log(_)
@@ -908,7 +918,7 @@ impl Probe {
             | Probe::Redis { .. }
             | Probe::Kafka { .. }
             | Probe::Zookeeper { .. }
-            | Probe::Qdrant { .. } => std::time::Duration::from_millis(100),
+            | Probe::Qdrant { .. } => false,
         }
     }
 

@@ -230,7 +230,11 @@ async fn wait_ready<T: ProbeTarget>(
     ports: &HostPorts,
 ) -> Result<(), NotReady> {
     let deadline = Instant::now() + ready.timeout;
-    let mut backoff = Backoff::new(ready.interval);
+    let mut backoff = if ready.probe.costly() {
+        Backoff::gradual(ready.interval)
+    } else {
+        Backoff::new(ready.interval)
+    };
     loop {
         match target.exited().await {
             Ok(true) => return Err(NotReady::Exited),
