@@ -717,3 +717,70 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
         .collect();
     assert_eq!(names, ["docs"], "only the main instance's collection stays");
 }
+
+/// A thin instance's Kafka share is a topic prefix: `down -v` deletes its own topics in the main
+/// instance's broker (checked with kafka-python's admin client, not with devstack) and leaves
+/// the main instance's.
+#[test]
+fn a_thin_instance_drops_only_its_own_kafka_topics() {
+    if !docker_or_skip(&["confluentinc/cp-kafka:latest"]) {
+        return;
+    }
+    let python = common::root().join("examples/ensurestudy/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup-example.sh first (it installs kafka-python)"
+    );
+    let stack = "instances: { share: [broker] }\nservices:\n  broker:\n    image: confluentinc/cp-kafka:latest\n    environment: { KAFKA_ADVERTISED_LISTENERS: \"PLAINTEXT_HOST://127.0.0.1:${port:broker:9092}\" }\n    ports: [\"9092\"]\n    ready: { kafka: {} }\n  app:\n    command: sh -c 'echo \"[$$P]\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:broker}\" }\n    depends_on: [broker]\n    ready: { exec: \"test -s prefix.txt\" }\n";
+    let repo = Repo::new("think", stack);
+    let wt = repo.worktree("k-b");
+    let _down = Down {
+        repo: &repo,
+        dirs: vec![(wt.clone(), None), (repo.main(), None)],
+    };
+    up_ok(&repo, &repo.main());
+    up_ok(&repo, &wt);
+    assert_eq!(leftovers(&format!("{}-k-b", repo.base)), (vec![], vec![]));
+    let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
+    assert_eq!(given.trim(), "[k-b.]");
+
+    let bootstrap = format!("127.0.0.1:{}", repo.host_port(&repo.main(), "broker"));
+    let admin = |script: &str| -> String {
+        let out = Command::new(&python)
+            .args(["-c", script, &bootstrap])
+            .output()
+            .expect("python runs");
+        assert!(out.status.success(), "kafka-python: {}", stderr(&out));
+        stdout(&out)
+    };
+    const CONNECT: &str = "import sys\nfrom kafka.admin import KafkaAdminClient, NewTopic\na = KafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=20000)\n";
+    admin(&format!("{CONNECT}a.create_topics([NewTopic(n, 1, 1) for n in ('orders', 'k-b.orders', 'k-b.events')])"));
+    let listed = |out: String| -> Vec<String> {
+        let mut names: Vec<String> = out
+            .lines()
+            .map(str::to_string)
+            .filter(|n| !n.starts_with("__"))
+            .collect();
+        names.sort();
+        names
+    };
+    let topics = format!("{CONNECT}print('\\n'.join(a.list_topics()))");
+    assert_eq!(
+        listed(admin(&topics)),
+        ["k-b.events", "k-b.orders", "orders"],
+        "all three made"
+    );
+    let down = repo.dev(&wt, &["down", "-v"]);
+    let err = stderr(&down);
+    assert_eq!(down.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("topics `k-b.events`, `k-b.orders`")
+            || err.contains("topics `k-b.orders`, `k-b.events`"),
+        "{err}"
+    );
+    assert_eq!(
+        listed(admin(&topics)),
+        ["orders"],
+        "only the main instance's topic stays"
+    );
+}

@@ -20,6 +20,7 @@ mod ps;
 mod render;
 mod share;
 mod share_http;
+mod share_kafka;
 mod snapshot;
 mod test;
 mod tty;

@@ -266,7 +266,8 @@ impl Thin {
     }
 
     /// `down -v` of a thin instance: drops its own database, flushes its Redis index, deletes
-    /// its prefixed Qdrant collections (in the main instance's containers), and forgets them.
+    /// its prefixed Qdrant collections and Kafka topics (in the main instance's containers),
+    /// and forgets them.
     pub(super) fn drop_shares(&self, project: &str, env: &mut Env<'_>) -> Result<(), Error> {
         let rt = crate::session::runtime()?;
         let docker = rt.block_on(DockerRuntime::connect())?;
@@ -311,10 +312,19 @@ impl Thin {
                 let gone = super::share_http::drop_collections(port, &share.value)?;
                 Ok(format!("collections {}", quoted(&gone)))
             }
-            ShareKind::Kafka => Ok(format!(
-                "topics prefixed `{}` are left (the broker's own tools delete them)",
-                share.value
-            )),
+            ShareKind::Kafka => {
+                let probe = self
+                    .services
+                    .get(&share.service)
+                    .and_then(|s| s.ready.as_ref());
+                let port = match probe.map(|r| &r.probe) {
+                    Some(Probe::Kafka { port }) => *port,
+                    _ => 9092,
+                };
+                let port = self.ports().get(&(share.service.clone(), port)).copied();
+                let gone = super::share_kafka::drop_topics(port, &share.value)?;
+                Ok(format!("topics {}", quoted(&gone)))
+            }
         }
     }
 

@@ -82,21 +82,51 @@ fn decode_response(response: &[u8], correlation_id: i32) -> Result<usize, ProbeE
     Ok(count)
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Big-endian Kafka primitives off the front of an answer; `None` when the bytes run out.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.0.split_first_chunk::<N>()?;
         self.0 = rest;
         Some(*head)
     }
 
-    fn i16(&mut self) -> Option<i16> {
+    pub(crate) fn i16(&mut self) -> Option<i16> {
         self.take().map(i16::from_be_bytes)
     }
 
-    fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         self.take().map(i32::from_be_bytes)
+    }
+
+    pub(crate) fn skip(&mut self, n: usize) -> Option<()> {
+        self.0 = self.0.get(n..)?;
+        Some(())
+    }
+
+    /// An array's length, when the bytes left can hold that many entries of at least
+    /// `entry_bytes` each (a hostile count means nothing); a null array is empty.
+    pub(crate) fn count(&mut self, entry_bytes: usize) -> Option<usize> {
+        let n = self.i32()?;
+        if n == -1 {
+            return Some(0);
+        }
+        usize::try_from(n).ok().filter(|n| {
+            n.checked_mul(entry_bytes)
+                .is_some_and(|b| b <= self.0.len())
+        })
+    }
+
+    /// A (nullable) string: an int16 length, then UTF-8 bytes.
+    pub(crate) fn string(&mut self) -> Option<Option<String>> {
+        let len = self.i16()?;
+        let Ok(len) = usize::try_from(len) else {
+            return Some(None);
+        };
+        let bytes = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        Some(Some(String::from_utf8_lossy(bytes).into_owned()))
     }
 }
 
