@@ -1485,21 +1485,21 @@ impl DockerRuntime {
         result
     }
 
-    /// Empties `volume` and extracts `tar_gz` (a gzipped tar whose entries sit under `v/`) into
-    /// it, owners and modes as in the tar.
+    /// Empties `volume` and extracts `tar` (a tar, plain or gzipped, whose entries sit under
+    /// `v/`) into it, owners and modes as in the tar.
     pub(crate) async fn volume_import(
         &self,
         project: &str,
         volume: &str,
         image: &str,
-        tar_gz: Option<crate::runtime::ByteStream>,
+        tar: Option<crate::runtime::ByteStream>,
     ) -> Result<()> {
         let id = self
             .volume_helper(project, volume, image, "find /v -mindepth 1 -delete")
             .await?;
         let result = async {
             self.run_to_end(&id, volume).await?;
-            let Some(tar) = tar_gz else { return Ok(()) };
+            let Some(tar) = tar else { return Ok(()) };
             let opts = UploadToContainerOptions {
                 path: "/".to_string(),
                 ..Default::default()

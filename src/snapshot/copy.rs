@@ -275,7 +275,7 @@ pub(crate) async fn restore_volumes(
                 .ensure_volume(project, &v.volume, &v.engine_name_for(project))
                 .await?;
             let file = std::fs::File::open(folder.join(&v.file))?;
-            let chunks = file_chunks(file, Progress::new(format!("restoring {}", v.volume)));
+            let chunks = tar_chunks(file, Progress::new(format!("restoring {}", v.volume)));
             let imported = docker
                 .volume_import(project, &v.engine_name_for(project), &t.image, Some(chunks))
                 .await;
@@ -286,27 +286,55 @@ pub(crate) async fn restore_volumes(
     Ok(())
 }
 
-/// A file as a stream of 1 MiB chunks for an upload, counted on `progress`; it ends with an
-/// error at the next chunk once the copy is interrupted (the engine then drops the upload).
-fn file_chunks(file: std::fs::File, progress: Progress) -> crate::runtime::ByteStream {
-    let chunks = futures_util::stream::unfold(Some((file, progress)), |state| async move {
-        let (mut f, mut p) = state?;
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted");
-            return Some((Err(e), None));
-        }
-        let mut buf = vec![0u8; 1 << 20];
-        match std::io::Read::read(&mut f, &mut buf) {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                p.add(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some((f, p))))
+/// A saved volume (a gzipped tar file) as a stream of its plain tar in 1 MiB chunks, counted on
+/// `progress`. The file is decompressed on a thread of its own while the engine extracts what
+/// came before, two cores at work where the engine alone would decompress and extract in turn.
+/// The stream ends with an error at the next chunk once the copy is interrupted (the engine then
+/// drops the upload).
+fn tar_chunks(file: std::fs::File, mut progress: Progress) -> crate::runtime::ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    std::thread::spawn(move || {
+        let mut tar = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        loop {
+            if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                let e = std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted");
+                let _ = tx.blocking_send(Err(e));
+                return;
             }
-            Err(e) => Some((Err(e), None)),
+            let mut buf = vec![0u8; 1 << 20];
+            let chunk = match fill(&mut tar, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    progress.add(n);
+                    Ok(bytes::Bytes::from(buf))
+                }
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            // A closed channel: the upload is gone, nothing is waiting for the rest.
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
         }
     });
-    Box::pin(chunks)
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }))
+}
+
+/// Reads until `buf` is full or the input ends; how many bytes it holds.
+fn fill(from: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match from.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Empties each volume of the targets (`reset`).
