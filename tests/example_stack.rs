@@ -615,3 +615,141 @@ fn the_example_stack_saves_and_restores_its_data_in_one_command() {
         started.elapsed()
     );
 }
+
+fn git_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+}
+
+/// A second checkout of the reference stack (`git worktree add`) is a thin instance, as its
+/// `instances:` says: its four apps run on their own ports against the main instance's
+/// PostgreSQL, Redis, Qdrant and Kafka, with a database of its own, and it starts no container
+/// (no ZooKeeper either, which only the shared Kafka needs). `down -v` drops its database and
+/// leaves the main instance ready.
+#[test]
+fn a_second_checkout_of_the_example_stack_is_thin() {
+    if !docker_or_skip(INFRA) {
+        return;
+    }
+    let ex = Example::new("example-thin");
+    // The copy as a repository, its generated and local files ignored, and a linked worktree.
+    fs::write(
+        ex.dir.path().join(".gitignore"),
+        "examples/ensurestudy/.venv\nimages/kafka/bin/\n",
+    )
+    .unwrap();
+    git_in(ex.dir.path(), &["init", "-q", "-b", "main"]);
+    git_in(ex.dir.path(), &["add", "-A"]);
+    git_in(ex.dir.path(), &["commit", "-q", "-m", "example"]);
+    let wt_parent = tempfile::tempdir().unwrap();
+    let wt = wt_parent.path().join("feat");
+    git_in(
+        ex.dir.path(),
+        &["worktree", "add", "-q", &wt.display().to_string()],
+    );
+    std::os::unix::fs::symlink(
+        root().join("examples/ensurestudy/.venv"),
+        wt.join("examples/ensurestudy/.venv"),
+    )
+    .unwrap();
+    let thin_project = format!("{}-feat", ex.project);
+    let state = ex.state_env();
+    let in_wt = |args: &[&str]| -> Output {
+        let mut all = vec!["-p", ex.project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(&wt, &all, &[("XDG_STATE_HOME", &state)])
+    };
+    // Dropped before the main instance's teardown: the thin one goes first.
+    let _thin_down = ThinDown(&in_wt);
+
+    let (mut child, rx, seen) = ex.up();
+    let before = ex.ps();
+    assert_all_ready(&before);
+    let main_containers = leftovers(&ex.project).0.len();
+
+    let started = Instant::now();
+    let up = in_wt(&["up", "--wait", "--no-dashboard"]);
+    let took = started.elapsed();
+    assert_eq!(up.status.code(), Some(0), "thin up: {}", stderr(&up));
+    let ps: Value = serde_json::from_slice(&in_wt(&["ps", "--json"]).stdout).unwrap();
+    let rows: BTreeMap<&str, &Value> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["service"].as_str().unwrap(), r))
+        .collect();
+    let states: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|(s, r)| (*s, r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeMap::from([
+            ("ai-service", "ready"),
+            ("celery-worker", "ready"),
+            ("core-service", "ready"),
+            ("frontend", "ready"),
+            ("kafka", "shared"),
+            ("postgres", "shared"),
+            ("qdrant", "shared"),
+            ("redis", "shared"),
+            ("venv", "completed"),
+        ]),
+        "{ps}"
+    );
+    assert_eq!(
+        leftovers(&thin_project),
+        (vec![], vec![]),
+        "the thin instance has no container or volume of its own"
+    );
+    assert_eq!(leftovers(&ex.project).0.len(), main_containers);
+    let db = rows["postgres"]["db"].as_str().unwrap().to_string();
+    assert_ne!(db, "ensurestudy", "{ps}");
+    let stores = Stores::of(&ex.ports());
+    let databases = || stores.sql("SELECT datname FROM pg_database ORDER BY 1");
+    assert!(databases().lines().any(|d| d == db), "{}", databases());
+    // Its core-service answers on a port of its own, from its own database.
+    let thin_core = in_wt(&["ports", "--json"]);
+    let thin_core: Value = serde_json::from_slice(&thin_core.stdout).unwrap();
+    let thin_core = thin_core
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "core-service")
+        .and_then(|r| r["host_port"].as_u64())
+        .unwrap();
+    assert_ne!(thin_core, u64::from(stores.core));
+    assert!(curl_ok(&format!("http://127.0.0.1:{thin_core}/ready")));
+
+    let down = in_wt(&["down", "-v"]);
+    assert_eq!(
+        down.status.code(),
+        Some(0),
+        "thin down -v: {}",
+        stderr(&down)
+    );
+    assert!(!databases().lines().any(|d| d == db), "{}", databases());
+    // The control: the main instance ran on, untouched.
+    let after = ex.ps();
+    assert_all_ready(&after);
+    for (s, row) in &before {
+        assert_eq!(instance(&after[s]), instance(row), "`{s}` ran on");
+    }
+    let ai = ex.ports()[&("ai-service".to_string(), 8000)];
+    ex.interrupt_and_check(&mut child, &rx, seen, &[stores.core, ai]);
+    eprintln!("the thin instance was ready in {took:?}");
+}
+
+/// `down -v` of the thin instance, whatever happened.
+struct ThinDown<'a>(&'a dyn Fn(&[&str]) -> Output);
+
+impl Drop for ThinDown<'_> {
+    fn drop(&mut self) {
+        let _ = (self.0)(&["down", "-v"]);
+    }
+}

@@ -585,7 +585,11 @@ fn the_rendered_manifests_match_the_deployment_document() {
         ),
         (
             env("REDIS_URL", ""),
-            "the stack also gives REDIS_URL (the AI service caches in Redis)",
+            "the stack also gives REDIS_URL (the AI service's /ready checks Redis)",
+        ),
+        (
+            env("QDRANT_COLLECTION", ""),
+            "the stack names its collection (`${prefix:qdrant}ensurestudy`: a thin instance's own)",
         ),
         (
             format!("{c0}.livenessProbe"),
@@ -634,7 +638,7 @@ fn the_rendered_manifests_match_the_deployment_document() {
         (
             "redis_url",
             Some(&core_config["data"]["REDIS_URL"]),
-            "redis://redis:6379/0: the stack's apps name their Redis database (core 0, ai 1)",
+            "redis://redis:6379/0: the stack's apps name their Redis database (`${db:redis}`, 0 in the main instance)",
         ),
         ("qdrant_url", Some(&ai_config["data"]["QDRANT_URL"]), ""),
         (

@@ -206,9 +206,10 @@ pub fn apply(stack: &mut Stack, shares: &[Share], main_ports: &MainPorts) {
     if shares.is_empty() {
         return;
     }
+    let left_out = left_out(stack, &shared);
     stack
         .services
-        .retain(|name, _| !shared.contains(name.as_str()));
+        .retain(|name, _| !left_out.contains(name.as_str()));
     let variables = variables(shares, main_ports);
     for svc in stack.services.values_mut() {
         svc.depends_on.retain(|d, _| !shared.contains(d.as_str()));
@@ -219,6 +220,48 @@ pub fn apply(stack: &mut Stack, shares: &[Share], main_ports: &MainPorts) {
                 .or_insert_with(|| v.replace('$', "$$"));
         }
     }
+}
+
+/// The shared services, and what only they need (ZooKeeper under a shared Kafka, the tasks that
+/// prepare a shared service's image): a service stays when it is not shared and something that
+/// stays needs it, or when no shared service needs it.
+fn left_out(stack: &Stack, shared: &BTreeSet<&str>) -> BTreeSet<String> {
+    // What `roots` need, directly or not; `through_shared` follows the shared services' needs.
+    let needed_by = |roots: Vec<&str>, through_shared: bool| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = roots;
+        while let Some(name) = todo.pop() {
+            let Some(svc) = stack.services.get(name) else {
+                continue;
+            };
+            if !through_shared && shared.contains(name) {
+                continue;
+            }
+            for dep in svc.depends_on.keys() {
+                if seen.insert(dep.clone()) {
+                    todo.push(dep);
+                }
+            }
+        }
+        seen
+    };
+    let under_shared = needed_by(shared.iter().copied().collect(), true);
+    let roots = stack
+        .services
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !shared.contains(n) && !under_shared.contains(*n))
+        .collect::<Vec<_>>();
+    let kept = needed_by(roots.clone(), false);
+    stack
+        .services
+        .keys()
+        .filter(|n| {
+            shared.contains(n.as_str())
+                || (!roots.contains(&n.as_str()) && !kept.contains(n.as_str()))
+        })
+        .cloned()
+        .collect()
 }
 
 /// What each `${db:S}` / `${prefix:S}` gives in this instance.

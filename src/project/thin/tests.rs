@@ -119,6 +119,32 @@ fn a_thin_stack_leaves_the_shared_services_out_and_points_at_the_main_ones() {
 }
 
 #[test]
+fn what_only_the_shared_services_need_is_left_out_too() {
+    // The reference stack's shape: ZooKeeper and the image tasks serve only the shared
+    // containers; the venv task serves the apps; a lone container stays.
+    let yaml = "name: shop\ninstances: { share: [db, kafka] }\nservices:\n  base:\n    command: 'true'\n    task: {}\n  venv:\n    command: 'true'\n    task: {}\n  zk:\n    image: zk\n    depends_on: { base: completed }\n  kafka:\n    image: kafka\n    ports: [\"9092\"]\n    ready: { kafka: {} }\n    depends_on: { zk: started, base: completed }\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: shop }\n    ports: [\"5432\"]\n    ready: { postgres: {} }\n    depends_on: { base: completed }\n  mail:\n    image: mailpit\n  web:\n    command: serve\n    depends_on: { db: ready, kafka: ready, venv: completed }\n";
+    let mut stack = crate::config::test_stack(yaml);
+    let shares = [
+        share("db", ShareKind::Postgres, "shop_feat"),
+        share("kafka", ShareKind::Kafka, "feat."),
+    ];
+    apply(&mut stack, &shares, &MainPorts::new());
+    let mut left: Vec<_> = stack.services.keys().map(String::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["mail", "venv", "web"]);
+
+    // Something of the instance's own that needs ZooKeeper keeps it, and what it needs.
+    let mut stack = crate::config::test_stack(&yaml.replace(
+        "  mail:\n    image: mailpit\n",
+        "  mail:\n    image: mailpit\n    depends_on: { zk: started }\n",
+    ));
+    apply(&mut stack, &shares, &MainPorts::new());
+    let mut left: Vec<_> = stack.services.keys().map(String::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["base", "mail", "venv", "web", "zk"]);
+}
+
+#[test]
 fn the_main_instance_resolves_its_own_names() {
     let mut stack = crate::config::test_stack(STACK);
     apply(&mut stack, &[], &MainPorts::new());
