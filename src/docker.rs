@@ -5,6 +5,8 @@
 //! Beside the trait, what only commands need: an attached exec (`devstack exec`), and the
 //! engine's version and builder choice (`doctor`). It decides nothing about services.
 
+pub(crate) mod df;
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 

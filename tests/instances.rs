@@ -357,6 +357,11 @@ fn postgres_per_worktree_keeps_its_own_data() {
     );
     let (_, volumes_b) = leftovers(&pb);
     assert_eq!(volumes_b, [format!("{pb}_data")]);
+    // `ls` says what the volume holds on disk: a PostgreSQL cluster is some 40 MB after initdb.
+    let listed = repo.ls();
+    let row = listed.iter().find(|r| r["project"] == pb.as_str()).unwrap();
+    let bytes = row["volume_bytes"].as_u64().unwrap_or(0);
+    assert!((30_000_000..200_000_000).contains(&bytes), "{row}");
 
     let down = repo.dev(&a, &["down", "-v"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));

@@ -53,13 +53,16 @@ fn print_rows(rows: &[Instance], env: &mut Env<'_>) -> Result<(), Error> {
                     ))
                 })
                 .collect();
-            let left = format!(
+            let mut left = format!(
                 "{} container{}, {} volume{}",
                 r.containers,
                 if r.containers == 1 { "" } else { "s" },
                 r.volumes.len(),
                 if r.volumes.len() == 1 { "" } else { "s" }
             );
+            if let Some(bytes) = r.volume_bytes {
+                left.push_str(&format!(" ({})", size(bytes)));
+            }
             [
                 r.project.clone(),
                 state,
@@ -81,4 +84,41 @@ fn print_rows(rows: &[Instance], env: &mut Env<'_>) -> Result<(), Error> {
         &table,
         env.out,
     )
+}
+
+/// Bytes as people read them: `0 B`, `812 KiB`, `46 MiB`, `1.2 GiB`.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut n = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while n >= 1024.0 && unit + 1 < UNITS.len() {
+        n /= 1024.0;
+        unit += 1;
+    }
+    if n < 10.0 {
+        format!("{n:.1} {}", UNITS[unit])
+    } else {
+        format!("{n:.0} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_table() {
+        for (bytes, want) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (831_488, "812 KiB"),
+            (48_125_497, "46 MiB"),
+            (5 * 1024 * 1024 + 300_000, "5.3 MiB"),
+            (1_288_490_189, "1.2 GiB"),
+        ] {
+            assert_eq!(super::size(bytes), want, "{bytes}");
+        }
+    }
 }

@@ -101,6 +101,9 @@ pub struct Instance {
     pub containers_running: usize,
     /// Named volumes of the project in the engine.
     pub volumes: Vec<String>,
+    /// Bytes on disk of those volumes, as the engine counts them (`docker system df -v`); none
+    /// when the engine does not say.
+    pub volume_bytes: Option<u64>,
     /// A thin instance: the main instance whose services it shares…
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_from: Option<String>,
@@ -124,6 +127,7 @@ impl Instance {
             containers: 0,
             containers_running: 0,
             volumes: Vec::new(),
+            volume_bytes: None,
             shared_from: None,
             shares: Vec::new(),
         }
@@ -236,7 +240,20 @@ fn fill_from_engine(rows: &mut Vec<Instance>) -> Result<(), Error> {
                 .collect();
         }
         Ok::<_, Error>(())
-    })
+    })?;
+    if rows.iter().any(|r| !r.volumes.is_empty()) {
+        // One walk of every volume by the engine, on a thread: it may take a while.
+        let sizes = std::thread::spawn(crate::docker::df::volume_sizes)
+            .join()
+            .ok()
+            .flatten();
+        for row in rows.iter_mut().filter(|r| !r.volumes.is_empty()) {
+            row.volume_bytes = sizes
+                .as_ref()
+                .and_then(|s| row.volumes.iter().map(|v| s.get(v)).sum());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
