@@ -659,10 +659,21 @@ fn a_second_checkout_of_the_example_stack_is_thin() {
     .unwrap();
     let thin_project = format!("{}-feat", ex.project);
     let state = ex.state_env();
+    // As a person runs it in the worktree: no DEVSTACK_INSTANCE, the worktree names the instance.
     let in_wt = |args: &[&str]| -> Output {
-        let mut all = vec!["-p", ex.project.as_str()];
-        all.extend_from_slice(args);
-        devstack_env(&wt, &all, &[("XDG_STATE_HOME", &state)])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devstack"));
+        cmd.args(["-p", ex.project.as_str()])
+            .args(args)
+            .current_dir(&wt)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", &state);
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.output().expect("the devstack binary runs")
     };
     // Dropped before the main instance's teardown: the thin one goes first.
     let _thin_down = ThinDown(&in_wt);

@@ -313,6 +313,9 @@ impl Thin {
                 Ok(format!("collections {}", quoted(&gone)))
             }
             ShareKind::Kafka => {
+                if let Some(why) = self.unsafe_to_delete_topics(docker, share).await {
+                    return Ok(format!("topics prefixed `{}` are left: {why}", share.value));
+                }
                 let probe = self
                     .services
                     .get(&share.service)
@@ -326,6 +329,28 @@ impl Thin {
                 Ok(format!("topics {}", quoted(&gone)))
             }
         }
+    }
+
+    /// Why no DeleteTopics request may go to the main instance's broker: the local Kafka
+    /// stand-in (tansu 0.6, `images/kafka`) deletes every topic of its cluster on one (its
+    /// `topic_delete_by.sql` matches the cluster, not the topic), which would take the main
+    /// instance's topics and every other thin instance's with them.
+    async fn unsafe_to_delete_topics(
+        &self,
+        docker: &DockerRuntime,
+        share: &Share,
+    ) -> Option<&'static str> {
+        let image = &self.container(&share.service)?.image;
+        let (_, labels) = docker.image_labels(image).await.ok().flatten()?;
+        let stand_in = labels
+            .get("org.devstack.stand-in")
+            .is_some_and(|v| v == "true");
+        let tansu = labels
+            .get("org.devstack.description")
+            .is_some_and(|d| d.contains("tansu"));
+        (stand_in && tansu).then_some(
+            "the local Kafka stand-in (tansu 0.6) deletes every topic of its cluster on a DeleteTopics request, the main instance's too, so devstack sends none; a real Kafka broker gets one",
+        )
     }
 
     async fn flush_redis(&self, docker: &DockerRuntime, share: &Share) -> Result<(), Error> {
