@@ -438,9 +438,10 @@ fn a_port_added_by_a_live_edit_is_recorded_at_once() {
 }
 
 /// A stack with PostgreSQL, Redis and a process that writes what it was given to
-/// `seen-<its database>.txt`;
+/// `seen-<its database>.txt` (not watched: a write into its own folder would restart it, and
+/// the restart empties the file for a moment);
 /// an instance beside the main one shares the main instance's `db` and `cache`.
-const THIN: &str = "instances: { share: [db, cache] }\nservices:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: app }\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: {} }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    ready: { redis: {} }\n  app:\n    command: sh -c 'echo \"$$DB $$REDIS_DB $$PGPORT $$DEVSTACK_DB_DB\" > seen-${db:db}.txt && exec sleep 600'\n    environment: { DB: \"${db:db}\", REDIS_DB: \"${db:cache}\", PGPORT: \"${port:db:5432}\" }\n    depends_on: [db, cache]\n    ready: { exec: \"test -s seen-${db:db}.txt\" }\n";
+const THIN: &str = "instances: { share: [db, cache] }\nservices:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: u, POSTGRES_PASSWORD: p, POSTGRES_DB: app }\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: {} }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    ready: { redis: {} }\n  app:\n    command: sh -c 'echo \"$$DB $$REDIS_DB $$PGPORT $$DEVSTACK_DB_DB\" > seen-${db:db}.txt && exec sleep 600'\n    environment: { DB: \"${db:db}\", REDIS_DB: \"${db:cache}\", PGPORT: \"${port:db:5432}\" }\n    depends_on: [db, cache]\n    ready: { exec: \"test -s seen-${db:db}.txt\" }\n    watch: false\n";
 
 /// `docker exec` in the main instance's container of `service`; its trimmed output.
 fn in_main(repo: &Repo, service: &str, argv: &[&str]) -> String {
@@ -681,7 +682,7 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
     if !docker_or_skip(&["qdrant/qdrant:latest"]) {
         return;
     }
-    let stack = "instances: { share: [vec] }\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    ready: { qdrant: {} }\n  ai:\n    command: sh -c 'echo \"$$P $$DEVSTACK_VEC_PREFIX\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:vec}\" }\n    depends_on: [vec]\n    ready: { exec: \"test -s prefix.txt\" }\n";
+    let stack = "instances: { share: [vec] }\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    ready: { qdrant: {} }\n  ai:\n    command: sh -c 'echo \"$$P $$DEVSTACK_VEC_PREFIX\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:vec}\" }\n    depends_on: [vec]\n    ready: { exec: \"test -s prefix.txt\" }\n    watch: false\n";
     let repo = Repo::new("thinq", stack);
     let wt = repo.worktree("q-b");
     let _down = Down {
@@ -737,7 +738,7 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
         python.exists(),
         "run scripts/setup-example.sh first (it installs kafka-python)"
     );
-    let stack = "instances: { share: [broker] }\nservices:\n  broker:\n    image: confluentinc/cp-kafka:latest\n    environment: { KAFKA_ADVERTISED_LISTENERS: \"PLAINTEXT_HOST://127.0.0.1:${port:broker:9092}\" }\n    ports: [\"9092\"]\n    ready: { kafka: {} }\n  app:\n    command: sh -c 'echo \"[$$P]\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:broker}\" }\n    depends_on: [broker]\n    ready: { exec: \"test -s prefix.txt\" }\n";
+    let stack = "instances: { share: [broker] }\nservices:\n  broker:\n    image: confluentinc/cp-kafka:latest\n    environment: { KAFKA_ADVERTISED_LISTENERS: \"PLAINTEXT_HOST://127.0.0.1:${port:broker:9092}\" }\n    ports: [\"9092\"]\n    ready: { kafka: {} }\n  app:\n    command: sh -c 'echo \"[$$P]\" > prefix.txt && exec sleep 600'\n    environment: { P: \"${prefix:broker}\" }\n    depends_on: [broker]\n    ready: { exec: \"test -s prefix.txt\" }\n    watch: false\n";
     let repo = Repo::new("think", stack);
     let wt = repo.worktree("k-b");
     let _down = Down {

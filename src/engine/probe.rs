@@ -221,6 +221,10 @@ enum NotReady {
     Engine(String),
 }
 
+/// How often a probe looks whether its container has exited (an inspect through the engine),
+/// however often it attempts.
+const EXIT_CHECK: Duration = Duration::from_millis(100);
+
 /// Probes `target` (running `service`) until it passes, the service's timeout, or the
 /// container's exit.
 async fn wait_ready<T: ProbeTarget>(
@@ -235,11 +239,16 @@ async fn wait_ready<T: ProbeTarget>(
     } else {
         Backoff::new(ready.interval)
     };
+    let mut exit_checked: Option<Instant> = None;
     loop {
-        match target.exited().await {
-            Ok(true) => return Err(NotReady::Exited),
-            Ok(false) => {}
-            Err(e) => return Err(NotReady::Engine(e)),
+        // A container's exit is an engine round trip to see: not before every brisk attempt.
+        if exit_checked.is_none_or(|t| t.elapsed() >= EXIT_CHECK) {
+            exit_checked = Some(Instant::now());
+            match target.exited().await {
+                Ok(true) => return Err(NotReady::Exited),
+                Ok(false) => {}
+                Err(e) => return Err(NotReady::Engine(e)),
+            }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let result = tokio::time::timeout(
