@@ -340,8 +340,13 @@ impl Thin {
         docker: &DockerRuntime,
         share: &Share,
     ) -> Option<&'static str> {
-        let image = &self.container(&share.service)?.image;
-        let (_, labels) = docker.image_labels(image).await.ok().flatten()?;
+        const UNKNOWN: &str = "the main instance's broker image cannot be read, and the local Kafka stand-in (tansu 0.6) deletes every topic of its cluster on a DeleteTopics request, so devstack sends none";
+        let Some(c) = self.container(&share.service) else {
+            return Some(UNKNOWN);
+        };
+        let Ok(Some((_, labels))) = docker.image_labels(&c.image).await else {
+            return Some(UNKNOWN);
+        };
         let stand_in = labels
             .get("org.devstack.stand-in")
             .is_some_and(|v| v == "true");

@@ -1,6 +1,7 @@
 //! The Kafka protocol from the host, for `down -v` of a thin instance: its topics (those whose
 //! names start with its prefix) are deleted. Two requests on one connection to the main
-//! instance's broker, bounded in time: Metadata v1 (every topic) and DeleteTopics v1.
+//! instance's broker, bounded in time: Metadata v4 (every topic; Kafka 4 took v0–v3 away,
+//! KIP-896) and DeleteTopics v1 (the oldest Kafka 4 still takes).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::probe::kafka::Reader;
 
+/// How long the broker may take to delete; the answer is waited for a little longer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
 const METADATA: i16 = 3;
 const DELETE_TOPICS: i16 = 20;
 const CLIENT_ID: &str = "devstack";
@@ -26,8 +29,8 @@ pub(super) fn drop_topics(port: Option<u16>, prefix: &str) -> Result<Vec<String>
     let io = |e: std::io::Error| failed(&format!("127.0.0.1:{port}: {e}"));
     let mut conn =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), TIMEOUT).map_err(io)?;
-    conn.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-    let listed = exchange(&mut conn, METADATA, 1, &metadata_body()).map_err(io)?;
+    conn.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
+    let listed = exchange(&mut conn, METADATA, 4, &metadata_body()).map_err(io)?;
     let names: Vec<String> = topics_of(&listed)?
         .into_iter()
         .filter(|n| n.starts_with(prefix))
@@ -102,9 +105,11 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&s.as_bytes()[..len as usize]);
 }
 
-/// Metadata v1: a null topic list, every topic.
+/// Metadata v4: a null topic list (every topic), and no topic made by asking.
 fn metadata_body() -> Vec<u8> {
-    (-1i32).to_be_bytes().to_vec()
+    let mut out = (-1i32).to_be_bytes().to_vec();
+    out.push(0);
+    out
 }
 
 /// DeleteTopics v1: the names, and how long the broker may take.
@@ -121,9 +126,9 @@ fn delete_body(names: &[String]) -> Vec<u8> {
     out
 }
 
-/// The topic names of a Metadata v1 answer: brokers [node_id, host, port, rack], controller
-/// id, topics [error_code, name, is_internal, partitions [error_code, index, leader,
-/// replicas [i32], isr [i32]]]. Internal topics are left out.
+/// The topic names of a Metadata v4 answer: throttle time, brokers [node_id, host, port,
+/// rack], cluster id, controller id, topics [error_code, name, is_internal, partitions
+/// [error_code, index, leader, replicas [i32], isr [i32]]]. Internal topics are left out.
 fn topics_of(answer: &[u8]) -> Result<Vec<String>, Error> {
     let malformed = || {
         failed(&format!(
@@ -132,12 +137,14 @@ fn topics_of(answer: &[u8]) -> Result<Vec<String>, Error> {
         ))
     };
     let mut r = Reader(answer);
+    r.i32().ok_or_else(malformed)?;
     for _ in 0..r.count(14).ok_or_else(malformed)? {
         r.i32().ok_or_else(malformed)?;
         r.string().ok_or_else(malformed)?;
         r.i32().ok_or_else(malformed)?;
         r.string().ok_or_else(malformed)?;
     }
+    r.string().ok_or_else(malformed)?;
     r.i32().ok_or_else(malformed)?;
     let mut names = Vec::new();
     for _ in 0..r.count(5).ok_or_else(malformed)? {
@@ -195,14 +202,16 @@ mod tests {
         }
     }
 
-    /// A Metadata v1 answer as a one-broker cluster sends it (Kafka protocol guide, Metadata
-    /// Response (Version: 1)).
+    /// A Metadata v4 answer as a one-broker cluster sends it (Kafka protocol guide, Metadata
+    /// Response (Version: 4)).
     fn metadata(topics: &[(&str, bool, usize)]) -> Vec<u8> {
-        let mut out = 1i32.to_be_bytes().to_vec(); // one broker
+        let mut out = 0i32.to_be_bytes().to_vec(); // throttle time
+        out.extend_from_slice(&1i32.to_be_bytes()); // one broker
         out.extend_from_slice(&1i32.to_be_bytes());
         string(&mut out, Some("kafka"));
         out.extend_from_slice(&9092i32.to_be_bytes());
         string(&mut out, None);
+        string(&mut out, Some("tansu_cluster"));
         out.extend_from_slice(&1i32.to_be_bytes()); // controller
         out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
         for (name, internal, partitions) in topics {
@@ -235,8 +244,27 @@ mod tests {
             assert!(topics_of(&answer[..cut]).is_err(), "cut at {cut}");
         }
         let mut hostile = answer.clone();
-        hostile[..4].copy_from_slice(&i32::MAX.to_be_bytes());
+        hostile[4..8].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(topics_of(&hostile).is_err());
+    }
+
+    /// A Metadata v4 answer of the local Kafka stand-in (tansu 0.6) with the topics
+    /// `k-b.orders` and `orders` of two partitions each, as it sent it.
+    #[test]
+    fn a_real_brokers_metadata_answer() {
+        let hex: String = [
+        "00000000000000010000006f00093132372e302e302e3100004a94ffff000d74616e73755f636c7573746572",
+        "0000006f000000020000000a6b2d622e6f726465727300000000020000000000000000006f00000001000000",
+        "6f000000010000006f0000000000010000006f000000010000006f000000010000006f000000066f72646572",
+        "7300000000020000000000000000006f000000010000006f000000010000006f0000000000010000006f0000",
+        "00010000006f000000010000006f",
+        ]
+        .concat();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(topics_of(&bytes).unwrap(), ["k-b.orders", "orders"]);
     }
 
     #[test]
@@ -251,6 +279,7 @@ mod tests {
             0, 0, 0x27, 0x10,       // timeout 10 000 ms
         ];
         assert_eq!(request(DELETE_TOPICS, 1, 20, &delete_body(&[])), want);
+        assert_eq!(metadata_body(), [0xff, 0xff, 0xff, 0xff, 0]);
         let mut answer = 0i32.to_be_bytes().to_vec();
         answer.extend_from_slice(&2i32.to_be_bytes());
         string(&mut answer, Some("feat.a"));

@@ -14,7 +14,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes used by each volume the engine knows, by its engine name; `None` when the engine
 /// cannot be asked this way (TLS, ssh) or does not say.
 pub(crate) fn volume_sizes() -> Option<BTreeMap<String, u64>> {
-    let answer = get("/system/df").ok()?;
+    // `type` and `verbose` are what API 1.42+ engines need to size volumes alone (1.52 lists
+    // them only when verbose); older ones ignore both and size everything.
+    let answer = get("/system/df?type=volume&verbose=1").ok()?;
     let (head, body) = split_answer(&answer)?;
     if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1) != Some("200") {
         return None;

@@ -224,7 +224,7 @@ pub fn apply(stack: &mut Stack, shares: &[Share], main_ports: &MainPorts) {
 
 /// The shared services, and what only they need (ZooKeeper under a shared Kafka, the tasks that
 /// prepare a shared service's image): a service stays when it is not shared and something that
-/// stays needs it, or when no shared service needs it.
+/// stays needs it (`depends_on` or a `${port:…}` reference), or when no shared service needs it.
 fn left_out(stack: &Stack, shared: &BTreeSet<&str>) -> BTreeSet<String> {
     // What `roots` need, directly or not; `through_shared` follows the shared services' needs.
     let needed_by = |roots: Vec<&str>, through_shared: bool| -> BTreeSet<String> {
@@ -237,9 +237,18 @@ fn left_out(stack: &Stack, shared: &BTreeSet<&str>) -> BTreeSet<String> {
             if !through_shared && shared.contains(name) {
                 continue;
             }
-            for dep in svc.depends_on.keys() {
-                if seen.insert(dep.clone()) {
-                    todo.push(dep);
+            // A `${port:S:…}` reference needs S running as much as `depends_on` does.
+            let mut copy = svc.clone();
+            let referenced: Vec<String> = reference_strings(&mut copy)
+                .into_iter()
+                .flat_map(|s| crate::config::interpolate::port_refs(s))
+                .map(|p| p.service)
+                .collect();
+            for dep in svc.depends_on.keys().cloned().chain(referenced) {
+                if dep != name && seen.insert(dep.clone()) {
+                    if let Some((key, _)) = stack.services.get_key_value(dep.as_str()) {
+                        todo.push(key.as_str());
+                    }
                 }
             }
         }

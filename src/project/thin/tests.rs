@@ -142,6 +142,16 @@ fn what_only_the_shared_services_need_is_left_out_too() {
     let mut left: Vec<_> = stack.services.keys().map(String::as_str).collect();
     left.sort_unstable();
     assert_eq!(left, ["base", "mail", "venv", "web", "zk"]);
+
+    // A port reference is a need too.
+    let mut stack = crate::config::test_stack(&yaml.replace(
+        "  mail:\n    image: mailpit\n",
+        "  mail:\n    image: mailpit\n    environment: { ZK: \"127.0.0.1:${port:zk:2181}\" }\n",
+    ).replace("  zk:\n    image: zk\n", "  zk:\n    image: zk\n    ports: [\"2181\"]\n"));
+    apply(&mut stack, &shares, &MainPorts::new());
+    let mut left: Vec<_> = stack.services.keys().map(String::as_str).collect();
+    left.sort_unstable();
+    assert_eq!(left, ["base", "mail", "venv", "web", "zk"]);
 }
 
 #[test]
