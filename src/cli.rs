@@ -104,8 +104,8 @@ pub enum Command {
     Restart(ControlArgs),
 
     /// Stop services of the running stack (their dependents keep running) and wait until each
-    /// is gone.
-    Stop(ControlArgs),
+    /// is gone. A service that running thin instances share is refused unless `--force`.
+    Stop(StopArgs),
 
     /// Start services of the running stack, and first what they depend on; wait until ready.
     Start(ControlArgs),
@@ -431,6 +431,16 @@ pub struct ControlArgs {
     /// Print the services' states at the end as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+
+    /// Stop a service even while thin instances share it (they are listed).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{docker_or_skip, http, leftovers, project, stderr, stdout};
+use common::{docker_or_skip, http, leftovers, mcp_python, project, root, stderr, stdout};
 use serde_json::Value;
 
 const WEB: &str = "services:\n  web:\n    command: python3 -m http.server ${port:web:8000} --bind 127.0.0.1\n    ports: [\"8000\"]\n    ready: { http: \"http://127.0.0.1:${port:web:8000}/\" }\n";
@@ -100,6 +100,31 @@ impl Repo {
             }
         }
         cmd.output().expect("the devstack binary runs")
+    }
+
+    /// Tools of `devstack -p BASE mcp` in `dir` called in order through the MCP SDK client:
+    /// each call's `tool`, `error` and `text`.
+    fn mcp(&self, dir: &Path, calls: &[(&str, &str)]) -> Vec<Value> {
+        let mut cmd = Command::new(mcp_python());
+        cmd.arg(root().join("tests/mcp/call.py"))
+            .args([env!("CARGO_BIN_EXE_devstack"), self.base.as_str()])
+            .args(calls.iter().flat_map(|(t, a)| [*t, *a]))
+            .current_dir(dir)
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.state());
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        let out = cmd.output().expect("the MCP client runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     fn ports(&self, dir: &Path) -> Vec<Value> {
@@ -593,6 +618,28 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
     assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
     assert!(stderr(&out).contains(&thin), "{}", stderr(&out));
     assert_eq!(psql(&repo, "app", "SELECT 1"), "1", "still running");
+    // Nor a service it shares; a service it does not share stops as always.
+    let out = repo.dev(&repo.main(), &["stop", "db"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert!(err.contains(&format!("`db` (by {thin})")), "{err}");
+    assert!(err.contains("stop --force"), "says what to do: {err}");
+    assert_eq!(psql(&repo, "app", "SELECT 1"), "1", "still running");
+    let out = repo.dev(&repo.main(), &["stop", "app", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stop app: {}", stderr(&out));
+    // The MCP tool alike.
+    let calls = repo.mcp(
+        &repo.main(),
+        &[
+            ("stop", r#"{"service": "db"}"#),
+            ("start", r#"{"service": "app"}"#),
+        ],
+    );
+    assert_eq!(calls[0]["error"], true, "{calls:?}");
+    let text = calls[0]["text"].as_str().unwrap();
+    assert!(text.contains(&thin) && text.contains("force"), "{text}");
+    assert_eq!(calls[1]["error"], false, "{calls:?}");
+    assert_eq!(psql(&repo, "app", "SELECT 1"), "1", "still running");
 
     // `down` keeps its database, a later `up` reuses it; `down -v` drops its own only.
     let down = repo.dev(&wt, &["down"]);
@@ -657,6 +704,14 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
     let has_t = "SELECT count(*) FROM pg_tables WHERE tablename = 't'";
     assert_eq!(psql(&repo, "app_e", has_t), "0", "empty");
 
+    // `stop --force` stops a shared service under them, naming them.
+    let out = repo.dev(&repo.main(), &["stop", "--force", "cache", "--json"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("`cache` (by ") && err.contains(&thin), "{err}");
+    let states: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(states[0]["state"], "stopped", "{states}");
+
     // `--force` stops the main instance under them, naming them.
     let out = repo.dev(&repo.main(), &["down", "--force"]);
     let err = stderr(&out);
@@ -692,7 +747,18 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
     up_ok(&repo, &repo.main());
     let main_prefix = std::fs::read_to_string(repo.main().join("prefix.txt")).unwrap();
     assert_eq!(main_prefix.trim(), "", "no prefix on the main instance");
-    up_ok(&repo, &wt);
+    // A collection of the main instance's whose name happens to start with the prefix.
+    let port = repo.host_port(&repo.main(), "vec");
+    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
+    let (status, body) = http(port, "PUT", "/collections/q-b_main", create);
+    assert!(status.contains(" 200"), "{status} {body}");
+    let up = repo.dev(&wt, &["up", "--wait"]);
+    let err = stderr(&up);
+    assert_eq!(up.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("`q-b_main` already there with that prefix, not its own"),
+        "{err}"
+    );
     assert_eq!(leftovers(&format!("{}-q-b", repo.base)), (vec![], vec![]));
     let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
     assert_eq!(
@@ -700,8 +766,6 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
         ["q-b_", "q-b_"]
     );
 
-    let port = repo.host_port(&repo.main(), "vec");
-    let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
     for name in ["docs", "q-b_docs", "q-b_chunks"] {
         let (status, body) = http(port, "PUT", &format!("/collections/{name}"), create);
         assert!(status.contains(" 200"), "{name}: {status} {body}");
@@ -713,15 +777,21 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
         err.contains("`q-b_chunks`, `q-b_docs`") || err.contains("`q-b_docs`, `q-b_chunks`"),
         "{err}"
     );
+    assert!(err.contains("left `q-b_main` (there before it)"), "{err}");
     let (_, listed) = http(port, "GET", "/collections", "");
     let names: Value = serde_json::from_str(&listed).unwrap();
-    let names: Vec<&str> = names["result"]["collections"]
+    let mut names: Vec<&str> = names["result"]["collections"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["docs"], "only the main instance's collection stays");
+    names.sort();
+    assert_eq!(
+        names,
+        ["docs", "q-b_main"],
+        "only the main instance's collections stay"
+    );
 }
 
 /// A thin instance's Kafka share is a topic prefix: `down -v` deletes its own topics in the main
@@ -746,11 +816,6 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
         dirs: vec![(wt.clone(), None), (repo.main(), None)],
     };
     up_ok(&repo, &repo.main());
-    up_ok(&repo, &wt);
-    assert_eq!(leftovers(&format!("{}-k-b", repo.base)), (vec![], vec![]));
-    let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
-    assert_eq!(given.trim(), "[k-b.]");
-
     let bootstrap = format!("127.0.0.1:{}", repo.host_port(&repo.main(), "broker"));
     let admin = |script: &str| -> String {
         let out = Command::new(&python)
@@ -761,6 +826,20 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
         stdout(&out)
     };
     const CONNECT: &str = "import sys\nfrom kafka.admin import KafkaAdminClient, NewTopic\na = KafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=20000)\n";
+    // A topic of the main instance's whose name happens to start with the prefix.
+    admin(&format!(
+        "{CONNECT}a.create_topics([NewTopic('k-b.main', 1, 1)])"
+    ));
+    let up = repo.dev(&wt, &["up", "--wait"]);
+    let err = stderr(&up);
+    assert_eq!(up.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("`k-b.main` already there with that prefix, not its own"),
+        "{err}"
+    );
+    assert_eq!(leftovers(&format!("{}-k-b", repo.base)), (vec![], vec![]));
+    let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
+    assert_eq!(given.trim(), "[k-b.]");
     admin(&format!("{CONNECT}a.create_topics([NewTopic(n, 1, 1) for n in ('orders', 'k-b.orders', 'k-b.events')])"));
     let listed = |out: String| -> Vec<String> {
         let mut names: Vec<String> = out
@@ -774,8 +853,8 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
     let topics = format!("{CONNECT}print('\\n'.join(a.list_topics()))");
     assert_eq!(
         listed(admin(&topics)),
-        ["k-b.events", "k-b.orders", "orders"],
-        "all three made"
+        ["k-b.events", "k-b.main", "k-b.orders", "orders"],
+        "all four made"
     );
     let down = repo.dev(&wt, &["down", "-v"]);
     let err = stderr(&down);
@@ -787,7 +866,7 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
         );
         assert_eq!(
             listed(admin(&topics)),
-            ["k-b.events", "k-b.orders", "orders"],
+            ["k-b.events", "k-b.main", "k-b.orders", "orders"],
             "no topic deleted on the stand-in"
         );
         return;
@@ -797,10 +876,11 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
             || err.contains("topics `k-b.orders`, `k-b.events`"),
         "{err}"
     );
+    assert!(err.contains("left `k-b.main` (there before it)"), "{err}");
     assert_eq!(
         listed(admin(&topics)),
-        ["orders"],
-        "only the main instance's topic stays"
+        ["k-b.main", "orders"],
+        "only the main instance's topics stay"
     );
 }
 

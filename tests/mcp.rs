@@ -5,24 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-
-fn mcp_python() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-    let py = cache.join("devstack/mcp-client/bin/python");
-    assert!(
-        py.exists(),
-        "the MCP client SDK is missing: run scripts/prepare-test-env.sh (it installs PyPI `mcp` into {})",
-        py.display()
-    );
-    py
-}
 
 #[test]
 fn an_mcp_client_drives_the_example_stack_without_seeing_secrets() {

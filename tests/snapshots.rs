@@ -447,15 +447,7 @@ fn mcp_tools_save_and_restore_through_the_running_devstack() {
     if !docker_or_skip(IMAGES) {
         return;
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(&std::env::var("HOME").unwrap()).join(".cache"));
-    let python = cache.join("devstack/mcp-client/bin/python");
-    assert!(
-        python.exists(),
-        "the MCP client SDK is missing: run scripts/prepare-test-env.sh (it installs PyPI `mcp` into {})",
-        python.display()
-    );
+    let python = mcp_python();
     let s = stack("mcp");
     s.ok(&["up", "--wait"]);
     assert_eq!(s.redis(&["SET", "k", "original"]), "OK");

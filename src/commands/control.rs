@@ -8,7 +8,9 @@ use clap::CommandFactory;
 
 use super::output::{color_for, log_width};
 use super::Env;
-use crate::cli::{ApplyArgs, Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, WaitArgs};
+use crate::cli::{
+    ApplyArgs, Cli, CompletionsArgs, ControlArgs, ExecArgs, McpArgs, StopArgs, WaitArgs,
+};
 use crate::config::{diagnostic::did_you_mean, ServiceName, Stack};
 use crate::control::client::{self, Connection};
 use crate::control::protocol::{PsRow, Reply, Request};
@@ -157,6 +159,31 @@ pub(super) fn verb(
     })?;
     let states = until_done(&mut conn, &args.services, env)?;
     summary(&states, &args.services, args.json, env)
+}
+
+/// `devstack stop SERVICE… [--force]`: a service that running thin instances share is not
+/// stopped under them unless forced (then they are named).
+pub(super) fn stop(stack: &Stack, args: &StopArgs, env: &mut Env<'_>) -> Result<(), Error> {
+    known(stack, &args.control.services)?;
+    let shared = crate::project::shared_by_thin(&stack.name, &args.control.services);
+    if !shared.is_empty() && !args.force {
+        return Err(Error::Shared {
+            message: format!(
+                "thin instances use {} of `{}`",
+                shared.join(", "),
+                stack.name
+            ),
+            help: "stop them first (`devstack down --instance NAME`), or `devstack stop --force` to stop it under them".into(),
+        });
+    }
+    if !shared.is_empty() {
+        writeln!(
+            env.err,
+            "warning: stopping {} under the thin instances that use it (--force)",
+            shared.join(", ")
+        )?;
+    }
+    verb(stack, Verb::Stop, &args.control, env)
 }
 
 /// How long `wait` waits for a devstack that has not started serving yet.

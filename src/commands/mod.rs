@@ -110,7 +110,7 @@ pub fn run(cli: &Cli, env: &mut Env<'_>) -> Result<(), Error> {
         Command::Doctor(args) => doctor::doctor(&loaded.stack, &identity, args.json, env),
         Command::Render(what) => render::render(&loaded.stack, what, env),
         Command::Restart(args) => control::verb(&loaded.stack, control::Verb::Restart, args, env),
-        Command::Stop(args) => control::verb(&loaded.stack, control::Verb::Stop, args, env),
+        Command::Stop(args) => control::stop(&loaded.stack, args, env),
         Command::Start(args) => control::verb(&loaded.stack, control::Verb::Start, args, env),
         Command::Wait(args) => control::wait(&loaded.stack, args, env),
         Command::Exec(args) => control::exec(&loaded.stack, &identity, args, env),

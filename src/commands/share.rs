@@ -166,8 +166,15 @@ impl Thin {
                     made_words(&share, made)
                 }
                 ShareKind::Redis => format!("database index {}", share.value),
-                ShareKind::Kafka => format!("topic prefix `{}`", share.value),
-                ShareKind::Qdrant => format!("collection prefix `{}`", share.value),
+                ShareKind::Kafka | ShareKind::Qdrant => {
+                    let foreign = match share.foreign.clone() {
+                        Some(f) => f,
+                        None => self.names_there_before(&share)?,
+                    };
+                    let said = prefix_words(&share, &foreign);
+                    self.shares[i].foreign = Some(foreign);
+                    said
+                }
             };
             writeln!(
                 env.err,
@@ -183,6 +190,37 @@ impl Thin {
             message: format!("cannot record the shares of `{project}`: {e}"),
             help: "make the state folder writable (see `devstack doctor`)".into(),
         })
+    }
+
+    /// The topics or collections that have the share's prefix before the instance first
+    /// runs: the main instance's, which `down -v` must leave.
+    fn names_there_before(&self, share: &Share) -> Result<Vec<String>, Error> {
+        let all = match share.kind {
+            ShareKind::Kafka => super::share_kafka::topics(self.kafka_port(share))?,
+            _ => super::share_http::collections(self.qdrant_port(share))?,
+        };
+        Ok(thin::own(&all, &share.value, None)
+            .into_iter()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The host port of the main instance's Kafka broker of `share`.
+    fn kafka_port(&self, share: &Share) -> Option<u16> {
+        let probe = self
+            .services
+            .get(&share.service)
+            .and_then(|s| s.ready.as_ref());
+        let port = match probe.map(|r| &r.probe) {
+            Some(Probe::Kafka { port }) => *port,
+            _ => 9092,
+        };
+        self.ports().get(&(share.service.clone(), port)).copied()
+    }
+
+    /// The host port of the main instance's Qdrant HTTP API of `share`.
+    fn qdrant_port(&self, share: &Share) -> Option<u16> {
+        self.ports().get(&(share.service.clone(), 6333)).copied()
     }
 
     /// The share's database, made unless it exists: empty (`fresh`), else a copy of the main
@@ -308,25 +346,26 @@ impl Thin {
                 Ok(format!("the keys of database index {}", share.value))
             }
             ShareKind::Qdrant => {
-                let port = self.ports().get(&(share.service.clone(), 6333)).copied();
-                let gone = super::share_http::drop_collections(port, &share.value)?;
-                Ok(format!("collections {}", quoted(&gone)))
+                let foreign = share.foreign.as_deref();
+                let gone = super::share_http::drop_collections(
+                    self.qdrant_port(share),
+                    &share.value,
+                    foreign,
+                )?;
+                Ok(format!(
+                    "collections {}{}",
+                    quoted(&gone),
+                    left_words(foreign)
+                ))
             }
             ShareKind::Kafka => {
                 if let Some(why) = self.unsafe_to_delete_topics(docker, share).await {
                     return Ok(format!("topics prefixed `{}` are left: {why}", share.value));
                 }
-                let probe = self
-                    .services
-                    .get(&share.service)
-                    .and_then(|s| s.ready.as_ref());
-                let port = match probe.map(|r| &r.probe) {
-                    Some(Probe::Kafka { port }) => *port,
-                    _ => 9092,
-                };
-                let port = self.ports().get(&(share.service.clone(), port)).copied();
-                let gone = super::share_kafka::drop_topics(port, &share.value)?;
-                Ok(format!("topics {}", quoted(&gone)))
+                let foreign = share.foreign.as_deref();
+                let gone =
+                    super::share_kafka::drop_topics(self.kafka_port(share), &share.value, foreign)?;
+                Ok(format!("topics {}{}", quoted(&gone), left_words(foreign)))
             }
         }
     }
@@ -484,6 +523,30 @@ fn made_words(share: &Share, made: Option<Made>) -> String {
     format!("database `{}` ({how})", share.value)
 }
 
+/// What `up` says of a prefix share: the prefix, and the names of it that are not its own.
+fn prefix_words(share: &Share, foreign: &[String]) -> String {
+    let what = match share.kind {
+        ShareKind::Kafka => "topic",
+        _ => "collection",
+    };
+    let mut said = format!("{what} prefix `{}`", share.value);
+    if !foreign.is_empty() {
+        said += &format!(
+            " ({} already there with that prefix, not its own: `down -v` leaves them)",
+            quoted(foreign)
+        );
+    }
+    said
+}
+
+/// What `down -v` says of the prefixed names it left (there before the instance).
+fn left_words(foreign: Option<&[String]>) -> String {
+    match foreign {
+        Some(f) if !f.is_empty() => format!("; left {} (there before it)", quoted(f)),
+        _ => String::new(),
+    }
+}
+
 fn not_running(main: &str, service: &str) -> Error {
     Error::Shared {
         message: format!("the main instance `{main}` runs no `{service}` container"),
@@ -579,9 +642,8 @@ fn redis_indexes_of_others(main: &str, project: &str) -> BTreeSet<u8> {
 
 /// The thin instances running on `main`'s services (a devstack holds their lock).
 pub(super) fn users_of(main: &str) -> Vec<String> {
-    thin_records(main)
+    crate::project::thin_users(main)
         .into_iter()
-        .filter(|(_, dir, r)| r.main == main && crate::project::lock::holder(dir).is_some())
-        .map(|(p, _, _)| p)
+        .map(|(p, _)| p)
         .collect()
 }

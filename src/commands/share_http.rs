@@ -10,24 +10,34 @@ use crate::error::Error;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Deletes every collection whose name starts with `prefix`; the names deleted.
-pub(super) fn drop_collections(port: Option<u16>, prefix: &str) -> Result<Vec<String>, Error> {
+/// Every collection of the main instance's Qdrant.
+pub(super) fn collections(port: Option<u16>) -> Result<Vec<String>, Error> {
     let port = port.ok_or_else(|| failed("the main instance's Qdrant publishes no port 6333"))?;
     let body = request(port, "GET", "/collections")?;
     let listed: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| failed(&format!("Qdrant's collection list is not JSON: {e}")))?;
-    let names: Vec<String> = listed["result"]["collections"]
+    Ok(listed["result"]["collections"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|c| c["name"].as_str())
-        .filter(|n| !prefix.is_empty() && n.starts_with(prefix))
         .map(str::to_string)
-        .collect();
+        .collect())
+}
+
+/// Deletes every collection the share owns (`thin::own`); the names deleted.
+pub(super) fn drop_collections(
+    port: Option<u16>,
+    prefix: &str,
+    foreign: Option<&[String]>,
+) -> Result<Vec<String>, Error> {
+    let port = port.ok_or_else(|| failed("the main instance's Qdrant publishes no port 6333"))?;
+    let all = collections(Some(port))?;
+    let names = crate::project::thin::own(&all, prefix, foreign);
     for name in &names {
         request(port, "DELETE", &format!("/collections/{name}"))?;
     }
-    Ok(names)
+    Ok(names.into_iter().map(str::to_string).collect())
 }
 
 /// One request; the body of a 2xx answer.

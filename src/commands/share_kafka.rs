@@ -19,25 +19,41 @@ const CLIENT_ID: &str = "devstack";
 /// The largest answer read: a Metadata answer of some thousand topics.
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
 
-/// Deletes every topic whose name starts with `prefix` (never with an empty one); the names
-/// deleted.
-pub(super) fn drop_topics(port: Option<u16>, prefix: &str) -> Result<Vec<String>, Error> {
+/// Every topic of the main instance's broker (one Metadata request).
+pub(super) fn topics(port: Option<u16>) -> Result<Vec<String>, Error> {
+    let (_, names) = connect_and_list(port)?;
+    Ok(names)
+}
+
+fn connect_and_list(port: Option<u16>) -> Result<(TcpStream, Vec<String>), Error> {
     let port = port.ok_or_else(|| failed("the main instance's Kafka publishes no port"))?;
-    if prefix.is_empty() {
-        return Ok(Vec::new());
-    }
     let io = |e: std::io::Error| failed(&format!("127.0.0.1:{port}: {e}"));
     let mut conn =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), TIMEOUT).map_err(io)?;
     conn.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
     let listed = exchange(&mut conn, METADATA, 4, &metadata_body()).map_err(io)?;
-    let names: Vec<String> = topics_of(&listed)?
+    Ok((conn, topics_of(&listed)?))
+}
+
+/// Deletes every topic the share owns (`thin::own`: prefixed, never with an empty prefix, and
+/// not there before it); the names deleted.
+pub(super) fn drop_topics(
+    port: Option<u16>,
+    prefix: &str,
+    foreign: Option<&[String]>,
+) -> Result<Vec<String>, Error> {
+    if prefix.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut conn, all) = connect_and_list(port)?;
+    let names: Vec<String> = crate::project::thin::own(&all, prefix, foreign)
         .into_iter()
-        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
         .collect();
     if names.is_empty() {
         return Ok(names);
     }
+    let io = |e: std::io::Error| failed(&format!("DeleteTopics: {e}"));
     let answer = exchange(&mut conn, DELETE_TOPICS, 1, &delete_body(&names)).map_err(io)?;
     let refused: Vec<String> = deleted_of(&answer)?
         .into_iter()

@@ -243,10 +243,15 @@ impl<'a> Mcp<'a> {
                     "Start a service, and first what it depends on; returns once it is ready.",
                 ),
             ] {
+                let mut properties =
+                    json!({ "service": services, "timeout": timeout, "instance": instance });
+                if name == "stop" {
+                    properties["force"] = json!({ "type": "boolean", "description": "stop it even while thin instances share it (refused otherwise, naming them)" });
+                }
                 tools.push(json!({
                     "name": name,
                     "description": what,
-                    "inputSchema": { "type": "object", "properties": { "service": services, "timeout": timeout, "instance": instance }, "required": ["service"] },
+                    "inputSchema": { "type": "object", "properties": properties, "required": ["service"] },
                     "annotations": { "readOnlyHint": false, "destructiveHint": name != "start", "idempotentHint": name != "restart", "openWorldHint": false },
                 }));
             }
@@ -358,6 +363,19 @@ impl<'a> Mcp<'a> {
             "restart" | "stop" | "start" => {
                 let service =
                     str_arg("service").ok_or_else(|| ToolError("`service` is required".into()))?;
+                let force = args.get("force").and_then(Value::as_bool).unwrap_or(false);
+                let shared = if name == "stop" && !force {
+                    crate::project::shared_by_thin(&to.project, std::slice::from_ref(&service))
+                } else {
+                    Vec::new()
+                };
+                if !shared.is_empty() {
+                    return Err(ToolError(format!(
+                        "not stopped: thin instances use {} of `{}`; stop them first, or call again with `force: true`",
+                        shared.join(", "),
+                        to.project
+                    )));
+                }
                 let services = vec![ServiceName::from(service)];
                 let timeout_ms = Some(timeout.as_millis() as u64);
                 let request = match name {

@@ -108,6 +108,36 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The thin instances that use `main`'s services now (a devstack holds their lock), each with
+/// the services it shares, by project name.
+pub fn thin_users(main: &str) -> Vec<(String, Vec<String>)> {
+    known_state_dirs()
+        .into_iter()
+        .filter(|(p, _)| p != main)
+        .filter_map(|(p, dir)| {
+            let record = thin::load_record(&dir).filter(|r| r.main == main)?;
+            lock::holder(&dir)?;
+            Some((p, record.shares.into_iter().map(|s| s.service).collect()))
+        })
+        .collect()
+}
+
+/// Which of `services` running thin instances share: "`service` (by `instance`, …)" for each.
+pub fn shared_by_thin(main: &str, services: &[String]) -> Vec<String> {
+    let users = thin_users(main);
+    services
+        .iter()
+        .filter_map(|svc| {
+            let by: Vec<&str> = users
+                .iter()
+                .filter(|(_, shared)| shared.contains(svc))
+                .map(|(p, _)| p.as_str())
+                .collect();
+            (!by.is_empty()).then(|| format!("`{svc}` (by {})", by.join(", ")))
+        })
+        .collect()
+}
+
 /// The state folders of every project this user ran on this machine (preferred and fallback
 /// places; the preferred one first when both exist), each once, by project name.
 pub fn known_state_dirs() -> Vec<(String, PathBuf)> {

@@ -49,6 +49,22 @@ pub struct Share {
     /// How its database was made, once it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made: Option<Made>,
+    /// A Kafka or Qdrant share: the topics or collections that had its prefix before the
+    /// instance first ran (the main instance's, by a name that happens to start so), which
+    /// `down -v` leaves. None: not listed yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreign: Option<Vec<String>>,
+}
+
+/// Of `names` (the topics or collections a broker lists), those a prefix share owns: they
+/// start with its prefix (never an empty one) and were not there before it (`foreign`).
+pub fn own<'a>(names: &'a [String], prefix: &str, foreign: Option<&[String]>) -> Vec<&'a str> {
+    names
+        .iter()
+        .filter(|n| !prefix.is_empty() && n.starts_with(prefix))
+        .filter(|n| !foreign.is_some_and(|f| f.contains(n)))
+        .map(String::as_str)
+        .collect()
 }
 
 /// What `up` of a thin instance records in its state folder.
@@ -175,6 +191,7 @@ pub fn plan(
             value,
             fresh: stack.instances.fresh.contains(name),
             made: kept.and_then(|k| k.made),
+            foreign: kept.and_then(|k| k.foreign.clone()),
         });
     }
     Ok(out)

@@ -311,3 +311,18 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> (String, String)
         body.to_string(),
     )
 }
+
+/// The Python of the official MCP client SDK (PyPI `mcp`, installed by
+/// scripts/prepare-test-env.sh).
+pub fn mcp_python() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let py = cache.join("devstack/mcp-client/bin/python");
+    assert!(
+        py.exists(),
+        "the MCP client SDK is missing: run scripts/prepare-test-env.sh (it installs PyPI `mcp` into {})",
+        py.display()
+    );
+    py
+}

@@ -9,6 +9,7 @@ fn share(service: &str, kind: ShareKind, value: &str) -> Share {
         value: value.into(),
         fresh: false,
         made: None,
+        foreign: None,
     }
 }
 
@@ -174,11 +175,79 @@ fn a_record_round_trips() {
     assert_eq!(load_record(tmp.path()), None);
     let record = Record {
         main: "shop".into(),
-        shares: vec![Share {
-            made: Some(Made::Dump),
-            ..share("db", ShareKind::Postgres, "shop_b")
-        }],
+        shares: vec![
+            Share {
+                made: Some(Made::Dump),
+                ..share("db", ShareKind::Postgres, "shop_b")
+            },
+            Share {
+                foreign: Some(vec!["b.orders".into()]),
+                ..share("events", ShareKind::Kafka, "b.")
+            },
+        ],
     };
     save_record(tmp.path(), &record).unwrap();
     assert_eq!(load_record(tmp.path()), Some(record));
+}
+
+#[test]
+fn a_prefix_share_owns_what_it_made_only() {
+    let names: Vec<String> = [
+        "b.orders",
+        "b.invoices",
+        "orders",
+        "bb.x",
+        "__consumer_offsets",
+    ]
+    .map(String::from)
+    .to_vec();
+    let foreign = ["b.orders".to_string()];
+    type Case<'a> = (&'a str, Option<&'a [String]>, &'a [&'a str]);
+    let cases: &[Case] = &[
+        // Listed before it first ran: the main instance's `b.orders` is not its own.
+        ("b.", Some(&foreign), &["b.invoices"]),
+        // Never listed (a record from before the list was kept): every prefixed name.
+        ("b.", None, &["b.orders", "b.invoices"]),
+        ("b.", Some(&[]), &["b.orders", "b.invoices"]),
+        // An empty prefix owns nothing.
+        ("", None, &[]),
+    ];
+    for (prefix, foreign, want) in cases {
+        assert_eq!(&own(&names, prefix, *foreign), want, "{prefix} {foreign:?}");
+    }
+}
+
+#[test]
+fn a_later_plan_keeps_the_names_listed_before() {
+    let stack = crate::config::test_stack(
+        "name: shop\nservices:\n  events:\n    image: kafka\n    ports: [\"9092\"]\n    ready: { kafka: {} }\n",
+    );
+    let recorded = Record {
+        main: "shop".into(),
+        shares: vec![Share {
+            foreign: Some(vec!["b.orders".into()]),
+            ..share("events", ShareKind::Kafka, "b.")
+        }],
+    };
+    let shares = plan(
+        &stack,
+        Some("b"),
+        &["events".into()],
+        Some(&recorded),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(shares[0].foreign, Some(vec!["b.orders".to_string()]));
+    let first = plan(
+        &stack,
+        Some("b"),
+        &["events".into()],
+        None,
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        first[0].foreign, None,
+        "listed when the share is first made"
+    );
 }
