@@ -143,6 +143,13 @@ fn seed_of_db(events: &[Value]) -> (bool, String) {
     )
 }
 
+/// Where `db`'s log has the line `text` (the seed's own output), if it has it.
+fn db_said(events: &[Value], text: &str) -> Option<usize> {
+    events
+        .iter()
+        .position(|e| e["service"] == "db" && e["text"] == text)
+}
+
 fn position(events: &[Value], kind: &str, service: &str) -> usize {
     events
         .iter()
@@ -167,11 +174,16 @@ fn a_seed_runs_once_per_data_again_when_asked_and_never_over_a_restore() {
         "1",
         "the dependent started on seeded data: {events:#?}"
     );
+    // The seed's own output (psql's) is in the log as db's, before the seeded event.
+    let said = db_said(&events, "INSERT 0 1");
+    let said = said.unwrap_or_else(|| panic!("the seed's output: {events:#?}"));
+    assert!(said < position(&events, "seeded", "db"));
 
     // Same data, same sources: skipped.
     let events = s.up();
     let (ran, reason) = seed_of_db(&events);
     assert!(!ran, "{reason}");
+    assert_eq!(db_said(&events, "INSERT 0 1"), None, "nothing ran");
     assert_eq!(s.rows_at_rest(), "1");
 
     // A source changes: it runs again over the same data (positive control of the skip).
@@ -185,6 +197,7 @@ fn a_seed_runs_once_per_data_again_when_asked_and_never_over_a_restore() {
         seed_of_db(&events),
         (true, "the seed or its sources changed".to_string())
     );
+    assert!(db_said(&events, "INSERT 0 1").is_some(), "{events:#?}");
     assert_eq!(s.rows_at_rest(), "2");
 
     // A snapshot of that; `reset` empties the data and seeds it again; the restore brings the
@@ -231,6 +244,14 @@ fn a_failing_seed_fails_up_with_its_last_lines_and_records_nothing() {
     let reason = failed["event"]["reason"].as_str().unwrap();
     assert!(reason.contains("its seed exited with code 3"), "{reason}");
     assert!(reason.contains("no_such_table"), "{reason}");
+    // Its output (psql's, not the server's) is in the log too, as db's.
+    let said = events.iter().any(|e| {
+        e["service"] == "db"
+            && e["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("psql:") && t.contains("no_such_table"))
+    });
+    assert!(said, "the failed seed's output: {events:#?}");
     assert!(
         !events
             .iter()
@@ -242,4 +263,29 @@ fn a_failing_seed_fails_up_with_its_last_lines_and_records_nothing() {
     let events = s.up();
     assert!(seed_of_db(&events).0);
     assert_eq!(s.seen_by_app(), "1");
+}
+
+/// A native process's seed runs on the host; its output reaches the log line by line, each on
+/// its own stream, before the seeded event.
+#[test]
+fn a_native_seeds_output_is_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        "services:\n  app:\n    command: echo up && exec sleep 100000\n    ready: { log: up }\n    seed: echo seeded natively; echo to stderr >&2\n    watch: false\n",
+    )
+    .unwrap();
+    let project = project("seednative");
+    let (events, code) = up_json_until_ready(dir.path(), state.path(), &project, WITHIN);
+    assert_eq!(code, Some(130), "{events:#?}");
+    let at = |text: &str, stream: &str| {
+        events
+            .iter()
+            .position(|e| e["service"] == "app" && e["text"] == text && e["stream"] == stream)
+            .unwrap_or_else(|| panic!("no {stream} line `{text}`: {events:#?}"))
+    };
+    let seeded = position(&events, "seeded", "app");
+    assert!(at("seeded natively", "stdout") < seeded);
+    assert!(at("to stderr", "stderr") < seeded);
 }

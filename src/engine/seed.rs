@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::build::context;
 use crate::config::{Command, Seed, Service, ServiceKind, ServiceName, Volume};
 use crate::kernel::{Input, SeedDone};
-use crate::logs::LogHandle;
+use crate::logs::{LogHandle, LogLine, Stream};
 use crate::plan::HostPorts;
 use crate::runtime::{ContainerRuntime, HookExec};
 
@@ -220,7 +220,7 @@ async fn seed_once<R: ContainerRuntime>(
         logs.event(&run.svc.name, text).await;
     }
     match container {
-        Some(cid) if run.svc.is_container() => in_container(&run.rt, cid, seed, &run.ports).await,
+        Some(cid) if run.svc.is_container() => in_container(run, cid, seed).await,
         _ => on_host(run, seed).await,
     }?;
     if let Some(dir) = &run.state_dir {
@@ -238,13 +238,14 @@ fn command_text(c: &Command) -> String {
     }
 }
 
-/// In the container, as `docker exec` runs it: a string through `sh -c`, a list as it is.
+/// In the container, as `docker exec` runs it: a string through `sh -c`, a list as it is. Its
+/// output goes to the log as the service's once it ends.
 async fn in_container<R: ContainerRuntime>(
-    rt: &R,
+    run: &SeedRun<R>,
     cid: &str,
     seed: &Seed,
-    ports: &HostPorts,
 ) -> Result<(), String> {
+    let ports = &run.ports;
     let argv = match &seed.command {
         Command::Shell(s) => vec!["sh".into(), "-c".into(), ports.resolve(s)],
         Command::Argv(v) => v.iter().map(|a| ports.resolve(a)).collect(),
@@ -260,9 +261,21 @@ async fn in_container<R: ContainerRuntime>(
             .map(|(k, v)| format!("{k}={}", ports.resolve(v)))
             .collect(),
     };
-    match rt.exec_hook(cid, &exec).await {
-        Ok((0, _)) => Ok(()),
-        Ok((code, out)) => Err(failed(code, &out)),
+    match run.rt.exec_hook(cid, &exec).await {
+        Ok((code, out)) => {
+            if let Some(logs) = &run.logs {
+                let at = std::time::SystemTime::now();
+                let lines = out
+                    .lines()
+                    .map(|l| LogLine::output(at, &run.svc.name, Stream::Stdout, l.to_string()))
+                    .collect();
+                logs.lines(lines).await;
+            }
+            match code {
+                0 => Ok(()),
+                _ => Err(failed(code, &out)),
+            }
+        }
         Err(e) => Err(format!("its seed could not run: {e}")),
     }
 }
@@ -287,7 +300,10 @@ async fn on_host<R>(run: &SeedRun<R>, seed: &Seed) -> Result<(), String> {
     let mut child =
         crate::process::spawn(&spec).map_err(|e| format!("its seed could not start: {e}"))?;
     let (out, err) = child.take_output();
-    let (out, err) = tokio::join!(read_all(out), read_all(err));
+    let (out, err) = tokio::join!(
+        pass_on(out, run, Stream::Stdout),
+        pass_on(err, run, Stream::Stderr)
+    );
     let code = child.wait().await;
     if code == 0 {
         return Ok(());
@@ -295,12 +311,37 @@ async fn on_host<R>(run: &SeedRun<R>, seed: &Seed) -> Result<(), String> {
     Err(failed(code, &format!("{out}{err}")))
 }
 
-async fn read_all<T: tokio::io::AsyncRead + Unpin>(pipe: Option<T>) -> String {
+/// A native seed's output, line by line as it comes, to the log as the service's; its last
+/// lines, for a failure's reason.
+async fn pass_on<T: tokio::io::AsyncRead + Unpin, R>(
+    pipe: Option<T>,
+    run: &SeedRun<R>,
+    stream: Stream,
+) -> String {
+    let Some(pipe) = pipe else {
+        return String::new();
+    };
+    let mut reader = tokio::io::BufReader::new(pipe);
+    let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
     let mut buf = Vec::new();
-    if let Some(mut p) = pipe {
-        let _ = p.read_to_end(&mut buf).await;
+    // Not `lines()`: a line that is not UTF-8 must not stop the reading (the seed would block
+    // on a full pipe).
+    while matches!(reader.read_until(b'\n', &mut buf).await, Ok(n) if n > 0) {
+        let line = String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\n', '\r'])
+            .to_string();
+        buf.clear();
+        if let Some(logs) = &run.logs {
+            let at = std::time::SystemTime::now();
+            logs.line(LogLine::output(at, &run.svc.name, stream, line.clone()))
+                .await;
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
     }
-    String::from_utf8_lossy(&buf).into_owned()
+    tail.into_iter().map(|l| l + "\n").collect()
 }
 
 /// A failed seed's reason: its exit code and last lines.
