@@ -232,6 +232,100 @@ fn grandchildren_are_gone_after_a_restart_and_after_a_stop() {
     assert!(!pid_alive(second), "the grandchild is gone after a stop");
 }
 
+/// A member of the group that outlives its leader (a grandchild that ignores SIGTERM, orphaned
+/// to devstack when the shell dies) keeps the old instance alive: the restart waits the grace
+/// period and SIGKILLs the group, as the stop event says, before the new instance starts.
+/// (devstack looks for the group's members among its own descendants only.)
+#[test]
+fn a_grandchild_that_outlives_its_leader_is_waited_for_then_killed() {
+    let env = Env::new(
+        "orphan",
+        "services:\n  app:\n    command: sh -c '(trap \"\" TERM; exec sleep 300) & echo $! > gc.pid; echo forked; wait'\n    stop_grace_period: 1s\n    watch: false\n    ready: { log: forked }\n",
+    );
+    let state = env.state.path().display().to_string();
+    let (mut child, rx) = spawn_up(
+        env.path(),
+        &["-p", &env.project, "up", "--json"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    let event = |want: &dyn Fn(&serde_json::Value) -> bool| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("the event within 30 s");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+    };
+    event(&|v| v["event"]["type"] == "all_ready");
+    let first: u32 = fs::read_to_string(env.path().join("gc.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let restarted = Instant::now();
+    let out = devstack_env(
+        env.path(),
+        &["-p", &env.project, "restart", "app"],
+        &[("XDG_STATE_HOME", &state)],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stopped = event(&|v| v["event"]["type"] == "stopped" && v["service"] == "app");
+    assert!(
+        stopped["event"]["how"]
+            .as_str()
+            .is_some_and(|h| h.contains("killed after the 1s grace period")),
+        "{stopped}"
+    );
+    assert!(
+        restarted.elapsed() >= Duration::from_secs(1),
+        "waited the grace period"
+    );
+    assert!(!pid_alive(first), "the orphaned grandchild is gone");
+    interrupt(&child);
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20)), Some(130));
+}
+
+/// A simple shell command runs as the program itself (the shell `exec`s it): the pid `ps`
+/// gives is the program's. A list stays under its shell.
+#[test]
+fn a_simple_command_is_its_own_process_a_list_keeps_its_shell() {
+    let env = Env::new(
+        "execed",
+        "services:\n  simple:\n    command: sleep 300\n    watch: false\n  list:\n    command: sleep 301; true\n    watch: false\n",
+    );
+    let state = env.state.path().display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["-p", env.project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(env.path(), &all, &[("XDG_STATE_HOME", &state)])
+    };
+    let up = run(&["up", "--wait"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stderr(&up));
+    let ps: serde_json::Value = serde_json::from_slice(&run(&["ps", "--json"]).stdout).unwrap();
+    let comm = |service: &str| {
+        let row = ps
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == service);
+        let pid = row.and_then(|r| r["pid"].as_u64());
+        let pid = pid.unwrap_or_else(|| panic!("a pid for {service}: {ps}"));
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (simple, list) = (comm("simple"), comm("list"));
+    let down = run(&["down"]);
+    assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
+    assert_eq!(simple, "sleep");
+    assert_eq!(list, "sh");
+}
+
 #[test]
 fn a_crash_loop_backs_off_while_the_other_services_keep_running() {
     let env = Env::new(

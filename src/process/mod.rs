@@ -52,6 +52,30 @@ pub struct Child {
     gone: bool,
 }
 
+/// `exec LINE` when `LINE` is one simple command the shell can replace itself with: no list,
+/// pipeline, background job, subshell, group or substitution (`; & | ( ) { } ` and newlines
+/// are left to the shell), no leading `NAME=value`, and not a keyword or a builtin that `exec`
+/// cannot run. Otherwise `LINE` as it is. Redirections and quoting stay the shell's.
+pub(crate) fn exec_line(line: &str) -> std::borrow::Cow<'_, str> {
+    const SHELL_ONLY: &[&str] = &[
+        "!", "[[", "{", "}", ".", ":", "alias", "break", "case", "cd", "continue", "do", "done",
+        "elif", "else", "esac", "eval", "exec", "exit", "export", "fi", "for", "function", "if",
+        "local", "read", "readonly", "return", "select", "set", "shift", "source", "then", "time",
+        "trap", "ulimit", "umask", "unset", "until", "wait", "while",
+    ];
+    let trimmed = line.trim();
+    let first = trimmed.split_whitespace().next().unwrap_or("");
+    let simple = !first.is_empty()
+        && !trimmed.contains([';', '&', '|', '(', ')', '{', '}', '`', '\n'])
+        && !first.contains('=')
+        && !SHELL_ONLY.contains(&first);
+    if simple {
+        format!("exec {trimmed}").into()
+    } else {
+        line.into()
+    }
+}
+
 /// How [`stop`] or [`kill`] ended a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -64,15 +88,16 @@ pub enum Stopped {
 
 /// Starts `spec` as the leader of a new process group.
 ///
-/// A shell string runs as `/bin/sh -c <string>`: the shell stays in the group, which is what is
-/// signalled. Argv runs directly. `PYTHONUNBUFFERED=1` is set unless `spec.env` sets it, so Python
+/// A shell string runs as `/bin/sh -c <string>`; a simple command (see [`exec_line`]) as `exec`
+/// of it, so the program itself is the leader, its pid the one shown, and no shell waits beside
+/// it (Debian's dash forks even the last command of `-c`). Argv runs directly. `PYTHONUNBUFFERED=1` is set unless `spec.env` sets it, so Python
 /// services' lines arrive as they are printed. stdin is `/dev/null`; stdout and stderr are piped.
 /// Every signal starts at its default disposition, whatever devstack inherited as ignored.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
     let mut cmd = match &spec.command {
         Command::Shell(line) => {
             let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.arg("-c").arg(line);
+            cmd.arg("-c").arg(exec_line(line).as_ref());
             cmd
         }
         Command::Argv(argv) => {
@@ -149,7 +174,7 @@ impl Child {
     /// Whether the group may still run. Once the leader is reaped the pid may be reused as soon
     /// as the rest of the group is gone, so the group is checked before every signal after that.
     fn may_run(&self) -> bool {
-        !self.gone && (self.status.is_none() || unix::group_alive(self.pid))
+        !self.gone && (self.status.is_none() || unix::own_group_alive(self.pid))
     }
 
     fn signal(&self, signal: i32) {
@@ -179,7 +204,7 @@ impl Child {
             return false;
         }
         let pgid = self.pid;
-        self.gone = poll_until(deadline, move || !unix::group_alive(pgid)).await;
+        self.gone = poll_until(deadline, move || !unix::own_group_alive(pgid)).await;
         self.gone
     }
 }
@@ -381,4 +406,42 @@ pub(crate) async fn poll_until(
 /// process for good, since pids are reused but never with the same start time.
 pub fn start_time_of(pid: u32) -> Option<u64> {
     unix::start_time(pid).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_line;
+
+    #[test]
+    fn a_simple_command_is_execed_and_the_rest_left_to_the_shell() {
+        let cases: &[(&str, &str)] = &[
+            ("python3 app.py", "exec python3 app.py"),
+            (
+                "  ../../.venv/bin/python -m flask run --port 5000 ",
+                "exec ../../.venv/bin/python -m flask run --port 5000",
+            ),
+            ("npm run dev > out.log", "exec npm run dev > out.log"),
+            ("echo \"$HOME\" 'a b'", "exec echo \"$HOME\" 'a b'"),
+            // Lists, pipelines, jobs, subshells, groups, substitutions: the shell's.
+            ("echo up && exec sleep 9", "echo up && exec sleep 9"),
+            ("a; b", "a; b"),
+            ("a | b", "a | b"),
+            ("sleep 9 &", "sleep 9 &"),
+            ("(cd x; make)", "(cd x; make)"),
+            ("echo $(date)", "echo $(date)"),
+            ("echo `date`", "echo `date`"),
+            ("a\nb", "a\nb"),
+            ("cmd 2>&1", "cmd 2>&1"),
+            // What `exec` cannot run.
+            ("FOO=1 cmd", "FOO=1 cmd"),
+            ("exec cmd", "exec cmd"),
+            (": nothing", ": nothing"),
+            ("cd src", "cd src"),
+            ("if true", "if true"),
+            ("", ""),
+        ];
+        for (line, want) in cases {
+            assert_eq!(exec_line(line), *want, "{line:?}");
+        }
+    }
 }
