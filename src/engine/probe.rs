@@ -256,12 +256,15 @@ async fn wait_ready<T: ProbeTarget>(
             attempt(target, service, &ready.probe, ports),
         )
         .await;
-        let last_error = match result {
+        let (last_error, refused) = match result {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => e,
-            Err(_) => format!(
-                "no answer within {}",
-                humantime::format_duration(ready.timeout)
+            Ok(Err(e)) => (e.text, e.refused),
+            Err(_) => (
+                format!(
+                    "no answer within {}",
+                    humantime::format_duration(ready.timeout)
+                ),
+                false,
             ),
         };
         if Instant::now() >= deadline {
@@ -271,14 +274,35 @@ async fn wait_ready<T: ProbeTarget>(
             });
         }
         let pause = backoff
-            .next_delay()
+            .next_delay_after(refused)
             .min(deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(pause).await;
     }
 }
 
+/// Why an attempt failed, and whether nothing listened (the connection was refused).
+struct Failed {
+    text: String,
+    refused: bool,
+}
+
 /// One attempt of a network, exec or healthcheck probe.
 async fn attempt<T: ProbeTarget>(
+    target: &T,
+    service: &str,
+    probe: &Probe,
+    ports: &HostPorts,
+) -> Result<(), Failed> {
+    attempt_once(target, service, probe, ports)
+        .await
+        .map_err(|text| Failed {
+            // Exactly a network probe's refusal (an exec probe's text starts "exited with").
+            refused: text == ProbeError::Refused.to_string(),
+            text,
+        })
+}
+
+async fn attempt_once<T: ProbeTarget>(
     target: &T,
     service: &str,
     probe: &Probe,

@@ -132,7 +132,8 @@ pub async fn qdrant(addr: SocketAddr) -> Result<(), ProbeError> {
 /// refused or unanswered attempt on this machine costs microseconds, most services get ready
 /// within that second, and each link of a dependency chain is then seen ready within 5 ms
 /// instead of within the last, grown pause (a process restart's probe used to land up to 30 ms
-/// after the app answered). Then from 5 ms growing 1.5x per attempt, capped at `max` (the
+/// after the app answered); every 1 ms after a refused connection ([`Backoff::next_delay_after`]).
+/// Then from 5 ms growing 1.5x per attempt, capped at `max` (the
 /// service's `interval`). [`Backoff::gradual`] is for attempts that cost a process or an
 /// engine round trip (`exec`, a healthcheck): from 20 ms, growing at once. Pure.
 #[derive(Debug, Clone)]
@@ -144,6 +145,7 @@ pub struct Backoff {
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
+    const REFUSED: Duration = Duration::from_millis(1);
     const BRISK_FOR: Duration = Duration::from_secs(1);
 
     pub fn new(max: Duration) -> Self {
@@ -163,10 +165,18 @@ impl Backoff {
     }
 
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_after(false)
+    }
+
+    /// The pause after an attempt; after a refused connection (nothing listens yet: the attempt
+    /// cost microseconds and asked the service nothing) the brisk pause is 1 ms, so a native
+    /// process is seen ready within a millisecond of listening.
+    pub fn next_delay_after(&mut self, refused: bool) -> Duration {
         if !self.brisk_left.is_zero() {
-            // Counted in whole brisk steps, so a zero `max` cannot stay brisk forever.
-            self.brisk_left = self.brisk_left.saturating_sub(Self::FIRST);
-            return Self::FIRST.min(self.max);
+            let step = if refused { Self::REFUSED } else { Self::FIRST };
+            // Counted in whole steps, so a zero `max` cannot stay brisk forever.
+            self.brisk_left = self.brisk_left.saturating_sub(step);
+            return step.min(self.max);
         }
         let delay = self.next;
         // checked: a huge `max` must saturate, not overflow.
@@ -259,6 +269,27 @@ mod tests {
             let got: Vec<_> = want.iter().map(|_| backoff.next_delay()).collect();
             assert_eq!(&got, want, "max {max:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_attempt_is_followed_every_millisecond_while_brisk() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(1000));
+        // Nothing listens: 1 ms; something answers wrongly: 5 ms; both count against the second.
+        assert_eq!(backoff.next_delay_after(true), ms(1));
+        assert_eq!(backoff.next_delay_after(false), ms(5));
+        assert_eq!(backoff.next_delay_after(true), ms(1));
+        let mut spent = ms(7);
+        while spent < Backoff::BRISK_FOR {
+            assert_eq!(backoff.next_delay_after(true), ms(1));
+            spent += ms(1);
+        }
+        // The second is over: the grown pauses, refused or not.
+        assert_eq!(backoff.next_delay_after(true), ms(5));
+        assert_eq!(
+            backoff.next_delay_after(true),
+            ms(7) + Duration::from_micros(500)
+        );
     }
 
     #[test]

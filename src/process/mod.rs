@@ -76,6 +76,17 @@ pub(crate) fn exec_line(line: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The words of `line` when a shell would only split it on blanks and look the first word up
+/// on `PATH`: a simple command ([`exec_line`]) with no quoting, expansion, globbing, comment or
+/// redirection character in it.
+fn plain_words(line: &str) -> Option<Vec<&str>> {
+    const SHELL_CHARS: &[char] = &[
+        '$', '*', '?', '[', ']', '~', '<', '>', '#', '\\', '\'', '"', '!', '%',
+    ];
+    let simple = matches!(exec_line(line), std::borrow::Cow::Owned(_));
+    (simple && !line.contains(SHELL_CHARS)).then(|| line.split_whitespace().collect())
+}
+
 /// How [`stop`] or [`kill`] ended a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -95,11 +106,19 @@ pub enum Stopped {
 /// Every signal starts at its default disposition, whatever devstack inherited as ignored.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
     let mut cmd = match &spec.command {
-        Command::Shell(line) => {
-            let mut cmd = tokio::process::Command::new("/bin/sh");
-            cmd.arg("-c").arg(exec_line(line).as_ref());
-            cmd
-        }
+        Command::Shell(line) => match plain_words(line) {
+            // Nothing for a shell to do: run it as the shell would, without the shell.
+            Some(words) => {
+                let mut cmd = tokio::process::Command::new(words[0]);
+                cmd.args(&words[1..]);
+                cmd
+            }
+            None => {
+                let mut cmd = tokio::process::Command::new("/bin/sh");
+                cmd.arg("-c").arg(exec_line(line).as_ref());
+                cmd
+            }
+        },
         Command::Argv(argv) => {
             let (program, args) = argv.split_first().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "the command is empty")
@@ -410,7 +429,7 @@ pub fn start_time_of(pid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::exec_line;
+    use super::{exec_line, plain_words};
 
     #[test]
     fn a_simple_command_is_execed_and_the_rest_left_to_the_shell() {
@@ -442,6 +461,41 @@ mod tests {
         ];
         for (line, want) in cases {
             assert_eq!(exec_line(line), *want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn plain_words_run_without_a_shell() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            ("python3 app.py", Some(&["python3", "app.py"])),
+            (
+                " ../../.venv/bin/python -m flask run  --port 5000",
+                Some(&[
+                    "../../.venv/bin/python",
+                    "-m",
+                    "flask",
+                    "run",
+                    "--port",
+                    "5000",
+                ]),
+            ),
+            ("npm run dev", Some(&["npm", "run", "dev"])),
+            // Quoting, expansion, globbing, redirection, comments: the shell's.
+            ("echo 'a b'", None),
+            ("echo \"$HOME\"", None),
+            ("echo $HOME", None),
+            ("ls *.py", None),
+            ("cat ~/x", None),
+            ("npm run dev > out.log", None),
+            ("serve # the api", None),
+            ("echo a\\ b", None),
+            ("a && b", None),
+            ("FOO=1 cmd", None),
+            ("cd src", None),
+            ("", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(plain_words(line).as_deref(), *want, "{line:?}");
         }
     }
 }
