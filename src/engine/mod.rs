@@ -47,8 +47,10 @@ const CRASH_TAIL: usize = 5;
 /// exit of a child is reaped as its signal arrives).
 const REAP_EVERY: Duration = Duration::from_secs(2);
 /// How long the stack's own files must be quiet before a change is applied: an editor's
-/// truncate-then-write, or a `git checkout` of several files, is one change.
-const CONFIG_DEBOUNCE: Duration = Duration::from_millis(150);
+/// truncate-then-write, or a `git checkout` of several files (microseconds to a few
+/// milliseconds apart), is one change. watchexec's default; a half-written file that slips
+/// through is invalid, changes nothing, and the write that completes it applies.
+const CONFIG_DEBOUNCE: Duration = Duration::from_millis(50);
 
 pub(crate) struct UpRequest<'a> {
     pub stack: &'a Stack,
