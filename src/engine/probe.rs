@@ -251,14 +251,19 @@ async fn wait_ready<T: ProbeTarget>(
             }
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
+        let limit = remaining.min(backoff.patience());
         let result = tokio::time::timeout(
-            remaining.max(Duration::from_millis(1)),
+            limit.max(Duration::from_millis(1)),
             attempt(target, service, &ready.probe, ports),
         )
         .await;
         let (last_error, refused) = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => (e.text, e.refused),
+            Err(_) if limit < remaining => (
+                format!("no answer within {}", humantime::format_duration(limit)),
+                false,
+            ),
             Err(_) => (
                 format!(
                     "no answer within {}",

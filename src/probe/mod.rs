@@ -146,6 +146,7 @@ pub struct Backoff {
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(5);
     const REFUSED: Duration = Duration::from_millis(1);
+    const BRISK_PATIENCE: Duration = Duration::from_millis(250);
     const BRISK_FOR: Duration = Duration::from_secs(1);
 
     pub fn new(max: Duration) -> Self {
@@ -166,6 +167,19 @@ impl Backoff {
 
     pub fn next_delay(&mut self) -> Duration {
         self.next_delay_after(false)
+    }
+
+    /// How long the next attempt may wait for its answer: 250 ms while brisk (a service on this
+    /// machine answers in milliseconds; a connection that hangs, as one through the engine's
+    /// proxy can while the container's network comes up, is given up and tried again rather
+    /// than waited on for seconds), then no limit of its own (a network attempt keeps its
+    /// [`ATTEMPT_TIMEOUT`], an exec probe the service's timeout).
+    pub fn patience(&self) -> Duration {
+        if self.brisk_left.is_zero() {
+            Duration::MAX
+        } else {
+            Self::BRISK_PATIENCE
+        }
     }
 
     /// The pause after an attempt; after a refused connection (nothing listens yet: the attempt
@@ -289,6 +303,23 @@ mod tests {
         assert_eq!(
             backoff.next_delay_after(true),
             ms(7) + Duration::from_micros(500)
+        );
+    }
+
+    #[test]
+    fn an_attempt_is_given_250_ms_while_brisk_then_no_limit_of_its_own() {
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        assert_eq!(backoff.patience(), Duration::from_millis(250));
+        // A second of brisk pauses, 5 ms each.
+        for _ in 0..200 {
+            assert_eq!(backoff.patience(), Duration::from_millis(250));
+            backoff.next_delay();
+        }
+        assert_eq!(backoff.patience(), Duration::MAX, "after the second");
+        // Exec and healthcheck attempts (gradual) are never cut short.
+        assert_eq!(
+            Backoff::gradual(Duration::from_secs(1)).patience(),
+            Duration::MAX
         );
     }
 
