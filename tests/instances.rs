@@ -127,6 +127,21 @@ impl Repo {
             .clone()
     }
 
+    /// A thin `up --wait` in the worktree `wt` that finds `foreign` (a name of the main
+    /// instance's with the instance's prefix) there already: it says so, and adds no container.
+    fn thin_up_beside(&self, wt: &Path, foreign: &str) {
+        let up = self.dev(wt, &["up", "--wait"]);
+        let err = stderr(&up);
+        assert_eq!(up.status.code(), Some(0), "{err}");
+        let said = format!("`{foreign}` already there with that prefix, not its own");
+        assert!(err.contains(&said), "{err}");
+        let name = wt.file_name().unwrap().to_string_lossy();
+        assert_eq!(
+            leftovers(&format!("{}-{name}", self.base)),
+            (vec![], vec![])
+        );
+    }
+
     fn ports(&self, dir: &Path) -> Vec<Value> {
         let out = self.dev(dir, &["ports", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -752,14 +767,7 @@ fn a_thin_instance_drops_only_its_own_qdrant_collections() {
     let create = r#"{"vectors": {"size": 2, "distance": "Dot"}}"#;
     let (status, body) = http(port, "PUT", "/collections/q-b_main", create);
     assert!(status.contains(" 200"), "{status} {body}");
-    let up = repo.dev(&wt, &["up", "--wait"]);
-    let err = stderr(&up);
-    assert_eq!(up.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("`q-b_main` already there with that prefix, not its own"),
-        "{err}"
-    );
-    assert_eq!(leftovers(&format!("{}-q-b", repo.base)), (vec![], vec![]));
+    repo.thin_up_beside(&wt, "q-b_main");
     let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
     assert_eq!(
         given.split_whitespace().collect::<Vec<_>>(),
@@ -830,14 +838,7 @@ fn a_thin_instance_drops_only_its_own_kafka_topics() {
     admin(&format!(
         "{CONNECT}a.create_topics([NewTopic('k-b.main', 1, 1)])"
     ));
-    let up = repo.dev(&wt, &["up", "--wait"]);
-    let err = stderr(&up);
-    assert_eq!(up.status.code(), Some(0), "{err}");
-    assert!(
-        err.contains("`k-b.main` already there with that prefix, not its own"),
-        "{err}"
-    );
-    assert_eq!(leftovers(&format!("{}-k-b", repo.base)), (vec![], vec![]));
+    repo.thin_up_beside(&wt, "k-b.main");
     let given = std::fs::read_to_string(wt.join("prefix.txt")).unwrap();
     assert_eq!(given.trim(), "[k-b.]");
     admin(&format!("{CONNECT}a.create_topics([NewTopic(n, 1, 1) for n in ('orders', 'k-b.orders', 'k-b.events')])"));
