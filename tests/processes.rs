@@ -295,7 +295,7 @@ fn a_grandchild_that_outlives_its_leader_is_waited_for_then_killed() {
 fn a_simple_command_is_its_own_process_a_list_keeps_its_shell() {
     let env = Env::new(
         "execed",
-        "services:\n  simple:\n    command: sleep 300\n    watch: false\n  list:\n    command: sleep 301; true\n    watch: false\n",
+        "services:\n  plain:\n    command: sleep 300\n    watch: false\n  quoted:\n    command: sleep '302'\n    watch: false\n  list:\n    command: sleep 301; true\n    watch: false\n",
     );
     let state = env.state.path().display().to_string();
     let run = |args: &[&str]| {
@@ -319,10 +319,12 @@ fn a_simple_command_is_its_own_process_a_list_keeps_its_shell() {
             .trim()
             .to_string()
     };
-    let (simple, list) = (comm("simple"), comm("list"));
+    // Plain words run without a shell; quoted ones through `sh -c 'exec …'`; a list under sh.
+    let (plain, quoted, list) = (comm("plain"), comm("quoted"), comm("list"));
     let down = run(&["down"]);
     assert_eq!(down.status.code(), Some(0), "{}", stderr(&down));
-    assert_eq!(simple, "sleep");
+    assert_eq!(plain, "sleep");
+    assert_eq!(quoted, "sleep");
     assert_eq!(list, "sh");
 }
 

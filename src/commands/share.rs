@@ -195,10 +195,20 @@ impl Thin {
     /// The topics or collections that have the share's prefix before the instance first
     /// runs: the main instance's, which `down -v` must leave.
     fn names_there_before(&self, share: &Share) -> Result<Vec<String>, Error> {
-        let all = match share.kind {
-            ShareKind::Kafka => super::share_kafka::topics(self.kafka_port(share))?,
-            _ => super::share_http::collections(self.qdrant_port(share))?,
+        let (listed, what) = match share.kind {
+            ShareKind::Kafka => (super::share_kafka::topics(self.kafka_port(share)), "topics"),
+            _ => (
+                super::share_http::collections(self.qdrant_port(share)),
+                "collections",
+            ),
         };
+        let all = listed.map_err(|e| {
+            let what = format!(
+                "cannot list the {what} of `{}` in the main instance `{}` (the prefix `{}` must know what is already there)",
+                share.service, self.main, share.value
+            );
+            in_context(e, &what)
+        })?;
         Ok(thin::own(&all, &share.value, None)
             .into_iter()
             .map(str::to_string)
@@ -351,7 +361,8 @@ impl Thin {
                     self.qdrant_port(share),
                     &share.value,
                     foreign,
-                )?;
+                )
+                .map_err(|e| in_context(e, "cannot delete the instance's Qdrant collections"))?;
                 Ok(format!(
                     "collections {}{}",
                     quoted(&gone),
@@ -364,7 +375,8 @@ impl Thin {
                 }
                 let foreign = share.foreign.as_deref();
                 let gone =
-                    super::share_kafka::drop_topics(self.kafka_port(share), &share.value, foreign)?;
+                    super::share_kafka::drop_topics(self.kafka_port(share), &share.value, foreign)
+                        .map_err(|e| in_context(e, "cannot delete the instance's Kafka topics"))?;
                 Ok(format!("topics {}{}", quoted(&gone), left_words(foreign)))
             }
         }
@@ -521,6 +533,17 @@ fn made_words(share: &Share, made: Option<Made>) -> String {
         Some(Made::Empty) => "empty (fresh)",
     };
     format!("database `{}` ({how})", share.value)
+}
+
+/// `e`'s message after what was being done.
+fn in_context(e: Error, doing: &str) -> Error {
+    match e {
+        Error::Shared { message, help } => Error::Shared {
+            message: format!("{doing}: {message}"),
+            help,
+        },
+        other => other,
+    }
 }
 
 /// What `up` says of a prefix share: the prefix, and the names of it that are not its own.

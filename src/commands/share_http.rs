@@ -90,7 +90,7 @@ fn unchunk(mut body: &str) -> String {
 
 fn failed(message: &str) -> Error {
     Error::Shared {
-        message: format!("cannot delete the instance's Qdrant collections: {message}"),
+        message: message.to_string(),
         help: "is the main instance's Qdrant running? `devstack --instance \"\" ps`".into(),
     }
 }

@@ -202,7 +202,7 @@ fn deleted_of(answer: &[u8]) -> Result<Vec<(String, i16)>, Error> {
 
 fn failed(message: &str) -> Error {
     Error::Shared {
-        message: format!("cannot delete the instance's Kafka topics: {message}"),
+        message: message.to_string(),
         help: "is the main instance's Kafka running? `devstack --instance \"\" ps`".into(),
     }
 }

@@ -252,11 +252,13 @@ async fn wait_ready<T: ProbeTarget>(
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let limit = remaining.min(backoff.patience());
+        let began = Instant::now();
         let result = tokio::time::timeout(
             limit.max(Duration::from_millis(1)),
             attempt(target, service, &ready.probe, ports),
         )
         .await;
+        backoff.spent(began.elapsed());
         let (last_error, refused) = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => (e.text, e.refused),

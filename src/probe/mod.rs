@@ -182,6 +182,12 @@ impl Backoff {
         }
     }
 
+    /// Counts the time an attempt itself took against the brisk second (the pauses count
+    /// themselves), so attempts that hang until [`Backoff::patience`] end it on time.
+    pub fn spent(&mut self, attempt: Duration) {
+        self.brisk_left = self.brisk_left.saturating_sub(attempt);
+    }
+
     /// The pause after an attempt; after a refused connection (nothing listens yet: the attempt
     /// cost microseconds and asked the service nothing) the brisk pause is 1 ms, so a native
     /// process is seen ready within a millisecond of listening.
@@ -316,6 +322,19 @@ mod tests {
             backoff.next_delay();
         }
         assert_eq!(backoff.patience(), Duration::MAX, "after the second");
+        // Attempts that hang for their 250 ms count too: four of them end the second.
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        for _ in 0..3 {
+            backoff.spent(Duration::from_millis(250));
+            backoff.next_delay();
+        }
+        assert_eq!(backoff.patience(), Duration::from_millis(250));
+        backoff.spent(Duration::from_millis(250));
+        assert_eq!(
+            backoff.patience(),
+            Duration::MAX,
+            "a second of hung attempts"
+        );
         // Exec and healthcheck attempts (gradual) are never cut short.
         assert_eq!(
             Backoff::gradual(Duration::from_secs(1)).patience(),

@@ -57,17 +57,25 @@ pub struct Child {
 /// are left to the shell), no leading `NAME=value`, and not a keyword or a builtin that `exec`
 /// cannot run. Otherwise `LINE` as it is. Redirections and quoting stay the shell's.
 pub(crate) fn exec_line(line: &str) -> std::borrow::Cow<'_, str> {
+    // Keywords, and builtins `exec` cannot run or whose twin on PATH behaves differently
+    // (dash's `echo` reads escapes, `/bin/echo` takes `-e`; `[ a == a ]`; a logical `pwd`).
     const SHELL_ONLY: &[&str] = &[
-        "!", "[[", "{", "}", ".", ":", "alias", "break", "case", "cd", "continue", "do", "done",
-        "elif", "else", "esac", "eval", "exec", "exit", "export", "fi", "for", "function", "if",
-        "local", "read", "readonly", "return", "select", "set", "shift", "source", "then", "time",
-        "trap", "ulimit", "umask", "unset", "until", "wait", "while",
+        "!", "[", "[[", "{", "}", ".", ":", "alias", "bg", "break", "builtin", "case", "cd",
+        "command", "continue", "declare", "do", "done", "echo", "elif", "else", "esac", "eval",
+        "exec", "exit", "export", "false", "fc", "fg", "fi", "for", "function", "getopts", "hash",
+        "if", "jobs", "kill", "let", "local", "popd", "printf", "pushd", "pwd", "read", "readonly",
+        "return", "select", "set", "shift", "source", "test", "then", "time", "times", "trap",
+        "true", "type", "typeset", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
     ];
-    let trimmed = line.trim();
-    let first = trimmed.split_whitespace().next().unwrap_or("");
+    let trimmed = line.trim_matches([' ', '\t']);
+    let first = trimmed.split([' ', '\t']).next().unwrap_or("");
     let simple = !first.is_empty()
-        && !trimmed.contains([';', '&', '|', '(', ')', '{', '}', '`', '\n'])
-        && !first.contains('=')
+        && !trimmed.contains([';', '&', '|', '(', ')', '{', '}', '`'])
+        // sh splits words on spaces and tabs only; anything else stays the shell's to read.
+        && !trimmed.chars().any(|c| c.is_whitespace() && c != ' ' && c != '\t')
+        // `NAME=value cmd`, `>log cmd`, `-x`: not a program name.
+        && !first.contains(['=', '<', '>'])
+        && !first.starts_with('-')
         && !SHELL_ONLY.contains(&first);
     if simple {
         format!("exec {trimmed}").into()
@@ -84,7 +92,8 @@ fn plain_words(line: &str) -> Option<Vec<&str>> {
         '$', '*', '?', '[', ']', '~', '<', '>', '#', '\\', '\'', '"', '!', '%',
     ];
     let simple = matches!(exec_line(line), std::borrow::Cow::Owned(_));
-    (simple && !line.contains(SHELL_CHARS)).then(|| line.split_whitespace().collect())
+    (simple && !line.contains(SHELL_CHARS))
+        .then(|| line.split([' ', '\t']).filter(|w| !w.is_empty()).collect())
 }
 
 /// How [`stop`] or [`kill`] ended a group.
@@ -111,6 +120,10 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
             Some(words) => {
                 let mut cmd = tokio::process::Command::new(words[0]);
                 cmd.args(&words[1..]);
+                // As the shell would have set it (set first: `spec.env` may say otherwise).
+                if spec.cwd.is_absolute() {
+                    cmd.env("PWD", &spec.cwd);
+                }
                 cmd
             }
             None => {
@@ -440,7 +453,7 @@ mod tests {
                 "exec ../../.venv/bin/python -m flask run --port 5000",
             ),
             ("npm run dev > out.log", "exec npm run dev > out.log"),
-            ("echo \"$HOME\" 'a b'", "exec echo \"$HOME\" 'a b'"),
+            ("cat \"$HOME\" 'a b'", "exec cat \"$HOME\" 'a b'"),
             // Lists, pipelines, jobs, subshells, groups, substitutions: the shell's.
             ("echo up && exec sleep 9", "echo up && exec sleep 9"),
             ("a; b", "a; b"),
@@ -451,6 +464,14 @@ mod tests {
             ("echo `date`", "echo `date`"),
             ("a\nb", "a\nb"),
             ("cmd 2>&1", "cmd 2>&1"),
+            (">log FOO=1 cmd", ">log FOO=1 cmd"),
+            ("-x cmd", "-x cmd"),
+            ("echo a\\tb", "echo a\\tb"),
+            ("command -v ls", "command -v ls"),
+            ("[ a = a ]", "[ a = a ]"),
+            ("pwd", "pwd"),
+            ("cmd a\u{a0}b", "cmd a\u{a0}b"),
+            ("cmd\ra", "cmd\ra"),
             // What `exec` cannot run.
             ("FOO=1 cmd", "FOO=1 cmd"),
             ("exec cmd", "exec cmd"),
@@ -480,6 +501,7 @@ mod tests {
                 ]),
             ),
             ("npm run dev", Some(&["npm", "run", "dev"])),
+            ("node\tserver.js", Some(&["node", "server.js"])),
             // Quoting, expansion, globbing, redirection, comments: the shell's.
             ("echo 'a b'", None),
             ("echo \"$HOME\"", None),

@@ -222,6 +222,11 @@ pub(crate) fn own_output_files() -> Vec<std::path::PathBuf> {
 /// devstack's own children, from each of its threads' `children` list (a handful of small
 /// files instead of every process on the machine); `None` where the kernel does not offer them.
 fn own_children() -> Option<Vec<u32>> {
+    // Without CONFIG_PROC_CHILDREN no thread has the file: that is "cannot tell", not "none".
+    let main = format!("/proc/self/task/{}/children", std::process::id());
+    if !std::path::Path::new(&main).exists() {
+        return None;
+    }
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let text = match std::fs::read_to_string(task.path().join("children")) {

@@ -191,7 +191,9 @@ pub fn plan(
             value,
             fresh: stack.instances.fresh.contains(name),
             made: kept.and_then(|k| k.made),
-            foreign: kept.and_then(|k| k.foreign.clone()),
+            // A record from before the list was kept: what has the prefix is taken for the
+            // instance's own, as it was then (listing now would count its own topics).
+            foreign: kept.map(|k| k.foreign.clone().unwrap_or_default()),
         });
     }
     Ok(out)

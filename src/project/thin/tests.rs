@@ -250,4 +250,17 @@ fn a_later_plan_keeps_the_names_listed_before() {
         first[0].foreign, None,
         "listed when the share is first made"
     );
+    // A record from before the list was kept: nothing is taken for foreign.
+    let old = Record {
+        main: "shop".into(),
+        shares: vec![share("events", ShareKind::Kafka, "b.")],
+    };
+    let again = plan(
+        &stack,
+        Some("b"),
+        &["events".into()],
+        Some(&old),
+        &BTreeSet::new(),
+    );
+    assert_eq!(again.unwrap()[0].foreign, Some(vec![]));
 }
