@@ -726,6 +726,22 @@ fn a_thin_instance_shares_the_main_instances_postgres_and_redis() {
     assert!(err.contains("`cache` (by ") && err.contains(&thin), "{err}");
     let states: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(states[0]["state"], "stopped", "{states}");
+    // And the MCP tool with `force: true`.
+    let calls = repo.mcp(
+        &repo.main(),
+        &[("stop", r#"{"service": "db", "force": true}"#)],
+    );
+    assert_eq!(calls[0]["error"], false, "{calls:?}");
+    let stopped: Value = serde_json::from_str(calls[0]["text"].as_str().unwrap()).unwrap();
+    let db = stopped
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["service"] == "db");
+    assert_eq!(
+        db.unwrap_or_else(|| panic!("{stopped}"))["state"],
+        "stopped"
+    );
 
     // `--force` stops the main instance under them, naming them.
     let out = repo.dev(&repo.main(), &["down", "--force"]);
