@@ -88,9 +88,15 @@ impl Repo {
     /// `devstack ARGS` in `dir`, no `-p`; unlike the other tests' helpers, the instance is the
     /// worktree's (no `DEVSTACK_INSTANCE`).
     fn bare(&self, dir: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devstack"));
-        cmd.args(args)
-            .current_dir(dir)
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_devstack"), dir);
+        cmd.args(args).output().expect("the devstack binary runs")
+    }
+
+    /// `program` in `dir` with only `PATH`, `HOME`, `NO_COLOR` and this repository's state
+    /// folder in its environment.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(dir)
             .env_clear()
             .env("NO_COLOR", "1")
             .env("XDG_STATE_HOME", self.state());
@@ -99,26 +105,19 @@ impl Repo {
                 cmd.env(key, v);
             }
         }
-        cmd.output().expect("the devstack binary runs")
+        cmd
     }
 
     /// Tools of `devstack -p BASE mcp` in `dir` called in order through the MCP SDK client:
     /// each call's `tool`, `error` and `text`.
     fn mcp(&self, dir: &Path, calls: &[(&str, &str)]) -> Vec<Value> {
-        let mut cmd = Command::new(mcp_python());
-        cmd.arg(root().join("tests/mcp/call.py"))
+        let out = self
+            .command(mcp_python(), dir)
+            .arg(root().join("tests/mcp/call.py"))
             .args([env!("CARGO_BIN_EXE_devstack"), self.base.as_str()])
             .args(calls.iter().flat_map(|(t, a)| [*t, *a]))
-            .current_dir(dir)
-            .env_clear()
-            .env("NO_COLOR", "1")
-            .env("XDG_STATE_HOME", self.state());
-        for key in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
-            }
-        }
-        let out = cmd.output().expect("the MCP client runs");
+            .output()
+            .expect("the MCP client runs");
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice::<Value>(&out.stdout)
             .unwrap()
