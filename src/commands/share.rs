@@ -1,7 +1,8 @@
 //! Thin instances at run time (`project::thin` decides what they are): the main instance's
 //! shared services checked before anything starts, each share made inside the main instance's
 //! container (`docker exec` of `psql`) or dropped by `down -v` (`psql`, `redis-cli`, Qdrant's
-//! HTTP API), and which thin instances use a main instance (its `down` refuses while they run).
+//! HTTP API, Kafka's protocol), and which thin instances use a main instance (its `down`, and
+//! `stop` of a service they share, refuse while they run).
 
 use std::collections::BTreeSet;
 

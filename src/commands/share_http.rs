@@ -1,5 +1,6 @@
-//! Qdrant's HTTP API from the host, for `down -v` of a thin instance: its collections (those
-//! whose names start with its prefix) are deleted. Plain HTTP/1.1 on 127.0.0.1, one request
+//! Qdrant's HTTP API from the host, for a thin instance: its first `up` lists the collections
+//! that already have its prefix (the main instance's), and `down -v` deletes the rest of those
+//! whose names start with it. Plain HTTP/1.1 on 127.0.0.1, one request
 //! per connection, bounded in time.
 
 use std::io::{Read, Write};

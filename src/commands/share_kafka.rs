@@ -1,5 +1,6 @@
-//! The Kafka protocol from the host, for `down -v` of a thin instance: its topics (those whose
-//! names start with its prefix) are deleted. Two requests on one connection to the main
+//! The Kafka protocol from the host, for a thin instance: its first `up` lists the topics that
+//! already have its prefix (the main instance's), and `down -v` deletes the rest of those whose
+//! names start with it. Two requests on one connection to the main
 //! instance's broker, bounded in time: Metadata v4 (every topic; Kafka 4 took v0–v3 away,
 //! KIP-896) and DeleteTopics v1 (the oldest Kafka 4 still takes).
 
