@@ -1421,8 +1421,6 @@ impl DockerRuntime {
         image: &str,
         script: &str,
     ) -> Result<String> {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
@@ -1444,6 +1442,18 @@ impl DockerRuntime {
             }),
             ..Default::default()
         };
+        self.create_helper(project, image, body).await
+    }
+
+    /// Creates a helper named `<project>-snapshot-<pid>-<n>` (what `remove_helpers` looks for).
+    async fn create_helper(
+        &self,
+        project: &str,
+        image: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let opts = CreateContainerOptions {
             name: Some(format!("{project}-snapshot-{}-{n}", std::process::id())),
             platform: String::new(),
@@ -1458,6 +1468,76 @@ impl DockerRuntime {
                 reason: message,
             }),
             Err(e) => Err(engine(e)),
+        }
+    }
+
+    /// A started helper that runs `image` as the service would (its own entrypoint and
+    /// command, `env`), the service's volumes mounted where it mounts them (`mounts`: engine
+    /// name, target) and `port` published on a free loopback port: a restore through the
+    /// service's own API (Qdrant's) while the service is not running. Its id and that address;
+    /// the caller stops and removes it.
+    pub(crate) async fn served_helper(
+        &self,
+        project: &str,
+        image: &str,
+        mounts: &[(String, String)],
+        env: &[String],
+        port: u16,
+    ) -> Result<(String, std::net::SocketAddr)> {
+        let key = format!("{port}/tcp");
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            env: Some(env.to_vec()),
+            labels: Some(HashMap::from([
+                (labels::PROJECT.to_string(), project.to_string()),
+                (labels::SNAPSHOT_HELPER.to_string(), "api".to_string()),
+            ])),
+            exposed_ports: Some(vec![key.clone()]),
+            host_config: Some(HostConfig {
+                mounts: Some(
+                    mounts
+                        .iter()
+                        .map(|(source, target)| DockerMount {
+                            typ: Some(MountType::VOLUME),
+                            source: Some(source.clone()),
+                            target: Some(target.clone()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                port_bindings: Some(HashMap::from([(
+                    key,
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self.create_helper(project, image, body).await?;
+        let started = async {
+            self.docker
+                .start_container(&id, None)
+                .await
+                .map_err(engine)?;
+            let info = self.inspect(&id).await?;
+            info.ports
+                .iter()
+                .find(|p| p.container_port == port && p.host_port != 0)
+                .map(|p| std::net::SocketAddr::new([127, 0, 0, 1].into(), p.host_port))
+                .ok_or_else(|| {
+                    RuntimeError::Engine(format!("the helper publishes no port for {port}"))
+                })
+        }
+        .await;
+        match started {
+            Ok(addr) => Ok((id, addr)),
+            Err(e) => {
+                let _ = self.remove(&id).await;
+                Err(e)
+            }
         }
     }
 

@@ -26,7 +26,8 @@ pub(crate) mod labels {
     pub(crate) const BUILD_HASH: &str = "org.devstack.build-hash";
     /// On a `pre_start` init container (instead of `SERVICE`): the service it prepares.
     pub(crate) const PRE_START: &str = "org.devstack.pre-start";
-    /// On a short-lived helper container that copies a volume for a snapshot: the volume.
+    /// On a short-lived helper container of a snapshot: the volume it copies, or `api` for one
+    /// that serves a stopped service's API (Qdrant's) for a restore.
     pub(crate) const SNAPSHOT_HELPER: &str = "org.devstack.snapshot-helper";
 }
 

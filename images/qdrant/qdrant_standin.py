@@ -15,23 +15,35 @@ Qdrant-shaped JSON ({"result": ..., "status": "ok", "time": ...}; errors {"statu
   POST   /collections/{name}/points/search    exact (brute-force) k-NN, optional filter
   POST   /collections/{name}/points/query     the newer query API (nearest-vector queries only)
   POST   /collections/{name}/points/scroll    POST /collections/{name}/points/count
+  POST   /collections/{name}/snapshots        GET /collections/{name}/snapshots (list)
+  GET/DELETE /collections/{name}/snapshots/{snapshot}
+  POST   /collections/{name}/snapshots/upload  (multipart field `snapshot`; recovers)
+  PUT    /collections/{name}/snapshots/recover ({"location": "file:///..."}; recovers)
 
 Distances: Cosine (vectors normalised on insert, as Qdrant does), Dot, Euclid, Manhattan; named
 vectors are supported. Filters: must / should / must_not with match {value | any | except | text},
 range, has_id, is_empty, is_null, nested keys "a.b". Search is exact, so results are what Qdrant's
 exact search would return.
 
+Snapshots: a collection snapshot is a tar holding `collection.json` (this stand-in's own format,
+not Qdrant's segments), under /qdrant/snapshots/{collection}/ (QDRANT__STORAGE__SNAPSHOTS_PATH
+overrides /qdrant/snapshots), named and answered as Qdrant names and answers them. A recovery
+replaces the collection named in the URL, creating it when missing, as Qdrant does.
+
 Storage: one JSON file per collection in /qdrant/storage/collections (QDRANT__STORAGE__STORAGE_PATH
 overrides the /qdrant/storage part), written atomically on every change, so data survives restarts.
 A threading server; SIGTERM and SIGINT stop it at once (in-flight writes finish first).
 """
 
+import hashlib
+import io
 import json
 import math
 import os
 import re
 import signal
 import sys
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -43,6 +55,7 @@ VERSION = os.environ.get("QDRANT_STANDIN_REPORTED_VERSION", "1.15.0")  # reporte
 STANDIN_VERSION = "devstack-standin-1"
 STORAGE = os.environ.get("QDRANT__STORAGE__STORAGE_PATH", "/qdrant/storage")
 COLL_DIR = os.path.join(STORAGE, "collections")
+SNAPSHOTS = os.environ.get("QDRANT__STORAGE__SNAPSHOTS_PATH", "/qdrant/snapshots")
 PORT = int(os.environ.get("QDRANT__SERVICE__HTTP_PORT", "6333"))
 HOST = os.environ.get("QDRANT__SERVICE__HOST", "0.0.0.0")
 QUIET_PATHS = {"/readyz", "/healthz", "/livez", "/metrics"}
@@ -411,6 +424,125 @@ def delete_collection(name):
     return True
 
 
+def snapshot_dir(name):
+    return os.path.join(SNAPSHOTS, urllib.parse.quote(name, safe=""))
+
+
+def snapshot_info(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    st = os.stat(path)
+    return {"name": os.path.basename(path),
+            "creation_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(st.st_mtime)),
+            "size": st.st_size, "checksum": h.hexdigest()}
+
+
+def snapshot_path(name, snap):
+    if "/" in snap or snap in (".", "..") or not snap.endswith(".snapshot"):
+        raise bad(f"invalid snapshot name `{snap}`")
+    return os.path.join(snapshot_dir(name), snap)
+
+
+def create_snapshot(name):
+    with LOCK:
+        c = get_coll(name)
+        data = json.dumps({"name": name, "config": c["config"], "op": c["op"],
+                           "points": list(c["points"].values())}, separators=(",", ":")).encode()
+    os.makedirs(snapshot_dir(name), exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
+    snap = f"{name}-{uuid.uuid4().int % 10**16}-{stamp}.snapshot"
+    path = os.path.join(snapshot_dir(name), snap)
+    tmp = path + ".tmp"
+    with tarfile.open(tmp, "w") as tar:
+        info = tarfile.TarInfo("collection.json")
+        info.size = len(data)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    os.replace(tmp, path)
+    log(f"created snapshot `{snap}` of collection `{name}`")
+    return snapshot_info(path)
+
+
+def list_snapshots(name):
+    with LOCK:
+        get_coll(name)
+    d = snapshot_dir(name)
+    names = sorted(n for n in os.listdir(d) if n.endswith(".snapshot")) if os.path.isdir(d) else []
+    return [snapshot_info(os.path.join(d, n)) for n in names]
+
+
+def read_snapshot(name, snap):
+    path = snapshot_path(name, snap)
+    if not os.path.isfile(path):
+        raise ApiError(404, f"Not found: Snapshot {snap} of collection {name} not found")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def delete_snapshot(name, snap):
+    path = snapshot_path(name, snap)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise ApiError(404, f"Not found: Snapshot {snap} of collection {name} not found") from None
+    log(f"deleted snapshot `{snap}` of collection `{name}`")
+    return True
+
+
+def recover(name, raw):
+    """Replaces (or creates) collection `name` with the one in snapshot bytes `raw`."""
+    if not NAME_RE.match(name) or name in (".", ".."):
+        raise bad(f"invalid collection name `{name}`")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as tar:
+            member = tar.extractfile("collection.json")
+            data = json.loads(member.read())
+    except (tarfile.TarError, KeyError, ValueError, AttributeError) as e:
+        raise bad(f"not a snapshot of this stand-in: {e}") from None
+    pts = {point_key(p["id"]): p for p in data.get("points", [])}
+    with LOCK:
+        COLLECTIONS[name] = {"config": data["config"], "points": pts, "op": data.get("op", 0)}
+        save(name)
+    log(f"recovered collection `{name}` from a snapshot ({len(pts)} points)")
+    return True
+
+
+def recover_from_location(name, body):
+    loc = body.get("location")
+    if not isinstance(loc, str):
+        raise bad("missing field `location`")
+    if not loc.startswith("file://"):
+        raise bad("this stand-in recovers from file:// locations only")
+    path = os.path.realpath(urllib.parse.unquote(loc[len("file://"):]))
+    if not path.startswith(os.path.realpath(SNAPSHOTS) + os.sep):
+        raise ApiError(403, f"Forbidden: snapshot path {path} is outside the snapshots folder")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ApiError(404, f"Not found: snapshot file {path}: {e}") from None
+    return recover(name, raw)
+
+
+def multipart_file(content_type, raw, field):
+    """The bytes of form field `field` of a multipart/form-data body."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type or "")
+    if not m or not content_type.startswith("multipart/form-data"):
+        raise bad("expected a multipart/form-data body")
+    delim = b"--" + m.group(1).encode()
+    for part in raw.split(delim)[1:]:
+        if part.startswith(b"--"):
+            break
+        head, sep, body = part.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if re.search(rb'name="' + field.encode() + rb'"', head):
+            return body[:-2] if body.endswith(b"\r\n") else body
+    raise bad(f"no form field `{field}` in the upload")
+
+
 def upsert(name, body):
     with LOCK:
         c = get_coll(name)
@@ -654,6 +786,21 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     get_coll(name)
                 return "ok", True
+        if rest and rest[0] == "snapshots":
+            sub = rest[1:]
+            if not sub and m == "POST":
+                return "ok", create_snapshot(name)
+            if not sub and m == "GET":
+                return "ok", list_snapshots(name)
+            if sub == ["upload"] and m == "POST":
+                raw = multipart_file(self.headers.get("Content-Type"), self.raw_body, "snapshot")
+                return "ok", recover(name, raw)
+            if sub == ["recover"] and m == "PUT":
+                return "ok", recover_from_location(name, self.read_json())
+            if len(sub) == 1 and m == "GET":
+                return "file", read_snapshot(name, sub[0])
+            if len(sub) == 1 and m == "DELETE":
+                return "ok", delete_snapshot(name, sub[0])
         if rest == ["exists"] and m == "GET":
             with LOCK:
                 return "ok", {"exists": name in COLLECTIONS}
@@ -705,6 +852,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_body(200, value, "text/plain; charset=utf-8")
         elif kind == "raw":
             self.send_json(200, value)
+        elif kind == "file":
+            self.send_body(200, value, "application/octet-stream")
         else:
             self.send_json(HTTPStatus.OK, {"result": value, "status": "ok", "time": time.perf_counter() - t0})
 

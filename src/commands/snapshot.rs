@@ -23,8 +23,8 @@ use crate::project::state_dir;
 use crate::runtime::{ContainerInfo, ContainerRuntime};
 use crate::session::runtime;
 use crate::snapshot::progress::mib;
-use crate::snapshot::store::{self, Manifest, SnapshotError, VolumeEntry};
-use crate::snapshot::{bundle, copy, targets, with_dependents, Target};
+use crate::snapshot::store::{self, CollectionEntry, Manifest, SnapshotError, VolumeEntry};
+use crate::snapshot::{bundle, copy, targets, with_dependents, Consistency, Target};
 
 pub(super) fn snapshot(
     stack: &Stack,
@@ -385,6 +385,15 @@ fn say_saved(m: &Manifest, to: Option<&Path>, json: bool, env: &mut Env<'_>) -> 
                 mib(v.raw_bytes)
             )?;
         }
+        if s.through_api() {
+            writeln!(
+                env.err,
+                "  {}: {} collection(s) through Qdrant's snapshot API, {}",
+                s.service,
+                s.collections.len(),
+                mib(s.collections.iter().map(|c| c.bytes).sum())
+            )?;
+        }
     }
     writeln!(
         env.out,
@@ -399,14 +408,36 @@ fn say_saved(m: &Manifest, to: Option<&Path>, json: bool, env: &mut Env<'_>) -> 
     Ok(())
 }
 
-/// For each target the snapshot has: the volumes to restore; notes for what it lacks.
+/// What a restore puts back: volumes (their services stopped for the copy), and Qdrant
+/// collections (through its API, the service left running).
+#[derive(Debug, Default)]
+struct Plan {
+    volumes: Vec<(Target, Vec<VolumeEntry>)>,
+    collections: Vec<(Target, Vec<CollectionEntry>)>,
+}
+
+impl Plan {
+    fn is_empty(&self) -> bool {
+        self.volumes.is_empty() && self.collections.is_empty()
+    }
+
+    fn services(&self) -> Vec<String> {
+        self.volumes
+            .iter()
+            .map(|(t, _)| t.service.clone())
+            .chain(self.collections.iter().map(|(t, _)| t.service.clone()))
+            .collect()
+    }
+}
+
+/// For each target the snapshot has: what to restore; notes for what it lacks.
 fn restore_plan(
     m: &Manifest,
     targets: Vec<Target>,
     here: &BTreeMap<String, Option<String>>,
     notes: &mut Vec<String>,
-) -> Vec<(Target, Vec<VolumeEntry>)> {
-    let mut work = Vec::new();
+) -> Plan {
+    let mut plan = Plan::default();
     for t in targets {
         let Some(entry) = m.service(&t.service) else {
             notes.push(format!(
@@ -415,6 +446,25 @@ fn restore_plan(
             ));
             continue;
         };
+        if let (Some(saved), Some(Some(now))) = (&entry.image_id, here.get(&t.service)) {
+            if saved != now {
+                notes.push(format!(
+                    "warning: `{}` was saved with image id {} and its image `{}` is now {}: the data may not suit this version",
+                    t.service, short(saved), t.image, short(now)
+                ));
+            }
+        }
+        if entry.through_api() {
+            if matches!(t.consistency, Consistency::Qdrant { .. }) {
+                plan.collections.push((t, entry.collections.clone()));
+            } else {
+                notes.push(format!(
+                    "snapshot `{}` holds `{}` as Qdrant collections, and it is not a Qdrant service here (`ready: {{ qdrant: {{}} }}`): it is left alone",
+                    m.name, t.service
+                ));
+            }
+            continue;
+        }
         let mut vols = Vec::new();
         for v in &t.volumes {
             match entry.volumes.iter().find(|e| e.volume == v.volume) {
@@ -425,19 +475,11 @@ fn restore_plan(
                 )),
             }
         }
-        if let (Some(saved), Some(Some(now))) = (&entry.image_id, here.get(&t.service)) {
-            if saved != now {
-                notes.push(format!(
-                    "warning: `{}` was saved with image id {} and its image `{}` is now {}: the data may not suit this version",
-                    t.service, short(saved), t.image, short(now)
-                ));
-            }
-        }
         if !vols.is_empty() {
-            work.push((t, vols));
+            plan.volumes.push((t, vols));
         }
     }
-    work
+    plan
 }
 
 fn short(id: &str) -> &str {
@@ -458,14 +500,12 @@ fn checked(dir: &Path, args: &SnapshotRestoreArgs, env: &mut Env<'_>) -> Result<
         )?;
     }
     let m = store::open(dir, &args.name).map_err(snapshot_error)?;
-    for v in m.volumes() {
-        store::check_volume_tar(&dir.join(&args.name).join(&v.file)).map_err(|why| {
-            snapshot_error(SnapshotError::Damaged {
-                name: args.name.clone(),
-                why: format!("volume file `{}`: {why}", v.file),
-            })
-        })?;
-    }
+    store::check_contents(&dir.join(&args.name), &m).map_err(|why| {
+        snapshot_error(SnapshotError::Damaged {
+            name: args.name.clone(),
+            why,
+        })
+    })?;
     Ok(m)
 }
 
@@ -491,7 +531,7 @@ fn restore_from(
         );
     }
     let mut notes = Vec::new();
-    let work = restore_plan(&m, targets.clone(), &here, &mut notes);
+    let plan = restore_plan(&m, targets.clone(), &here, &mut notes);
     for n in &notes {
         let line = if n.starts_with("warning") {
             n.clone()
@@ -500,54 +540,88 @@ fn restore_from(
         };
         writeln!(env.err, "{line}")?;
     }
-    if work.is_empty() {
+    if plan.is_empty() {
         return Err(Error::Snapshot(format!(
             "snapshot `{}` has none of the volumes asked for: nothing was restored",
             m.name
         )));
     }
-    let stop: Vec<String> = work
+    let folder = dir.join(&args.name);
+    // Qdrant first, through its API: it keeps running, and nothing is stopped for it.
+    let through_api = eng.run(
+        stack,
+        copy::restore_collections(
+            &eng.docker,
+            &stack.name,
+            &plan.collections,
+            &eng.containers,
+            &folder,
+            READY_WITHIN,
+        ),
+    );
+    if through_api.is_ok() {
+        let restored: Vec<String> = plan
+            .collections
+            .iter()
+            .map(|(t, _)| t.service.clone())
+            .collect();
+        seeded_by_restore(stack, &eng, &restored, env)?;
+    }
+    through_api?;
+    let stop: Vec<String> = plan
+        .volumes
         .iter()
         .map(|(t, _)| t.service.clone())
         .filter(|s| copy::is_running(eng.containers.get(s)))
         .collect();
     let paused = pause(stack, &eng, &targets, &stop, env)?;
-    let folder = dir.join(&args.name);
     let done = eng.run(
         stack,
-        copy::restore_volumes(&eng.docker, &stack.name, &work, &folder),
+        copy::restore_volumes(&eng.docker, &stack.name, &plan.volumes, &folder),
     );
     if done.is_ok() {
-        let restored: Vec<String> = work.iter().map(|(t, _)| t.service.clone()).collect();
+        let restored: Vec<String> = plan
+            .volumes
+            .iter()
+            .map(|(t, _)| t.service.clone())
+            .collect();
         seeded_by_restore(stack, &eng, &restored, env)?;
     }
     resume(stack, &eng, paused, env)?;
     done?;
-    say_restored(&m, &work, &notes, args.json, env)
+    say_restored(&m, &plan, &notes, args.json, env)
 }
 
 fn say_restored(
     m: &Manifest,
-    work: &[(Target, Vec<VolumeEntry>)],
+    plan: &Plan,
     notes: &[String],
     json: bool,
     env: &mut Env<'_>,
 ) -> Result<(), Error> {
     if json {
-        let restored: Vec<serde_json::Value> = work
+        let restored: Vec<serde_json::Value> = plan
+            .volumes
             .iter()
             .flat_map(|(t, vs)| {
                 vs.iter().map(
                     move |v| json!({ "service": t.service, "volume": v.volume, "bytes": v.bytes }),
                 )
             })
+            .chain(plan.collections.iter().map(|(t, cs)| {
+                json!({
+                    "service": t.service,
+                    "collections": cs.iter().map(|c| &c.collection).collect::<Vec<_>>(),
+                    "bytes": cs.iter().map(|c| c.bytes).sum::<u64>(),
+                })
+            }))
             .collect();
         let v = json!({ "name": m.name, "restored": restored, "notes": notes });
         let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Encode(e.to_string()))?;
         writeln!(env.out, "{text}")?;
         return Ok(());
     }
-    let services: Vec<String> = work.iter().map(|(t, _)| t.service.clone()).collect();
+    let services = plan.services();
     writeln!(
         env.out,
         "restored snapshot `{}` into {}",
@@ -751,6 +825,8 @@ mod tests {
         Target {
             service: service.into(),
             image: "img".into(),
+            ready: None,
+            environment: Vec::new(),
             consistency: Consistency::Stop,
             volumes: volumes
                 .iter()
@@ -789,8 +865,8 @@ mod tests {
             &here,
             &mut notes,
         );
-        assert_eq!(work.len(), 1);
-        assert_eq!(work[0].1.len(), 1, "only the volume it has");
+        assert_eq!(work.volumes.len(), 1);
+        assert_eq!(work.volumes[0].1.len(), 1, "only the volume it has");
         assert_eq!(
             notes,
             [
@@ -798,6 +874,39 @@ mod tests {
                 "snapshot `s1` has no `cache`: its volumes are left alone",
             ]
         );
+    }
+
+    #[test]
+    fn collections_go_back_through_qdrants_api_and_only_to_a_qdrant() {
+        let mut m = manifest();
+        m.services[0].consistency = store::SNAPSHOT_API.into();
+        m.services[0].volumes.clear();
+        m.services[0].collections = vec![CollectionEntry {
+            collection: "docs".into(),
+            file: "db.collection-0.snapshot".into(),
+            bytes: 1,
+        }];
+        let mut qdrant = target("db", &["data"]);
+        qdrant.consistency = Consistency::Qdrant {
+            port: 6333,
+            api_key: None,
+        };
+        let mut notes = Vec::new();
+        let plan = restore_plan(&m, vec![qdrant], &BTreeMap::new(), &mut notes);
+        assert!(plan.volumes.is_empty(), "no volume copy, no stop");
+        assert_eq!(plan.collections.len(), 1);
+        assert_eq!(plan.collections[0].1[0].collection, "docs");
+        assert_eq!(plan.services(), ["db"]);
+        assert!(notes.is_empty(), "{notes:?}");
+        // Into a service that is not a Qdrant here: left alone, and said.
+        let plan = restore_plan(
+            &m,
+            vec![target("db", &["data"])],
+            &BTreeMap::new(),
+            &mut notes,
+        );
+        assert!(plan.is_empty());
+        assert!(notes[0].contains("not a Qdrant service here"), "{notes:?}");
     }
 
     #[test]
@@ -813,7 +922,7 @@ mod tests {
             &here,
             &mut notes,
         );
-        assert_eq!(work.len(), 1, "it still restores");
+        assert_eq!(work.volumes.len(), 1, "it still restores");
         assert_eq!(notes.len(), 1);
         assert!(
             notes[0].starts_with("warning: `db` was saved with image id aaaaaaaaaaaa"),

@@ -85,7 +85,7 @@ fn parse_url(url: &str) -> Result<Target, ProbeError> {
 }
 
 /// `HTTP/1.1 503 Service Unavailable\r\n` -> `(503, "Service Unavailable")`.
-fn parse_status_line(line: &[u8]) -> Result<(u16, String), ProbeError> {
+pub(crate) fn parse_status_line(line: &[u8]) -> Result<(u16, String), ProbeError> {
     let not_http = || ProbeError::Protocol(format!("not an HTTP response: `{}`", excerpt(line)));
     let text = std::str::from_utf8(line).map_err(|_| not_http())?;
     let text = text.trim_end_matches(['\r', '\n']);

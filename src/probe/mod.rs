@@ -21,6 +21,7 @@ mod redis;
 mod zookeeper;
 
 pub use self::http::http;
+pub(crate) use self::http::parse_status_line;
 pub use self::kafka::kafka;
 pub use self::postgres::postgres;
 pub use self::redis::redis;

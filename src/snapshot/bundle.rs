@@ -1,5 +1,5 @@
 //! One snapshot as one file, to hand to a teammate: a plain tar holding `manifest.json` and
-//! the volume tars. A file from elsewhere is checked whole (entry names, manifest, sizes, the
+//! the volume tars and Qdrant collection snapshots. A file from elsewhere is checked whole (entry names, manifest, sizes, the
 //! paths inside every volume tar) in a hidden folder before it gets a name or touches a volume.
 
 use std::io::Read;
@@ -13,8 +13,8 @@ pub(crate) fn write(folder: &Path, m: &Manifest, file: &Path) -> std::io::Result
     let result = (|| {
         let mut b = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
         b.append_path_with_name(folder.join(MANIFEST), MANIFEST)?;
-        for v in m.volumes() {
-            b.append_path_with_name(folder.join(&v.file), &v.file)?;
+        for (f, _) in m.files() {
+            b.append_path_with_name(folder.join(f), f)?;
         }
         b.into_inner()?
             .into_inner()
@@ -39,10 +39,7 @@ pub(crate) fn import(file: &Path, dir: &Path, name: &str) -> Result<Manifest, Sn
     let result = unpack(file, &tmp).map_err(bad).and_then(|mut m| {
         store::check_manifest(&m, name)?;
         store::check_files(&tmp, &m).map_err(bad)?;
-        for v in m.volumes() {
-            store::check_volume_tar(&tmp.join(&v.file))
-                .map_err(|why| bad(format!("volume file `{}`: {why}", v.file)))?;
-        }
+        store::check_contents(&tmp, &m).map_err(bad)?;
         m.name = name.to_string();
         let text = serde_json::to_vec_pretty(&m).map_err(|e| bad(e.to_string()))?;
         std::fs::write(tmp.join(MANIFEST), text).map_err(|e| bad(e.to_string()))?;
@@ -91,7 +88,7 @@ fn unpack(file: &Path, into: &Path) -> Result<Manifest, String> {
                 serde_json::from_str(&text)
                     .map_err(|e| format!("its manifest does not parse: {e}"))?,
             );
-        } else if name.ends_with(".tar.gz") && !name.starts_with('.') {
+        } else if store::file_name_ok(&name) {
             let mut out = std::fs::File::create(into.join(&name)).map_err(|e| e.to_string())?;
             std::io::copy(&mut entry, &mut out).map_err(|e| e.to_string())?;
             seen.push(name);
@@ -100,7 +97,10 @@ fn unpack(file: &Path, into: &Path) -> Result<Manifest, String> {
         }
     }
     let m = manifest.ok_or_else(|| format!("it has no {MANIFEST}"))?;
-    if let Some(extra) = seen.iter().find(|f| !m.volumes().any(|v| &v.file == *f)) {
+    if let Some(extra) = seen
+        .iter()
+        .find(|f| !m.files().any(|(v, _)| v == f.as_str()))
+    {
         return Err(format!("entry `{extra}` is not listed in its manifest"));
     }
     Ok(m)

@@ -8,11 +8,12 @@ use std::io::Write;
 use std::path::Path;
 
 use super::progress::Progress;
-use super::store::{volume_file, ServiceEntry, VolumeEntry};
+use super::qdrant::Api;
+use super::store::{collection_file, volume_file, CollectionEntry, ServiceEntry, VolumeEntry};
 use super::{Consistency, Target};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
-use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerStatus, HookExec};
+use crate::runtime::{ContainerInfo, ContainerRuntime, ContainerStatus, HookExec, Published};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -21,7 +22,7 @@ pub(crate) fn interrupt() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-fn check_interrupted() -> Result<(), Error> {
+pub(super) fn check_interrupted() -> Result<(), Error> {
     if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Error::Interrupted);
     }
@@ -54,7 +55,8 @@ pub(crate) fn is_running(c: Option<&ContainerInfo>) -> bool {
 
 /// Runs each running target's consistency command. Returns how each was made consistent
 /// (by service) and the services that must stop for the copy. A failed `SAVE` falls back to a
-/// stop; a failed `CHECKPOINT` only makes the stop longer.
+/// stop; a failed `CHECKPOINT` only makes the stop longer. A running Qdrant whose API port is
+/// published is saved through its API and keeps running.
 pub(crate) async fn prepare(
     docker: &DockerRuntime,
     targets: &[Target],
@@ -68,6 +70,19 @@ pub(crate) async fn prepare(
             how.insert(t.service.clone(), "stopped".to_string());
             continue;
         };
+        if let Consistency::Qdrant { port, .. } = &t.consistency {
+            if published(c, *port).is_some() {
+                how.insert(t.service.clone(), super::store::SNAPSHOT_API.to_string());
+            } else {
+                notes.push(format!(
+                    "`{}` publishes no port {port}: its snapshot API cannot be reached, so it is stopped for a copy of its volumes",
+                    t.service
+                ));
+                how.insert(t.service.clone(), "stop".to_string());
+                stop.push(t.service.clone());
+            }
+            continue;
+        }
         let (code, out) = docker
             .exec_hook(&c.id, &consistency_exec(&t.consistency))
             .await?;
@@ -128,7 +143,7 @@ fn consistency_exec(c: &Consistency) -> HookExec {
                 .map(|p| format!("REDISCLI_AUTH={p}"))
                 .collect(),
         ),
-        Consistency::Stop => (vec!["true"], Vec::new()),
+        Consistency::Stop | Consistency::Qdrant { .. } => (vec!["true"], Vec::new()),
     };
     HookExec {
         argv: argv.into_iter().map(str::to_string).collect(),
@@ -159,8 +174,18 @@ pub(crate) async fn save_volumes(
     let mut out = Vec::new();
     for t in targets {
         let image_id = image_id(docker, &t.image).await?;
+        let through_api =
+            how.get(&t.service).map(String::as_str) == Some(super::store::SNAPSHOT_API);
         let mut volumes = Vec::new();
-        for v in &t.volumes {
+        let mut collections = Vec::new();
+        if through_api {
+            let api = containers
+                .get(&t.service)
+                .and_then(|c| api_of(t, c))
+                .ok_or_else(|| Error::Engine(format!("`{}` publishes no API port", t.service)))?;
+            collections = save_collections(&api, &t.service, folder).await?;
+        }
+        for v in t.volumes.iter().filter(|_| !through_api) {
             if !existing.contains(&v.engine_name) {
                 notes.push(format!(
                     "`{}`: volume `{}` does not exist yet (the service never ran): not in the snapshot",
@@ -197,9 +222,158 @@ pub(crate) async fn save_volumes(
                 .filter(|h| !h.is_empty()),
             consistency: how.get(&t.service).cloned().unwrap_or_default(),
             volumes,
+            collections,
         });
     }
     Ok(out)
+}
+
+/// Where a container publishes `port` on the host (loopback when it listens on every address).
+fn published(c: &ContainerInfo, port: u16) -> Option<std::net::SocketAddr> {
+    c.ports
+        .iter()
+        .find(|p: &&Published| p.container_port == port)
+        .map(|p| {
+            let ip = if p.host_ip.is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                p.host_ip
+            };
+            std::net::SocketAddr::new(ip, p.host_port)
+        })
+}
+
+/// The API of a Qdrant target's container, where it publishes it.
+fn api_of(t: &Target, c: &ContainerInfo) -> Option<Api> {
+    let Consistency::Qdrant { port, api_key } = &t.consistency else {
+        return None;
+    };
+    Some(Api {
+        addr: published(c, *port)?,
+        api_key: api_key.clone(),
+    })
+}
+
+fn qdrant_failed(service: &str, why: String) -> Error {
+    match check_interrupted() {
+        Err(e) => e,
+        Ok(()) => Error::Snapshot(format!("`{service}` (Qdrant's snapshot API): {why}")),
+    }
+}
+
+/// Every collection of a running Qdrant, through its snapshot API, into `folder`.
+async fn save_collections(
+    api: &Api,
+    service: &str,
+    folder: &Path,
+) -> Result<Vec<CollectionEntry>, Error> {
+    let names = api
+        .collections()
+        .await
+        .map_err(|e| qdrant_failed(service, e))?;
+    let mut out = Vec::new();
+    for (n, name) in names.into_iter().enumerate() {
+        check_interrupted()?;
+        let file = collection_file(service, n);
+        let bytes = api
+            .save(&name, &folder.join(&file))
+            .await
+            .map_err(|e| qdrant_failed(service, e))?;
+        out.push(CollectionEntry {
+            collection: name,
+            file,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// Puts a Qdrant's collections back through its API: each saved one uploaded (replaced, or
+/// created), then each made since the save deleted. A running container's own API is used;
+/// else a helper of the service's image serves the volumes for the time of the restore.
+pub(crate) async fn restore_collections(
+    docker: &DockerRuntime,
+    project: &str,
+    work: &[(Target, Vec<CollectionEntry>)],
+    containers: &BTreeMap<String, ContainerInfo>,
+    folder: &Path,
+    within: std::time::Duration,
+) -> Result<(), Error> {
+    for (t, saved) in work {
+        check_interrupted()?;
+        let Consistency::Qdrant { port, api_key } = &t.consistency else {
+            continue;
+        };
+        let running = containers
+            .get(&t.service)
+            .filter(|c| is_running(Some(c)))
+            .and_then(|c| api_of(t, c));
+        let (api, helper) = match running {
+            Some(api) => (api, None),
+            None => {
+                image_id(docker, &t.image).await?;
+                let mut mounts = Vec::new();
+                for v in &t.volumes {
+                    let engine = crate::plan::volume_name(project, &v.volume);
+                    docker.ensure_volume(project, &v.volume, &engine).await?;
+                    mounts.push((engine, v.target.clone()));
+                }
+                let (id, addr) = docker
+                    .served_helper(project, &t.image, &mounts, &t.environment, *port)
+                    .await?;
+                let api = Api {
+                    addr,
+                    api_key: api_key.clone(),
+                };
+                (api, Some(id))
+            }
+        };
+        let done = async {
+            if helper.is_some() {
+                let deadline = tokio::time::Instant::now() + within;
+                while !api.ready().await {
+                    check_interrupted()?;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(Error::Engine(format!(
+                            "a helper Qdrant for `{}` did not answer on {} within {}s",
+                            t.service,
+                            api.addr,
+                            within.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+            let before = api
+                .collections()
+                .await
+                .map_err(|e| qdrant_failed(&t.service, e))?;
+            for c in saved {
+                check_interrupted()?;
+                api.recover(&c.collection, &folder.join(&c.file))
+                    .await
+                    .map_err(|e| qdrant_failed(&t.service, e))?;
+            }
+            for name in before
+                .iter()
+                .filter(|n| !saved.iter().any(|c| &c.collection == *n))
+            {
+                check_interrupted()?;
+                api.drop_collection(name)
+                    .await
+                    .map_err(|e| qdrant_failed(&t.service, e))?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Some(id) = helper {
+            let stopped = docker.stop(&id, std::time::Duration::from_secs(10)).await;
+            docker.remove(&id).await?;
+            stopped?;
+        }
+        done?;
+    }
+    Ok(())
 }
 
 async fn image_id(docker: &DockerRuntime, image: &str) -> Result<String, Error> {
@@ -391,43 +565,49 @@ pub(crate) async fn remove_helpers(docker: &DockerRuntime, project: &str) {
     }
 }
 
-/// With no devstack running: waits until a container started again answers its preset's
-/// probe (a real PostgreSQL login, a Redis `PING`) on its published port, within `within`.
-/// Services without a preset are not awaited.
+/// With no devstack running: waits until a container started again answers its readiness
+/// probe on its published port, within `within`: a real PostgreSQL login, a Redis `PING`,
+/// Qdrant's `/readyz`, ZooKeeper's `ruok`, Kafka's ApiVersions, or a TCP connect. Services
+/// with another probe (or none) are not awaited.
 pub(crate) async fn await_ready(
     docker: &DockerRuntime,
     id: &str,
     target: &Target,
     within: std::time::Duration,
 ) -> Result<(), Error> {
-    let port = match &target.consistency {
-        Consistency::Postgres { port, .. } | Consistency::Redis { port, .. } => *port,
-        Consistency::Stop => return Ok(()),
+    use crate::config::Probe;
+    let port = match &target.ready {
+        Some(
+            Probe::Tcp(port)
+            | Probe::Postgres { port, .. }
+            | Probe::Redis { port, .. }
+            | Probe::Qdrant { port }
+            | Probe::Kafka { port }
+            | Probe::Zookeeper { port },
+        ) => *port,
+        _ => return Ok(()),
     };
     let info = docker.inspect(id).await?;
-    let Some(p) = info.ports.iter().find(|p| p.container_port == port) else {
+    let Some(addr) = published(&info, port) else {
         return Ok(());
     };
-    let ip = if p.host_ip.is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        p.host_ip
-    };
-    let addr = std::net::SocketAddr::new(ip, p.host_port);
     let deadline = tokio::time::Instant::now() + within;
     let mut backoff = crate::probe::Backoff::new(std::time::Duration::from_millis(500));
     loop {
-        let attempt = match &target.consistency {
-            Consistency::Postgres {
+        let attempt = match &target.ready {
+            Some(Probe::Postgres {
                 user,
                 password,
                 database,
                 ..
-            } => crate::probe::postgres(addr, user, password, database).await,
-            Consistency::Redis { password, .. } => {
+            }) => crate::probe::postgres(addr, user, password, database).await,
+            Some(Probe::Redis { password, .. }) => {
                 crate::probe::redis(addr, password.as_deref()).await
             }
-            Consistency::Stop => Ok(()),
+            Some(Probe::Qdrant { .. }) => crate::probe::qdrant(addr).await,
+            Some(Probe::Kafka { .. }) => crate::probe::kafka(addr).await,
+            Some(Probe::Zookeeper { .. }) => crate::probe::zookeeper(addr).await,
+            _ => crate::probe::tcp(addr).await,
         };
         match attempt {
             Ok(()) => return Ok(()),

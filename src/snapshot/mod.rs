@@ -7,6 +7,7 @@
 pub(crate) mod bundle;
 pub(crate) mod copy;
 pub(crate) mod progress;
+pub(crate) mod qdrant;
 pub(crate) mod store;
 
 use crate::config::{Probe, ServiceKind, Stack, Volume};
@@ -24,6 +25,9 @@ pub(crate) enum Consistency {
     },
     /// Redis: `SAVE` writes the dataset to its file; the copy is taken running.
     Redis { port: u16, password: Option<String> },
+    /// Qdrant: its own snapshot API, collection by collection, while it runs (no copy of its
+    /// volumes, no stop); `api_key` from the service's `QDRANT__SERVICE__API_KEY`.
+    Qdrant { port: u16, api_key: Option<String> },
     /// Anything else: a short stop of the container.
     Stop,
 }
@@ -33,6 +37,7 @@ impl Consistency {
         match self {
             Self::Postgres { .. } => "checkpoint+stop",
             Self::Redis { .. } => "save",
+            Self::Qdrant { .. } => store::SNAPSHOT_API,
             Self::Stop => "stop",
         }
     }
@@ -51,6 +56,11 @@ pub(crate) struct TargetVolume {
 pub(crate) struct Target {
     pub service: String,
     pub image: String,
+    /// The service's readiness probe, for a container started again straight on the engine.
+    pub ready: Option<Probe>,
+    /// `KEY=value` for each of the service's settled environment variables (a helper that
+    /// serves its API with the service's image runs with them).
+    pub environment: Vec<String>,
     pub consistency: Consistency,
     pub volumes: Vec<TargetVolume>,
 }
@@ -111,11 +121,22 @@ fn target(stack: &Stack, svc: &crate::config::Service) -> Option<Target> {
             port: *port,
             password: password.clone(),
         },
+        Some(Probe::Qdrant { port }) => Consistency::Qdrant {
+            port: *port,
+            api_key: svc.environment.get("QDRANT__SERVICE__API_KEY").cloned(),
+        },
         _ => Consistency::Stop,
     };
     Some(Target {
         service: svc.name.clone(),
         image: image.clone(),
+        ready: svc.ready.as_ref().map(|r| r.probe.clone()),
+        environment: svc
+            .environment
+            .iter()
+            .filter(|(_, v)| !v.contains("${"))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         consistency,
         volumes,
     })
@@ -150,17 +171,26 @@ mod tests {
         crate::config::load(&opts, &|_| None).unwrap().stack
     }
 
-    const YAML: &str = "name: p\nservices:\n  db:\n    image: postgres:15\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: { user: u, password: pw, database: d } }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    volumes: [\"rd:/data\"]\n    ready: { redis: {} }\n  web:\n    image: busybox\n    depends_on: [db]\n  app:\n    command: sleep 1\n    depends_on: [web]\n";
+    const YAML: &str = "name: p\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    volumes: [\"qd:/qdrant/storage\"]\n    environment: { QDRANT__SERVICE__API_KEY: k1 }\n    ready: { qdrant: {} }\n  db:\n    image: postgres:15\n    ports: [\"5432\"]\n    volumes: [\"data:/var/lib/postgresql/data\"]\n    ready: { postgres: { user: u, password: pw, database: d } }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    volumes: [\"rd:/data\"]\n    ready: { redis: {} }\n  web:\n    image: busybox\n    depends_on: [db]\n  app:\n    command: sleep 1\n    depends_on: [web]\n";
 
     #[test]
     fn stateful_services_and_their_consistency() {
         let s = stack(YAML);
         let all = targets(&s, &[]).unwrap();
         let names: Vec<&str> = all.iter().map(|t| t.service.as_str()).collect();
-        assert_eq!(names, ["db", "cache"]);
-        assert_eq!(all[0].consistency.name(), "checkpoint+stop");
-        assert_eq!(all[0].volumes[0].engine_name, "p_data");
-        assert_eq!(all[1].consistency.name(), "save");
+        assert_eq!(names, ["vec", "db", "cache"]);
+        // Qdrant: through its API, with the API key from its environment.
+        assert_eq!(
+            all[0].consistency,
+            Consistency::Qdrant {
+                port: 6333,
+                api_key: Some("k1".into())
+            }
+        );
+        assert_eq!(all[0].consistency.name(), "snapshot-api");
+        assert_eq!(all[1].consistency.name(), "checkpoint+stop");
+        assert_eq!(all[1].volumes[0].engine_name, "p_data");
+        assert_eq!(all[2].consistency.name(), "save");
         let one = targets(&s, &["cache".into()]).unwrap();
         assert_eq!(one.len(), 1);
         assert!(targets(&s, &["web".into()])

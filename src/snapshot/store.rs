@@ -45,6 +45,21 @@ pub(crate) struct VolumeEntry {
     pub raw_bytes: u64,
 }
 
+/// One Qdrant collection in a snapshot, saved through Qdrant's snapshot API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CollectionEntry {
+    pub collection: String,
+    /// Qdrant's snapshot file beside the manifest.
+    pub file: String,
+    /// Its size in bytes (checked before a restore).
+    pub bytes: u64,
+}
+
+/// How a service saved through Qdrant's snapshot API says so in `consistency`: it has
+/// `collections` and no `volumes`.
+pub(crate) const SNAPSHOT_API: &str = "snapshot-api";
+
 /// One service in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,9 +70,19 @@ pub(crate) struct ServiceEntry {
     pub image_id: Option<String>,
     /// The container's config hash when saved, if it had a container.
     pub config_hash: Option<String>,
-    /// How the copy was made consistent (`checkpoint+stop`, `save`, `stop`, `stopped`).
+    /// How the copy was made consistent (`checkpoint+stop`, `save`, `stop`, `stopped`), or
+    /// [`SNAPSHOT_API`].
     pub consistency: String,
     pub volumes: Vec<VolumeEntry>,
+    /// With [`SNAPSHOT_API`]: every collection Qdrant held (none is a Qdrant saved empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<CollectionEntry>,
+}
+
+impl ServiceEntry {
+    pub(crate) fn through_api(&self) -> bool {
+        self.consistency == SNAPSHOT_API
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +99,17 @@ pub(crate) struct Manifest {
 
 impl Manifest {
     pub(crate) fn bytes(&self) -> u64 {
-        self.volumes().map(|v| v.bytes).sum()
+        self.files().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// Every file beside the manifest, with its size: the volume tars and the collections.
+    pub(crate) fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.services.iter().flat_map(|s| {
+            s.volumes
+                .iter()
+                .map(|v| (v.file.as_str(), v.bytes))
+                .chain(s.collections.iter().map(|c| (c.file.as_str(), c.bytes)))
+        })
     }
 
     pub(crate) fn volumes(&self) -> impl Iterator<Item = &VolumeEntry> {
@@ -121,6 +156,23 @@ pub(crate) fn volume_file(service: &str, volume: &str) -> String {
     format!("{service}.{volume}.tar.gz")
 }
 
+/// The file name of a service's `n`th collection inside a snapshot (collection names may hold
+/// any character, so they are not used).
+pub(crate) fn collection_file(service: &str, n: usize) -> String {
+    format!("{service}.collection-{n}.snapshot")
+}
+
+/// Whether a file named in a manifest is one this devstack writes: a plain name, not hidden,
+/// a volume tar or a collection.
+pub(crate) fn file_name_ok(file: &str) -> bool {
+    Path::new(file)
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        && !file.contains('/')
+        && !file.starts_with('.')
+        && (file.ends_with(".tar.gz") || file.ends_with(".snapshot"))
+}
+
 /// Checks what a manifest says about itself: format, its own name, safe file names, no volume
 /// twice. Pure.
 pub(crate) fn check_manifest(m: &Manifest, name: &str) -> Result<(), SnapshotError> {
@@ -137,17 +189,25 @@ pub(crate) fn check_manifest(m: &Manifest, name: &str) -> Result<(), SnapshotErr
         ));
     }
     let mut files = std::collections::BTreeSet::new();
-    for v in m.volumes() {
-        let plain = Path::new(&v.file)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-            && !v.file.contains('/')
-            && !v.file.starts_with('.');
-        if !plain || !v.file.ends_with(".tar.gz") {
-            return damaged(format!("volume file `{}` is not a plain file name", v.file));
+    for (file, _) in m.files() {
+        if !file_name_ok(file) {
+            return damaged(format!("file `{file}` is not a plain file name"));
         }
-        if !files.insert(v.file.as_str()) {
-            return damaged(format!("volume file `{}` is listed twice", v.file));
+        if !files.insert(file) {
+            return damaged(format!("file `{file}` is listed twice"));
+        }
+    }
+    for s in &m.services {
+        if !s.collections.is_empty() && !s.through_api() {
+            return damaged(format!(
+                "`{}` lists collections but was not saved through Qdrant's API",
+                s.service
+            ));
+        }
+        if s.volumes.iter().any(|v| !v.file.ends_with(".tar.gz"))
+            || s.collections.iter().any(|c| !c.file.ends_with(".snapshot"))
+        {
+            return damaged(format!("`{}` names a file of the wrong kind", s.service));
         }
     }
     Ok(())
@@ -205,6 +265,41 @@ pub(crate) fn check_volume_tar(file: &Path) -> Result<u64, String> {
     Ok(total)
 }
 
+/// The contents of a snapshot's files checked, before any of it is written anywhere: every
+/// volume tar (`check_volume_tar`), and every collection a plain tar whose entries stay inside
+/// it (Qdrant unpacks and checks its own snapshots too).
+pub(crate) fn check_contents(folder: &Path, m: &Manifest) -> Result<(), String> {
+    for v in m.volumes() {
+        check_volume_tar(&folder.join(&v.file))
+            .map_err(|why| format!("volume file `{}`: {why}", v.file))?;
+    }
+    for c in m.services.iter().flat_map(|s| &s.collections) {
+        check_collection_tar(&folder.join(&c.file))
+            .map_err(|why| format!("collection file `{}`: {why}", c.file))?;
+    }
+    Ok(())
+}
+
+/// A Qdrant snapshot: a plain tar, every entry relative and without `..`.
+fn check_collection_tar(file: &Path) -> Result<(), String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot open: {e}"))?;
+    let mut archive = tar::Archive::new(f);
+    for entry in archive
+        .entries()
+        .map_err(|e| format!("not a tar archive: {e}"))?
+    {
+        let entry = entry.map_err(|e| format!("not a tar archive: {e}"))?;
+        let path = entry.path().map_err(|e| format!("bad entry name: {e}"))?;
+        if !path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(format!("entry `{}` leaves the snapshot", path.display()));
+        }
+    }
+    Ok(())
+}
+
 /// The project's snapshot folder, in its state folder.
 pub(crate) fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("snapshots")
@@ -231,16 +326,15 @@ pub(crate) fn open(dir: &Path, name: &str) -> Result<Manifest, SnapshotError> {
     Ok(m)
 }
 
-/// Each volume file present with the size the manifest gives.
+/// Each file present with the size the manifest gives.
 pub(crate) fn check_files(folder: &Path, m: &Manifest) -> Result<(), String> {
-    for v in m.volumes() {
-        let len = std::fs::metadata(folder.join(&v.file))
-            .map_err(|e| format!("volume file `{}` is missing: {e}", v.file))?
+    for (file, bytes) in m.files() {
+        let len = std::fs::metadata(folder.join(file))
+            .map_err(|e| format!("file `{file}` is missing: {e}"))?
             .len();
-        if len != v.bytes {
+        if len != bytes {
             return Err(format!(
-                "volume file `{}` has {len} bytes, its manifest says {}",
-                v.file, v.bytes
+                "file `{file}` has {len} bytes, its manifest says {bytes}"
             ));
         }
     }
@@ -323,6 +417,7 @@ pub(crate) fn sample_manifest(name: &str, files: &[&str]) -> Manifest {
             image_id: None,
             config_hash: None,
             consistency: "stop".into(),
+            collections: Vec::new(),
             volumes: files
                 .iter()
                 .map(|f| VolumeEntry {
@@ -365,6 +460,57 @@ mod tests {
             }
         }
         assert!(check_name(&"x".repeat(101)).is_err());
+    }
+
+    /// A Qdrant saved through its API: collections, no volumes; each file checked as a volume
+    /// tar's name is, and collections only where the service says it was saved that way.
+    #[test]
+    fn collections_in_a_manifest() {
+        let mut m = sample_manifest("s1", &[]);
+        m.services[0].consistency = SNAPSHOT_API.into();
+        m.services[0].collections = vec![CollectionEntry {
+            collection: "docs".into(),
+            file: collection_file("db", 0),
+            bytes: 7,
+        }];
+        assert_eq!(check_manifest(&m, "s1"), Ok(()));
+        assert_eq!(m.bytes(), 7);
+        assert_eq!(
+            m.files().collect::<Vec<_>>(),
+            [("db.collection-0.snapshot", 7)]
+        );
+        for (file, why) in [
+            ("../x.snapshot", "not a plain file name"),
+            ("db.collection-0.tar", "not a plain file name"),
+        ] {
+            let mut bad = m.clone();
+            bad.services[0].collections[0].file = file.into();
+            let err = check_manifest(&bad, "s1").unwrap_err().to_string();
+            assert!(err.contains(why), "{file}: {err}");
+        }
+        let mut bad = m.clone();
+        bad.services[0].consistency = "stop".into();
+        let err = check_manifest(&bad, "s1").unwrap_err().to_string();
+        assert!(err.contains("not saved through Qdrant's API"), "{err}");
+        // A collection file that is not a tar, or whose entries leave it, is refused.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db.collection-0.snapshot"), b"not a tar").unwrap();
+        let err = check_contents(dir.path(), &m).unwrap_err();
+        assert!(err.contains("collection file"), "{err}");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        std::fs::write(
+            dir.path().join("db.collection-0.snapshot"),
+            b.into_inner().unwrap(),
+        )
+        .unwrap();
+        let err = check_contents(dir.path(), &m).unwrap_err();
+        assert!(err.contains("leaves the snapshot"), "{err}");
     }
 
     #[test]
