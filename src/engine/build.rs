@@ -385,7 +385,8 @@ async fn run_build<R: ContainerRuntime>(
                     let at = std::time::SystemTime::now();
                     let source = service.to_string();
                     let stream = Stream::Stdout;
-                    logs.line(LogLine::output(at, &source, stream, text)).await;
+                    logs.line(LogLine::output(at, source.as_str(), stream, text))
+                        .await;
                 }
             }
             while shown.tail.len() > BUILD_TAIL {

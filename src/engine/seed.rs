@@ -267,7 +267,9 @@ async fn in_container<R: ContainerRuntime>(
                 let at = std::time::SystemTime::now();
                 let lines = out
                     .lines()
-                    .map(|l| LogLine::output(at, &run.svc.name, Stream::Stdout, l.to_string()))
+                    .map(|l| {
+                        LogLine::output(at, run.svc.name.as_str(), Stream::Stdout, l.to_string())
+                    })
                     .collect();
                 logs.lines(lines).await;
             }
@@ -333,8 +335,13 @@ async fn pass_on<T: tokio::io::AsyncRead + Unpin, R>(
         buf.clear();
         if let Some(logs) = &run.logs {
             let at = std::time::SystemTime::now();
-            logs.line(LogLine::output(at, &run.svc.name, stream, line.clone()))
-                .await;
+            logs.line(LogLine::output(
+                at,
+                run.svc.name.as_str(),
+                stream,
+                line.clone(),
+            ))
+            .await;
         }
         if tail.len() == TAIL_LINES {
             tail.pop_front();

@@ -8,6 +8,7 @@
 //! wake-up per line: a flood with no page open costs the ring alone.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::broadcast;
@@ -21,6 +22,9 @@ const SUBSCRIBER_BACKLOG: usize = 4096;
 pub struct Fanout {
     tx: broadcast::Sender<Published>,
     recent: Arc<Mutex<Recent>>,
+    /// Whether anyone asked to keep items ([`Fanout::keep`]): until then a send with no
+    /// subscriber takes no lock at all.
+    keeping: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -40,6 +44,7 @@ impl Fanout {
         Self {
             tx: broadcast::channel(SUBSCRIBER_BACKLOG).0,
             recent: Arc::default(),
+            keeping: Arc::default(),
         }
     }
 
@@ -52,6 +57,7 @@ impl Fanout {
     pub fn keep(&self, n: usize) {
         let mut r = self.lock();
         r.keep = r.keep.max(n);
+        self.keeping.store(r.keep > 0, Ordering::Release);
     }
 
     /// The items kept (oldest first) and a receiver of every item after them.
@@ -62,6 +68,11 @@ impl Fanout {
 
     /// Keeps the item and sends it to the subscribers there are (the mux's thread only).
     pub(crate) fn send(&self, item: Published) {
+        // Nothing kept and nobody listening: the item goes nowhere (a subscriber that comes
+        // meanwhile gets the items after it, as it would a moment later).
+        if !self.keeping.load(Ordering::Acquire) && self.tx.receiver_count() == 0 {
+            return;
+        }
         let mut r = self.lock();
         if r.keep == 0 {
             if self.tx.receiver_count() > 0 {
@@ -124,6 +135,24 @@ mod tests {
         let (kept, _) = f.subscribe_with_recent();
         let kept: Vec<String> = kept.iter().map(text).collect();
         assert_eq!(kept, ["line 3", "line 4", "line 5"]);
+    }
+
+    /// With nothing kept and nobody listening a send goes nowhere (no lock); a subscriber gets
+    /// every item from its subscription on, and a clone shares what was asked of the original.
+    #[test]
+    fn without_a_ring_a_subscriber_gets_the_items_after_it() {
+        let f = Fanout::new();
+        f.send(line(0));
+        let mut rx = f.subscribe();
+        f.send(line(1));
+        assert_eq!(text(&rx.try_recv().unwrap()), "line 1");
+        assert!(rx.try_recv().is_err(), "line 0 went nowhere");
+        drop(rx);
+        let clone = f.clone();
+        clone.keep(1);
+        f.send(line(2));
+        let (kept, _) = clone.subscribe_with_recent();
+        assert_eq!(kept.iter().map(text).collect::<Vec<_>>(), ["line 2"]);
     }
 
     #[test]

@@ -25,6 +25,10 @@ use super::{Level, LogLine, Stream};
 /// A file is moved to `<service>.log.1` (replacing the previous one) beyond this size.
 pub(crate) const ROTATE_AT: u64 = 20 * 1024 * 1024;
 
+/// Each open file's buffer: a burst of output is written in few calls (the mux flushes at the
+/// end of every burst anyway).
+const FILE_BUFFER: usize = 32 * 1024;
+
 /// One line as stored, and as `devstack logs --json` and `up --json` print it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -116,7 +120,7 @@ impl Record {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
-            service: line.source.clone(),
+            service: line.source.to_string(),
             stream: stream_name(line.stream).to_string(),
             level: line.level,
             text: line.text.clone(),
@@ -159,7 +163,7 @@ impl Record {
     pub fn to_line(&self) -> LogLine {
         LogLine {
             at: UNIX_EPOCH + std::time::Duration::from_millis(self.t),
-            source: self.service.clone(),
+            source: self.service.as_str().into(),
             stream: match self.stream.as_str() {
                 "stderr" => Stream::Stderr,
                 "event" => Stream::Event,
@@ -486,6 +490,15 @@ impl LogFiles {
     }
 
     fn append(&mut self, source: &str, text: &[u8]) -> std::io::Result<()> {
+        // The open file in one lookup: this runs for every line.
+        if let Some(o) = self.open.get_mut(source) {
+            if o.size + text.len() as u64 <= ROTATE_AT {
+                o.file.write_all(text)?;
+                o.size += text.len() as u64;
+                o.unflushed += 1;
+                return Ok(());
+            }
+        }
         if !self.open.contains_key(source) {
             let path = path_of(&self.dir, source);
             // Owner only: the lines may hold what services print, and devstack's own log the
@@ -497,7 +510,7 @@ impl LogFiles {
                 .mode(0o600)
                 .open(&path)?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-            let mut file = BufWriter::new(file);
+            let mut file = BufWriter::with_capacity(FILE_BUFFER, file);
             // A pause may have cut the last line short: the next one starts on a line of its own.
             let mut last = [0u8];
             if size > 0
@@ -528,7 +541,7 @@ impl LogFiles {
                 .append(true)
                 .mode(0o600)
                 .open(&path)?;
-            let mut file = BufWriter::new(file);
+            let mut file = BufWriter::with_capacity(FILE_BUFFER, file);
             let size = boundary_of(self.run, &mut file, source)?;
             *o = Open {
                 file,

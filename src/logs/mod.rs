@@ -10,6 +10,7 @@ pub(crate) mod screen;
 pub(crate) mod search;
 pub(crate) mod split;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub(crate) use level::Level;
@@ -27,8 +28,9 @@ pub enum Stream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
     pub at: SystemTime,
-    /// The service name, or `devstack` for events not about one service.
-    pub source: String,
+    /// The service name, or `devstack` for events not about one service (shared: a flood of
+    /// lines of one service holds one copy of its name, not one per line).
+    pub source: Arc<str>,
     pub stream: Stream,
     pub text: String,
     /// The level the text says it has ([`level::detect`], once, where the line is read).
@@ -39,7 +41,7 @@ impl LogLine {
     pub fn event(source: &str, text: impl Into<String>) -> Self {
         Self {
             at: SystemTime::now(),
-            source: source.to_string(),
+            source: source.into(),
             stream: Stream::Event,
             text: text.into(),
             level: None,
@@ -47,10 +49,15 @@ impl LogLine {
     }
 
     /// A line of a service's output, its level read from its text.
-    pub fn output(at: SystemTime, source: &str, stream: Stream, text: String) -> Self {
+    pub fn output(
+        at: SystemTime,
+        source: impl Into<Arc<str>>,
+        stream: Stream,
+        text: String,
+    ) -> Self {
         Self {
             at,
-            source: source.to_string(),
+            source: source.into(),
             stream,
             level: level::detect(&text),
             text,

@@ -39,9 +39,10 @@ const CHANNEL: usize = 1024;
 /// rest of the process.
 const IN_FLIGHT_BYTES: usize = 256 * 1024;
 
-/// What one line in a batch costs of [`IN_FLIGHT_BYTES`]: its text, its source, the struct.
+/// What one line in a batch costs of [`IN_FLIGHT_BYTES`]: its text and the struct (its source
+/// is shared by every line of the service).
 fn cost(line: &LogLine) -> usize {
-    std::mem::size_of::<LogLine>() + line.source.capacity() + line.text.capacity()
+    std::mem::size_of::<LogLine>() + line.text.capacity()
 }
 
 enum LogMsg {
@@ -199,9 +200,9 @@ impl Sink {
 /// One line to the tail (with `keep_tail`), the file, the output and the subscribers.
 fn on_line(line: LogLine, sink: &mut Sink, keep_tail: bool) {
     if keep_tail && line.stream != Stream::Event {
-        let t = match sink.tails.get_mut(&line.source) {
+        let t = match sink.tails.get_mut(&*line.source) {
             Some(t) => t,
-            None => sink.tails.entry(line.source.clone()).or_default(),
+            None => sink.tails.entry(line.source.to_string()).or_default(),
         };
         if t.len() == sink.tail_len {
             t.pop_front();
@@ -248,7 +249,7 @@ fn on_event(at: std::time::SystemTime, event: StackEvent, sink: &mut Sink) {
                     text.push_str(&r.render_with(
                         &LogLine {
                             at,
-                            source: source.to_string(),
+                            source: source.into(),
                             stream: Stream::Event,
                             text: l,
                             level: None,

@@ -11,7 +11,8 @@ use crate::logs::{LogHandle, LogLine, Stream};
 
 /// Splits one stream of an instance into lines and sends them on.
 pub(crate) struct Pump {
-    service: String,
+    /// Shared by every line of this stream.
+    service: std::sync::Arc<str>,
     epoch: u64,
     stream: Stream,
     logs: LogHandle,
@@ -30,7 +31,7 @@ impl Pump {
         matcher: Option<(Regex, mpsc::UnboundedSender<UnitEvent>)>,
     ) -> Self {
         Self {
-            service: service.to_string(),
+            service: service.into(),
             epoch,
             stream,
             logs,
@@ -68,7 +69,7 @@ impl Pump {
         if let Some((_, tx)) = self.matcher.take_if(|(_, _)| self.matched) {
             // The engine outlives its units' pumps.
             let _ = tx.send(UnitEvent::LogMatched {
-                service: ServiceName::from(self.service.clone()),
+                service: ServiceName::from(self.service.to_string()),
                 epoch: self.epoch,
             });
         }
@@ -83,14 +84,15 @@ impl Pump {
         {
             self.matched = true;
         }
-        LogLine::output(at, &self.service, self.stream, text)
+        LogLine::output(at, self.service.clone(), self.stream, text)
     }
 }
 
 /// Reads a pipe to its end through a [`Pump`].
 pub(crate) async fn pump_pipe<R: tokio::io::AsyncRead + Unpin>(mut pipe: R, mut pump: Pump) {
     use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 16 * 1024];
+    // A pipe holds 64 KiB: one read takes what a fast writer left, in one message to the mux.
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,

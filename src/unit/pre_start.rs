@@ -70,7 +70,9 @@ pub(crate) async fn run<R: ContainerRuntime>(
             let lines = out
                 .lines()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| LogLine::output(at, name, Stream::Stdout, l.trim_end().to_string()))
+                .map(|l| {
+                    LogLine::output(at, name.as_str(), Stream::Stdout, l.trim_end().to_string())
+                })
                 .collect();
             logs.lines(lines).await;
         }

@@ -275,7 +275,8 @@ impl View {
     /// Remembers a service's lines of level error and above, for `e`.
     pub(crate) fn line(&mut self, l: &crate::logs::LogLine) {
         if l.level >= Some(crate::logs::Level::Error) && l.stream != crate::logs::Stream::Event {
-            self.error_lines.insert(l.source.clone(), l.text.clone());
+            self.error_lines
+                .insert(l.source.to_string(), l.text.clone());
         }
     }
 

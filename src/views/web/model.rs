@@ -216,7 +216,7 @@ pub(crate) fn items(p: Published) -> Vec<Item> {
     match p {
         Published::Line(l) => vec![Item {
             t: ms(l.at),
-            s: l.source,
+            s: l.source.to_string(),
             k: match l.stream {
                 Stream::Stdout => "out",
                 Stream::Stderr => "err",
