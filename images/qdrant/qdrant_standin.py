@@ -499,11 +499,12 @@ def recover(name, raw):
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as tar:
             member = tar.extractfile("collection.json")
             data = json.loads(member.read())
-    except (tarfile.TarError, KeyError, ValueError, AttributeError) as e:
+        config = data["config"]
+        pts = {point_key(p["id"]): p for p in data.get("points", [])}
+    except (tarfile.TarError, KeyError, ValueError, AttributeError, TypeError) as e:
         raise bad(f"not a snapshot of this stand-in: {e}") from None
-    pts = {point_key(p["id"]): p for p in data.get("points", [])}
     with LOCK:
-        COLLECTIONS[name] = {"config": data["config"], "points": pts, "op": data.get("op", 0)}
+        COLLECTIONS[name] = {"config": config, "points": pts, "op": data.get("op", 0)}
         save(name)
     log(f"recovered collection `{name}` from a snapshot ({len(pts)} points)")
     return True

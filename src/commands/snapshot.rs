@@ -826,6 +826,7 @@ mod tests {
             service: service.into(),
             image: "img".into(),
             ready: None,
+            helper_ok: true,
             environment: Vec::new(),
             consistency: Consistency::Stop,
             volumes: volumes

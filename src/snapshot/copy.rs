@@ -232,7 +232,9 @@ pub(crate) async fn save_volumes(
 fn published(c: &ContainerInfo, port: u16) -> Option<std::net::SocketAddr> {
     c.ports
         .iter()
-        .find(|p: &&Published| p.container_port == port)
+        .find(|p: &&Published| {
+            p.container_port == port && p.protocol == crate::config::Protocol::Tcp
+        })
         .map(|p| {
             let ip = if p.host_ip.is_unspecified() {
                 std::net::IpAddr::from([127, 0, 0, 1])
@@ -304,12 +306,35 @@ pub(crate) async fn restore_collections(
         let Consistency::Qdrant { port, api_key } = &t.consistency else {
             continue;
         };
-        let running = containers
-            .get(&t.service)
-            .filter(|c| is_running(Some(c)))
-            .and_then(|c| api_of(t, c));
-        let (api, helper) = match running {
-            Some(api) => (api, None),
+        let running = containers.get(&t.service).filter(|c| is_running(Some(c)));
+        let (api, helper) = match running.map(|c| api_of(t, c)) {
+            Some(Some(api)) => (api, None),
+            // Running, but its API cannot be reached: a helper beside it would share its
+            // storage.
+            Some(None) => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "`{}` runs but publishes no port {port}, and its collections go back through its API: nothing was restored",
+                        t.service
+                    ),
+                    help: Some(format!(
+                        "publish the port (`ports: [\"{port}\"]`), or stop it (`devstack stop {}`) and restore again",
+                        t.service
+                    )),
+                })
+            }
+            None if !t.helper_ok => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "`{}` is not running, and it sets its own command or mounts more than its named volumes, so a helper of its image may not serve its data: nothing was restored",
+                        t.service
+                    ),
+                    help: Some(format!(
+                        "start it (`devstack up --wait {}`) and restore again",
+                        t.service
+                    )),
+                })
+            }
             None => {
                 image_id(docker, &t.image).await?;
                 let mut mounts = Vec::new();
@@ -367,11 +392,14 @@ pub(crate) async fn restore_collections(
         }
         .await;
         if let Some(id) = helper {
+            // The restore's own failure first, then the helper's.
             let stopped = docker.stop(&id, std::time::Duration::from_secs(10)).await;
-            docker.remove(&id).await?;
-            stopped?;
+            let removed = docker.remove(&id).await;
+            done.and(stopped.map_err(Error::from))
+                .and(removed.map_err(Error::from))?;
+        } else {
+            done?;
         }
-        done?;
     }
     Ok(())
 }

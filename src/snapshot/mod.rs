@@ -58,6 +58,9 @@ pub(crate) struct Target {
     pub image: String,
     /// The service's readiness probe, for a container started again straight on the engine.
     pub ready: Option<Probe>,
+    /// Whether a helper of the image, with only the named volumes and the environment, runs as
+    /// the service does: no command or entrypoint of its own, no other mounts.
+    pub helper_ok: bool,
     /// `KEY=value` for each of the service's settled environment variables (a helper that
     /// serves its API with the service's image runs with them).
     pub environment: Vec<String>,
@@ -88,9 +91,18 @@ pub(crate) fn targets(stack: &Stack, names: &[String]) -> Result<Vec<Target>, St
 }
 
 fn target(stack: &Stack, svc: &crate::config::Service) -> Option<Target> {
-    let ServiceKind::Container { image, volumes, .. } = &svc.kind else {
+    let ServiceKind::Container {
+        image,
+        volumes,
+        command,
+        ..
+    } = &svc.kind
+    else {
         return None;
     };
+    let helper_ok = command.is_none()
+        && svc.options.entrypoint.is_none()
+        && volumes.iter().all(|v| matches!(v, Volume::Named { .. }));
     let volumes: Vec<TargetVolume> = volumes
         .iter()
         .filter_map(|v| match v {
@@ -131,6 +143,7 @@ fn target(stack: &Stack, svc: &crate::config::Service) -> Option<Target> {
         service: svc.name.clone(),
         image: image.clone(),
         ready: svc.ready.as_ref().map(|r| r.probe.clone()),
+        helper_ok,
         environment: svc
             .environment
             .iter()
@@ -188,6 +201,10 @@ mod tests {
             }
         );
         assert_eq!(all[0].consistency.name(), "snapshot-api");
+        assert!(
+            all[0].helper_ok,
+            "the image as it is, its named volume only"
+        );
         assert_eq!(all[1].consistency.name(), "checkpoint+stop");
         assert_eq!(all[1].volumes[0].engine_name, "p_data");
         assert_eq!(all[2].consistency.name(), "save");
@@ -199,6 +216,36 @@ mod tests {
         assert!(targets(&s, &["nope".into()])
             .unwrap_err()
             .contains("no service `nope`"));
+    }
+
+    /// A helper of the image runs as the service does only without a command, an entrypoint
+    /// or mounts of its own.
+    #[test]
+    fn a_helper_stands_in_only_for_a_plain_service() {
+        let named = "\"qd:/qdrant/storage\"";
+        for (volumes, extra, ok) in [
+            (named, "", true),
+            (
+                named,
+                "    command: [\"./qdrant\", \"--config-path\", \"/c.yaml\"]\n",
+                false,
+            ),
+            (named, "    entrypoint: [\"/bin/sh\"]\n", false),
+            (
+                "\"qd:/qdrant/storage\", \"./cfg:/qdrant/config\"",
+                "",
+                false,
+            ),
+        ] {
+            let s = stack(&format!(
+                "name: p\nservices:\n  vec:\n    image: qdrant/qdrant:latest\n    ports: [\"6333\"]\n    volumes: [{volumes}]\n    ready: {{ qdrant: {{}} }}\n{extra}"
+            ));
+            assert_eq!(
+                targets(&s, &[]).unwrap()[0].helper_ok,
+                ok,
+                "{volumes} {extra}"
+            );
+        }
     }
 
     #[test]

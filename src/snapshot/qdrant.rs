@@ -16,6 +16,8 @@ use super::progress::Progress;
 
 /// A small call (a listing, a deletion).
 const SHORT: Duration = Duration::from_secs(30);
+/// A readiness check.
+const READY: Duration = Duration::from_secs(2);
 /// A snapshot made, downloaded or recovered: as long as a large collection needs.
 const LONG: Duration = Duration::from_secs(30 * 60);
 /// The most of a JSON answer kept.
@@ -47,7 +49,7 @@ impl Api {
     pub(crate) async fn ready(&self) -> bool {
         let mut sink = |_: &[u8]| Ok(());
         matches!(
-            self.call("GET", "/readyz", None, &mut sink, SHORT).await,
+            self.call("GET", "/readyz", None, &mut sink, READY).await,
             Ok(200)
         )
     }
@@ -82,10 +84,14 @@ impl Api {
             std::io::Write::write_all(&mut out, chunk)
         };
         let status = self.call("GET", path, None, &mut sink, LONG).await?;
-        if status != 200 {
-            return Err(format!("GET {path} answered {status}"));
-        }
         drop(progress);
+        if status != 200 {
+            // What came is Qdrant's error, not a snapshot.
+            drop(out);
+            let body = std::fs::read(file).unwrap_or_default();
+            let _ = std::fs::remove_file(file);
+            return Err(refused("GET", path, status, &body[..body.len().min(4096)]));
+        }
         let f = out.into_inner().map_err(|e| cannot(e.into_error()))?;
         f.sync_all().map_err(cannot)?;
         Ok(f.metadata().map_err(cannot)?.len())
@@ -117,7 +123,7 @@ impl Api {
         let mut answer = Vec::new();
         let mut sink = |chunk: &[u8]| keep(&mut answer, chunk);
         let mut progress = Progress::new(format!("restoring collection {collection}"));
-        let sent = tokio::time::timeout(LONG, async {
+        let sent = until_interrupted(tokio::time::timeout(LONG, async {
             let mut conn = self.open("POST", &path, Some(&body)).await?;
             let io = |e: std::io::Error| format!("POST {path} on {}: {e}", self.addr);
             conn.write_all(head.as_bytes()).await.map_err(io)?;
@@ -135,8 +141,8 @@ impl Api {
             read_answer(conn, &mut sink)
                 .await
                 .map_err(|e| format!("POST {path} on {}: {e}", self.addr))
-        })
-        .await
+        }))
+        .await?
         .map_err(|_| format!("POST {path} on {}: no answer within {LONG:?}", self.addr))?;
         let status = sent?;
         if !(200..300).contains(&status) {
@@ -183,11 +189,11 @@ impl Api {
         within: Duration,
     ) -> Result<u16, Failed> {
         let at = |e: String| format!("{method} {path} on {}: {e}", self.addr);
-        tokio::time::timeout(within, async {
+        until_interrupted(tokio::time::timeout(within, async {
             let conn = self.open(method, path, body).await?;
             read_answer(conn, sink).await.map_err(at)
-        })
-        .await
+        }))
+        .await?
         .map_err(|_| at(format!("no answer within {within:?}")))?
     }
 
@@ -216,6 +222,19 @@ impl Api {
         }
         conn.write_all(head.as_bytes()).await.map_err(io)?;
         Ok(conn)
+    }
+}
+
+/// `f`, or an error once the copy is interrupted (Ctrl-C), checked every 100 ms: a snapshot
+/// Qdrant takes long to make does not hold the user up.
+async fn until_interrupted<T>(f: impl std::future::Future<Output = T>) -> Result<T, Failed> {
+    tokio::select! {
+        r = f => Ok(r),
+        () = async {
+            while super::copy::check_interrupted().is_ok() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        } => Err("interrupted".into()),
     }
 }
 
@@ -267,7 +286,10 @@ async fn read_answer(
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim(), v.trim());
             if k.eq_ignore_ascii_case("content-length") {
-                length = v.parse::<u64>().ok();
+                length = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("bad Content-Length `{v}`"))?,
+                );
             } else if k.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = v.to_ascii_lowercase().contains("chunked");
             }
