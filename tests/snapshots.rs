@@ -23,28 +23,14 @@ struct Stack {
 }
 
 fn stack(tag: &str) -> Stack {
-    let dir = tempfile::tempdir().unwrap();
     let (pg, redis) = (free_port(), free_port());
-    std::fs::write(
-        dir.path().join("stack.yaml"),
-        format!(
+    Stack::new(
+        tag,
+        &format!(
             "services:\n  db:\n    image: postgres:15\n    environment: {{ POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }}\n    ports: [\"{pg}:5432\"]\n    volumes: [\"pgdata:/var/lib/postgresql/data\"]\n    ready: {{ postgres: {{ user: user, password: pass, database: app }}, timeout: 90s }}\n  cache:\n    image: redis:7-alpine\n    ports: [\"{redis}:6379\"]\n    volumes: [\"rdata:/data\"]\n    ready: {{ redis: {{}} }}\n  app:\n    command: [sleep, \"100000\"]\n    depends_on: [db, cache]\nvolumes: {{ pgdata: {{}}, rdata: {{}} }}\n"
         ),
+        (pg, redis),
     )
-    .unwrap();
-    let project = project(&format!("snap-{tag}"));
-    let down = Teardown {
-        dir: dir.path().into(),
-        project: project.clone(),
-        files: Vec::new(),
-    };
-    Stack {
-        _down: down,
-        dir,
-        project,
-        pg,
-        redis,
-    }
 }
 
 impl Drop for Stack {
@@ -54,6 +40,25 @@ impl Drop for Stack {
 }
 
 impl Stack {
+    /// Project `snap-TAG` of `yaml` in a folder of its own; `ports` are the PostgreSQL and
+    /// Redis ports its helpers use (0 when it has none).
+    fn new(tag: &str, yaml: &str, (pg, redis): (u16, u16)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.yaml"), yaml).unwrap();
+        let project = project(&format!("snap-{tag}"));
+        Stack {
+            _down: Teardown {
+                dir: dir.path().into(),
+                project: project.clone(),
+                files: Vec::new(),
+            },
+            dir,
+            project,
+            pg,
+            redis,
+        }
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         let mut all = vec!["-p", &self.project];
         all.extend_from_slice(args);
@@ -495,27 +500,14 @@ fn qdrant_collections_come_back_through_its_snapshot_api() {
     if !docker_or_skip(&["qdrant/qdrant:latest"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    std::fs::write(
-        dir.path().join("stack.yaml"),
-        format!(
-            "services:\n  qdrant:\n    image: qdrant/qdrant:latest\n    ports: [\"{port}:6333\"]\n    volumes: [\"qdata:/qdrant/storage\"]\n    ready: {{ qdrant: {{}} }}\n  ai:\n    command: [sleep, \"100000\"]\n    depends_on: [qdrant]\nvolumes: {{ qdata: {{}} }}\n"
-        ),
-    )
-    .unwrap();
-    let project = project("snap-qdrant");
-    let s = Stack {
-        _down: Teardown {
-            dir: dir.path().into(),
-            project: project.clone(),
-            files: Vec::new(),
-        },
-        dir,
-        project,
-        pg: 0,
-        redis: 0,
-    };
+    let s = Stack::new(
+        "qdrant",
+        &format!(
+        "services:\n  qdrant:\n    image: qdrant/qdrant:latest\n    ports: [\"{port}:6333\"]\n    volumes: [\"qdata:/qdrant/storage\"]\n    ready: {{ qdrant: {{}} }}\n  ai:\n    command: [sleep, \"100000\"]\n    depends_on: [qdrant]\nvolumes: {{ qdata: {{}} }}\n"
+    ),
+        (0, 0),
+    );
     let count = |c: &str| {
         let body = http_body(
             port,
@@ -625,27 +617,14 @@ fn zookeeper_znodes_come_back_after_a_stopped_copy() {
     if !docker_or_skip(&["confluentinc/cp-zookeeper:latest"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    std::fs::write(
-        dir.path().join("stack.yaml"),
-        format!(
-            "services:\n  zk:\n    image: confluentinc/cp-zookeeper:latest\n    environment: {{ ZOOKEEPER_CLIENT_PORT: \"2181\" }}\n    ports: [\"{port}:2181\"]\n    volumes: [\"zkdata:/var/lib/zookeeper\"]\n    ready: {{ zookeeper: {{}}, timeout: 90s }}\nvolumes: {{ zkdata: {{}} }}\n"
-        ),
-    )
-    .unwrap();
-    let project = project("snap-zk");
-    let s = Stack {
-        _down: Teardown {
-            dir: dir.path().into(),
-            project: project.clone(),
-            files: Vec::new(),
-        },
-        dir,
-        project,
-        pg: 0,
-        redis: 0,
-    };
+    let s = Stack::new(
+        "zk",
+        &format!(
+        "services:\n  zk:\n    image: confluentinc/cp-zookeeper:latest\n    environment: {{ ZOOKEEPER_CLIENT_PORT: \"2181\" }}\n    ports: [\"{port}:2181\"]\n    volumes: [\"zkdata:/var/lib/zookeeper\"]\n    ready: {{ zookeeper: {{}}, timeout: 90s }}\nvolumes: {{ zkdata: {{}} }}\n"
+    ),
+        (0, 0),
+    );
     // zkCli inside the container (the test's client; devstack itself uses the engine's API).
     let zk = |args: &[&str]| -> String {
         let ps = Command::new("docker")

@@ -17,13 +17,7 @@ pub(super) fn collections(port: Option<u16>) -> Result<Vec<String>, Error> {
     let body = request(port, "GET", "/collections")?;
     let listed: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| failed(&format!("Qdrant's collection list is not JSON: {e}")))?;
-    Ok(listed["result"]["collections"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["name"].as_str())
-        .map(str::to_string)
-        .collect())
+    Ok(crate::snapshot::qdrant::collection_names(&listed))
 }
 
 /// Deletes every collection the share owns (`thin::own`); the names deleted.

@@ -36,13 +36,7 @@ impl Api {
     /// The names of every collection.
     pub(crate) async fn collections(&self) -> Result<Vec<String>, Failed> {
         let v = self.json("GET", "/collections", SHORT).await?;
-        Ok(v["result"]["collections"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["name"].as_str())
-            .map(str::to_string)
-            .collect())
+        Ok(collection_names(&v))
     }
 
     /// Whether Qdrant answers that it is ready (`GET /readyz`).
@@ -236,6 +230,17 @@ async fn until_interrupted<T>(f: impl std::future::Future<Output = T>) -> Result
             }
         } => Err("interrupted".into()),
     }
+}
+
+/// The names in Qdrant's answer to `GET /collections`. Pure.
+pub(crate) fn collection_names(answer: &serde_json::Value) -> Vec<String> {
+    answer["result"]["collections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A request body's head fields; the bytes are written by the caller.
