@@ -224,6 +224,14 @@ image_label() {   # image_label TAG LABEL -> value, or empty if no such image
     docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
 
+# `--check-base` first: every `devstack up` of the reference stack runs it before anything
+# starts, so it asks the engine one thing. An engine that does not answer makes it say "not up
+# to date", and the build that follows checks the preconditions below and says what is wrong.
+if [[ $MODE == check-base ]]; then
+    [[ $(image_label "$BASE_TAG" devstack.input-hash) == "$BASE_HASH" ]]
+    exit
+fi
+
 # ---------------------------------------------------------------------------------------------
 # Preconditions
 # ---------------------------------------------------------------------------------------------
@@ -239,10 +247,6 @@ done
 # ---------------------------------------------------------------------------------------------
 # The single steps stack.yaml runs as tasks
 # ---------------------------------------------------------------------------------------------
-if [[ $MODE == check-base ]]; then
-    [[ $(image_label "$BASE_TAG" devstack.input-hash) == "$BASE_HASH" ]]
-    exit
-fi
 
 # ---------------------------------------------------------------------------------------------
 # What is up to date?

@@ -743,3 +743,33 @@ async fn redis_with_requirepass() {
 
     assert_eq!(probe::redis(server.addr, Some("s3cret pass")).await, Ok(()));
 }
+
+#[tokio::test]
+async fn zookeeper_is_ready_on_imok_though_the_connection_stays_open() {
+    // ZooKeeper 3.8 can answer `imok` and then fail to close while its database loads.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut word = [0; 4];
+            if socket.read_exact(&mut word).await.is_ok() {
+                let _ = socket.write_all(b"imok").await;
+            }
+            // Kept open (until the test ends): no close follows the answer.
+            let _ = held_tx.send(socket);
+        }
+    });
+    // Well inside the attempt's own 2 s limit: the answer alone ends it.
+    let verdict = tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        probe::zookeeper(addr),
+    )
+    .await
+    .expect("the probe waited for a close that never comes");
+    assert_eq!(verdict, Ok(()));
+    assert!(
+        held.recv().await.is_some(),
+        "the peer answered one connection"
+    );
+}

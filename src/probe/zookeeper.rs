@@ -11,29 +11,50 @@ use super::{attempt, connect, excerpt, ProbeError, MAX_FRAME};
 /// whitelisted, `srvr` on a new connection must answer "Zookeeper version ...".
 pub async fn zookeeper(addr: SocketAddr) -> Result<(), ProbeError> {
     attempt(async {
-        match ruok_verdict(&four_letter_word(addr, b"ruok").await?) {
+        match ruok_verdict(&four_letter_word(addr, b"ruok", ruok_complete).await?) {
             Ruok::Ready => Ok(()),
-            Ruok::TrySrvr => srvr_verdict(&four_letter_word(addr, b"srvr").await?),
+            Ruok::TrySrvr => srvr_verdict(&four_letter_word(addr, b"srvr", |_| false).await?),
             Ruok::Failed(error) => Err(error),
         }
     })
     .await
 }
 
-/// Sends `word` and reads the answer until the server closes. An empty answer means the server
-/// closed (or reset) without answering.
-async fn four_letter_word(addr: SocketAddr, word: &[u8]) -> Result<Vec<u8>, ProbeError> {
+/// `imok` needs no more: ZooKeeper 3.8 can answer it and then fail to close the connection
+/// (an exception in `cleanupWriterSocket` while its database is still loading, seen on the
+/// reference stack's warm start), so waiting for the close would hang the attempt.
+fn ruok_complete(answer: &[u8]) -> bool {
+    answer.trim_ascii_end() == b"imok"
+}
+
+/// Sends `word` and reads the answer until the server closes, or until `complete` says the
+/// answer so far is all there is. An empty answer means the server closed (or reset) without
+/// answering.
+async fn four_letter_word(
+    addr: SocketAddr,
+    word: &[u8],
+    complete: fn(&[u8]) -> bool,
+) -> Result<Vec<u8>, ProbeError> {
     let mut stream = connect(addr).await?;
     let mut answer = Vec::new();
     let exchange = async {
         stream.write_all(word).await?;
-        (&mut stream)
-            .take(MAX_FRAME as u64)
-            .read_to_end(&mut answer)
-            .await
+        let mut chunk = [0u8; 512];
+        while answer.len() < MAX_FRAME {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            let room = MAX_FRAME - answer.len();
+            answer.extend_from_slice(&chunk[..n.min(room)]);
+            if complete(&answer) {
+                break;
+            }
+        }
+        Ok::<_, io::Error>(())
     };
     match exchange.await {
-        Ok(_) => Ok(answer),
+        Ok(()) => Ok(answer),
         // A server that drops a word it will not run may reset instead of closing, even while
         // we are still writing.
         Err(e) if answer.is_empty() && is_hang_up(&e) => Ok(answer),

@@ -165,18 +165,9 @@ async fn run<R: ContainerRuntime>(
                 continue;
             }
         }
-        let since = match rt.inspect(&cid).await {
-            Ok(info) => info.started_at.unwrap_or(0),
-            Err(e) => {
-                send(UnitEvent::StartFailed {
-                    service: ServiceName::from(name.clone()),
-                    epoch,
-                    reason: e.to_string(),
-                });
-                continue;
-            }
-        };
-        // Started goes out before any line can match a `log` probe: the engine gets them in order.
+        // Started goes out as soon as the engine has started it, so that the probe begins at
+        // once (the inspect for where its log starts is off that path), and before any line
+        // can match a `log` probe: the engine gets them in order.
         send(UnitEvent::Started {
             service: ServiceName::from(name.clone()),
             epoch,
@@ -190,7 +181,6 @@ async fn run<R: ContainerRuntime>(
             cid.clone(),
             name.clone(),
             epoch,
-            since,
             logs.clone(),
             matcher.clone().map(|re| (re, events.clone())),
             done_tx,
@@ -323,7 +313,6 @@ async fn follow<R: ContainerRuntime>(
     id: String,
     service: String,
     epoch: u64,
-    mut since: i64,
     logs: LogHandle,
     matcher: Option<(Regex, mpsc::UnboundedSender<UnitEvent>)>,
     done: oneshot::Sender<i64>,
@@ -336,6 +325,14 @@ async fn follow<R: ContainerRuntime>(
         matcher.clone(),
     );
     let mut err = Pump::new(&service, epoch, Stream::Stderr, logs.clone(), matcher);
+    // Its output from this start on; a container that cannot be inspected any more is gone.
+    let mut since = match rt.inspect(&id).await {
+        Ok(info) => info.started_at.unwrap_or(0),
+        Err(_) => {
+            let _ = done.send(-1);
+            return;
+        }
+    };
     loop {
         let mut stream = rt.logs(&id, since);
         while let Some(Ok(chunk)) = stream.next().await {
