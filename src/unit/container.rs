@@ -303,11 +303,8 @@ pub(crate) async fn run_hooks<R: ContainerRuntime>(
     Ok(())
 }
 
-/// Streams a container's output into the mux until it stops; then sends its exit code.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the values are what the event carries"
-)]
+/// Streams a container's output, from its start on, into the mux until it stops; then sends
+/// its exit code.
 async fn follow<R: ContainerRuntime>(
     rt: R,
     id: String,
