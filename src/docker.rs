@@ -29,16 +29,54 @@ use futures_util::StreamExt;
 use crate::config::Protocol;
 use crate::config::ServiceName;
 use crate::runtime::{
-    labels, parse_rfc3339, BuildOutput, BuildRequest, ContainerInfo, ContainerRuntime,
-    ContainerSpec, ContainerStatus, HookExec, InitSpec, Mount, OutputChunk, OutputStream,
-    Published, Result, RuntimeError, UsageSample,
+    labels, parse_rfc3339, parse_rfc3339_ns, BuildOutput, BuildRequest, ContainerInfo,
+    ContainerRuntime, ContainerSpec, ContainerStatus, HookExec, InitSpec, Mount, OutputChunk,
+    OutputStream, Published, Result, RuntimeError, UsageSample,
 };
 
 /// How long the engine gets to answer the first call before devstack says it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// One log message as the engine sends it with `timestamps` (`2026-12-07T21:05:45.227123456Z
+/// text`): its text, or `None` when it was printed before `since_ns`. A message without a
+/// timestamp is kept whole.
+fn since_this_start(message: &[u8], since_ns: i128) -> Option<&[u8]> {
+    let Some(space) = message.iter().position(|&b| b == b' ') else {
+        return Some(message);
+    };
+    let stamp = std::str::from_utf8(&message[..space])
+        .ok()
+        .and_then(parse_rfc3339_ns);
+    match stamp {
+        Some(at) if at < since_ns => None,
+        Some(_) => Some(&message[space + 1..]),
+        None => Some(message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_messages_of_an_earlier_start_are_dropped_and_stamps_taken_off() {
+        let start = crate::runtime::parse_rfc3339_ns("2026-12-07T21:05:45.966000000Z").unwrap();
+        let old = b"2026-12-07T21:05:45.403117000Z Redis is now ready to exit, bye bye...\n";
+        let new = b"2026-12-07T21:05:46.036500000Z Ready to accept connections\n";
+        let same_ns = b"2026-12-07T21:05:45.966000000Z first line\n";
+        use super::since_this_start;
+        assert_eq!(since_this_start(old, start), None);
+        assert_eq!(
+            since_this_start(new, start),
+            Some(&b"Ready to accept connections\n"[..])
+        );
+        assert_eq!(since_this_start(same_ns, start), Some(&b"first line\n"[..]));
+        // No stamp (an engine that ignored the option): kept as it came.
+        assert_eq!(
+            since_this_start(b"plain text\n", start),
+            Some(&b"plain text\n"[..])
+        );
+        assert_eq!(since_this_start(b"nospace", start), Some(&b"nospace"[..]));
+    }
+
     #[test]
     fn ansi_is_stripped() {
         assert_eq!(super::strip_ansi("\x1b[91moops\x1b[0m done"), "oops done");
@@ -789,6 +827,7 @@ impl ContainerRuntime for DockerRuntime {
         let cfg = c.config.unwrap_or_default();
         let lbl = cfg.labels.unwrap_or_default();
         let started_at = state.started_at.as_deref().and_then(parse_rfc3339);
+        let started_at_ns = state.started_at.as_deref().and_then(parse_rfc3339_ns);
         let (health, health_fresh) = match state.health {
             Some(h) => {
                 let st = h
@@ -822,6 +861,7 @@ impl ContainerRuntime for DockerRuntime {
             health,
             health_fresh,
             started_at,
+            started_at_ns,
             ports: port_map(c.network_settings.and_then(|n| n.ports)),
         })
     }
@@ -1332,25 +1372,41 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    fn logs(&self, id: &str, since: i64) -> OutputStream {
+    fn logs(&self, id: &str, since_ns: i128) -> OutputStream {
         use bollard::container::LogOutput;
+        // The engine takes whole seconds: each message's own timestamp drops what an earlier
+        // start printed in that same second (a restart's first lines would otherwise repeat
+        // the last run's, and a `log` probe could match a line of the instance that stopped).
         let opts = LogsOptions {
             follow: true,
             stdout: true,
             stderr: true,
-            since: since as i32,
+            timestamps: true,
+            since: since_ns.div_euclid(1_000_000_000) as i32,
             ..Default::default()
         };
-        Box::pin(self.docker.logs(id, Some(opts)).map(|item| match item {
-            Ok(LogOutput::StdErr { message }) => Ok(OutputChunk {
-                stderr: true,
-                bytes: message.to_vec(),
-            }),
-            Ok(other) => Ok(OutputChunk {
-                stderr: false,
-                bytes: other.into_bytes().to_vec(),
-            }),
-            Err(e) => Err(engine(e)),
+        Box::pin(self.docker.logs(id, Some(opts)).filter_map(move |item| {
+            let chunk = match item {
+                Ok(LogOutput::StdErr { message }) => {
+                    since_this_start(&message, since_ns).map(|bytes| {
+                        Ok(OutputChunk {
+                            stderr: true,
+                            bytes: bytes.to_vec(),
+                        })
+                    })
+                }
+                Ok(other) => {
+                    let message = other.into_bytes();
+                    since_this_start(&message, since_ns).map(|bytes| {
+                        Ok(OutputChunk {
+                            stderr: false,
+                            bytes: bytes.to_vec(),
+                        })
+                    })
+                }
+                Err(e) => Some(Err(engine(e))),
+            };
+            std::future::ready(chunk)
         }))
     }
 

@@ -125,6 +125,8 @@ pub struct ContainerInfo {
     pub health_fresh: bool,
     /// Seconds since the Unix epoch.
     pub started_at: Option<i64>,
+    /// The same to the nanosecond: what tells this start's output from the last one's.
+    pub started_at_ns: Option<i128>,
     pub ports: Vec<Published>,
 }
 
@@ -313,8 +315,9 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Runs a `pre_start` init container to completion and removes it: its exit code and the
     /// tail of its output. A leftover of the same name from a killed run is removed first.
     fn run_init(&self, spec: &InitSpec) -> impl Future<Output = Result<(i64, String)>> + Send;
-    /// Output from `since` (seconds since the epoch) on, following until the container stops.
-    fn logs(&self, id: &str, since: i64) -> OutputStream;
+    /// Output from `since_ns` (nanoseconds since the epoch) on, following until the container
+    /// stops.
+    fn logs(&self, id: &str, since_ns: i128) -> OutputStream;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Volumes with this project's label: (full name, name in the stack).
     fn list_volumes(
@@ -367,6 +370,24 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
         secs -= sign * (oh * 3600 + om * 60);
     }
     Some(secs)
+}
+
+/// [`parse_rfc3339`] to the nanosecond (Docker's `StartedAt` and log timestamps carry nine
+/// digits).
+pub(crate) fn parse_rfc3339_ns(s: &str) -> Option<i128> {
+    let secs = parse_rfc3339(s)?;
+    let (_, time) = s.split_once('T')?;
+    let fraction = time
+        .split_once('.')
+        .map(|(_, f)| f.split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
+        .unwrap_or("");
+    let digits = &fraction[..fraction.len().min(9)];
+    let nanos: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<i128>().ok()? * 10i128.pow(9 - digits.len() as u32)
+    };
+    Some(i128::from(secs) * 1_000_000_000 + nanos)
 }
 
 #[cfg(test)]
@@ -466,7 +487,7 @@ impl ContainerRuntime for NoEngine {
     async fn run_init(&self, _spec: &InitSpec) -> Result<(i64, String)> {
         no_engine()
     }
-    fn logs(&self, _id: &str, _since: i64) -> OutputStream {
+    fn logs(&self, _id: &str, _since_ns: i128) -> OutputStream {
         Box::pin(futures_util::stream::empty())
     }
     async fn remove_network(&self, _name: &str) -> Result<()> {

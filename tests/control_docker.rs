@@ -99,3 +99,65 @@ fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
     interrupt(&up);
     assert_eq!(exit_within(&mut up, Duration::from_secs(60)), Some(130));
 }
+
+/// The engine's `since` is whole seconds: a restart within the second of the last run's
+/// output used to show those lines again under the new start, where a `log` probe could match
+/// the instance that had stopped.
+#[test]
+fn a_restarted_container_shows_each_line_once_and_its_log_probe_sees_only_its_own() {
+    if !docker_or_skip(&["redis:7-alpine"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("stack.yaml"),
+        "services:\n  cache:\n    image: redis:7-alpine\n    ready: { log: \"Ready to accept connections\" }\n",
+    )
+    .unwrap();
+    let project = project("relog");
+    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
+    let _down = Teardown {
+        dir: dir.path().into(),
+        project: project.clone(),
+        files: vec![],
+    };
+    let dev = |args: &[&str]| {
+        let mut all = vec!["-p", project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(dir.path(), &all, &env)
+    };
+    let (mut up, _lines) = spawn_up(dir.path(), &["-p", &project, "up", "--no-watch"], &env);
+    let ready = dev(&["wait", "--timeout", "120s"]);
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
+    // Each restart comes well within a second of the last run's lines.
+    let restarts = 4;
+    for _ in 0..restarts {
+        let restarted = dev(&["restart", "cache"]);
+        assert_eq!(restarted.status.code(), Some(0), "{}", stderr(&restarted));
+    }
+    let out = dev(&["logs", "--json", "cache"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records: Vec<Value> = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let count = |needle: &str| {
+        records
+            .iter()
+            .filter(|r| {
+                r["stream"] == "stdout" && r["text"].as_str().is_some_and(|t| t.contains(needle))
+            })
+            .count()
+    };
+    // One per start: redis says each once per run (the positive control: every start's own
+    // line is there), none of them twice.
+    assert_eq!(
+        count("Ready to accept connections"),
+        restarts + 1,
+        "{records:#?}"
+    );
+    assert_eq!(count("Redis is starting"), restarts + 1, "{records:#?}");
+    interrupt(&up);
+    assert_eq!(exit_within(&mut up, Duration::from_secs(60)), Some(130));
+}

@@ -324,7 +324,10 @@ async fn follow<R: ContainerRuntime>(
     let mut err = Pump::new(&service, epoch, Stream::Stderr, logs.clone(), matcher);
     // Its output from this start on; a container that cannot be inspected any more is gone.
     let mut since = match rt.inspect(&id).await {
-        Ok(info) => info.started_at.unwrap_or(0),
+        Ok(info) => info
+            .started_at_ns
+            .or_else(|| info.started_at.map(|s| i128::from(s) * 1_000_000_000))
+            .unwrap_or(0),
         Err(_) => {
             let _ = done.send(-1);
             return;
@@ -347,7 +350,7 @@ async fn follow<R: ContainerRuntime>(
                 ) =>
             {
                 // The log stream broke off while it runs: follow on from now.
-                since = info.started_at.unwrap_or(since).max(now_secs());
+                since = info.started_at_ns.unwrap_or(since).max(now_ns());
             }
             Ok(info) => {
                 out.finish().await;
@@ -363,8 +366,8 @@ async fn follow<R: ContainerRuntime>(
     }
 }
 
-fn now_secs() -> i64 {
+fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
