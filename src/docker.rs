@@ -862,6 +862,7 @@ impl ContainerRuntime for DockerRuntime {
             health_fresh,
             started_at,
             started_at_ns,
+            tty: cfg.tty.unwrap_or(false),
             ports: port_map(c.network_settings.and_then(|n| n.ports)),
         })
     }
@@ -1372,16 +1373,17 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    fn logs(&self, id: &str, since_ns: i128) -> OutputStream {
+    fn logs(&self, id: &str, since_ns: i128, tty: bool) -> OutputStream {
         use bollard::container::LogOutput;
         // The engine takes whole seconds: each message's own timestamp drops what an earlier
         // start printed in that same second (a restart's first lines would otherwise repeat
         // the last run's, and a `log` probe could match a line of the instance that stopped).
+        // A TTY's raw stream has no messages to cut: it is followed from that whole second.
         let opts = LogsOptions {
             follow: true,
             stdout: true,
             stderr: true,
-            timestamps: true,
+            timestamps: !tty,
             since: since_ns.div_euclid(1_000_000_000) as i32,
             ..Default::default()
         };
@@ -1395,6 +1397,10 @@ impl ContainerRuntime for DockerRuntime {
                         })
                     })
                 }
+                Ok(other) if tty => Some(Ok(OutputChunk {
+                    stderr: false,
+                    bytes: other.into_bytes().to_vec(),
+                })),
                 Ok(other) => {
                     let message = other.into_bytes();
                     since_this_start(&message, since_ns).map(|bytes| {

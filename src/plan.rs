@@ -563,6 +563,7 @@ mod tests {
             health_fresh: false,
             started_at: None,
             started_at_ns: None,
+            tty: false,
             ports: vec![Published {
                 host_ip: Ipv4Addr::LOCALHOST.into(),
                 host_port: 45555,

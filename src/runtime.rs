@@ -127,6 +127,8 @@ pub struct ContainerInfo {
     pub started_at: Option<i64>,
     /// The same to the nanosecond: what tells this start's output from the last one's.
     pub started_at_ns: Option<i128>,
+    /// It runs with a pseudo-terminal (`tty: true`): its log is one raw stream, not messages.
+    pub tty: bool,
     pub ports: Vec<Published>,
 }
 
@@ -316,8 +318,9 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// tail of its output. A leftover of the same name from a killed run is removed first.
     fn run_init(&self, spec: &InitSpec) -> impl Future<Output = Result<(i64, String)>> + Send;
     /// Output from `since_ns` (nanoseconds since the epoch) on, following until the container
-    /// stops.
-    fn logs(&self, id: &str, since_ns: i128) -> OutputStream;
+    /// stops. A `tty` container's raw stream cannot be cut message by message: from the start
+    /// of that second.
+    fn logs(&self, id: &str, since_ns: i128, tty: bool) -> OutputStream;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Volumes with this project's label: (full name, name in the stack).
     fn list_volumes(
@@ -487,7 +490,7 @@ impl ContainerRuntime for NoEngine {
     async fn run_init(&self, _spec: &InitSpec) -> Result<(i64, String)> {
         no_engine()
     }
-    fn logs(&self, _id: &str, _since_ns: i128) -> OutputStream {
+    fn logs(&self, _id: &str, _since_ns: i128, _tty: bool) -> OutputStream {
         Box::pin(futures_util::stream::empty())
     }
     async fn remove_network(&self, _name: &str) -> Result<()> {

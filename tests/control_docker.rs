@@ -112,7 +112,7 @@ fn a_restarted_container_shows_each_line_once_and_its_log_probe_sees_only_its_ow
     let state = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("stack.yaml"),
-        "services:\n  cache:\n    image: redis:7-alpine\n    ready: { log: \"Ready to accept connections\" }\n",
+        "services:\n  cache:\n    image: redis:7-alpine\n    ready: { log: \"Ready to accept connections\" }\n  term:\n    image: redis:7-alpine\n    tty: true\n    ready: { log: \"Ready to accept connections\" }\n",
     )
     .unwrap();
     let project = project("relog");
@@ -158,6 +158,25 @@ fn a_restarted_container_shows_each_line_once_and_its_log_probe_sees_only_its_ow
         "{records:#?}"
     );
     assert_eq!(count("Redis is starting"), restarts + 1, "{records:#?}");
+    // A TTY's raw stream is followed without the engine's timestamps: its lines come as printed.
+    let term = dev(&["logs", "--json", "term"]);
+    assert_eq!(term.status.code(), Some(0), "{}", stderr(&term));
+    let texts: Vec<String> = stdout(&term)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["stream"] == "stdout")
+        .filter_map(|r| r["text"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Ready to accept connections")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.iter().all(|t| !t.starts_with("20")),
+        "no engine timestamp in front: {texts:#?}"
+    );
     interrupt(&up);
     assert_eq!(exit_within(&mut up, Duration::from_secs(60)), Some(130));
 }

@@ -125,6 +125,7 @@ impl ContainerRuntime for Fake {
             health_fresh: false,
             started_at: Some(1),
             started_at_ns: Some(1_000_000_000),
+            tty: false,
             ports: Vec::new(),
         })
     }
@@ -260,7 +261,7 @@ impl ContainerRuntime for Fake {
             .cloned()
             .unwrap_or((0, String::new())))
     }
-    fn logs(&self, id: &str, _since_ns: i128) -> OutputStream {
+    fn logs(&self, id: &str, _since_ns: i128, _tty: bool) -> OutputStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = self.0.lock().unwrap();
         if let Some(c) = s.containers.get_mut(id) {

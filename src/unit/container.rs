@@ -323,18 +323,20 @@ async fn follow<R: ContainerRuntime>(
     );
     let mut err = Pump::new(&service, epoch, Stream::Stderr, logs.clone(), matcher);
     // Its output from this start on; a container that cannot be inspected any more is gone.
-    let mut since = match rt.inspect(&id).await {
-        Ok(info) => info
-            .started_at_ns
-            .or_else(|| info.started_at.map(|s| i128::from(s) * 1_000_000_000))
-            .unwrap_or(0),
+    let (mut since, tty) = match rt.inspect(&id).await {
+        Ok(info) => (
+            info.started_at_ns
+                .or_else(|| info.started_at.map(|s| i128::from(s) * 1_000_000_000))
+                .unwrap_or(0),
+            info.tty,
+        ),
         Err(_) => {
             let _ = done.send(-1);
             return;
         }
     };
     loop {
-        let mut stream = rt.logs(&id, since);
+        let mut stream = rt.logs(&id, since, tty);
         while let Some(Ok(chunk)) = stream.next().await {
             if chunk.stderr {
                 err.push(&chunk.bytes).await;
