@@ -38,43 +38,40 @@ use crate::runtime::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One log message as the engine sends it with `timestamps` (`2026-12-07T21:05:45.227123456Z
-/// text`): its text, or `None` when it was printed before `since_ns`. A message without a
-/// timestamp is kept whole.
-fn since_this_start(message: &[u8], since_ns: i128) -> Option<&[u8]> {
+/// text`): its stamp in nanoseconds since the epoch and its text. A message without a stamp is
+/// all text.
+fn stamped(message: &[u8]) -> (Option<i128>, &[u8]) {
     let Some(space) = message.iter().position(|&b| b == b' ') else {
-        return Some(message);
+        return (None, message);
     };
     let stamp = std::str::from_utf8(&message[..space])
         .ok()
         .and_then(parse_rfc3339_ns);
     match stamp {
-        Some(at) if at < since_ns => None,
-        Some(_) => Some(&message[space + 1..]),
-        None => Some(message),
+        Some(at) => (Some(at), &message[space + 1..]),
+        None => (None, message),
     }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn log_messages_of_an_earlier_start_are_dropped_and_stamps_taken_off() {
-        let start = crate::runtime::parse_rfc3339_ns("2026-12-07T21:05:45.966000000Z").unwrap();
-        let old = b"2026-12-07T21:05:45.403117000Z Redis is now ready to exit, bye bye...\n";
-        let new = b"2026-12-07T21:05:46.036500000Z Ready to accept connections\n";
-        let same_ns = b"2026-12-07T21:05:45.966000000Z first line\n";
-        use super::since_this_start;
-        assert_eq!(since_this_start(old, start), None);
+    fn a_log_message_s_stamp_is_read_and_taken_off() {
+        use super::stamped;
+        let at = crate::runtime::parse_rfc3339_ns("2026-12-07T21:05:45.966000001Z").unwrap();
+        assert_eq!(at % 1_000_000_000, 966_000_001);
         assert_eq!(
-            since_this_start(new, start),
-            Some(&b"Ready to accept connections\n"[..])
+            stamped(b"2026-12-07T21:05:45.966000001Z Ready to accept connections\n"),
+            (Some(at), &b"Ready to accept connections\n"[..])
         );
-        assert_eq!(since_this_start(same_ns, start), Some(&b"first line\n"[..]));
-        // No stamp (an engine that ignored the option): kept as it came.
+        // A stamp with fewer digits counts them as the leading ones.
         assert_eq!(
-            since_this_start(b"plain text\n", start),
-            Some(&b"plain text\n"[..])
+            stamped(b"2026-12-07T21:05:45.9Z x").0,
+            Some(at - 66_000_001)
         );
-        assert_eq!(since_this_start(b"nospace", start), Some(&b"nospace"[..]));
+        // No stamp (an engine that ignored the option): all text, kept as it came.
+        assert_eq!(stamped(b"plain text\n"), (None, &b"plain text\n"[..]));
+        assert_eq!(stamped(b"nospace"), (None, &b"nospace"[..]));
     }
 
     #[test]
@@ -827,7 +824,6 @@ impl ContainerRuntime for DockerRuntime {
         let cfg = c.config.unwrap_or_default();
         let lbl = cfg.labels.unwrap_or_default();
         let started_at = state.started_at.as_deref().and_then(parse_rfc3339);
-        let started_at_ns = state.started_at.as_deref().and_then(parse_rfc3339_ns);
         let (health, health_fresh) = match state.health {
             Some(h) => {
                 let st = h
@@ -861,8 +857,6 @@ impl ContainerRuntime for DockerRuntime {
             health,
             health_fresh,
             started_at,
-            started_at_ns,
-            tty: cfg.tty.unwrap_or(false),
             ports: port_map(c.network_settings.and_then(|n| n.ports)),
         })
     }
@@ -1373,40 +1367,37 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    fn logs(&self, id: &str, since_ns: i128, tty: bool) -> OutputStream {
+    fn logs(&self, id: &str, since: i64, after_ns: Option<i128>, tty: bool) -> OutputStream {
         use bollard::container::LogOutput;
-        // The engine takes whole seconds: each message's own timestamp drops what an earlier
-        // start printed in that same second (a restart's first lines would otherwise repeat
-        // the last run's, and a `log` probe could match a line of the instance that stopped).
-        // A TTY's raw stream has no messages to cut: it is followed from that whole second.
+        // The engine takes whole seconds, so the messages are asked with their timestamps:
+        // what was shown already (the run before a restart, in that same second; the part
+        // before a broken stream) is dropped by its stamp. A TTY's raw stream has no messages
+        // to stamp: it is followed from that whole second.
         let opts = LogsOptions {
             follow: true,
             stdout: true,
             stderr: true,
             timestamps: !tty,
-            since: since_ns.div_euclid(1_000_000_000) as i32,
+            since: since as i32,
             ..Default::default()
         };
         Box::pin(self.docker.logs(id, Some(opts)).filter_map(move |item| {
             let chunk = match item {
-                Ok(LogOutput::StdErr { message }) => {
-                    since_this_start(&message, since_ns).map(|bytes| {
-                        Ok(OutputChunk {
-                            stderr: true,
-                            bytes: bytes.to_vec(),
-                        })
-                    })
-                }
                 Ok(other) if tty => Some(Ok(OutputChunk {
-                    stderr: false,
+                    stderr: matches!(other, LogOutput::StdErr { .. }),
                     bytes: other.into_bytes().to_vec(),
+                    at_ns: None,
                 })),
                 Ok(other) => {
+                    let stderr = matches!(other, LogOutput::StdErr { .. });
                     let message = other.into_bytes();
-                    since_this_start(&message, since_ns).map(|bytes| {
+                    let (at_ns, text) = stamped(&message);
+                    let shown = matches!((at_ns, after_ns), (Some(at), Some(last)) if at <= last);
+                    (!shown).then(|| {
                         Ok(OutputChunk {
-                            stderr: false,
-                            bytes: bytes.to_vec(),
+                            stderr,
+                            bytes: text.to_vec(),
+                            at_ns,
                         })
                     })
                 }

@@ -562,8 +562,6 @@ mod tests {
             health: None,
             health_fresh: false,
             started_at: None,
-            started_at_ns: None,
-            tty: false,
             ports: vec![Published {
                 host_ip: Ipv4Addr::LOCALHOST.into(),
                 host_port: 45555,

@@ -125,10 +125,6 @@ pub struct ContainerInfo {
     pub health_fresh: bool,
     /// Seconds since the Unix epoch.
     pub started_at: Option<i64>,
-    /// The same to the nanosecond: what tells this start's output from the last one's.
-    pub started_at_ns: Option<i128>,
-    /// It runs with a pseudo-terminal (`tty: true`): its log is one raw stream, not messages.
-    pub tty: bool,
     pub ports: Vec<Published>,
 }
 
@@ -160,6 +156,9 @@ impl UsageSample {
 pub struct OutputChunk {
     pub stderr: bool,
     pub bytes: Vec<u8>,
+    /// The engine's timestamp of the message, in nanoseconds since the epoch (not for a TTY's
+    /// raw stream).
+    pub at_ns: Option<i128>,
 }
 
 /// One image build, as the engine receives it.
@@ -317,10 +316,11 @@ pub trait ContainerRuntime: Clone + Send + Sync + 'static {
     /// Runs a `pre_start` init container to completion and removes it: its exit code and the
     /// tail of its output. A leftover of the same name from a killed run is removed first.
     fn run_init(&self, spec: &InitSpec) -> impl Future<Output = Result<(i64, String)>> + Send;
-    /// Output from `since_ns` (nanoseconds since the epoch) on, following until the container
-    /// stops. A `tty` container's raw stream cannot be cut message by message: from the start
-    /// of that second.
-    fn logs(&self, id: &str, since_ns: i128, tty: bool) -> OutputStream;
+    /// Output from `since` (seconds since the epoch: the engine takes whole seconds) on,
+    /// following until the container stops, without the messages stamped at or before
+    /// `after_ns` (the last one already shown). A `tty` container's raw stream has no messages
+    /// to cut or stamp: all of it from `since`.
+    fn logs(&self, id: &str, since: i64, after_ns: Option<i128>, tty: bool) -> OutputStream;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Volumes with this project's label: (full name, name in the stack).
     fn list_volumes(
@@ -490,7 +490,7 @@ impl ContainerRuntime for NoEngine {
     async fn run_init(&self, _spec: &InitSpec) -> Result<(i64, String)> {
         no_engine()
     }
-    fn logs(&self, _id: &str, _since_ns: i128, _tty: bool) -> OutputStream {
+    fn logs(&self, _id: &str, _since: i64, _after_ns: Option<i128>, _tty: bool) -> OutputStream {
         Box::pin(futures_util::stream::empty())
     }
     async fn remove_network(&self, _name: &str) -> Result<()> {

@@ -93,6 +93,7 @@ impl Fake {
             let _ = tx.send(Ok(OutputChunk {
                 stderr: false,
                 bytes: format!("{line}\n").into_bytes(),
+                at_ns: None,
             }));
         }
     }
@@ -124,8 +125,6 @@ impl ContainerRuntime for Fake {
             health: None,
             health_fresh: false,
             started_at: Some(1),
-            started_at_ns: Some(1_000_000_000),
-            tty: false,
             ports: Vec::new(),
         })
     }
@@ -261,7 +260,7 @@ impl ContainerRuntime for Fake {
             .cloned()
             .unwrap_or((0, String::new())))
     }
-    fn logs(&self, id: &str, _since_ns: i128, _tty: bool) -> OutputStream {
+    fn logs(&self, id: &str, _since: i64, _after_ns: Option<i128>, _tty: bool) -> OutputStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut s = self.0.lock().unwrap();
         if let Some(c) = s.containers.get_mut(id) {
@@ -269,6 +268,7 @@ impl ContainerRuntime for Fake {
                 let _ = tx.send(Ok(OutputChunk {
                     stderr: false,
                     bytes: format!("{line}\n").into_bytes(),
+                    at_ns: None,
                 }));
             }
             if c.status == ContainerStatus::Running {

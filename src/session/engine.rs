@@ -134,10 +134,10 @@ impl ContainerRuntime for ContainerEngine {
     async fn run_init(&self, spec: &crate::runtime::InitSpec) -> Result<(i64, String)> {
         forward!(self, rt => rt.run_init(spec))
     }
-    fn logs(&self, id: &str, since_ns: i128, tty: bool) -> OutputStream {
+    fn logs(&self, id: &str, since: i64, after_ns: Option<i128>, tty: bool) -> OutputStream {
         match self {
-            Self::Docker(rt) => rt.logs(id, since_ns, tty),
-            Self::None(rt) => rt.logs(id, since_ns, tty),
+            Self::Docker(rt) => rt.logs(id, since, after_ns, tty),
+            Self::None(rt) => rt.logs(id, since, after_ns, tty),
         }
     }
     async fn remove_network(&self, name: &str) -> Result<()> {

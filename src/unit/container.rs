@@ -105,6 +105,8 @@ async fn run<R: ContainerRuntime>(
         _ => None,
     };
     let mut id: Option<String> = None;
+    // The engine's stamp of the last line shown: a restart's log starts after it.
+    let mut shown: Option<i128> = None;
     // Made ahead: the first start takes it. A failure here is left to that start to meet
     // again and report.
     let mut ahead = None;
@@ -181,13 +183,18 @@ async fn run<R: ContainerRuntime>(
             cid.clone(),
             name.clone(),
             epoch,
+            (shown, spec.options.tty),
             logs.clone(),
             matcher.clone().map(|re| (re, events.clone())),
             done_tx,
         ));
 
         let (code, how) = tokio::select! {
-            code = &mut done_rx => (code.unwrap_or(-1), None),
+            ended = &mut done_rx => {
+                let (code, last) = ended.unwrap_or((-1, shown));
+                shown = last;
+                (code, None)
+            }
             cmd = rx.recv() => {
                 let (mut by_kill, grace) = match cmd {
                     Some(UnitCommand::Stop { grace }) => (false, grace),
@@ -221,7 +228,10 @@ async fn run<R: ContainerRuntime>(
                     logs.event(&name, format!("could not stop: {e}")).await;
                 }
                 let code = match tokio::time::timeout(std::time::Duration::from_secs(10), &mut done_rx).await {
-                    Ok(Ok(code)) => code,
+                    Ok(Ok((code, last))) => {
+                        shown = last;
+                        code
+                    }
                     _ => rt.inspect(&cid).await.ok().and_then(|i| i.exit_code).unwrap_or(-1),
                 };
                 // Docker reports 137 after its own SIGKILL at the end of the grace.
@@ -303,16 +313,23 @@ pub(crate) async fn run_hooks<R: ContainerRuntime>(
     Ok(())
 }
 
-/// Streams a container's output, from its start on, into the mux until it stops; then sends
-/// its exit code.
+/// Streams a container's output into the mux until it stops; then sends its exit code and the
+/// engine's stamp of the last line it showed. `after`: that stamp from the run before (its
+/// lines from the second this start began in are not shown again), and whether the container
+/// has a TTY (whose raw stream has no stamps).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are what the event carries"
+)]
 async fn follow<R: ContainerRuntime>(
     rt: R,
     id: String,
     service: String,
     epoch: u64,
+    (mut shown, tty): (Option<i128>, bool),
     logs: LogHandle,
     matcher: Option<(Regex, mpsc::UnboundedSender<UnitEvent>)>,
-    done: oneshot::Sender<i64>,
+    done: oneshot::Sender<(i64, Option<i128>)>,
 ) {
     let mut out = Pump::new(
         &service,
@@ -322,22 +339,16 @@ async fn follow<R: ContainerRuntime>(
         matcher.clone(),
     );
     let mut err = Pump::new(&service, epoch, Stream::Stderr, logs.clone(), matcher);
-    // Its output from this start on; a container that cannot be inspected any more is gone.
-    let (mut since, tty) = match rt.inspect(&id).await {
-        Ok(info) => (
-            info.started_at_ns
-                .or_else(|| info.started_at.map(|s| i128::from(s) * 1_000_000_000))
-                .unwrap_or(0),
-            info.tty,
-        ),
-        Err(_) => {
-            let _ = done.send(-1);
-            return;
-        }
+    // From the second this start began in (its first lines can be stamped a little before the
+    // engine's `StartedAt`); an inspect that fails is left to the one after the stream.
+    let mut since = match rt.inspect(&id).await {
+        Ok(info) => info.started_at.unwrap_or_else(now_secs),
+        Err(_) => now_secs(),
     };
     loop {
-        let mut stream = rt.logs(&id, since, tty);
+        let mut stream = rt.logs(&id, since, shown, tty);
         while let Some(Ok(chunk)) = stream.next().await {
+            shown = chunk.at_ns.or(shown);
             if chunk.stderr {
                 err.push(&chunk.bytes).await;
             } else {
@@ -351,25 +362,29 @@ async fn follow<R: ContainerRuntime>(
                     ContainerStatus::Running | ContainerStatus::Restarting
                 ) =>
             {
-                // The log stream broke off while it runs: follow on from now.
-                since = info.started_at_ns.unwrap_or(since).max(now_ns());
+                // The log stream broke off while it runs: on from the last line shown (whose
+                // stamp drops what came with it), or from now for a TTY's.
+                since = match (shown, tty) {
+                    (Some(at), false) => at.div_euclid(1_000_000_000) as i64,
+                    _ => now_secs(),
+                };
             }
             Ok(info) => {
                 out.finish().await;
                 err.finish().await;
-                let _ = done.send(info.exit_code.unwrap_or(-1));
+                let _ = done.send((info.exit_code.unwrap_or(-1), shown));
                 return;
             }
             Err(_) => {
-                let _ = done.send(-1);
+                let _ = done.send((-1, shown));
                 return;
             }
         }
     }
 }
 
-fn now_ns() -> i128 {
+fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+        .map_or(0, |d| d.as_secs() as i64)
 }
