@@ -91,12 +91,13 @@ compose_ready() {
 }
 
 # The whole machine's busy CPU time (every process: the engine, its storage driver, the services
-# booting, devstack) in ms, from /proc/stat's jiffies.
+# booting, devstack) in ms, from /proc/stat's jiffies: a bound only on a machine doing nothing
+# else.
 busy_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print int(($2+$3+$4+$7+$8)*1000/hz)}' /proc/stat; }
 # devstack's time; also adds the machine's busy CPU time during the run, divided by the cores
 # (what no order of starts can beat on this machine), to the array named by $1.
 time_ds() {
-  local t0 b0 t; t0=$(now_ms); b0=$(busy_ms)
+  local t0 b0 t; b0=$(busy_ms); t0=$(now_ms)
   ds up --wait "${services[@]}" >/dev/null 2>&1; t=$(( $(now_ms) - t0 ))
   eval "$1+=(\$(( ($(busy_ms) - b0) / $(nproc) )))"
   echo "$t" > "$work/t"
