@@ -9,30 +9,63 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
+/// A stack in a folder of its own, with its own state folder, torn down at the end.
+struct Ctl {
+    // Dropped first (fields drop in order): `down` runs while the folders still exist.
+    _down: Teardown,
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+    project: String,
+}
+
+impl Ctl {
+    fn new(tag: &str, yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.yaml"), yaml).unwrap();
+        let project = project(tag);
+        let _down = Teardown {
+            dir: dir.path().into(),
+            project: project.clone(),
+            files: vec![],
+        };
+        Ctl {
+            _down,
+            dir,
+            state,
+            project,
+        }
+    }
+
+    fn env(&self) -> [(&str, &str); 1] {
+        [("XDG_STATE_HOME", self.state.path().to_str().unwrap())]
+    }
+
+    /// `devstack -p PROJECT ARGS…` in the stack's folder.
+    fn dev(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["-p", self.project.as_str()];
+        all.extend_from_slice(args);
+        devstack_env(self.dir.path(), &all, &self.env())
+    }
+
+    /// A foreground `devstack -p PROJECT ARGS…` (an `up`), and its lines.
+    fn spawn(&self, args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
+        let mut all = vec!["-p", self.project.as_str()];
+        all.extend_from_slice(args);
+        spawn_up(self.dir.path(), &all, &self.env())
+    }
+}
+
 #[test]
 fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
     if !docker_or_skip(&["redis:7-alpine", "postgres:15"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("stack.yaml"),
+    let ctl = Ctl::new(
+        "ctl",
         "services:\n  db:\n    image: postgres:15\n    environment: { POSTGRES_USER: user, POSTGRES_PASSWORD: pass, POSTGRES_DB: app }\n    ports: [\"5432\"]\n    ready: { postgres: { user: user, password: pass, database: app }, timeout: 90s }\n  cache:\n    image: redis:7-alpine\n    ports: [\"6379\"]\n    ready: { redis: {} }\n",
-    )
-    .unwrap();
-    let project = project("ctl");
-    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
-    let _down = Teardown {
-        dir: dir.path().into(),
-        project: project.clone(),
-        files: vec![],
-    };
-    let dev = |args: &[&str]| {
-        let mut all = vec!["-p", project.as_str()];
-        all.extend_from_slice(args);
-        devstack_env(dir.path(), &all, &env)
-    };
+    );
+    let dev = |args: &[&str]| ctl.dev(args);
     let row = |service: &str| -> Value {
         let out = dev(&["ps", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -44,7 +77,7 @@ fn containers_are_restarted_stopped_started_and_exec_reaches_postgres() {
             .cloned()
             .unwrap()
     };
-    let (mut up, _lines) = spawn_up(dir.path(), &["-p", &project, "up", "--free-ports"], &env);
+    let (mut up, _lines) = ctl.spawn(&["up", "--free-ports"]);
     let ready = dev(&["wait", "--timeout", "120s"]);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
 
@@ -108,26 +141,12 @@ fn a_restarted_container_shows_each_line_once_and_its_log_probe_sees_only_its_ow
     if !docker_or_skip(&["redis:7-alpine"]) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("stack.yaml"),
+    let ctl = Ctl::new(
+        "relog",
         "services:\n  cache:\n    image: redis:7-alpine\n    ready: { log: \"Ready to accept connections\" }\n  term:\n    image: redis:7-alpine\n    tty: true\n    ready: { log: \"Ready to accept connections\" }\n  early:\n    image: redis:7-alpine\n    command: [sh, -c, \"echo early-bird; exec redis-server\"]\n    ready: { log: early-bird }\n",
-    )
-    .unwrap();
-    let project = project("relog");
-    let env = [("XDG_STATE_HOME", state.path().to_str().unwrap())];
-    let _down = Teardown {
-        dir: dir.path().into(),
-        project: project.clone(),
-        files: vec![],
-    };
-    let dev = |args: &[&str]| {
-        let mut all = vec!["-p", project.as_str()];
-        all.extend_from_slice(args);
-        devstack_env(dir.path(), &all, &env)
-    };
-    let (mut up, _lines) = spawn_up(dir.path(), &["-p", &project, "up", "--no-watch"], &env);
+    );
+    let dev = |args: &[&str]| ctl.dev(args);
+    let (mut up, _lines) = ctl.spawn(&["up", "--no-watch"]);
     let ready = dev(&["wait", "--timeout", "120s"]);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr(&ready));
     // Each restart comes well within a second of the last run's lines.
