@@ -151,7 +151,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
         .process_group(0)
         // Our own Drop kills the whole group; tokio's would only kill the leader.
         .kill_on_drop(false);
-    unix::default_signals_in_child(&mut cmd);
+    unix::children_get_default_signals();
     let mut inner = cmd.spawn()?;
     let pid = inner
         .id()
