@@ -10,6 +10,7 @@ followed by the same PING poll until PONG; the clock runs from the command to PO
 Process: `devstack restart app` (a small HTTP app with an http readiness probe) and watchexec
 (watchexec-cli from crates.io, `--restart`) restarting the same app when a trigger file is
 touched; the clock runs from the command (the touch) until the app answers from a new process.
+Both run at once, each its own copy of the app, and their restarts alternate.
 
 Prints medians and the ratios peer/devstack (> 1: devstack is faster). Needs the local images
 (scripts/offline-images.sh) and a Docker engine. watchexec is built once into target/bench-tools
@@ -123,42 +124,44 @@ def watchexec_bin():
 
 
 def process(runs, env):
+    """Both tools run side by side, each its own copy of the app on its own port, and their
+    restarts alternate, each after the same pause: whatever the machine is doing (the engine
+    still cleaning up after the container case, a slower minute) falls on both alike."""
     work = tempfile.mkdtemp(prefix="restart-bench-")
-    port = free_port()
+    dport, wport = free_port(), free_port()
     with open(os.path.join(work, "app.py"), "w") as f:
         f.write(APP)
     with open(os.path.join(work, "stack.yaml"), "w") as f:
-        f.write(f'services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: "{port}" }}\n    ports: ["{port}"]\n    ready: {{ http: "http://127.0.0.1:{port}/" }}\n')
+        f.write(f'services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: "{dport}" }}\n    ports: ["{dport}"]\n    ready: {{ http: "http://127.0.0.1:{dport}/" }}\n')
     out = {"devstack": [], "watchexec": []}
     project = f"bench-restart-p{os.getpid()}"
-    p = devstack_up(work, project, env)
-    try:
-        for _ in range(runs):
-            old = answer(port)
-            t = time.monotonic()
-            run([DEVSTACK, "-p", project, "restart", "app"], work, env)
-            until(lambda: answer(port) not in (None, old))
-            out["devstack"].append((time.monotonic() - t) * 1000)
-    finally:
-        devstack_down(p, work, project, env)
     trigger = os.path.join(work, "trigger")
     open(trigger, "w").close()
-    wenv = dict(env, PORT=str(port))
+    p = devstack_up(work, project, env)
     w = subprocess.Popen([watchexec_bin(), "--restart", "--debounce", "1ms", "--watch", trigger, "--", "python3", "app.py"],
-                         cwd=work, env=wenv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                         cwd=work, env=dict(env, PORT=str(wport)), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        until(lambda: answer(port) is not None)
+        until(lambda: answer(wport) is not None)
         for i in range(runs):
-            time.sleep(0.3)  # let watchexec settle between triggers; not part of any measurement
-            old = answer(port)
+            # A pause before each restart, the same for both; not part of any measurement.
+            time.sleep(0.3)
+            old = answer(dport)
+            t = time.monotonic()
+            run([DEVSTACK, "-p", project, "restart", "app"], work, env)
+            until(lambda: answer(dport) not in (None, old))
+            out["devstack"].append((time.monotonic() - t) * 1000)
+            time.sleep(0.3)
+            old = answer(wport)
             t = time.monotonic()
             with open(trigger, "w") as f:
                 f.write(str(i))
-            until(lambda: answer(port) not in (None, old))
+            until(lambda: answer(wport) not in (None, old))
             out["watchexec"].append((time.monotonic() - t) * 1000)
     finally:
         os.killpg(w.pid, 15)
         w.wait(timeout=30)
+        devstack_down(p, work, project, env)
     shutil.rmtree(work, ignore_errors=True)
     return out
 
