@@ -96,22 +96,27 @@ compose_ready() {
 busy_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{print int(($2+$3+$4+$7+$8)*1000/hz)}' /proc/stat; }
 # devstack's time; also adds the machine's busy CPU time during the run, divided by the cores
 # (what no order of starts can beat on this machine), to the array named by $1.
+# The same run's CPU time by part (bench/cpu_by_part.py: the engine, the services, the rest) goes
+# to "$work/parts-$1" as one JSON line.
 time_ds() {
-  local t0 b0 t; b0=$(busy_ms); t0=$(now_ms)
+  local t0 b0 t; python3 bench/cpu_by_part.py snap "$work/procs"; b0=$(busy_ms); t0=$(now_ms)
   ds up --wait "${services[@]}" >/dev/null 2>&1; t=$(( $(now_ms) - t0 ))
   eval "$1+=(\$(( ($(busy_ms) - b0) / $(nproc) )))"
+  python3 bench/cpu_by_part.py diff "$work/procs" >> "$work/parts-$1"
   echo "$t" > "$work/t"
 }
 time_dc() { local t0; t0=$(now_ms); dc up -d >/dev/null 2>&1; compose_ready; echo $(( $(now_ms) - t0 )); }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
 
-declare -a ds_cold dc_cold ds_warm dc_warm fl_cold fl_warm cpu_cold cpu_warm
+declare -a ds_cold dc_cold ds_warm dc_warm fl_cold fl_warm fn_cold fn_warm cpu_cold cpu_warm
 cleanup
 ds config --json --show-secrets > "$work/config.json"
 for i in $(seq 1 "$runs"); do
   floor=$(python3 bench/floor.py "$work/config.json" "${services[@]}")
   fl_cold+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['cold'])" "$floor")")
   fl_warm+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['warm'])" "$floor")")
+  fn_cold+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['cold_net'])" "$floor")")
+  fn_warm+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['warm_net'])" "$floor")")
   ds down -v >/dev/null 2>&1 || true
   time_ds cpu_cold; ds_cold+=("$(cat "$work/t")")
   docker stop -t 10 $(docker ps -q --filter label=org.devstack.project=benchds) >/dev/null
@@ -123,12 +128,13 @@ for i in $(seq 1 "$runs"); do
   dc stop -t 10 >/dev/null 2>&1
   dc_warm+=("$(time_dc)")
   dc down -v >/dev/null 2>&1
-  echo "run $i: devstack cold ${ds_cold[-1]} ms, warm ${ds_warm[-1]} ms; docker-compose cold ${dc_cold[-1]} ms, warm ${dc_warm[-1]} ms; floor cold ${fl_cold[-1]} ms, warm ${fl_warm[-1]} ms; machine busy (CPU time / cores) during devstack's cold ${cpu_cold[-1]} ms, warm ${cpu_warm[-1]} ms" >&2
+  echo "run $i: devstack cold ${ds_cold[-1]} ms, warm ${ds_warm[-1]} ms; docker-compose cold ${dc_cold[-1]} ms, warm ${dc_warm[-1]} ms; floor cold ${fl_cold[-1]} ms, warm ${fl_warm[-1]} ms (on a network of its own: ${fn_cold[-1]}, ${fn_warm[-1]} ms); machine busy (CPU time / cores) during devstack's cold ${cpu_cold[-1]} ms, warm ${cpu_warm[-1]} ms" >&2
 done
 
 mdc=$(median "${ds_cold[@]}"); mcc=$(median "${dc_cold[@]}")
 mdw=$(median "${ds_warm[@]}"); mcw=$(median "${dc_warm[@]}")
 mfc=$(median "${fl_cold[@]}"); mfw=$(median "${fl_warm[@]}")
+mnc=$(median "${fn_cold[@]}"); mnw=$(median "${fn_warm[@]}")
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
 echo "five infrastructure services to ready, median of $runs runs ($(nproc) cores, $(docker version -f 'Docker {{.Server.Version}}'), $(docker-compose version --short 2>/dev/null | sed 's/^/docker-compose /'))"
@@ -136,8 +142,15 @@ echo "floor: each service alone (docker run / docker start), probed every 5 ms; 
 printf '%-6s  %12s  %16s  %10s  %s  %s\n' case devstack docker-compose floor "compose/devstack" "devstack/floor"
 printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' cold "$mdc" "$mcc" "$mfc" "$(ratio "$mcc" "$mdc")" "$(ratio "$mdc" "$mfc")"
 printf '%-6s  %9s ms  %13s ms  %7s ms  %16s  %s\n' warm "$mdw" "$mcw" "$mfw" "$(ratio "$mcw" "$mdw")" "$(ratio "$mdw" "$mfw")"
+echo "floor on a network of its own (as a stack runs, with the engine's embedded DNS set up at each start): cold $mnc ms (devstack $(ratio "$mdc" "$mnc")x), warm $mnw ms (devstack $(ratio "$mdw" "$mnw")x)"
 # The floor sums lone starts; run together, five containers and their boots share the cores.
 mbc=$(median "${cpu_cold[@]}"); mbw=$(median "${cpu_warm[@]}")
+# Medians of each part's CPU time.
+parts() { python3 -c '
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(", ".join(f"{k} {statistics.median(r[k] for r in rows):.0f} ms" for k in rows[0]))' "$work/parts-$1"; }
+echo "CPU time during devstack's run by part (median): cold $(parts cpu_cold); warm $(parts cpu_warm)"
 echo "machine busy during devstack's run (all processes' CPU time / $(nproc) cores, a bound no order of starts beats): cold $mbc ms ($(ratio "$mdc" "$mbc")x of it), warm $mbw ms ($(ratio "$mdw" "$mbw")x of it)"
 # One line per figure for bench/run-all (see bench/metric.py).
 metric() { printf 'METRIC {"name": "%s", "devstack": %s, "unit": "ms", "peer": "%s", "value": %s, "ratio": %s, "better": "%s"}\n' "$@"; }
@@ -145,3 +158,5 @@ metric "up --wait, 5 infrastructure services, cold" "$mdc" docker-compose "$mcc"
 metric "up --wait, 5 infrastructure services, warm" "$mdw" docker-compose "$mcw" "$(ratio "$mcw" "$mdw")" higher
 metric "up --wait, 5 infrastructure services, cold" "$mdc" "critical-path floor" "$mfc" "$(ratio "$mdc" "$mfc")" lower
 metric "up --wait, 5 infrastructure services, warm" "$mdw" "critical-path floor" "$mfw" "$(ratio "$mdw" "$mfw")" lower
+metric "up --wait, 5 infrastructure services, cold" "$mdc" "critical-path floor, own network" "$mnc" "$(ratio "$mdc" "$mnc")" lower
+metric "up --wait, 5 infrastructure services, warm" "$mdw" "critical-path floor, own network" "$mnw" "$(ratio "$mdw" "$mnw")" lower
