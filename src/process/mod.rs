@@ -151,7 +151,12 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Child> {
         .process_group(0)
         // Our own Drop kills the whole group; tokio's would only kill the leader.
         .kill_on_drop(false);
-    unix::children_get_default_signals();
+    // Every signal at its default in the service. Only when devstack ignores one (`nohup`, a
+    // background job of a script) does that need a step after a fork; otherwise the spawn
+    // takes `posix_spawn`, with no copy of devstack's address space before the exec.
+    if unix::ignores_signals() {
+        unix::default_signals_in_child(&mut cmd);
+    }
     let mut inner = cmd.spawn()?;
     let pid = inner
         .id()

@@ -328,41 +328,40 @@ pub(crate) fn signal_pid(pid: u32, signal: i32) {
     unsafe { libc::kill(target, signal) };
 }
 
-/// Has every signal at its default disposition in the children devstack spawns. An ignored
-/// signal stays ignored across exec, and a shell cannot even trap it: under `nohup` (SIGHUP
-/// ignored) or as a background job of a script (SIGINT and SIGQUIT ignored), devstack would hand
-/// that on to every service, which then never sees a `stop_signal` it relies on and is killed
-/// after its grace. A caught signal is reset to its default by exec, so each signal this process
-/// ignores is caught instead, by a handler that does nothing: devstack itself still ignores it,
-/// and its children start with the default. Done once, before the first spawn. Unlike a
-/// `pre_exec` step in every child, this leaves the spawn to `posix_spawn` (no copy of devstack's
-/// address space before the exec): a restart's new instance starts sooner.
-pub(crate) fn children_get_default_signals() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        extern "C" fn ignore(_: libc::c_int) {}
-        for signal in 1..32 {
-            // SIGCHLD ignored would mean children reaped by the kernel; tokio catches it anyway.
-            if matches!(signal, libc::SIGKILL | libc::SIGSTOP | libc::SIGCHLD) {
-                continue;
-            }
-            // SAFETY: sigaction with a null new action only reads the current one into `old`;
-            // the handler installed takes no lock, allocates nothing and touches no memory.
+/// Whether this process ignores a signal its children would inherit ignored: an ignored signal
+/// stays ignored across exec, and a shell cannot even trap it. Under `nohup` (SIGHUP ignored)
+/// or as a background job of a script (SIGINT and SIGQUIT ignored), devstack would hand that
+/// on to every service, which then never sees a `stop_signal` it relies on and is killed after
+/// its grace. SIGPIPE is left out: the standard library resets it in every child itself.
+pub(crate) fn ignores_signals() -> bool {
+    (1..32)
+        .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP | libc::SIGPIPE))
+        .any(|signal| {
+            // SAFETY: sigaction with a null new action only reads the current one into `old`.
             unsafe {
                 let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
-                    || old.sa_sigaction != libc::SIG_IGN
-                {
-                    continue;
-                }
-                let mut new: libc::sigaction = std::mem::zeroed();
-                new.sa_sigaction = ignore as extern "C" fn(libc::c_int) as libc::sighandler_t;
-                new.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut new.sa_mask);
-                libc::sigaction(signal, &new, std::ptr::null_mut());
+                libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+                    && old.sa_sigaction == libc::SIG_IGN
             }
-        }
-    });
+        })
+}
+
+/// Has every signal at its default disposition in the child `cmd` spawns (see
+/// [`ignores_signals`]). Handlers are reset by exec anyway; only ignored signals need this. A
+/// step after the fork, so the spawn cannot take the faster `posix_spawn` path: only used when
+/// devstack ignores a signal.
+pub(crate) fn default_signals_in_child(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec. It only calls `signal`, which
+    // is async-signal-safe, allocates nothing and takes no lock. SIGKILL and SIGSTOP cannot be
+    // changed (EINVAL), which is fine: they cannot be ignored either.
+    unsafe {
+        cmd.pre_exec(|| {
+            for signal in 1..32 {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes devstack the reaper of its orphaned descendants (a service's double-forked daemon
