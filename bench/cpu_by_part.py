@@ -3,7 +3,8 @@
 process's user+system time from /proc before and after, the time of the children each one
 reaped (dockerd's `iptables` runs) counted with it. Not what init or containerd's shims reap:
 a process that ends during the run can bring a whole earlier life with it (a stopped
-container's), so the short-lived `runc` runs of the shims are not counted either.
+container's), so the short-lived `runc` runs of the shims are not counted either. The two runs
+of this script itself are left out.
 
     bench/cpu_by_part.py snap FILE          saves the processes' times now
     bench/cpu_by_part.py diff FILE          prints {"engine": ms, "services": ms, ...} since
@@ -49,15 +50,21 @@ def processes():
 def main():
     cmd, path = sys.argv[1], sys.argv[2]
     now = processes()
+    me = os.times()
     if cmd == "snap":
-        json.dump(now, open(path, "w"))
+        # This process's own time reaches its parent's reaped total: taken out in `diff`.
+        json.dump({"procs": now, "snap_ms": (me.user + me.system) * 1000}, open(path, "w"))
         return
-    before = json.load(open(path))
+    saved = json.load(open(path))
+    before = saved["procs"]
+    now.pop(f"{os.getpid()}:{open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19]}", None)
     parts = {"engine": 0, "services": 0, "rest": 0}
     for key, (part, own, reaped) in now.items():
         _, own0, reaped0 = before.get(key, (part, 0, 0))
         parts[part] += (own - own0) + (reaped - reaped0)
-    print(json.dumps({k: round(v * 1000 / HZ) for k, v in parts.items()}))
+    out = {k: v * 1000 / HZ for k, v in parts.items()}
+    out["rest"] = max(0.0, out["rest"] - saved["snap_ms"])
+    print(json.dumps({k: round(v) for k, v in out.items()}))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ the host every 5 ms with the same protocol check devstack uses, no orchestrator 
 floor of the stack is its longest dependency chain (zookeeper then kafka) or its slowest lone
 service, whichever is longer.
 
-    bench/floor.py CONFIG_JSON SERVICE...     prints {"cold": ms, "warm": ms, "per_service": {...}}
+    bench/floor.py CONFIG_JSON SERVICE...     prints {"cold": ms, "warm": ms, "cold_net": ms,
+                                              "warm_net": ms, "per_service": {...},
+                                              "per_service_net": {...}}
 
 It measures each service twice: on Docker's default bridge, and alone on a network of its own
 made with `docker network create` (as Compose and devstack run a stack, so that services reach
@@ -93,15 +95,22 @@ def chain(per, case):
 def main():
     config = json.load(open(sys.argv[1]))
     net = "devstack-floor-net"
-    subprocess.run(["docker", "network", "rm", net], capture_output=True)
+    names = sys.argv[2:]
+
+    def clean():
+        # The containers first: a network with one attached cannot be removed.
+        subprocess.run(["docker", "rm", "-f", "-v"] + [f"devstack-floor-{n}" for n in names], capture_output=True)
+        subprocess.run(["docker", "network", "rm", net], capture_output=True)
+
+    clean()
     subprocess.run(["docker", "network", "create", net], check=True, capture_output=True)
     try:
         per, per_net = {}, {}
-        for name in sys.argv[2:]:
+        for name in names:
             per[name] = lone(name, config["services"][name])
             per_net[name] = lone(name, config["services"][name], net)
     finally:
-        subprocess.run(["docker", "network", "rm", net], capture_output=True)
+        clean()
     out = {"per_service": per, "per_service_net": per_net}
     for case in ("cold", "warm"):
         out[case] = chain(per, case)

@@ -128,7 +128,10 @@ def process(runs, env):
     restarts alternate, each after the same pause: whatever the machine is doing (the engine
     still cleaning up after the container case, a slower minute) falls on both alike."""
     work = tempfile.mkdtemp(prefix="restart-bench-")
-    dport, wport = free_port(), free_port()
+    dport = free_port()
+    wport = free_port()
+    while wport == dport:
+        wport = free_port()
     with open(os.path.join(work, "app.py"), "w") as f:
         f.write(APP)
     with open(os.path.join(work, "stack.yaml"), "w") as f:
@@ -137,30 +140,43 @@ def process(runs, env):
     project = f"bench-restart-p{os.getpid()}"
     trigger = os.path.join(work, "trigger")
     open(trigger, "w").close()
+    watchexec = watchexec_bin()  # built first when missing: minutes, before anything runs
     p = devstack_up(work, project, env)
-    w = subprocess.Popen([watchexec_bin(), "--restart", "--debounce", "1ms", "--watch", trigger, "--", "python3", "app.py"],
-                         cwd=work, env=dict(env, PORT=str(wport)), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        until(lambda: answer(wport) is not None)
-        for i in range(runs):
-            # A pause before each restart, the same for both; not part of any measurement.
-            time.sleep(0.3)
-            old = answer(dport)
-            t = time.monotonic()
-            run([DEVSTACK, "-p", project, "restart", "app"], work, env)
-            until(lambda: answer(dport) not in (None, old))
-            out["devstack"].append((time.monotonic() - t) * 1000)
-            time.sleep(0.3)
-            old = answer(wport)
-            t = time.monotonic()
-            with open(trigger, "w") as f:
-                f.write(str(i))
-            until(lambda: answer(wport) not in (None, old))
-            out["watchexec"].append((time.monotonic() - t) * 1000)
+        w = subprocess.Popen([watchexec, "--restart", "--debounce", "1ms", "--watch", trigger, "--", "python3", "app.py"],
+                             cwd=work, env=dict(env, PORT=str(wport)), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            until(lambda: answer(wport) is not None)
+
+            def by_devstack():
+                old = answer(dport)
+                t = time.monotonic()
+                run([DEVSTACK, "-p", project, "restart", "app"], work, env)
+                until(lambda: answer(dport) not in (None, old))
+                out["devstack"].append((time.monotonic() - t) * 1000)
+
+            def by_watchexec(i):
+                old = answer(wport)
+                t = time.monotonic()
+                with open(trigger, "w") as f:
+                    f.write(str(i))
+                until(lambda: answer(wport) not in (None, old))
+                out["watchexec"].append((time.monotonic() - t) * 1000)
+
+            for i in range(runs):
+                # Each goes first every other round, after the same pause (not measured).
+                turns = [by_devstack, lambda: by_watchexec(i)]
+                for turn in turns if i % 2 == 0 else reversed(turns):
+                    time.sleep(0.3)
+                    turn()
+        finally:
+            try:
+                os.killpg(w.pid, 15)
+            except ProcessLookupError:
+                pass
+            w.wait(timeout=30)
     finally:
-        os.killpg(w.pid, 15)
-        w.wait(timeout=30)
         devstack_down(p, work, project, env)
     shutil.rmtree(work, ignore_errors=True)
     return out
