@@ -5,8 +5,8 @@ into `cat` (no tool in between).
 
     bench/logs-vs-honcho.py [--lines N] [--runs R]
 
-Each of 4 processes prints N lines of 100 bytes as fast as it can, then a marker line, then
-sleeps. The harness reads the tool's merged stdout through a pipe as fast as it can, stops the
+Each of 4 processes prints N lines of 100 bytes as fast as it can, a line per write
+(PYTHONUNBUFFERED=1, as devstack runs Python services), then a marker line, then sleeps. The harness reads the tool's merged stdout through a pipe as fast as it can, stops the
 clock when all 4 markers have arrived (every line before them has been through the tool), reads
 the tool's own peak RSS (VmHWM of its process, not the children's), then stops it. Prints
 medians and ratios (honcho / devstack: > 1 means devstack is faster or leaner).
@@ -83,7 +83,10 @@ def main():
         f.write("services:\n" + "".join(f"  {n}:\n    command: [python3, writer.py]\n    watch: false\n" for n in names))
     with open(os.path.join(work, "Procfile"), "w") as f:
         f.write("".join(f"{n}: python3 writer.py\n" for n in names))
-    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=os.path.join(work, "state"))
+    # devstack runs a Python service unbuffered (a line per write, as loggers flush), so the
+    # writers are unbuffered under the peer and the floor too, whatever the caller's
+    # environment says: the same writers in all three.
+    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=os.path.join(work, "state"), PYTHONUNBUFFERED="1")
     floor = ["sh", "-c", "(" + " & ".join(["python3 writer.py"] * 4) + "; wait) | cat"]
     results = {"devstack": [], "honcho": [], "floor": []}
     for i in range(a.runs):

@@ -14,6 +14,7 @@ pub mod state;
 mod unix;
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -188,6 +189,21 @@ impl Child {
     /// The output pipes, once; later calls return `None`s.
     pub fn take_output(&mut self) -> (Option<ChildStdout>, Option<ChildStderr>) {
         (self.stdout.take(), self.stderr.take())
+    }
+
+    /// The output pipes as plain descriptors, out of the runtime's I/O driver (for
+    /// [`crate::unit::output::pump_pipe`], which watches a pipe only while it waits for it),
+    /// once; later calls return `None`s.
+    pub fn take_output_fds(&mut self) -> (Option<OwnedFd>, Option<OwnedFd>) {
+        let (out, err) = self.take_output();
+        let plain = |fd: io::Result<OwnedFd>| {
+            fd.inspect_err(|e| tracing::warn!(pid = self.pid, error = %e, "cannot read an output pipe of the process"))
+                .ok()
+        };
+        (
+            out.and_then(|p| plain(p.into_owned_fd())),
+            err.and_then(|p| plain(p.into_owned_fd())),
+        )
     }
 
     /// Waits for the group leader (only the leader: the rest of the group may outlive it) and
@@ -410,6 +426,12 @@ fn exit_code(status: ExitStatus) -> i64 {
         (None, Some(signal)) => 128 + i64::from(signal),
         (None, None) => -1,
     }
+}
+
+/// Puts the open file of `fd` in non-blocking mode: a read with nothing to take returns
+/// `WouldBlock` instead of waiting.
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    unix::set_nonblocking(fd)
 }
 
 /// Polls `done` until it holds or `deadline` passes: fast at first, backing off to 50 ms. Each

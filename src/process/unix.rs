@@ -364,6 +364,22 @@ pub(crate) fn default_signals_in_child(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// Puts the open file of `fd` in non-blocking mode: a read with nothing to take returns
+/// `WouldBlock` instead of waiting.
+pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = fd.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on a descriptor the caller keeps open read and set its status
+    // flags, and touch no memory of ours.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags == -1 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Makes devstack the reaper of its orphaned descendants (a service's double-forked daemon
 /// becomes devstack's child, not init's), so that nothing of a service escapes it.
 pub(crate) fn set_child_subreaper() -> io::Result<()> {

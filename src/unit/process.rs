@@ -172,18 +172,9 @@ async fn run(setup: ProcessSetup, mut rx: mpsc::UnboundedReceiver<UnitCommand>) 
             container: None,
             detail: redact.apply(&command_text(&spec.command)),
         });
-        let (out, err) = child.take_output();
+        let (out, err) = child.take_output_fds();
         let mut pumps: Vec<JoinHandle<()>> = Vec::new();
-        for (pipe, stream) in [
-            (
-                out.map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-                Stream::Stdout,
-            ),
-            (
-                err.map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-                Stream::Stderr,
-            ),
-        ] {
+        for (pipe, stream) in [(out, Stream::Stdout), (err, Stream::Stderr)] {
             if let Some(pipe) = pipe {
                 let m = matcher.clone().map(|re| (re, events.clone()));
                 let pump = Pump::new(&name, epoch, stream, logs.clone(), m);
