@@ -184,7 +184,7 @@ def process(runs, env):
 
 def main():
     a = argparse.ArgumentParser()
-    a.add_argument("--runs", type=int, default=10)
+    a.add_argument("--runs", type=int, default=15)
     args = a.parse_args()
     if not os.path.exists(DEVSTACK):
         run(["cargo", "build", "--release"], ROOT)

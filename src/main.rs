@@ -10,6 +10,7 @@ use devstack::commands::{self, Env};
 use devstack::error::{exit, Error};
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     // `COMPLETE=bash devstack -- …`: the shell asks for completions (see `devstack completions`).
     clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command).complete();
     let cli = Cli::parse();
@@ -66,4 +67,18 @@ fn init_tracing(verbose: u8, color: bool) {
         .with_ansi(color)
         .with_target(false)
         .init();
+}
+
+/// One allocator arena for the whole process instead of glibc's default of one per thread that
+/// allocates (up to eight per core). In a log flood the pipe readers allocate each line on the
+/// runtime's threads and the log writer frees it on its own, so every thread's arena held a
+/// share of the lines in flight: with one, devstack's peak RSS in `bench/logs-vs-honcho.py` went
+/// from 15.8-16.1 MiB to 14.9-15.3 MiB, and the flood took no longer (alternating, five runs
+/// each). Set first, before any thread exists.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of glibc's allocator, before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
