@@ -7,8 +7,10 @@ crates.io), on the same app at the same debounce, measured in the same run.
 The app is a small HTTP server that answers with a token read from its own source. For each edit
 the harness writes a new token into the source and polls the app until the answer carries it:
 the time from the write to that answer is the change-to-ready latency (debounce + stop of the old
-instance + start of the new one + its first answer). Prints medians and the ratio
-(watchexec / devstack: > 1 means devstack reloads faster).
+instance + start of the new one + its first answer). Both tools run at once, each its own copy of
+the app in a folder of its own on a port of its own, and their edits alternate (each goes first
+every other round). Prints medians and the ratio (watchexec / devstack: > 1 means devstack
+reloads faster).
 
 watchexec is built once into target/bench-tools (`cargo install watchexec-cli`, several minutes)
 unless WATCHEXEC points at a binary.
@@ -49,31 +51,56 @@ def wait_for(port, token, deadline):
     return False
 
 
-def measure(cmd, work, port, edits, env):
-    app = os.path.join(work, "app.py")
-    with open(app, "w") as f:
+def start(cmd, work, port, env):
+    """Writes the app with token t0 into `work`, starts `cmd` there, waits for its answer."""
+    with open(os.path.join(work, "app.py"), "w") as f:
         f.write(APP.format(token="t0"))
-    p = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(cmd, cwd=work, env=dict(env, PORT=str(port)), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    if not wait_for(port, "t0", time.monotonic() + 60):
+        stop(p)
+        raise SystemExit(f"{cmd[0]}: the app never answered")
+    return p
+
+
+def stop(p):
+    os.killpg(p.pid, signal.SIGINT)
     try:
-        if not wait_for(port, "t0", time.monotonic() + 60):
-            raise SystemExit(f"{cmd[0]}: the app never answered")
-        lat = []
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL); p.wait()
+
+
+def edit(work, port, i, name):
+    """Writes token t`i` into the app and times until it answers with it (ms)."""
+    token = f"t{i}"
+    t0 = time.monotonic()
+    with open(os.path.join(work, "app.py"), "w") as f:
+        f.write(APP.format(token=token))
+    if not wait_for(port, token, t0 + 30):
+        raise SystemExit(f"{name}: edit {i} never became ready")
+    return (time.monotonic() - t0) * 1000
+
+
+def measure(tools, edits, env):
+    """Both tools run at once, each its own copy of the app in its own folder on its own port,
+    and their edits alternate, each after the same pause, each going first every other round:
+    whatever the machine is doing meanwhile falls on both alike."""
+    procs = {}
+    lat = {name: [] for name in tools}
+    try:
+        for name, (cmd, work, port) in tools.items():
+            procs[name] = start(cmd, work, port, env)
+        order = list(tools)
         for i in range(1, edits + 1):
-            time.sleep(0.5)  # let the tool settle between edits; not part of any measurement
-            token = f"t{i}"
-            t0 = time.monotonic()
-            with open(app, "w") as f:
-                f.write(APP.format(token=token))
-            if not wait_for(port, token, t0 + 30):
-                raise SystemExit(f"{cmd[0]}: edit {i} never became ready")
-            lat.append((time.monotonic() - t0) * 1000)
+            for name in order if i % 2 else reversed(order):
+                time.sleep(0.5)  # let both settle; not part of any measurement
+                _, work, port = tools[name]
+                lat[name].append(edit(work, port, i, name))
         return lat
     finally:
-        os.killpg(p.pid, signal.SIGINT)
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL); p.wait()
+        for p in procs.values():
+            stop(p)
 
 
 def main():
@@ -92,18 +119,20 @@ def main():
         watchexec = os.path.join(tools, "bin/watchexec")
         if not os.path.exists(watchexec):
             subprocess.run(["cargo", "install", "--locked", "watchexec-cli", "--root", tools], check=True)
-    work = tempfile.mkdtemp()
-    port = free_port()
+    dwork, wwork = tempfile.mkdtemp(), tempfile.mkdtemp()
+    dport = free_port()
+    wport = free_port()
+    while wport == dport:
+        wport = free_port()
     d = a.debounce_ms
-    with open(os.path.join(work, "stack.yaml"), "w") as f:
-        f.write(f"services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: \"{port}\" }}\n    watch: {{ debounce: {d}ms }}\n")
+    with open(os.path.join(dwork, "stack.yaml"), "w") as f:
+        f.write(f"services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: \"{dport}\" }}\n    watch: {{ debounce: {d}ms }}\n")
     # devstack's state (log files) lives outside the watched folder, as it does by default.
     env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=tempfile.mkdtemp())
-    env["PORT"] = str(port)
-    results = {
-        "devstack": measure([devstack, "-p", "benchreload", "up"], work, port, a.edits, env),
-        "watchexec": measure([watchexec, "--restart", "--debounce", f"{d}ms", "--watch", work, "--", "python3", "app.py"], work, port, a.edits, env),
-    }
+    results = measure({
+        "devstack": ([devstack, "-p", "benchreload", "up"], dwork, dport),
+        "watchexec": ([watchexec, "--restart", "--debounce", f"{d}ms", "--watch", wwork, "--", "python3", "app.py"], wwork, wport),
+    }, a.edits, env)
     print(f"\nchange-to-ready latency, {a.edits} edits each, debounce {d} ms, {os.cpu_count()} cores")
     print(f"{'tool':<10} {'median':>9} {'min':>8} {'max':>8}")
     for tool, lat in results.items():
