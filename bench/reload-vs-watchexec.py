@@ -100,7 +100,10 @@ def measure(tools, edits, env):
         return lat
     finally:
         for p in procs.values():
-            stop(p)
+            try:
+                stop(p)
+            except Exception as e:  # the other still gets stopped
+                print(f"could not stop {p.args[0]}: {e}", file=sys.stderr)
 
 
 def main():
@@ -128,11 +131,17 @@ def main():
     with open(os.path.join(dwork, "stack.yaml"), "w") as f:
         f.write(f"services:\n  app:\n    command: python3 app.py\n    environment: {{ PORT: \"{dport}\" }}\n    watch: {{ debounce: {d}ms }}\n")
     # devstack's state (log files) lives outside the watched folder, as it does by default.
-    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=tempfile.mkdtemp())
-    results = measure({
-        "devstack": ([devstack, "-p", "benchreload", "up"], dwork, dport),
-        "watchexec": ([watchexec, "--restart", "--debounce", f"{d}ms", "--watch", wwork, "--", "python3", "app.py"], wwork, wport),
-    }, a.edits, env)
+    state = tempfile.mkdtemp()
+    env = dict(os.environ, NO_COLOR="1", XDG_STATE_HOME=state)
+    try:
+        results = measure({
+            # No dashboard: nothing of it is measured, and its free port could take watchexec's.
+            "devstack": ([devstack, "-p", "benchreload", "up", "--no-dashboard"], dwork, dport),
+            "watchexec": ([watchexec, "--restart", "--debounce", f"{d}ms", "--watch", wwork, "--", "python3", "app.py"], wwork, wport),
+        }, a.edits, env)
+    finally:
+        for folder in (dwork, wwork, state):
+            shutil.rmtree(folder, ignore_errors=True)
     print(f"\nchange-to-ready latency, {a.edits} edits each, debounce {d} ms, {os.cpu_count()} cores")
     print(f"{'tool':<10} {'median':>9} {'min':>8} {'max':>8}")
     for tool, lat in results.items():

@@ -72,13 +72,20 @@ fn init_tracing(verbose: u8, color: bool) {
 /// One allocator arena for the whole process instead of glibc's default of one per thread that
 /// allocates (up to eight per core). In a log flood the pipe readers allocate each line on the
 /// runtime's threads and the log writer frees it on its own, so every thread's arena held a
-/// share of the lines in flight: with one, devstack's peak RSS in `bench/logs-vs-honcho.py` went
-/// from 15.8-16.1 MiB to 14.9-15.3 MiB, and the flood took no longer (alternating, five runs
-/// each). Set first, before any thread exists.
+/// share of the lines in flight: with one, devstack's peak RSS in `bench/logs-vs-honcho.py` is
+/// about 1 MiB lower (15.7-15.8 MiB against 16.8-16.9, the flood no slower), and the same with
+/// 100 chatty services and the dashboard open (`bench/dashboard-load.py`: 21.1 against 20.9
+/// MiB). Set first, before any thread exists; a user's own `MALLOC_ARENA_MAX` or glibc
+/// tunables win.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of glibc's allocator, before any other thread runs.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && std::env::var_os("GLIBC_TUNABLES").is_none()
+    {
+        // SAFETY: mallopt only sets a tunable of glibc's allocator. Its result is not needed:
+        // where it fails, the default stays, which is only a little larger.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
     }
 }

@@ -191,9 +191,11 @@ impl Child {
         (self.stdout.take(), self.stderr.take())
     }
 
-    /// The output pipes as plain descriptors, out of the runtime's I/O driver (for
-    /// [`crate::unit::output::pump_pipe`], which watches a pipe only while it waits for it),
-    /// once; later calls return `None`s.
+    /// The output pipes as plain descriptors, out of the runtime's I/O driver, once; later
+    /// calls return `None`s. They come in blocking mode: a reader on a runtime thread sets
+    /// `set_nonblocking` first (the service pumps watch a pipe only while they wait for it).
+    /// Where one cannot be taken out (never seen), it is closed, and the service's next write
+    /// to it fails.
     pub fn take_output_fds(&mut self) -> (Option<OwnedFd>, Option<OwnedFd>) {
         let (out, err) = self.take_output();
         let plain = |fd: io::Result<OwnedFd>| {

@@ -88,46 +88,114 @@ impl Pump {
     }
 }
 
+/// A service's output pipe, in the runtime's epoll set or out of it (see [`pump_pipe`]).
+enum Pipe {
+    Plain(std::fs::File),
+    Watched(tokio::io::unix::AsyncFd<std::fs::File>),
+}
+
+impl Pipe {
+    fn file(&self) -> &std::fs::File {
+        match self {
+            Pipe::Plain(f) => f,
+            Pipe::Watched(w) => w.get_ref(),
+        }
+    }
+
+    /// Out of the epoll set.
+    fn plain(self) -> Pipe {
+        match self {
+            Pipe::Watched(w) => Pipe::Plain(w.into_inner()),
+            p => p,
+        }
+    }
+
+    /// In the epoll set; the file and the error if it cannot be added.
+    fn watched(
+        self,
+    ) -> Result<tokio::io::unix::AsyncFd<std::fs::File>, (std::fs::File, std::io::Error)> {
+        let f = match self {
+            Pipe::Watched(w) => return Ok(w),
+            Pipe::Plain(f) => f,
+        };
+        // SAFETY: a `File` owns its descriptor and always returns that one; it is open, and
+        // stays so while the `AsyncFd` owns the `File`.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(f, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts())
+    }
+}
+
+/// What a pipe holds (Linux's default): the most one read can take.
+const PIPE_HOLDS: usize = 64 * 1024;
+
+/// How often a pipe that could not be added to the epoll set is read instead.
+const POLL_PIPE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Reads a pipe to its end through a [`Pump`]: as long as it has bytes, then it waits for the
 /// next ones.
 ///
-/// The pipe is in the runtime's epoll set only while the pump waits for it. Linux wakes the
-/// watchers of a polled pipe at every write, whether anyone is waiting to read or not: a pipe
-/// registered for good (as the runtime's own pipes are) woke a runtime thread for each line a
-/// service wrote a line at a time, tens of thousands of times a second in a flood, while the
-/// pump was busy or held back by the mux and read nothing.
-pub(crate) async fn pump_pipe(pipe: std::os::fd::OwnedFd, mut pump: Pump) {
+/// Linux wakes the watchers of a polled pipe at every write, whether anyone waits to read or
+/// not. A service that writes a line at a time faster than the pump takes it (a flood: the
+/// pump busy or held back by the mux) would wake a runtime thread for every line while nothing
+/// is read, tens of thousands of times a second. So a pipe that still has bytes right after a
+/// push leaves the epoll set until the pump has drained it, and is added again to wait for the
+/// next ones. A service that prints a line now and then stays in the set, as any pipe would.
+pub(crate) async fn pump_pipe(fd: std::os::fd::OwnedFd, mut pump: Pump) {
     use std::io::{ErrorKind, Read};
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-    if let Err(e) = crate::process::set_nonblocking(std::os::fd::AsFd::as_fd(&pipe)) {
-        // Reading it as it is would block a runtime thread: its output is lost instead.
+    if let Err(e) = crate::process::set_nonblocking(std::os::fd::AsFd::as_fd(&fd)) {
+        // Reading it as it is could block a runtime thread. Dropping it closes it: the service's
+        // next write fails (SIGPIPE). fcntl on an open pipe does not fail in practice.
         tracing::warn!(error = %e, "cannot read an output pipe");
         return;
     }
-    let mut file = std::fs::File::from(pipe);
-    // A pipe holds 64 KiB: one read takes what a fast writer left, in one message to the mux.
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut pipe = Pipe::Plain(std::fs::File::from(fd));
+    // Most services print a line now and then, which a page holds: 200 pipes do not keep
+    // 64 KiB each. A read that fills the buffer finds a writer with more, and the buffer grows
+    // once to what a pipe holds, so one read takes what a fast writer left, in one message.
+    let mut buf = vec![0u8; 4 * 1024];
+    // The last read took bytes, which went to the mux since.
+    let mut pushed = false;
+    let mut told = false;
     loop {
-        match file.read(&mut buf) {
+        match pipe.file().read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => pump.push(&buf[..n]).await,
+            Ok(n) => {
+                if pushed {
+                    pipe = pipe.plain();
+                }
+                pump.push(&buf[..n]).await;
+                pushed = true;
+                if n == buf.len() && buf.len() < PIPE_HOLDS {
+                    buf.resize(PIPE_HOLDS, 0);
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                // Watched until it has something (what is there already counts at once).
-                // SAFETY: a `File` owns its descriptor and always returns that one; it is
-                // open, and stays so while the `AsyncFd` owns the `File`.
-                let registered =
-                    unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) };
-                let Ok(watched) = registered else {
-                    break;
+                pushed = false;
+                let w = match pipe.watched() {
+                    Ok(w) => w,
+                    Err((f, e)) => {
+                        // The output still arrives, a little later: not lost, and the service
+                        // is not ended for it.
+                        if !std::mem::replace(&mut told, true) {
+                            tracing::warn!(error = %e, "cannot watch an output pipe; reading it every {POLL_PIPE:?}");
+                        }
+                        tokio::time::sleep(POLL_PIPE).await;
+                        pipe = Pipe::Plain(f);
+                        continue;
+                    }
                 };
-                let readable = watched.readable().await.is_ok();
-                file = watched.into_inner();
-                if !readable {
+                // Read again after it; a wake-up with nothing to read waits again.
+                let woken = w.readable().await.map(|mut ready| ready.clear_ready());
+                pipe = Pipe::Watched(w);
+                // An error: the runtime is shutting down, nothing will read it any more.
+                if woken.is_err() {
                     break;
                 }
             }
+            // A pipe's read fails only when it is not readable at all: treated as its end.
             Err(_) => break,
         }
     }
@@ -193,5 +261,57 @@ mod tests {
         assert_eq!(got.len(), want.len(), "every line, once");
         let first_wrong = got.iter().zip(&want).position(|(g, w)| g != w);
         assert_eq!(first_wrong, None, "in order and whole");
+    }
+
+    /// A service that prints now and then: the pump waits on the pipe in between (in the epoll
+    /// set), each line arrives while the writer still runs, and the end of the pipe while the
+    /// pump waits ends the pump with the last line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_line_now_and_then_arrives_while_the_writer_runs_and_the_end_ends_the_pump() {
+        let sink = Sink::default();
+        let renderer = Renderer {
+            width: 3,
+            color: false,
+            utc_offset: 0,
+        };
+        let (logs, thread) =
+            crate::logs::spawn(Box::new(sink.clone()), Format::Text(renderer), 0, None);
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let pump = Pump::new("app", 1, Stream::Stdout, logs.clone(), None);
+        let pumping = tokio::spawn(pump_pipe(reader.into(), pump));
+        let shown = |sink: &Sink| {
+            String::from_utf8(sink.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .count()
+        };
+        for i in 1..=3 {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            // Arrives on its own, the writer still open and quiet.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while shown(&sink) < i {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "line {i} never arrived"
+                );
+                logs.flush().await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        writer.write_all(b"last").unwrap();
+        drop(writer);
+        tokio::time::timeout(std::time::Duration::from_secs(10), pumping)
+            .await
+            .expect("the pump ends with its pipe")
+            .unwrap();
+        logs.flush().await;
+        drop(logs);
+        thread.join().unwrap();
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let got: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once(" | ").map_or(l, |(_, t)| t))
+            .collect();
+        assert_eq!(got, ["line 1", "line 2", "line 3", "last"]);
     }
 }

@@ -218,7 +218,7 @@ async fn run(
             },
             _ = tick.tick() => {
                 ticks = ticks.wrapping_add(1);
-                let send_table = table_changed || ended || ticks % TABLE_EVERY == 0;
+                let send_table = table_changed || ended || ticks.is_multiple_of(TABLE_EVERY);
                 pages.retain(|p| !p.is_closed());
                 if pages.is_empty() && !ended {
                     // Nobody to tell: no subscription until a page opens again (it gets the
