@@ -73,9 +73,9 @@ fn init_tracing(verbose: u8, color: bool) {
 /// allocates (up to eight per core). In a log flood the pipe readers allocate each line on the
 /// runtime's threads and the log writer frees it on its own, so every thread's arena held a
 /// share of the lines in flight: with one, devstack's peak RSS in `bench/logs-vs-honcho.py` is
-/// about 1 MiB lower (15.7-15.8 MiB against 16.8-16.9, the flood no slower), and the same with
-/// 100 chatty services and the dashboard open (`bench/dashboard-load.py`: 21.1 against 20.9
-/// MiB). Set first, before any thread exists; a user's own `MALLOC_ARENA_MAX` or glibc
+/// about 1 MiB lower (15.7-15.8 MiB against 16.8-16.9, the flood no slower), and about the same
+/// with 100 chatty services and the dashboard open (`bench/dashboard-load.py`: 21.1 against
+/// 20.9 MiB). Set first, before any thread exists; a user's own `MALLOC_ARENA_MAX` or glibc
 /// tunables win.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -205,29 +205,13 @@ pub(crate) async fn pump_pipe(fd: std::os::fd::OwnedFd, mut pump: Pump) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::mux::Captured as Sink;
     use crate::logs::render::Renderer;
     use crate::logs::Format;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
 
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// A real pipe written a line per write, faster than the mux takes it (the pump is held
-    /// back by the in-flight budget while the writer goes on), then a last line without a
-    /// newline and the end: every line arrives whole, once and in order.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pipe_written_a_line_at_a_time_arrives_whole_and_in_order() {
-        const LINES: usize = 50_000;
+    /// A mux writing plain text into a [`Sink`].
+    fn mux() -> (Sink, LogHandle, std::thread::JoinHandle<()>) {
         let sink = Sink::default();
         let renderer = Renderer {
             width: 3,
@@ -236,6 +220,25 @@ mod tests {
         };
         let (logs, thread) =
             crate::logs::spawn(Box::new(sink.clone()), Format::Text(renderer), 0, None);
+        (sink, logs, thread)
+    }
+
+    /// The texts of the lines the mux wrote, without their time and source.
+    fn texts(sink: &Sink) -> Vec<String> {
+        String::from_utf8(sink.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once(" | ").map_or(l, |(_, t)| t).to_string())
+            .collect()
+    }
+
+    /// A real pipe written a line per write, faster than the mux takes it (the pump is held
+    /// back by the in-flight budget while the writer goes on), then a last line without a
+    /// newline and the end: every line arrives whole, once and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pipe_written_a_line_at_a_time_arrives_whole_and_in_order() {
+        const LINES: usize = 50_000;
+        let (sink, logs, thread) = mux();
         let (reader, mut writer) = std::io::pipe().unwrap();
         let writing = std::thread::spawn(move || {
             for i in 0..LINES {
@@ -249,11 +252,7 @@ mod tests {
         logs.flush().await;
         drop(logs);
         thread.join().unwrap();
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        let got: Vec<&str> = text
-            .lines()
-            .map(|l| l.split_once(" | ").map_or(l, |(_, t)| t))
-            .collect();
+        let got = texts(&sink);
         let want: Vec<String> = (0..LINES)
             .map(|i| format!("line {i}"))
             .chain(["last, no newline".to_string()])
@@ -268,28 +267,15 @@ mod tests {
     /// pump waits ends the pump with the last line.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_line_now_and_then_arrives_while_the_writer_runs_and_the_end_ends_the_pump() {
-        let sink = Sink::default();
-        let renderer = Renderer {
-            width: 3,
-            color: false,
-            utc_offset: 0,
-        };
-        let (logs, thread) =
-            crate::logs::spawn(Box::new(sink.clone()), Format::Text(renderer), 0, None);
+        let (sink, logs, thread) = mux();
         let (reader, mut writer) = std::io::pipe().unwrap();
         let pump = Pump::new("app", 1, Stream::Stdout, logs.clone(), None);
         let pumping = tokio::spawn(pump_pipe(reader.into(), pump));
-        let shown = |sink: &Sink| {
-            String::from_utf8(sink.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .count()
-        };
         for i in 1..=3 {
             writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
             // Arrives on its own, the writer still open and quiet.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while shown(&sink) < i {
+            while texts(&sink).len() < i {
                 assert!(
                     std::time::Instant::now() < deadline,
                     "line {i} never arrived"
@@ -307,11 +293,6 @@ mod tests {
         logs.flush().await;
         drop(logs);
         thread.join().unwrap();
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        let got: Vec<&str> = text
-            .lines()
-            .map(|l| l.split_once(" | ").map_or(l, |(_, t)| t))
-            .collect();
-        assert_eq!(got, ["line 1", "line 2", "line 3", "last"]);
+        assert_eq!(texts(&sink), ["line 1", "line 2", "line 3", "last"]);
     }
 }
