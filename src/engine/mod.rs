@@ -265,6 +265,9 @@ pub(crate) async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<UpOutcome, UpError> {
     let stack = req.stack;
+    let state_dir = req.state.path().parent().map(std::path::Path::to_path_buf);
+    let (mut tasks, checked) = task::Checks::new(state_dir.clone());
+    tasks.begin_early(stack, &req.selected);
     let from_tasks = preflight(host, stack, &req.selected, req.wait, &req.state, &logs).await?;
     let mut prepared = tokio::select! {
         p = prepare::prepare(rt, stack, &req.selected, &req.port_mode, req.build, &logs) => p?,
@@ -278,8 +281,6 @@ pub(crate) async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     let redact = Redactor::new(stack.secret_values.iter().cloned());
     let (unit_tx, units_rx) = mpsc::unbounded_channel::<UnitEvent>();
     let (inputs, inputs_rx) = mpsc::unbounded_channel::<Input>();
-    let state_dir = req.state.path().parent().map(std::path::Path::to_path_buf);
-    let (tasks, checked) = task::Checks::new(state_dir.clone());
     let (develop, rebuilt) = develop::Develop::new();
     let builds = std::mem::replace(&mut prepared.builds, prepare::Builds::none());
     let specs = kernel_specs(stack, &req.selected, &prepared.ports, &prepared.specs);

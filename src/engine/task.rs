@@ -142,6 +142,16 @@ pub(crate) struct Checks {
     answers: tokio::sync::mpsc::UnboundedSender<(String, u64, Check)>,
     /// The sources' hash of each start a check let run, recorded when that run exits 0.
     hashes: std::collections::HashMap<String, (u64, String)>,
+    /// Checks begun before the kernel asked for them ([`Checks::begin_early`]), by service.
+    early: std::collections::HashMap<String, tokio::task::JoinHandle<Check>>,
+}
+
+impl Drop for Checks {
+    /// An early check nobody took (the start-up failed, the run ended) stops with its status
+    /// command.
+    fn drop(&mut self) {
+        self.forget_early();
+    }
 }
 
 /// A check's answer: service, epoch, what it found.
@@ -156,15 +166,52 @@ impl Checks {
             state_dir,
             answers,
             hashes: Default::default(),
+            early: Default::default(),
         };
         (checks, rx)
     }
 
-    /// Starts the check of one start of `svc`.
-    pub(crate) fn ask(&self, svc: &Service, epoch: u64, jobs: &mut tokio::task::JoinSet<()>) {
+    /// Begins now, while the engine checks the host and prepares (leftovers of a killed run,
+    /// ports, network, volumes, images), the check of
+    /// each task among `selected` that depends on nothing: the kernel asks for those first, and
+    /// their answer is then there or on its way, instead of starting only when asked (a status
+    /// command is a process or two: tens of milliseconds before anything that waits for the
+    /// task can start). What a check reads (files, status commands, which change nothing) does
+    /// not depend on what the engine prepares.
+    pub(crate) fn begin_early(&mut self, stack: &crate::config::Stack, selected: &[String]) {
+        for name in selected {
+            let Some(svc) = stack.services.get(name) else {
+                continue;
+            };
+            if svc.task.is_none() || !svc.depends_on.is_empty() {
+                continue;
+            }
+            let (svc, dir) = (svc.clone(), self.state_dir.clone());
+            let job = tokio::spawn(async move { check(&svc, dir.as_deref()).await });
+            self.early.insert(name.clone(), job);
+        }
+    }
+
+    /// Early checks not taken yet are dropped: the stack they were made from changed.
+    pub(crate) fn forget_early(&mut self) {
+        for (_, job) in self.early.drain() {
+            job.abort();
+        }
+    }
+
+    /// Starts the check of one start of `svc`; the first ask of a service takes its early
+    /// check, if it has one.
+    pub(crate) fn ask(&mut self, svc: &Service, epoch: u64, jobs: &mut tokio::task::JoinSet<()>) {
+        let early = self.early.remove(&svc.name);
         let (svc, dir, tx) = (svc.clone(), self.state_dir.clone(), self.answers.clone());
         jobs.spawn(async move {
-            let c = check(&svc, dir.as_deref()).await;
+            let c = match early {
+                Some(job) => match job.await {
+                    Ok(c) => c,
+                    Err(_) => check(&svc, dir.as_deref()).await,
+                },
+                None => check(&svc, dir.as_deref()).await,
+            };
             // The engine may have ended meanwhile; then nobody needs the answer.
             let _ = tx.send((svc.name.clone(), epoch, c));
         });
@@ -252,6 +299,48 @@ mod tests {
 
     /// The engine's part: a check asked for one start answers as that start's verdict, and its
     /// hash is recorded only when that start's run exits cleanly (not a stale or failed one).
+    #[tokio::test]
+    async fn a_task_without_dependencies_is_checked_early_and_its_first_ask_takes_that_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = load(
+            dir.path(),
+            "services:\n  setup:\n    command: ./setup.sh\n    task: { status: [\"echo setup >> checks.log\"] }\n  after:\n    command: ./after.sh\n    depends_on: { setup: completed }\n    task: { status: [\"echo after >> checks.log\"] }\n",
+        );
+        let log = dir.path().join("checks.log");
+        let runs = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let (mut checks, mut answers) = Checks::new(Some(dir.path().join("state")));
+        checks.begin_early(&stack, &["setup".to_string(), "after".to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs().is_empty() {
+            assert!(Instant::now() < deadline, "the early check never ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut jobs = tokio::task::JoinSet::new();
+        checks.ask(&stack.services["setup"], 1, &mut jobs);
+        let input = checks.answer(answers.recv().await.unwrap());
+        assert!(matches!(
+            input,
+            crate::kernel::Input::TaskChecked {
+                epoch: 1,
+                verdict: crate::kernel::TaskVerdict::UpToDate { .. },
+                ..
+            }
+        ));
+        // The next ask checks anew; only then is the dependent task checked, when asked: the
+        // log shows each status command's runs in order, the early one once.
+        checks.ask(&stack.services["setup"], 2, &mut jobs);
+        checks.answer(answers.recv().await.unwrap());
+        checks.ask(&stack.services["after"], 1, &mut jobs);
+        checks.answer(answers.recv().await.unwrap());
+        assert_eq!(runs(), ["setup", "setup", "after"]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn checks_answer_for_their_start_and_record_only_its_clean_run() {
         let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,8 @@
 pub mod state;
 mod unix;
 
+pub(crate) use unix::Pipe;
+
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -192,8 +194,8 @@ impl Child {
     }
 
     /// The output pipes as plain descriptors, out of the runtime's I/O driver, once; later
-    /// calls return `None`s. They come in blocking mode: a reader on a runtime thread sets
-    /// `set_nonblocking` first (the service pumps watch a pipe only while they wait for it).
+    /// calls return `None`s. They come in blocking mode: a reader on a runtime thread makes them a
+    /// [`Pipe`] first (the service pumps watch a pipe only while they wait for it).
     /// Where one cannot be taken out (never seen), it is closed, and the service's next write
     /// to it fails.
     pub fn take_output_fds(&mut self) -> (Option<OwnedFd>, Option<OwnedFd>) {
@@ -428,12 +430,6 @@ fn exit_code(status: ExitStatus) -> i64 {
         (None, Some(signal)) => 128 + i64::from(signal),
         (None, None) => -1,
     }
-}
-
-/// Puts the open file of `fd` in non-blocking mode: a read with nothing to take returns
-/// `WouldBlock` instead of waiting.
-pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
-    unix::set_nonblocking(fd)
 }
 
 /// Polls `done` until it holds or `deadline` passes: fast at first, backing off to 50 ms. Each

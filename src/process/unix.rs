@@ -1,5 +1,6 @@
-//! Unix specifics of native processes: signalling a process group and reading Linux `/proc`.
-//! Every `unsafe` libc call of the process layer lives here; this file holds no state and makes no
+//! Unix specifics of native processes: signalling a process group, reading Linux `/proc`, and
+//! an output pipe in or out of the runtime's epoll set. Every `unsafe` call of the process layer
+//! lives here; this file holds no state and makes no
 //! decisions beyond refusing to signal a group that cannot be a service's.
 
 use std::io;
@@ -364,9 +365,57 @@ pub(crate) fn default_signals_in_child(cmd: &mut tokio::process::Command) {
     }
 }
 
+/// A service's output pipe, read non-blocking: in the runtime's epoll set while its reader
+/// waits for bytes, or out of it while a flooding writer keeps it full (the reader,
+/// `unit/output.rs`, decides which).
+pub(crate) enum Pipe {
+    Plain(std::fs::File),
+    Watched(tokio::io::unix::AsyncFd<std::fs::File>),
+}
+
+impl Pipe {
+    /// The pipe of `fd`, out of the epoll set, in non-blocking mode: a read with nothing to
+    /// take returns `WouldBlock` instead of waiting.
+    pub(crate) fn new(fd: std::os::fd::OwnedFd) -> io::Result<Pipe> {
+        set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+        Ok(Pipe::Plain(std::fs::File::from(fd)))
+    }
+
+    pub(crate) fn file(&self) -> &std::fs::File {
+        match self {
+            Pipe::Plain(f) => f,
+            Pipe::Watched(w) => w.get_ref(),
+        }
+    }
+
+    /// Out of the epoll set.
+    pub(crate) fn plain(self) -> Pipe {
+        match self {
+            Pipe::Watched(w) => Pipe::Plain(w.into_inner()),
+            p => p,
+        }
+    }
+
+    /// In the epoll set; the file and the error if it cannot be added.
+    pub(crate) fn watched(
+        self,
+    ) -> Result<tokio::io::unix::AsyncFd<std::fs::File>, (std::fs::File, io::Error)> {
+        let f = match self {
+            Pipe::Watched(w) => return Ok(w),
+            Pipe::Plain(f) => f,
+        };
+        // SAFETY: a `File` owns its descriptor and always returns that one; it is open, and
+        // stays so while the `AsyncFd` owns the `File`.
+        unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(f, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts())
+    }
+}
+
 /// Puts the open file of `fd` in non-blocking mode: a read with nothing to take returns
 /// `WouldBlock` instead of waiting.
-pub(crate) fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+fn set_nonblocking(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = fd.as_raw_fd();
     // SAFETY: F_GETFL and F_SETFL on a descriptor the caller keeps open read and set its status

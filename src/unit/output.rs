@@ -8,6 +8,7 @@ use super::UnitEvent;
 use crate::config::ServiceName;
 use crate::logs::split::LineSplitter;
 use crate::logs::{LogHandle, LogLine, Stream};
+use crate::process::Pipe;
 
 /// Splits one stream of an instance into lines and sends them on.
 pub(crate) struct Pump {
@@ -88,45 +89,6 @@ impl Pump {
     }
 }
 
-/// A service's output pipe, in the runtime's epoll set or out of it (see [`pump_pipe`]).
-enum Pipe {
-    Plain(std::fs::File),
-    Watched(tokio::io::unix::AsyncFd<std::fs::File>),
-}
-
-impl Pipe {
-    fn file(&self) -> &std::fs::File {
-        match self {
-            Pipe::Plain(f) => f,
-            Pipe::Watched(w) => w.get_ref(),
-        }
-    }
-
-    /// Out of the epoll set.
-    fn plain(self) -> Pipe {
-        match self {
-            Pipe::Watched(w) => Pipe::Plain(w.into_inner()),
-            p => p,
-        }
-    }
-
-    /// In the epoll set; the file and the error if it cannot be added.
-    fn watched(
-        self,
-    ) -> Result<tokio::io::unix::AsyncFd<std::fs::File>, (std::fs::File, std::io::Error)> {
-        let f = match self {
-            Pipe::Watched(w) => return Ok(w),
-            Pipe::Plain(f) => f,
-        };
-        // SAFETY: a `File` owns its descriptor and always returns that one; it is open, and
-        // stays so while the `AsyncFd` owns the `File`.
-        unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(f, tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| e.into_parts())
-    }
-}
-
 /// What a pipe holds (Linux's default): the most one read can take.
 const PIPE_HOLDS: usize = 64 * 1024;
 
@@ -144,13 +106,15 @@ const POLL_PIPE: std::time::Duration = std::time::Duration::from_millis(20);
 /// next ones. A service that prints a line now and then stays in the set, as any pipe would.
 pub(crate) async fn pump_pipe(fd: std::os::fd::OwnedFd, mut pump: Pump) {
     use std::io::{ErrorKind, Read};
-    if let Err(e) = crate::process::set_nonblocking(std::os::fd::AsFd::as_fd(&fd)) {
-        // Reading it as it is could block a runtime thread. Dropping it closes it: the service's
-        // next write fails (SIGPIPE). fcntl on an open pipe does not fail in practice.
-        tracing::warn!(error = %e, "cannot read an output pipe");
-        return;
-    }
-    let mut pipe = Pipe::Plain(std::fs::File::from(fd));
+    let mut pipe = match Pipe::new(fd) {
+        Ok(p) => p,
+        Err(e) => {
+            // Reading it as it is could block a runtime thread. Dropping it closes it: the
+            // service's next write fails (SIGPIPE). fcntl on an open pipe does not fail in practice.
+            tracing::warn!(error = %e, "cannot read an output pipe");
+            return;
+        }
+    };
     // Most services print a line now and then, which a page holds: 200 pipes do not keep
     // 64 KiB each. A read that fills the buffer finds a writer with more, and the buffer grows
     // once to what a pipe holds, so one read takes what a fast writer left, in one message.

@@ -111,6 +111,7 @@ impl<R: ContainerRuntime, H: ProcessHost> Engine<R, H> {
             self.p.watch_config,
         );
         self.p.stack = stack;
+        self.p.tasks.forget_early();
         self.p.selected = selected;
         if watching != self.p.watching {
             match super::super::watch(&self.p.host, watching.clone(), &self.p.logs).await {
