@@ -265,10 +265,10 @@ pub(crate) async fn up_with<R: ContainerRuntime, H: ProcessHost>(
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> Result<UpOutcome, UpError> {
     let stack = req.stack;
+    let from_tasks = preflight(host, stack, &req.selected, req.wait, &req.state, &logs).await?;
     let state_dir = req.state.path().parent().map(std::path::Path::to_path_buf);
     let (mut tasks, checked) = task::Checks::new(state_dir.clone());
     tasks.begin_early(stack, &req.selected);
-    let from_tasks = preflight(host, stack, &req.selected, req.wait, &req.state, &logs).await?;
     let mut prepared = tokio::select! {
         p = prepare::prepare(rt, stack, &req.selected, &req.port_mode, req.build, &logs) => p?,
         _ = interrupts.recv() => return Err(UpError::Interrupted),

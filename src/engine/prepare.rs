@@ -383,6 +383,8 @@ pub(super) async fn create_network_and_volumes<R: ContainerRuntime>(
     if containers.is_empty() {
         return Ok(());
     }
+    rt.ensure_network(&stack.name, &plan::network_name(&stack.name))
+        .await?;
     let mut volumes: Vec<&str> = Vec::new();
     for name in &containers {
         let ServiceKind::Container { volumes: vs, .. } = &stack.services[name.as_str()].kind else {
@@ -400,15 +402,12 @@ pub(super) async fn create_network_and_volumes<R: ContainerRuntime>(
         .iter()
         .map(|v| plan::volume_name(&stack.name, v))
         .collect();
-    // The network and the volumes at once: neither needs the other, and each is an engine
-    // write that waits on its store (a new network is most of a cold start's preparation).
-    let network = plan::network_name(&stack.name);
-    let volumes = futures_util::future::try_join_all(
+    futures_util::future::try_join_all(
         volumes
             .iter()
             .zip(&names)
             .map(|(v, full)| rt.ensure_volume(&stack.name, v, full)),
-    );
-    tokio::try_join!(rt.ensure_network(&stack.name, &network), volumes)?;
+    )
+    .await?;
     Ok(())
 }

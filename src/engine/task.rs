@@ -1,13 +1,15 @@
 //! One-shot tasks (`task:`): whether one is up to date, so that a run skips it — its sources
 //! hashed as they were at its last successful run, the files it generates present, its status
 //! commands passing — and the record of a successful run. [`Checks`] is the engine's part that
-//! runs the checks the kernel asks for ([`crate::kernel::Effect::CheckTask`]) and keeps the hash
-//! to record once the run it allowed succeeds.
+//! runs the checks the kernel asks for ([`crate::kernel::Effect::CheckTask`]), begins the first
+//! ones early ([`Checks::begin_early`]) and keeps the hash to record once the run it allowed
+//! succeeds.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::build::context;
 use crate::build::dockerignore::DockerIgnore;
@@ -143,15 +145,9 @@ pub(crate) struct Checks {
     /// The sources' hash of each start a check let run, recorded when that run exits 0.
     hashes: std::collections::HashMap<String, (u64, String)>,
     /// Checks begun before the kernel asked for them ([`Checks::begin_early`]), by service.
-    early: std::collections::HashMap<String, tokio::task::JoinHandle<Check>>,
-}
-
-impl Drop for Checks {
-    /// An early check nobody took (the start-up failed, the run ended) stops with its status
-    /// command.
-    fn drop(&mut self) {
-        self.forget_early();
-    }
+    /// Dropped, wherever it is (here, or in the job of the ask that took it), an early check
+    /// stops, and its status command with it.
+    early: std::collections::HashMap<String, AbortOnDropHandle<Check>>,
 }
 
 /// A check's answer: service, epoch, what it found.
@@ -171,32 +167,39 @@ impl Checks {
         (checks, rx)
     }
 
-    /// Begins now, while the engine checks the host and prepares (leftovers of a killed run,
-    /// ports, network, volumes, images), the check of
-    /// each task among `selected` that depends on nothing: the kernel asks for those first, and
-    /// their answer is then there or on its way, instead of starting only when asked (a status
-    /// command is a process or two: tens of milliseconds before anything that waits for the
-    /// task can start). What a check reads (files, status commands, which change nothing) does
-    /// not depend on what the engine prepares.
+    /// Begins now, while the engine prepares (ports, network, volumes, images), the check of
+    /// each native task among `selected` that the kernel asks for at once and that only status
+    /// commands decide: their answer is then there or on its way when asked, instead of
+    /// starting only then (a status command is a process or more: the reference stack's takes
+    /// 25-35 ms, before anything that waits for the task can start). Called after the host's
+    /// preflight, which ends what a killed run left (a status command must not see a leftover
+    /// that is about to go). Not checked early: a task with `sources` (hashed when asked, with
+    /// the watcher running, so an edit meanwhile counts), a container's (the kernel asks once
+    /// its image is there), one that waits for another among `selected`.
     pub(crate) fn begin_early(&mut self, stack: &crate::config::Stack, selected: &[String]) {
         for name in selected {
             let Some(svc) = stack.services.get(name) else {
                 continue;
             };
-            if svc.task.is_none() || !svc.depends_on.is_empty() {
+            let status_only = svc
+                .task
+                .as_ref()
+                .is_some_and(|t| t.sources.is_empty() && !t.status.is_empty());
+            // As the kernel plans it (`kernel::plan::Spec::of`): dependencies outside
+            // `selected` are not waited for.
+            let first = svc.depends_on.keys().all(|d| !selected.contains(d));
+            if !status_only || !first || svc.is_container() {
                 continue;
             }
             let (svc, dir) = (svc.clone(), self.state_dir.clone());
             let job = tokio::spawn(async move { check(&svc, dir.as_deref()).await });
-            self.early.insert(name.clone(), job);
+            self.early.insert(name.clone(), AbortOnDropHandle::new(job));
         }
     }
 
     /// Early checks not taken yet are dropped: the stack they were made from changed.
     pub(crate) fn forget_early(&mut self) {
-        for (_, job) in self.early.drain() {
-            job.abort();
-        }
+        self.early.clear();
     }
 
     /// Starts the check of one start of `svc`; the first ask of a service takes its early
@@ -297,8 +300,9 @@ mod tests {
         }
     }
 
-    /// The engine's part: a check asked for one start answers as that start's verdict, and its
-    /// hash is recorded only when that start's run exits cleanly (not a stale or failed one).
+    /// A status-only task that waits for nothing is checked before the kernel asks; the first
+    /// ask takes that check, later asks check anew, and a task that waits for another is
+    /// checked only when asked.
     #[tokio::test]
     async fn a_task_without_dependencies_is_checked_early_and_its_first_ask_takes_that_check() {
         let dir = tempfile::tempdir().unwrap();
@@ -341,6 +345,46 @@ mod tests {
         assert_eq!(runs(), ["setup", "setup", "after"]);
     }
 
+    /// An early check that is dropped (the stack changed, the run ended) stops, and its status
+    /// command with it: the command of a dropped check never finishes, while a check made
+    /// afterwards runs to its end.
+    #[tokio::test]
+    async fn a_dropped_early_check_ends_its_status_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = load(
+            dir.path(),
+            "services:\n  setup:\n    command: ./setup.sh\n    task: { status: [\"echo started >> checks.log; sleep 1; echo finished >> checks.log\"] }\n",
+        );
+        let log = dir.path().join("checks.log");
+        let lines = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let until = |want: usize| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            async move {
+                while lines().len() < want {
+                    assert!(Instant::now() < deadline, "only {:?}", lines());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        };
+        let (mut checks, mut answers) = Checks::new(Some(dir.path().join("state")));
+        checks.begin_early(&stack, &["setup".to_string()]);
+        until(1).await;
+        checks.forget_early();
+        let mut jobs = tokio::task::JoinSet::new();
+        checks.ask(&stack.services["setup"], 1, &mut jobs);
+        checks.answer(answers.recv().await.unwrap());
+        // Had the first command lived on, its `finished` would be there before this one's.
+        assert_eq!(lines(), ["started", "started", "finished"]);
+    }
+
+    /// The engine's part: a check asked for one start answers as that start's verdict, and its
+    /// hash is recorded only when that start's run exits cleanly (not a stale or failed one).
     #[tokio::test(start_paused = true)]
     async fn checks_answer_for_their_start_and_record_only_its_clean_run() {
         let dir = tempfile::tempdir().unwrap();

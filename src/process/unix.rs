@@ -1,7 +1,7 @@
-//! Unix specifics of native processes: signalling a process group, reading Linux `/proc`, and
-//! an output pipe in or out of the runtime's epoll set. Every `unsafe` call of the process layer
-//! lives here; this file holds no state and makes no
-//! decisions beyond refusing to signal a group that cannot be a service's.
+//! Unix specifics of native processes: signalling a process group, reading Linux `/proc`, an
+//! output pipe in or out of the runtime's epoll set. Every `unsafe` call of the process layer
+//! lives here; this file holds no state and makes no decisions beyond refusing to signal a
+//! group that cannot be a service's.
 
 use std::io;
 
