@@ -300,6 +300,24 @@ mod tests {
         }
     }
 
+    /// The lines the status commands of a test wrote to `checks.log` in `dir`, in order.
+    fn logged(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("checks.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Waits (10 s at most) until `checks.log` in `dir` has `n` lines.
+    async fn until_logged(dir: &Path, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while logged(dir).len() < n {
+            assert!(Instant::now() < deadline, "only {:?}", logged(dir));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// A status-only task that waits for nothing is checked before the kernel asks; the first
     /// ask takes that check, later asks check anew, and a task that waits for another is
     /// checked only when asked.
@@ -310,21 +328,9 @@ mod tests {
             dir.path(),
             "services:\n  setup:\n    command: ./setup.sh\n    task: { status: [\"echo setup >> checks.log\"] }\n  after:\n    command: ./after.sh\n    depends_on: { setup: completed }\n    task: { status: [\"echo after >> checks.log\"] }\n",
         );
-        let log = dir.path().join("checks.log");
-        let runs = || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
         let (mut checks, mut answers) = Checks::new(Some(dir.path().join("state")));
         checks.begin_early(&stack, &["setup".to_string(), "after".to_string()]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while runs().is_empty() {
-            assert!(Instant::now() < deadline, "the early check never ran");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        until_logged(dir.path(), 1).await;
         let mut jobs = tokio::task::JoinSet::new();
         checks.ask(&stack.services["setup"], 1, &mut jobs);
         let input = checks.answer(answers.recv().await.unwrap());
@@ -342,7 +348,7 @@ mod tests {
         checks.answer(answers.recv().await.unwrap());
         checks.ask(&stack.services["after"], 1, &mut jobs);
         checks.answer(answers.recv().await.unwrap());
-        assert_eq!(runs(), ["setup", "setup", "after"]);
+        assert_eq!(logged(dir.path()), ["setup", "setup", "after"]);
     }
 
     /// An early check that is dropped (the stack changed, the run ended) stops, and its status
@@ -355,32 +361,15 @@ mod tests {
             dir.path(),
             "services:\n  setup:\n    command: ./setup.sh\n    task: { status: [\"echo started >> checks.log; sleep 1; echo finished >> checks.log\"] }\n",
         );
-        let log = dir.path().join("checks.log");
-        let lines = || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        let until = |want: usize| {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            async move {
-                while lines().len() < want {
-                    assert!(Instant::now() < deadline, "only {:?}", lines());
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        };
         let (mut checks, mut answers) = Checks::new(Some(dir.path().join("state")));
         checks.begin_early(&stack, &["setup".to_string()]);
-        until(1).await;
+        until_logged(dir.path(), 1).await;
         checks.forget_early();
         let mut jobs = tokio::task::JoinSet::new();
         checks.ask(&stack.services["setup"], 1, &mut jobs);
         checks.answer(answers.recv().await.unwrap());
         // Had the first command lived on, its `finished` would be there before this one's.
-        assert_eq!(lines(), ["started", "started", "finished"]);
+        assert_eq!(logged(dir.path()), ["started", "started", "finished"]);
     }
 
     /// The engine's part: a check asked for one start answers as that start's verdict, and its
